@@ -1,0 +1,41 @@
+# Two commands on a fresh machine: `make demo` (the whole product on built-in sample data)
+# and `make test` (the test suite). Both create .venv and install everything they need.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+EXTRAS ?= train,onnx,bag,dev
+STAMP := $(VENV)/.installed
+DEMO_OUT ?= demo_output
+COLCON_DIR ?= /tmp/cityseg-colcon
+
+.PHONY: install demo test test-fast bench colcon-check clean
+
+install: $(STAMP)
+
+$(STAMP): setup.py setup.cfg
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	touch $@
+
+demo: $(STAMP)
+	$(VENV)/bin/cityseg demo --out $(DEMO_OUT)
+
+test: $(STAMP)
+	$(PY) -m pytest --runslow
+
+test-fast: $(STAMP)
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) benchmarks/postprocess.py
+
+# Build the package the way a ROS 2 workspace does and check what lands in the install tree.
+colcon-check: $(STAMP)
+	rm -rf $(COLCON_DIR)
+	$(VENV)/bin/colcon build --base-paths . --build-base $(COLCON_DIR)/build \
+		--install-base $(COLCON_DIR)/install --log-base $(COLCON_DIR)/log
+	$(PY) tests/tools/check_colcon_install.py $(COLCON_DIR)/install
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info $(COLCON_DIR)

@@ -1,0 +1,58 @@
+"""One setup.py for `pip install -e .` (workstation) and `colcon build` (ament_python, vehicle)."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "cityseg"
+
+EXTRAS = {
+    # Training and the TensorFlow inference backend.
+    "train": ["tensorflow>=2.16", "keras>=3.3", "matplotlib>=3.7"],
+    # ONNX export and the ONNX Runtime backend (onnxruntime-gpu works too).
+    "onnx": ["onnxruntime>=1.17", "onnx>=1.15", "tf2onnx>=1.16"],
+    # Offline rosbag2 / ROS 1 bag replay without ROS.
+    "bag": ["rosbags>=0.10"],
+    # TensorRT engines and runtime (NVIDIA GPU only).
+    "tensorrt": ["tensorrt>=10", "cuda-python>=12"],
+    "dev": ["pytest>=7", "pytest-timeout", "catkin_pkg", "colcon-common-extensions"],
+}
+EXTRAS["all"] = sorted({req for name, reqs in EXTRAS.items() if name != "tensorrt" for req in reqs})
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="Semantic segmentation of street scenes: Cityscapes trainer, ONNX/TensorRT "
+                "converter and a ROS 2 node",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    maintainer="cityseg developers",
+    maintainer_email="cityseg@example.com",
+    python_requires=">=3.10",
+    package_dir={"": "src"},
+    packages=find_packages("src"),
+    package_data={PACKAGE: ["configs/*.yaml", "configs/seed/*.yaml"]},
+    install_requires=[
+        "numpy>=1.23",
+        "opencv-python-headless>=4.7",
+        "pillow>=9",
+        "pyyaml>=6",
+        "tqdm>=4.60",
+        "cityscapesscripts>=2.2",
+    ],
+    extras_require=EXTRAS,
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+    ],
+    zip_safe=False,
+    entry_points={
+        "console_scripts": [
+            "cityseg = cityseg.cli:main",
+            "segmentation_node = cityseg.ros.node:main",
+        ],
+    },
+)

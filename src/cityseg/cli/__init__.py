@@ -1,0 +1,54 @@
+"""`cityseg <command>`: thin argument parsing; each command lives in its own module here.
+
+Every command module defines ``add_parser(subparsers)`` and ``run(args) -> int``. Heavy
+libraries are imported inside ``run`` so `cityseg --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+
+from cityseg import __version__
+from cityseg.errors import CitysegError
+
+COMMANDS = ("segment",)
+"""Command modules under cityseg.cli, in the order `--help` lists them."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cityseg", description="Semantic segmentation of street scenes (Cityscapes).")
+    parser.add_argument("--version", action="version", version=f"cityseg {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        module = importlib.import_module(f"cityseg.cli.{name}")
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `cityseg` console script."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.run(args) or 0)
+    except CitysegError as exc:
+        if args.verbose:
+            raise
+        print(f"cityseg {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"cityseg {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

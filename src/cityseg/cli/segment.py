@@ -1,0 +1,65 @@
+"""`cityseg segment`: label, colour and overlay PNGs for street images."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from cityseg.inference.backends import BACKEND_CHOICES
+from cityseg.labels import ID_SPACES
+
+_CITYSCAPES_SUFFIX = re.compile(r"_leftImg8bit$")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("segment", help="segment images with a model bundle",
+                       description="Writes <stem>_labelIds.png (or _trainIds.png) at the input "
+                                   "resolution, <stem>_color.png and <stem>_overlay.png per image.")
+    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files (PNG, JPEG...)")
+    p.add_argument("--model", required=True, type=Path, help="model bundle directory")
+    p.add_argument("--out", required=True, type=Path, help="output directory")
+    p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES)
+    p.add_argument("--id-space", choices=ID_SPACES, default="labelid",
+                   help="id space of the written masks (default: labelid, as Cityscapes' *_labelIds.png)")
+    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the colour mask (0-1)")
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    p.set_defaults(run=run)
+
+
+def output_stem(image: Path) -> str:
+    """`aachen_000000_000019_leftImg8bit.png` -> `aachen_000000_000019`; other names keep their stem."""
+    return _CITYSCAPES_SUFFIX.sub("", image.stem)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from cityseg.errors import CitysegError, InputError
+    from cityseg.fileio import read_image, write_png
+    from cityseg.inference import Segmenter
+
+    if not 0.0 <= args.alpha <= 1.0:
+        raise CitysegError(f"--alpha must be within [0, 1], got {args.alpha}")
+    for image in args.images:  # fail before loading the model on a bad path
+        if not image.is_file():
+            raise InputError(f"{image}: no such image file")
+    suffix = "labelIds" if args.id_space == "labelid" else "trainIds"
+    targets = {image: [args.out / f"{output_stem(image)}_{kind}.png" for kind in (suffix, "color", "overlay")]
+               for image in args.images}
+    existing = [str(p) for paths in targets.values() for p in paths if p.exists()]
+    if existing and not args.force:
+        raise CitysegError(f"{len(existing)} output file(s) already exist (e.g. {existing[0]}); "
+                           "pass --force to overwrite or choose another --out")
+    segmenter = Segmenter(args.model, backend=args.backend, id_space=args.id_space)
+    print(f"model {segmenter.bundle.card.name} on {segmenter.backend.describe()}")
+    for image in tqdm(args.images, unit="img", disable=len(args.images) < 2):
+        frame = read_image(image)  # BGR
+        result = segmenter.segment(frame, channel_order="BGR")
+        mask_path, color_path, overlay_path = targets[image]
+        write_png(mask_path, result.mask)
+        color = result.color("BGR")
+        write_png(color_path, color)
+        write_png(overlay_path, result.overlay(frame, args.alpha, "BGR"))
+    print(f"wrote {3 * len(args.images)} files to {args.out}")
+    return 0

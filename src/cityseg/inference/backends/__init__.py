@@ -1,0 +1,75 @@
+"""Backend registry: pick a backend by name, or the fastest one that can run here.
+
+``auto`` tries TensorRT (needs an engine, TensorRT and a GPU), then ONNX Runtime (needs
+``model.onnx``), then TensorFlow (needs ``model.keras``).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from cityseg.bundle import Bundle
+from cityseg.errors import BackendUnavailable, CitysegError
+from cityseg.inference.backends.base import Backend
+
+BACKENDS = {
+    "tensorrt": "cityseg.inference.backends.tensorrt:TensorRTBackend",
+    "onnxruntime": "cityseg.inference.backends.onnxruntime:OnnxRuntimeBackend",
+    "tensorflow": "cityseg.inference.backends.tensorflow:TensorFlowBackend",
+}
+AUTO_ORDER = ("tensorrt", "onnxruntime", "tensorflow")
+BACKEND_CHOICES = ("auto",) + tuple(BACKENDS)
+
+
+def backend_class(name: str) -> type[Backend]:
+    """The Backend subclass registered as ``name``."""
+    if name not in BACKENDS:
+        raise CitysegError(f"unknown backend {name!r}; use one of {', '.join(BACKEND_CHOICES)}")
+    module_name, class_name = BACKENDS[name].split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def pick_artifact(bundle: Bundle, fmt: str) -> str | None:
+    """The bundle's artifact of ``fmt`` to run: an argmax-head variant first (less data out)."""
+    candidates = bundle.artifacts(fmt)
+    if not candidates:
+        return None
+    argmax = [k for k, a in candidates.items() if a.output == "argmax"]
+    return (argmax or list(candidates))[0]
+
+
+def _why_not(bundle: Bundle, name: str) -> str | None:
+    cls = backend_class(name)
+    reason = cls.unavailable_reason()
+    if reason:
+        return reason
+    if pick_artifact(bundle, cls.format) is None:
+        hint = {"onnx": "run `cityseg export BUNDLE --onnx`",
+                "tensorrt": "run `cityseg export BUNDLE --tensorrt` on the target GPU",
+                "keras": "this bundle was exported without its Keras model"}[cls.format]
+        return f"the bundle has no {cls.format} model ({hint})"
+    return None
+
+
+def open_backend(bundle: Bundle, name: str = "auto", artifact: str | None = None) -> Backend:
+    """Open the backend ``name`` (or the first usable one for 'auto') on ``bundle``."""
+    if artifact is not None:
+        if artifact not in bundle.card.artifacts:
+            raise CitysegError(f"{bundle.path}: no artifact {artifact!r}; it has "
+                               f"{', '.join(bundle.card.artifacts) or 'none'}")
+        fmt = bundle.card.artifacts[artifact].format
+        name = next(n for n in AUTO_ORDER if backend_class(n).format == fmt) if name == "auto" else name
+    if name == "auto":
+        reasons = []
+        for candidate in AUTO_ORDER:
+            why = _why_not(bundle, candidate)
+            if why is None:
+                return open_backend(bundle, candidate)
+            reasons.append(f"{candidate}: {why}")
+        raise BackendUnavailable(f"{bundle.path}: no backend can run this bundle here - "
+                                 + "; ".join(reasons))
+    why = _why_not(bundle, name) if artifact is None else backend_class(name).unavailable_reason()
+    if why:
+        raise BackendUnavailable(f"backend {name} cannot run {bundle.path}: {why}")
+    cls = backend_class(name)
+    return cls(bundle, artifact or pick_artifact(bundle, cls.format))

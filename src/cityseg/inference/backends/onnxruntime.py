@@ -1,0 +1,63 @@
+"""ONNX Runtime backend: CUDA execution provider when present, else CPU."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cityseg.bundle import Bundle
+from cityseg.errors import BundleError
+from cityseg.inference.backends.base import Backend
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+    format = "onnx"
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            return "onnxruntime is not installed (pip install 'cityseg[onnx]')"
+        return None
+
+    def __init__(self, bundle: Bundle, artifact_key: str, providers: list[str] | None = None):
+        super().__init__(bundle, artifact_key)
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+        if providers is None:
+            preferred = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+            providers = [p for p in preferred if p in available]
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
+            raise BundleError(f"{self.path}: ONNX Runtime cannot load this model ({exc}); the file "
+                              "is corrupt or not ONNX - re-run `cityseg export --onnx --force`") from None
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise BundleError(f"{self.path}: expected one input, the model has {len(inputs)}")
+        self.input_name = inputs[0].name
+        self._check_input_shape(inputs[0].shape)
+        self.fixed_batch = inputs[0].shape[0] if isinstance(inputs[0].shape[0], int) else None
+
+    def _check_input_shape(self, shape) -> None:
+        card = self.bundle.card
+        if len(shape) != 4:
+            raise BundleError(f"{self.path}: expected an NHWC image input, got shape {shape}")
+        h, w, c = shape[1], shape[2], shape[3]
+        fixed = [(h, card.input_height), (w, card.input_width), (c, 3)]
+        if any(isinstance(got, int) and got != want for got, want in fixed):
+            raise BundleError(f"{self.path}: model input {shape} does not match the card's "
+                              f"{card.input_height}x{card.input_width}x3; the ONNX file belongs to "
+                              "another model - re-export it from this bundle")
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        if self.fixed_batch and batch.shape[0] != self.fixed_batch:
+            return np.concatenate([self.infer(batch[i:i + 1]) for i in range(batch.shape[0])])
+        return self.session.run(None, {self.input_name: batch})[0]
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.path.name}, {self.session.get_providers()[0]})"

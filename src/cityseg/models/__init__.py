@@ -1,0 +1,1 @@
+"""Model architectures (Keras 3): a registry of name -> builder."""

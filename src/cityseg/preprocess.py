@@ -1,0 +1,105 @@
+"""Frame preprocessing shared by training and inference, so both see identical pixels.
+
+The training cache is built with :func:`resize_image` and inference resizes with the same
+function and the method recorded in the model card; normalisation is one affine map per channel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from cityseg.errors import InputError
+
+RESIZE_METHODS = ("lanczos3", "area", "bilinear", "nearest")
+"""Image resize methods a model card may name.
+
+``lanczos3``: antialiased Lanczos-3 (Pillow), the original study's choice (slow: ~20 ms per
+2048x1024 frame); ``area``: OpenCV INTER_AREA, the fast antialiased choice for downscaling;
+``bilinear``: OpenCV INTER_LINEAR; ``nearest``: OpenCV INTER_NEAREST_EXACT (used for label masks).
+"""
+
+_CV2_METHODS = {
+    "area": cv2.INTER_AREA,
+    "bilinear": cv2.INTER_LINEAR,
+    "nearest": cv2.INTER_NEAREST_EXACT,
+}
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """``x = (pixel * scale - mean) / std`` per channel, pixel in 0..255, channels in model order."""
+
+    scale: float = 1.0 / 255.0
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+    def __post_init__(self) -> None:
+        if len(self.mean) != 3 or len(self.std) != 3:
+            raise ValueError("normalization mean and std need 3 values (one per channel)")
+        if any(s <= 0 for s in self.std) or self.scale <= 0:
+            raise ValueError("normalization scale and std must be positive")
+
+    def coefficients(self) -> tuple[np.ndarray, np.ndarray]:
+        """(multiplier, offset) float32[3] with ``x = pixel * multiplier + offset``."""
+        std = np.asarray(self.std, dtype=np.float64)
+        mul = self.scale / std
+        off = -np.asarray(self.mean, dtype=np.float64) / std
+        return mul.astype(np.float32), off.astype(np.float32)
+
+
+def resize_image(image: np.ndarray, height: int, width: int, method: str) -> np.ndarray:
+    """Resize an HxW[xC] uint8 image to ``height`` x ``width`` with a named method."""
+    if method not in RESIZE_METHODS:
+        raise ValueError(f"unknown resize method {method!r}; use one of {', '.join(RESIZE_METHODS)}")
+    if image.shape[:2] == (height, width):
+        return image
+    if method == "lanczos3":
+        return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.LANCZOS))
+    return cv2.resize(image, (width, height), interpolation=_CV2_METHODS[method])
+
+
+def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize a label mask with nearest-neighbour sampling (labels are never interpolated)."""
+    return resize_image(mask, height, width, "nearest")
+
+
+def as_rgb(frame: np.ndarray, channel_order: str) -> np.ndarray:
+    """Validate an 8-bit frame and return it as HxWx3 RGB (gray and 4-channel inputs accepted)."""
+    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8:
+        raise InputError(f"frames must be uint8 numpy arrays, got {getattr(frame, 'dtype', type(frame))}")
+    if frame.ndim not in (2, 3) or frame.size == 0:
+        raise InputError(f"a frame must be a non-empty HxW or HxWxC image, got shape {frame.shape}")
+    order = channel_order.upper()
+    if order not in ("RGB", "BGR"):
+        raise InputError(f"unknown channel order {channel_order!r}; use RGB or BGR")
+    if frame.ndim == 2 or frame.shape[2] == 1:
+        return cv2.cvtColor(frame.reshape(frame.shape[:2]), cv2.COLOR_GRAY2RGB)
+    channels = frame.shape[2]
+    if channels == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB if order == "BGR" else cv2.COLOR_RGBA2RGB)
+    if channels != 3:
+        raise InputError(f"a frame needs 1, 3 or 4 channels, got {channels}")
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if order == "BGR" else frame
+
+
+def normalize(images: np.ndarray, norm: Normalization) -> np.ndarray:
+    """uint8 NHWC/HWC RGB -> float32 network input."""
+    mul, off = norm.coefficients()
+    out = images.astype(np.float32)
+    out *= mul
+    out += off
+    return out
+
+
+def prepare_frame(frame: np.ndarray, channel_order: str, height: int, width: int,
+                  method: str, model_order: str = "RGB") -> np.ndarray:
+    """Any 8-bit frame -> uint8 HxWx3 at network size in the model's channel order."""
+    rgb = as_rgb(frame, channel_order)
+    resized = resize_image(rgb, height, width, method)
+    if model_order.upper() == "BGR":
+        resized = resized[..., ::-1]
+    return np.ascontiguousarray(resized)

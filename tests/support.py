@@ -1,0 +1,111 @@
+"""Real test models and images the suite builds itself (no downloads).
+
+The "palette classifier" is a genuine per-pixel model: class scores are
+``-|x - colour_c|^2`` up to a per-pixel constant, i.e. ``x . 2c - |c|^2`` followed by softmax,
+so an image painted in Cityscapes palette colours is segmented exactly into those classes.
+It exists as a real ONNX file (built with onnx.helper) and as a real Keras model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cityseg.bundle import Artifact, Bundle, ModelCard
+from cityseg.labels import class_space
+
+
+def palette_weights(space_name: str = "trainid") -> tuple[np.ndarray, np.ndarray]:
+    """(kernel float32[3, C], bias float32[C]) of the nearest-palette-colour classifier."""
+    colors = class_space(space_name).colors.astype(np.float64) / 255.0
+    kernel = (2.0 * colors.T).astype(np.float32)
+    bias = (-(colors ** 2).sum(axis=1)).astype(np.float32)
+    return kernel, bias
+
+
+def write_palette_onnx(path: Path, space_name: str = "trainid", height: int | None = None,
+                       width: int | None = None, argmax: bool = False, sharpness: float = 50.0) -> Path:
+    """Write the palette classifier as ONNX: NHWC float input 'image' -> probabilities (or uint8 argmax)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    kernel, bias = palette_weights(space_name)
+    num_classes = kernel.shape[1]
+    nodes = [
+        helper.make_node("MatMul", ["image", "kernel"], ["mm"]),
+        helper.make_node("Add", ["mm", "bias"], ["logits"]),
+        helper.make_node("Mul", ["logits", "sharpness"], ["scaled"]),
+        helper.make_node("Softmax", ["scaled"], ["probabilities"], axis=-1),
+    ]
+    out_name, out_type, out_shape = "probabilities", TensorProto.FLOAT, ["N", height, width, num_classes]
+    if argmax:
+        nodes += [helper.make_node("ArgMax", ["probabilities"], ["idx"], axis=-1, keepdims=0),
+                  helper.make_node("Cast", ["idx"], ["classes"], to=TensorProto.UINT8)]
+        out_name, out_type, out_shape = "classes", TensorProto.UINT8, ["N", height, width]
+    graph = helper.make_graph(
+        nodes, "palette_classifier",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", height, width, 3])],
+        [helper.make_tensor_value_info(out_name, out_type, out_shape)],
+        initializer=[numpy_helper.from_array(kernel, "kernel"), numpy_helper.from_array(bias, "bias"),
+                     numpy_helper.from_array(np.array(sharpness, np.float32), "sharpness")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def build_palette_keras(space_name: str = "trainid", height: int = 64, width: int = 128):
+    """The palette classifier as a Keras model (1x1 conv + softmax)."""
+    import keras
+
+    kernel, bias = palette_weights(space_name)
+    inputs = keras.Input((height, width, 3), name="image")
+    logits = keras.layers.Conv2D(kernel.shape[1], 1, name="palette")(inputs)
+    scaled = keras.layers.Rescaling(50.0)(logits)
+    outputs = keras.layers.Softmax(name="probabilities")(scaled)
+    model = keras.Model(inputs, outputs, name="palette_classifier")
+    model.get_layer("palette").set_weights([kernel.reshape(1, 1, 3, -1), bias])
+    return model
+
+
+def palette_card(space_name: str = "trainid", height: int = 64, width: int = 128,
+                 resize: str = "area", **changes) -> ModelCard:
+    space = class_space(space_name)
+    card = ModelCard(name="palette", architecture="palette_classifier", input_height=height,
+                     input_width=width, class_space=space.name, class_names=space.names,
+                     resize=resize)
+    for key, value in changes.items():
+        setattr(card, key, value)
+    return card
+
+
+def make_palette_bundle(root: Path, space_name: str = "trainid", height: int = 64, width: int = 128,
+                        formats: tuple[str, ...] = ("onnx",), resize: str = "area") -> Bundle:
+    """A complete bundle directory with the palette classifier in the requested formats."""
+    bundle = Bundle.create(root, palette_card(space_name, height, width, resize))
+    if "onnx" in formats:
+        write_palette_onnx(root / "model.onnx", space_name, height, width)
+        bundle.add_artifact("onnx", Artifact("model.onnx", "onnx", "probabilities", {"opset": 17}))
+    if "onnx_argmax" in formats:
+        write_palette_onnx(root / "model_argmax.onnx", space_name, height, width, argmax=True)
+        bundle.add_artifact("onnx_argmax", Artifact("model_argmax.onnx", "onnx", "argmax", {"opset": 17}))
+    if "keras" in formats:
+        build_palette_keras(space_name, height, width).save(root / "model.keras")
+        bundle.add_artifact("keras", Artifact("model.keras", "keras", "probabilities"))
+    return bundle
+
+
+def painted_scene(height: int = 256, width: int = 512, space_name: str = "trainid",
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(RGB uint8 image, uint8 class mask): blocks of palette colours, sized to survive resizing."""
+    space = class_space(space_name)
+    rng = np.random.default_rng(seed)
+    rows, cols = 4, 8
+    blocks = rng.integers(0, space.num_classes, size=(rows, cols)).astype(np.uint8)
+    ys = (np.arange(height) * rows // height)
+    xs = (np.arange(width) * cols // width)
+    mask = blocks[ys[:, None], xs[None, :]]
+    return space.palette[mask], mask
