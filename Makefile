@@ -33,8 +33,8 @@ bench: $(STAMP)
 # Build the package the way a ROS 2 workspace does and check what lands in the install tree.
 colcon-check: $(STAMP)
 	rm -rf $(COLCON_DIR)
-	$(VENV)/bin/colcon build --base-paths . --build-base $(COLCON_DIR)/build \
-		--install-base $(COLCON_DIR)/install --log-base $(COLCON_DIR)/log
+	$(VENV)/bin/colcon --log-base $(COLCON_DIR)/log build --base-paths . \
+		--build-base $(COLCON_DIR)/build --install-base $(COLCON_DIR)/install
 	$(PY) tests/tools/check_colcon_install.py $(COLCON_DIR)/install
 
 clean:

@@ -1,10 +1,13 @@
 """Suite-wide pytest options: slow tests run only with --runslow (`make test` passes it)."""
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).parent))  # `import support` from any test directory
 
 
 def pytest_addoption(parser):
