@@ -38,7 +38,8 @@ def pick_artifact(bundle: Bundle, fmt: str) -> str | None:
     return (argmax or list(candidates))[0]
 
 
-def _why_not(bundle: Bundle, name: str) -> str | None:
+def unavailable_reason(bundle: Bundle, name: str) -> str | None:
+    """Why backend ``name`` cannot run ``bundle`` here (None when it can)."""
     cls = backend_class(name)
     reason = cls.unavailable_reason()
     if reason:
@@ -62,13 +63,13 @@ def open_backend(bundle: Bundle, name: str = "auto", artifact: str | None = None
     if name == "auto":
         reasons = []
         for candidate in AUTO_ORDER:
-            why = _why_not(bundle, candidate)
+            why = unavailable_reason(bundle, candidate)
             if why is None:
                 return open_backend(bundle, candidate)
             reasons.append(f"{candidate}: {why}")
         raise BackendUnavailable(f"{bundle.path}: no backend can run this bundle here - "
                                  + "; ".join(reasons))
-    why = _why_not(bundle, name) if artifact is None else backend_class(name).unavailable_reason()
+    why = unavailable_reason(bundle, name) if artifact is None else backend_class(name).unavailable_reason()
     if why:
         raise BackendUnavailable(f"backend {name} cannot run {bundle.path}: {why}")
     cls = backend_class(name)

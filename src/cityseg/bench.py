@@ -1,0 +1,271 @@
+"""`cityseg bench`: per-stage latency of the whole frame path, against the study's approach.
+
+For each model (a given bundle, or every registered model with random weights) at each network
+size, and each backend that can run here, it times on a 2048x1024 camera frame:
+decode (PNG), convert (sensor_msgs/Image -> array), preprocess, inference, postprocess (argmax +
+id map), colour, overlay, and the end-to-end frame (convert -> overlay, what the node does).
+The baseline, measured in the same run, is the original study's approach: Keras ``predict``
+followed by a boolean-mask colouring loop over every label.
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from cityseg.inference import postprocess
+
+FRAME_HEIGHT, FRAME_WIDTH = 1024, 2048
+
+
+def study_postprocess(scores: np.ndarray, frame: np.ndarray, palette: np.ndarray, alpha: float):
+    """The original study's postprocess: argmax, then colour with a loop over every label."""
+    classes = np.argmax(scores, axis=-1).astype(np.uint8)
+    height, width = frame.shape[:2]
+    mask = cv2.resize(classes, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
+    color = np.zeros((height, width, 3), np.uint8)
+    for label_id in range(scores.shape[-1]):
+        color[mask == label_id] = palette[label_id]
+    blended = frame.astype(np.float32) * (1 - alpha) + color.astype(np.float32) * alpha
+    return mask, color, np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+
+
+def median_ms(fn: Callable[[], object], repeats: int, warmup: int) -> float:
+    """Median wall time of ``fn`` in milliseconds after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1e3)
+
+
+@dataclass
+class BenchRow:
+    model: str
+    size: str
+    backend: str
+    stages: dict[str, float] = field(default_factory=dict)
+    params: int | None = None
+    gflops: float | None = None
+    file_mb: float | None = None
+
+    @property
+    def frame_ms(self) -> float:
+        return self.stages["frame"]
+
+
+def _camera_frame() -> np.ndarray:
+    try:
+        from cityseg.data.synth import render_scene
+
+        return render_scene(np.random.default_rng(0), FRAME_HEIGHT, FRAME_WIDTH)[0]
+    except ImportError:  # synth is optional for benchmarking a user's bundle
+        return np.random.default_rng(0).integers(0, 256, (FRAME_HEIGHT, FRAME_WIDTH, 3), np.uint8)
+
+
+def _image_message(frame: np.ndarray):
+    """A real sensor_msgs/Image (rosbags class) holding ``frame`` as rgb8, or None without rosbags."""
+    try:
+        from cityseg.ros.messages import RosbagsMessages
+    except ImportError:
+        return None
+    return RosbagsMessages().image_from_array(frame, "rgb8")
+
+
+def bench_bundle(bundle_path: Path, backend: str, frame: np.ndarray, repeats: int, warmup: int,
+                 alpha: float = 0.5) -> BenchRow:
+    """Time every stage of one bundle on one backend."""
+    from cityseg.inference import Segmenter
+
+    segmenter = Segmenter(bundle_path, backend=backend)
+    card = segmenter.bundle.card
+    row = BenchRow(card.architecture, f"{card.input_height}x{card.input_width}", backend)
+    message = _image_message(frame)
+    encoded = cv2.imencode(".png", frame)[1]
+    batch = segmenter.preprocess([frame])
+    output = segmenter.backend.infer(batch)
+    classes = postprocess.to_classes(output, segmenter.backend.output_kind)[0]
+    color_low = postprocess.colorize(classes, card.space.palette)
+    color = postprocess.upsample_nearest(color_low, FRAME_HEIGHT, FRAME_WIDTH)
+
+    def convert():
+        from cityseg.ros.images import image_to_array
+
+        return image_to_array(message)
+
+    def whole_frame():
+        rgb, order = convert() if message is not None else (frame, "RGB")
+        result = segmenter.segment(rgb, order)
+        return result.mask, result.overlay(rgb, alpha, order)
+
+    stages = {
+        "decode": lambda: cv2.imdecode(encoded, cv2.IMREAD_COLOR),
+        "convert": convert if message is not None else None,
+        "preprocess": lambda: segmenter.preprocess([frame]),
+        "infer": lambda: segmenter.backend.infer(batch),
+        "postprocess": lambda: postprocess.upsample_nearest(
+            postprocess.to_classes(output, segmenter.backend.output_kind)[0], FRAME_HEIGHT, FRAME_WIDTH),
+        "colour": lambda: postprocess.upsample_nearest(
+            postprocess.colorize(classes, card.space.palette), FRAME_HEIGHT, FRAME_WIDTH),
+        "overlay": lambda: postprocess.overlay(frame, color, alpha),
+        "frame": whole_frame,
+    }
+    for name, fn in stages.items():
+        if fn is not None:
+            row.stages[name] = median_ms(fn, repeats, warmup)
+    return row
+
+
+def bench_study_baseline(bundle_path: Path, frame: np.ndarray, repeats: int, warmup: int,
+                         alpha: float = 0.5) -> float:
+    """End-to-end ms of the study's approach: preprocess, Keras predict, per-label colouring loop."""
+    import keras
+
+    import cityseg.models  # noqa: F401  (custom layers)
+    from cityseg.bundle import Bundle
+    from cityseg.preprocess import normalize, resize_image
+
+    bundle = Bundle.load(bundle_path)
+    card = bundle.card
+    model = keras.saving.load_model(bundle.artifact_path("keras"), compile=False)
+
+    def study_frame():
+        small = resize_image(frame, card.input_height, card.input_width, card.resize)
+        scores = model.predict(normalize(small[None], card.normalization), verbose=0)[0]
+        return study_postprocess(scores, frame, card.space.palette, alpha)
+
+    return median_ms(study_frame, repeats, warmup)
+
+
+def make_random_bundle(root: Path, model_name: str, height: int, width: int) -> Path:
+    """A bundle of a registered model with random weights (for latency only), Keras + ONNX."""
+    from cityseg.bundle import Artifact, Bundle, ModelCard, framework_versions
+    from cityseg.export.onnx import export_onnx
+    from cityseg.labels import class_space
+    from cityseg.models import build_model
+
+    space = class_space("trainid")
+    path = root / f"{model_name}_{height}x{width}"
+    model = build_model(model_name, (height, width, 3), space.num_classes)
+    card = ModelCard(name=f"{model_name}-random", architecture=model_name, input_height=height,
+                     input_width=width, class_space="trainid", class_names=space.names,
+                     resize="area", frameworks=framework_versions("tensorflow", "keras"))
+    bundle = Bundle.create(path, card)
+    model.save(path / "model.keras")
+    bundle.add_artifact("keras", Artifact("model.keras", "keras", "probabilities"))
+    export_onnx(bundle)
+    return path
+
+
+def model_facts(bundle_path: Path) -> tuple[int | None, float | None, float | None]:
+    """(params, GFLOPs per frame at the card's size, Keras file MB) of a bundle."""
+    from cityseg.bundle import Bundle
+
+    bundle = Bundle.load(bundle_path)
+    if "keras" not in bundle.card.artifacts:
+        return None, None, None
+    import keras
+
+    import cityseg.models  # noqa: F401
+    from cityseg.models.profile import count_params, gflops
+
+    path = bundle.artifact_path("keras")
+    model = keras.saving.load_model(path, compile=False)
+    card = bundle.card
+    return (count_params(model), gflops(model, card.input_height, card.input_width),
+            path.stat().st_size / 2**20)
+
+
+def available_backends(bundle_path: Path, wanted: list[str]) -> list[str]:
+    """The backends of ``wanted`` that can run ``bundle_path`` on this machine."""
+    from cityseg.bundle import Bundle
+    from cityseg.inference.backends import unavailable_reason
+
+    bundle = Bundle.load(bundle_path)
+    return [name for name in wanted if unavailable_reason(bundle, name) is None]
+
+
+def format_table(rows: list[BenchRow], baselines: dict[tuple[str, str], float]) -> str:
+    """Markdown table: one row per model x size x backend, ratios against the study baseline."""
+    stage_names = ["decode", "convert", "preprocess", "infer", "postprocess", "colour", "overlay", "frame"]
+    head = (["model", "size", "backend"] + [f"{s} ms" for s in stage_names]
+            + ["overhead", "study ms", "speedup", "params", "GFLOPs", "MB"])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        base = baselines.get((row.model, row.size))
+        overhead = row.frame_ms / row.stages["infer"] - 1
+        cells = [row.model, row.size, row.backend]
+        cells += [f"{row.stages[s]:.1f}" if s in row.stages else "–" for s in stage_names]
+        cells += [f"{overhead:+.0%}", f"{base:.0f}" if base else "–",
+                  f"{base / row.frame_ms:.1f}×" if base else "–",
+                  f"{row.params / 1e6:.2f}M" if row.params else "–",
+                  f"{row.gflops:.1f}" if row.gflops else "–",
+                  f"{row.file_mb:.1f}" if row.file_mb else "–"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def machine_description() -> str:
+    import os
+
+    return f"{platform.machine()} CPU, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def run_bench(bundles: list[Path], models: list[str], sizes: list[tuple[int, int]],
+              backends: list[str], repeats: int, warmup: int, baseline: bool = True) -> tuple[list[BenchRow], dict]:
+    """Benchmark given bundles, or registered models at ``sizes``; returns rows and baselines."""
+    frame = _camera_frame()
+    rows, baselines = [], {}
+    workdir = Path(tempfile.mkdtemp(prefix="cityseg-bench-"))
+    try:
+        paths = list(bundles)
+        for name in models:
+            for height, width in sizes:
+                print(f"building {name} at {height}x{width} (random weights) ...", flush=True)
+                paths.append(make_random_bundle(workdir, name, height, width))
+        for path in paths:
+            params, flops, size_mb = model_facts(path)
+            for backend in available_backends(path, backends):
+                print(f"timing {path.name} on {backend} ...", flush=True)
+                row = bench_bundle(path, backend, frame, repeats, warmup)
+                row.params, row.gflops, row.file_mb = params, flops, size_mb
+                rows.append(row)
+            key = (rows[-1].model, rows[-1].size) if rows else None
+            if baseline and key and params is not None:
+                print(f"timing the study's approach on {path.name} ...", flush=True)
+                baselines[key] = bench_study_baseline(path, frame, max(3, repeats // 3), 1)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return rows, baselines
+
+
+def result_line(rows: list[BenchRow], baselines: dict) -> str:
+    """`RESULT frame_ms=... infer_ms=... overhead=... baseline_ms=... speedup=...` for the best row."""
+    with_base = [r for r in rows if (r.model, r.size) in baselines] or rows
+    best = min(with_base, key=lambda r: r.frame_ms)
+    base = baselines.get((best.model, best.size), float("nan"))
+    overhead = best.frame_ms / best.stages["infer"] - 1
+    return (f"RESULT frame_ms={best.frame_ms:.2f} infer_ms={best.stages['infer']:.2f} "
+            f"overhead={overhead:.3f} baseline_ms={base:.2f} speedup={base / best.frame_ms:.2f}")
+
+
+def update_doc(doc: Path, table: str, header: str) -> None:
+    """Replace the text between the bench markers in ``doc`` with the new table."""
+    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    text = doc.read_text() if doc.exists() else f"{start}\n{end}\n"
+    if start not in text or end not in text:
+        text += f"\n{start}\n{end}\n"
+    before, rest = text.split(start, 1)
+    _, after = rest.split(end, 1)
+    doc.write_text(f"{before}{start}\n{header}\n\n{table}\n{end}{after}")

@@ -1,0 +1,69 @@
+"""`cityseg bench`: per-stage latency table against the study's approach."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cityseg.inference.backends import BACKENDS
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'256x512' -> (256, 512) (height x width)."""
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size {text!r} is not HEIGHTxWIDTH, e.g. 256x512") from None
+    return height, width
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("bench", help="per-stage latency table at 2048x1024 vs the study's approach",
+                       description="Times decode, convert, preprocess, inference per backend, "
+                                   "postprocess, colour, overlay and the whole frame at 2048x1024, "
+                                   "with the study's approach (Keras predict + per-label colouring "
+                                   "loop) measured in the same run as the baseline.")
+    p.add_argument("--model", type=Path, action="append", default=[],
+                   help="bundle to time (repeatable); default: every registered model, random weights")
+    p.add_argument("--models", nargs="+", default=None, help="registered model names to time")
+    p.add_argument("--sizes", nargs="+", type=parse_size, default=[(256, 512)],
+                   help="network input sizes HEIGHTxWIDTH for registered models (default 256x512)")
+    p.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=list(BACKENDS))
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--no-baseline", action="store_true", help="skip the study-approach baseline")
+    p.add_argument("--out", type=Path, help="also write the table (markdown) to this file")
+    p.add_argument("--update-doc", type=Path, help="replace the table between the bench markers in this doc")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cityseg.bench import format_table, machine_description, result_line, run_bench, update_doc
+
+    models = args.models
+    if models is None:
+        if args.model:
+            models = []
+        else:
+            from cityseg.models import model_names
+
+            models = model_names()
+    rows, baselines = run_bench(args.model, models, args.sizes, args.backends,
+                                args.repeats, args.warmup, baseline=not args.no_baseline)
+    if not rows:
+        from cityseg.errors import CitysegError
+
+        raise CitysegError("no backend could run any of the models here; install the `onnx` or "
+                           "`train` extra")
+    table = format_table(rows, baselines)
+    header = (f"Measured on {machine_description()}; camera frame 2048x1024; medians of "
+              f"{args.repeats} runs after {args.warmup} warm-up runs.")
+    print()
+    print(header)
+    print(table)
+    if args.out:
+        args.out.write_text(header + "\n\n" + table + "\n")
+    if args.update_doc:
+        update_doc(args.update_doc, table, header)
+    print(result_line(rows, baselines))
+    return 0
