@@ -24,24 +24,34 @@ def _pool() -> ThreadPoolExecutor:
                               thread_name_prefix="cityseg-argmax")
 
 
+def _row_bands(rows: int, min_rows: int) -> list[slice]:
+    """Split ``rows`` into one band per pool worker (a single band when too small to pay off)."""
+    workers = _pool()._max_workers
+    if workers == 1 or rows < 2 * min_rows:
+        return [slice(0, rows)]
+    bounds = np.linspace(0, rows, workers + 1, dtype=int)
+    return [slice(bounds[i], bounds[i + 1]) for i in range(workers)]
+
+
+def _run_bands(work, bands: list[slice]) -> None:
+    if len(bands) == 1:
+        work(bands[0])
+    else:
+        list(_pool().map(work, bands))
+
+
 def scores_to_classes(scores: np.ndarray) -> np.ndarray:
     """Argmax over the last axis of ``...xC`` scores -> uint8 class indices."""
     if scores.shape[-1] > 256:
         raise ValueError(f"at most 256 classes fit a uint8 mask, got {scores.shape[-1]}")
     flat = scores.reshape(-1, scores.shape[-2], scores.shape[-1])  # rows x W x C
-    out = np.empty(flat.shape[:2], dtype=np.intp)
-    workers = _pool()._max_workers
-    rows = flat.shape[0]
-    if workers == 1 or rows < 2 * _ARGMAX_MIN_ROWS:
-        np.argmax(flat, axis=-1, out=out)
-    else:
-        bounds = np.linspace(0, rows, workers + 1, dtype=int)
+    out = np.empty(flat.shape[:2], dtype=np.uint8)
 
-        def block(i: int) -> None:
-            np.argmax(flat[bounds[i]:bounds[i + 1]], axis=-1, out=out[bounds[i]:bounds[i + 1]])
+    def work(band: slice) -> None:
+        out[band] = np.argmax(flat[band], axis=-1)
 
-        list(_pool().map(block, range(workers)))
-    return out.astype(np.uint8).reshape(scores.shape[:-1])
+    _run_bands(work, _row_bands(flat.shape[0], _ARGMAX_MIN_ROWS))
+    return out.reshape(scores.shape[:-1])
 
 
 def to_classes(output: np.ndarray, kind: str) -> np.ndarray:
