@@ -1,0 +1,50 @@
+"""The demo is a test too: a shortened `cityseg demo` run end to end (slow; `make test` runs it)."""
+
+import json
+
+import cv2
+import pytest
+
+from cityseg.bundle import Bundle
+
+
+@pytest.mark.slow
+def test_shortened_demo_produces_every_product(tmp_path):
+    from cityseg.demo import DemoSettings, run_demo
+    from rosbags.highlevel import AnyReader
+
+    settings = DemoSettings(train_images=48, val_images=12, image_size=(256, 128), epochs=4,
+                            bag_frames=8, bag_size=(512, 256), strip_frames=2)
+    paths = run_demo(tmp_path / "demo", settings)
+
+    bundle = Bundle.load(paths.bundle)
+    assert {a.format for a in bundle.card.artifacts.values()} >= {"keras", "onnx"}
+    for product in (paths.strip, paths.history, paths.miou_table, paths.report):
+        assert product.is_file() and product.stat().st_size > 0
+    assert cv2.imread(str(paths.strip)).shape[1] == 1536
+
+    scores = json.loads((paths.root / "val_miou.json").read_text())
+    assert set(scores) >= {"miou", "class_iou", "category_iou", "pixel_accuracy"}
+    assert scores["pixel_accuracy"] > 0.3  # far above chance after a few CPU epochs
+
+    with AnyReader([paths.camera_bag]) as reader:
+        frames_in = sum(1 for c in reader.connections if c.msgtype == "sensor_msgs/msg/Image"
+                        for _ in reader.messages(connections=[c]))
+    with AnyReader([paths.segmented_bag]) as reader:
+        topics = {c.topic: c.msgcount for c in reader.connections}
+    assert frames_in == settings.bag_frames
+    assert any(t.endswith("mask") and n == frames_in for t, n in topics.items())
+
+    report = paths.report.read_text()
+    for name in ("bundle/", "overlay_strip.png", "history.png", "val_miou.md", "segmented_bag/"):
+        assert name in report
+
+
+def test_demo_refuses_a_non_empty_output_dir(tmp_path):
+    from cityseg.demo import run_demo
+    from cityseg.errors import CitysegError
+
+    (tmp_path / "keep.txt").write_text("user data")
+    with pytest.raises(CitysegError, match="not empty; pass --force"):
+        run_demo(tmp_path)
+    assert (tmp_path / "keep.txt").read_text() == "user data"
