@@ -1,0 +1,51 @@
+"""`cityseg bench` on a real bundle: every stage timed, baseline measured, RESULT line parseable."""
+
+import re
+
+from cityseg.bench import study_postprocess, update_doc
+from cityseg.cli import main
+from cityseg.inference import postprocess
+from cityseg.labels import class_space
+from support import make_palette_bundle, painted_scene
+
+import numpy as np
+
+
+def test_bench_bundle_with_baseline(tmp_path, capsys):
+    bundle = tmp_path / "palette"
+    make_palette_bundle(bundle, formats=("onnx", "keras"))
+    doc = tmp_path / "PERF.md"
+    doc.write_text("# Perf\n\nintro\n<!-- bench:start -->\nold table\n<!-- bench:end -->\noutro\n")
+    assert main(["bench", "--model", str(bundle), "--repeats", "2", "--warmup", "1",
+                 "--backends", "onnxruntime", "tensorflow", "--update-doc", str(doc)]) == 0
+    out = capsys.readouterr().out
+    last = out.strip().splitlines()[-1]
+    match = re.fullmatch(r"RESULT frame_ms=([\d.]+) infer_ms=([\d.]+) overhead=(-?[\d.]+) "
+                         r"baseline_ms=([\d.]+) speedup=([\d.]+)", last)
+    assert match, last
+    frame_ms, infer_ms, _, baseline_ms, speedup = map(float, match.groups())
+    assert frame_ms > infer_ms > 0 and baseline_ms > 0
+    assert abs(speedup - baseline_ms / frame_ms) < 0.01
+    assert "| palette_classifier | 64x128 | onnxruntime |" in out
+    assert "| palette_classifier | 64x128 | tensorflow |" in out
+    text = doc.read_text()
+    assert "old table" not in text and "intro" in text and "outro" in text
+    assert "palette_classifier" in text
+
+
+def test_study_postprocess_agrees_with_ours():
+    image, _ = painted_scene(128, 256)
+    scores = np.random.default_rng(0).random((32, 64, 19), dtype=np.float32)
+    palette = class_space("trainid").palette
+    mask, color, overlay = study_postprocess(scores, image, palette, 0.5)
+    classes = postprocess.scores_to_classes(scores)
+    assert np.array_equal(mask, postprocess.upsample_nearest(classes, 128, 256))
+    assert np.array_equal(color, postprocess.upsample_nearest(postprocess.colorize(classes, palette), 128, 256))
+    assert np.abs(overlay.astype(int) - postprocess.overlay(image, color, 0.5)).max() <= 1
+
+
+def test_update_doc_appends_markers_when_missing(tmp_path):
+    doc = tmp_path / "new.md"
+    doc.write_text("# Title\n")
+    update_doc(doc, "| a |", "header")
+    assert doc.read_text().startswith("# Title\n") and "| a |" in doc.read_text()
