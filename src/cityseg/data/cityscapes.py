@@ -1,0 +1,195 @@
+"""Find Cityscapes samples on disk, pair images with labels by key, and make the splits.
+
+A Cityscapes root holds::
+
+    leftImg8bit/<split>/<city>/<city>_<seq>_<frame>_leftImg8bit.png
+    gtFine/<split>/<city>/<city>_<seq>_<frame>_gtFine_labelIds.png
+
+Images and labels are paired by their key ``<city>_<seq>_<frame>`` (never by position in two
+sorted lists, the original study's flaw). Unpaired or unreadable files are refused with their paths.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cityseg.config import DataConfig
+from cityseg.errors import CitysegError
+
+IMAGE_SUFFIX = "_leftImg8bit.png"
+LABEL_SUFFIX = "_gtFine_labelIds.png"
+OFFICIAL_SPLITS = ("train", "val", "test")
+KEY_PATTERN = re.compile(r"^[^_]+_\d{6}_\d{6}$")
+STUDY_FRACTIONS = (60, 15)
+"""Percent of the pooled, key-sorted train+val samples in the study's train and dev splits;
+the rest (25 %) is its test split: 2085 / 521 / 869 of 3475."""
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_MAX_LISTED = 5
+
+
+class DatasetError(CitysegError):
+    """The dataset on disk is missing, incomplete, unpaired or unreadable."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One Cityscapes frame: its key, image file and labelIds file (None when unlabelled)."""
+
+    key: str
+    image: Path
+    label: Path | None
+    split: str
+
+
+def _listing(paths: list, what: str) -> str:
+    shown = "\n  ".join(str(p) for p in paths[:_MAX_LISTED])
+    more = f"\n  ... and {len(paths) - _MAX_LISTED} more" if len(paths) > _MAX_LISTED else ""
+    return f"{len(paths)} {what}:\n  {shown}{more}"
+
+
+def _index(folder: Path, suffix: str) -> tuple[dict[str, Path], list[Path]]:
+    """key -> path of every ``*<suffix>`` file under ``folder/<city>/``; also duplicate keys."""
+    found: dict[str, Path] = {}
+    duplicates = []
+    for path in sorted(folder.glob(f"*/*{suffix}")):
+        key = path.name[: -len(suffix)]
+        if key in found:
+            duplicates += [found[key], path]
+        found[key] = path
+    return found, duplicates
+
+
+def find_samples(root: str | Path, split: str, *, check_files: bool = True) -> list[Sample]:
+    """All samples of official ``split`` under ``root``, sorted by key, paired by key.
+
+    A split without a ``gtFine/<split>`` folder is allowed only for ``test`` (labels None).
+    ``check_files`` reads each PNG header (cheap) to refuse unreadable files before training.
+    """
+    root = Path(root).expanduser()
+    if split not in OFFICIAL_SPLITS:
+        raise DatasetError(f"unknown split {split!r}; Cityscapes splits are {', '.join(OFFICIAL_SPLITS)}")
+    image_dir, label_dir = root / "leftImg8bit" / split, root / "gtFine" / split
+    if not image_dir.is_dir():
+        raise DatasetError(
+            f"{image_dir}: no such folder. The data root must hold leftImg8bit/<split>/<city>/"
+            f"*{IMAGE_SUFFIX} and gtFine/<split>/<city>/*{LABEL_SUFFIX} (unzip leftImg8bit_trainvaltest.zip "
+            "and gtFine_trainvaltest.zip into it), or generate synthetic data with `cityseg synth --out DIR`")
+    images, dup_images = _index(image_dir, IMAGE_SUFFIX)
+    if not images:
+        raise DatasetError(f"{image_dir}: no *{IMAGE_SUFFIX} files in its city folders; "
+                           "is this the Cityscapes root (the folder holding leftImg8bit/ and gtFine/)?")
+    if not label_dir.is_dir():
+        if split != "test":
+            raise DatasetError(f"{label_dir}: no such folder, so the {split} images have no labels; "
+                               "unzip gtFine_trainvaltest.zip into the data root")
+        labels, dup_labels = {}, []
+    else:
+        labels, dup_labels = _index(label_dir, LABEL_SUFFIX)
+    if dup_images or dup_labels:
+        raise DatasetError(_listing(dup_images + dup_labels, "files share a key with another file") +
+                           "\nkeys must be unique within a split; remove the copies")
+    bad_names = [images[k] for k in images if not KEY_PATTERN.match(k)]
+    bad_names += [labels[k] for k in labels if not KEY_PATTERN.match(k)]
+    if bad_names:
+        raise DatasetError(_listing(bad_names, "files are not named <city>_<seq:6 digits>_<frame:6 digits>"
+                                    "_...") + "\nrename them as Cityscapes does")
+    if labels:
+        _refuse_unpaired(images, labels, image_dir, label_dir)
+    samples = [Sample(key, images[key], labels.get(key), split) for key in sorted(images)]
+    if check_files:
+        check_readable(samples)
+    return samples
+
+
+def _refuse_unpaired(images: dict[str, Path], labels: dict[str, Path], image_dir: Path, label_dir: Path) -> None:
+    lonely_images = [images[k] for k in sorted(images.keys() - labels.keys())]
+    lonely_labels = [labels[k] for k in sorted(labels.keys() - images.keys())]
+    problems = []
+    if lonely_images:
+        problems.append(_listing(lonely_images, f"images without a *{LABEL_SUFFIX} in {label_dir}"))
+    if lonely_labels:
+        problems.append(_listing(lonely_labels, f"labels without a *{IMAGE_SUFFIX} in {image_dir}"))
+    if problems:
+        raise DatasetError("\n".join(problems) + "\nimages and labels are paired by their "
+                           "<city>_<seq>_<frame> key; add the missing files or remove the unpaired ones")
+
+
+def png_header(path: Path) -> tuple[int, int, int, int]:
+    """(width, height, bit depth, colour type) from a PNG's IHDR chunk; ValueError if not a PNG."""
+    with open(path, "rb") as f:
+        head = f.read(33)
+    if len(head) < 33 or head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR":
+        raise ValueError("not a PNG file (bad signature or header)" if head else "the file is empty")
+    width, height, depth, color = struct.unpack(">IIBB", head[16:26])
+    return width, height, depth, color
+
+
+def check_readable(samples: list[Sample]) -> None:
+    """Refuse samples whose PNG headers are unreadable, of the wrong kind, or of mismatched sizes."""
+    problems = []
+    for s in samples:
+        try:
+            w, h, depth, color = png_header(s.image)
+            if depth != 8 or color not in (0, 2, 6):
+                raise ValueError(f"expected an 8-bit RGB image, found bit depth {depth}, colour type {color}")
+        except (OSError, ValueError) as exc:
+            problems.append(f"{s.image}: {exc}")
+            continue
+        if s.label is None:
+            continue
+        try:
+            lw, lh, ldepth, lcolor = png_header(s.label)
+            if ldepth != 8 or lcolor != 0:
+                raise ValueError("expected an 8-bit single-channel labelIds PNG (not a colour mask)")
+            if (lw, lh) != (w, h):
+                raise ValueError(f"size {lw}x{lh} differs from its image's {w}x{h}")
+        except (OSError, ValueError) as exc:
+            problems.append(f"{s.label}: {exc}")
+    if problems:
+        raise DatasetError(_listing(problems, "unreadable or invalid files") +
+                           "\nre-extract these files from the Cityscapes archives (or regenerate them)")
+
+
+def study_split(samples: list[Sample], seed: int | None = None) -> dict[str, list[Sample]]:
+    """The study's split of pooled samples: sorted by key, 60 % train / 15 % dev / 25 % test.
+
+    ``seed`` None keeps the study's sorted order; an int shuffles (seeded) before cutting.
+    """
+    ordered = sorted(samples, key=lambda s: s.key)
+    if seed is not None:
+        order = np.random.default_rng(seed).permutation(len(ordered))
+        ordered = [ordered[i] for i in order]
+    n = len(ordered)
+    n_train = n * STUDY_FRACTIONS[0] // 100
+    n_dev = n * STUDY_FRACTIONS[1] // 100
+    return {"train": ordered[:n_train], "dev": ordered[n_train:n_train + n_dev],
+            "test": ordered[n_train + n_dev:]}
+
+
+def make_splits(data: DataConfig) -> dict[str, list[Sample]]:
+    """The splits of ``data``: official {"train", "val"} or study {"train", "dev", "test"}.
+
+    ``data.max_samples`` keeps the first N samples of each split.
+    """
+    if not data.root:
+        raise DatasetError("no data root: set data.root in the config or pass --data-root DIR "
+                           "(a Cityscapes download, or a folder written by `cityseg synth`)")
+    train, val = find_samples(data.root, "train"), find_samples(data.root, "val")
+    splits = {"train": train, "val": val} if data.split == "official" else study_split(train + val, data.split_seed)
+    if data.max_samples is not None:
+        splits = {name: samples[: data.max_samples] for name, samples in splits.items()}
+    empty = [name for name, samples in splits.items() if not samples]
+    if empty:
+        raise DatasetError(f"{data.root}: split(s) {', '.join(empty)} are empty "
+                           f"(train {len(train)} and val {len(val)} images found); add more samples")
+    return splits
+
+
+def validation_split(data: DataConfig) -> str:
+    """Name of the split used for validation: 'val' (official) or 'dev' (study)."""
+    return "val" if data.split == "official" else "dev"
