@@ -1,0 +1,63 @@
+"""Launch one cityseg segmentation node for one camera.
+
+    ros2 launch cityseg segmentation.launch.py model:=/models/unet_lite namespace:=front
+
+subscribes /front/image_raw (+ /front/camera_info) and publishes /front/segmentation/{mask,
+color_mask, overlay, camera_info, label_info}. Several cameras: include this file once per camera
+with a different namespace (see multi_camera.launch.py). The parameters (params_file plus the
+overrides given here) are validated before the node starts.
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+ARGUMENTS = (
+    ("model", "", "model bundle directory (required)"),
+    ("image", "image_raw", "input image topic; relative names resolve in the namespace"),
+    ("camera_info", "camera_info", "input CameraInfo topic; relative names resolve in the namespace"),
+    ("namespace", "camera", "namespace of the node: outputs are /<namespace>/segmentation/*"),
+    ("backend", "", "auto, tensorrt, onnxruntime or tensorflow; empty: as in params_file"),
+    ("params_file", "", "ROS 2 parameters YAML; empty: the installed config/segmentation.yaml"),
+    ("use_sim_time", "false", "true when replaying a bag with `ros2 bag play --clock`"),
+    ("input_compressed", "", "true: subscribe to <image>/compressed; empty: as in params_file"),
+)
+
+
+def _flag(text: str) -> bool:
+    if text.lower() not in ("true", "false"):
+        raise ValueError(f"expected true or false, got {text!r}")
+    return text.lower() == "true"
+
+
+def _segmentation_node(context):
+    from cityseg.ros.params import check_params_file
+
+    arg = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGUMENTS}
+    params_file = arg["params_file"] or os.path.join(
+        get_package_share_directory("cityseg"), "config", "segmentation.yaml")
+    overrides = {"model": arg["model"]}
+    if arg["backend"]:
+        overrides["backend"] = arg["backend"]
+    if arg["input_compressed"]:
+        overrides["input_compressed"] = _flag(arg["input_compressed"])
+    check_params_file(params_file, overrides)  # fail here, naming the file, not in the node
+    image = arg["image"].rstrip("/")
+    return [Node(
+        package="cityseg", executable="segmentation_node", name="segmentation",
+        namespace=arg["namespace"], output="screen", emulate_tty=True,
+        parameters=[params_file, {**overrides, "use_sim_time": _flag(arg["use_sim_time"])}],
+        remappings=[("image", image), ("image/compressed", f"{image}/compressed"),
+                    ("camera_info", arg["camera_info"])],
+    )]
+
+
+def generate_launch_description():
+    return LaunchDescription(
+        [DeclareLaunchArgument(name, default_value=default, description=description)
+         for name, default, description in ARGUMENTS]
+        + [OpaqueFunction(function=_segmentation_node)])

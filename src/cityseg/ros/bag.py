@@ -1,0 +1,463 @@
+"""Offline replay: run the node's FrameProcessor over a recorded bag and write a rosbag2. No ROS.
+
+Input: a rosbag2 directory (sqlite3 or mcap) or a ROS 1 ``.bag``, read with rosbags' AnyReader.
+Output: a rosbag2 (format 9, sqlite3 or mcap) holding, under the image topic's namespace,
+``<ns>/segmentation/{mask,color_mask,overlay,camera_info,label_info}`` - the topics the node
+publishes when it runs as ``segmentation`` in namespace ``<ns>`` - with the input's bag
+timestamps, header stamps and QoS profiles, and message definitions from rosbags' typestore, so
+``ros2 bag play`` replays it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from cityseg.bundle import Bundle
+from cityseg.errors import CitysegError, InputError
+from cityseg.ros.images import encode_compressed, encode_rgb
+from cityseg.ros.messages import (CAMERA_INFO, COMPRESSED_IMAGE, IMAGE, IMAGE_TYPES, LABEL_INFO,
+                                  CameraInfoValues, RosbagsMessages)
+from cityseg.ros.processor import (CAMERA_INFO as CAMERA_INFO_OUT, COLOR_MASK, LABEL_INFO as LABEL_INFO_OUT,
+                                   MASK, OVERLAY, STAGES, FrameProcessor, ProcessorConfig)
+
+log = logging.getLogger(__name__)
+
+NODE_NAME = "segmentation"
+"""The node name the output topics are placed under (as launch/segmentation.launch.py names it)."""
+STORAGES = ("sqlite3", "mcap")
+BAG_VERSION = 9
+"""rosbag2 metadata version written (ROS 2 Jazzy's)."""
+_OUTPUT_TYPES = {MASK: IMAGE, COLOR_MASK: IMAGE, OVERLAY: IMAGE, CAMERA_INFO_OUT: CAMERA_INFO,
+                 LABEL_INFO_OUT: LABEL_INFO}
+
+
+@dataclass
+class FailedFrame:
+    """An input image message that was reported and skipped."""
+
+    index: int
+    """0-based position among the image topic's messages."""
+    stamp: int
+    """Bag timestamp (ns) of the message."""
+    reason: str
+
+
+@dataclass
+class BagSummary:
+    """What a replay read, wrote and how long each stage took."""
+
+    input: str
+    output: str
+    image_topic: str
+    camera_info_topic: str | None
+    output_topics: dict[str, str]
+    frames_in: int = 0
+    frames_out: int = 0
+    failed: list[FailedFrame] = field(default_factory=list)
+    stage_ms: dict[str, float] = field(default_factory=dict)
+    """Mean milliseconds per stage; 'publish' is serialising and writing the outputs."""
+    wall_s: float = 0.0
+    copied_topics: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"frames_in": self.frames_in, "frames_out": self.frames_out,
+                "failed": [{"index": f.index, "stamp": f.stamp, "reason": f.reason} for f in self.failed],
+                "stage_ms": {k: round(v, 3) for k, v in self.stage_ms.items()},
+                "input": self.input, "output": self.output, "image_topic": self.image_topic,
+                "camera_info_topic": self.camera_info_topic, "output_topics": self.output_topics,
+                "copied_topics": self.copied_topics, "wall_s": round(self.wall_s, 3)}
+
+    def format(self) -> str:
+        """A few lines for the terminal."""
+        lines = [f"{self.image_topic}: {self.frames_in} frames in, {self.frames_out} out, "
+                 f"{len(self.failed)} failed ({self.wall_s:.1f} s) -> {self.output}"]
+        lines += [f"  failed #{f.index} at {f.stamp}: {f.reason}" for f in self.failed[:10]]
+        if len(self.failed) > 10:
+            lines.append(f"  ... and {len(self.failed) - 10} more (see --json)")
+        if self.stage_ms:
+            lines.append("  mean per frame: " + ", ".join(f"{k} {v:.1f} ms" for k, v in self.stage_ms.items()))
+        return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------
+# Topics
+# ------------------------------------------------------------------------------------------
+
+def normalize_topic(topic: str) -> str:
+    """'camera/image_raw' or '/camera/image_raw/' -> '/camera/image_raw'."""
+    return "/" + topic.strip().strip("/")
+
+
+def topic_namespace(image_topic: str) -> str:
+    """Namespace of a camera image topic: '/cam/image_raw' and '/cam/image_raw/compressed' -> '/cam'."""
+    base = normalize_topic(image_topic)
+    if base.endswith("/compressed"):
+        base = base[: -len("/compressed")]
+    return base.rsplit("/", 1)[0]
+
+
+def output_topics(image_topic: str, node_name: str = NODE_NAME) -> dict[str, str]:
+    """Output suffix -> topic, as the node named ``node_name`` publishes them in the camera's namespace."""
+    prefix = f"{topic_namespace(image_topic)}/{node_name}"
+    return {suffix: f"{prefix}/{suffix}" for suffix in _OUTPUT_TYPES}
+
+
+def _pick_topic(topics: dict[str, str], wanted: str | None, types: tuple[str, ...], what: str,
+                flag: str, bag: Path) -> str | None:
+    """The topic named ``wanted`` (slash-insensitive) or, if None, the only one of ``types``."""
+    candidates = sorted(t for t, msgtype in topics.items() if msgtype in types)
+    if wanted is not None:
+        for topic in topics:
+            if normalize_topic(topic) == normalize_topic(wanted):
+                if topics[topic] not in types:
+                    raise InputError(f"{bag}: topic {topic} holds {topics[topic]}, not {' or '.join(types)}")
+                return topic
+        raise InputError(f"{bag}: no topic {wanted!r}; {what} topics in the bag: "
+                         f"{', '.join(candidates) or 'none'}")
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        return None
+    raise InputError(f"{bag}: {len(candidates)} {what} topics ({', '.join(candidates)}); choose one with {flag}")
+
+
+def _pick_camera_info(topics: dict[str, str], wanted: str | None, image_topic: str, bag: Path) -> str | None:
+    if wanted is None:
+        sibling = f"{topic_namespace(image_topic)}/camera_info"
+        if topics.get(sibling) == CAMERA_INFO:
+            return sibling
+    try:
+        return _pick_topic(topics, wanted, (CAMERA_INFO,), "CameraInfo", "--camera-info-topic", bag)
+    except InputError:
+        if wanted is not None:
+            raise
+        log.warning("%s: several CameraInfo topics and none beside %s; ~/camera_info is not written "
+                    "(choose one with --camera-info-topic)", bag, image_topic)
+        return None
+
+
+# ------------------------------------------------------------------------------------------
+# Files
+# ------------------------------------------------------------------------------------------
+
+def _check_output(input_path: Path, output: Path, force: bool) -> None:
+    src, dst = input_path.resolve(), output.resolve()
+    if dst == src or dst in src.parents or src in dst.parents:
+        raise CitysegError(f"{output}: the output must not be the input bag {input_path}, contain it "
+                           "or lie inside it; choose another output path")
+    if (output.exists() or output.is_symlink()) and not force:
+        raise CitysegError(f"{output} already exists; choose another output path or pass --force to replace it")
+
+
+@contextlib.contextmanager
+def _staged_directory(target: Path) -> Iterator[Path]:
+    """Yield a fresh path beside ``target``; on success move it to ``target`` (replacing it)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    try:
+        staged = staging / target.name  # rosbags names the storage file after the directory
+        yield staged
+        if target.exists() or target.is_symlink():
+            os.replace(target, staging / f"{target.name}.replaced")
+        os.replace(staged, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _open_writer(path: Path, storage: str):
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    if storage not in STORAGES:
+        raise CitysegError(f"unknown bag storage {storage!r}; use one of {', '.join(STORAGES)}")
+    plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+    return Writer(path, version=BAG_VERSION, storage_plugin=plugin)
+
+
+def _open_reader(path: Path):
+    from rosbags.highlevel import AnyReader
+
+    if not path.exists():
+        raise InputError(f"{path}: no such bag; give a rosbag2 directory or a ROS 1 .bag file")
+    try:
+        reader = AnyReader([path], default_typestore=RosbagsMessages().typestore)
+        reader.open()
+    except Exception as exc:  # rosbags raises several unrelated types for unreadable bags
+        raise InputError(f"{path}: cannot read it as a rosbag2 directory (with metadata.yaml) or a "
+                         f"ROS 1 .bag file: {exc}") from None
+    return reader
+
+
+def _offered_qos(connection) -> list:
+    return list(getattr(connection.ext, "offered_qos_profiles", []) or [])
+
+
+def latched_qos() -> list:
+    """QoS of ~/label_info: reliable, transient local, depth 1 (late joiners get the last one)."""
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+    infinite = QosTime(2147483647, 4294967295)
+    return [Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL,
+                infinite, infinite, QosLiveliness.AUTOMATIC, infinite, False)]
+
+
+def sensor_data_qos() -> list:
+    """QoS of camera topics (rclpy's qos_profile_sensor_data): best effort, volatile, depth 5."""
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+    infinite = QosTime(2147483647, 4294967295)
+    return [Qos(QosHistory.KEEP_LAST, 5, QosReliability.BEST_EFFORT, QosDurability.VOLATILE,
+                infinite, infinite, QosLiveliness.AUTOMATIC, infinite, False)]
+
+
+# ------------------------------------------------------------------------------------------
+# Copying the input
+# ------------------------------------------------------------------------------------------
+
+class _InputCopier:
+    """Copies every input message into the output bag (ROS 1 messages migrated to ROS 2)."""
+
+    def __init__(self, reader, writer, typestore, taken: set[str]):
+        self.reader, self.writer, self.typestore = reader, writer, typestore
+        self.targets: dict[int, object] = {}
+        self.skipped: set[str] = set()
+        self.cache: dict = {}
+        added: dict[tuple[str, str], object] = {}
+        for conn in reader.connections:
+            key = (conn.topic, conn.msgtype)
+            if conn.topic in taken:
+                raise InputError(f"topic {conn.topic} is both in the input bag and an output topic; "
+                                 "is the input already a segmentation bag? Drop --copy-input")
+            if key not in added:
+                added[key] = self._add(conn)
+            if added[key] is not None:
+                self.targets[conn.id] = added[key]
+            else:
+                self.skipped.add(conn.topic)
+
+    def _add(self, conn):
+        if self.reader.is2:
+            if conn.msgdef.data and conn.digest:
+                return self.writer.add_connection(conn.topic, conn.msgtype, msgdef=conn.msgdef.data,
+                                                  rihs01=conn.digest,
+                                                  serialization_format=conn.ext.serialization_format,
+                                                  offered_qos_profiles=_offered_qos(conn))
+            return self.writer.add_connection(conn.topic, conn.msgtype, typestore=self.reader.typestore,
+                                              offered_qos_profiles=_offered_qos(conn))
+        if conn.msgtype not in self.typestore.types:
+            log.warning("--copy-input: %s (%s) has no ROS 2 equivalent here; not copied", conn.topic, conn.msgtype)
+            return None
+        return self.writer.add_connection(conn.topic, conn.msgtype, typestore=self.typestore)
+
+    @property
+    def topics(self) -> list[str]:
+        return sorted({c.topic for c in self.targets.values()})
+
+    def copy(self, conn, timestamp: int, raw: bytes) -> None:
+        target = self.targets.get(conn.id)
+        if target is None:
+            return
+        if not self.reader.is2:
+            from rosbags.convert.converter import migrate_message
+
+            try:
+                msg = self.reader.deserialize(raw, conn.msgtype)
+                ros2 = migrate_message(self.reader.typestore, self.typestore, conn.msgtype, conn.msgtype,
+                                       self.cache, msg)
+                raw = bytes(self.typestore.serialize_cdr(ros2, conn.msgtype))
+            except Exception as exc:  # a corrupt message is not copied; replay goes on
+                log.warning("--copy-input: %s message at %d not copied: %s", conn.topic, timestamp, exc)
+                return
+        self.writer.write(target, timestamp, raw)
+
+
+# ------------------------------------------------------------------------------------------
+# Replay
+# ------------------------------------------------------------------------------------------
+
+def replay_bag(input: Path, output: Path, model: Path | Bundle, *, image_topic: str | None = None,
+               camera_info_topic: str | None = None, copy_input: bool = False, force: bool = False,
+               backend: str = "auto", progress: bool = True, storage: str = "sqlite3",
+               config: ProcessorConfig | None = None) -> BagSummary:
+    """Segment every image of a bag and write the node's output topics to a new rosbag2.
+
+    A message that cannot be deserialised or decoded is recorded in ``summary.failed`` and
+    skipped. ``output`` must not exist unless ``force`` (it is then replaced once the new bag is
+    complete). ``config`` defaults to the node's defaults (labelid masks, every output).
+    """
+    from tqdm import tqdm
+
+    input, output = Path(input), Path(output)
+    _check_output(input, output, force)
+    config = config or ProcessorConfig(id_space="labelid")
+    reader = _open_reader(input)
+    try:
+        topics = {topic: info.msgtype for topic, info in reader.topics.items()}
+        image = _pick_topic(topics, image_topic, IMAGE_TYPES, "Image/CompressedImage", "--image-topic", input)
+        if image is None:
+            raise InputError(f"{input}: no sensor_msgs/Image or CompressedImage topic; topics: "
+                             f"{', '.join(sorted(topics)) or 'none'}")
+        info_topic = _pick_camera_info(topics, camera_info_topic, image, input)
+        factory = RosbagsMessages()
+        processor = FrameProcessor.from_bundle(model, factory, config, backend)
+        outputs = _enabled_outputs(output_topics(image), config, info_topic)
+        summary = BagSummary(str(input), str(output), image, info_topic, outputs)
+        started = time.perf_counter()
+        with _staged_directory(output) as staged:
+            writer = _open_writer(staged, storage)
+            with writer:
+                _replay(reader, writer, processor, summary, copy_input, progress, tqdm)
+        summary.wall_s = time.perf_counter() - started
+        return summary
+    finally:
+        reader.close()
+
+
+def _enabled_outputs(topics: dict[str, str], config: ProcessorConfig, info_topic: str | None) -> dict[str, str]:
+    enabled = {MASK: config.publish_mask, COLOR_MASK: config.publish_color, OVERLAY: config.publish_overlay,
+               CAMERA_INFO_OUT: config.publish_camera_info and info_topic is not None, LABEL_INFO_OUT: True}
+    return {suffix: topic for suffix, topic in topics.items() if enabled[suffix]}
+
+
+def _replay(reader, writer, processor: FrameProcessor, summary: BagSummary, copy_input: bool,
+            progress: bool, tqdm) -> None:
+    factory: RosbagsMessages = processor.factory  # type: ignore[assignment]
+    image_conns = [c for c in reader.connections if c.topic == summary.image_topic]
+    info_conns = [c for c in reader.connections if c.topic == summary.camera_info_topic]
+    image_qos = _offered_qos(image_conns[0])
+    info_qos = _offered_qos(info_conns[0]) if info_conns else []
+    out = {}
+    for suffix, topic in summary.output_topics.items():
+        qos = {LABEL_INFO_OUT: latched_qos(), CAMERA_INFO_OUT: info_qos}.get(suffix, image_qos)
+        out[suffix] = writer.add_connection(topic, _OUTPUT_TYPES[suffix], typestore=factory.typestore,
+                                            offered_qos_profiles=qos)
+    copier = None
+    if copy_input:
+        copier = _InputCopier(reader, writer, factory.typestore, set(summary.output_topics.values()))
+        summary.copied_topics = copier.topics
+
+    camera_info = _first_camera_info(reader, info_conns)
+    totals = dict.fromkeys(STAGES, 0.0)
+    wanted = () if copier else image_conns + info_conns  # () reads every connection
+    count = sum(c.msgcount for c in image_conns)
+    with tqdm(total=count, unit="frame", disable=not progress, desc="segmenting") as bar:
+        for conn, stamp, raw in reader.messages(connections=wanted):
+            if copier:
+                copier.copy(conn, stamp, raw)
+            if conn.topic == summary.camera_info_topic:
+                camera_info = _deserialize(reader, raw, conn.msgtype, camera_info)
+                continue
+            if conn.topic != summary.image_topic:
+                continue
+            index = summary.frames_in
+            summary.frames_in += 1
+            bar.update(1)
+            try:
+                msg = reader.deserialize(raw, conn.msgtype)
+            except Exception as exc:  # corrupt CDR/ROS 1 bytes raise assorted errors
+                summary.failed.append(FailedFrame(index, stamp, f"cannot deserialize {conn.msgtype}: {exc}"))
+                continue
+            try:
+                frame = processor.process(msg, camera_info)
+            except InputError as exc:
+                summary.failed.append(FailedFrame(index, stamp, str(exc)))
+                continue
+            t0 = time.perf_counter()
+            if summary.frames_out == 0 and LABEL_INFO_OUT in out:
+                label_info = processor.label_info(msg.header.stamp.sec, msg.header.stamp.nanosec,
+                                                  msg.header.frame_id)
+                writer.write(out[LABEL_INFO_OUT], stamp, factory.serialize(label_info))
+            for suffix, message in frame.messages.items():
+                writer.write(out[suffix], stamp, factory.serialize(message))
+            frame.timings["publish"] = (time.perf_counter() - t0) * 1e3
+            for stage in STAGES:
+                totals[stage] += frame.timings.get(stage, 0.0)
+            summary.frames_out += 1
+    if summary.frames_out:
+        summary.stage_ms = {k: v / summary.frames_out for k, v in totals.items()}
+
+
+def _deserialize(reader, raw: bytes, msgtype: str, previous):
+    """A CameraInfo message, or ``previous`` (with a warning) when it cannot be read."""
+    try:
+        msg = reader.deserialize(raw, msgtype)
+        CameraInfoValues.from_message(msg)
+        return msg
+    except Exception as exc:
+        log.warning("ignoring an unreadable CameraInfo message: %s", exc)
+        return previous
+
+
+def _first_camera_info(reader, info_conns) -> object | None:
+    """The first readable CameraInfo, so frames recorded just before it still get one."""
+    if not info_conns:
+        return None
+    for _, _, raw in reader.messages(connections=info_conns):
+        msg = _deserialize(reader, raw, info_conns[0].msgtype, None)
+        if msg is not None:
+            return msg
+    return None
+
+
+# ------------------------------------------------------------------------------------------
+# Synthetic camera bags
+# ------------------------------------------------------------------------------------------
+
+def pinhole_camera_info(height: int, width: int, hfov_deg: float = 60.0) -> CameraInfoValues:
+    """An ideal pinhole camera (no distortion) with ``hfov_deg`` horizontal field of view."""
+    f = (width / 2.0) / np.tan(np.radians(hfov_deg) / 2.0)
+    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+    return CameraInfoValues(height, width, "plumb_bob", (0.0,) * 5, (f, 0.0, cx, 0.0, f, cy, 0.0, 0.0, 1.0),
+                            (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0),
+                            (f, 0.0, cx, 0.0, 0.0, f, cy, 0.0, 0.0, 0.0, 1.0, 0.0))
+
+
+def write_camera_bag(path: Path, frames: Iterable[np.ndarray], *, image_topic: str = "/camera/image_raw",
+                     camera_info_topic: str | None = "/camera/camera_info", fps: float = 10.0,
+                     encoding: str = "rgb8", storage: str = "sqlite3", frame_id: str = "camera",
+                     start_ns: int = 1_700_000_000 * 10**9) -> int:
+    """Write RGB uint8 frames as a camera rosbag2 (Image + CameraInfo); return the frame count.
+
+    ``encoding`` is any raw encoding of cityseg.ros.images, or 'jpeg' / 'png' for a
+    CompressedImage topic. Frame ``i`` is stamped ``start_ns + i / fps`` (header and bag time).
+    """
+    path = Path(path)
+    if path.exists():
+        raise CitysegError(f"{path} already exists; choose another path for the camera bag")
+    if fps <= 0:
+        raise CitysegError(f"fps must be positive, got {fps}")
+    compressed = encoding.lower() in ("jpeg", "png")
+    factory = RosbagsMessages()
+    count = 0
+    with _staged_directory(path) as staged:
+        with _open_writer(staged, storage) as writer:
+            image_conn = writer.add_connection(normalize_topic(image_topic),
+                                               COMPRESSED_IMAGE if compressed else IMAGE,
+                                               typestore=factory.typestore, offered_qos_profiles=sensor_data_qos())
+            info_conn = None
+            if camera_info_topic:
+                info_conn = writer.add_connection(normalize_topic(camera_info_topic), CAMERA_INFO,
+                                                  typestore=factory.typestore,
+                                                  offered_qos_profiles=sensor_data_qos())
+            for rgb in frames:
+                stamp = start_ns + round(count * 1e9 / fps)
+                header = factory.header(stamp // 10**9, stamp % 10**9, frame_id)
+                if compressed:
+                    msg = factory.compressed_image(header, *encode_compressed(rgb, encoding.lower()))
+                else:
+                    msg = factory.image(header, encode_rgb(rgb, encoding))
+                writer.write(image_conn, stamp, factory.serialize(msg))
+                if info_conn is not None:
+                    info = factory.camera_info(header, pinhole_camera_info(*rgb.shape[:2]))
+                    writer.write(info_conn, stamp, factory.serialize(info))
+                count += 1
+    return count

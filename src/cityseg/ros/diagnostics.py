@@ -1,0 +1,118 @@
+"""Rolling rates and per-stage latencies of the node, as a log line and a DiagnosticStatus. No ROS."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable
+
+from cityseg.ros.messages import StatusValues
+from cityseg.ros.processor import STAGES
+
+OK, WARN, ERROR = 0, 1, 2
+EVENTS = ("received", "processed", "dropped", "failed")
+
+
+@dataclass(frozen=True)
+class StatsSnapshot:
+    """Rates over the last window and totals since start."""
+
+    window_s: float
+    rates_hz: dict[str, float]
+    """received / processed / dropped / failed per second over the window."""
+    totals: dict[str, int]
+    stage_ms: dict[str, float]
+    """Mean milliseconds per stage over the frames processed in the window."""
+    stage_max_ms: dict[str, float]
+    last_failure: str | None
+
+
+class NodeStats:
+    """Thread-safe counters: the subscription thread counts input, the worker counts output."""
+
+    def __init__(self, window_s: float = 5.0, clock: Callable[[], float] = time.monotonic):
+        if window_s <= 0:
+            raise ValueError(f"the statistics window must be positive, got {window_s}")
+        self.window_s = window_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._start = clock()
+        self._events: dict[str, deque[float]] = {name: deque() for name in EVENTS}
+        self._totals = dict.fromkeys(EVENTS, 0)
+        self._timings: deque[tuple[float, dict[str, float]]] = deque()
+        self._last_failure: str | None = None
+
+    def _count(self, name: str, n: int = 1) -> None:
+        now = self._clock()
+        with self._lock:
+            self._events[name].extend([now] * n)
+            self._totals[name] += n
+
+    def received(self) -> None:
+        self._count("received")
+
+    def dropped(self, n: int = 1) -> None:
+        self._count("dropped", n)
+
+    def failed(self, reason: str) -> None:
+        self._count("failed")
+        with self._lock:
+            self._last_failure = reason
+
+    def processed(self, timings: dict[str, float]) -> None:
+        now = self._clock()
+        with self._lock:
+            self._events["processed"].append(now)
+            self._totals["processed"] += 1
+            self._timings.append((now, dict(timings)))
+
+    def snapshot(self) -> StatsSnapshot:
+        """Rates and latencies over the last ``window_s`` seconds (or since start, if shorter)."""
+        now = self._clock()
+        horizon = now - self.window_s
+        span = max(min(self.window_s, now - self._start), 1e-9)
+        with self._lock:
+            for times in self._events.values():
+                while times and times[0] < horizon:
+                    times.popleft()
+            while self._timings and self._timings[0][0] < horizon:
+                self._timings.popleft()
+            rates = {name: len(times) / span for name, times in self._events.items()}
+            recent = [t for _, t in self._timings]
+            totals, last = dict(self._totals), self._last_failure
+        stage_ms, stage_max = {}, {}
+        for stage in STAGES:
+            values = [t[stage] for t in recent if stage in t]
+            if values:
+                stage_ms[stage] = sum(values) / len(values)
+                stage_max[stage] = max(values)
+        return StatsSnapshot(self.window_s, rates, totals, stage_ms, stage_max, last)
+
+
+def log_line(snap: StatsSnapshot) -> str:
+    """One human line: rates, then mean stage latencies."""
+    r = snap.rates_hz
+    line = (f"in {r['received']:.1f} Hz, out {r['processed']:.1f} Hz, dropped {r['dropped']:.1f} Hz, "
+            f"failed {snap.totals['failed']} total")
+    if snap.stage_ms:
+        line += " | " + ", ".join(f"{k} {v:.1f} ms" for k, v in snap.stage_ms.items())
+        line += f" | total {sum(snap.stage_ms.values()):.1f} ms"
+    return line
+
+
+def diagnostic_status(snap: StatsSnapshot, name: str, hardware_id: str) -> StatusValues:
+    """The node's DiagnosticStatus: WARN when no input arrived in the window or frames failed."""
+    r = snap.rates_hz
+    if r["received"] == 0:
+        level, message = WARN, f"no images received in the last {snap.window_s:g} s"
+    elif r["failed"] > 0:
+        level, message = WARN, f"malformed images ({r['failed']:.1f}/s): {snap.last_failure}"
+    else:
+        level, message = OK, f"segmenting at {r['processed']:.1f} Hz"
+    values = [(f"{k} rate (Hz)", f"{v:.2f}") for k, v in r.items()]
+    values += [(f"{k} total", str(v)) for k, v in snap.totals.items()]
+    values += [(f"{k} mean (ms)", f"{v:.2f}") for k, v in snap.stage_ms.items()]
+    values += [(f"{k} max (ms)", f"{v:.2f}") for k, v in snap.stage_max_ms.items()]
+    return StatusValues(level, name, message, hardware_id, tuple(values))

@@ -1,0 +1,118 @@
+"""The segmentation node's parameters: one typed dataclass, validated like every cityseg config.
+
+The node declares one ROS parameter per field (name, default and description come from here),
+reads them all back and passes them to :func:`load_node_params`; a bad value stops the node
+with the message of the :class:`cityseg.config.ConfigError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from cityseg.config import ConfigError, from_mapping, load_yaml
+from cityseg.ros.processor import ProcessorConfig
+
+
+def _param(default: Any, doc: str) -> Any:
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass(frozen=True)
+class NodeParams:
+    """Parameters of ``segmentation_node`` (see docs/ROS.md)."""
+
+    model: str = _param("", "model bundle directory (required)")
+    backend: Literal["auto", "tensorrt", "onnxruntime", "tensorflow"] = _param(
+        "auto", "inference backend: auto, tensorrt, onnxruntime or tensorflow")
+    id_space: Literal["labelid", "trainid"] = _param(
+        "labelid", "ids written in ~/mask: labelid (Cityscapes 0-33) or trainid (0-18, 255 unlabeled)")
+    input_compressed: bool = _param(
+        False, "subscribe to image/compressed (sensor_msgs/CompressedImage) instead of image")
+    publish_mask: bool = _param(True, "publish ~/mask (mono8 class ids at the input resolution)")
+    publish_color: bool = _param(True, "publish ~/color_mask (rgb8 Cityscapes palette)")
+    publish_overlay: bool = _param(True, "publish ~/overlay (colour mask blended over the image)")
+    publish_camera_info: bool = _param(True, "republish camera_info as ~/camera_info with each mask")
+    overlay_alpha: float = _param(0.5, "overlay opacity of the colour mask, in [0, 1]")
+    output_scale: float = _param(1.0, "size of the output images relative to the input, in (0, 1]")
+    mono16_max: int = _param(65535, "white level of mono16/16UC1 input, in [1, 65535] (4095: 12-bit)")
+    qos_reliability: Literal["best_effort", "reliable"] = _param(
+        "best_effort", "reliability of the image and camera_info subscriptions")
+    output_reliability: Literal["best_effort", "reliable"] = _param(
+        "reliable", "reliability of the image publishers (reliable also serves best-effort readers)")
+    qos_depth: int = _param(1, "history depth of subscriptions and publishers, >= 1")
+    max_rate_hz: float = _param(0.0, "at most this many frames per second are segmented (0: no limit)")
+    diagnostics_period: float = _param(1.0, "seconds between /diagnostics messages, > 0")
+    log_period: float = _param(10.0, "seconds between statistics log lines (0: never)")
+    stats_window: float = _param(5.0, "seconds over which rates and latencies are averaged, > 0")
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ValueError("model is required: pass the bundle directory, e.g. model:=/models/unet_lite")
+        if self.qos_depth < 1:
+            raise ValueError(f"qos_depth must be >= 1, got {self.qos_depth}")
+        if self.max_rate_hz < 0:
+            raise ValueError(f"max_rate_hz must be >= 0 (0: no limit), got {self.max_rate_hz}")
+        if self.diagnostics_period <= 0 or self.stats_window <= 0 or self.log_period < 0:
+            raise ValueError("diagnostics_period and stats_window must be > 0 and log_period >= 0")
+        if not (self.publish_mask or self.publish_color or self.publish_overlay):
+            raise ValueError("publish_mask, publish_color and publish_overlay are all false; "
+                             "enable at least one output")
+        self.processor_config()  # validates overlay_alpha, output_scale, mono16_max
+
+    def processor_config(self) -> ProcessorConfig:
+        """The FrameProcessor settings these parameters ask for."""
+        return ProcessorConfig(publish_mask=self.publish_mask, publish_color=self.publish_color,
+                               publish_overlay=self.publish_overlay,
+                               publish_camera_info=self.publish_camera_info,
+                               overlay_alpha=self.overlay_alpha, id_space=self.id_space,
+                               output_scale=self.output_scale, mono16_max=self.mono16_max)
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """What the node declares for one parameter."""
+
+    name: str
+    default: Any
+    description: str
+
+
+def parameter_specs() -> list[ParameterSpec]:
+    """One spec per NodeParams field, in declaration order."""
+    return [ParameterSpec(f.name, f.default, f.metadata["doc"]) for f in dataclasses.fields(NodeParams)]
+
+
+def load_node_params(values: dict[str, Any], where: str = "segmentation_node parameters") -> NodeParams:
+    """Validate parameter values; raise ConfigError naming the bad parameter and the fix."""
+    return from_mapping(NodeParams, values, where=where)
+
+
+ROS_WIDE_PARAMETERS = ("use_sim_time",)
+"""Parameters every rclpy node declares itself; allowed in a params file, not NodeParams fields."""
+
+
+def check_params_file(path: str, overrides: dict[str, Any] | None = None) -> NodeParams:
+    """Validate a ROS 2 params file (all its ``ros__parameters`` sections) plus ``overrides``.
+
+    The launch file calls this before starting the node, so a typo in a key or a bad value is
+    reported with the file name instead of being ignored by rclpy.
+    """
+    data = load_yaml(path)
+    known = {f.name for f in dataclasses.fields(NodeParams)} | set(ROS_WIDE_PARAMETERS)
+    merged: dict[str, Any] = {}
+    for section, body in data.items():
+        params = body.get("ros__parameters") if isinstance(body, dict) else None
+        if not isinstance(params, dict):
+            raise ConfigError(f"{path}: section {section!r} has no ros__parameters mapping; a ROS 2 "
+                              "params file looks like `/**: {ros__parameters: {backend: auto}}`")
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ConfigError(f"{path}: unknown parameter(s) {', '.join(unknown)} in {section!r}; "
+                              f"allowed: {', '.join(sorted(known))}")
+        merged.update(params)
+    merged.update(overrides or {})
+    for name in ROS_WIDE_PARAMETERS:
+        merged.pop(name, None)
+    return load_node_params(merged, where=str(path))

@@ -1,0 +1,140 @@
+"""FrameProcessor: one camera message in, the segmentation node's output messages out. No ROS.
+
+The node (rclpy) and the bag tool (rosbags) run exactly this code; they differ only in the
+message factory they pass and in what they do with the returned messages.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cityseg.bundle import Bundle
+from cityseg.inference import Segmentation, Segmenter
+from cityseg.preprocess import resize_image
+from cityseg.ros.images import DecodedImage, decode_message
+from cityseg.ros.messages import CameraInfoValues, MessageFactory, header_fields
+
+MASK, COLOR_MASK, OVERLAY, CAMERA_INFO, LABEL_INFO = "mask", "color_mask", "overlay", "camera_info", "label_info"
+OUTPUTS = (MASK, COLOR_MASK, OVERLAY, CAMERA_INFO, LABEL_INFO)
+"""Output topic suffixes (published as ``~/<suffix>`` by the node)."""
+STAGES = ("convert", "preprocess", "infer", "postprocess", "publish")
+"""Per-frame stages timed in milliseconds; 'publish' is filled in by the caller."""
+UNLABELED_ID = 255
+"""The uint8 'unlabeled' id (vision_msgs reserves the largest id of the mask type)."""
+
+
+@dataclass(frozen=True)
+class ProcessorConfig:
+    """What the processor publishes and how."""
+
+    publish_mask: bool = True
+    publish_color: bool = True
+    publish_overlay: bool = True
+    publish_camera_info: bool = True
+    """Republish the latest CameraInfo with every frame (when one has been received)."""
+    overlay_alpha: float = 0.5
+    id_space: str | None = None
+    """Id space of the mask ('labelid' / 'trainid'); None: the segmenter's."""
+    output_scale: float = 1.0
+    """Scale of every output image relative to the input (1.0 = input resolution)."""
+    mono16_max: int = 65535
+    """16-bit white level for mono16 / 16UC1 input (4095 for a 12-bit sensor)."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.overlay_alpha <= 1.0:
+            raise ValueError(f"overlay_alpha must be within [0, 1], got {self.overlay_alpha}")
+        if not 0.0 < self.output_scale <= 1.0:
+            raise ValueError(f"output_scale must be within (0, 1], got {self.output_scale}")
+        if not 1 <= self.mono16_max <= 65535:
+            raise ValueError(f"mono16_max must be within [1, 65535], got {self.mono16_max}")
+
+
+@dataclass
+class ProcessedFrame:
+    """The output of one frame."""
+
+    messages: dict[str, Any]
+    """Topic suffix (see OUTPUTS) -> message; only the enabled outputs."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """Milliseconds per stage (STAGES); the caller adds 'publish'."""
+    input_size: tuple[int, int] = (0, 0)
+    output_size: tuple[int, int] = (0, 0)
+    segmentation: Segmentation | None = None
+
+
+class FrameProcessor:
+    """Segments Image / CompressedImage messages and builds the output messages with a factory."""
+
+    def __init__(self, segmenter: Segmenter, factory: MessageFactory, config: ProcessorConfig | None = None):
+        self.segmenter = segmenter
+        self.factory = factory
+        self.config = config or ProcessorConfig()
+        wanted = self.config.id_space
+        if wanted is not None and wanted != segmenter.space.name:
+            raise ValueError(f"the segmenter produces {segmenter.space.name} ids but the config asks "
+                             f"for {wanted}; create the Segmenter with id_space={wanted!r}")
+
+    @classmethod
+    def from_bundle(cls, model: Bundle | str | Path, factory: MessageFactory,
+                    config: ProcessorConfig | None = None, backend: str = "auto") -> "FrameProcessor":
+        """Open ``model`` with ``backend`` in the config's id space and wrap it."""
+        config = config or ProcessorConfig()
+        return cls(Segmenter(model, backend=backend, id_space=config.id_space), factory, config)
+
+    def label_classes(self) -> list[tuple[int, str]]:
+        """(id, name) of every value the mask can hold."""
+        space = self.segmenter.space
+        classes = list(enumerate(space.names))
+        if space.ignore_index is not None:
+            classes.append((UNLABELED_ID, "unlabeled"))
+        return classes
+
+    def label_info(self, sec: int = 0, nanosec: int = 0, frame_id: str = "") -> Any:
+        """The vision_msgs/LabelInfo of the mask ids; threshold 0 (argmax, no confidence cut)."""
+        return self.factory.label_info(self.factory.header(sec, nanosec, frame_id), self.label_classes(), 0.0)
+
+    def output_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
+        """(height, width) of the output images for an input of ``input_size``."""
+        scale = self.config.output_scale
+        if scale == 1.0:
+            return input_size
+        return max(1, round(input_size[0] * scale)), max(1, round(input_size[1] * scale))
+
+    def process(self, msg, camera_info=None) -> ProcessedFrame:
+        """Segment one image message; raise ImageError (an InputError) if it cannot be decoded."""
+        cfg = self.config
+        t0 = time.perf_counter()
+        decoded = decode_message(msg, cfg.mono16_max)
+        t1 = time.perf_counter()
+        result = self.segmenter.segment(decoded.frame, decoded.channel_order)
+        t2 = time.perf_counter()
+        in_size = decoded.size
+        out_size = self.output_size(in_size)
+        view = result if out_size == in_size else Segmentation(result.classes, out_size, result.space)
+        header = self.factory.header(*header_fields(msg))
+        messages: dict[str, Any] = {}
+        if cfg.publish_mask:
+            messages[MASK] = self.factory.image_from_array(header, view.mask, "mono8")
+        if cfg.publish_color:
+            messages[COLOR_MASK] = self.factory.image_from_array(header, view.color("RGB"), "rgb8")
+        if cfg.publish_overlay:
+            messages[OVERLAY] = self._overlay(header, decoded, view, out_size)
+        if cfg.publish_camera_info and camera_info is not None:
+            info = CameraInfoValues.from_message(camera_info).resized(in_size, out_size)
+            messages[CAMERA_INFO] = self.factory.camera_info(header, info)
+        t3 = time.perf_counter()
+        timings = {"convert": (t1 - t0) * 1e3, "preprocess": result.timings["preprocess"],
+                   "infer": result.timings["infer"],
+                   "postprocess": result.timings["argmax"] + (t3 - t2) * 1e3}
+        return ProcessedFrame(messages, timings, in_size, out_size, result)
+
+    def _overlay(self, header, decoded: DecodedImage, view: Segmentation, out_size: tuple[int, int]):
+        base = decoded.color_frame()
+        if base.shape[:2] != out_size:
+            base = resize_image(base, out_size[0], out_size[1], "area")
+        order = "BGR" if decoded.overlay_encoding == "bgr8" else "RGB"
+        blended = view.overlay(base, self.config.overlay_alpha, order)
+        return self.factory.image_from_array(header, blended, decoded.overlay_encoding)

@@ -1,0 +1,130 @@
+"""Latest-frame-wins hand-off between the subscription callback and one inference thread. No ROS.
+
+A camera callback must never wait for inference and latency must never build up behind a
+queue: the callback drops its frame into a one-place :class:`LatestFrameSlot` (replacing, and
+counting as dropped, a frame the worker has not taken yet) and :class:`FrameWorker` always
+processes the newest frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable, Generic, TypeVar
+
+from cityseg.errors import InputError
+from cityseg.ros.diagnostics import NodeStats
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+class LatestFrameSlot(Generic[T]):
+    """Holds at most one pending item; a newer item replaces it."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._item: T | None = None
+        self._pending = False
+        self._closed = False
+        self.dropped = 0
+        """Items replaced before the worker took them."""
+
+    def put(self, item: T) -> bool:
+        """Offer ``item``; True if it replaced a pending one (which is then dropped)."""
+        with self._cond:
+            replaced = self._pending
+            if replaced:
+                self.dropped += 1
+            self._item, self._pending = item, True
+            self._cond.notify()
+            return replaced
+
+    def take(self, timeout: float | None = None) -> T | None:
+        """Wait for and remove the pending item; None on timeout or once closed."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._pending or self._closed, timeout):
+                return None
+            if self._closed:
+                return None
+            item, self._item, self._pending = self._item, None, False
+            return item
+
+    def close(self) -> None:
+        """Wake every waiting ``take`` (they return None) and refuse to hand out more items."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
+class FrameWorker:
+    """The inference loop: take the newest frame, process it, publish, record statistics.
+
+    ``process(item)`` returns a ProcessedFrame; ``publish(messages)`` sends its messages;
+    ``on_error(reason)`` reports a frame that failed (the loop goes on). ``max_rate_hz`` > 0
+    spaces frame starts by at least 1/max_rate_hz seconds; frames arriving meanwhile replace
+    each other in the slot and count as dropped.
+    """
+
+    def __init__(self, slot: LatestFrameSlot, process: Callable[[Any], Any],
+                 publish: Callable[[dict], None], stats: NodeStats,
+                 on_error: Callable[[str], None] = lambda reason: None, max_rate_hz: float = 0.0):
+        if max_rate_hz < 0:
+            raise ValueError(f"max_rate_hz must be >= 0, got {max_rate_hz}")
+        self.slot, self.process, self.publish = slot, process, publish
+        self.stats, self.on_error = stats, on_error
+        self.min_interval = 1.0 / max_rate_hz if max_rate_hz > 0 else 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def handle(self, item) -> bool:
+        """Process and publish one item; False (reported, counted) if it failed."""
+        try:
+            frame = self.process(item)
+            t0 = time.perf_counter()
+            self.publish(frame.messages)
+            frame.timings["publish"] = (time.perf_counter() - t0) * 1e3
+        except InputError as exc:
+            self._fail(str(exc))
+            return False
+        except Exception as exc:  # the node must survive anything one frame can cause
+            log.exception("segmentation of a frame failed")
+            self._fail(f"internal error: {type(exc).__name__}: {exc}")
+            return False
+        self.stats.processed(frame.timings)
+        return True
+
+    def _fail(self, reason: str) -> None:
+        self.stats.failed(reason)
+        self.on_error(reason)
+
+    def run(self) -> None:
+        """Loop until :meth:`stop`."""
+        last_start = -float("inf")
+        while not self._stop.is_set():
+            wait = last_start + self.min_interval - time.monotonic()
+            if wait > 0 and self._stop.wait(wait):
+                break
+            item = self.slot.take(timeout=0.5)
+            if item is None:
+                continue
+            last_start = time.monotonic()
+            self.handle(item)
+
+    def start(self) -> threading.Thread:
+        """Run the loop in a daemon thread."""
+        self._thread = threading.Thread(target=self.run, name="cityseg-inference", daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """End the loop (after the frame in progress) and wait for the thread."""
+        self._stop.set()
+        self.slot.close()
+        if self._thread is not None:
+            self._thread.join(timeout)
