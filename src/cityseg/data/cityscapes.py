@@ -98,7 +98,7 @@ def find_samples(root: str | Path, split: str, *, check_files: bool = True) -> l
     if bad_names:
         raise DatasetError(_listing(bad_names, "files are not named <city>_<seq:6 digits>_<frame:6 digits>"
                                     "_...") + "\nrename them as Cityscapes does")
-    if labels:
+    if labels or split != "test":  # an unlabelled test split is normal; elsewhere every image needs a label
         _refuse_unpaired(images, labels, image_dir, label_dir)
     samples = [Sample(key, images[key], labels.get(key), split) for key in sorted(images)]
     if check_files:
