@@ -826,24 +826,27 @@ def _draw_ego(canvas: Canvas, ego: tuple[float, Color]) -> None:
 def _finish(canvas: Canvas, world: World, rng: np.random.Generator) -> np.ndarray:
     """Texture, lighting, blur and sensor noise on the painted image (labels stay exact)."""
     h, w = canvas.label.shape
-    image = canvas.image.astype(np.float32) / 255.0
     label = canvas.label
     texture_rng = np.random.default_rng(world.seed)  # static texture: does not flicker in drives
     grain = _noise_field(texture_rng, h, w, 2)
     blotch = _noise_field(texture_rng, h, w, max(4, w // 96))
-    factor = 1.0 + _GRAIN[label] * grain + _BLOTCH[label] * blotch
-    sky = label == SKY
+    image = canvas.image.astype(np.float32)
+    image *= (1.0 + _GRAIN[label] * grain + _BLOTCH[label] * blotch)[..., None]
     if world.clouds > 0:
-        clouds = np.clip(_noise_field(texture_rng, h, w, max(8, w // 24)), 0, None) * world.clouds
+        sky = label == SKY
+        clouds = np.clip(_noise_field(texture_rng, h, w, max(8, w // 24)), 0, None) * (255.0 * world.clouds)
         image[sky] += clouds[sky, None]
-    image *= factor[..., None]
-    light = world.light
-    image *= light["gain"] * light["tint"]
-    np.clip(image, 0.0, 1.0, out=image)
-    image **= light["gamma"]
-    image = cv2.GaussianBlur(image, (0, 0), light["blur"])
-    image += rng.standard_normal(image.shape, dtype=np.float32) * (light["noise"] / 255.0)
-    return np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    textured = np.clip(image, 0, 255).astype(np.uint8)
+    lit = cv2.GaussianBlur(cv2.LUT(textured, _light_lut(world.light)), (0, 0), world.light["blur"])
+    noisy = lit + rng.standard_normal((h, w, 3), dtype=np.float32) * world.light["noise"]
+    return np.clip(noisy + 0.5, 0, 255).astype(np.uint8)
+
+
+def _light_lut(light: dict) -> np.ndarray:
+    """(1, 256, 3) uint8 LUT: exposure gain, white-balance tint and gamma per channel."""
+    values = np.arange(256, dtype=np.float64)[:, None] / 255.0
+    lut = np.clip(values * light["gain"] * np.asarray(light["tint"])[None, :], 0.0, 1.0) ** light["gamma"]
+    return np.round(lut * 255.0).astype(np.uint8)[None]
 
 
 def _noise_field(rng: np.random.Generator, h: int, w: int, cell: int) -> np.ndarray:
