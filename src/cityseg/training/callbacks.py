@@ -25,7 +25,7 @@ from cityseg.errors import CitysegError
 from cityseg.fileio import atomic_path, write_json_atomic
 from cityseg.preprocess import Normalization, normalize
 from cityseg.training.plots import plot_history, plot_predictions
-from cityseg.models import set_dropout_rate
+from cityseg.models import dropout_layers, set_dropout_rate
 from cityseg.training.schedules import dropout_rate_at
 
 log = logging.getLogger(__name__)
@@ -138,8 +138,12 @@ class DropoutScheduler(keras.callbacks.Callback):
             log.info("epoch %d: dropout rate %.3g on %d layers", epoch + 1, rate, count)
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is not None and self.state.dropout_rate is not None:
+        if logs is None:
+            return
+        if self.state.dropout_rate is not None:
             logs["dropout_rate"] = self.state.dropout_rate
+        elif layers := dropout_layers(self.model):
+            logs["dropout_rate"] = layers[0].rate  # before the schedule's first entry
 
 
 class RunCheckpoint(keras.callbacks.Callback):

@@ -41,6 +41,8 @@ def history_columns(records: Sequence[Mapping[str, float]]) -> dict[str, list[fl
 
 def plot_history(records: Sequence[Mapping[str, float]], path: str | Path, title: str = "") -> Path:
     """Draw loss / pixel accuracy / Dice / mIoU per epoch, train vs validation, to a PNG."""
+    from matplotlib.ticker import MaxNLocator
+
     columns = history_columns(records)
     epochs = np.arange(1, len(records) + 1)
     figure = _new_figure(12, 3.2)
@@ -57,6 +59,7 @@ def plot_history(records: Sequence[Mapping[str, float]], path: str | Path, title
             ax.legend(fontsize="small")
         if len(epochs):
             ax.set_xlim(0.5, len(epochs) + 0.5)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if title:
         figure.suptitle(title)
     return _save(figure, Path(path), dpi=90)

@@ -136,7 +136,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, progre
     strategy = make_strategy(cfg.distribute)  # first: multi-worker must precede other TF ops
     keras.utils.set_random_seed(cfg.seed + state.epochs_done)
     space = class_space(cfg.data.class_space)
-    data = prepare_data(cfg, space, state)
+    data = prepare_data(cfg, space, state, progress=progress)
     write_run_config(paths, cfg)
     mixed = use_mixed_precision(cfg.mixed_precision)
     log.info("%s: %s on %d train / %d %s samples, %d steps per epoch, %s, %d replica(s), "
@@ -154,6 +154,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, progre
                                               chief=is_chief(strategy))
             model.fit(data.train, validation_data=data.validation, epochs=cfg.epochs,
                       initial_epoch=state.epochs_done, steps_per_epoch=cfg.steps_per_epoch,
+                      shuffle=False,  # the training dataset shuffles itself
                       callbacks=[*callbacks, *extra_callbacks], verbose=fit_verbosity(progress))
         if guard.failure is not None:
             raise TrainingDiverged(diverged_message(guard.failure, paths, state))
@@ -249,7 +250,8 @@ def write_run_config(paths: RunPaths, cfg: TrainConfig) -> None:
 # Data, model, optimizer
 # --------------------------------------------------------------------------------------------
 
-def prepare_data(cfg: TrainConfig, space: ClassSpace, state: RunState) -> RunData:
+def prepare_data(cfg: TrainConfig, space: ClassSpace, state: RunState, *,
+                 progress: bool = True) -> RunData:
     """Splits -> normalisation (fitted on train) -> class weights -> tf.data datasets."""
     from cityseg.data.cityscapes import make_splits, validation_split
     from cityseg.data.pipeline import class_pixel_counts, fit_normalization, load_arrays, make_dataset
@@ -272,8 +274,8 @@ def prepare_data(cfg: TrainConfig, space: ClassSpace, state: RunState) -> RunDat
         from cityseg.training.losses import class_weights
 
         weights = class_weights(class_pixel_counts(train_samples, cfg.data), cfg.loss.class_weights)
-    train_ds = make_dataset(train_samples, cfg, normalization, training=True)
-    val_ds = make_dataset(val_samples, cfg, normalization, training=False)
+    train_ds = make_dataset(train_samples, cfg, normalization, training=True, progress=progress)
+    val_ds = make_dataset(val_samples, cfg, normalization, training=False, progress=progress)
     steps = cfg.steps_per_epoch or batches_per_pass(train_ds, len(train_samples), cfg.data.batch_size)
     if cfg.steps_per_epoch:
         train_ds = train_ds.repeat()  # epochs of a fixed step count, independent of the split size
@@ -436,9 +438,20 @@ def make_callbacks(cfg: TrainConfig, paths: RunPaths, state: RunState, data: Run
     if data.preview_images is not None and len(data.preview_images):
         callbacks.append(PredictionPreview(data.preview_images, data.preview_labels,
                                            data.normalization, space.palette, paths.previews, guard))
-    if cfg.tensorboard:
+    if cfg.tensorboard and tensorboard_available():
         callbacks.append(keras.callbacks.TensorBoard(str(paths.tensorboard), write_graph=False))
     return guard, callbacks
+
+
+def tensorboard_available() -> bool:
+    """True if tf.summary can write (the tensorboard package); else warn and say how to fix it."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is not None:
+        return True
+    log.warning("TensorBoard logging skipped: the tensorboard package is not installed "
+                "(pip install tensorboard), or set `tensorboard: false` in the config")
+    return False
 
 
 def fit_verbosity(progress: bool) -> int:
