@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from cityseg.errors import InputError
 from cityseg.ros.images import RawImage, raw_image
 
 IMAGE = "sensor_msgs/msg/Image"
@@ -66,7 +67,8 @@ class CameraInfoValues:
                 values = getattr(msg, name.upper())
             values = tuple(float(v) for v in values)
             if size is not None and len(values) != size:
-                raise ValueError(f"CameraInfo.{name} has {len(values)} values, expected {size}")
+                raise InputError(f"CameraInfo.{name} has {len(values)} values, expected {size}; "
+                                 "fix the camera driver's calibration")
             return values
 
         roi = msg.roi

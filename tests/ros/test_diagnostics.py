@@ -1,0 +1,83 @@
+"""Rolling rates, stage latencies, the log line and the DiagnosticStatus (with a fake clock)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cityseg.ros.diagnostics import OK, WARN, NodeStats, diagnostic_status, log_line
+from cityseg.ros.messages import RosbagsMessages
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_rates_over_the_window_and_totals_since_start():
+    clock = Clock()
+    stats = NodeStats(window_s=2.0, clock=clock)
+    for i in range(20):  # 10 Hz for 2 s, every other frame dropped
+        clock.now += 0.1
+        stats.received()
+        if i % 2:
+            stats.dropped()
+        else:
+            stats.processed({"infer": 10.0 + i, "publish": 1.0})
+    snap = stats.snapshot()
+    assert snap.rates_hz["received"] == pytest.approx(10.0)
+    assert snap.rates_hz["processed"] == pytest.approx(5.0)
+    assert snap.rates_hz["dropped"] == pytest.approx(5.0)
+    assert snap.stage_ms["infer"] == pytest.approx(sum(10.0 + i for i in range(0, 20, 2)) / 10)
+    assert snap.stage_max_ms["infer"] == 28.0
+    clock.now += 1.05  # half the window passes without input
+    snap = stats.snapshot()
+    assert snap.rates_hz["received"] == pytest.approx(10 / 2.0)
+    assert snap.totals == {"received": 20, "processed": 10, "dropped": 10, "failed": 0}
+
+
+def test_rates_before_a_full_window_use_the_elapsed_time():
+    clock = Clock()
+    stats = NodeStats(window_s=10.0, clock=clock)
+    clock.now += 1.0
+    for _ in range(4):
+        stats.received()
+    assert stats.snapshot().rates_hz["received"] == pytest.approx(4.0)
+
+
+def test_status_levels_and_values():
+    clock = Clock()
+    stats = NodeStats(window_s=1.0, clock=clock)
+    clock.now += 1.0
+    status = diagnostic_status(stats.snapshot(), "/front/segmentation", "unet_lite")
+    assert status.level == WARN and "no images received" in status.message
+    stats.received()
+    stats.processed({"convert": 1.0, "infer": 20.0})
+    status = diagnostic_status(stats.snapshot(), "/front/segmentation", "unet_lite")
+    assert status.level == OK and status.name == "/front/segmentation" and status.hardware_id == "unet_lite"
+    values = dict(status.values)
+    assert values["infer mean (ms)"] == "20.00" and values["processed total"] == "1"
+    stats.received()
+    stats.failed("unsupported encoding '32FC1'")
+    status = diagnostic_status(stats.snapshot(), "n", "h")
+    assert status.level == WARN and "unsupported encoding '32FC1'" in status.message
+    array = RosbagsMessages().diagnostics(RosbagsMessages().header(1, 2, ""), [status])
+    assert array.status[0].level == WARN and array.status[0].values[0].key == "received rate (Hz)"
+
+
+def test_log_line():
+    clock = Clock()
+    stats = NodeStats(window_s=1.0, clock=clock)
+    clock.now += 1.0
+    stats.received()
+    stats.processed({"convert": 1.0, "preprocess": 2.0, "infer": 30.0, "postprocess": 3.0, "publish": 4.0})
+    line = log_line(stats.snapshot())
+    assert line.startswith("in 1.0 Hz, out 1.0 Hz, dropped 0.0 Hz, failed 0 total")
+    assert "infer 30.0 ms" in line and line.endswith("total 40.0 ms")
+
+
+def test_window_must_be_positive():
+    with pytest.raises(ValueError):
+        NodeStats(window_s=0)

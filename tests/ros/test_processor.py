@@ -1,0 +1,167 @@
+"""FrameProcessor on real messages with the real palette-classifier ONNX model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cityseg.errors import InputError
+from cityseg.inference import Segmenter
+from cityseg.labels import class_space, convert_ids
+from cityseg.ros.bag import pinhole_camera_info
+from cityseg.ros.images import ImageError, encode_compressed, encode_rgb
+from cityseg.ros.messages import RosbagsMessages
+from cityseg.ros.processor import OUTPUTS, STAGES, FrameProcessor, ProcessorConfig
+
+F = RosbagsMessages()
+HEADER = F.header(1_700_000_123, 456_789, "front_camera")
+
+
+def processor(bundle, **config) -> FrameProcessor:
+    return FrameProcessor.from_bundle(bundle, F, ProcessorConfig(**config), backend="onnxruntime")
+
+
+def image(rgb, encoding="rgb8", **kw):
+    return F.image(HEADER, encode_rgb(rgb, encoding, **kw))
+
+
+def camera_info(height, width):
+    return F.camera_info(F.header(0, 0, "other"), pinhole_camera_info(height, width))
+
+
+def pixels(msg) -> np.ndarray:
+    channels = msg.step // msg.width
+    shape = (msg.height, msg.width) if channels == 1 else (msg.height, msg.width, channels)
+    return msg.data.reshape(msg.height, msg.step)[:, : msg.width * channels].reshape(shape)
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8"])
+def test_mask_is_exact_at_the_input_resolution(bundle, scene, encoding):
+    rgb, mask = scene
+    frame = processor(bundle, id_space="trainid").process(image(rgb, encoding, padding=4))
+    out = frame.messages["mask"]
+    assert (out.height, out.width, out.encoding, out.step) == (128, 256, "mono8", 256)
+    np.testing.assert_array_equal(pixels(out), mask)
+    assert frame.input_size == frame.output_size == (128, 256)
+
+
+def test_mask_in_labelid_space(bundle, scene):
+    rgb, mask = scene
+    out = processor(bundle, id_space="labelid").process(image(rgb)).messages["mask"]
+    expected = convert_ids(mask, class_space("trainid"), class_space("labelid"))
+    np.testing.assert_array_equal(pixels(out), expected)
+
+
+def test_colour_mask_and_overlay(bundle, scene):
+    rgb, mask = scene
+    frame = processor(bundle, id_space="trainid", overlay_alpha=1.0).process(image(rgb, "bgr8"))
+    color = frame.messages["color_mask"]
+    assert color.encoding == "rgb8"
+    np.testing.assert_array_equal(pixels(color), class_space("trainid").palette[mask])
+    overlay = frame.messages["overlay"]  # bgr8 in -> bgr8 overlay; alpha 1 = the colour mask alone
+    assert overlay.encoding == "bgr8"
+    np.testing.assert_array_equal(pixels(overlay), class_space("trainid").palette[mask][..., ::-1])
+
+
+def test_overlay_of_grey_input_is_rgb8_blend(bundle, scene):
+    rgb, _ = scene
+    frame = processor(bundle, id_space="trainid", overlay_alpha=0.0).process(image(rgb, "mono8"))
+    overlay = frame.messages["overlay"]
+    assert overlay.encoding == "rgb8"
+    gray = pixels(image(rgb, "mono8"))
+    np.testing.assert_array_equal(pixels(overlay), np.dstack([gray] * 3))  # alpha 0 = the image
+
+
+def test_compressed_input(bundle, scene):
+    rgb, mask = scene
+    fmt, data = encode_compressed(rgb, "png")
+    frame = processor(bundle, id_space="trainid").process(F.compressed_image(HEADER, fmt, data))
+    np.testing.assert_array_equal(pixels(frame.messages["mask"]), mask)
+    assert frame.messages["overlay"].encoding == "bgr8"
+
+
+def test_every_output_keeps_the_input_header(bundle, scene):
+    rgb, _ = scene
+    frame = processor(bundle).process(image(rgb), camera_info(128, 256))
+    assert set(frame.messages) == {"mask", "color_mask", "overlay", "camera_info"}
+    for msg in frame.messages.values():
+        assert (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id) == \
+            (1_700_000_123, 456_789, "front_camera")
+
+
+def test_camera_info_is_copied_unchanged_at_full_resolution(bundle, scene):
+    rgb, _ = scene
+    info = camera_info(128, 256)
+    out = processor(bundle).process(image(rgb), info).messages["camera_info"]
+    assert (out.height, out.width, out.distortion_model) == (128, 256, "plumb_bob")
+    for name in ("d", "k", "r", "p"):
+        np.testing.assert_array_equal(getattr(out, name), getattr(info, name))
+
+
+def test_output_scale_shrinks_images_and_adjusts_camera_info(bundle, scene):
+    rgb, mask = scene
+    info = camera_info(128, 256)
+    frame = processor(bundle, id_space="trainid", output_scale=0.5).process(image(rgb), info)
+    assert frame.output_size == (64, 128)
+    for key in ("mask", "color_mask", "overlay"):
+        assert (frame.messages[key].height, frame.messages[key].width) == (64, 128)
+    np.testing.assert_array_equal(pixels(frame.messages["mask"]), mask[::2, ::2])
+    out = frame.messages["camera_info"]
+    assert (out.height, out.width) == (64, 128)
+    k = info.k
+    np.testing.assert_allclose(out.k, [k[0] / 2, 0, k[2] / 2, 0, k[4] / 2, k[5] / 2, 0, 0, 1])
+    np.testing.assert_allclose(out.p[[0, 2, 5, 6]], info.p[[0, 2, 5, 6]] / 2)
+
+
+def test_disabled_outputs_are_not_built(bundle, scene):
+    rgb, _ = scene
+    frame = processor(bundle, publish_color=False, publish_overlay=False,
+                      publish_camera_info=False).process(image(rgb), camera_info(128, 256))
+    assert set(frame.messages) == {"mask"}
+
+
+def test_timings_cover_the_processing_stages(bundle, scene):
+    frame = processor(bundle).process(image(scene[0]))
+    assert set(frame.timings) == set(STAGES) - {"publish"}
+    assert all(v >= 0 for v in frame.timings.values())
+
+
+def test_label_info_maps_ids_to_names(bundle):
+    trainid = processor(bundle, id_space="trainid").label_info(5, 6, "cam")
+    assert [(c.class_id, c.class_name) for c in trainid.class_map][:3] == [(0, "road"), (1, "sidewalk"),
+                                                                          (2, "building")]
+    assert len(trainid.class_map) == 20 and trainid.class_map[-1].class_id == 255
+    assert trainid.class_map[-1].class_name == "unlabeled"
+    assert trainid.threshold == 0.0 and trainid.header.frame_id == "cam"
+    labelid = processor(bundle, id_space="labelid").label_info()
+    ids = [c.class_id for c in labelid.class_map]
+    assert ids == list(range(34)) and labelid.class_map[26].class_name == "car"
+
+
+def test_malformed_message_raises_image_error(bundle):
+    bad = F._t["sensor_msgs/msg/Image"](header=HEADER, height=4, width=4, encoding="rgb8", is_bigendian=0,
+                                        step=6, data=np.zeros(48, np.uint8))
+    with pytest.raises(ImageError, match="step 6 is smaller"):
+        processor(bundle).process(bad)
+
+
+def test_bad_camera_info_is_reported(bundle, scene):
+    info = camera_info(128, 256)
+    info.k = np.zeros(4)
+    with pytest.raises(InputError, match="CameraInfo.k has 4 values"):
+        processor(bundle).process(image(scene[0]), info)
+
+
+def test_config_is_validated():
+    for bad in ({"overlay_alpha": 1.5}, {"output_scale": 0.0}, {"output_scale": 2.0}, {"mono16_max": 0}):
+        with pytest.raises(ValueError):
+            ProcessorConfig(**bad)
+
+
+def test_id_space_must_match_the_segmenter(bundle):
+    with pytest.raises(ValueError, match="id_space='labelid'"):
+        FrameProcessor(Segmenter(bundle, "onnxruntime"), F, ProcessorConfig(id_space="labelid"))
+
+
+def test_outputs_constant_names_the_topics():
+    assert OUTPUTS == ("mask", "color_mask", "overlay", "camera_info", "label_info")
