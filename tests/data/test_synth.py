@@ -116,7 +116,16 @@ def test_cli_writes_and_refuses_to_overwrite_without_force(tmp_path, capsys):
 
     assert main(argv) == 2
     assert "already exists; pass --force" in capsys.readouterr().err
-    assert main(argv + ["--force"]) == 0
+    assert main(["synth", "--out", str(out), "--count", "2", "--size", "64x32", "--force"]) == 0
+    assert len(list(out.rglob("*_leftImg8bit.png"))) == 2  # replaced, no stale scenes mixed in
+
+
+def test_force_never_replaces_a_tree_synth_did_not_write(tmp_path, tree):
+    image, label = tree.flat_pair(3)
+    tree.write_pair(tmp_path, "train", "aachen", "aachen_000000_000019", image, label)
+    with pytest.raises(DatasetError, match="was not written by `cityseg synth`"):
+        write_dataset(tmp_path, 2, size=(64, 32), force=True)
+    assert len(find_samples(tmp_path, "train")) == 1
 
 
 def test_cli_rejects_a_malformed_size(tmp_path, capsys):

@@ -146,8 +146,10 @@ def _build_cache(folder: Path, samples: list[Sample], data: DataConfig, progress
         write_json_atomic(tmp / "meta.json", {"format": CACHE_FORMAT, "keys": [s.key for s in samples],
                                               "height": h, "width": w, "resize": data.resize,
                                               "class_space": data.class_space})
-        if folder.exists():  # a broken entry (the digest matched but the files did not) or a race
-            shutil.rmtree(folder, ignore_errors=True)
+        if folder.exists():
+            if _open_cache(folder, samples, data) is not None:
+                return  # another process finished the same entry first: keep theirs
+            shutil.rmtree(folder, ignore_errors=True)  # a broken entry
         os.rename(tmp, folder)
     except OSError as exc:
         raise DatasetError(f"{folder.parent}: cannot write the data cache ({exc}); free disk space, "

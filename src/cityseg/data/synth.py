@@ -14,6 +14,7 @@ The scenes themselves are rendered by :mod:`cityseg.data.scene`.
 from __future__ import annotations
 
 import os
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator, Mapping
@@ -83,22 +84,38 @@ def sample_key(split: str, index: int) -> tuple[str, str]:
     return city, f"{city}_{index // len(cities):06d}_{FRAME:06d}"
 
 
+def _clear_previous(out: Path, force: bool) -> None:
+    """Refuse an existing dataset in ``out``; with ``force`` replace one that ``synth`` wrote.
+
+    A tree without synth.json (e.g. a real Cityscapes download) is never touched, even with force.
+    """
+    existing = [d for d in (out / "leftImg8bit", out / "gtFine") if d.exists()]
+    if not existing:
+        return
+    if not force:
+        raise DatasetError(f"{existing[0]} already exists; pass --force to replace it "
+                           "or choose an empty --out folder")
+    if not (out / "synth.json").is_file():
+        raise DatasetError(f"{existing[0]} already exists and was not written by `cityseg synth` "
+                           f"(no {out / 'synth.json'}); it is left untouched - choose another --out")
+    for folder in existing:
+        shutil.rmtree(folder)
+
+
 def write_dataset(out: Path, count: int, size: tuple[int, int] = DEFAULT_SIZE, seed: int = 0,
                   splits: Mapping[str, float] = DEFAULT_SPLITS, *, force: bool = False,
                   progress: bool = False) -> dict[str, int]:
     """Render ``count`` scenes into ``out`` in Cityscapes layout; return images written per split.
 
-    Refuses to write into a folder that already holds a Cityscapes tree unless ``force``.
+    Refuses a folder that already holds a Cityscapes tree; ``force`` replaces an earlier synth
+    output (never a tree it did not write), so no stale scenes of another run stay mixed in.
     """
     out = Path(out)
     width, height = size
     if width < 32 or height < 32:
         raise DatasetError(f"--size {width}x{height} is too small; use at least 32x32 (e.g. 512x256)")
     counts = split_counts(count, splits)
-    existing = [d for d in (out / "leftImg8bit", out / "gtFine") if d.exists()]
-    if existing and not force:
-        raise DatasetError(f"{existing[0]} already exists; pass --force to write over it "
-                           "or choose an empty --out folder")
+    _clear_previous(out, force)
     jobs = [(split, i) for split in SPLIT_NAMES for i in range(counts.get(split, 0))]
     palette = class_space("labelid").palette
 
