@@ -1,0 +1,90 @@
+"""`cityseg export`: add model.onnx (and a TensorRT engine) to a bundle, each checked for parity."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "export", help="export a bundle to ONNX / TensorRT with parity checks",
+        description="Adds model.onnx (or model_argmax.onnx) to the bundle, converted with tf2onnx and "
+                    "checked against the Keras model on street frames (argmax agreement >= 99.9%%), "
+                    "and with --tensorrt a TensorRT engine for this GPU, checked against the ONNX. "
+                    "Without --onnx/--tensorrt, --onnx is implied.")
+    p.add_argument("bundle", type=Path, metavar="BUNDLE", help="model bundle directory")
+    p.add_argument("--onnx", action="store_true", help="export model.onnx (tf2onnx)")
+    p.add_argument("--tensorrt", action="store_true",
+                   help="build a TensorRT engine for this GPU (exports the ONNX first when missing)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp16", help="TensorRT precision (default fp16)")
+    p.add_argument("--calib-images", type=Path, metavar="DIR",
+                   help="INT8: folder of representative frames for the entropy calibrator")
+    p.add_argument("--calib-batch", type=int, default=8, metavar="N", help="INT8 calibration batch size")
+    p.add_argument("--calib-limit", type=int, default=512, metavar="N",
+                   help="INT8: use at most N calibration images, spread over the folder")
+    p.add_argument("--argmax-head", action="store_true",
+                   help="export the variant that outputs the uint8 class map (argmax on the device)")
+    p.add_argument("--force", action="store_true",
+                   help="replace existing artifacts (only once the new one passes parity)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse an ONNX that TensorRT 10 is known not to parse (default: warn)")
+    p.add_argument("--parity-images", type=Path, metavar="DIR",
+                   help="check parity on these images (default: generated street scenes)")
+    p.add_argument("--batch", default="1,1,4", metavar="MIN,OPT,MAX",
+                   help="TensorRT batch-size profile (default 1,1,4)")
+    p.add_argument("--workspace-mb", type=int, default=2048, help="TensorRT builder workspace limit (MiB)")
+    p.add_argument("--no-rebuild", action="store_true",
+                   help="refuse (instead of rebuilding) an existing engine built for another GPU, "
+                        "TensorRT version or ONNX")
+    p.set_defaults(run=run)
+
+
+def read_frames(directory: Path, limit: int = 16) -> list:
+    """Up to ``limit`` images of a folder as RGB frames."""
+    import cv2
+
+    from cityseg.errors import InputError
+    from cityseg.export.tensorrt import calibration_files
+    from cityseg.fileio import read_image
+
+    if not directory.is_dir():
+        raise InputError(f"--parity-images {directory}: no such directory")
+    return [cv2.cvtColor(read_image(p), cv2.COLOR_BGR2RGB) for p in calibration_files(directory, limit)]
+
+
+def run(args: argparse.Namespace) -> int:
+    from cityseg.bundle import Bundle
+    from cityseg.errors import InputError
+    from cityseg.export import tensorrt as trt_export
+    from cityseg.export.onnx import export_onnx, onnx_artifact
+
+    want_onnx = args.onnx or not args.tensorrt
+    profile = trt_export.BatchProfile.parse(args.batch)
+    if args.tensorrt:
+        trt_export.require_runtime()  # one clear message before any work
+    if args.calib_images is not None and not args.calib_images.is_dir():
+        raise InputError(f"--calib-images {args.calib_images}: no such directory")
+    bundle = Bundle.load(args.bundle)
+    frames = read_frames(args.parity_images) if args.parity_images else None
+    onnx_key, _ = onnx_artifact(args.argmax_head)
+    if want_onnx or onnx_key not in bundle.card.artifacts:
+        report = export_onnx(bundle, argmax_head=args.argmax_head, opset=args.opset, force=args.force,
+                             frames=frames, strict=args.strict)
+        print(f"wrote {bundle.artifact_path(onnx_key)}")
+        print(report.summary())
+    if args.tensorrt:
+        result = trt_export.export_tensorrt(
+            bundle, precision=args.precision, argmax_head=args.argmax_head, calib_images=args.calib_images,
+            calib_batch=args.calib_batch, calib_limit=args.calib_limit, profile=profile,
+            workspace_mb=args.workspace_mb, force=args.force, rebuild=not args.no_rebuild, frames=frames)
+        if result.built:
+            print(f"built {result.path} ({'; '.join(result.reasons)})")
+            print(result.report.summary())
+        else:
+            print(f"{result.path} is up to date for this GPU and ONNX (pass --force to rebuild)")
+    print(f"bundle {bundle.path}: {', '.join(bundle.card.artifacts)}")
+    return 0

@@ -1,0 +1,16 @@
+"""The converter: Keras bundle -> ONNX (tf2onnx) -> TensorRT engine, each checked for parity.
+
+* :mod:`cityseg.export.onnx` - :func:`export_onnx` (model.onnx / model_argmax.onnx).
+* :mod:`cityseg.export.parity` - run source and export on the same frames, compare.
+* :mod:`cityseg.export.trt_compat` - static check for ONNX that TensorRT 10 cannot parse.
+* :mod:`cityseg.export.tensorrt` - engine build (FP32/FP16/INT8), sidecar, rebuild-or-refuse,
+  and the engine runner the TensorRT inference backend uses.
+
+TensorFlow, tf2onnx, onnxruntime and TensorRT are imported inside the functions that need them.
+"""
+
+from cityseg.export.errors import EngineMismatch, ExportError, ParityError
+from cityseg.export.onnx import export_onnx
+from cityseg.export.parity import ParityReport
+
+__all__ = ["EngineMismatch", "ExportError", "ParityError", "ParityReport", "export_onnx"]

@@ -1,0 +1,19 @@
+"""Errors of the converter, each naming the file, the problem and the fix."""
+
+from cityseg.errors import CitysegError
+
+
+class ExportError(CitysegError):
+    """An export cannot be done: missing source model, existing artifact, unsupported graph..."""
+
+
+class ParityError(ExportError):
+    """The exported model does not reproduce its source; nothing was written."""
+
+    def __init__(self, message: str, report):
+        super().__init__(message)
+        self.report = report
+
+
+class EngineMismatch(ExportError):
+    """A TensorRT engine was built for another GPU, TensorRT version or ONNX, and rebuilding is off."""

@@ -1,0 +1,238 @@
+"""Keras bundle -> ONNX (tf2onnx), checked for parity and TensorRT compatibility before it is kept.
+
+The exported graph has one input ``image`` (float32 ``batch x H x W x 3``, the card's size, the
+batch dynamic) and one output: ``probabilities`` (float32 ``batch x H x W x C``, the Keras model's
+own output) or, with the argmax head, ``classes`` (uint8 ``batch x H x W``). uint8 is portable:
+TensorRT 10 casts to UINT8 and allows it as a network output (its ONNX support matrix), and ONNX
+Runtime supports it, so only one byte per pixel leaves the device.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from cityseg.bundle import Artifact, Bundle, ModelCard
+from cityseg.errors import BundleError
+from cityseg.export import parity, trt_compat
+from cityseg.export.errors import ExportError
+from cityseg.fileio import atomic_path
+
+log = logging.getLogger(__name__)
+
+INPUT_NAME = "image"
+BATCH_DIM = "batch"
+OUTPUT_NAMES = {False: "probabilities", True: "classes"}
+DEFAULT_OPSET = 17
+
+
+def onnx_artifact(argmax_head: bool) -> tuple[str, str]:
+    """(card key, file name) of the ONNX export: ('onnx', 'model.onnx') or the argmax-head variant."""
+    return ("onnx_argmax", "model_argmax.onnx") if argmax_head else ("onnx", "model.onnx")
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def refuse_overwrite(bundle: Bundle, key: str, target: Path, force: bool) -> None:
+    """Raise unless ``target`` / card entry ``key`` are free or ``force`` is given."""
+    if force:
+        return
+    if key in bundle.card.artifacts or target.exists():
+        raise ExportError(f"{target}: already exists in the bundle; pass --force to replace it "
+                          "(the new file replaces it only if it passes the parity check)")
+
+
+def keras_artifact(bundle: Bundle) -> str:
+    """The card key of the bundle's Keras model (the export source)."""
+    keys = list(bundle.artifacts("keras"))
+    if not keys:
+        raise ExportError(f"{bundle.path}: the bundle has no Keras model (model.keras) to export; "
+                          "export from the training run's bundle/ directory")
+    return keys[0]
+
+
+def load_keras_model(path: Path):
+    """Load ``model.keras`` with the project's custom layers registered."""
+    import keras
+
+    import cityseg.models  # noqa: F401  (registers the project's custom layers)
+
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as exc:  # keras raises many types for unreadable files
+        raise BundleError(f"{path}: Keras cannot load this model ({exc}); the file is corrupt or "
+                          "from an incompatible Keras - restore it from the training run") from None
+
+
+def is_mixed_precision(model) -> bool:
+    return any(layer.dtype_policy.name != "float32" for layer in model.layers)
+
+
+def float32_model(model):
+    """``model`` itself, or a float32 clone of a mixed-precision model (ONNX is exported in fp32;
+    TensorRT chooses fp16 kernels itself with --precision fp16)."""
+    import keras
+
+    if not is_mixed_precision(model):
+        return model
+
+    def clone_layer(layer):
+        config = layer.get_config()
+        config["dtype"] = "float32"
+        return layer.__class__.from_config(config)
+
+    try:
+        clone = keras.models.clone_model(model, clone_function=clone_layer)
+        clone.set_weights(model.get_weights())
+    except Exception as exc:  # clone_model fails on exotic subclassed models
+        raise ExportError(f"the model uses mixed precision and could not be rebuilt in float32 "
+                          f"for export ({exc}); save it with a float32 policy") from None
+    return clone
+
+
+def check_model_matches_card(model, card: ModelCard, path: Path) -> None:
+    """Raise BundleError when the Keras model's input size or class count disagrees with the card."""
+    in_shape = tuple(model.input_shape)
+    out_shape = tuple(model.output_shape)
+    expected = (card.input_height, card.input_width, 3)
+    if len(in_shape) != 4 or any(got is not None and got != want for got, want in zip(in_shape[1:], expected)):
+        raise BundleError(f"{path}: model input {in_shape} does not match the card's "
+                          f"{card.input_height}x{card.input_width}x3; the card and the model do not "
+                          "belong together")
+    if out_shape[-1] != card.num_classes:
+        raise BundleError(f"{path}: the model outputs {out_shape[-1]} classes but the card declares "
+                          f"{card.num_classes} ({card.class_space}); the card and the model do not "
+                          "belong together")
+
+
+def convert(model, card: ModelCard, *, argmax_head: bool, opset: int):
+    """Keras model -> onnx.ModelProto with named I/O and a dynamic batch dimension."""
+    import tensorflow as tf
+    import tf2onnx
+
+    spec = (tf.TensorSpec((None, card.input_height, card.input_width, 3), tf.float32, name=INPUT_NAME),)
+    output_name = OUTPUT_NAMES[argmax_head]
+
+    @tf.function(input_signature=spec)
+    def forward(image):
+        scores = model(image, training=False)
+        if argmax_head:
+            # tf.argmax, not keras.ops.argmax: the latter adds Bitcast/BitwiseAnd (TensorRT rejects them)
+            scores = tf.cast(tf.argmax(scores, axis=-1, output_type=tf.int32), tf.uint8)
+        return {output_name: scores}
+
+    logging.getLogger("tf2onnx").setLevel(logging.WARNING)
+    try:
+        proto, _ = tf2onnx.convert.from_function(forward, input_signature=spec, opset=opset)
+    except Exception as exc:  # tf2onnx raises assorted errors for unsupported ops/opsets
+        raise ExportError(f"tf2onnx could not convert the model at opset {opset}: {exc}; try "
+                          f"--opset {DEFAULT_OPSET} or check the model's layers") from None
+    name_batch_dimension(proto)
+    return proto
+
+
+def name_batch_dimension(proto) -> None:
+    """Call the dynamic first dimension of every graph input/output ``batch``."""
+    for value in list(proto.graph.input) + list(proto.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            dims[0].dim_param = BATCH_DIM
+
+
+def io_details(proto) -> dict:
+    """{'input': {...}, 'output': {...}} names, shapes and dtypes of the graph."""
+    from onnx import helper
+
+    def describe(value) -> dict:
+        tensor = value.type.tensor_type
+        shape = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in tensor.shape.dim]
+        return {"name": value.name, "shape": shape,
+                "dtype": str(helper.tensor_dtype_to_np_dtype(tensor.elem_type))}
+
+    return {"input": describe(proto.graph.input[0]), "output": describe(proto.graph.output[0])}
+
+
+def keras_runner(model):
+    """batch -> the Keras model's output (inference mode)."""
+    return lambda batch: np.asarray(model(batch, training=False))
+
+
+def onnxruntime_runner(path: Path):
+    """batch -> an ONNX file's output, ONNX Runtime on the CPU (deterministic fp32)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda batch: session.run(None, {name: batch})[0]
+
+
+def export_onnx(bundle: Bundle, *, argmax_head: bool = False, opset: int = DEFAULT_OPSET,
+                force: bool = False, frames: list[np.ndarray] | None = None,
+                strict: bool = False) -> parity.ParityReport:
+    """Export the bundle's Keras model to ONNX, check parity, and record it in the card.
+
+    ``frames``: RGB uint8 frames for the parity check (default: generated street scenes).
+    ``strict``: refuse an ONNX that TensorRT 10 would not parse (default: warn).
+    Returns the parity report (also stored in the artifact's details). Raises ParityError, with the
+    figures, when argmax agreement is below 99.9%; nothing is written then.
+    """
+    card = bundle.card
+    key, filename = onnx_artifact(argmax_head)
+    target = bundle.path / filename
+    refuse_overwrite(bundle, key, target, force)
+    source_key = keras_artifact(bundle)
+    source_path = bundle.artifact_path(source_key)
+    source_kind = card.artifacts[source_key].output
+    if argmax_head and card.num_classes > 256:
+        raise ExportError(f"{bundle.path}: {card.num_classes} classes do not fit the uint8 argmax head")
+    source = load_keras_model(source_path)
+    check_model_matches_card(source, card, source_path)
+    model = float32_model(source)
+    # a mixed-precision source computes in fp16: compare with the fp16 tie margin
+    precision = "fp16" if model is not source else "fp32"
+    proto = convert(model, card, argmax_head=argmax_head, opset=opset)
+    findings = trt_compat.enforce(proto, target, strict=strict)
+
+    frames, frame_source = parity.parity_frames(card, frames)
+    batch = parity.preprocess_frames(card, frames)
+    output_kind = "argmax" if argmax_head else source_kind
+    import onnx
+
+    with atomic_path(target) as tmp:
+        onnx.save(proto, str(tmp))
+        report = parity.check_parity(keras_runner(source), source_kind, onnxruntime_runner(tmp), output_kind,
+                                     batch, reference=f"keras:{source_path.name}",
+                                     candidate=f"onnxruntime:{filename}", precision=precision,
+                                     frame_source=frame_source)
+        parity.require_parity(report, target)
+        digest = sha256_file(tmp)
+    details = {
+        "opset": opset,
+        "source": card.artifacts[source_key].path,
+        "sha256": digest,
+        **io_details(proto),
+        "versions": _versions(),
+        "parity": report.to_dict(),
+        "tensorrt_check": [str(f) for f in findings],
+    }
+    bundle.add_artifact(key, Artifact(filename, "onnx", output_kind, details))
+    log.info("%s", report.summary())
+    return report
+
+
+def _versions() -> dict[str, str]:
+    from cityseg.bundle import framework_versions
+
+    versions = framework_versions("tf2onnx", "onnx", "tensorflow", "keras", "onnxruntime")
+    return {k: v for k, v in versions.items() if k != "python"}

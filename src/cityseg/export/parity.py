@@ -1,0 +1,226 @@
+"""Parity: does an exported model reproduce its source on real frames?
+
+Both models see the same float32 batch, built from the frames with the bundle's own preprocessing
+(:func:`preprocess_frames` is the same sequence of :mod:`cityseg.preprocess` calls as
+``Segmenter.preprocess``; the export tests check that they agree bit for bit). The verdict is the
+per-pixel argmax agreement, which must reach the precision's threshold; the max and mean absolute
+differences of the scores are reported beside it when both models output scores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from cityseg.bundle import ModelCard
+from cityseg.errors import InputError
+from cityseg.export.errors import ParityError
+from cityseg.preprocess import normalize, prepare_frame
+
+log = logging.getLogger(__name__)
+
+PARITY_THRESHOLDS = {"fp32": 0.999, "fp16": 0.999, "int8": 0.99}
+"""Minimum argmax agreement per precision. INT8 is quantised on purpose, so 99% is asked of it."""
+TIE_MARGINS = {"fp32": 1e-4, "fp16": 2e-3, "int8": 1e-2}
+"""Top-2 score margin under which the reference has no preferred class (see ParityAccumulator)."""
+DEFAULT_FRAME_COUNT = 8
+CHUNK = 4
+"""Frames per model call during parity (keeps memory small at 512x1024)."""
+
+
+@dataclass
+class ParityReport:
+    """The figures of one parity check (stored in the artifact's card details)."""
+
+    reference: str
+    """What ran as the source, e.g. 'keras:model.keras'."""
+    candidate: str
+    """What ran as the export, e.g. 'onnxruntime:model.onnx'."""
+    precision: str
+    frames: int
+    frame_source: str
+    """'given' (caller's frames), 'synth' (cityseg.data.synth street scenes) or 'structured'."""
+    pixels: int
+    argmax_agreement: float
+    """The verdict figure: share of pixels with the same class, near-tie flips not counted against."""
+    raw_agreement: float
+    """Share of pixels with the same class, all pixels."""
+    near_tie_flips: int
+    """Pixels whose class flipped where the reference's top-2 scores are within ``tie_margin``."""
+    tie_margin: float
+    worst_frame_agreement: float
+    """Raw agreement of the worst frame."""
+    max_abs_diff: float | None
+    """Max |reference - candidate| over all scores; None when the candidate outputs class ids."""
+    mean_abs_diff: float | None
+    threshold: float
+
+    @property
+    def passed(self) -> bool:
+        return self.argmax_agreement >= self.threshold
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "passed": self.passed}
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def summary(self) -> str:
+        """One line with the figures, e.g. for the CLI."""
+        diff = ("max |diff| n/a (class-id output)" if self.max_abs_diff is None
+                else f"max |diff| {self.max_abs_diff:.3g}, mean {self.mean_abs_diff:.3g}")
+        verdict = "ok" if self.passed else "FAILED"
+        return (f"parity {self.reference} vs {self.candidate} ({self.precision}) on {self.frames} "
+                f"{self.frame_source} frames, {self.pixels} px: argmax agreement "
+                f"{self.argmax_agreement:.4%} (required >= {self.threshold:.1%}; raw {self.raw_agreement:.4%}, "
+                f"{self.near_tie_flips} near-tie flips, worst frame {self.worst_frame_agreement:.4%}), "
+                f"{diff} - {verdict}")
+
+
+def preprocess_frames(card: ModelCard, frames: Sequence[np.ndarray], channel_order: str = "RGB") -> np.ndarray:
+    """Frames (uint8, any size) -> float32 NxHxWx3 network input, exactly as the Segmenter does."""
+    prepared = [prepare_frame(f, channel_order, card.input_height, card.input_width, card.resize,
+                              card.channel_order) for f in frames]
+    return normalize(np.stack(prepared), card.normalization)
+
+
+def parity_frames(card: ModelCard, frames: Sequence[np.ndarray] | None = None,
+                  count: int = DEFAULT_FRAME_COUNT, seed: int = 0) -> tuple[list[np.ndarray], str]:
+    """The RGB frames to check on and where they came from ('given', 'synth' or 'structured').
+
+    Without ``frames``, street scenes from :mod:`cityseg.data.synth` at twice the network size
+    (so the resize is exercised), or structured street-like images where synth is not installed.
+    """
+    if frames is not None:
+        frames = list(frames)
+        if not frames:
+            raise InputError("parity needs at least one frame; pass none to use generated street scenes")
+        return frames, "given"
+    height = min(2 * card.input_height, 1024)
+    width = min(2 * card.input_width, 2048)
+    rng = np.random.default_rng(seed)
+    try:
+        from cityseg.data.synth import render_scene
+    except ImportError:
+        log.info("cityseg.data.synth is not available; checking parity on structured frames")
+        return [structured_frame(rng, height, width) for _ in range(count)], "structured"
+    return [render_scene(rng, height, width, t=float(i))[0] for i in range(count)], "synth"
+
+
+def structured_frame(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A street-like RGB frame: sky gradient, road, blocks of colour, sensor noise."""
+    frame = np.empty((height, width, 3), np.uint8)
+    horizon = int(rng.integers(height // 3, height // 2 + 1))
+    sky = np.linspace(200, 120, horizon)[:, None, None] * np.array([0.55, 0.7, 1.0])
+    frame[:horizon] = sky.astype(np.uint8)
+    frame[horizon:] = (90, 85, 95)
+    for _ in range(12):
+        y0 = int(rng.integers(0, height - 8))
+        x0 = int(rng.integers(0, width - 8))
+        h = int(rng.integers(8, max(9, height // 3)))
+        w = int(rng.integers(8, max(9, width // 4)))
+        frame[y0:y0 + h, x0:x0 + w] = rng.integers(0, 256, 3, dtype=np.uint8)
+    noise = rng.normal(0, 6, frame.shape)
+    return np.clip(frame + noise, 0, 255).astype(np.uint8)
+
+
+def run_in_chunks(run: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, size: int = CHUNK) -> np.ndarray:
+    """``run`` over ``batch`` in chunks of ``size`` frames, outputs concatenated."""
+    return np.concatenate([np.asarray(run(batch[i:i + size])) for i in range(0, len(batch), size)])
+
+
+def class_ids(output: np.ndarray, kind: str) -> np.ndarray:
+    """NxHxWxC scores or NxHxW class ids -> NxHxW int class ids."""
+    if kind == "argmax":
+        return output.astype(np.int64)
+    return np.argmax(output, axis=-1)
+
+
+def top2_margin(scores: np.ndarray) -> np.ndarray:
+    """Best minus second-best score per pixel (NxHxW)."""
+    top = np.partition(scores, -2, axis=-1)
+    return top[..., -1] - top[..., -2]
+
+
+class ParityAccumulator:
+    """Streams chunk pairs (reference, candidate outputs) into the figures of a ParityReport.
+
+    A pixel where the reference's two best scores are within ``tie_margin`` of each other is a
+    near tie: the source model itself has no preferred class there, so a flip within the export's
+    numerical error is not a disagreement. Such flips are counted and reported, and the verdict uses
+    the agreement on the other pixels; the raw agreement is reported beside it.
+    """
+
+    def __init__(self, reference_kind: str, candidate_kind: str, tie_margin: float):
+        self.reference_kind, self.candidate_kind, self.tie_margin = reference_kind, candidate_kind, tie_margin
+        self.frame_agreement: list[float] = []
+        self.pixels = self.same = self.tie_flips = 0
+        self.max_diff = 0.0
+        self.sum_diff = 0.0
+        self.values = 0
+        self.scores = reference_kind != "argmax" and candidate_kind != "argmax"
+
+    def update(self, reference: np.ndarray, candidate: np.ndarray, *, reference_name: str = "reference",
+               candidate_name: str = "candidate") -> None:
+        """Add one chunk of outputs (same frames, same order)."""
+        ref_ids = class_ids(reference, self.reference_kind)
+        cand_ids = class_ids(candidate, self.candidate_kind)
+        if ref_ids.shape != cand_ids.shape:
+            raise ParityError(f"{candidate_name}: output shape {candidate.shape} does not match "
+                              f"{reference_name}'s {reference.shape}; the export is broken - "
+                              "re-export with --force", report=None)
+        same = ref_ids == cand_ids
+        if self.reference_kind != "argmax":
+            flips = ~same & (top2_margin(reference) <= self.tie_margin)
+            self.tie_flips += int(flips.sum())
+        self.frame_agreement += same.reshape(len(same), -1).mean(axis=1).tolist()
+        self.pixels += same.size
+        self.same += int(same.sum())
+        if self.scores:
+            diff = np.abs(reference.astype(np.float32) - candidate.astype(np.float32))
+            self.max_diff = max(self.max_diff, float(diff.max()))
+            self.sum_diff += float(diff.sum(dtype=np.float64))
+            self.values += diff.size
+
+    def report(self, *, reference: str, candidate: str, precision: str, frame_source: str,
+               threshold: float | None = None) -> ParityReport:
+        """The figures so far as a ParityReport."""
+        return ParityReport(
+            reference=reference, candidate=candidate, precision=precision,
+            frames=len(self.frame_agreement), frame_source=frame_source, pixels=self.pixels,
+            argmax_agreement=(self.same + self.tie_flips) / self.pixels,
+            raw_agreement=self.same / self.pixels, near_tie_flips=self.tie_flips,
+            tie_margin=self.tie_margin, worst_frame_agreement=min(self.frame_agreement),
+            max_abs_diff=self.max_diff if self.scores else None,
+            mean_abs_diff=self.sum_diff / self.values if self.scores else None,
+            threshold=PARITY_THRESHOLDS[precision] if threshold is None else threshold)
+
+
+def check_parity(run_reference: Callable[[np.ndarray], np.ndarray], reference_kind: str,
+                 run_candidate: Callable[[np.ndarray], np.ndarray], candidate_kind: str,
+                 batch: np.ndarray, *, reference: str, candidate: str, precision: str,
+                 frame_source: str, threshold: float | None = None, chunk: int = CHUNK) -> ParityReport:
+    """Run both models over ``batch`` chunk by chunk and compare (memory stays one chunk deep)."""
+    acc = ParityAccumulator(reference_kind, candidate_kind, TIE_MARGINS[precision])
+    for start in range(0, len(batch), chunk):
+        part = batch[start:start + chunk]
+        acc.update(np.asarray(run_reference(part)), np.asarray(run_candidate(part)),
+                   reference_name=reference, candidate_name=candidate)
+    return acc.report(reference=reference, candidate=candidate, precision=precision,
+                      frame_source=frame_source, threshold=threshold)
+
+
+def require_parity(report: ParityReport, target: Path) -> None:
+    """Raise ParityError with the figures unless ``report`` passed."""
+    if report.passed:
+        return
+    raise ParityError(
+        f"{target}: refused - the exported model does not reproduce its source. {report.summary()}. "
+        "Nothing was written. Check that the source model loads with the project's custom layers, "
+        "that the opset supports its ops, or use a higher precision; re-run `cityseg export` after "
+        "fixing it", report)

@@ -1,0 +1,57 @@
+"""TensorRT backend: runs the bundle's engine on the GPU (TensorRT 10 + cuda-python).
+
+Before loading, the engine's sidecar is checked against this GPU, this TensorRT and the bundle's
+ONNX. If the engine was built elsewhere, a matching sibling engine in the bundle is used, or the
+engine is rebuilt from the ONNX (minutes, once; set CITYSEG_TENSORRT_REBUILD=0 to refuse instead).
+The engine then runs with one execution context on one CUDA stream, from pinned host buffers,
+with the batch size set per call (the engine's optimisation profile bounds it; larger batches are
+split). Argmax-head engines return uint8 class maps, so one byte per pixel leaves the GPU.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cityseg.bundle import Bundle
+from cityseg.errors import BundleError
+from cityseg.inference.backends.base import Backend
+
+
+class TensorRTBackend(Backend):
+    name = "tensorrt"
+    format = "tensorrt"
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        from cityseg.export.tensorrt import runtime_unavailable_reason
+
+        return runtime_unavailable_reason()
+
+    def __init__(self, bundle: Bundle, artifact_key: str, *, rebuild: bool | None = None):
+        from cityseg.export import tensorrt as trt_export
+
+        if rebuild is None:
+            rebuild = trt_export.rebuild_allowed_by_env()
+        key = trt_export.resolve_engine(bundle, artifact_key, rebuild=rebuild)
+        super().__init__(bundle, key)
+        self.runner = trt_export.EngineRunner.from_file(self.path)
+        self._check_engine()
+
+    def _check_engine(self) -> None:
+        card = self.bundle.card
+        expected = (card.input_height, card.input_width, 3)
+        if self.runner.frame_shape != expected:
+            raise BundleError(f"{self.path}: the engine takes {self.runner.frame_shape} frames, the card "
+                              f"declares {expected}; the engine belongs to another model - rebuild it "
+                              "with `cityseg export --tensorrt --force`")
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        return self.runner.infer(np.ascontiguousarray(batch, dtype=self.runner.input_dtype))
+
+    def describe(self) -> str:
+        details = self.artifact.details
+        return (f"{self.name} ({self.path.name}, {details.get('gpu_name', 'GPU')}, "
+                f"{details.get('precision', '?')}, batch {self.runner.min_batch}-{self.runner.max_batch})")
+
+    def close(self) -> None:
+        self.runner.close()
