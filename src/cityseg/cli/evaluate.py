@@ -1,0 +1,67 @@
+"""`cityseg evaluate`: official Cityscapes mIoU of label PNGs, or of a model bundle on a split."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cityseg.inference.backends import BACKEND_CHOICES
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "evaluate", help="official Cityscapes mIoU of predictions or of a model",
+        description="Scores exactly like cityscapesScripts' evalPixelLevelSemanticLabeling "
+                    "(19 classes, labelIds at full resolution). Either --predictions DIR "
+                    "--ground-truth DIR (files *_labelIds.png matched to *_gtFine_labelIds.png by "
+                    "<city>_<seq>_<frame>), or --model BUNDLE --data-root DIR [--split val].")
+    files = p.add_argument_group("score label PNGs")
+    files.add_argument("--predictions", type=Path, metavar="DIR",
+                       help="folder with <city>_<seq>_<frame>*_labelIds.png predictions (searched recursively)")
+    files.add_argument("--ground-truth", type=Path, metavar="DIR",
+                       help="folder with *_gtFine_labelIds.png files, e.g. ROOT/gtFine/val")
+    model = p.add_argument_group("run a model first")
+    model.add_argument("--model", type=Path, metavar="BUNDLE", help="model bundle directory")
+    model.add_argument("--data-root", type=Path, metavar="DIR",
+                       help="Cityscapes root holding leftImg8bit/ and gtFine/")
+    model.add_argument("--split", default="val",
+                       help="train, val, or the study's study_train / study_dev / study_test (default val)")
+    model.add_argument("--backend", default="auto", choices=BACKEND_CHOICES)
+    p.add_argument("--json", type=Path, metavar="OUT",
+                   help="also write {miou, class_iou, category_iou, pixel_accuracy, ...} as JSON")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --json file")
+    p.set_defaults(run=run)
+
+
+def _check_mode(args: argparse.Namespace) -> str:
+    from cityseg.errors import CitysegError
+
+    files = args.predictions is not None or args.ground_truth is not None
+    model = args.model is not None or args.data_root is not None
+    if files == model:
+        raise CitysegError("give either --predictions DIR --ground-truth DIR, or --model BUNDLE "
+                           "--data-root DIR (not both)")
+    if files and (args.predictions is None or args.ground_truth is None):
+        raise CitysegError("--predictions and --ground-truth go together; give both directories")
+    if model and (args.model is None or args.data_root is None):
+        raise CitysegError("--model and --data-root go together; give the bundle and the Cityscapes root")
+    return "files" if files else "model"
+
+
+def run(args: argparse.Namespace) -> int:
+    from cityseg.errors import CitysegError
+    from cityseg.evaluate import evaluate_bundle, evaluate_directories, format_table
+    from cityseg.fileio import write_json_atomic
+
+    mode = _check_mode(args)
+    if args.json is not None and args.json.exists() and not args.force:
+        raise CitysegError(f"{args.json} already exists; pass --force to overwrite it or choose another --json")
+    if mode == "files":
+        result = evaluate_directories(args.predictions, args.ground_truth, progress=True)
+    else:
+        result = evaluate_bundle(args.model, args.data_root, args.split, args.backend, progress=True)
+    print(format_table(result))
+    if args.json is not None:
+        write_json_atomic(args.json, result.to_json())
+        print(f"wrote {args.json}")
+    return 0

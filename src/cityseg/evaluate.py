@@ -1,0 +1,214 @@
+"""Official Cityscapes scores for label PNGs on disk, or for a model bundle run over a split.
+
+Both paths fill a :class:`cityseg.training.metrics.ConfusionMatrix` (the exact semantics of
+``cityscapesscripts``' ``evalPixelLevelSemanticLabeling``) at the ground truth's full resolution.
+Label images are read with Pillow, as the official script does.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+from PIL import Image
+
+from cityseg.bundle import Bundle
+from cityseg.training.metrics import ConfusionMatrix, EvaluationError, EvaluationResult
+
+GT_SUFFIX = "_gtFine_labelIds.png"
+PREDICTION_SUFFIX = "_labelIds.png"
+STUDY_SPLITS = {"study_train": "train", "study_dev": "dev", "study_test": "test"}
+"""Split names of :func:`evaluate_bundle` for the study's pooled train+val split (sorted order)."""
+_KEY = re.compile(r"^(?P<key>[^_]+_\d{6}_\d{6})_")
+_MAX_LISTED = 5
+
+
+def _listing(items: list, what: str) -> str:
+    shown = "\n  ".join(str(i) for i in items[:_MAX_LISTED])
+    more = f"\n  ... and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else ""
+    return f"{len(items)} {what}:\n  {shown}{more}"
+
+
+def frame_key(path: Path) -> str | None:
+    """``<city>_<seq>_<frame>`` from a Cityscapes-style file name (None if it has none)."""
+    match = _KEY.match(path.name)
+    return match.group("key") if match else None
+
+
+def read_label_ids(path: Path) -> np.ndarray:
+    """A single-channel label PNG as a 2-D integer array (Pillow, like the official script)."""
+    try:
+        with Image.open(path) as image:
+            array = np.array(image)
+    except (OSError, ValueError) as exc:
+        raise EvaluationError(f"{path}: cannot read it as a label PNG ({exc})") from None
+    if array.ndim != 2:
+        raise EvaluationError(f"{path}: a label image must have one channel, found shape "
+                              f"{array.shape}; write *_labelIds.png masks, not colour images")
+    return array
+
+
+def _index_by_key(files: Iterable[Path], what: str) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    unnamed, duplicates = [], []
+    for path in sorted(files):
+        key = frame_key(path)
+        if key is None:
+            unnamed.append(path)
+        elif key in found:
+            duplicates += [found[key], path]
+        else:
+            found[key] = path
+    if unnamed:
+        raise EvaluationError(_listing(unnamed, f"{what} files do not start with <city>_<seq>_<frame>_")
+                              + "\nname them like the Cityscapes frame they belong to")
+    if duplicates:
+        raise EvaluationError(_listing(duplicates, f"{what} files share a frame with another file")
+                              + "\nkeep one file per frame")
+    return found
+
+
+def match_files(predictions: Path, ground_truth: Path) -> list[tuple[Path, Path]]:
+    """(prediction, ground truth) pairs by frame key; any missing or extra prediction is an error."""
+    for folder, flag in ((predictions, "--predictions"), (ground_truth, "--ground-truth")):
+        if not Path(folder).is_dir():
+            raise EvaluationError(f"{folder}: no such directory ({flag})")
+    gt_files = _index_by_key(Path(ground_truth).rglob(f"*{GT_SUFFIX}"), "ground truth")
+    if not gt_files:
+        raise EvaluationError(f"{ground_truth}: no *{GT_SUFFIX} files found (searched recursively); "
+                              "point --ground-truth at gtFine/<split> of a Cityscapes root")
+    prediction_paths = list(Path(predictions).rglob(f"*{PREDICTION_SUFFIX}"))
+    gt_like = [p for p in prediction_paths if p.name.endswith(GT_SUFFIX)]
+    if gt_like:
+        raise EvaluationError(_listing(gt_like, f"ground-truth files found under {predictions}")
+                              + "\n--predictions must hold only the model's *_labelIds.png outputs")
+    pred_files = _index_by_key(prediction_paths, "prediction")
+    missing = sorted(gt_files.keys() - pred_files.keys())
+    extra = sorted(pred_files.keys() - gt_files.keys())
+    problems = []
+    if missing:
+        problems.append(_listing([gt_files[k] for k in missing], f"ground-truth frames without a "
+                                 f"*{PREDICTION_SUFFIX} prediction in {predictions}"))
+    if extra:
+        problems.append(_listing([pred_files[k] for k in extra], f"predictions without a "
+                                 f"*{GT_SUFFIX} in {ground_truth}"))
+    if problems:
+        raise EvaluationError("\n".join(problems) + "\nevery ground-truth frame needs exactly one "
+                              "prediction (matched by <city>_<seq>_<frame>); check both directories")
+    return [(pred_files[k], gt_files[k]) for k in sorted(gt_files)]
+
+
+def _read_pair(pair: tuple[Path, Path]) -> tuple[Path, Path, np.ndarray, np.ndarray]:
+    prediction, truth = pair
+    return prediction, truth, read_label_ids(prediction), read_label_ids(truth)
+
+
+def _threads() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def score_pairs(pairs: list[tuple[Path, Path]], progress: bool = False) -> EvaluationResult:
+    """Official scores of (prediction, ground truth) labelIds PNG pairs (read in parallel)."""
+    from tqdm import tqdm
+
+    matrix = ConfusionMatrix()
+    with ThreadPoolExecutor(_threads()) as pool:
+        loaded = pool.map(_read_pair, pairs)
+        for prediction, truth, pred_ids, gt_ids in tqdm(loaded, total=len(pairs), unit="img",
+                                                       disable=not progress):
+            if pred_ids.shape != gt_ids.shape:
+                raise EvaluationError(f"{prediction}: size {pred_ids.shape[1]}x{pred_ids.shape[0]} "
+                                      f"differs from {truth} ({gt_ids.shape[1]}x{gt_ids.shape[0]}); "
+                                      "predictions must be at the ground truth's resolution")
+            try:
+                matrix.update(pred_ids, gt_ids)
+            except EvaluationError as exc:
+                raise EvaluationError(f"{prediction} vs {truth}: {exc}") from None
+    return matrix.result()
+
+
+def evaluate_directories(predictions: Path, ground_truth: Path, *, progress: bool = False) -> EvaluationResult:
+    """Score every ``*_gtFine_labelIds.png`` under ``ground_truth`` against its prediction.
+
+    Predictions are ``*_labelIds.png`` files (labelIds, full resolution) anywhere under
+    ``predictions``, named ``<city>_<seq>_<frame>_..._labelIds.png`` (what ``cityseg segment`` writes).
+    """
+    return score_pairs(match_files(Path(predictions), Path(ground_truth)), progress)
+
+
+def split_samples(data_root: Path, split: str) -> list:
+    """Labelled samples of an official split (train/val) or of the study's split (study_*)."""
+    from cityseg.data.cityscapes import find_samples, study_split
+
+    if split in STUDY_SPLITS:
+        pooled = find_samples(data_root, "train") + find_samples(data_root, "val")
+        samples = study_split(pooled)[STUDY_SPLITS[split]]
+    else:
+        samples = find_samples(data_root, split)
+    unlabelled = [s.image for s in samples if s.label is None]
+    if unlabelled:
+        raise EvaluationError(_listing(unlabelled, f"{split} images have no ground truth") +
+                              "\nthe official test split has no public labels; evaluate on val")
+    if not samples:
+        raise EvaluationError(f"{data_root}: the {split} split is empty")
+    return samples
+
+
+def _batches(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def evaluate_bundle(bundle: Path | Bundle, data_root: Path, split: str, backend: str = "auto", *,
+                    batch_size: int = 4, progress: bool = False) -> EvaluationResult:
+    """Run the bundle (preprocessing as its card says) on a split's images; score it officially.
+
+    ``split``: train / val (official folders) or study_train / study_dev / study_test.
+    Predictions are mapped to labelIds and upsampled (nearest) to each image's full resolution.
+    """
+    from tqdm import tqdm
+
+    from cityseg.fileio import read_image
+    from cityseg.inference import Segmenter
+
+    samples = split_samples(Path(data_root), split)
+    segmenter = Segmenter(bundle, backend=backend, id_space="labelid")
+    matrix = ConfusionMatrix()
+    with tqdm(total=len(samples), unit="img", disable=not progress) as bar:
+        for batch in _batches(samples, max(1, batch_size)):
+            frames = [read_image(s.image) for s in batch]
+            for sample, result in zip(batch, segmenter.segment_batch(frames, channel_order="BGR")):
+                truth = read_label_ids(sample.label)
+                if truth.shape != result.mask.shape:
+                    raise EvaluationError(f"{sample.label}: size {truth.shape[::-1]} differs from "
+                                          f"its image {sample.image} {result.mask.shape[::-1]}")
+                matrix.update(result.mask, truth)
+            bar.update(len(batch))
+    return matrix.result()
+
+
+def _percent(value: float) -> str:
+    return "   n/a" if math.isnan(value) else f"{100 * value:6.1f}"
+
+
+def format_table(result: EvaluationResult) -> str:
+    """Per-class and per-category IoU (percent) and the means, as a plain-text table."""
+    width = max(len(n) for n in list(result.class_iou) + list(result.category_iou)) + 2
+    rule = "-" * (width + 8)
+    lines = [f"{'class':<{width}}  IoU %", rule]
+    lines += [f"{name:<{width}}{_percent(iou)}" for name, iou in result.class_iou.items()]
+    scored = sum(not math.isnan(v) for v in result.class_iou.values())
+    lines += [rule, f"{'mIoU':<{width}}{_percent(result.miou)}  ({scored} of "
+                    f"{len(result.class_iou)} classes scored)", "",
+              f"{'category':<{width}}  IoU %", rule]
+    lines += [f"{name:<{width}}{_percent(iou)}" for name, iou in result.category_iou.items()]
+    lines += [rule, f"{'mean':<{width}}{_percent(result.category_miou)}", "",
+              f"{'pixel accuracy':<{width}}{_percent(result.pixel_accuracy)}",
+              f"{result.num_images} images, {result.num_pixels:,} scored pixels; n/a: class absent "
+              "from the ground truth and never predicted on a scored pixel"]
+    return "\n".join(lines)
