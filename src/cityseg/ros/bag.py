@@ -77,6 +77,9 @@ class BagSummary:
                 "camera_info_topic": self.camera_info_topic, "output_topics": self.output_topics,
                 "copied_topics": self.copied_topics, "wall_s": round(self.wall_s, 3)}
 
+    def __str__(self) -> str:
+        return self.format()
+
     def format(self) -> str:
         """A few lines for the terminal."""
         lines = [f"{self.image_topic}: {self.frames_in} frames in, {self.frames_out} out, "
