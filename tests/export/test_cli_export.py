@@ -1,0 +1,66 @@
+"""`cityseg export` on real bundles: parity printed, refusals as one clear message."""
+
+import cv2
+import pytest
+
+from cityseg.bundle import Bundle
+from cityseg.cli import main
+from cityseg.export.tensorrt import runtime_unavailable_reason
+from support import make_palette_bundle, painted_scene
+
+
+@pytest.fixture
+def bundle_dir(tmp_path):
+    return make_palette_bundle(tmp_path / "palette", formats=("keras",)).path
+
+
+def test_export_onnx_prints_parity(bundle_dir, capsys):
+    assert main(["export", str(bundle_dir)]) == 0
+    out = capsys.readouterr().out
+    assert f"wrote {bundle_dir / 'model.onnx'}" in out
+    assert "parity keras:model.keras vs onnxruntime:model.onnx (fp32)" in out and "- ok" in out
+    assert "bundle" in out and "keras, onnx" in out
+    assert "onnx" in Bundle.load(bundle_dir).card.artifacts
+
+
+def test_argmax_head_strict_with_own_parity_images(bundle_dir, tmp_path, capsys):
+    images = tmp_path / "frames"
+    images.mkdir()
+    for i in range(3):
+        rgb, _ = painted_scene(200, 400, seed=i)
+        cv2.imwrite(str(images / f"{i}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    args = ["export", str(bundle_dir), "--onnx", "--argmax-head", "--strict", "--parity-images", str(images)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "on 3 given frames" in out and "model_argmax.onnx" in out
+    assert Bundle.load(bundle_dir).card.artifacts["onnx_argmax"].output == "argmax"
+
+
+def test_existing_artifact_needs_force(bundle_dir, capsys):
+    assert main(["export", str(bundle_dir)]) == 0
+    capsys.readouterr()
+    assert main(["export", str(bundle_dir)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cityseg export: error:") and "--force" in err and "Traceback" not in err
+    assert main(["export", str(bundle_dir), "--force"]) == 0
+
+
+def test_tensorrt_without_tensorrt_is_one_clear_message(bundle_dir, capsys):
+    reason = runtime_unavailable_reason()
+    if reason is None:
+        pytest.skip("TensorRT and a GPU are present here; test_tensorrt_gpu covers --tensorrt")
+    assert main(["export", str(bundle_dir), "--onnx", "--tensorrt"]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "--tensorrt needs TensorRT 10 and an NVIDIA GPU" in lines[0]
+    assert reason in lines[0] and "Traceback" not in captured.err
+    assert not (bundle_dir / "model.onnx").exists()  # failed before doing any work
+
+
+def test_bad_arguments_are_explained(bundle_dir, tmp_path, capsys):
+    assert main(["export", str(tmp_path / "nope")]) == 2
+    assert "no such model bundle directory" in capsys.readouterr().err
+    assert main(["export", str(bundle_dir), "--batch", "4,2,1"]) == 2
+    assert "need 1 <= min <= opt <= max" in capsys.readouterr().err
+    assert main(["export", str(bundle_dir), "--parity-images", str(tmp_path / "none")]) == 2
+    assert "--parity-images" in capsys.readouterr().err

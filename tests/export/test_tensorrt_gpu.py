@@ -1,0 +1,109 @@
+"""TensorRT engines built and run for real (TensorRT 10 + cuda-python + an NVIDIA GPU).
+
+Skipped, with the reason, where any of the three is missing (e.g. CPU-only CI).
+"""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from cityseg.export.tensorrt import runtime_unavailable_reason
+
+pytestmark = [pytest.mark.tensorrt, pytest.mark.gpu]
+
+_REASON = runtime_unavailable_reason()
+if _REASON:
+    pytest.skip(f"needs TensorRT 10, cuda-python and an NVIDIA GPU: {_REASON}", allow_module_level=True)
+
+from cityseg.bundle import Bundle  # noqa: E402
+from cityseg.cli import main  # noqa: E402
+from cityseg.export import EngineMismatch, export_onnx  # noqa: E402
+from cityseg.export.tensorrt import (BatchProfile, EngineRunner, EngineSidecar, current_platform,  # noqa: E402
+                                     export_tensorrt, sidecar_path)
+from cityseg.inference import Segmenter  # noqa: E402
+from cityseg.inference.backends.tensorrt import TensorRTBackend  # noqa: E402
+from support import make_palette_bundle, painted_scene  # noqa: E402
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    b = make_palette_bundle(tmp_path / "palette", formats=("keras",))
+    export_onnx(b)
+    return b
+
+
+def frames(count=5):
+    return [painted_scene(256, 512, seed=i)[0] for i in range(count)]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_build_parity_sidecar_and_reuse(bundle, precision):
+    platform = current_platform()
+    result = export_tensorrt(bundle, precision=precision, profile=BatchProfile(1, 2, 4))
+    assert result.built and result.report.passed and result.report.argmax_agreement >= 0.999
+    assert result.path.name == f"model.{precision}.{platform.sm}.trt{platform.tensorrt_version}.engine"
+    sidecar = EngineSidecar.read(sidecar_path(result.path))
+    assert sidecar.platform == platform and sidecar.precision == precision
+    assert sidecar.input_shape == [64, 128, 3] and sidecar.profile == {"min": 1, "opt": 2, "max": 4}
+    card = Bundle.load(bundle.path).card
+    assert card.artifacts[result.key].details["parity"]["passed"]
+    assert (bundle.path / f"timing.{platform.sm}.trt{platform.tensorrt_version}.cache").is_file()
+    again = export_tensorrt(bundle, precision=precision, profile=BatchProfile(1, 2, 4))
+    assert not again.built and again.key == result.key
+
+    trt_seg = Segmenter(bundle.path, backend="tensorrt")
+    ort_seg = Segmenter(bundle.path, backend="onnxruntime")
+    for a, b in zip(trt_seg.segment_batch(frames()), ort_seg.segment_batch(frames())):  # 5 > max batch 4
+        assert (a.mask == b.mask).mean() >= 0.999
+    assert "tensorrt" in trt_seg.backend.describe()
+    trt_seg.backend.close()
+
+
+def test_argmax_head_engine_returns_uint8_classes(bundle):
+    export_onnx(bundle, argmax_head=True)
+    result = export_tensorrt(bundle, precision="fp16", argmax_head=True)
+    runner = EngineRunner.from_file(result.path)
+    seg = Segmenter(bundle.path, backend="onnxruntime", artifact="onnx_argmax")
+    batch = seg.preprocess(frames(3))
+    out = runner.infer(batch)
+    assert out.dtype == np.uint8 and out.shape == (3, 64, 128)
+    assert (out == seg.backend.infer(batch)).mean() >= 0.999
+    runner.close()
+
+
+def test_int8_with_calibration_images(bundle, tmp_path):
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for i in range(16):
+        rgb, _ = painted_scene(256, 512, seed=100 + i)
+        cv2.imwrite(str(calib / f"{i:02d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    result = export_tensorrt(bundle, precision="int8", calib_images=calib, calib_batch=4)
+    assert result.built and result.report.passed and result.report.threshold == 0.99
+    sidecar = EngineSidecar.read(sidecar_path(result.path))
+    assert sidecar.calibration["images"] == 16 and (bundle.path / sidecar.calibration["cache"]).is_file()
+
+
+def test_engine_from_elsewhere_is_rebuilt_or_refused(bundle, monkeypatch):
+    result = export_tensorrt(bundle, precision="fp16")
+    side = sidecar_path(result.path)
+    data = json.loads(side.read_text())
+    data["gpu_name"] = "Some Other GPU"
+    side.write_text(json.dumps(data))
+    with pytest.raises(EngineMismatch, match="Some Other GPU"):
+        TensorRTBackend(bundle, result.key, rebuild=False)
+    monkeypatch.setenv("CITYSEG_TENSORRT_REBUILD", "0")
+    with pytest.raises(EngineMismatch, match="rebuilding is off"):
+        Segmenter(bundle.path, backend="tensorrt")
+    backend = TensorRTBackend(Bundle.load(bundle.path), result.key, rebuild=True)
+    assert EngineSidecar.read(side).gpu_name == current_platform().gpu_name
+    backend.close()
+
+
+def test_cli_builds_an_engine(bundle, capsys):
+    assert main(["export", str(bundle.path), "--tensorrt", "--precision", "fp16", "--batch", "1,1,2"]) == 0
+    out = capsys.readouterr().out
+    assert "built" in out and "parity onnxruntime:model.onnx vs tensorrt:" in out
+    assert main(["export", str(bundle.path), "--tensorrt", "--precision", "fp16", "--batch", "1,1,2"]) == 0
+    assert "is up to date" in capsys.readouterr().out
