@@ -250,7 +250,10 @@ def encode_rgb(rgb: np.ndarray, encoding: str, *, bigendian: bool = False, paddi
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.uint16) * 257
         pixels = gray.astype(">u2" if bigendian else "<u2")
     elif key in _YUV:
-        code = cv2.COLOR_RGB2YUV_UYVY if key in ("yuv422", "uyvy") else cv2.COLOR_RGB2YUV_YUY2
+        code = getattr(cv2, "COLOR_RGB2YUV_UYVY" if key in ("yuv422", "uyvy") else "COLOR_RGB2YUV_YUY2", None)
+        if code is None:
+            raise ImageError(f"encoding to {encoding} needs OpenCV >= 4.10 (this is {cv2.__version__}); "
+                             "pip install -U opencv-python-headless")
         pixels = cv2.cvtColor(rgb, code)
     else:
         pixels = bayer_mosaic(rgb, key[len("bayer_"):len("bayer_") + 4])
