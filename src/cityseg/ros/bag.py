@@ -26,7 +26,7 @@ from cityseg.bundle import Bundle
 from cityseg.errors import CitysegError, InputError
 from cityseg.ros.images import encode_compressed, encode_rgb
 from cityseg.ros.messages import (CAMERA_INFO, COMPRESSED_IMAGE, IMAGE, IMAGE_TYPES, LABEL_INFO,
-                                  CameraInfoValues, RosbagsMessages)
+                                  CameraInfoValues, RosbagsMessages, header_fields)
 from cityseg.ros.processor import (CAMERA_INFO as CAMERA_INFO_OUT, COLOR_MASK, LABEL_INFO as LABEL_INFO_OUT,
                                    MASK, OVERLAY, STAGES, FrameProcessor, ProcessorConfig)
 
@@ -331,65 +331,76 @@ def _enabled_outputs(topics: dict[str, str], config: ProcessorConfig, info_topic
     return {suffix: topic for suffix, topic in topics.items() if enabled[suffix]}
 
 
+def _output_connections(reader, writer, summary: BagSummary, typestore) -> dict:
+    """Output suffix -> writer connection, with the QoS of the topic each one derives from."""
+    def qos_of(topic: str | None) -> list:
+        conns = [c for c in reader.connections if c.topic == topic]
+        return _offered_qos(conns[0]) if conns else []
+
+    image_qos, info_qos = qos_of(summary.image_topic), qos_of(summary.camera_info_topic)
+    return {suffix: writer.add_connection(
+                topic, _OUTPUT_TYPES[suffix], typestore=typestore,
+                offered_qos_profiles={LABEL_INFO_OUT: latched_qos(), CAMERA_INFO_OUT: info_qos}.get(suffix, image_qos))
+            for suffix, topic in summary.output_topics.items()}
+
+
 def _replay(reader, writer, processor: FrameProcessor, summary: BagSummary, copy_input: bool,
             progress: bool, tqdm) -> None:
+    """Read the bag once, segment every image message, write the outputs (and copies)."""
     factory: RosbagsMessages = processor.factory  # type: ignore[assignment]
-    image_conns = [c for c in reader.connections if c.topic == summary.image_topic]
-    info_conns = [c for c in reader.connections if c.topic == summary.camera_info_topic]
-    image_qos = _offered_qos(image_conns[0])
-    info_qos = _offered_qos(info_conns[0]) if info_conns else []
-    out = {}
-    for suffix, topic in summary.output_topics.items():
-        qos = {LABEL_INFO_OUT: latched_qos(), CAMERA_INFO_OUT: info_qos}.get(suffix, image_qos)
-        out[suffix] = writer.add_connection(topic, _OUTPUT_TYPES[suffix], typestore=factory.typestore,
-                                            offered_qos_profiles=qos)
+    out = _output_connections(reader, writer, summary, factory.typestore)
     copier = None
     if copy_input:
         copier = _InputCopier(reader, writer, factory.typestore, set(summary.output_topics.values()))
         summary.copied_topics = copier.topics
-
+    image_conns = [c for c in reader.connections if c.topic == summary.image_topic]
+    info_conns = [c for c in reader.connections if c.topic == summary.camera_info_topic]
     camera_info = _first_camera_info(reader, info_conns)
     totals = dict.fromkeys(STAGES, 0.0)
     wanted = () if copier else image_conns + info_conns  # () reads every connection
-    count = sum(c.msgcount for c in image_conns)
-    with tqdm(total=count, unit="frame", disable=not progress, desc="segmenting") as bar:
+    with tqdm(total=sum(c.msgcount for c in image_conns), unit="frame", disable=not progress,
+              desc="segmenting") as bar:
         for conn, stamp, raw in reader.messages(connections=wanted):
             if copier:
                 copier.copy(conn, stamp, raw)
             if conn.topic == summary.camera_info_topic:
-                camera_info = _deserialize(reader, raw, conn.msgtype, camera_info)
-                continue
-            if conn.topic != summary.image_topic:
-                continue
-            index = summary.frames_in
-            summary.frames_in += 1
-            bar.update(1)
-            try:
-                msg = reader.deserialize(raw, conn.msgtype)
-            except Exception as exc:  # corrupt CDR/ROS 1 bytes raise assorted errors
-                summary.failed.append(FailedFrame(index, stamp, f"cannot deserialize {conn.msgtype}: {exc}"))
-                continue
-            try:
-                frame = processor.process(msg, camera_info)
-            except InputError as exc:
-                summary.failed.append(FailedFrame(index, stamp, str(exc)))
-                continue
-            t0 = time.perf_counter()
-            if summary.frames_out == 0 and LABEL_INFO_OUT in out:
-                label_info = processor.label_info(msg.header.stamp.sec, msg.header.stamp.nanosec,
-                                                  msg.header.frame_id)
-                writer.write(out[LABEL_INFO_OUT], stamp, factory.serialize(label_info))
-            for suffix, message in frame.messages.items():
-                writer.write(out[suffix], stamp, factory.serialize(message))
-            frame.timings["publish"] = (time.perf_counter() - t0) * 1e3
-            for stage in STAGES:
-                totals[stage] += frame.timings.get(stage, 0.0)
-            summary.frames_out += 1
+                camera_info = _read_camera_info(reader, raw, conn.msgtype, camera_info)
+            elif conn.topic == summary.image_topic:
+                bar.update(1)
+                timings = _segment_one(reader, conn, stamp, raw, camera_info, processor, out, writer, summary)
+                for stage, ms in (timings or {}).items():
+                    totals[stage] += ms
     if summary.frames_out:
         summary.stage_ms = {k: v / summary.frames_out for k, v in totals.items()}
 
 
-def _deserialize(reader, raw: bytes, msgtype: str, previous):
+def _segment_one(reader, conn, stamp: int, raw: bytes, camera_info, processor: FrameProcessor,
+                 out: dict, writer, summary: BagSummary) -> dict[str, float] | None:
+    """Process one image message into ``writer``; on a bad message record it and return None."""
+    index = summary.frames_in
+    summary.frames_in += 1
+    try:
+        msg = reader.deserialize(raw, conn.msgtype)
+    except Exception as exc:  # corrupt CDR / ROS 1 bytes raise assorted errors
+        summary.failed.append(FailedFrame(index, stamp, f"cannot deserialize {conn.msgtype}: {exc}"))
+        return None
+    try:
+        frame = processor.process(msg, camera_info)
+    except InputError as exc:
+        summary.failed.append(FailedFrame(index, stamp, str(exc)))
+        return None
+    serialize = processor.factory.serialize
+    t0 = time.perf_counter()
+    if summary.frames_out == 0:
+        writer.write(out[LABEL_INFO_OUT], stamp, serialize(processor.label_info(*header_fields(msg))))
+    for suffix, message in frame.messages.items():
+        writer.write(out[suffix], stamp, serialize(message))
+    frame.timings["publish"] = (time.perf_counter() - t0) * 1e3
+    summary.frames_out += 1
+    return frame.timings
+
+
+def _read_camera_info(reader, raw: bytes, msgtype: str, previous):
     """A CameraInfo message, or ``previous`` (with a warning) when it cannot be read."""
     try:
         msg = reader.deserialize(raw, msgtype)
@@ -405,7 +416,7 @@ def _first_camera_info(reader, info_conns) -> object | None:
     if not info_conns:
         return None
     for _, _, raw in reader.messages(connections=info_conns):
-        msg = _deserialize(reader, raw, info_conns[0].msgtype, None)
+        msg = _read_camera_info(reader, raw, info_conns[0].msgtype, None)
         if msg is not None:
             return msg
     return None
