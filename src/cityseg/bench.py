@@ -3,7 +3,8 @@
 For each model (a given bundle, or every registered model with random weights) at each network
 size, and each backend that can run here, it times on a 2048x1024 camera frame:
 decode (PNG), convert (sensor_msgs/Image -> array), preprocess, inference, postprocess (argmax +
-id map), colour, overlay, and the end-to-end frame (convert -> overlay, what the node does).
+id map + mask upsample), colour, overlay, and the end-to-end frame: the ROS node's FrameProcessor
+from an rgb8 sensor_msgs/Image to the mask, colour and overlay messages.
 The baseline, measured in the same run, is the original study's approach: Keras ``predict``
 followed by a boolean-mask colouring loop over every label.
 """
@@ -74,13 +75,14 @@ def _camera_frame() -> np.ndarray:
         return np.random.default_rng(0).integers(0, 256, (FRAME_HEIGHT, FRAME_WIDTH, 3), np.uint8)
 
 
-def _image_message(frame: np.ndarray):
-    """A real sensor_msgs/Image (rosbags class) holding ``frame`` as rgb8, or None without rosbags."""
+def _frame_processor(segmenter):
+    """The ROS node's FrameProcessor on rosbags' message classes, or None without rosbags."""
     try:
         from cityseg.ros.messages import RosbagsMessages
+        from cityseg.ros.processor import FrameProcessor
     except ImportError:
         return None
-    return RosbagsMessages().image_from_array(frame, "rgb8")
+    return FrameProcessor(segmenter, RosbagsMessages())
 
 
 def bench_bundle(bundle_path: Path, backend: str, frame: np.ndarray, repeats: int, warmup: int,
@@ -91,7 +93,11 @@ def bench_bundle(bundle_path: Path, backend: str, frame: np.ndarray, repeats: in
     segmenter = Segmenter(bundle_path, backend=backend)
     card = segmenter.bundle.card
     row = BenchRow(card.architecture, f"{card.input_height}x{card.input_width}", backend)
-    message = _image_message(frame)
+    processor = _frame_processor(segmenter)
+    message = None
+    if processor is not None:
+        factory = processor.factory
+        message = factory.image_from_array(factory.header(0, 0, "camera"), frame, "rgb8")
     encoded = cv2.imencode(".png", frame)[1]
     batch = segmenter.preprocess([frame])
     output = segmenter.backend.infer(batch)
@@ -100,14 +106,15 @@ def bench_bundle(bundle_path: Path, backend: str, frame: np.ndarray, repeats: in
     color = postprocess.upsample_nearest(color_low, FRAME_HEIGHT, FRAME_WIDTH)
 
     def convert():
-        from cityseg.ros.images import image_to_array
+        from cityseg.ros.images import decode_message
 
-        return image_to_array(message)
+        return decode_message(message)
 
     def whole_frame():
-        rgb, order = convert() if message is not None else (frame, "RGB")
-        result = segmenter.segment(rgb, order)
-        return result.mask, result.overlay(rgb, alpha, order)
+        if processor is not None:  # exactly what the node runs per frame
+            return processor.process(message)
+        result = segmenter.segment(frame, "RGB")
+        return result.mask, result.color(), result.overlay(frame, alpha)
 
     stages = {
         "decode": lambda: cv2.imdecode(encoded, cv2.IMREAD_COLOR),
