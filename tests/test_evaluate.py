@@ -123,22 +123,22 @@ def test_cli_prints_the_table_and_writes_json(tmp_path, capsys):
     assert "--ground-truth" in capsys.readouterr().err
 
 
-def write_cityscapes_val(root, model_height=64, model_width=128, scale=2):
-    """A Cityscapes root (val split) of painted palette scenes; returns {key: true labelIds}."""
+def write_cityscapes_val(root, model_height=64, model_width=128, scale=2, split="val", frames=FRAMES):
+    """A Cityscapes root (one split) of painted palette scenes; returns {key: true labelIds}."""
     import support
 
     space = class_space("trainid")
     truths = {}
-    for i, (city, frame) in enumerate(FRAMES):
+    for i, (city, frame) in enumerate(frames):
         image, classes = support.painted_scene(model_height * scale, model_width * scale, seed=i)
         key = f"{city}_{frame}"
-        Image.fromarray(image).save(_mkdir(root / "leftImg8bit" / "val" / city) / f"{key}_leftImg8bit.png")
+        Image.fromarray(image).save(_mkdir(root / "leftImg8bit" / split / city) / f"{key}_leftImg8bit.png")
         label_ids = space.to_label_id[classes]
         truths[key] = label_ids
         gt = label_ids.copy()
         gt[: model_height // 2, : model_width // 2] = 0  # an 'unlabeled' corner: never scored
         gt[-8:, -8:] = 26  # a car patch the model cannot see (it predicts the painted class)
-        write_ids(root / "gtFine" / "val" / city / f"{key}_gtFine_labelIds.png", gt)
+        write_ids(root / "gtFine" / split / city / f"{key}_gtFine_labelIds.png", gt)
     return truths
 
 
@@ -171,6 +171,19 @@ def test_evaluate_bundle_runs_the_model_on_full_resolution_images(tmp_path, caps
     assert json.loads(out.read_text())["miou"] == pytest.approx(want.miou)
 
 
+def test_evaluate_bundle_on_the_study_split(tmp_path):
+    pytest.importorskip("cityseg.data.cityscapes")
+    import support
+
+    root = tmp_path / "cityscapes"
+    write_cityscapes_val(root)
+    write_cityscapes_val(root, split="train", frames=[("zurich", f"00000{i}_000019") for i in range(5)])
+    bundle = support.make_palette_bundle(tmp_path / "bundle", height=64, width=128)
+    # 8 pooled frames sorted by key: 4 train (60 %), 1 dev (15 %), 3 test
+    assert evaluate_bundle(bundle.path, root, "study_test").num_images == 3
+    assert evaluate_bundle(bundle.path, root, "study_dev").num_images == 1
+
+
 def test_evaluate_bundle_refuses_an_unlabelled_split(tmp_path):
     pytest.importorskip("cityseg.data.cityscapes")
     import support
@@ -181,3 +194,5 @@ def test_evaluate_bundle_refuses_an_unlabelled_split(tmp_path):
     bundle = support.make_palette_bundle(tmp_path / "bundle", height=64, width=128)
     with pytest.raises(EvaluationError, match="no ground truth"):
         evaluate_bundle(bundle.path, root, "test")
+    with pytest.raises(EvaluationError, match="unknown split 'dev'.*study_dev"):
+        evaluate_bundle(bundle.path, root, "dev")

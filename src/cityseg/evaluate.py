@@ -24,6 +24,7 @@ GT_SUFFIX = "_gtFine_labelIds.png"
 PREDICTION_SUFFIX = "_labelIds.png"
 STUDY_SPLITS = {"study_train": "train", "study_dev": "dev", "study_test": "test"}
 """Split names of :func:`evaluate_bundle` for the study's pooled train+val split (sorted order)."""
+SPLITS = ("train", "val") + tuple(STUDY_SPLITS)
 _KEY = re.compile(r"^(?P<key>[^_]+_\d{6}_\d{6})_")
 _MAX_LISTED = 5
 
@@ -145,6 +146,8 @@ def split_samples(data_root: Path, split: str) -> list:
     """Labelled samples of an official split (train/val) or of the study's split (study_*)."""
     from cityseg.data.cityscapes import find_samples, study_split
 
+    if split not in SPLITS + ("test",):
+        raise EvaluationError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     if split in STUDY_SPLITS:
         pooled = find_samples(data_root, "train") + find_samples(data_root, "val")
         samples = study_split(pooled)[STUDY_SPLITS[split]]

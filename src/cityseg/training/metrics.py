@@ -56,7 +56,7 @@ class EvaluationResult:
     num_images: int = 0
     num_pixels: int = 0
     """Pixels with a scored ground-truth class."""
-    confusion: np.ndarray | None = field(default=None, repr=False)
+    confusion: np.ndarray | None = field(default=None, repr=False, compare=False)
     """int64[34, 34] labelId confusion matrix (rows: ground truth)."""
 
     @property
