@@ -49,6 +49,12 @@ def test_export_writes_onnx_records_card_and_matches_keras(palette):
     assert {"tf2onnx", "onnx"} <= set(details["versions"]) and details["tensorrt_check"] == []
     model = onnx.load(str(palette.path / "model.onnx"))
     assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [17]
+    onnx.checker.check_model(model, full_check=True)
+    # the closing NCHW->NHWC transpose now precedes a last-axis softmax (the fast ONNX Runtime path)
+    *_, transpose, softmax = model.graph.node
+    assert (transpose.op_type, softmax.op_type) == ("Transpose", "Softmax")
+    assert softmax.input[0] == transpose.output[0] and softmax.output[0] == "probabilities"
+    assert [a.i for a in softmax.attribute if a.name == "axis"] == [-1]
 
     image, truth = painted_scene(256, 512, seed=7)
     onnx_result = Segmenter(palette.path, backend="onnxruntime").segment(image)
@@ -72,6 +78,8 @@ def test_argmax_head_gives_identical_masks(palette):
     for a, b in zip(head.segment_batch(frames), scores.segment_batch(frames)):
         assert np.array_equal(a.mask, b.mask)
     assert check_model(palette.path / "model_argmax.onnx") == []
+    ops = [n.op_type for n in onnx.load(str(palette.path / "model_argmax.onnx")).graph.node]
+    assert "Softmax" not in ops and ops[-3:] == ["ArgMax", "Cast", "Cast"]  # argmax of the logits
 
 
 def test_refuses_to_overwrite_without_force(palette):

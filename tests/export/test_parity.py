@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from cityseg.export import ParityError
-from cityseg.export.parity import (ParityAccumulator, check_parity, parity_frames, require_parity,
-                                   structured_frame)
+from cityseg.export.parity import (ParityAccumulator, check_parity, default_frame_count, parity_frames,
+                                   require_parity, structured_frame)
 from support import palette_card
 
 
@@ -95,3 +95,9 @@ def test_structured_frames_have_structure():
     frame = structured_frame(np.random.default_rng(0), 96, 192)
     assert frame.shape == (96, 192, 3) and frame.dtype == np.uint8
     assert frame[:10].mean(axis=(0, 1))[2] > frame[-10:].mean(axis=(0, 1))[2]  # blue sky above the road
+
+
+def test_generated_frame_count_shrinks_for_large_inputs():
+    assert default_frame_count(palette_card(height=64, width=128)) == 8
+    assert default_frame_count(palette_card(height=512, width=1024)) == 4
+    assert default_frame_count(palette_card(height=1024, width=2048)) == 2

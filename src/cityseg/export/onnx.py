@@ -139,6 +139,9 @@ def convert(model, card: ModelCard, *, argmax_head: bool, opset: int):
         raise ExportError(f"tf2onnx could not convert the model at opset {opset}: {exc}; try "
                           f"--opset {DEFAULT_OPSET} or check the model's layers") from None
     name_batch_dimension(proto)
+    if opset >= 13:  # Softmax normalises one axis from opset 13 on (before: a flattened 2-D view)
+        drop_softmax_before_argmax(proto.graph)
+        softmax_on_last_axis(proto.graph)
     return proto
 
 
@@ -148,6 +151,54 @@ def name_batch_dimension(proto) -> None:
         dims = value.type.tensor_type.shape.dim
         if dims and not dims[0].HasField("dim_value"):
             dims[0].dim_param = BATCH_DIM
+
+
+def _consumers(graph, tensor: str) -> list:
+    return [n for n in graph.node if tensor in n.input]
+
+
+def _axis(node, rank: int = 4) -> int:
+    axis = next((a.i for a in node.attribute if a.name == "axis"), -1)
+    return axis % rank
+
+
+def drop_softmax_before_argmax(graph) -> None:
+    """ArgMax(Softmax(x)) -> ArgMax(x) on the same axis: softmax is monotonic, so the classes are
+    the same (parity checks it) and the argmax head skips a full pass over the scores."""
+    outputs = {o.name for o in graph.output}
+    for argmax in [n for n in graph.node if n.op_type == "ArgMax"]:
+        softmax = next((n for n in graph.node if argmax.input[0] in n.output and n.op_type == "Softmax"), None)
+        if (softmax is None or softmax.output[0] in outputs or len(_consumers(graph, softmax.output[0])) != 1
+                or _axis(softmax) != _axis(argmax)):
+            continue
+        argmax.input[0] = softmax.input[0]
+        graph.node.remove(softmax)
+
+
+def softmax_on_last_axis(graph) -> None:
+    """Transpose(Softmax(x, axis=1), NCHW->NHWC) -> Softmax(Transpose(x), axis=-1).
+
+    tf2onnx keeps convolutions in NCHW and pushes the closing transpose past the softmax, leaving a
+    channel-axis softmax that ONNX Runtime's CPU kernel runs several times slower than the convs of
+    a light model; on the last axis it is cheap (measured in docs/EXPORT.md)."""
+    outputs = {o.name for o in graph.output}
+    for softmax in [n for n in graph.node if n.op_type == "Softmax"]:
+        users = _consumers(graph, softmax.output[0])
+        if softmax.output[0] in outputs or len(users) != 1 or users[0].op_type != "Transpose":
+            continue
+        transpose = users[0]
+        perm = next((list(a.ints) for a in transpose.attribute if a.name == "perm"), [])
+        if len(perm) != 4 or perm[-1] != _axis(softmax):
+            continue
+        moved = softmax.input[0] + "__to_last_axis"
+        transpose.input[0], transpose.output[0], softmax.input[0], softmax.output[0] = (
+            softmax.input[0], moved, moved, transpose.output[0])
+        for attr in softmax.attribute:
+            if attr.name == "axis":
+                attr.i = -1
+        index = list(graph.node).index(softmax)
+        graph.node.remove(transpose)
+        graph.node.insert(index, transpose)
 
 
 def io_details(proto) -> dict:

@@ -29,6 +29,8 @@ PARITY_THRESHOLDS = {"fp32": 0.999, "fp16": 0.999, "int8": 0.99}
 TIE_MARGINS = {"fp32": 1e-4, "fp16": 2e-3, "int8": 1e-2}
 """Top-2 score margin under which the reference has no preferred class (see ParityAccumulator)."""
 DEFAULT_FRAME_COUNT = 8
+PARITY_PIXELS = 1 << 21
+"""Generated frames stop at this many network-output pixels (4 frames at 512x1024)."""
 CHUNK = 4
 """Frames per model call during parity (keeps memory small at 512x1024)."""
 
@@ -89,13 +91,20 @@ def preprocess_frames(card: ModelCard, frames: Sequence[np.ndarray], channel_ord
     return normalize(np.stack(prepared), card.normalization)
 
 
+def default_frame_count(card: ModelCard) -> int:
+    """8 frames, fewer for large inputs (at least 2, and at least ~2 Mpx of network output)."""
+    return int(np.clip(PARITY_PIXELS // (card.input_height * card.input_width), 2, DEFAULT_FRAME_COUNT))
+
+
 def parity_frames(card: ModelCard, frames: Sequence[np.ndarray] | None = None,
-                  count: int = DEFAULT_FRAME_COUNT, seed: int = 0) -> tuple[list[np.ndarray], str]:
+                  count: int | None = None, seed: int = 0) -> tuple[list[np.ndarray], str]:
     """The RGB frames to check on and where they came from ('given', 'synth' or 'structured').
 
-    Without ``frames``, street scenes from :mod:`cityseg.data.synth` at twice the network size
-    (so the resize is exercised), or structured street-like images where synth is not installed.
+    Without ``frames``, ``count`` (default :func:`default_frame_count`) street scenes from
+    :mod:`cityseg.data.synth` at twice the network size (so the resize is exercised), or
+    structured street-like images where synth is not installed.
     """
+    count = default_frame_count(card) if count is None else count
     if frames is not None:
         frames = list(frames)
         if not frames:

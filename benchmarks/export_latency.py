@@ -1,0 +1,179 @@
+"""Per-frame latency of Keras vs ONNX Runtime (and TensorRT where present), every registered model.
+
+For each model of ``cityseg.models.model_names()`` (random weights: latency does not depend on
+them) and each size (default 256x512 and 512x1024): build the Keras model, convert it with the
+project's exporter (``cityseg.export.onnx.convert``: tf2onnx, opset 17, dynamic batch), and time
+batch-1 inference of the same float32 frame with
+
+* Keras: ``model(x, training=False)`` inside a ``tf.function`` (what the TensorFlow backend runs);
+* ONNX Runtime: CUDA provider when present, else CPU, all graph optimisations on;
+* TensorRT: an FP16 engine built from the same ONNX, where TensorRT 10 and a GPU exist.
+
+Medians over ``--repeats`` runs after ``--warmup`` runs (a run stops early once ``--budget``
+seconds are spent, keeping at least 3 timed runs). The last line is machine-readable:
+RESULT <model>_<H>x<W>_<backend>_ms=<median> ... <model>_<H>x<W>_<backend>_speedup=<keras/backend> ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_SIZES = ("256x512", "512x1024")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    height, width = (int(v) for v in text.lower().split("x"))
+    return height, width
+
+
+def median_ms(run, frame: np.ndarray, warmup: int, repeats: int, budget_s: float) -> float:
+    """Median wall time of ``run(frame)`` in ms after ``warmup`` calls."""
+    for _ in range(warmup):
+        run(frame)
+    times = []
+    start = time.perf_counter()
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run(frame)
+        times.append(time.perf_counter() - t0)
+        if len(times) >= 3 and time.perf_counter() - start > budget_s:
+            break
+    return float(np.median(times) * 1e3)
+
+
+def keras_runner(model):
+    import tensorflow as tf
+
+    call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    return lambda frame: call(tf.constant(frame)).numpy()
+
+
+def onnxruntime_runner(path: Path):
+    import onnxruntime as ort
+
+    providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    name = session.get_inputs()[0].name
+    return (lambda frame: session.run(None, {name: frame})[0]), session.get_providers()[0]
+
+
+def tensorrt_runner(onnx_path: Path, card, cache_dir: Path):
+    from cityseg.export import tensorrt as trt_export
+
+    platform_ = trt_export.current_platform()
+    engine = trt_export.build_serialized_engine(
+        onnx_path, card, precision="fp16", profile=trt_export.BatchProfile(1, 1, 1),
+        timing_cache=trt_export.timing_cache_path(cache_dir, platform_))
+    runner = trt_export.EngineRunner(engine, name=f"{onnx_path.stem}.fp16")
+    return runner.infer, platform_.describe()
+
+
+def export(model, card, directory: Path) -> Path:
+    import onnx
+
+    from cityseg.export.onnx import convert
+
+    path = directory / f"{card.name}.onnx"
+    onnx.save(convert(model, card, argmax_head=False, opset=17), str(path))
+    return path
+
+
+def measure(name: str, height: int, width: int, args, workdir: Path, use_trt: bool) -> dict:
+    from cityseg.bundle import ModelCard
+    from cityseg.labels import class_space
+    from cityseg.models import build_model
+
+    space = class_space("trainid")
+    model = build_model(name, (height, width, 3), space.num_classes)
+    card = ModelCard(name=f"{name}_{height}x{width}", architecture=name, input_height=height,
+                     input_width=width, class_space="trainid", class_names=space.names)
+    frame = np.random.default_rng(0).random((1, height, width, 3), dtype=np.float32)
+    timing = dict(warmup=args.warmup, repeats=args.repeats, budget_s=args.budget)
+    row = {"model": name, "size": f"{height}x{width}", "params": int(model.count_params())}
+    row["keras_ms"] = median_ms(keras_runner(model), frame, **timing)
+    t0 = time.perf_counter()
+    onnx_path = export(model, card, workdir)
+    row["export_s"] = time.perf_counter() - t0
+    run, row["onnxruntime_provider"] = onnxruntime_runner(onnx_path)
+    row["onnxruntime_ms"] = median_ms(run, frame, **timing)
+    if use_trt:
+        run, row["tensorrt_device"] = tensorrt_runner(onnx_path, card, workdir)
+        row["tensorrt_ms"] = median_ms(run, frame, **timing)
+    for backend in ("onnxruntime", "tensorrt"):
+        if f"{backend}_ms" in row:
+            row[f"{backend}_speedup"] = row["keras_ms"] / row[f"{backend}_ms"]
+    return row
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> str:
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    return f"{cpu_name()}, {usable} CPU cores usable, {platform.system()}"
+
+
+def main() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from cityseg.export.tensorrt import runtime_unavailable_reason
+    from cityseg.models import model_names
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=None, help=f"subset of {', '.join(model_names())}")
+    parser.add_argument("--sizes", nargs="+", default=list(DEFAULT_SIZES), help="HxW sizes (default 256x512 512x1024)")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--budget", type=float, default=5.0, help="seconds per measurement before stopping early")
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    args = parser.parse_args()
+    models = args.models or model_names()
+    unknown = sorted(set(models) - set(model_names()))
+    if unknown:
+        parser.error(f"unknown model(s) {', '.join(unknown)}; registered: {', '.join(model_names())}")
+    trt_reason = runtime_unavailable_reason()
+    print(f"machine: {machine()}")
+    print(f"TensorRT: {'yes' if trt_reason is None else 'no (' + trt_reason + ')'}")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="cityseg-latency-") as tmp:
+        for name in models:
+            for size in args.sizes:
+                height, width = parse_size(size)
+                row = measure(name, height, width, args, Path(tmp), trt_reason is None)
+                rows.append(row)
+                trt = f", tensorrt {row['tensorrt_ms']:.1f} ms (x{row['tensorrt_speedup']:.2f})" if "tensorrt_ms" in row else ""
+                print(f"{name:18s} {row['size']:>9s}  keras {row['keras_ms']:8.1f} ms  onnxruntime "
+                      f"{row['onnxruntime_ms']:8.1f} ms (x{row['onnxruntime_speedup']:.2f}, "
+                      f"{row['onnxruntime_provider']}){trt}  [export {row['export_s']:.1f} s]", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2) + "\n")
+    fields = []
+    for row in rows:
+        prefix = f"{row['model']}_{row['size']}"
+        for key in ("keras_ms", "onnxruntime_ms", "onnxruntime_speedup", "tensorrt_ms", "tensorrt_speedup"):
+            if key in row:
+                fields.append(f"{prefix}_{key}={row[key]:.2f}")
+    print("RESULT " + " ".join(fields))
+
+
+if __name__ == "__main__":
+    main()
