@@ -201,6 +201,9 @@ class ModelConfig:
     """A name registered in cityseg.models (see `docs/MODELS.md`)."""
     params: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments of the model builder (width, depth, dropout, upsampling, ...)."""
+    batchnorm_momentum: float | None = None
+    """Momentum of every BatchNormalization's moving statistics (None: the model's own, Keras'
+    0.99). Short runs (a few hundred steps) need ~0.9, or validation uses stale statistics."""
 
 
 @dataclass
