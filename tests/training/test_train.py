@@ -41,7 +41,8 @@ def tiny_config(root: Path, cache: Path, **changes) -> TrainConfig:
                  "resize": "area", "cache_dir": str(cache), "shuffle_buffer": 8},
         "augment": {"hflip_prob": 0.5},
         "model": {"name": "unet_lite",
-                  "params": {"base_filters": 4, "depth": 3, "max_filters": 16, "dropout": 0.1}},
+                  "params": {"base_filters": 4, "depth": 3, "max_filters": 16, "dropout": 0.1},
+                  "batchnorm_momentum": 0.9},
         "optimizer": {"name": "adamw", "learning_rate": 0.003, "weight_decay": 1e-4},
         "schedule": {"lr": "poly", "warmup_epochs": 0.5, "dropout": {1: 0.2}},
         "epochs": 2, "preview_count": 1, "tensorboard": False,
@@ -199,6 +200,8 @@ def test_bundle_is_the_best_checkpoint_with_a_complete_card(finished_run, data_r
     import cityseg.models  # noqa: F401  (custom layers)
 
     best = keras.saving.load_model(finished_run / "checkpoints" / "best.keras", compile=False)
+    assert {layer.momentum for layer in best._flatten_layers()
+            if isinstance(layer, keras.layers.BatchNormalization)} == {0.9}  # model.batchnorm_momentum
     rgb = np.ascontiguousarray(bgr[..., ::-1])
     x = normalize(resize_image(rgb, 64, 128, "area")[None], card.normalization)
     expected = np.asarray(best(x, training=False)).argmax(-1)[0]

@@ -300,12 +300,30 @@ def build_and_compile(cfg: TrainConfig, space: ClassSpace, data: RunData):
 
     model = build_model(cfg.model.name, (cfg.data.height, cfg.data.width, 3), space.num_classes,
                         **cfg.model.params)
+    if cfg.model.batchnorm_momentum is not None:
+        set_batchnorm_momentum(model, cfg.model.batchnorm_momentum)
     schedule = make_lr_schedule(cfg.schedule, cfg.optimizer.learning_rate, data.steps_per_epoch,
                                 cfg.epochs)
     model.compile(optimizer=make_optimizer(cfg.optimizer, schedule),
                   loss=make_loss(cfg.loss, space.num_classes, space.ignore_index, data.class_weights),
                   metrics=keras_metrics(space.num_classes, space.ignore_index))
     return model
+
+
+def set_batchnorm_momentum(model, momentum: float) -> int:
+    """Set the moving-statistics momentum of every BatchNormalization layer; return how many.
+
+    Must run before the first training step is traced (Keras reads it as a constant).
+    """
+    import keras
+
+    if not 0.0 <= momentum < 1.0:
+        raise ConfigError(f"model.batchnorm_momentum must be within [0, 1), got {momentum}")
+    layers = [layer for layer in model._flatten_layers(include_self=False)
+              if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in layers:
+        layer.momentum = float(momentum)
+    return len(layers)
 
 
 def make_optimizer(opt: OptimizerConfig, learning_rate):
@@ -481,6 +499,8 @@ def write_bundle(paths: RunPaths, cfg: TrainConfig, space: ClassSpace, state: Ru
     checkpoint = paths.best if paths.best.is_file() else paths.last
     model = build_model(cfg.model.name, (cfg.data.height, cfg.data.width, 3), space.num_classes,
                         **cfg.model.params)  # float32, outside any strategy: the portable copy
+    if cfg.model.batchnorm_momentum is not None:
+        set_batchnorm_momentum(model, cfg.model.batchnorm_momentum)  # same layer config as trained
     model.load_weights(checkpoint)
     paths.bundle.mkdir(parents=True, exist_ok=True)
     with atomic_path(paths.bundle / "model.keras") as tmp:
