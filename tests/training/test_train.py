@@ -364,3 +364,41 @@ def test_history_plot_draws_train_and_validation_curves(tmp_path):
     assert columns["val_miou"][0] == 0.05 and math.isnan(columns["val_miou"][1])
     path = plot_history(records, tmp_path / "h.png")
     assert read_image(path).shape[0] > 100
+
+
+# ---- evidence: the default model learns (slow) -------------------------------------------------
+
+def chance_miou(train_labels: np.ndarray, val_labels: np.ndarray, num_classes: int) -> float:
+    """The better of the majority-class and uniform-random predictors, scored by the training metric."""
+    from cityseg.training.metrics import keras_metrics
+
+    majority = np.bincount(train_labels[train_labels != 255].ravel(), minlength=num_classes).argmax()
+    rng = np.random.default_rng(0)
+    scores = []
+    for predicted in (np.full(val_labels.shape, majority), rng.integers(0, num_classes, val_labels.shape)):
+        miou = [m for m in keras_metrics(num_classes, 255) if m.name == "miou"][0]
+        miou.update_state(val_labels.astype(np.int32), np.eye(num_classes, dtype=np.float32)[predicted])
+        scores.append(float(miou.result()))
+    return max(scores)
+
+
+@pytest.mark.slow
+def test_default_model_reaches_a_val_miou_far_above_chance_on_cpu(tmp_path):
+    from cityseg.data import find_samples
+    from cityseg.data.pipeline import load_arrays
+    from cityseg.data.synth import write_dataset
+    from cityseg.models import DEFAULT_MODEL
+
+    root = tmp_path / "data"
+    write_dataset(root, 120, size=(256, 128), seed=1, splits={"train": 96, "val": 24})
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    cfg = load_train_config(configs / "demo.yaml", data__root=str(root), data__cache_dir=str(tmp_path / "cache"),
+                            model__name=DEFAULT_MODEL, model__params={}, tensorboard=False, epochs=8)
+    bundle = train(cfg, tmp_path / "run", progress=False)
+
+    _, train_labels = load_arrays(find_samples(root, "train"), cfg.data, progress=False)
+    _, val_labels = load_arrays(find_samples(root, "val"), cfg.data, progress=False)
+    chance = chance_miou(np.asarray(train_labels), np.asarray(val_labels), 19)
+    curve = bundle.card.metrics["per_epoch"]["val_miou"]
+    assert bundle.card.metrics["miou"] > max(0.10, 5 * chance), (curve, chance)
+    assert curve[-1] > curve[0]
