@@ -23,9 +23,9 @@ import numpy as np
 from cityseg.config import ConfigError, from_mapping, to_mapping
 from cityseg.errors import CitysegError
 from cityseg.fileio import atomic_path, write_json_atomic
+from cityseg.models import dropout_layers, set_dropout_rate
 from cityseg.preprocess import Normalization, normalize
 from cityseg.training.plots import plot_history, plot_predictions
-from cityseg.models import dropout_layers, set_dropout_rate
 from cityseg.training.schedules import dropout_rate_at
 
 log = logging.getLogger(__name__)

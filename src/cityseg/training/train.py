@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import yaml
 
 from cityseg.bundle import CARD_FILE, Artifact, Bundle, ModelCard, framework_versions
@@ -279,8 +280,10 @@ def prepare_data(cfg: TrainConfig, space: ClassSpace, state: RunState, *,
     steps = cfg.steps_per_epoch or batches_per_pass(train_ds, len(train_samples), cfg.data.batch_size)
     if cfg.steps_per_epoch:
         train_ds = train_ds.repeat()  # epochs of a fixed step count, independent of the split size
-    images, labels = (load_arrays(val_samples[:cfg.preview_count], cfg.data)
-                      if cfg.preview_count > 0 else (None, None))
+    images = labels = None
+    if cfg.preview_count > 0:  # the validation split's cache entry (memory-mapped), first samples
+        images, labels = (np.array(a[:cfg.preview_count])
+                          for a in load_arrays(val_samples, cfg.data, progress=progress))
     return RunData(train_ds, val_ds, val_name, len(train_samples), len(val_samples), steps,
                    normalization, weights, images, labels)
 
