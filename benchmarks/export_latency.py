@@ -6,7 +6,9 @@ project's exporter (``cityseg.export.onnx.convert``: tf2onnx, opset 17, dynamic 
 batch-1 inference of the same float32 frame with
 
 * Keras: ``model(x, training=False)`` inside a ``tf.function`` (what the TensorFlow backend runs);
-* ONNX Runtime: CUDA provider when present, else CPU, all graph optimisations on;
+* ONNX Runtime: CUDA provider when present, else CPU, all graph optimisations on; once with the
+  default session (as the ONNX Runtime backend opens it) and once with intra-op thread spinning
+  off (busy-waiting threads lose on a CPU shared with other processes);
 * TensorRT: an FP16 engine built from the same ONNX, where TensorRT 10 and a GPU exist.
 
 Medians over ``--repeats`` runs after ``--warmup`` runs (a run stops early once ``--budget``
@@ -56,12 +58,14 @@ def keras_runner(model):
     return lambda frame: call(tf.constant(frame)).numpy()
 
 
-def onnxruntime_runner(path: Path):
+def onnxruntime_runner(path: Path, spinning: bool = True):
     import onnxruntime as ort
 
     providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if not spinning:  # idle intra-op threads sleep instead of busy-waiting (kinder to a shared CPU)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
     name = session.get_inputs()[0].name
     return (lambda frame: session.run(None, {name: frame})[0]), session.get_providers()[0]
@@ -106,10 +110,12 @@ def measure(name: str, height: int, width: int, args, workdir: Path, use_trt: bo
     row["export_s"] = time.perf_counter() - t0
     run, row["onnxruntime_provider"] = onnxruntime_runner(onnx_path)
     row["onnxruntime_ms"] = median_ms(run, frame, **timing)
+    run, _ = onnxruntime_runner(onnx_path, spinning=False)
+    row["onnxruntime_nospin_ms"] = median_ms(run, frame, **timing)
     if use_trt:
         run, row["tensorrt_device"] = tensorrt_runner(onnx_path, card, workdir)
         row["tensorrt_ms"] = median_ms(run, frame, **timing)
-    for backend in ("onnxruntime", "tensorrt"):
+    for backend in ("onnxruntime", "onnxruntime_nospin", "tensorrt"):
         if f"{backend}_ms" in row:
             row[f"{backend}_speedup"] = row["keras_ms"] / row[f"{backend}_ms"]
     return row
@@ -160,16 +166,19 @@ def main() -> None:
                 height, width = parse_size(size)
                 row = measure(name, height, width, args, Path(tmp), trt_reason is None)
                 rows.append(row)
-                trt = f", tensorrt {row['tensorrt_ms']:.1f} ms (x{row['tensorrt_speedup']:.2f})" if "tensorrt_ms" in row else ""
+                trt = (f", tensorrt {row['tensorrt_ms']:.1f} ms (x{row['tensorrt_speedup']:.2f})"
+                       if "tensorrt_ms" in row else "")
                 print(f"{name:18s} {row['size']:>9s}  keras {row['keras_ms']:8.1f} ms  onnxruntime "
                       f"{row['onnxruntime_ms']:8.1f} ms (x{row['onnxruntime_speedup']:.2f}, "
-                      f"{row['onnxruntime_provider']}){trt}  [export {row['export_s']:.1f} s]", flush=True)
+                      f"{row['onnxruntime_provider']}), no spinning {row['onnxruntime_nospin_ms']:8.1f} ms "
+                      f"(x{row['onnxruntime_nospin_speedup']:.2f}){trt}  [export {row['export_s']:.1f} s]", flush=True)
     if args.json:
         args.json.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2) + "\n")
     fields = []
     for row in rows:
         prefix = f"{row['model']}_{row['size']}"
-        for key in ("keras_ms", "onnxruntime_ms", "onnxruntime_speedup", "tensorrt_ms", "tensorrt_speedup"):
+        for key in ("keras_ms", "onnxruntime_ms", "onnxruntime_speedup", "onnxruntime_nospin_ms",
+                    "onnxruntime_nospin_speedup", "tensorrt_ms", "tensorrt_speedup"):
             if key in row:
                 fields.append(f"{prefix}_{key}={row[key]:.2f}")
     print("RESULT " + " ".join(fields))

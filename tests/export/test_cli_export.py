@@ -64,3 +64,5 @@ def test_bad_arguments_are_explained(bundle_dir, tmp_path, capsys):
     assert "need 1 <= min <= opt <= max" in capsys.readouterr().err
     assert main(["export", str(bundle_dir), "--parity-images", str(tmp_path / "none")]) == 2
     assert "--parity-images" in capsys.readouterr().err
+    assert main(["export", str(bundle_dir), "--calib-images", str(tmp_path)]) == 2
+    assert "used only by --tensorrt --precision int8" in capsys.readouterr().err

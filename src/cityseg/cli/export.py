@@ -66,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
     profile = trt_export.BatchProfile.parse(args.batch)
     if args.tensorrt:
         trt_export.require_runtime()  # one clear message before any work
+    if args.calib_images is not None and not (args.tensorrt and args.precision == "int8"):
+        raise InputError("--calib-images is used only by --tensorrt --precision int8; drop it or add those")
     if args.calib_images is not None and not args.calib_images.is_dir():
         raise InputError(f"--calib-images {args.calib_images}: no such directory")
     bundle = Bundle.load(args.bundle)

@@ -51,7 +51,7 @@ SIDECAR_FORMAT = 1
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm")
 REBUILD_ENV = "CITYSEG_TENSORRT_REBUILD"
 """Set to 0 to make the TensorRT backend refuse a mismatched engine instead of rebuilding it."""
-INSTALL_HINT = "pip install 'cityseg[tensorrt]' (TensorRT 10 + cuda-python) on a machine with an NVIDIA GPU"
+INSTALL_HINT = ("pip install 'cityseg[tensorrt]' (TensorRT 10.x + cuda-python) on a machine with an NVIDIA GPU")
 
 
 # ------------------------------------------------------------------------------------------
@@ -327,8 +327,9 @@ def runtime_unavailable_reason() -> str | None:
         import tensorrt as trt
     except ImportError:
         return f"TensorRT is not installed ({INSTALL_HINT})"
-    if int(trt.__version__.split(".")[0]) < 10:
-        return f"TensorRT {trt.__version__} is too old; cityseg needs TensorRT 10 ({INSTALL_HINT})"
+    if int(trt.__version__.split(".")[0]) != 10:
+        return (f"TensorRT {trt.__version__} is installed; cityseg uses the TensorRT 10 API (TensorRT 11 "
+                "removed the FP16/INT8 builder flags and the INT8 calibrator): pip install 'tensorrt-cu12>=10,<11'")
     try:
         cudart = _import_cudart()
     except ImportError:
@@ -622,7 +623,8 @@ def export_tensorrt(bundle: Bundle, *, precision: str = "fp16", argmax_head: boo
     key = engine_key(engine.name)
     if decision == "reuse":
         if key not in bundle.card.artifacts:
-            bundle.add_artifact(key, _engine_artifact(engine, bundle, onnx_key, EngineSidecar.read(sidecar_path(engine))))
+            sidecar = EngineSidecar.read(sidecar_path(engine))
+            bundle.add_artifact(key, _engine_artifact(engine, bundle, onnx_key, sidecar))
         return EngineResult(key, engine, built=False)
     log.info("building %s (%s)", engine.name, "; ".join(reasons))
     cache = calibration_cache_path(bundle.path, onnx_path.name, platform, digest)
@@ -632,8 +634,7 @@ def export_tensorrt(bundle: Bundle, *, precision: str = "fp16", argmax_head: boo
                                          workspace_mb=workspace_mb,
                                          timing_cache=timing_cache_path(bundle.path, platform),
                                          calibrator=calibrator, calib_batch=calib_batch)
-    report = engine_parity(bundle, serialized, onnx_path, bundle.card.artifacts[onnx_key].output,
-                           precision, engine, frames)
+    report = engine_parity(bundle, serialized, onnx_key, precision, engine, frames)
     parity.require_parity(report, engine)
     sidecar = EngineSidecar(
         tensorrt_version=platform.tensorrt_version, gpu_name=platform.gpu_name,
@@ -681,16 +682,20 @@ class _EmptyBatches(CalibrationBatches):
         self.files, self.card, self.batch_size = [], card, batch_size
 
 
-def engine_parity(bundle: Bundle, serialized: bytes, onnx_path: Path, output_kind: str, precision: str,
-                  engine: Path, frames: list[np.ndarray] | None) -> parity.ParityReport:
-    """Parity of a freshly built engine against the ONNX it came from (ONNX Runtime, fp32)."""
+def engine_parity(bundle: Bundle, serialized: bytes, onnx_key: str, precision: str, engine: Path,
+                  frames: list[np.ndarray] | None) -> parity.ParityReport:
+    """Parity of a freshly built engine against its ONNX (ONNX Runtime, fp32). An argmax-head
+    engine is compared with the scores model.onnx when the bundle has it, so near ties are known."""
+    output_kind = bundle.card.artifacts[onnx_key].output
+    reference_key = "onnx" if output_kind == "argmax" and "onnx" in bundle.card.artifacts else onnx_key
+    reference_path = bundle.artifact_path(reference_key)
     frames, source = parity.parity_frames(bundle.card, frames)
     batch = parity.preprocess_frames(bundle.card, frames)
     runner = EngineRunner(serialized, name=engine.name)
     try:
-        return parity.check_parity(onnxruntime_runner(onnx_path), output_kind, runner.infer, output_kind, batch,
-                                   reference=f"onnxruntime:{onnx_path.name}", candidate=f"tensorrt:{engine.name}",
-                                   precision=precision, frame_source=source)
+        return parity.check_parity(onnxruntime_runner(reference_path), bundle.card.artifacts[reference_key].output,
+                                   runner.infer, output_kind, batch, reference=f"onnxruntime:{reference_path.name}",
+                                   candidate=f"tensorrt:{engine.name}", precision=precision, frame_source=source)
     finally:
         runner.close()
 

@@ -104,7 +104,7 @@ def _unsupported_types() -> set[int]:
             TensorProto.UINT16, TensorProto.UINT32, TensorProto.UINT64}
 
 
-def load(model) -> "onnx.ModelProto":  # noqa: F821
+def load(model):
     """An ONNX ModelProto from a path or a ModelProto."""
     import onnx
 
