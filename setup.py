@@ -14,7 +14,7 @@ EXTRAS = {
     # Offline rosbag2 / ROS 1 bag replay without ROS.
     "bag": ["rosbags>=0.10"],
     # TensorRT engines and runtime (NVIDIA GPU only).
-    "tensorrt": ["tensorrt>=10", "cuda-python>=12"],
+    "tensorrt": ["tensorrt>=10,<11", "cuda-python>=12"],
     "dev": ["pytest>=7", "pytest-timeout", "catkin_pkg", "colcon-common-extensions"],
 }
 EXTRAS["all"] = sorted({req for name, reqs in EXTRAS.items() if name != "tensorrt" for req in reqs})
