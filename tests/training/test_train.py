@@ -400,5 +400,6 @@ def test_default_model_reaches_a_val_miou_far_above_chance_on_cpu(tmp_path):
     _, val_labels = load_arrays(find_samples(root, "val"), cfg.data, progress=False)
     chance = chance_miou(np.asarray(train_labels), np.asarray(val_labels), 19)
     curve = bundle.card.metrics["per_epoch"]["val_miou"]
+    print(f"val mIoU per epoch {curve}, chance {chance:.4f}")
     assert bundle.card.metrics["miou"] > max(0.10, 5 * chance), (curve, chance)
     assert curve[-1] > curve[0]
