@@ -8,7 +8,7 @@ PACKAGE = "cityseg"
 
 EXTRAS = {
     # Training and the TensorFlow inference backend.
-    "train": ["tensorflow>=2.16", "keras>=3.3", "matplotlib>=3.7"],
+    "train": ["tensorflow>=2.16", "keras>=3.3", "tensorboard>=2.16", "matplotlib>=3.7"],
     # ONNX export and the ONNX Runtime backend (onnxruntime-gpu works too).
     "onnx": ["onnxruntime>=1.17", "onnx>=1.15", "tf2onnx>=1.16"],
     # Offline rosbag2 / ROS 1 bag replay without ROS.

@@ -15,6 +15,16 @@ import numpy as np
 from cityseg.errors import InputError
 
 
+def _default_file_mode() -> int:
+    """The mode a plain open() would give a new file under this process's umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _default_file_mode()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it over ``path``.
@@ -29,6 +39,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        if tmp.is_file():
+            os.chmod(tmp, _FILE_MODE)  # mkstemp creates 0600; give the file its usual permissions
         os.replace(tmp, target)
     finally:
         if tmp.exists():
