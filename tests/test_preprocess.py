@@ -72,14 +72,3 @@ def test_prepare_frame_bgr_model(frame):
     out = prepare_frame(frame[..., ::-1], "BGR", 48, 80, "area", model_order="BGR")
     assert np.array_equal(out, resize_image(frame, 48, 80, "area")[..., ::-1])
 
-
-def test_atomic_writes_get_normal_permissions(tmp_path):
-    import os
-
-    from cityseg.fileio import write_bytes_atomic
-
-    umask = os.umask(0o022)
-    os.umask(umask)
-    write_bytes_atomic(tmp_path / "card.json", b"{}")
-    assert (tmp_path / "card.json").stat().st_mode & 0o777 == 0o666 & ~umask
-    assert [p.name for p in tmp_path.iterdir()] == ["card.json"]
