@@ -132,3 +132,18 @@ def test_cli_rejects_a_malformed_size(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["synth", "--out", str(tmp_path), "--count", "1", "--size", "big"])
     assert "is not WIDTHxHEIGHT" in capsys.readouterr().err
+
+
+def test_drive_never_runs_through_a_vehicle_in_its_lane():
+    from cityseg.data.scene import Vehicle
+    from cityseg.data.synth import _keep_ego_lane_clear
+    from cityseg.data.street import make_world
+
+    for seed in range(20):
+        world = make_world(np.random.default_rng(seed), length=200.0)
+        _keep_ego_lane_clear(world)
+        cam = world.camera
+        for item in world.front:
+            if isinstance(item, Vehicle) and abs(item.x - cam.x) < 1.8 and item.z > 0:
+                for t in np.linspace(0, 10, 21):  # ten seconds of driving
+                    assert item.z_at(t) - cam.speed * t >= item.z - 1e-9

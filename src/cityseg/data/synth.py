@@ -54,9 +54,22 @@ def drive_frames(count: int, height: int, width: int, seed: int = 0,
     rng = np.random.default_rng(seed)
     duration = count / fps
     world = make_world(rng, length=160.0 + 12.0 * duration)
+    _keep_ego_lane_clear(world)
     for i in range(count):
         noise = np.random.default_rng([seed, i])  # fresh sensor noise per frame
         yield render_world(world, height, width, i / fps, noise)
+
+
+def _keep_ego_lane_clear(world, lane_half_width: float = 1.8, margin: float = 1.0) -> None:
+    """Make vehicles and riders ahead in the camera's lane at least as fast as the camera.
+
+    A single still image may show a slow truck ahead; a drive must never run through it.
+    """
+    camera = world.camera
+    for item in world.front:
+        x = getattr(item, "x", None)
+        if x is not None and abs(x - camera.x) < lane_half_width and item.z > 0:
+            item.speed = max(item.speed, camera.speed + margin)
 
 
 def split_counts(count: int, fractions: Mapping[str, float]) -> dict[str, int]:
