@@ -21,12 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from cityseg.bench import machine_description
 
 DEFAULT_SIZES = ("256x512", "512x1024")
 
@@ -121,22 +122,8 @@ def measure(name: str, height: int, width: int, args, workdir: Path, use_trt: bo
     return row
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
-def machine() -> str:
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    return f"{cpu_name()}, {usable} CPU cores usable, {platform.system()}"
 
 
 def main() -> None:
@@ -157,7 +144,7 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown model(s) {', '.join(unknown)}; registered: {', '.join(model_names())}")
     trt_reason = runtime_unavailable_reason()
-    print(f"machine: {machine()}")
+    print(f"machine: {machine_description()}")
     print(f"TensorRT: {'yes' if trt_reason is None else 'no (' + trt_reason + ')'}")
     rows = []
     with tempfile.TemporaryDirectory(prefix="cityseg-latency-") as tmp:
@@ -173,7 +160,7 @@ def main() -> None:
                       f"{row['onnxruntime_provider']}), no spinning {row['onnxruntime_nospin_ms']:8.1f} ms "
                       f"(x{row['onnxruntime_nospin_speedup']:.2f}){trt}  [export {row['export_s']:.1f} s]", flush=True)
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2) + "\n")
+        args.json.write_text(json.dumps({"machine": machine_description(), "rows": rows}, indent=2) + "\n")
     fields = []
     for row in rows:
         prefix = f"{row['model']}_{row['size']}"

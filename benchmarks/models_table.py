@@ -18,26 +18,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from cityseg.bench import machine_description  # noqa: E402
+
 DOC = Path(__file__).resolve().parents[1] / "docs" / "MODELS.md"
 BEGIN, END = "<!-- models-table:begin -->", "<!-- models-table:end -->"
-
-
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (platform.processor() is often empty on Linux)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def onnx_cpu_ms(model, height: int, width: int, repeats: int) -> float:
@@ -126,7 +116,7 @@ def main() -> None:
     text = table(rows, latency) + "\n\n" + study_line()
     if latency:
         text += (f"\n\nCPU latency: median of {args.repeats} runs, batch 1, float32, "
-                 f"{os.cpu_count()} logical cores of a shared {cpu_name()}.")
+                 f"a shared {machine_description()}.")
     print(text)
     if args.write:
         write_doc(text)

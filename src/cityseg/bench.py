@@ -223,10 +223,23 @@ def format_table(rows: list[BenchRow], baselines: dict[tuple[str, str], float]) 
     return "\n".join(lines)
 
 
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (platform.processor() is often empty on Linux)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine_description() -> str:
+    """'<CPU model>, N cores usable, Linux, Python 3.x' for the figures' captions."""
     import os
 
-    return f"{platform.machine()} CPU, {os.cpu_count()} cores, Python {platform.python_version()}"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{cpu_name()}, {cores} CPU cores usable, {platform.system()}, Python {platform.python_version()}"
 
 
 def run_bench(bundles: list[Path], models: list[str], sizes: list[tuple[int, int]],

@@ -19,6 +19,18 @@ COMMANDS = ("segment", "demo", "bench", "train", "synth", "bag", "export", "eval
 """Command modules under cityseg.cli, in the order `--help` lists them."""
 
 
+def parse_dimensions(text: str, order: str) -> tuple[int, int]:
+    """'1024x512' -> (1024, 512); ``order`` ('WIDTHxHEIGHT' or 'HEIGHTxWIDTH') names the form in errors."""
+    try:
+        first, second = (int(v) for v in text.lower().split("x"))
+        if first <= 0 or second <= 0:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {order} with positive integers, "
+                                         f"e.g. {'1024x512' if order.startswith('W') else '256x512'}") from None
+    return first, second
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cityseg", description="Semantic segmentation of street scenes (Cityscapes).")

@@ -5,16 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cityseg.cli import parse_dimensions
 from cityseg.inference.backends import BACKENDS
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """'256x512' -> (256, 512) (height x width)."""
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size {text!r} is not HEIGHTxWIDTH, e.g. 256x512") from None
-    return height, width
+    """'256x512' -> (256, 512): network input HEIGHTxWIDTH, as model cards and tables write it."""
+    return parse_dimensions(text, "HEIGHTxWIDTH")
 
 
 def add_parser(sub) -> None:
@@ -26,7 +23,7 @@ def add_parser(sub) -> None:
     p.add_argument("--model", type=Path, action="append", default=[],
                    help="bundle to time (repeatable); default: every registered model, random weights")
     p.add_argument("--models", nargs="+", default=None, help="registered model names to time")
-    p.add_argument("--sizes", nargs="+", type=parse_size, default=[(256, 512)],
+    p.add_argument("--sizes", nargs="+", type=parse_size, default=[(256, 512)], metavar="HxW",
                    help="network input sizes HEIGHTxWIDTH for registered models (default 256x512)")
     p.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=list(BACKENDS))
     p.add_argument("--repeats", type=int, default=10)

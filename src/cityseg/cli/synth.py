@@ -5,14 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cityseg.cli import parse_dimensions
+
 
 def parse_size(text: str) -> tuple[int, int]:
-    """'WIDTHxHEIGHT' -> (width, height)."""
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT, e.g. 1024x512") from None
-    return width, height
+    """'WIDTHxHEIGHT' -> (width, height), as image sizes are written (2048x1024)."""
+    return parse_dimensions(text, "WIDTHxHEIGHT")
 
 
 def parse_fractions(text: str) -> dict[str, float]:
