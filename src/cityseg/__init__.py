@@ -2,7 +2,8 @@
 
 The package reads top-down as a one-way pipeline::
 
-    labels -> preprocess -> data -> models -> training -> export -> inference -> ros
+    labels -> preprocess -> bundle -> data -> models -> training -> export -> inference
+           -> evaluate -> ros -> bench / demo -> cli
 
 Nothing lower imports anything higher; TensorFlow, TensorRT and rclpy are imported lazily.
 """
