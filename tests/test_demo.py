@@ -13,7 +13,7 @@ def test_shortened_demo_produces_every_product(tmp_path):
     from cityseg.demo import DemoSettings, run_demo
     from rosbags.highlevel import AnyReader
 
-    settings = DemoSettings(train_images=48, val_images=12, image_size=(256, 128), epochs=4,
+    settings = DemoSettings(train_images=64, val_images=16, image_size=(256, 128), epochs=8,
                             bag_frames=8, bag_size=(512, 256), strip_frames=2)
     paths = run_demo(tmp_path / "demo", settings)
 
@@ -25,7 +25,8 @@ def test_shortened_demo_produces_every_product(tmp_path):
 
     scores = json.loads((paths.root / "val_miou.json").read_text())
     assert set(scores) >= {"miou", "class_iou", "category_iou", "pixel_accuracy"}
-    assert scores["pixel_accuracy"] > 0.3  # far above chance after a few CPU epochs
+    # Far above chance after a minute on a CPU: chance mIoU is ~1/19 of one class's IoU (~0.016).
+    assert scores["miou"] > 0.05 and scores["pixel_accuracy"] > 0.3
 
     with AnyReader([paths.camera_bag]) as reader:
         frames_in = sum(1 for c in reader.connections if c.msgtype == "sensor_msgs/msg/Image"
