@@ -72,3 +72,15 @@ def test_prepare_frame_bgr_model(frame):
     out = prepare_frame(frame[..., ::-1], "BGR", 48, 80, "area", model_order="BGR")
     assert np.array_equal(out, resize_image(frame, 48, 80, "area")[..., ::-1])
 
+
+
+@pytest.mark.parametrize("shape", [(48, 80, 3), (2, 48, 80, 3)])
+def test_fast_normalize_is_bit_identical_to_numpy(shape):
+    images = np.random.default_rng(3).integers(0, 256, size=shape, dtype=np.uint8)
+    for norm in (Normalization(), Normalization(1 / 255, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+                 Normalization(1.0, (123.7, 116.3, 103.5), (58.4, 57.1, 57.4))):
+        mul, off = norm.coefficients()
+        expected = images.astype(np.float32) * mul + off
+        out = normalize(images, norm)
+        assert out.dtype == np.float32 and out.shape == shape
+        assert np.array_equal(out, expected)

@@ -156,7 +156,8 @@ def bench_study_baseline(bundle_path: Path, frame: np.ndarray, repeats: int, war
 
 
 def make_random_bundle(root: Path, model_name: str, height: int, width: int) -> Path:
-    """A bundle of a registered model with random weights (for latency only), Keras + ONNX."""
+    """A bundle of a registered model with random weights (for latency only): Keras, ONNX and the
+    argmax-head ONNX (which ONNX Runtime then runs, as the Segmenter prefers it)."""
     from cityseg.bundle import Artifact, Bundle, ModelCard, framework_versions
     from cityseg.export.onnx import export_onnx
     from cityseg.labels import class_space
@@ -172,6 +173,7 @@ def make_random_bundle(root: Path, model_name: str, height: int, width: int) -> 
     model.save(path / "model.keras")
     bundle.add_artifact("keras", Artifact("model.keras", "keras", "probabilities"))
     export_onnx(bundle)
+    export_onnx(bundle, argmax_head=True)  # what a vehicle runs: argmax in the graph, uint8 out
     return path
 
 
@@ -270,10 +272,19 @@ def run_bench(bundles: list[Path], models: list[str], sizes: list[tuple[int, int
     return rows, baselines
 
 
-def result_line(rows: list[BenchRow], baselines: dict) -> str:
-    """`RESULT frame_ms=... infer_ms=... overhead=... baseline_ms=... speedup=...` for the best row."""
-    with_base = [r for r in rows if (r.model, r.size) in baselines] or rows
-    best = min(with_base, key=lambda r: r.frame_ms)
+def headline_row(rows: list[BenchRow], model: str | None = None) -> BenchRow:
+    """The row the RESULT line reports: ``model`` (default: the first row's model) at its largest
+    benchmarked size, on its fastest backend - the deployment the table is about."""
+    model = model or rows[0].model
+    candidates = [r for r in rows if r.model == model] or rows
+    pixels = lambda r: int(np.prod([int(v) for v in r.size.split("x")]))  # noqa: E731
+    largest = max(pixels(r) for r in candidates)
+    return min((r for r in candidates if pixels(r) == largest), key=lambda r: r.frame_ms)
+
+
+def result_line(rows: list[BenchRow], baselines: dict, model: str | None = None) -> str:
+    """`RESULT frame_ms=... infer_ms=... overhead=... baseline_ms=... speedup=...` (headline row)."""
+    best = headline_row(rows, model)
     base = baselines.get((best.model, best.size), float("nan"))
     overhead = best.frame_ms / best.stages["infer"] - 1
     return (f"RESULT frame_ms={best.frame_ms:.2f} infer_ms={best.stages['infer']:.2f} "

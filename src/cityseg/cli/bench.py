@@ -19,12 +19,15 @@ def add_parser(sub) -> None:
                        description="Times decode, convert, preprocess, inference per backend, "
                                    "postprocess, colour, overlay and the whole frame at 2048x1024, "
                                    "with the study's approach (Keras predict + per-label colouring "
-                                   "loop) measured in the same run as the baseline.")
+                                   "loop) measured in the same run as the baseline. The last line, "
+                                   "RESULT, reports the first model (the default model unless "
+                                   "--model/--models say otherwise) at its largest size on its "
+                                   "fastest backend.")
     p.add_argument("--model", type=Path, action="append", default=[],
                    help="bundle to time (repeatable); default: every registered model, random weights")
     p.add_argument("--models", nargs="+", default=None, help="registered model names to time")
-    p.add_argument("--sizes", nargs="+", type=parse_size, default=[(256, 512)], metavar="HxW",
-                   help="network input sizes HEIGHTxWIDTH for registered models (default 256x512)")
+    p.add_argument("--sizes", nargs="+", type=parse_size, default=[(256, 512), (512, 1024)], metavar="HxW",
+                   help="network input sizes HEIGHTxWIDTH for registered models (default 256x512 512x1024)")
     p.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=list(BACKENDS))
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
@@ -37,14 +40,11 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from cityseg.bench import format_table, machine_description, result_line, run_bench, update_doc
 
+    from cityseg.models import DEFAULT_MODEL, model_names
+
     models = args.models
     if models is None:
-        if args.model:
-            models = []
-        else:
-            from cityseg.models import model_names
-
-            models = model_names()
+        models = [] if args.model else [DEFAULT_MODEL] + [m for m in model_names() if m != DEFAULT_MODEL]
     rows, baselines = run_bench(args.model, models, args.sizes, args.backends,
                                 args.repeats, args.warmup, baseline=not args.no_baseline)
     if not rows:
