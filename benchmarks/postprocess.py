@@ -18,12 +18,13 @@ RESULT postprocess_ms=<median> baseline_ms=<median> speedup=<ratio>
 from __future__ import annotations
 
 import argparse
-import platform
 
 import cv2
 import numpy as np
 
-from cityseg.bench import median_ms, study_postprocess
+from pathlib import Path
+
+from cityseg.bench import machine_description, median_ms, study_postprocess, update_doc
 from cityseg.inference import postprocess
 from cityseg.labels import class_space
 
@@ -41,6 +42,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--alpha", type=float, default=0.5)
+    parser.add_argument("--update-doc", type=Path, help="write the figures between the postprocess "
+                                                        "markers of this doc (docs/PERFORMANCE.md)")
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
@@ -65,16 +68,23 @@ def main() -> None:
         "colour upsample": lambda: postprocess.upsample_nearest(color_low, 1024, 2048),
         "overlay": lambda: postprocess.overlay(frame, color_full, args.alpha),
     }
-    print(f"machine: {platform.processor() or platform.machine()}, {cv2.getNumThreads()} OpenCV threads")
-    for name, fn in stages.items():
-        print(f"  {name:<24} {median_ms(fn, args.repeats, args.warmup):7.2f} ms")
+    print(f"machine: {machine_description()}, {cv2.getNumThreads()} OpenCV threads")
+    rows = [(name, median_ms(fn, args.repeats, args.warmup)) for name, fn in stages.items()]
+    for name, ms in rows:
+        print(f"  {name:<24} {ms:7.2f} ms")
     ours_ms = median_ms(lambda: ours(scores, frame, palette, args.alpha), args.repeats, args.warmup)
     base_ms = median_ms(lambda: study_postprocess(scores, frame, palette, args.alpha),
                         max(5, args.repeats // 5), 1)
     print(f"ours (mask + colour + overlay at 2048x1024): {ours_ms:.2f} ms")
     print(f"study baseline (per-label loop):            {base_ms:.2f} ms")
+    if args.update_doc:
+        table = "\n".join(["| stage | ms |", "|---|---:|"] + [f"| {n} | {ms:.2f} |" for n, ms in rows]
+                          + [f"| **ours, whole postprocess** | **{ours_ms:.2f}** |",
+                             f"| study baseline | {base_ms:.1f} |",
+                             f"| speed-up | {base_ms / ours_ms:.1f}× |"])
+        update_doc(args.update_doc, table, f"Measured on {machine_description()}; medians of "
+                   f"{args.repeats} runs after {args.warmup} warm-up runs.", marker="postprocess")
     print(f"RESULT postprocess_ms={ours_ms:.2f} baseline_ms={base_ms:.2f} speedup={base_ms / ours_ms:.1f}")
-
 
 if __name__ == "__main__":
     main()

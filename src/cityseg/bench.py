@@ -244,31 +244,58 @@ def machine_description() -> str:
     return f"{cpu_name()}, {cores} CPU cores usable, {platform.system()}, Python {platform.python_version()}"
 
 
+def _time_bundle(path: Path, backends: list[str], frame: np.ndarray, repeats: int, warmup: int,
+                 baseline: bool) -> tuple[list[BenchRow], float | None]:
+    """Rows for every usable backend of one bundle, and the study baseline (None if skipped)."""
+    params, flops, size_mb = model_facts(path)
+    rows = []
+    for backend in available_backends(path, backends):
+        print(f"timing {path.name} on {backend} ...", flush=True)
+        row = bench_bundle(path, backend, frame, repeats, warmup)
+        row.params, row.gflops, row.file_mb = params, flops, size_mb
+        rows.append(row)
+    base = None
+    if baseline and rows and params is not None:
+        print(f"timing the study's approach on {path.name} ...", flush=True)
+        base = bench_study_baseline(path, frame, max(3, repeats // 3), 1)
+    return rows, base
+
+
+def _release_keras() -> None:
+    """Drop Keras/TensorFlow state between models so memory does not pile up over the run."""
+    import gc
+
+    try:
+        import keras
+
+        keras.backend.clear_session()
+    except ImportError:
+        pass
+    gc.collect()
+
+
 def run_bench(bundles: list[Path], models: list[str], sizes: list[tuple[int, int]],
               backends: list[str], repeats: int, warmup: int, baseline: bool = True) -> tuple[list[BenchRow], dict]:
-    """Benchmark given bundles, or registered models at ``sizes``; returns rows and baselines."""
+    """Benchmark given bundles, or registered models at ``sizes``; returns rows and baselines.
+
+    Registered models are built (random weights), timed and deleted one at a time.
+    """
     frame = _camera_frame()
     rows, baselines = [], {}
-    workdir = Path(tempfile.mkdtemp(prefix="cityseg-bench-"))
-    try:
-        paths = list(bundles)
-        for name in models:
-            for height, width in sizes:
-                print(f"building {name} at {height}x{width} (random weights) ...", flush=True)
-                paths.append(make_random_bundle(workdir, name, height, width))
-        for path in paths:
-            params, flops, size_mb = model_facts(path)
-            for backend in available_backends(path, backends):
-                print(f"timing {path.name} on {backend} ...", flush=True)
-                row = bench_bundle(path, backend, frame, repeats, warmup)
-                row.params, row.gflops, row.file_mb = params, flops, size_mb
-                rows.append(row)
-            key = (rows[-1].model, rows[-1].size) if rows else None
-            if baseline and key and params is not None:
-                print(f"timing the study's approach on {path.name} ...", flush=True)
-                baselines[key] = bench_study_baseline(path, frame, max(3, repeats // 3), 1)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    jobs = [(path, None) for path in bundles] + [(None, (name, h, w)) for name in models for h, w in sizes]
+    for path, spec in jobs:
+        workdir = Path(tempfile.mkdtemp(prefix="cityseg-bench-"))
+        try:
+            if spec is not None:
+                print(f"building {spec[0]} at {spec[1]}x{spec[2]} (random weights) ...", flush=True)
+                path = make_random_bundle(workdir, *spec)
+            new_rows, base = _time_bundle(path, backends, frame, repeats, warmup, baseline)
+            rows += new_rows
+            if base is not None:
+                baselines[(new_rows[0].model, new_rows[0].size)] = base
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+            _release_keras()
     return rows, baselines
 
 
@@ -291,10 +318,10 @@ def result_line(rows: list[BenchRow], baselines: dict, model: str | None = None)
             f"overhead={overhead:.3f} baseline_ms={base:.2f} speedup={base / best.frame_ms:.2f}")
 
 
-def update_doc(doc: Path, table: str, header: str) -> None:
-    """Replace the text between the bench markers in ``doc`` with the new table."""
-    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
-    text = doc.read_text() if doc.exists() else f"{start}\n{end}\n"
+def update_doc(doc: Path, table: str, header: str, marker: str = "bench") -> None:
+    """Replace the text between ``<!-- {marker}:start -->`` and ``<!-- {marker}:end -->`` in ``doc``."""
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
+    text = doc.read_text() if doc.exists() else ""
     if start not in text or end not in text:
         text += f"\n{start}\n{end}\n"
     before, rest = text.split(start, 1)

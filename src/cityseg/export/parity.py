@@ -31,8 +31,14 @@ TIE_MARGINS = {"fp32": 1e-4, "fp16": 2e-3, "int8": 1e-2}
 DEFAULT_FRAME_COUNT = 8
 PARITY_PIXELS = 1 << 21
 """Generated frames stop at this many network-output pixels (4 frames at 512x1024)."""
-CHUNK = 4
-"""Frames per model call during parity (keeps memory small at 512x1024)."""
+CHUNK_PIXELS = 4 * 256 * 512
+"""Network-input pixels per model call during parity: 4 frames at 256x512, 1 at 512x1024, so
+even the study's 34M-parameter U-Net stays within a few GB of activations."""
+
+
+def chunk_frames(height: int, width: int) -> int:
+    """Frames per model call for an input of ``height`` x ``width``."""
+    return max(1, CHUNK_PIXELS // (height * width))
 
 
 @dataclass
@@ -138,8 +144,9 @@ def structured_frame(rng: np.random.Generator, height: int, width: int) -> np.nd
     return np.clip(frame + noise, 0, 255).astype(np.uint8)
 
 
-def run_in_chunks(run: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, size: int = CHUNK) -> np.ndarray:
-    """``run`` over ``batch`` in chunks of ``size`` frames, outputs concatenated."""
+def run_in_chunks(run: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, size: int | None = None) -> np.ndarray:
+    """``run`` over ``batch`` in chunks of ``size`` frames (default: by pixels), outputs concatenated."""
+    size = size or chunk_frames(batch.shape[1], batch.shape[2])
     return np.concatenate([np.asarray(run(batch[i:i + size])) for i in range(0, len(batch), size)])
 
 
@@ -213,8 +220,9 @@ class ParityAccumulator:
 def check_parity(run_reference: Callable[[np.ndarray], np.ndarray], reference_kind: str,
                  run_candidate: Callable[[np.ndarray], np.ndarray], candidate_kind: str,
                  batch: np.ndarray, *, reference: str, candidate: str, precision: str,
-                 frame_source: str, threshold: float | None = None, chunk: int = CHUNK) -> ParityReport:
+                 frame_source: str, threshold: float | None = None, chunk: int | None = None) -> ParityReport:
     """Run both models over ``batch`` chunk by chunk and compare (memory stays one chunk deep)."""
+    chunk = chunk or chunk_frames(batch.shape[1], batch.shape[2])
     acc = ParityAccumulator(reference_kind, candidate_kind, TIE_MARGINS[precision])
     for start in range(0, len(batch), chunk):
         part = batch[start:start + chunk]
