@@ -15,7 +15,7 @@ import sys
 from cityseg import __version__
 from cityseg.errors import CitysegError
 
-COMMANDS = ("segment", "demo", "bench", "train", "synth", "bag", "export", "evaluate")
+COMMANDS = ("synth", "train", "evaluate", "export", "segment", "bag", "bench", "demo")
 """Command modules under cityseg.cli, in the order `--help` lists them."""
 
 
