@@ -32,7 +32,6 @@ setup(
     python_requires=">=3.10",
     package_dir={"": "src"},
     packages=find_packages("src"),
-    package_data={PACKAGE: ["configs/*.yaml", "configs/seed/*.yaml"]},
     install_requires=[
         "numpy>=1.23",
         "opencv-python-headless>=4.7",
@@ -47,6 +46,8 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/configs", glob("configs/*.yaml")),
+        (f"share/{PACKAGE}/configs/seed", glob("configs/seed/*.yaml")),
     ],
     zip_safe=False,
     entry_points={

@@ -17,7 +17,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 ARGUMENTS = (
-    ("model", "", "model bundle directory (required)"),
+    ("model", "", "model bundle directory; empty: the params file's `model`"),
     ("image", "image_raw", "input image topic; relative names resolve in the namespace"),
     ("camera_info", "camera_info", "input CameraInfo topic; relative names resolve in the namespace"),
     ("namespace", "camera", "namespace of the node: outputs are /<namespace>/segmentation/*"),
@@ -40,12 +40,15 @@ def _segmentation_node(context):
     arg = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGUMENTS}
     params_file = arg["params_file"] or os.path.join(
         get_package_share_directory("cityseg"), "config", "segmentation.yaml")
-    overrides = {"model": arg["model"]}
+    overrides = {}
+    if arg["model"]:  # empty: keep the params file's model
+        overrides["model"] = arg["model"]
     if arg["backend"]:
         overrides["backend"] = arg["backend"]
     if arg["input_compressed"]:
         overrides["input_compressed"] = _flag(arg["input_compressed"])
-    check_params_file(params_file, overrides)  # fail here, naming the file, not in the node
+    node_name = "/".join(["", *filter(None, arg["namespace"].strip("/").split("/")), "segmentation"])
+    check_params_file(params_file, overrides, node_name)  # fail here, naming the file, not in the node
     image = arg["image"].rstrip("/")
     return [Node(
         package="cityseg", executable="segmentation_node", name="segmentation",

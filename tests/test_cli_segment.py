@@ -86,3 +86,23 @@ def test_grayscale_png_is_accepted(tmp_path, bundle_dir):
     cv2.imwrite(str(src), np.full((50, 70), 128, np.uint8))
     assert main(["segment", str(src), "--model", str(bundle_dir), "--out", str(tmp_path / "o")]) == 0
     assert cv2.imread(str(tmp_path / "o" / "gray_labelIds.png"), cv2.IMREAD_UNCHANGED).shape == (50, 70)
+
+
+def test_one_bad_image_does_not_stop_the_others(tmp_path, bundle_dir, capsys):
+    good = write_rgb(tmp_path / "good.png", painted_scene(64, 128)[0])
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    out = tmp_path / "out"
+    assert main(["segment", str(bad), str(good), "--model", str(bundle_dir), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "1 of 2 image(s) could not be segmented" in err and "bad.png" in err
+    assert (out / "good_color.png").is_file() and not (out / "bad_color.png").exists()
+
+
+def test_inputs_with_the_same_stem_are_refused(tmp_path, bundle_dir, capsys):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = write_rgb(tmp_path / "a" / "x.png", painted_scene(64, 128)[0])
+    second = write_rgb(tmp_path / "b" / "x.png", painted_scene(64, 128)[0])
+    assert main(["segment", str(first), str(second), "--model", str(bundle_dir), "--out", str(tmp_path / "o")]) == 2
+    assert "would both write x_*.png" in capsys.readouterr().err

@@ -44,3 +44,12 @@ def test_missing_and_invalid_yaml_files(tmp_path):
     bad.write_text("data: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_train_config(bad)
+
+
+def test_shipped_configs_are_found_and_load():
+    from cityseg.config import shipped_config
+
+    assert load_train_config(shipped_config("demo.yaml")).name == "demo"
+    assert shipped_config("seed/v01.yaml").is_file()
+    with pytest.raises(ConfigError, match="shipped config 'nope.yaml' not found"):
+        shipped_config("nope.yaml")

@@ -48,4 +48,19 @@ def test_demo_refuses_a_non_empty_output_dir(tmp_path):
     (tmp_path / "keep.txt").write_text("user data")
     with pytest.raises(CitysegError, match="not empty; pass --force"):
         run_demo(tmp_path)
+    with pytest.raises(CitysegError, match="not an earlier `cityseg demo` output"):
+        run_demo(tmp_path, force=True)
     assert (tmp_path / "keep.txt").read_text() == "user data"
+
+
+def test_demo_force_replaces_only_its_own_products(tmp_path):
+    from cityseg.demo import MARKER, _outputs, _prepare_output_dir
+
+    paths = _outputs(tmp_path)
+    (tmp_path / MARKER).write_text("")
+    (tmp_path / "bundle").mkdir()
+    (tmp_path / "bundle" / "model.json").write_text("{}")
+    (tmp_path / "report.md").write_text("old")
+    (tmp_path / "my_notes.txt").write_text("user data")
+    _prepare_output_dir(paths, force=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([MARKER, "my_notes.txt"])

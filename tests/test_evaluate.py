@@ -149,7 +149,6 @@ def _mkdir(path):
 
 def test_evaluate_bundle_runs_the_model_on_full_resolution_images(tmp_path, capsys):
     pytest.importorskip("onnxruntime")
-    pytest.importorskip("cityseg.data.cityscapes")
     import support
 
     root = tmp_path / "cityscapes"
@@ -172,7 +171,6 @@ def test_evaluate_bundle_runs_the_model_on_full_resolution_images(tmp_path, caps
 
 
 def test_evaluate_bundle_on_the_study_split(tmp_path):
-    pytest.importorskip("cityseg.data.cityscapes")
     import support
 
     root = tmp_path / "cityscapes"
@@ -185,7 +183,6 @@ def test_evaluate_bundle_on_the_study_split(tmp_path):
 
 
 def test_evaluate_bundle_refuses_an_unlabelled_split(tmp_path):
-    pytest.importorskip("cityseg.data.cityscapes")
     import support
 
     root = tmp_path / "cityscapes"

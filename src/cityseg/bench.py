@@ -22,6 +22,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from cityseg.fileio import write_bytes_atomic
 from cityseg.inference import postprocess
 
 FRAME_HEIGHT, FRAME_WIDTH = 1024, 2048
@@ -177,12 +178,19 @@ def make_random_bundle(root: Path, model_name: str, height: int, width: int) -> 
     return path
 
 
+def _keras_missing() -> str | None:
+    """Why the Keras model cannot be loaded here (None when TensorFlow/Keras are installed)."""
+    from cityseg.inference.backends import backend_class
+
+    return backend_class("tensorflow").unavailable_reason()
+
+
 def model_facts(bundle_path: Path) -> tuple[int | None, float | None, float | None]:
     """(params, GFLOPs per frame at the card's size, Keras file MB) of a bundle."""
     from cityseg.bundle import Bundle
 
     bundle = Bundle.load(bundle_path)
-    if "keras" not in bundle.card.artifacts:
+    if "keras" not in bundle.card.artifacts or _keras_missing():
         return None, None, None
     import keras
 
@@ -255,7 +263,9 @@ def _time_bundle(path: Path, backends: list[str], frame: np.ndarray, repeats: in
         row.params, row.gflops, row.file_mb = params, flops, size_mb
         rows.append(row)
     base = None
-    if baseline and rows and params is not None:
+    if baseline and rows and _keras_missing():
+        print(f"no study baseline for {path.name}: {_keras_missing()}", flush=True)
+    elif baseline and rows and params is not None:
         print(f"timing the study's approach on {path.name} ...", flush=True)
         base = bench_study_baseline(path, frame, max(3, repeats // 3), 1)
     return rows, base
@@ -326,4 +336,4 @@ def update_doc(doc: Path, table: str, header: str, marker: str = "bench") -> Non
         text += f"\n{start}\n{end}\n"
     before, rest = text.split(start, 1)
     _, after = rest.split(end, 1)
-    doc.write_text(f"{before}{start}\n{header}\n\n{table}\n{end}{after}")
+    write_bytes_atomic(doc, f"{before}{start}\n{header}\n\n{table}\n{end}{after}".encode())

@@ -25,6 +25,25 @@ class ConfigError(CitysegError):
     """A configuration file or mapping does not match its schema."""
 
 
+def shipped_config(relative: str) -> Path:
+    """A training config shipped with cityseg (e.g. 'demo.yaml', 'seed/v01.yaml').
+
+    Looked up in the source checkout's configs/, then where pip or colcon installed them
+    (<prefix>/share/cityseg/configs, prefixes from sys.prefix and AMENT_PREFIX_PATH).
+    """
+    import os
+    import sys
+
+    prefixes = [sys.prefix, *filter(None, os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep))]
+    candidates = [Path(__file__).resolve().parents[2] / "configs" / relative]
+    candidates += [Path(p) / "share" / "cityseg" / "configs" / relative for p in prefixes]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"shipped config {relative!r} not found (looked in "
+                      f"{', '.join(str(c.parent) for c in candidates)}); reinstall cityseg")
+
+
 def load_yaml(path: str | Path) -> dict:
     """Read a YAML mapping from ``path`` with an actionable error on failure."""
     p = Path(path)

@@ -7,7 +7,6 @@ overlay strip, history plot, val mIoU table and report.md in one output director
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -16,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from cityseg.errors import CitysegError
+from cityseg.fileio import write_bytes_atomic, write_json_atomic
 
-DEMO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
 
 
 @dataclass
@@ -67,7 +66,7 @@ def _step(number: int, text: str) -> float:
 
 def run_demo(out: Path, settings: DemoSettings | None = None, *, force: bool = False) -> DemoOutputs:
     """Run every stage of the demo into ``out`` and return where each product is."""
-    from cityseg.config import load_train_config
+    from cityseg.config import load_train_config, shipped_config
     from cityseg.data import synth
     from cityseg.evaluate import evaluate_bundle, format_table
     from cityseg.export.onnx import export_onnx
@@ -76,10 +75,7 @@ def run_demo(out: Path, settings: DemoSettings | None = None, *, force: bool = F
 
     settings = settings or DemoSettings()
     paths = _outputs(Path(out))
-    _prepare_output_dir(paths.root, force)
-    if not DEMO_CONFIG.is_file():
-        raise CitysegError(f"{DEMO_CONFIG}: the demo config is missing; run the demo from a source "
-                           "checkout (`pip install -e .`), as `make demo` does")
+    _prepare_output_dir(paths, force)
     timings = {}
 
     t = _step(1, f"generating {settings.train_images}+{settings.val_images} synthetic street scenes")
@@ -93,7 +89,7 @@ def run_demo(out: Path, settings: DemoSettings | None = None, *, force: bool = F
                  **settings.config_overrides}
     if settings.epochs is not None:
         overrides["epochs"] = settings.epochs
-    cfg = load_train_config(DEMO_CONFIG, **overrides)
+    cfg = load_train_config(shipped_config("demo.yaml"), **overrides)
     bundle = train(cfg, paths.run, progress=True)
     shutil.copytree(bundle.path, paths.bundle)
     shutil.copyfile(paths.run / "history.png", paths.history)
@@ -117,9 +113,9 @@ def run_demo(out: Path, settings: DemoSettings | None = None, *, force: bool = F
 
     t = _step(6, "evaluating val mIoU and drawing the overlay strip")
     result = evaluate_bundle(paths.bundle, paths.data, "val")
-    paths.miou_table.write_text("# Validation mIoU (synthetic val split)\n\n```\n"
-                                + format_table(result) + "\n```\n")
-    (paths.root / "val_miou.json").write_text(json.dumps(result.to_json(), indent=2))
+    write_bytes_atomic(paths.miou_table, ("# Validation mIoU (synthetic val split)\n\n```\n"
+                                          + format_table(result) + "\n```\n").encode())
+    write_json_atomic(paths.root / "val_miou.json", result.to_json())
     write_overlay_strip(paths.strip, paths.bundle, frames, settings.strip_frames)
     timings["evaluate"] = time.perf_counter() - t
 
@@ -128,13 +124,34 @@ def run_demo(out: Path, settings: DemoSettings | None = None, *, force: bool = F
     return paths
 
 
-def _prepare_output_dir(root: Path, force: bool) -> None:
+MARKER = ".cityseg-demo"
+"""Written first into a demo output directory: --force only ever clears a directory holding it."""
+
+
+def _products(paths: DemoOutputs) -> list[Path]:
+    """Everything a demo run writes into its output directory."""
+    return [paths.data, paths.run, paths.bundle, paths.camera_bag, paths.segmented_bag, paths.strip,
+            paths.history, paths.miou_table, paths.report, paths.root / "val_miou.json",
+            paths.root / "cache", paths.root / MARKER]
+
+
+def _prepare_output_dir(paths: DemoOutputs, force: bool) -> None:
+    """Refuse a non-empty directory; with ``force``, remove an earlier demo's products only."""
+    root = paths.root
     if root.exists() and any(root.iterdir()):
         if not force:
             raise CitysegError(f"{root}: the demo output directory is not empty; pass --force to "
-                               "replace it or choose another --out")
-        shutil.rmtree(root)
+                               "replace an earlier demo's output there, or choose another --out")
+        if not (root / MARKER).exists():
+            raise CitysegError(f"{root}: not an earlier `cityseg demo` output ({MARKER} is missing); "
+                               "--force only replaces demo output - choose an empty --out")
+        for product in _products(paths):
+            if product.is_dir():
+                shutil.rmtree(product)
+            elif product.exists():
+                product.unlink()
     root.mkdir(parents=True, exist_ok=True)
+    (root / MARKER).write_text("written by `cityseg demo`; `cityseg demo --force` may replace this directory's demo products\n")
 
 
 def write_overlay_strip(path: Path, bundle: Path, frames: list[np.ndarray], count: int) -> None:
@@ -182,4 +199,4 @@ def write_report(paths: DemoOutputs, result, parity, summary, timings: dict[str,
         f"ros2 launch cityseg segmentation.launch.py model:={paths.bundle.resolve()} image:=/camera/image_raw",
         "```", "",
     ]
-    paths.report.write_text("\n".join(lines))
+    write_bytes_atomic(paths.report, "\n".join(lines).encode())

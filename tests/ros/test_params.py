@@ -96,3 +96,20 @@ def test_params_file_values_and_overrides_are_validated(tmp_path):
     assert check_params_file(str(path), {"model": "m", "backend": "tensorrt"}).backend == "tensorrt"
     with pytest.raises(ConfigError, match="model is required"):
         check_params_file(str(path), {"model": ""})
+
+
+def test_params_file_values_are_checked_per_node(tmp_path):
+    from cityseg.config import ConfigError
+    from cityseg.ros.params import check_params_file, section_applies
+
+    path = tmp_path / "cams.yaml"
+    path.write_text("/**:\n  ros__parameters:\n    overlay_alpha: 0.5\n"
+                    "/front/segmentation:\n  ros__parameters:\n    model: /models/front\n"
+                    "/rear/segmentation:\n  ros__parameters:\n    overlay_alpha: 7.0\n")
+    front = check_params_file(str(path), node_name="/front/segmentation")
+    assert str(front.model) == "/models/front" and front.overlay_alpha == 0.5
+    with pytest.raises(ConfigError, match="overlay_alpha"):  # the rear camera's own bad value
+        check_params_file(str(path), {"model": "/m"}, node_name="/rear/segmentation")
+    assert section_applies("/*/segmentation", "/left/segmentation")
+    assert not section_applies("/*/segmentation", "/a/b/segmentation")
+    assert section_applies("/**", "/a/b/segmentation")

@@ -32,24 +32,39 @@ def add_parser(sub) -> None:
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--no-baseline", action="store_true", help="skip the study-approach baseline")
-    p.add_argument("--out", type=Path, help="also write the table (markdown) to this file")
+    p.add_argument("--out", type=Path, help="also write the table (markdown) to this new file")
+    p.add_argument("--force", action="store_true", help="let --out replace an existing file")
     p.add_argument("--update-doc", type=Path, help="replace the table between the bench markers in this doc")
     p.set_defaults(run=run)
 
 
+def _registered_models() -> list[str]:
+    """Every registered model, the default first (building them needs TensorFlow)."""
+    from cityseg.errors import CitysegError
+
+    try:
+        from cityseg.models import DEFAULT_MODEL, model_names
+    except ImportError as exc:
+        raise CitysegError(f"timing the registered models needs TensorFlow ({exc}); install the "
+                           "`train` extra, or time a bundle with --model BUNDLE") from None
+    return [DEFAULT_MODEL] + [m for m in model_names() if m != DEFAULT_MODEL]
+
+
 def run(args: argparse.Namespace) -> int:
     from cityseg.bench import format_table, machine_description, result_line, run_bench, update_doc
+    from cityseg.errors import CitysegError
+    from cityseg.fileio import write_bytes_atomic
 
-    from cityseg.models import DEFAULT_MODEL, model_names
+    if args.out and args.out.exists() and not args.force:
+        raise CitysegError(f"{args.out}: already exists; pass --force to replace it or choose another --out")
 
     models = args.models
-    if models is None:
-        models = [] if args.model else [DEFAULT_MODEL] + [m for m in model_names() if m != DEFAULT_MODEL]
+    if models is None and not args.model:
+        models = _registered_models()
+    models = models or []
     rows, baselines = run_bench(args.model, models, args.sizes, args.backends,
                                 args.repeats, args.warmup, baseline=not args.no_baseline)
     if not rows:
-        from cityseg.errors import CitysegError
-
         raise CitysegError("no backend could run any of the models here; install the `onnx` or "
                            "`train` extra")
     table = format_table(rows, baselines)
@@ -59,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     print(header)
     print(table)
     if args.out:
-        args.out.write_text(header + "\n\n" + table + "\n")
+        write_bytes_atomic(args.out, (header + "\n\n" + table + "\n").encode())
     if args.update_doc:
         update_doc(args.update_doc, table, header)
     print(result_line(rows, baselines))

@@ -47,19 +47,34 @@ def run(args: argparse.Namespace) -> int:
     suffix = "labelIds" if args.id_space == "labelid" else "trainIds"
     targets = {image: [args.out / f"{output_stem(image)}_{kind}.png" for kind in (suffix, "color", "overlay")]
                for image in args.images}
+    stems: dict[str, Path] = {}
+    for image in args.images:
+        other = stems.setdefault(output_stem(image), image)
+        if other != image:
+            raise CitysegError(f"{other} and {image} would both write {output_stem(image)}_*.png; "
+                               "segment them into different --out directories")
     existing = [str(p) for paths in targets.values() for p in paths if p.exists()]
     if existing and not args.force:
         raise CitysegError(f"{len(existing)} output file(s) already exist (e.g. {existing[0]}); "
                            "pass --force to overwrite or choose another --out")
     segmenter = Segmenter(args.model, backend=args.backend, id_space=args.id_space)
     print(f"model {segmenter.bundle.card.name} on {segmenter.backend.describe()}")
+    failed = []
     for image in tqdm(args.images, unit="img", disable=len(args.images) < 2):
-        frame = read_image(image)  # BGR
-        result = segmenter.segment(frame, channel_order="BGR")
+        try:
+            frame = read_image(image)  # BGR
+            result = segmenter.segment(frame, channel_order="BGR")
+        except InputError as exc:  # one unreadable image must not stop the others
+            failed.append(str(exc))
+            continue
         mask_path, color_path, overlay_path = targets[image]
         write_png(mask_path, result.mask)
         color = result.color("BGR")
         write_png(color_path, color)
         write_png(overlay_path, result.overlay(frame, args.alpha, "BGR"))
-    print(f"wrote {3 * len(args.images)} files to {args.out}")
+    done = len(args.images) - len(failed)
+    print(f"wrote {3 * done} files to {args.out}")
+    if failed:
+        raise InputError(f"{len(failed)} of {len(args.images)} image(s) could not be segmented: "
+                         + "; ".join(failed))
     return 0

@@ -389,6 +389,12 @@ def _segment_one(reader, conn, stamp: int, raw: bytes, camera_info, processor: F
     except InputError as exc:
         summary.failed.append(FailedFrame(index, stamp, str(exc)))
         return None
+    except CitysegError:
+        raise  # the model or bundle is wrong: the same for every frame, so stop and say so
+    except Exception as exc:  # anything else is this frame's problem: report it, keep going
+        log.exception("%s: frame %d failed", conn.topic, index)
+        summary.failed.append(FailedFrame(index, stamp, f"internal error: {type(exc).__name__}: {exc}"))
+        return None
     serialize = processor.factory.serialize
     t0 = time.perf_counter()
     if summary.frames_out == 0:

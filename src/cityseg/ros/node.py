@@ -126,6 +126,10 @@ def main(args: list[str] | None = None) -> int:
         except CitysegError as exc:
             print(f"segmentation_node: error: {exc}", file=sys.stderr)
             return 2
+        except ImportError as exc:  # a message package (vision_msgs, diagnostic_msgs) is missing
+            print(f"segmentation_node: error: {exc}; install the ROS dependencies with `rosdep install "
+                  "--from-paths src -y --ignore-src` (e.g. ros-$ROS_DISTRO-vision-msgs)", file=sys.stderr)
+            return 2
         try:
             rclpy.spin(segmentation.node)
         except (KeyboardInterrupt, ExternalShutdownException):

@@ -8,6 +8,7 @@ with the message of the :class:`cityseg.config.ConfigError`.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -93,11 +94,23 @@ ROS_WIDE_PARAMETERS = ("use_sim_time",)
 """Parameters every rclpy node declares itself; allowed in a params file, not NodeParams fields."""
 
 
-def check_params_file(path: str, overrides: dict[str, Any] | None = None) -> NodeParams:
-    """Validate a ROS 2 params file (all its ``ros__parameters`` sections) plus ``overrides``.
+def section_applies(section: str, node_name: str) -> bool:
+    """Whether a params-file section key (``/**``, ``/front/segmentation``, ``/*/segmentation``...)
+    applies to the node ``node_name`` (fully qualified), with rcl's wildcard rules."""
+    pattern = "/" + section.strip("/")
+    regex = "".join(".*" if tok == "**" else "[^/]*" if tok == "*" else re.escape(tok)
+                    for tok in re.split(r"(\*\*|\*)", pattern))
+    return re.fullmatch(regex, node_name) is not None or (section == "/**")
 
-    The launch file calls this before starting the node, so a typo in a key or a bad value is
-    reported with the file name instead of being ignored by rclpy.
+
+def check_params_file(path: str, overrides: dict[str, Any] | None = None,
+                      node_name: str | None = None) -> NodeParams:
+    """Validate a ROS 2 params file plus ``overrides`` as the node ``node_name`` will see them.
+
+    Every section is checked for unknown keys (typos); the values are validated for the sections
+    that apply to ``node_name`` (all sections when None), merged in file order as rcl does. The
+    launch file calls this before starting the node, so a typo or a bad value is reported with the
+    file name instead of being ignored by rclpy.
     """
     data = load_yaml(path)
     known = {f.name for f in dataclasses.fields(NodeParams)} | set(ROS_WIDE_PARAMETERS)
@@ -111,7 +124,8 @@ def check_params_file(path: str, overrides: dict[str, Any] | None = None) -> Nod
         if unknown:
             raise ConfigError(f"{path}: unknown parameter(s) {', '.join(unknown)} in {section!r}; "
                               f"allowed: {', '.join(sorted(known))}")
-        merged.update(params)
+        if node_name is None or section_applies(str(section), node_name):
+            merged.update(params)
     merged.update(overrides or {})
     for name in ROS_WIDE_PARAMETERS:
         merged.pop(name, None)
