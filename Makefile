@@ -18,8 +18,9 @@ $(STAMP): setup.py setup.cfg
 	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
 	touch $@
 
+# --force replaces an earlier demo's output only (a directory without the demo's marker is refused).
 demo: $(STAMP)
-	$(VENV)/bin/cityseg demo --out $(DEMO_OUT)
+	$(VENV)/bin/cityseg demo --out $(DEMO_OUT) --force
 
 test: $(STAMP)
 	$(PY) -m pytest --runslow
