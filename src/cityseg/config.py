@@ -169,6 +169,10 @@ class DataConfig:
     """official: train / val; study: train+val pooled, sorted, split 60/15/25 (train/dev/test)."""
     split_seed: int | None = None
     """study split only: None keeps the study's sorted order; an int shuffles with that seed."""
+    study_order: Literal["key", "path"] = "key"
+    """study split only: sort the pool by city_seq_frame key (cities of train and val interleave),
+    or by file path as the study did (then train and dev come from the official train folder and
+    its test split holds all 500 official val images)."""
     class_space: Literal["trainid", "labelid"] = "trainid"
     height: int = 256
     width: int = 512

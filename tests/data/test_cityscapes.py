@@ -150,3 +150,24 @@ def test_make_splits_needs_a_root():
     with pytest.raises(DatasetError, match="--data-root"):
         make_splits(DataConfig(root=None))
 
+
+
+def test_study_split_in_path_order_puts_all_official_val_into_test():
+    cities = {"train": ["aachen", "bochum", "zurich"], "val": ["frankfurt", "lindau", "munster"]}
+    samples = []
+    for split, count in (("train", 2975), ("val", 500)):
+        for i in range(count):
+            city = cities[split][i % 3]
+            key = f"{city}_{i:06d}_000019"
+            samples.append(Sample(key, Path(f"/cs/leftImg8bit/{split}/{city}/{key}_leftImg8bit.png"),
+                                  Path(f"/cs/gtFine/{split}/{city}/{key}_gtFine_labelIds.png"), split))
+
+    splits = study_split(samples[::-1], order="path")
+
+    assert {k: len(v) for k, v in splits.items()} == {"train": 2085, "dev": 521, "test": 869}
+    assert all(s.split == "train" for s in splits["train"] + splits["dev"])
+    assert sum(s.split == "val" for s in splits["test"]) == 500
+    ordered = [s.image for part in splits.values() for s in part]
+    assert ordered == sorted(s.image for s in samples)  # exactly the study's sorted file paths
+    with pytest.raises(ValueError, match="'key' or 'path'"):
+        study_split(samples, order="random")

@@ -155,12 +155,18 @@ def check_readable(samples: list[Sample]) -> None:
                            "\nre-extract these files from the Cityscapes archives (or regenerate them)")
 
 
-def study_split(samples: list[Sample], seed: int | None = None) -> dict[str, list[Sample]]:
-    """The study's split of pooled samples: sorted by key, 60 % train / 15 % dev / 25 % test.
+def study_split(samples: list[Sample], seed: int | None = None,
+                order: str = "key") -> dict[str, list[Sample]]:
+    """The study's split of pooled samples: sorted, then 60 % train / 15 % dev / 25 % test.
 
-    ``seed`` None keeps the study's sorted order; an int shuffles (seeded) before cutting.
+    ``order`` 'key' sorts by city_seq_frame; 'path' by (split folder, city, key), i.e. the image
+    file paths as the study sorted them. ``seed`` None keeps the sorted order; an int shuffles
+    (seeded) before cutting.
     """
-    ordered = sorted(samples, key=lambda s: s.key)
+    if order not in ("key", "path"):
+        raise ValueError(f"study split order must be 'key' or 'path', got {order!r}")
+    sort_key = (lambda s: s.key) if order == "key" else (lambda s: (s.split, s.image.parent.name, s.key))
+    ordered = sorted(samples, key=sort_key)
     if seed is not None:
         order = np.random.default_rng(seed).permutation(len(ordered))
         ordered = [ordered[i] for i in order]
@@ -180,7 +186,7 @@ def make_splits(data: DataConfig) -> dict[str, list[Sample]]:
         raise DatasetError("no data root: set data.root in the config or pass --data-root DIR "
                            "(a Cityscapes download, or a folder written by `cityseg synth`)")
     train, val = find_samples(data.root, "train"), find_samples(data.root, "val")
-    splits = {"train": train, "val": val} if data.split == "official" else study_split(train + val, data.split_seed)
+    splits = {"train": train, "val": val} if data.split == "official" else study_split(train + val, data.split_seed, data.study_order)
     if data.max_samples is not None:
         splits = {name: samples[: data.max_samples] for name, samples in splits.items()}
     empty = [name for name, samples in splits.items() if not samples]
