@@ -193,3 +193,14 @@ def test_evaluate_bundle_refuses_an_unlabelled_split(tmp_path):
         evaluate_bundle(bundle.path, root, "test")
     with pytest.raises(EvaluationError, match="unknown split 'dev'.*study_dev"):
         evaluate_bundle(bundle.path, root, "dev")
+
+
+def test_study_split_follows_the_training_runs_order(tmp_path):
+    from cityseg.data.synth import write_dataset
+    from cityseg.evaluate import split_samples
+
+    write_dataset(tmp_path / "cs", count=20, size=(64, 32), seed=0, splits={"train": 12, "val": 8})
+    by_path = split_samples(tmp_path / "cs", "study_test", None, "path")
+    assert len(by_path) == 5 and all(s.split == "val" for s in by_path)
+    by_key = split_samples(tmp_path / "cs", "study_test")
+    assert {s.key for s in by_key} != {s.key for s in by_path}

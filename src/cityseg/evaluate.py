@@ -142,15 +142,17 @@ def evaluate_directories(predictions: Path, ground_truth: Path, *, progress: boo
     return score_pairs(match_files(Path(predictions), Path(ground_truth)), progress)
 
 
-def split_samples(data_root: Path, split: str) -> list:
-    """Labelled samples of an official split (train/val) or of the study's split (study_*)."""
+def split_samples(data_root: Path, split: str, study_seed: int | None = None,
+                  study_order: str = "key") -> list:
+    """Labelled samples of an official split (train/val) or of the study's split (study_*), cut
+    with ``study_seed`` / ``study_order`` (see DataConfig) - use the ones the model trained with."""
     from cityseg.data.cityscapes import find_samples, study_split
 
     if split not in SPLITS + ("test",):
         raise EvaluationError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     if split in STUDY_SPLITS:
         pooled = find_samples(data_root, "train") + find_samples(data_root, "val")
-        samples = study_split(pooled)[STUDY_SPLITS[split]]
+        samples = study_split(pooled, study_seed, study_order)[STUDY_SPLITS[split]]
     else:
         samples = find_samples(data_root, split)
     unlabelled = [s.image for s in samples if s.label is None]
@@ -173,13 +175,18 @@ def evaluate_bundle(bundle: Path | Bundle, data_root: Path, split: str, backend:
 
     ``split``: train / val (official folders) or study_train / study_dev / study_test.
     Predictions are mapped to labelIds and upsampled (nearest) to each image's full resolution.
+    A study split is cut exactly as the model's training run cut it (seed and order from the card),
+    so study_test never contains a training image.
     """
     from tqdm import tqdm
 
     from cityseg.fileio import read_image
     from cityseg.inference import Segmenter
 
-    samples = split_samples(Path(data_root), split)
+    bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
+    trained = bundle.card.training.get("config", {}).get("data", {})
+    samples = split_samples(Path(data_root), split, trained.get("split_seed"),
+                            trained.get("study_order", "key"))
     segmenter = Segmenter(bundle, backend=backend, id_space="labelid")
     matrix = ConfusionMatrix()
     with tqdm(total=len(samples), unit="img", disable=not progress) as bar:
