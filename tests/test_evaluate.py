@@ -202,5 +202,5 @@ def test_study_split_follows_the_training_runs_order(tmp_path):
     write_dataset(tmp_path / "cs", count=20, size=(64, 32), seed=0, splits={"train": 12, "val": 8})
     by_path = split_samples(tmp_path / "cs", "study_test", None, "path")
     assert len(by_path) == 5 and all(s.split == "val" for s in by_path)
-    by_key = split_samples(tmp_path / "cs", "study_test")
-    assert {s.key for s in by_key} != {s.key for s in by_path}
+    shuffled = split_samples(tmp_path / "cs", "study_test", 1, "path")  # the run's seed is used
+    assert len(shuffled) == 5 and {s.key for s in shuffled} != {s.key for s in by_path}
