@@ -1,5 +1,15 @@
 """The one exception type users see: a message naming the thing, the problem and the fix."""
 
+MAX_LISTED = 5
+"""How many offending items an error message names before it says '... and N more'."""
+
+
+def listing(items: list, what: str) -> str:
+    """'<count> <what>:' then up to MAX_LISTED items, one per line: the body of an error message."""
+    shown = "\n  ".join(str(i) for i in items[:MAX_LISTED])
+    more = f"\n  ... and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else ""
+    return f"{len(items)} {what}:\n  {shown}{more}"
+
 
 class CitysegError(Exception):
     """An error the user can act on. The CLI prints its message alone, without a traceback."""

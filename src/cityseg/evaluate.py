@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from cityseg.bundle import Bundle
+from cityseg.errors import listing
 from cityseg.training.metrics import ConfusionMatrix, EvaluationError, EvaluationResult
 
 GT_SUFFIX = "_gtFine_labelIds.png"
@@ -26,13 +27,8 @@ STUDY_SPLITS = {"study_train": "train", "study_dev": "dev", "study_test": "test"
 """Split names of :func:`evaluate_bundle` for the study's pooled train+val split (sorted order)."""
 SPLITS = ("train", "val") + tuple(STUDY_SPLITS)
 _KEY = re.compile(r"^(?P<key>[^_]+_\d{6}_\d{6})_")
-_MAX_LISTED = 5
 
 
-def _listing(items: list, what: str) -> str:
-    shown = "\n  ".join(str(i) for i in items[:_MAX_LISTED])
-    more = f"\n  ... and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else ""
-    return f"{len(items)} {what}:\n  {shown}{more}"
 
 
 def frame_key(path: Path) -> str | None:
@@ -66,10 +62,10 @@ def _index_by_key(files: Iterable[Path], what: str) -> dict[str, Path]:
         else:
             found[key] = path
     if unnamed:
-        raise EvaluationError(_listing(unnamed, f"{what} files do not start with <city>_<seq>_<frame>_")
+        raise EvaluationError(listing(unnamed, f"{what} files do not start with <city>_<seq>_<frame>_")
                               + "\nname them like the Cityscapes frame they belong to")
     if duplicates:
-        raise EvaluationError(_listing(duplicates, f"{what} files share a frame with another file")
+        raise EvaluationError(listing(duplicates, f"{what} files share a frame with another file")
                               + "\nkeep one file per frame")
     return found
 
@@ -86,17 +82,17 @@ def match_files(predictions: Path, ground_truth: Path) -> list[tuple[Path, Path]
     prediction_paths = list(Path(predictions).rglob(f"*{PREDICTION_SUFFIX}"))
     gt_like = [p for p in prediction_paths if p.name.endswith(GT_SUFFIX)]
     if gt_like:
-        raise EvaluationError(_listing(gt_like, f"ground-truth files found under {predictions}")
+        raise EvaluationError(listing(gt_like, f"ground-truth files found under {predictions}")
                               + "\n--predictions must hold only the model's *_labelIds.png outputs")
     pred_files = _index_by_key(prediction_paths, "prediction")
     missing = sorted(gt_files.keys() - pred_files.keys())
     extra = sorted(pred_files.keys() - gt_files.keys())
     problems = []
     if missing:
-        problems.append(_listing([gt_files[k] for k in missing], f"ground-truth frames without a "
+        problems.append(listing([gt_files[k] for k in missing], f"ground-truth frames without a "
                                  f"*{PREDICTION_SUFFIX} prediction in {predictions}"))
     if extra:
-        problems.append(_listing([pred_files[k] for k in extra], f"predictions without a "
+        problems.append(listing([pred_files[k] for k in extra], f"predictions without a "
                                  f"*{GT_SUFFIX} in {ground_truth}"))
     if problems:
         raise EvaluationError("\n".join(problems) + "\nevery ground-truth frame needs exactly one "
@@ -157,7 +153,7 @@ def split_samples(data_root: Path, split: str, study_seed: int | None = None,
         samples = find_samples(data_root, split)
     unlabelled = [s.image for s in samples if s.label is None]
     if unlabelled:
-        raise EvaluationError(_listing(unlabelled, f"{split} images have no ground truth") +
+        raise EvaluationError(listing(unlabelled, f"{split} images have no ground truth") +
                               "\nthe official test split has no public labels; evaluate on val")
     if not samples:
         raise EvaluationError(f"{data_root}: the {split} split is empty")

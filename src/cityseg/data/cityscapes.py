@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from cityseg.config import DataConfig
-from cityseg.errors import CitysegError
+from cityseg.errors import CitysegError, listing
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
 LABEL_SUFFIX = "_gtFine_labelIds.png"
@@ -29,7 +29,6 @@ STUDY_FRACTIONS = (60, 15)
 """Percent of the pooled, key-sorted train+val samples in the study's train and dev splits;
 the rest (25 %) is its test split: 2085 / 521 / 869 of 3475."""
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_MAX_LISTED = 5
 
 
 class DatasetError(CitysegError):
@@ -46,10 +45,6 @@ class Sample:
     split: str
 
 
-def _listing(paths: list, what: str) -> str:
-    shown = "\n  ".join(str(p) for p in paths[:_MAX_LISTED])
-    more = f"\n  ... and {len(paths) - _MAX_LISTED} more" if len(paths) > _MAX_LISTED else ""
-    return f"{len(paths)} {what}:\n  {shown}{more}"
 
 
 def _index(folder: Path, suffix: str) -> tuple[dict[str, Path], list[Path]]:
@@ -91,12 +86,12 @@ def find_samples(root: str | Path, split: str, *, check_files: bool = True) -> l
     else:
         labels, dup_labels = _index(label_dir, LABEL_SUFFIX)
     if dup_images or dup_labels:
-        raise DatasetError(_listing(dup_images + dup_labels, "files share a key with another file") +
+        raise DatasetError(listing(dup_images + dup_labels, "files share a key with another file") +
                            "\nkeys must be unique within a split; remove the copies")
     bad_names = [images[k] for k in images if not KEY_PATTERN.match(k)]
     bad_names += [labels[k] for k in labels if not KEY_PATTERN.match(k)]
     if bad_names:
-        raise DatasetError(_listing(bad_names, "files are not named <city>_<seq:6 digits>_<frame:6 digits>"
+        raise DatasetError(listing(bad_names, "files are not named <city>_<seq:6 digits>_<frame:6 digits>"
                                     "_...") + "\nrename them as Cityscapes does")
     if labels or split != "test":  # an unlabelled test split is normal; elsewhere every image needs a label
         _refuse_unpaired(images, labels, image_dir, label_dir)
@@ -111,9 +106,9 @@ def _refuse_unpaired(images: dict[str, Path], labels: dict[str, Path], image_dir
     lonely_labels = [labels[k] for k in sorted(labels.keys() - images.keys())]
     problems = []
     if lonely_images:
-        problems.append(_listing(lonely_images, f"images without a *{LABEL_SUFFIX} in {label_dir}"))
+        problems.append(listing(lonely_images, f"images without a *{LABEL_SUFFIX} in {label_dir}"))
     if lonely_labels:
-        problems.append(_listing(lonely_labels, f"labels without a *{IMAGE_SUFFIX} in {image_dir}"))
+        problems.append(listing(lonely_labels, f"labels without a *{IMAGE_SUFFIX} in {image_dir}"))
     if problems:
         raise DatasetError("\n".join(problems) + "\nimages and labels are paired by their "
                            "<city>_<seq>_<frame> key; add the missing files or remove the unpaired ones")
@@ -151,7 +146,7 @@ def check_readable(samples: list[Sample]) -> None:
         except (OSError, ValueError) as exc:
             problems.append(f"{s.label}: {exc}")
     if problems:
-        raise DatasetError(_listing(problems, "unreadable or invalid files") +
+        raise DatasetError(listing(problems, "unreadable or invalid files") +
                            "\nre-extract these files from the Cityscapes archives (or regenerate them)")
 
 
