@@ -86,12 +86,12 @@ def _frame_processor(segmenter):
     return FrameProcessor(segmenter, RosbagsMessages())
 
 
-def bench_bundle(bundle_path: Path, backend: str, frame: np.ndarray, repeats: int, warmup: int,
+def bench_bundle(bundle, backend: str, frame: np.ndarray, repeats: int, warmup: int,
                  alpha: float = 0.5) -> BenchRow:
     """Time every stage of one bundle on one backend."""
     from cityseg.inference import Segmenter
 
-    segmenter = Segmenter(bundle_path, backend=backend)
+    segmenter = Segmenter(bundle, backend=backend)
     card = segmenter.bundle.card
     row = BenchRow(card.architecture, f"{card.input_height}x{card.input_width}", backend)
     processor = _frame_processor(segmenter)
@@ -135,18 +135,12 @@ def bench_bundle(bundle_path: Path, backend: str, frame: np.ndarray, repeats: in
     return row
 
 
-def bench_study_baseline(bundle_path: Path, frame: np.ndarray, repeats: int, warmup: int,
+def bench_study_baseline(bundle, model, frame: np.ndarray, repeats: int, warmup: int,
                          alpha: float = 0.5) -> float:
     """End-to-end ms of the study's approach: preprocess, Keras predict, per-label colouring loop."""
-    import keras
-
-    import cityseg.models  # noqa: F401  (custom layers)
-    from cityseg.bundle import Bundle
     from cityseg.preprocess import normalize, resize_image
 
-    bundle = Bundle.load(bundle_path)
     card = bundle.card
-    model = keras.saving.load_model(bundle.artifact_path("keras"), compile=False)
 
     def study_frame():
         small = resize_image(frame, card.input_height, card.input_width, card.resize)
@@ -185,31 +179,32 @@ def _keras_missing() -> str | None:
     return backend_class("tensorflow").unavailable_reason()
 
 
-def model_facts(bundle_path: Path) -> tuple[int | None, float | None, float | None]:
-    """(params, GFLOPs per frame at the card's size, Keras file MB) of a bundle."""
-    from cityseg.bundle import Bundle
-
-    bundle = Bundle.load(bundle_path)
+def load_keras(bundle):
+    """The bundle's Keras model, or None when it has none or TensorFlow is missing."""
     if "keras" not in bundle.card.artifacts or _keras_missing():
-        return None, None, None
+        return None
     import keras
 
-    import cityseg.models  # noqa: F401
+    import cityseg.models  # noqa: F401  (registers the custom layers)
+
+    return keras.saving.load_model(bundle.artifact_path("keras"), compile=False)
+
+
+def model_facts(bundle, model) -> tuple[int | None, float | None, float | None]:
+    """(params, GFLOPs per frame at the card's size, Keras file MB); Nones without a Keras model."""
+    if model is None:
+        return None, None, None
     from cityseg.models.profile import count_params, gflops
 
-    path = bundle.artifact_path("keras")
-    model = keras.saving.load_model(path, compile=False)
     card = bundle.card
     return (count_params(model), gflops(model, card.input_height, card.input_width),
-            path.stat().st_size / 2**20)
+            bundle.artifact_path("keras").stat().st_size / 2**20)
 
 
-def available_backends(bundle_path: Path, wanted: list[str]) -> list[str]:
-    """The backends of ``wanted`` that can run ``bundle_path`` on this machine."""
-    from cityseg.bundle import Bundle
+def available_backends(bundle, wanted: list[str]) -> list[str]:
+    """The backends of ``wanted`` that can run ``bundle`` on this machine."""
     from cityseg.inference.backends import unavailable_reason
 
-    bundle = Bundle.load(bundle_path)
     return [name for name in wanted if unavailable_reason(bundle, name) is None]
 
 
@@ -255,19 +250,24 @@ def machine_description() -> str:
 def _time_bundle(path: Path, backends: list[str], frame: np.ndarray, repeats: int, warmup: int,
                  baseline: bool) -> tuple[list[BenchRow], float | None]:
     """Rows for every usable backend of one bundle, and the study baseline (None if skipped)."""
-    params, flops, size_mb = model_facts(path)
+    from cityseg.bundle import Bundle
+
+    bundle = Bundle.load(path)
+    model = load_keras(bundle)
+    params, flops, size_mb = model_facts(bundle, model)
     rows = []
-    for backend in available_backends(path, backends):
+    for backend in available_backends(bundle, backends):
         print(f"timing {path.name} on {backend} ...", flush=True)
-        row = bench_bundle(path, backend, frame, repeats, warmup)
+        row = bench_bundle(bundle, backend, frame, repeats, warmup)
         row.params, row.gflops, row.file_mb = params, flops, size_mb
         rows.append(row)
     base = None
-    if baseline and rows and _keras_missing():
-        print(f"no study baseline for {path.name}: {_keras_missing()}", flush=True)
-    elif baseline and rows and params is not None:
+    if baseline and rows and model is None:
+        why = _keras_missing() or "the bundle has no Keras model"
+        print(f"no study baseline for {path.name}: {why}", flush=True)
+    elif baseline and rows:
         print(f"timing the study's approach on {path.name} ...", flush=True)
-        base = bench_study_baseline(path, frame, max(3, repeats // 3), 1)
+        base = bench_study_baseline(bundle, model, frame, max(3, repeats // 3), 1)
     return rows, base
 
 
