@@ -20,14 +20,16 @@ import json
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
+
+import numpy as np
 
 from cityseg import __version__
 from cityseg.config import ConfigError, from_mapping, to_mapping
 from cityseg.errors import BundleError
 from cityseg.fileio import write_json_atomic
 from cityseg.labels import ClassSpace, class_space
-from cityseg.preprocess import RESIZE_METHODS, Normalization
+from cityseg.preprocess import RESIZE_METHODS, Normalization, normalize, prepare_frame
 
 CARD_FILE = "model.json"
 CARD_FORMAT_VERSION = 1
@@ -91,6 +93,15 @@ class ModelCard:
 
     def to_dict(self) -> dict:
         return to_mapping(self)
+
+    def preprocess(self, frames: Sequence[np.ndarray], channel_order: str = "RGB") -> np.ndarray:
+        """Frames (uint8, any size, in ``channel_order``) -> float32 NxHxWx3 network input, exactly
+        as this model was trained: the card's resize method, channel order and normalisation."""
+        batch = np.empty((len(frames), self.input_height, self.input_width, 3), dtype=np.uint8)
+        for i, frame in enumerate(frames):
+            batch[i] = prepare_frame(frame, channel_order, self.input_height, self.input_width,
+                                     self.resize, self.channel_order)
+        return normalize(batch, self.normalization)
 
 
 def framework_versions(*packages: str) -> dict[str, str]:

@@ -13,7 +13,6 @@ from cityseg.bundle import Artifact, Bundle, ModelCard
 from cityseg.errors import BundleError
 from cityseg.export import ExportError, ParityError, export_onnx
 from cityseg.export.onnx import sha256_file
-from cityseg.export.parity import preprocess_frames
 from cityseg.export.trt_compat import check_model
 from cityseg.inference import Segmenter
 from cityseg.labels import class_space
@@ -164,9 +163,9 @@ def test_parity_preprocessing_is_the_segmenters(tmp_path, changes):
     frames = [painted_scene(300, 500, seed=1)[0], painted_scene(64, 128, seed=2)[0][..., 0].copy()]
     segmenter = Segmenter(bundle, backend="onnxruntime")
     expected = segmenter.preprocess(frames)
-    assert np.array_equal(preprocess_frames(bundle.card, frames), expected)
+    assert np.array_equal(bundle.card.preprocess(frames), expected)
     bgr = [f[..., ::-1].copy() if f.ndim == 3 else f for f in frames]
-    assert np.array_equal(preprocess_frames(bundle.card, bgr, "BGR"), segmenter.preprocess(bgr, "BGR"))
+    assert np.array_equal(bundle.card.preprocess(bgr, "BGR"), segmenter.preprocess(bgr, "BGR"))
 
 
 def test_registered_model_exports_with_parity(tmp_path):

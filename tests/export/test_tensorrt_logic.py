@@ -11,7 +11,6 @@ import cityseg.export.tensorrt as trt_export
 from cityseg.bundle import Artifact
 from cityseg.errors import BackendUnavailable, BundleError, InputError
 from cityseg.export import EngineMismatch
-from cityseg.export.parity import preprocess_frames
 from cityseg.fileio import atomic_path
 from cityseg.export.tensorrt import (BatchProfile, CalibrationBatches, EngineSidecar, Platform,
                                      calibration_cache_path, calibration_files, engine_decision,
@@ -200,7 +199,7 @@ def test_calibration_batches_are_preprocessed_like_inference(tmp_path):
     produced = list(batches)
     assert len(produced) == 2 and all(b.dtype == np.float32 and b.flags.c_contiguous for b in produced)
     frames = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths[:3]]
-    assert np.array_equal(produced[0], preprocess_frames(card, frames))
+    assert np.array_equal(produced[0], card.preprocess(frames))
     with pytest.raises(InputError, match="at least 8 images"):
         CalibrationBatches(paths, card, batch_size=8)
 

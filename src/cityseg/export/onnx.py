@@ -255,7 +255,7 @@ def export_onnx(bundle: Bundle, *, argmax_head: bool = False, opset: int = DEFAU
     findings = trt_compat.enforce(proto, target, strict=strict)
 
     frames, frame_source = parity.parity_frames(card, frames)
-    batch = parity.preprocess_frames(card, frames)
+    batch = card.preprocess(frames)
     output_kind = "argmax" if argmax_head else source_kind
     import onnx
 

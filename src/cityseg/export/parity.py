@@ -1,8 +1,7 @@
 """Parity: does an exported model reproduce its source on real frames?
 
 Both models see the same float32 batch, built from the frames with the bundle's own preprocessing
-(:func:`preprocess_frames` is the same sequence of :mod:`cityseg.preprocess` calls as
-``Segmenter.preprocess``; the export tests check that they agree bit for bit). The verdict is the
+(``ModelCard.preprocess``, which is also what the Segmenter runs). The verdict is the
 per-pixel argmax agreement, which must reach the precision's threshold; the max and mean absolute
 differences of the scores are reported beside it when both models output scores.
 """
@@ -20,7 +19,6 @@ import numpy as np
 from cityseg.bundle import ModelCard
 from cityseg.errors import InputError
 from cityseg.export.errors import ParityError
-from cityseg.preprocess import normalize, prepare_frame
 
 log = logging.getLogger(__name__)
 
@@ -96,13 +94,6 @@ class ParityReport:
                 f"required >= {self.threshold - MAX_TIE_CREDIT:.1%}, "
                 f"{self.near_tie_flips} near-tie flips, worst frame {self.worst_frame_agreement:.4%}), "
                 f"{diff} - {verdict}")
-
-
-def preprocess_frames(card: ModelCard, frames: Sequence[np.ndarray], channel_order: str = "RGB") -> np.ndarray:
-    """Frames (uint8, any size) -> float32 NxHxWx3 network input, exactly as the Segmenter does."""
-    prepared = [prepare_frame(f, channel_order, card.input_height, card.input_width, card.resize,
-                              card.channel_order) for f in frames]
-    return normalize(np.stack(prepared), card.normalization)
 
 
 def default_frame_count(card: ModelCard) -> int:

@@ -306,7 +306,7 @@ class CalibrationBatches:
         for i in range(len(self)):
             chunk = self.files[i * self.batch_size:(i + 1) * self.batch_size]
             frames = [read_image(p) for p in chunk]  # BGR
-            yield np.ascontiguousarray(parity.preprocess_frames(self.card, frames, "BGR"), dtype=np.float32)
+            yield np.ascontiguousarray(self.card.preprocess(frames, "BGR"), dtype=np.float32)
 
 
 # ------------------------------------------------------------------------------------------
@@ -690,7 +690,7 @@ def engine_parity(bundle: Bundle, serialized: bytes, onnx_key: str, precision: s
     reference_key = "onnx" if output_kind == "argmax" and "onnx" in bundle.card.artifacts else onnx_key
     reference_path = bundle.artifact_path(reference_key)
     frames, source = parity.parity_frames(bundle.card, frames)
-    batch = parity.preprocess_frames(bundle.card, frames)
+    batch = bundle.card.preprocess(frames)
     runner = EngineRunner(serialized, name=engine.name)
     try:
         return parity.check_parity(onnxruntime_runner(reference_path), bundle.card.artifacts[reference_key].output,

@@ -15,7 +15,6 @@ from cityseg.errors import BundleError, InputError
 from cityseg.inference import postprocess
 from cityseg.inference.backends import open_backend
 from cityseg.labels import ClassSpace, class_space, conversion_lut
-from cityseg.preprocess import as_rgb, normalize, resize_image
 
 
 @dataclass
@@ -69,15 +68,8 @@ class Segmenter:
         return self.bundle.card.input_height, self.bundle.card.input_width
 
     def preprocess(self, frames: Sequence[np.ndarray], channel_order: str = "RGB") -> np.ndarray:
-        """Frames (uint8, any size) -> float32 NxHxWx3 network input."""
-        card = self.bundle.card
-        height, width = self.input_size
-        batch = np.empty((len(frames), height, width, 3), dtype=np.uint8)
-        for i, frame in enumerate(frames):
-            rgb = as_rgb(frame, channel_order)
-            resized = resize_image(rgb, height, width, card.resize)
-            batch[i] = resized[..., ::-1] if card.channel_order == "BGR" else resized
-        return normalize(batch, card.normalization)
+        """Frames (uint8, any size) -> float32 NxHxWx3 network input, as the card says."""
+        return self.bundle.card.preprocess(frames, channel_order)
 
     def _check_output(self, batch: np.ndarray, output: np.ndarray) -> None:
         card = self.bundle.card
