@@ -73,13 +73,14 @@ def onnxruntime_runner(path: Path, spinning: bool = True):
 
 
 def tensorrt_runner(onnx_path: Path, card, cache_dir: Path):
-    from cityseg.export import tensorrt as trt_export
+    from cityseg.engine_cache import BatchProfile, timing_cache_path
+    from cityseg.export.tensorrt import build_serialized_engine
+    from cityseg.tensorrt_runtime import EngineRunner, current_platform
 
-    platform_ = trt_export.current_platform()
-    engine = trt_export.build_serialized_engine(
-        onnx_path, card, precision="fp16", profile=trt_export.BatchProfile(1, 1, 1),
-        timing_cache=trt_export.timing_cache_path(cache_dir, platform_))
-    runner = trt_export.EngineRunner(engine, name=f"{onnx_path.stem}.fp16")
+    platform_ = current_platform()
+    engine = build_serialized_engine(onnx_path, card, precision="fp16", profile=BatchProfile(1, 1, 1),
+                                     timing_cache=timing_cache_path(cache_dir, platform_))
+    runner = EngineRunner(engine, name=f"{onnx_path.stem}.fp16")
     return runner.infer, platform_.describe()
 
 
@@ -128,7 +129,7 @@ def measure(name: str, height: int, width: int, args, workdir: Path, use_trt: bo
 
 def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from cityseg.export.tensorrt import runtime_unavailable_reason
+    from cityseg.tensorrt_runtime import runtime_unavailable_reason
     from cityseg.models import model_names
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
