@@ -69,7 +69,7 @@ class BenchRow:
 
 def _camera_frame() -> np.ndarray:
     try:
-        from cityseg.data.synth import render_scene
+        from cityseg.synthetic.dataset import render_scene
 
         return render_scene(np.random.default_rng(0), FRAME_HEIGHT, FRAME_WIDTH)[0]
     except ImportError:  # synth is optional for benchmarking a user's bundle

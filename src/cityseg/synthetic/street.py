@@ -1,7 +1,7 @@
 """Sampling a random street: layout, buildings, furniture, traffic, people, light.
 
 :func:`make_world` draws everything that is in one street from a numpy Generator, in metres
-(x: right, y: up, z: forward); :mod:`cityseg.data.scene` renders it. Colours are drawn per
+(x: right, y: up, z: forward); :mod:`cityseg.synthetic.render` renders it. Colours are drawn per
 instance from overlapping families (grey cars / grey road, beige walls / paving), so colour alone
 never gives the class away.
 """
@@ -12,9 +12,10 @@ import colorsys
 
 import numpy as np
 
-from cityseg.data.scene import (BUILDING, BUS, CAR, FAR, FENCE, PARKING, ROAD, SIDEWALK, TERRAIN,
-                                TRUCK, VEGETATION, WALL, Building, Camera, Color, PoleItem, Slab, Tree,
-                                Vehicle, Walker, World, shade)
+from cityseg.synthetic.geometry import (BUILDING, BUS, CAR, FAR, FENCE, PARKING, ROAD, SIDEWALK,
+                                        TERRAIN, TRUCK, VEGETATION, WALL, Camera, Color, shade)
+from cityseg.synthetic.items import Building, PoleItem, Slab, Tree, Vehicle, Walker
+from cityseg.synthetic.render import World
 
 
 def jitter_color(rng: np.random.Generator, base: Color, hue: float = 0.04, sat: float = 0.25,
