@@ -20,7 +20,9 @@ def add_parser(sub) -> None:
                     "label_info}, keeping bag timestamps, header stamps and QoS profiles.")
     p.add_argument("input", type=Path, metavar="INPUT", help="rosbag2 directory or ROS 1 .bag file")
     p.add_argument("output", type=Path, metavar="OUTPUT", help="rosbag2 directory to create")
-    p.add_argument("--model", required=True, type=Path, help="model bundle directory")
+    p.add_argument("--model", required=True, type=Path,
+                   help="model bundle: a directory, or a name looked up in ./models, "
+                        "$CITYSEG_MODELS, the installed share dir")
     p.add_argument("--image-topic", help="image topic (needed when the bag has several)")
     p.add_argument("--camera-info-topic",
                    help="CameraInfo topic (default: <namespace>/camera_info, or the only one)")
