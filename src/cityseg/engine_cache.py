@@ -80,9 +80,11 @@ class Platform:
 
     @property
     def sm(self) -> str:
+        """'sm89' for compute capability 8.9 (as in engine file names)."""
         return "sm" + self.compute_capability.replace(".", "")
 
     def describe(self) -> str:
+        """'<GPU> (smXY), TensorRT <version>' for messages."""
         return f"{self.gpu_name} ({self.sm}), TensorRT {self.tensorrt_version}"
 
 
@@ -141,6 +143,7 @@ def engine_key(filename: str) -> str:
 
 
 def sidecar_path(engine: Path) -> Path:
+    """``<engine>.json``: where an engine's sidecar lives."""
     return engine.with_name(engine.name + ".json")
 
 

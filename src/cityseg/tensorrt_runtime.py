@@ -143,6 +143,7 @@ class EngineRunner:
 
     @classmethod
     def from_file(cls, path: Path) -> "EngineRunner":
+        """Deserialize the engine file at ``path``."""
         return cls(Path(path).read_bytes(), name=str(path))
 
     def infer(self, batch: np.ndarray) -> np.ndarray:

@@ -16,20 +16,26 @@ from cityseg.synthetic.geometry import (BICYCLE, BUILDING, CAR, MOTORCYCLE, NEAR
 
 @dataclass
 class Item:
+    """Something in the street at depth ``z``, moving forward at ``speed``."""
+
     z: float
     """Nearest world z of the item (painter's order), at t=0."""
     speed: float = 0.0
     """Forward speed along z (m/s): moving vehicles and walkers."""
 
     def z_at(self, t: float) -> float:
+        """Nearest world z at time ``t``."""
         return self.z + self.speed * t
 
     def draw(self, canvas: Canvas, view: View, t: float) -> None:  # pragma: no cover - abstract
+        """Paint the item (image and labels) as seen from ``view`` at time ``t``."""
         raise NotImplementedError
 
 
 @dataclass
 class Building(Item):
+    """A row-house block beside the street: facade with windows, optionally a shop front."""
+
     side: int = 1
     facade_x: float = 10.0
     length: float = 20.0
@@ -106,6 +112,8 @@ def _lattice(canvas: Canvas, quad: np.ndarray, color: Color) -> None:
 
 @dataclass
 class Tree(Item):
+    """A trunk and a crown of overlapping blobs (all labelled vegetation)."""
+
     x: float = 0.0
     trunk_height: float = 2.5
     crown: float = 2.0
@@ -130,6 +138,8 @@ class Tree(Item):
 
 @dataclass
 class PoleItem(Item):
+    """A pole carrying a lamp, a sign or a traffic light (on the pole or on an arm over the road)."""
+
     x: float = 0.0
     height: float = 4.0
     color: Color = (90, 90, 90)
@@ -190,6 +200,8 @@ def _traffic_light(canvas: Canvas, u: float, v: float, s: float, lit: int) -> No
 
 @dataclass
 class Vehicle(Item):
+    """A car, truck or bus: body, cabin with glass, wheels, rear lights; parked or driving."""
+
     x: float = 0.0
     width: float = 1.8
     length: float = 4.4

@@ -39,6 +39,8 @@ for _ids, _g, _b in (((ROAD, PARKING), 0.07, 0.06), ((SIDEWALK,), 0.05, 0.08),
 
 @dataclass
 class World:
+    """One street: camera, ground strips and markings, items in three layers, sky and light."""
+
     seed: int
     camera: Camera
     strips: list[tuple[float, float, int, Color]]
