@@ -22,8 +22,9 @@ def add_parser(sub) -> None:
                     "parameters YAML, so the replay is what the node would publish.")
     p.add_argument("input", type=Path, metavar="INPUT", help="rosbag2 directory or ROS 1 .bag file")
     p.add_argument("output", type=Path, metavar="OUTPUT", help="rosbag2 directory to create")
-    p.add_argument("--model", help="model bundle directory or name in models/ (default: the params "
-                                   "file's `model`)")
+    p.add_argument("--model", help="model bundle: a directory, or a name looked up in ./models, "
+                                   "$CITYSEG_MODELS, the installed share dir (default: the params file's "
+                                   "`model`)")
     p.add_argument("--params-file", type=Path, metavar="YAML",
                    help="the node's ROS 2 parameters file (e.g. config/segmentation.yaml): outputs, "
                         "output_scale, overlay_alpha, id_space, mono16_max, backend and model are taken "
