@@ -237,6 +237,14 @@ class RclpyMessages(MessageFactory):
         msg.data = data
         return msg
 
+    def compressed_image(self, header, fmt: str, data: np.ndarray):
+        """A sensor_msgs/CompressedImage (camera simulators, tests)."""
+        import array
+
+        msg = self.CompressedImage(header=header, format=fmt)
+        msg.data = array.array("B", np.asarray(data, np.uint8).tobytes())
+        return msg
+
     def camera_info(self, header, info: CameraInfoValues):
         import array
 
