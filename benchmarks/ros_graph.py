@@ -36,7 +36,7 @@ def run_scenario(model: str, width: int, height: int, rate: float, seconds: floa
     import numpy as np
     import rclpy
 
-    from cityseg.ros.bag import pinhole_camera_info
+    from cityseg.ros.messages import CameraInfoValues
     from cityseg.ros.images import encode_rgb
     from cityseg.ros.probe import NodeProcess, Probe, percentile
 
@@ -50,7 +50,7 @@ def run_scenario(model: str, width: int, height: int, rate: float, seconds: floa
         rng = np.random.default_rng(0)
         rgb = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
         raw = encode_rgb(rgb, "rgb8")
-        info = pinhole_camera_info(height, width)
+        info = CameraInfoValues.pinhole(height, width)
         probe.info_pub.publish(probe.msgs.camera_info(probe.msgs.header(0, 0, "cam"), info))
         time.sleep(0.3)
         count, start = int(rate * seconds), time.monotonic()

@@ -9,7 +9,9 @@ The package reads top-down as a one-way pipeline::
 (CUDA buffers, the engine runner) sit low so that both the converter and the TensorRT inference
 backend use them, and inference never imports the converter. The one call upwards is
 ``engine_cache.resolve_engine`` loading the converter by name (``ENGINE_BUILDER``), only when an
-engine built for another GPU must be rebuilt. ``synthetic`` writes the layout ``data`` reads.
+engine built for another GPU must be rebuilt. ``synthetic`` writes the layout ``data`` reads;
+its ``camera_bag`` module alone builds on ``ros`` (message encoders, rosbag I/O) to write
+camera bags, and nothing in ``ros`` imports ``synthetic``.
 
 Nothing lower imports anything higher; TensorFlow, TensorRT and rclpy are imported lazily.
 """

@@ -65,9 +65,9 @@ def frame(probe: Probe, rgb: np.ndarray, index: int, *, encoding: str = "rgb8", 
 
 
 def camera_info(probe: Probe, msg, height: int, width: int):
-    from cityseg.ros.bag import pinhole_camera_info
+    from cityseg.ros.messages import CameraInfoValues
 
-    return probe.msgs.camera_info(msg.header, pinhole_camera_info(height, width))
+    return probe.msgs.camera_info(msg.header, CameraInfoValues.pinhole(height, width))
 
 
 def stream(probe: Probe, rgb: np.ndarray, count: int, rate_hz: float, *, skip=lambda i: False,

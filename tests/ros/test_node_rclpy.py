@@ -46,7 +46,7 @@ def test_node_segments_images_and_survives_bad_ones(ros, bundle, scene):
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CameraInfo, Image
 
-    from cityseg.ros.bag import pinhole_camera_info
+    from cityseg.ros.messages import CameraInfoValues
     from cityseg.ros.messages import RclpyMessages
     from cityseg.ros.node import SegmentationNode
 
@@ -77,7 +77,7 @@ def test_node_segments_images_and_survives_bad_ones(ros, bundle, scene):
         good = m.image(header, encode_rgb(rgb, "rgb8"))
 
         def publish_pair():
-            info_pub.publish(m.camera_info(header, pinhole_camera_info(*rgb.shape[:2])))
+            info_pub.publish(m.camera_info(header, CameraInfoValues.pinhole(*rgb.shape[:2])))
             image_pub.publish(good)
 
         assert spin_until(executor, lambda: masks and infos, each=publish_pair)

@@ -61,7 +61,7 @@ def parse_outputs(text: str) -> set[str]:
 def node_settings(args: argparse.Namespace):
     """The node's parameters for this replay: the params file (if any) with the flags on top."""
     from cityseg.errors import CitysegError
-    from cityseg.ros.bag import topic_namespace
+    from cityseg.ros.bagio import topic_namespace
     from cityseg.ros.outputs import SWITCHABLE, node_fqn
     from cityseg.ros.params import check_params_file, load_node_params
 
