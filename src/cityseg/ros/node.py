@@ -73,9 +73,9 @@ class SegmentationNode:
         return load_node_params(values, where=f"{node.get_fully_qualified_name()} parameters")
 
     def _create_publishers(self) -> None:
-        from rclpy.event_handler import PublisherEventCallbacks
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
+        PublisherEventCallbacks = _event_callbacks("PublisherEventCallbacks")
         p, m = self.params, self.msgs
         image_qos = QoSProfile(depth=p.qos_depth, reliability=_reliability(p.output_reliability))
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -94,9 +94,9 @@ class SegmentationNode:
         self.diag_pub = self.node.create_publisher(m.DiagnosticArray, "/diagnostics", 10)
 
     def _create_subscriptions(self) -> None:
-        from rclpy.event_handler import SubscriptionEventCallbacks
         from rclpy.qos import QoSProfile
 
+        SubscriptionEventCallbacks = _event_callbacks("SubscriptionEventCallbacks")
         p, m = self.params, self.msgs
         qos = QoSProfile(depth=p.qos_depth, reliability=_reliability(p.qos_reliability))
         self._camera_info = None
@@ -193,6 +193,15 @@ class SegmentationNode:
         if self.worker is not None:
             self.worker.stop()
         self.node.destroy_node()
+
+
+def _event_callbacks(name: str):
+    """rclpy's Publisher/SubscriptionEventCallbacks (``rclpy.event_handler`` since Iron, ``qos_event`` in Humble)."""
+    try:
+        from rclpy import event_handler as module
+    except ImportError:
+        from rclpy import qos_event as module
+    return getattr(module, name)
 
 
 def _reliability(name: str):
