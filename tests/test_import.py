@@ -254,3 +254,24 @@ def test_cli_import_then_segment_writes_confidence(tmp_path, capsys):
     assert main(["import", str(path), "--out", str(tmp_path / "other"), "--labels", "cityscapes",
                  "--input-size", "64x128"]) == 2
     assert "--channel-order" in capsys.readouterr().err
+
+
+def test_segment_cli_writes_the_custom_label_sets_ids(tmp_path, capsys):
+    import cv2
+
+    weight, bias = conv_weights(1, 1, seed=11)
+    path = save_model(tmp_path / "lane.onnx", [
+        helper.make_node("Conv", ["input", "w", "b"], ["z"], kernel_shape=[1, 1]),
+        helper.make_node("Sigmoid", ["z"], ["p"])],
+        [1, 3, H, W], "p", TensorProto.FLOAT, [1, 1, H, W], {"w": weight * 40, "b": bias})
+    labels = tmp_path / "lane.yaml"
+    labels.write_text(BINARY_YAML)
+    import_onnx(path, tmp_path / "b", load_label_set(labels), options())
+    src = tmp_path / "f.png"
+    cv2.imwrite(str(src), frame(13))
+    assert main(["segment", str(src), "--model", str(tmp_path / "b"), "--out", str(tmp_path / "o")]) == 0
+    ids = cv2.imread(str(tmp_path / "o" / "f_classIds.png"), cv2.IMREAD_UNCHANGED)
+    assert set(np.unique(ids)) == {10, 20} and (tmp_path / "o" / "f_confidence.png").is_file()
+    assert main(["segment", str(src), "--model", str(tmp_path / "b"), "--out", str(tmp_path / "o2"),
+                 "--id-space", "labelid"]) == 2
+    assert "has its own label set (lane)" in capsys.readouterr().err
