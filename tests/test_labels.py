@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from cityscapesscripts.helpers.labels import id2label, trainId2label
 
+from cityseg.errors import InputError
 from cityseg.labels import (IGNORE, CATEGORIES, class_space, conversion_lut, convert_ids,
-                            label_id_categories)
+                            label_id_categories, label_set_to_dict, load_label_set, parse_label_set)
 
 
 def test_trainid_space_matches_official_table():
@@ -58,9 +59,6 @@ def test_unknown_space_is_a_clear_error():
 
 
 # Custom label sets (YAML) -------------------------------------------------------------------
-
-from cityseg.errors import InputError  # noqa: E402
-from cityseg.labels import label_set_to_dict, load_label_set, parse_label_set  # noqa: E402
 
 LANES_YAML = """\
 name: lanes
