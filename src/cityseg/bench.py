@@ -89,7 +89,7 @@ def bench_bundle(bundle, backend: str, frame: np.ndarray, repeats: int, warmup: 
     encoded = cv2.imencode(".png", frame)[1]
     batch = segmenter.preprocess([frame])
     output = segmenter.backend.infer(batch)
-    classes = postprocess.to_classes(*segmenter.standardize(output))[0]
+    classes = segmenter.to_ids(*segmenter.standardize(output))[0]
     color_low = postprocess.colorize(classes, card.space.palette)
     color = postprocess.upsample_nearest(color_low, FRAME_HEIGHT, FRAME_WIDTH)
 
@@ -110,7 +110,7 @@ def bench_bundle(bundle, backend: str, frame: np.ndarray, repeats: int, warmup: 
         "preprocess": lambda: segmenter.preprocess([frame]),
         "infer": lambda: segmenter.backend.infer(batch),
         "postprocess": lambda: postprocess.upsample_nearest(  # incl. the upsampling of strided scores
-            postprocess.to_classes(*segmenter.standardize(output))[0], FRAME_HEIGHT, FRAME_WIDTH),
+            segmenter.to_ids(*segmenter.standardize(output))[0], FRAME_HEIGHT, FRAME_WIDTH),
         "colour": lambda: postprocess.upsample_nearest(
             postprocess.colorize(classes, card.space.palette), FRAME_HEIGHT, FRAME_WIDTH),
         "overlay": lambda: postprocess.overlay(frame, color, alpha),

@@ -149,6 +149,10 @@ class Segmenter:
             self._checked = True
         return canonical, kind
 
+    def to_ids(self, canonical: np.ndarray, kind: str) -> np.ndarray:
+        """Canonical output (:meth:`standardize`) -> uint8 NxHxW mask ids in :attr:`space`."""
+        return postprocess.remap(postprocess.to_classes(canonical, kind), self._lut)
+
     def _check_classes(self, canonical: np.ndarray, kind: str) -> None:
         card = self.bundle.card
         if kind != "argmax" and canonical.shape[-1] != card.num_classes:
@@ -170,7 +174,7 @@ class Segmenter:
         output, confidence = self.backend.run(batch)
         t2 = time.perf_counter()
         canonical, kind = self.standardize(output)
-        classes = postprocess.remap(postprocess.to_classes(canonical, kind), self._lut)
+        classes = self.to_ids(canonical, kind)
         t3 = time.perf_counter()
         n = len(frames)
         timings = {"preprocess": (t1 - t0) * 1e3 / n, "infer": (t2 - t1) * 1e3 / n,
