@@ -31,11 +31,13 @@ def _class_axis(layout: str) -> int:
 
 
 def _resize_each(batch: np.ndarray, size: tuple[int, int], interpolation: int) -> np.ndarray:
-    """cv2.resize every frame of an NxHxW[xC] batch to ``size`` (height, width)."""
+    """cv2.resize every frame of an NxHxW[xC] batch to ``size`` (height, width), straight into
+    the output array (no stacking copy: 19 channels at 512x1024 are 40 MB)."""
     height, width = size
-    frames = [cv2.resize(np.ascontiguousarray(f), (width, height), interpolation=interpolation)
-              for f in batch]
-    return np.stack([f.reshape(height, width, *batch.shape[3:]) for f in frames])
+    out = np.empty((len(batch), height, width, *batch.shape[3:]), batch.dtype)
+    for frame, target in zip(batch, out):
+        cv2.resize(np.ascontiguousarray(frame), (width, height), dst=target, interpolation=interpolation)
+    return out
 
 
 def standardize(output: np.ndarray, kind: str, layout: str, size: tuple[int, int]) -> tuple[np.ndarray, str]:
