@@ -40,7 +40,9 @@ def add_parser(sub) -> None:
     p.add_argument("--input-size", type=_size, metavar="HxW",
                    help="network input HEIGHTxWIDTH; required when the model's height/width are dynamic")
     p.add_argument("--channel-order", choices=("rgb", "bgr"), help="channel order the model expects")
-    p.add_argument("--scale", type=float, metavar="S", help="pixel multiplier before mean/std (1 or 1/255=0.00392...)")
+    p.add_argument("--scale", type=float, metavar="S",
+                   help="pixel multiplier before mean/std, e.g. 0.00392156862745098 (1/255) for torchvision "
+                        "or PaddleSeg; default 1 when --mean is in the 0-255 domain, else required")
     p.add_argument("--mean", type=_triple, metavar="R,G,B", help="per-channel mean, red green blue")
     p.add_argument("--std", type=_triple, metavar="R,G,B", help="per-channel std, red green blue")
     p.add_argument("--resize", choices=("area", "linear", "nearest"),
