@@ -94,3 +94,13 @@ def test_tensorrt_check_of_an_imported_model_is_recorded(tmp_path, caplog):
     findings = bundle.card.artifacts["onnx"].details["tensorrt_check"]
     assert len(findings) == 1 and "mode 'cubic' is not supported" in findings[0]
     assert "TensorRT 10 would reject this model" in caplog.text
+
+
+def test_onnx_export_of_an_imported_bundle_says_what_to_do(tmp_path, capsys):
+    from cityseg.cli import main
+
+    bundle = imported(tmp_path)
+    assert main(["export", str(bundle.path)]) == 2
+    assert "imported ONNX, there is no Keras model" in capsys.readouterr().err
+    assert main(["export", str(bundle.path), "--argmax-head"]) == 2
+    assert "--tensorrt" in capsys.readouterr().err
