@@ -209,3 +209,14 @@ def test_invalid_layout_in_a_card_file_is_named(tmp_path):
     (bundle.path / "model.json").write_text(json.dumps(raw))
     with pytest.raises(BundleError, match="input_layout: 'CHW' is not one of 'NHWC', 'NCHW'"):
         Bundle.load(bundle.path)
+
+
+def test_class_fields_record_any_label_set():
+    from cityseg.bundle import class_fields
+    from cityseg.labels import parse_label_set
+
+    fields = dict(name="x", architecture="a", input_height=8, input_width=16)
+    assert ModelCard(**fields, **class_fields(class_space("labelid"))).space is class_space("labelid")
+    lane = parse_label_set(LANE_LABELS, "lane.yaml")
+    card = ModelCard(**fields, **class_fields(lane))
+    assert card.class_space == "custom" and card.space.ids == (10, 20) and card.space.name == "lane"

@@ -34,7 +34,7 @@ from cityseg import __version__
 from cityseg.config import ConfigError, from_mapping, to_mapping
 from cityseg.errors import BundleError
 from cityseg.fileio import write_json_atomic
-from cityseg.labels import ID_SPACES, ClassSpace, class_space, parse_label_set
+from cityseg.labels import ID_SPACES, ClassSpace, class_space, label_set_to_dict, parse_label_set
 from cityseg.preprocess import RESIZE_METHODS, Normalization, normalize, prepare_frame, to_layout
 
 CARD_FILE = "model.json"
@@ -142,6 +142,14 @@ class ModelCard:
             batch[i] = prepare_frame(frame, channel_order, self.input_height, self.input_width,
                                      self.resize, self.channel_order)
         return to_layout(normalize(batch, self.normalization), self.input_layout)
+
+
+def class_fields(space: ClassSpace) -> dict[str, Any]:
+    """The card fields that record ``space``: ``class_space``, ``class_names`` and, for a label set
+    that is not a Cityscapes one, ``labels`` (for ``ModelCard(..., **class_fields(space))``)."""
+    if space.is_cityscapes:
+        return {"class_space": space.name, "class_names": space.names, "labels": None}
+    return {"class_space": CUSTOM_SPACE, "class_names": space.names, "labels": label_set_to_dict(space)}
 
 
 def framework_versions(*packages: str) -> dict[str, str]:

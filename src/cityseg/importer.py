@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from cityseg import scores
-from cityseg.bundle import CUSTOM_SPACE, Artifact, Bundle, ModelCard, framework_versions
+from cityseg.bundle import Artifact, Bundle, ModelCard, class_fields, framework_versions
 from cityseg.errors import BundleError, InputError
 from cityseg.export import parity, trt_compat
 from cityseg.fileio import sha256_file
-from cityseg.labels import ClassSpace, label_set_to_dict
+from cityseg.labels import ClassSpace
 from cityseg.preprocess import Normalization
 
 log = logging.getLogger(__name__)
@@ -193,14 +193,12 @@ def build_card(path: Path, facts: GraphFacts, options: ImportOptions, space: Cla
     height, width = detect_size(facts, layout, options.input_size)
     kind = detect_output(facts, options.output)
     order = options.channel_order.upper()
-    builtin = space.is_cityscapes
     detected = {"layout": options.layout == "auto", "input_size": options.input_size is None,
                 "output": options.output == "auto"}
     card = ModelCard(
         name=name, architecture=f"imported:{facts.producer or 'onnx'}", input_height=height,
-        input_width=width, class_space=space.name if builtin else CUSTOM_SPACE, class_names=space.names,
-        channel_order=order, resize=RESIZE_CHOICES[options.resize], normalization=normalization(options, order),
-        input_layout=layout, labels=None if builtin else label_set_to_dict(space),
+        input_width=width, **class_fields(space), channel_order=order, resize=RESIZE_CHOICES[options.resize],
+        normalization=normalization(options, order), input_layout=layout,
         frameworks=framework_versions("onnx", "onnxruntime"),
         imported={"source": str(path), "sha256": sha256_file(path), "producer": facts.producer,
                   "opset": facts.opset, "detected": detected,
