@@ -236,8 +236,11 @@ def test_wrong_rank_is_refused(tmp_path):
 
 def test_missing_preprocessing_options_are_named(tmp_path):
     path, _, _ = dynamic_model(tmp_path)
-    with pytest.raises(InputError, match="--channel-order rgb|bgr, --scale S.*--resize"):
+    with pytest.raises(InputError, match=r"--channel-order rgb\|bgr, --scale S.*--resize") as info:
         import_onnx(path, tmp_path / "b", class_space("trainid"), ImportOptions(input_size=(H, W)))
+    assert "--input-size" not in str(info.value)
+    with pytest.raises(InputError, match=r"--resize area\|linear\|nearest, --input-size HxW \(the model's"):
+        import_onnx(path, tmp_path / "b", class_space("trainid"), ImportOptions(**{**options().__dict__, "resize": None}))
 
 
 def test_cli_import_then_segment_writes_confidence(tmp_path, capsys):

@@ -174,12 +174,15 @@ def normalization(options: ImportOptions, channel_order: str) -> Normalization:
         raise InputError(f"--scale/--mean/--std: {exc}") from None
 
 
-def require_given(options: ImportOptions) -> None:
-    """InputError naming every preprocessing option the graph cannot tell and the user left out."""
+def require_given(options: ImportOptions, dynamic_size: bool = False) -> None:
+    """InputError naming every preprocessing option the graph cannot tell and the user left out
+    (and --input-size when the graph's height/width are dynamic)."""
     missing = [flag for flag, value in (("--channel-order rgb|bgr", options.channel_order),
                                         ("--scale S", options.scale), ("--mean R,G,B", options.mean),
                                         ("--std R,G,B", options.std), ("--resize area|linear|nearest",
                                                                        options.resize)) if value is None]
+    if missing and dynamic_size and options.input_size is None:
+        missing.append("--input-size HxW (the model's height/width are dynamic)")
     if missing:
         raise InputError("an ONNX graph does not record how its input was preprocessed; give "
                          + ", ".join(missing) + " (the values of the model's training pipeline; "
@@ -188,8 +191,9 @@ def require_given(options: ImportOptions) -> None:
 
 def build_card(path: Path, facts: GraphFacts, options: ImportOptions, space: ClassSpace, name: str) -> ModelCard:
     """The model card of an imported ONNX (validated)."""
-    require_given(options)
     layout = detect_layout(facts, options.layout)
+    spatial = facts.input_shape[2:] if layout == "NCHW" else facts.input_shape[1:3]
+    require_given(options, dynamic_size=not all(isinstance(d, int) and d > 0 for d in spatial))
     height, width = detect_size(facts, layout, options.input_size)
     kind = detect_output(facts, options.output)
     order = options.channel_order.upper()
