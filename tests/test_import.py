@@ -278,3 +278,27 @@ def test_segment_cli_writes_the_custom_label_sets_ids(tmp_path, capsys):
     assert main(["segment", str(src), "--model", str(tmp_path / "b"), "--out", str(tmp_path / "o2"),
                  "--id-space", "labelid"]) == 2
     assert "has its own label set (lane)" in capsys.readouterr().err
+
+
+def test_weights_in_an_external_file_end_up_inside_the_bundles_onnx(tmp_path):
+    path, weight, bias = dynamic_model(tmp_path)
+    model = onnx.load(str(path))
+    external = tmp_path / "ext" / "seg.onnx"
+    external.parent.mkdir()
+    onnx.save(model, str(external), save_as_external_data=True, location="seg.weights", size_threshold=0)
+    assert (tmp_path / "ext" / "seg.weights").is_file()
+    bundle = import_onnx(external, tmp_path / "b", class_space("trainid"), options(input_size=(H, W)))
+    (tmp_path / "ext" / "seg.weights").unlink()  # the bundle must not need it
+    stored = onnx.load(str(bundle.artifact_path("onnx")), load_external_data=False)
+    assert not any(t.external_data for t in stored.graph.initializer)
+    image = frame(21)
+    logits = ref_conv(ref_normalize(image, "rgb", 1.0, RGB_MEAN, RGB_STD), weight, bias, 1)
+    assert_same(Segmenter(bundle).segment(image), logits.argmax(axis=0), ref_softmax_top(logits), logits)
+
+
+def test_missing_external_weights_are_named(tmp_path):
+    path, _, _ = dynamic_model(tmp_path)
+    onnx.save(onnx.load(str(path)), str(path), save_as_external_data=True, location="w.bin", size_threshold=0)
+    (tmp_path / "w.bin").unlink()
+    with pytest.raises(InputError, match="external weight files are missing"):
+        import_onnx(path, tmp_path / "b", class_space("trainid"), options(input_size=(H, W)))

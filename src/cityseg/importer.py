@@ -261,6 +261,7 @@ def import_onnx(path: str | Path, out: str | Path, space: ClassSpace, options: I
                 name: str | None = None, force: bool = False, frames: list[np.ndarray] | None = None) -> Bundle:
     """Inspect, check and bundle the ONNX at ``path`` into ``out``; returns the new bundle."""
     import onnx
+    from onnx.external_data_helper import load_external_data_for_model, uses_external_data
 
     path, out = Path(path), Path(out)
     if (out / "model.json").exists() and not force:
@@ -268,9 +269,13 @@ def import_onnx(path: str | Path, out: str | Path, space: ClassSpace, options: I
     if not path.is_file():
         raise InputError(f"{path}: no such ONNX file")
     try:
-        model = onnx.load(str(path))
+        model = onnx.load(str(path), load_external_data=False)
+        external = any(uses_external_data(t) for t in model.graph.initializer)
+        if external:  # weights in side files (models over 2 GB, some exporters): the bundle gets one file
+            load_external_data_for_model(model, str(path.parent))
     except Exception as exc:  # onnx raises DecodeError and friends for non-ONNX files
-        raise InputError(f"{path}: not an ONNX model ({exc})") from None
+        raise InputError(f"{path}: not an ONNX model, or its external weight files are missing beside "
+                         f"it ({exc})") from None
     facts = inspect_graph(model)
     card = build_card(path, facts, options, space, name or path.stem)
     seen = trial_run(path, card, facts, frames)
@@ -279,12 +284,16 @@ def import_onnx(path: str | Path, out: str | Path, space: ClassSpace, options: I
         log.warning("%s: TensorRT 10 would reject this model (ONNX Runtime runs it):\n%s", path,
                     trt_compat.describe(findings))
     artifact = card.artifacts.pop("onnx")
-    artifact.details = {"opset": facts.opset, "sha256": card.imported["sha256"], "trial": seen,
+    artifact.details = {"opset": facts.opset, "trial": seen,
                         "input": {"name": facts.input_name, "shape": facts.input_shape, "dtype": facts.input_dtype},
                         "output": {"name": facts.output_name, "shape": facts.output_shape,
                                    "dtype": facts.output_dtype},
                         "tensorrt_check": [str(f) for f in findings]}
     bundle = Bundle.create(out, card, overwrite=force)
-    shutil.copyfile(path, out / artifact.path)
+    if external:
+        onnx.save(model, str(out / artifact.path))
+    else:
+        shutil.copyfile(path, out / artifact.path)
+    artifact.details["sha256"] = sha256_file(out / artifact.path)
     bundle.add_artifact("onnx", artifact)
     return bundle
