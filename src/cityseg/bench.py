@@ -189,18 +189,19 @@ def write_imported_style_onnx(path: Path, height: int, width: int, classes: int 
     nodes, inits, previous, channels = [], [], "input", 3
     for i, width_out in enumerate((32, 64, 128)):
         weight = rng.normal(0, (2.0 / (9 * channels)) ** 0.5, (width_out, channels, 3, 3)).astype(np.float32)
-        inits += [numpy_helper.from_array(weight, f"w{i}"), numpy_helper.from_array(np.zeros(width_out, np.float32), f"b{i}")]
+        inits += [numpy_helper.from_array(weight, f"w{i}"),
+                  numpy_helper.from_array(np.zeros(width_out, np.float32), f"b{i}")]
         nodes += [helper.make_node("Conv", [previous, f"w{i}", f"b{i}"], [f"c{i}"], kernel_shape=[3, 3],
                                    strides=[2, 2], pads=[1, 1, 1, 1]),
                   helper.make_node("Relu", [f"c{i}"], [f"r{i}"])]
         previous, channels = f"r{i}", width_out
     head = rng.normal(0, 0.1, (classes, channels, 1, 1)).astype(np.float32)
-    inits += [numpy_helper.from_array(head, "head"), numpy_helper.from_array(np.zeros(classes, np.float32), "head_b")]
+    inits += [numpy_helper.from_array(head, "head"),
+              numpy_helper.from_array(np.zeros(classes, np.float32), "head_b")]
     nodes.append(helper.make_node("Conv", [previous, "head", "head_b"], ["logits"], kernel_shape=[1, 1]))
-    graph = helper.make_graph(nodes, IMPORTED_NAME,
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, height, width])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT,
-                                                             [1, classes, height // 8, width // 8])], initializer=inits)
+    image = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, height, width])
+    logits = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, classes, height // 8, width // 8])
+    graph = helper.make_graph(nodes, IMPORTED_NAME, [image], [logits], initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="pytorch")
     model.ir_version = 8
     onnx.save(model, str(path))
