@@ -390,6 +390,32 @@ def test_parameters_are_described_and_a_qos_mismatch_is_explained(graph, bundle)
     assert "/desc/image" in line and "RELIABILITY" in line.upper() and "qos_reliability" in line
 
 
+def test_confidence_over_dds_and_an_argmax_model_that_cannot_give_it(graph, bundle, tmp_path):
+    from support import make_palette_bundle
+
+    node = start_node(graph, bundle, "/conf", publish_confidence=True)
+    from cityseg.ros.outputs import DEFAULT_OUTPUTS
+
+    probe = Probe("/conf", outputs=DEFAULT_OUTPUTS | {"confidence"}, keep=("confidence",))
+    try:
+        assert probe.wait_connected(), node.output
+        rgb, _ = painted_scene(128, 256, space_name="trainid", seed=13)
+        sent = stream(probe, rgb, 5, 10.0)
+        diag = probe.wait_settled(sent)
+        assert probe.count("confidence") == totals(diag)["processed"] == probe.count("mask")
+        conf = probe.record.last_message["confidence"]
+        assert (conf.height, conf.width, conf.encoding) == (128, 256, "mono8")
+        assert np.frombuffer(bytes(conf.data), np.uint8).min() > 127
+    finally:
+        probe.close()
+        stop(node)
+    argmax_only = make_palette_bundle(tmp_path / "argmax", "trainid", 64, 128, formats=("onnx_argmax",))
+    node = start_node(graph, argmax_only, "/noconf", publish_confidence=True)
+    output = stop(node)
+    line = next(line for line in output.splitlines() if "~/confidence is off" in line)
+    assert "argmax head" in line and "--confidence" in line
+
+
 def test_without_vision_msgs_or_a_profile_the_node_says_so_once(graph, bundle):
     try:
         import vision_msgs  # noqa: F401

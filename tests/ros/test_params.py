@@ -22,7 +22,8 @@ def test_defaults_with_a_model_are_valid():
     params = load_node_params({"model": "/models/x"})
     assert params.backend == "auto" and params.qos_reliability == "best_effort" and params.qos_depth == 1
     config = params.processor_config()
-    assert config.id_space == "labelid" and "mask" in config.outputs and config.overlay_alpha == 0.5
+    assert config.id_space == "auto" and "mask" in config.outputs and config.overlay_alpha == 0.5
+    assert "confidence" not in config.outputs  # off by default
 
 
 @pytest.mark.parametrize("values, message", [
@@ -57,7 +58,7 @@ def test_integers_are_accepted_for_float_parameters():
 def test_literal_choices_match_the_rest_of_cityseg():
     hints = typing.get_type_hints(NodeParams)
     assert set(typing.get_args(hints["backend"])) == set(BACKEND_CHOICES)
-    assert set(typing.get_args(hints["id_space"])) == set(ID_SPACES)
+    assert set(typing.get_args(hints["id_space"])) == {"auto", *ID_SPACES}
 
 
 def test_every_parameter_is_declared_with_a_description():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cityseg.errors import InputError
+from cityseg.errors import BundleError, InputError
 from cityseg.inference import Segmenter
 from cityseg.labels import class_space, convert_ids
 from cityseg.ros.messages import CameraInfoValues
@@ -165,4 +165,72 @@ def test_id_space_must_match_the_segmenter(bundle):
 
 
 def test_outputs_constant_names_the_topics():
-    assert tuple(o.suffix for o in OUTPUTS) == ("mask", "color_mask", "overlay", "camera_info", "label_info")
+    assert tuple(o.suffix for o in OUTPUTS) == ("mask", "color_mask", "overlay", "confidence", "camera_info",
+                                                "label_info")
+
+
+def test_confidence_is_the_top_class_probability_at_the_mask_resolution(bundle, scene):
+    from cityseg.ros.outputs import DEFAULT_OUTPUTS
+
+    rgb, _ = scene
+    proc = processor(bundle, id_space="trainid", outputs=DEFAULT_OUTPUTS | {"confidence"}, output_scale=0.5)
+    assert proc.segmenter.has_confidence and proc.unavailable == {}
+    frame = proc.process(image(rgb))
+    conf = frame.messages["confidence"]
+    assert (conf.height, conf.width, conf.encoding) == (64, 128, "mono8")
+    expected = proc.segmenter.segment(rgb).confidence[::2, ::2]  # the probabilities model's, nearest /2
+    np.testing.assert_array_equal(pixels(conf), expected)
+    assert pixels(conf).min() > 127  # the palette classifier is sure of every pure block
+
+
+def test_an_argmax_only_model_says_why_there_is_no_confidence(tmp_path, scene):
+    from support import make_palette_bundle
+
+    argmax_only = make_palette_bundle(tmp_path / "argmax", "trainid", 64, 128, formats=("onnx_argmax",))
+    proc = processor(argmax_only, id_space="trainid", outputs={"mask", "confidence"})
+    assert "argmax head" in proc.unavailable["confidence"] and "--confidence" in proc.unavailable["confidence"]
+    assert set(proc.process(image(scene[0])).messages) == {"mask"}  # no zeros published instead
+
+
+def test_auto_id_space_is_labelid_for_cityscapes_models(bundle):
+    assert processor(bundle, id_space="auto").segmenter.space.name == "labelid"
+    assert processor(bundle, id_space="trainid").segmenter.space.name == "trainid"
+
+
+def test_a_custom_label_set_drives_mask_ids_colours_and_label_info(tmp_path):
+    """A two-class model bundled with `cityseg import` and a label YAML (ids 10 and 20)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from cityseg.importer import ImportOptions, import_onnx
+    from cityseg.labels import load_label_set
+
+    weight = np.array([[[[0.02]], [[0.0]], [[0.0]]]], np.float32)  # lane where red > 127.5
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["input", "w", "b"], ["z"], kernel_shape=[1, 1]),
+         helper.make_node("Sigmoid", ["z"], ["p"])], "lane",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 64, 128])],
+        [helper.make_tensor_value_info("p", TensorProto.FLOAT, [1, 1, 64, 128])],
+        initializer=[numpy_helper.from_array(weight, "w"), numpy_helper.from_array(np.array([-2.55], np.float32), "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "lane.onnx"))
+    (tmp_path / "lane.yaml").write_text("name: lane\nignore_id: 255\nclasses:\n"
+                                        "  - {id: 10, name: background, color: [0, 0, 0]}\n"
+                                        "  - {id: 20, name: lane, color: [255, 255, 0]}\n")
+    options = ImportOptions(channel_order="rgb", scale=1.0, mean=(0, 0, 0), std=(1, 1, 1), resize="area")
+    import_onnx(tmp_path / "lane.onnx", tmp_path / "bundle", load_label_set(tmp_path / "lane.yaml"), options)
+    rgb = np.zeros((128, 256, 3), np.uint8)
+    rgb[:, 128:, 0] = 255  # right half red: lane
+    proc = processor(tmp_path / "bundle", id_space="auto", outputs={"mask", "color_mask", "confidence"})
+    frame = proc.process(image(rgb))
+    mask = pixels(frame.messages["mask"])
+    assert set(np.unique(mask[:, :128])) == {10} and set(np.unique(mask[:, 128:])) == {20}
+    colour = pixels(frame.messages["color_mask"])
+    assert tuple(colour[0, 200]) == (255, 255, 0) and tuple(colour[0, 10]) == (0, 0, 0)
+    info = proc.label_info()
+    assert [(c.class_id, c.class_name) for c in info.class_map] == [(10, "background"), (20, "lane"),
+                                                                    (255, "unlabeled")]
+    assert pixels(frame.messages["confidence"]).min() > 200  # sigmoid(+-2.55) is 0.93
+    with pytest.raises(BundleError, match="id_space 'labelid' needs a Cityscapes model"):
+        processor(tmp_path / "bundle", id_space="labelid")

@@ -36,7 +36,9 @@ def add_parser(sub) -> None:
     p.add_argument("--json", type=Path, metavar="SUMMARY", help="write the summary as JSON here")
     p.add_argument("--storage", choices=("sqlite3", "mcap"), default="sqlite3", help="output storage")
     p.add_argument("--backend", choices=BACKEND_CHOICES, help="default: auto (or the params file's)")
-    p.add_argument("--id-space", choices=ID_SPACES, help="ids written in the mask (default: labelid)")
+    p.add_argument("--id-space", choices=("auto", *ID_SPACES),
+                   help="ids written in the mask (default: auto = labelid for Cityscapes models, else "
+                        "the bundle's own label set)")
     p.add_argument("--alpha", type=float, help="overlay opacity of the colour mask, 0-1 (default 0.5)")
     p.add_argument("--outputs",
                    help=f"comma-separated outputs to write (default: all of {','.join(PER_FRAME)}; "

@@ -216,7 +216,7 @@ def replay_bag(input: Path, output: Path, model: Path | Bundle, *, image_topic: 
 
     input, output = Path(input), Path(output)
     _check_output(input, output, force)
-    config = config or ProcessorConfig(id_space="labelid")
+    config = config or ProcessorConfig(id_space="auto")
     reader = open_reader(input)
     try:
         topics = {topic: info.msgtype for topic, info in reader.topics.items()}
@@ -227,7 +227,9 @@ def replay_bag(input: Path, output: Path, model: Path | Bundle, *, image_topic: 
         info_topic = _pick_camera_info(topics, camera_info_topic, image, input)
         factory = RosbagsMessages()
         processor = FrameProcessor.from_bundle(model, factory, config, backend)
-        outputs = _enabled_outputs(output_topics(image), config, info_topic)
+        for suffix, reason in processor.unavailable.items():
+            log.warning("%s is not written: %s", suffix, reason)
+        outputs = _enabled_outputs(output_topics(image), processor.config, info_topic)
         summary = BagSummary(str(input), str(output), image, info_topic, outputs)
         started = time.perf_counter()
         with staged_directory(output) as staged:

@@ -82,7 +82,7 @@ class SegmentationNode:
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         classes = {"sensor_msgs/msg/Image": m.Image, "sensor_msgs/msg/CameraInfo": m.CameraInfo,
                    "vision_msgs/msg/LabelInfo": m.LabelInfo}
-        enabled = set(p.outputs()) | {LABEL_INFO}
+        enabled = set(self.processor.config.outputs) | {LABEL_INFO}
         self.publishers = {}
         for output in OUTPUTS:
             if output.suffix not in enabled or classes[output.message_type] is None:
@@ -143,6 +143,8 @@ class SegmentationNode:
         log.info(f"segmenting {self.image_topic} with {self.params.model} on "
                  f"{self.processor.segmenter.backend.describe()} (ready in {load_s:.1f} s); publishing "
                  f"{', '.join(per_frame)} under {self.node.get_fully_qualified_name()}")
+        for suffix, reason in self.processor.unavailable.items():
+            log.warning(f"~/{suffix} is off: {reason}")
         advice = middleware_advice(rclpy.get_rmw_implementation_identifier())
         if advice:
             log.warning(advice)

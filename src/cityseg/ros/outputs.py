@@ -17,7 +17,8 @@ NODE_NAME = "segmentation"
 NODE_EXECUTABLE = "segmentation_node"
 """The console script that runs the node (``ros2 run cityseg segmentation_node``)."""
 
-MASK, COLOR_MASK, OVERLAY, CAMERA_INFO, LABEL_INFO = "mask", "color_mask", "overlay", "camera_info", "label_info"
+MASK, COLOR_MASK, OVERLAY, CONFIDENCE = "mask", "color_mask", "overlay", "confidence"
+CAMERA_INFO, LABEL_INFO = "camera_info", "label_info"
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class Output:
     """Published once per segmented frame (False: once, latched)."""
     image: bool = False
     """An image of the segmentation (at least one of these must be on)."""
+    default: bool = True
+    """Whether its switch is on by default."""
 
 
 OUTPUTS: tuple[Output, ...] = (
@@ -42,6 +45,9 @@ OUTPUTS: tuple[Output, ...] = (
     Output(COLOR_MASK, IMAGE, "rgb8 palette colours of the mask", param="publish_color", image=True),
     Output(OVERLAY, IMAGE, "the colour mask blended over the input image", param="publish_overlay",
            image=True),
+    Output(CONFIDENCE, IMAGE, "mono8 top-class probability x 255 at the mask's resolution (what Nav2's "
+           "semantic segmentation layer reads next to the mask); needs a model that gives scores",
+           param="publish_confidence", default=False),
     Output(CAMERA_INFO, CAMERA_INFO_TYPE, "the input CameraInfo, stamped like the mask and resized "
            "with output_scale", param="publish_camera_info"),
     Output(LABEL_INFO, LABEL_INFO_TYPE, "vision_msgs/LabelInfo: class id -> name (transient local, "
@@ -55,6 +61,8 @@ SWITCHABLE = tuple(output for output in OUTPUTS if output.param)
 PER_FRAME = tuple(output.suffix for output in OUTPUTS if output.per_frame)
 """Suffixes of the outputs built for every frame."""
 IMAGE_OUTPUTS = tuple(output.suffix for output in OUTPUTS if output.image)
+DEFAULT_OUTPUTS = frozenset(output.suffix for output in OUTPUTS if output.per_frame and output.default)
+"""The per-frame outputs published when no switch says otherwise."""
 
 
 def check_outputs(enabled: frozenset[str] | set[str], where: str = "outputs") -> frozenset[str]:

@@ -29,8 +29,9 @@ class _Settings:
     model: str = _param("", "model bundle directory (required)")
     backend: Literal["auto", "tensorrt", "onnxruntime", "tensorflow"] = _param(
         "auto", "inference backend: auto, tensorrt, onnxruntime or tensorflow")
-    id_space: Literal["labelid", "trainid"] = _param(
-        "labelid", "ids written in ~/mask: labelid (Cityscapes 0-33) or trainid (0-18, 255 unlabeled)")
+    id_space: Literal["auto", "labelid", "trainid"] = _param(
+        "auto", "ids written in ~/mask: auto (labelid for Cityscapes models, else the bundle's own label "
+                "set), labelid (Cityscapes 0-33) or trainid (0-18, 255 unlabeled)")
     input_compressed: bool = _param(
         False, "subscribe to image/compressed (sensor_msgs/CompressedImage) instead of image")
     overlay_alpha: float = _param(0.5, "overlay opacity of the colour mask, in [0, 1]")
@@ -76,7 +77,7 @@ class _Settings:
 
 NodeParams = dataclasses.make_dataclass(
     "NodeParams",
-    [(o.param, bool, _param(True, f"publish ~/{o.suffix}: {o.description}")) for o in SWITCHABLE],
+    [(o.param, bool, _param(o.default, f"publish ~/{o.suffix}: {o.description}")) for o in SWITCHABLE],
     bases=(_Settings,), frozen=True)
 NodeParams.__module__ = __name__
 NodeParams.__doc__ = """Parameters of ``segmentation_node`` (see docs/ROS.md): the settings above plus one

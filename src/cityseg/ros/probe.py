@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from cityseg.ros.outputs import NODE_EXECUTABLE, NODE_NAME, OUTPUTS, node_fqn
+from cityseg.ros.outputs import DEFAULT_OUTPUTS, NODE_EXECUTABLE, NODE_NAME, OUTPUTS, node_fqn
 
 Stamp = tuple[int, int]
 
@@ -132,7 +132,10 @@ class Probe:
     """
 
     def __init__(self, namespace: str, *, compressed: bool = False, reliable: bool = False,
-                 keep: tuple[str, ...] = (), name: str = "cityseg_probe"):
+                 outputs: frozenset[str] = DEFAULT_OUTPUTS, keep: tuple[str, ...] = (),
+                 name: str = "cityseg_probe"):
+        """Record the per-frame ``outputs`` (and label_info) of the node in ``namespace``; keep the
+        last message of the outputs in ``keep``."""
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -160,7 +163,8 @@ class Probe:
         self.subscriptions = {
             o.suffix: self.node.create_subscription(types[o.message_type], f"{NODE_NAME}/{o.suffix}",
                                                     self._recorder(o.suffix), deep if o.per_frame else latched)
-            for o in OUTPUTS if types[o.message_type] is not None}
+            for o in OUTPUTS
+            if types[o.message_type] is not None and (o.suffix in outputs or not o.per_frame)}
         self.node.create_subscription(m.DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)

@@ -7,16 +7,17 @@ message factory they pass and in what they do with the returned messages.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from cityseg.bundle import Bundle
+from cityseg.errors import BundleError
 from cityseg.inference import Segmentation, Segmenter
 from cityseg.preprocess import resize_image
 from cityseg.ros.images import DecodedImage, decode_message
 from cityseg.ros.messages import CameraInfoValues, MessageFactory, header_fields
-from cityseg.ros.outputs import CAMERA_INFO, COLOR_MASK, MASK, OVERLAY, PER_FRAME, check_outputs
+from cityseg.ros.outputs import CAMERA_INFO, COLOR_MASK, CONFIDENCE, DEFAULT_OUTPUTS, MASK, OVERLAY, check_outputs
 
 STAGES = ("convert", "preprocess", "infer", "postprocess", "publish")
 """Per-frame stages timed in milliseconds; 'publish' is filled in by the caller."""
@@ -28,12 +29,13 @@ UNLABELED_ID = 255
 class ProcessorConfig:
     """What the processor publishes and how."""
 
-    outputs: frozenset[str] = frozenset(PER_FRAME)
+    outputs: frozenset[str] = DEFAULT_OUTPUTS
     """Suffixes of the per-frame outputs to build (cityseg.ros.outputs); camera_info is built
     when a CameraInfo has been received."""
     overlay_alpha: float = 0.5
     id_space: str | None = None
-    """Id space of the mask ('labelid' / 'trainid'); None: the segmenter's."""
+    """Id space of the mask: 'labelid' / 'trainid' (Cityscapes models), 'auto' (labelid for
+    Cityscapes models, else the bundle's own label set), None: the segmenter's."""
     output_scale: float = 1.0
     """Scale of every output image relative to the input (1.0 = input resolution)."""
     mono16_max: int = 65535
@@ -70,23 +72,33 @@ class FrameProcessor:
         self.factory = factory
         self.config = config or ProcessorConfig()
         wanted = self.config.id_space
-        if wanted is not None and wanted != segmenter.space.name:
+        if wanted not in (None, "auto") and wanted != segmenter.space.name:
             raise ValueError(f"the segmenter produces {segmenter.space.name} ids but the config asks "
                              f"for {wanted}; create the Segmenter with id_space={wanted!r}")
+        self.unavailable: dict[str, str] = {}
+        """Outputs asked for that this model cannot give -> why (e.g. confidence from an argmax head)."""
+        if CONFIDENCE in self.config.outputs and not segmenter.has_confidence:
+            self.unavailable[CONFIDENCE] = segmenter.confidence_unavailable_reason
+            self.config = replace(self.config, outputs=self.config.outputs - {CONFIDENCE})
 
     @classmethod
     def from_bundle(cls, model: Bundle | str | Path, factory: MessageFactory,
                     config: ProcessorConfig | None = None, backend: str = "auto") -> "FrameProcessor":
         """Open ``model`` with ``backend`` in the config's id space and wrap it."""
         config = config or ProcessorConfig()
-        return cls(Segmenter(model, backend=backend, id_space=config.id_space), factory, config)
+        bundle = model if isinstance(model, Bundle) else Bundle.load(model)
+        id_space = mask_id_space(config.id_space, bundle)
+        segmenter = Segmenter(bundle, backend=backend, id_space=id_space,
+                              need_confidence=CONFIDENCE in config.outputs)
+        return cls(segmenter, factory, replace(config, id_space=id_space))
 
     def label_classes(self) -> list[tuple[int, str]]:
-        """(id, name) of every value the mask can hold."""
+        """(id, name) of every value the mask can hold, from the bundle's label set."""
         space = self.segmenter.space
-        classes = list(enumerate(space.names))
-        if space.ignore_index is not None:
-            classes.append((UNLABELED_ID, "unlabeled"))
+        classes = [(c.id, c.name) for c in space.classes]
+        unlabeled = UNLABELED_ID if space.is_cityscapes else space.ignore_index
+        if space.ignore_index is not None and unlabeled not in space.ids:
+            classes.append((unlabeled, "unlabeled"))
         return classes
 
     def label_info(self, sec: int = 0, nanosec: int = 0, frame_id: str = "") -> Any:
@@ -110,7 +122,7 @@ class FrameProcessor:
         t2 = time.perf_counter()
         in_size = decoded.size
         out_size = self.output_size(in_size)
-        view = result if out_size == in_size else Segmentation(result.classes, out_size, result.space)
+        view = result if out_size == in_size else result.resized(out_size)
         header = self.factory.header(*header_fields(msg))
         messages: dict[str, Any] = {}
         if MASK in cfg.outputs:
@@ -119,6 +131,8 @@ class FrameProcessor:
             messages[COLOR_MASK] = self.factory.image_from_array(header, view.color("RGB"), "rgb8")
         if OVERLAY in cfg.outputs:
             messages[OVERLAY] = self._overlay(header, decoded, view, out_size)
+        if CONFIDENCE in cfg.outputs:
+            messages[CONFIDENCE] = self.factory.image_from_array(header, view.confidence, "mono8")
         if CAMERA_INFO in cfg.outputs and camera_info is not None:
             info = CameraInfoValues.from_message(camera_info).resized(in_size, out_size)
             messages[CAMERA_INFO] = self.factory.camera_info(header, info)
@@ -135,3 +149,15 @@ class FrameProcessor:
         order = "BGR" if decoded.overlay_encoding == "bgr8" else "RGB"
         blended = view.overlay(base, self.config.overlay_alpha, order)
         return self.factory.image_from_array(header, blended, decoded.overlay_encoding)
+
+
+def mask_id_space(wanted: str | None, bundle: Bundle) -> str | None:
+    """The id space to build the Segmenter with: 'auto' is labelid for Cityscapes models (the ids of
+    ``*_labelIds.png``) and the bundle's own label set (None) otherwise."""
+    space = bundle.card.space
+    if wanted == "auto":
+        return "labelid" if space.is_cityscapes else None
+    if wanted is not None and not space.is_cityscapes:
+        raise BundleError(f"{bundle.path}: id_space {wanted!r} needs a Cityscapes model, but this bundle's "
+                          f"label set is {space.name!r}; use id_space 'auto' (its own ids)")
+    return wanted
