@@ -267,8 +267,8 @@ def bundle_dirs() -> list[tuple[str, Path]]:
         from ament_index_python.packages import get_package_share_directory
 
         dirs.append(("ament share", Path(get_package_share_directory("cityseg")) / "models"))
-    except (ImportError, LookupError, ValueError):  # no ROS 2, or cityseg not in the ament index
-        pass
+    except (ImportError, LookupError, ValueError, OSError):  # no ROS 2, AMENT_PREFIX_PATH unset
+        pass  # (rclpy from PyPI), or cityseg not in the ament index
     unique = {}
     for where, directory in dirs:
         unique.setdefault(directory.resolve(), (where, directory))
