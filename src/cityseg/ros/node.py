@@ -45,11 +45,11 @@ class SegmentationNode:
         self.msgs = RclpyMessages()
         self.processor = FrameProcessor.from_bundle(p.model, self.msgs, p.processor_config(), p.backend)
         load_s = time.monotonic() - started
-        self._create_publishers()
-        self._create_subscriptions()
         self.stats = NodeStats(window_s=p.stats_window)
         self.upstream = UpstreamLossEstimator()
         self.slot = LatestFrameSlot()
+        self._create_publishers()
+        self._create_subscriptions()
         self.worker = FrameWorker(self.slot, lambda item: self.processor.process(*item), self._publish,
                                   self.stats, on_error=self._on_error, max_rate_hz=p.max_rate_hz)
         self.node.create_timer(p.diagnostics_period, self._publish_diagnostics)
