@@ -16,8 +16,7 @@ from pathlib import Path
 import keras
 
 from cityseg.models.common import (ModelError, check_input_shape, check_positive, check_rate,
-                                   conv_bn_relu, separable_bn_relu, softmax_head)
-from cityseg.models.layers import ScheduledDropout
+                                   light_decoder_step, separable_bn_relu, softmax_head)
 
 SKIP_LAYERS = ("block_1_expand_relu", "block_3_expand_relu", "block_6_expand_relu",
                "block_13_expand_relu")
@@ -72,13 +71,8 @@ def build_mobilenetv2_unet(input_shape: tuple[int, int, int], num_classes: int, 
     skips = [base.get_layer(layer).output for layer in reversed(SKIP_LAYERS)]
     x = base.get_layer(ENCODER_OUTPUT).output
     for level, (skip, f) in enumerate(zip(skips, filters)):
-        tag = f"dec{len(SKIP_LAYERS) - level}"
-        x = conv_bn_relu(x, f, kernel_size=1, name=f"{tag}_mix")
-        x = keras.layers.UpSampling2D(2, interpolation="bilinear", name=f"{tag}_resize")(x)
-        if dropout > 0:
-            x = ScheduledDropout(dropout, name=f"{tag}_dropout")(x)
-        x = keras.layers.Concatenate(name=f"{tag}_concat")([x, skip])
-        x = separable_bn_relu(x, f, name=f"{tag}_fuse")
+        x = light_decoder_step(x, skip, f, dropout=dropout, name=f"dec{len(SKIP_LAYERS) - level}",
+                               fuse=("fuse",))
     x = keras.layers.UpSampling2D(2, interpolation="bilinear", name="dec0_resize")(x)
     x = separable_bn_relu(x, filters[-1], name="dec0_fuse")
     return keras.Model(inputs, softmax_head(x, num_classes), name=name)
