@@ -14,10 +14,12 @@ and whether they could start, so a mismatch stops every worker with one message 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,11 +91,11 @@ def read_tf_config(environ: dict[str, str] | None = None) -> ClusterTask:
     return ClusterTask(task_type, index, {j: a for j, a in jobs.items() if a})
 
 
-def make_strategy(kind: str, *, join_timeout: float = JOIN_TIMEOUT_S):
+def make_strategy(kind: str):
     """The tf.distribute strategy of ``distribute`` (the default strategy for 'none').
 
-    ``multi_worker`` checks TF_CONFIG first and waits at most ``join_timeout`` seconds for all
-    workers to start. Call it before any other TensorFlow op of the process.
+    ``multi_worker`` checks TF_CONFIG first; call it inside :func:`join_watchdog` (a worker
+    that never starts makes TensorFlow wait forever) and before any other TensorFlow op.
     """
     import tensorflow as tf
 
@@ -102,17 +104,10 @@ def make_strategy(kind: str, *, join_timeout: float = JOIN_TIMEOUT_S):
     if kind != "multi_worker":
         return tf.distribute.get_strategy()
     task = read_tf_config()
-    _set_join_timeout(task, join_timeout)
-    log.info("multi-worker: %s, waiting up to %ds for the others", task.describe(), join_timeout)
+    log.info("multi-worker: %s (%s)", task.describe(), ", ".join(_addresses(task)))
     try:
         return tf.distribute.MultiWorkerMirroredStrategy()
     except Exception as exc:  # gRPC/coordination errors surface as several types
-        if "deadline" in str(exc).lower() or "timeout" in str(exc).lower() or \
-                isinstance(exc, tf.errors.DeadlineExceededError):
-            raise ClusterError(f"not every worker of TF_CONFIG joined within {join_timeout:.0f}s "
-                               f"(this is {task.describe()}: {', '.join(_addresses(task))}); start "
-                               "`cityseg train` on each of them, check the addresses and ports, or "
-                               "raise --join-timeout") from None
         raise ClusterError(f"cannot start MultiWorkerMirroredStrategy as {task.describe()} ({exc}); "
                            "check TF_CONFIG and run `cityseg train` in a fresh process") from None
 
@@ -121,19 +116,45 @@ def _addresses(task: ClusterTask) -> list[str]:
     return [address for job in ("chief", "worker") for address in task.cluster.get(job, [])]
 
 
-def _set_join_timeout(task: ClusterTask, seconds: float) -> None:
-    """Configure TF's coordination service so that joining the cluster times out, not hangs."""
-    from tensorflow.python.eager import context  # no public API sets the register timeout
-    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+_WATCHDOG = """
+import os, signal, sys, time
+parent, seconds, message = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+deadline = time.monotonic() + seconds
+while time.monotonic() < deadline:
+    time.sleep(0.2)
+    if os.getppid() != parent:
+        sys.exit(0)
+sys.stderr.write(message + "\\n")
+sys.stderr.flush()
+os.kill(parent, signal.SIGKILL)
+"""
 
-    if context.context().coordination_service is not None:
+
+@contextlib.contextmanager
+def join_watchdog(kind: str, seconds: float):
+    """Stop this process with one clear message if the cluster has not formed within ``seconds``.
+
+    TensorFlow waits without limit for every TF_CONFIG worker, in the strategy's start and in the
+    first collective, holding the GIL and ignoring SIGTERM; so a separate watchdog process prints
+    the message and kills this one on expiry. Leaving the block (joined, or failed) stops it.
+    """
+    if kind != "multi_worker":
+        yield
         return
-    leader = "/job:chief/replica:0/task:0" if "chief" in task.cluster else "/job:worker/replica:0/task:0"
-    context.context().configure_coordination_service(
-        service_type="standalone", service_leader=leader,
-        cluster_register_timeout_in_ms=int(seconds * 1000),
-        coordinated_jobs=[coordination_config_pb2.CoordinatedJob(name=job, num_tasks=len(addresses))
-                          for job, addresses in task.cluster.items()])
+    import subprocess
+
+    task = read_tf_config()
+    message = (f"cityseg train: error: not every worker of TF_CONFIG joined within {seconds:.0f}s "
+               f"(this is {task.describe()}; cluster {', '.join(_addresses(task))}); start "
+               "`cityseg train` with the same config on each of them, check the addresses and "
+               "ports, or raise --join-timeout")
+    watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(seconds),
+                                 message])
+    try:
+        yield
+    finally:
+        watchdog.kill()
+        watchdog.wait()
 
 
 def is_chief(strategy) -> bool:

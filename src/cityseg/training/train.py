@@ -22,8 +22,8 @@ from cityseg.errors import CitysegError
 from cityseg.labels import ClassSpace, class_space
 from cityseg.training.callbacks import RunState, TrainingError
 from cityseg.training.distribute import (JOIN_TIMEOUT_S, agree, broadcast_from_chief,
-                                         config_digest, is_chief, make_strategy,
-                                         num_workers)
+                                         config_digest, is_chief, join_watchdog,
+                                         make_strategy, num_workers)
 from cityseg.training.run_data import RunData, Share, compute_here, prepare_data
 from cityseg.training.run_dir import (MONITOR, RESUME_MAY_CHANGE, RunPaths, flatten,
                                       prepare_run_dir, resumable_state, write_run_config)
@@ -48,9 +48,10 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, progre
     """
     import keras
 
-    strategy = make_strategy(cfg.distribute, join_timeout=join_timeout)  # before any other TF op
     shared = RunPaths(Path(out_dir))
-    paths, state = open_run(strategy, cfg, shared, resume=resume, force=force)
+    with join_watchdog(cfg.distribute, join_timeout):
+        strategy = make_strategy(cfg.distribute)  # before any other TF op
+        paths, state = open_run(strategy, cfg, shared, resume=resume, force=force)
     try:
         keras.utils.set_random_seed(cfg.seed + state.epochs_done)
         space = class_space(cfg.data.class_space)
