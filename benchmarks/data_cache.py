@@ -44,7 +44,7 @@ def main() -> None:
 
     from cityseg.config import DataConfig, TrainConfig
     from cityseg.data import find_samples
-    from cityseg.data.synth import write_dataset
+    from cityseg.synthetic.dataset import write_dataset
 
     src_w, src_h = (int(v) for v in args.source_size.split("x"))
     train_w, train_h = (int(v) for v in args.train_size.split("x"))

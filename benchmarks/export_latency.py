@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cityseg.bench import machine_description
+from cityseg.bench import machine_description, random_model
+from cityseg.timing import median_ms
 
 DEFAULT_SIZES = ("256x512", "512x1024")
 
@@ -35,21 +36,6 @@ DEFAULT_SIZES = ("256x512", "512x1024")
 def parse_size(text: str) -> tuple[int, int]:
     height, width = (int(v) for v in text.lower().split("x"))
     return height, width
-
-
-def median_ms(run, frame: np.ndarray, warmup: int, repeats: int, budget_s: float) -> float:
-    """Median wall time of ``run(frame)`` in ms after ``warmup`` calls."""
-    for _ in range(warmup):
-        run(frame)
-    times = []
-    start = time.perf_counter()
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        run(frame)
-        times.append(time.perf_counter() - t0)
-        if len(times) >= 3 and time.perf_counter() - start > budget_s:
-            break
-    return float(np.median(times) * 1e3)
 
 
 def keras_runner(model):
@@ -73,13 +59,14 @@ def onnxruntime_runner(path: Path, spinning: bool = True):
 
 
 def tensorrt_runner(onnx_path: Path, card, cache_dir: Path):
-    from cityseg.export import tensorrt as trt_export
+    from cityseg.engine_cache import BatchProfile, timing_cache_path
+    from cityseg.export.tensorrt import build_serialized_engine
+    from cityseg.tensorrt_runtime import EngineRunner, current_platform
 
-    platform_ = trt_export.current_platform()
-    engine = trt_export.build_serialized_engine(
-        onnx_path, card, precision="fp16", profile=trt_export.BatchProfile(1, 1, 1),
-        timing_cache=trt_export.timing_cache_path(cache_dir, platform_))
-    runner = trt_export.EngineRunner(engine, name=f"{onnx_path.stem}.fp16")
+    platform_ = current_platform()
+    engine = build_serialized_engine(onnx_path, card, precision="fp16", profile=BatchProfile(1, 1, 1),
+                                     timing_cache=timing_cache_path(cache_dir, platform_))
+    runner = EngineRunner(engine, name=f"{onnx_path.stem}.fp16")
     return runner.infer, platform_.describe()
 
 
@@ -94,28 +81,24 @@ def export(model, card, directory: Path) -> Path:
 
 
 def measure(name: str, height: int, width: int, args, workdir: Path, use_trt: bool) -> dict:
-    from cityseg.bundle import ModelCard
-    from cityseg.labels import class_space
-    from cityseg.models import build_model
-
-    space = class_space("trainid")
-    model = build_model(name, (height, width, 3), space.num_classes)
-    card = ModelCard(name=f"{name}_{height}x{width}", architecture=name, input_height=height,
-                     input_width=width, class_space="trainid", class_names=space.names)
+    model, card = random_model(name, height, width, name=f"{name}_{height}x{width}")
     frame = np.random.default_rng(0).random((1, height, width, 3), dtype=np.float32)
-    timing = dict(warmup=args.warmup, repeats=args.repeats, budget_s=args.budget)
+
+    def timed(run) -> float:
+        return median_ms(lambda: run(frame), args.repeats, args.warmup, budget_s=args.budget)
+
     row = {"model": name, "size": f"{height}x{width}", "params": int(model.count_params())}
-    row["keras_ms"] = median_ms(keras_runner(model), frame, **timing)
+    row["keras_ms"] = timed(keras_runner(model))
     t0 = time.perf_counter()
     onnx_path = export(model, card, workdir)
     row["export_s"] = time.perf_counter() - t0
     run, row["onnxruntime_provider"] = onnxruntime_runner(onnx_path)
-    row["onnxruntime_ms"] = median_ms(run, frame, **timing)
+    row["onnxruntime_ms"] = timed(run)
     run, _ = onnxruntime_runner(onnx_path, spinning=False)
-    row["onnxruntime_nospin_ms"] = median_ms(run, frame, **timing)
+    row["onnxruntime_nospin_ms"] = timed(run)
     if use_trt:
         run, row["tensorrt_device"] = tensorrt_runner(onnx_path, card, workdir)
-        row["tensorrt_ms"] = median_ms(run, frame, **timing)
+        row["tensorrt_ms"] = timed(run)
     for backend in ("onnxruntime", "onnxruntime_nospin", "tensorrt"):
         if f"{backend}_ms" in row:
             row[f"{backend}_speedup"] = row["keras_ms"] / row[f"{backend}_ms"]
@@ -128,7 +111,7 @@ def measure(name: str, height: int, width: int, args, workdir: Path, use_trt: bo
 
 def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from cityseg.export.tensorrt import runtime_unavailable_reason
+    from cityseg.tensorrt_runtime import runtime_unavailable_reason
     from cityseg.models import model_names
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -4,7 +4,7 @@ Every registered model is built at 512x1024 with 19 classes (the Cityscapes benc
 and its default parameters. Columns: parameters; GFLOPs = 2 x multiply-accumulates per image and
 GMACs (cityseg.models.profile: Conv/Separable/Depthwise/Transposed conv and Dense layers);
 size of the saved .keras file. ``--latency HxW`` adds the median ONNX Runtime CPU time of one
-image at that size (tf2onnx export, opset 17), labelled with this machine's CPU.
+image at that size (exported by cityseg.export.onnx, opset 17), labelled with this machine's CPU.
 The study's own setting (U-Net, 128x128, 34 labelIds) is printed as a separate line.
 
     python benchmarks/models_table.py                 # print the table
@@ -19,35 +19,29 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from cityseg.bench import machine_description  # noqa: E402
+from cityseg.bench import machine_description, random_model  # noqa: E402
+from cityseg.timing import median_ms  # noqa: E402
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "MODELS.md"
 BEGIN, END = "<!-- models-table:begin -->", "<!-- models-table:end -->"
 
 
-def onnx_cpu_ms(model, height: int, width: int, repeats: int) -> float:
-    """Median ONNX Runtime CPU milliseconds for one image (after one warm-up run)."""
+def onnx_cpu_ms(model, card, repeats: int) -> float:
+    """Median ONNX Runtime CPU milliseconds for one image (after one warm-up run) of the model as
+    our exporter writes it (cityseg.export.onnx: tf2onnx plus its graph fixes)."""
     import numpy as np
     import onnxruntime as ort
-    import tensorflow as tf
-    import tf2onnx
 
-    signature = (tf.TensorSpec((None, height, width, 3), tf.float32, name="image"),)
-    proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=17)
+    from cityseg.export.onnx import DEFAULT_OPSET, INPUT_NAME, convert
+
+    proto = convert(model, card, argmax_head=False, opset=DEFAULT_OPSET)
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    x = np.random.default_rng(0).uniform(size=(1, height, width, 3)).astype(np.float32)
-    session.run(None, {"image": x})
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        session.run(None, {"image": x})
-        times.append((time.perf_counter() - start) * 1e3)
-    return float(np.median(times))
+    x = np.random.default_rng(0).uniform(size=(1, card.input_height, card.input_width, 3)).astype(np.float32)
+    return median_ms(lambda: session.run(None, {INPUT_NAME: x}), repeats, warmup=1)
 
 
 def measure(name: str, latency: tuple[int, int] | None, repeats: int) -> dict:
@@ -58,8 +52,8 @@ def measure(name: str, latency: tuple[int, int] | None, repeats: int) -> dict:
     row = {"name": name, "params": count_params(model), "gflops": gflops(model, 512, 1024),
            "gmacs": gmacs(model, 512, 1024), "size_mb": saved_size_bytes(model) / 1e6}
     if latency:
-        small = build_model(name, (*latency, 3), 19)
-        row["cpu_ms"] = onnx_cpu_ms(small, *latency, repeats)
+        small, card = random_model(name, *latency)
+        row["cpu_ms"] = onnx_cpu_ms(small, card, repeats)
     return row
 
 

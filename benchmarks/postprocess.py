@@ -24,9 +24,10 @@ import numpy as np
 
 from pathlib import Path
 
-from cityseg.bench import machine_description, median_ms, study_postprocess, update_doc
+from cityseg.bench import machine_description, study_postprocess, update_doc
 from cityseg.inference import postprocess
 from cityseg.labels import class_space
+from cityseg.timing import median_ms
 
 
 def ours(scores: np.ndarray, frame: np.ndarray, palette: np.ndarray, alpha: float):

@@ -1,6 +1,6 @@
 """Learning curve of the default model on synthetic street scenes, on CPU, vs chance.
 
-Generates a synthetic Cityscapes tree (cityseg.data.synth), trains the default model
+Generates a synthetic Cityscapes tree (cityseg.synthetic.dataset), trains the default model
 (``cityseg.models.DEFAULT_MODEL`` with its default parameters) with configs/demo.yaml's recipe via
 ``cityseg.training.train.train``, and records the validation mIoU of every epoch next to two
 chance baselines measured on the same validation labels with the same metric:
@@ -85,7 +85,7 @@ def main() -> None:
     from cityseg.config import load_train_config
     from cityseg.data import find_samples
     from cityseg.data.pipeline import load_arrays
-    from cityseg.data.synth import write_dataset
+    from cityseg.synthetic.dataset import write_dataset
     from cityseg.labels import class_space
     from cityseg.models import DEFAULT_MODEL
     from cityseg.training.train import train

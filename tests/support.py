@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from cityseg.bundle import Artifact, Bundle, ModelCard
+from cityseg.fileio import write_png
 from cityseg.labels import class_space
 
 
@@ -109,3 +111,19 @@ def painted_scene(height: int = 256, width: int = 512, space_name: str = "traini
     xs = (np.arange(width) * cols // width)
     mask = blocks[ys[:, None], xs[None, :]]
     return space.palette[mask], mask
+
+
+# Cityscapes trees written file by file (the data tests' ``tree`` fixture, the synth tests).
+
+def write_pair(root: Path, split: str, city: str, key: str, image_rgb: np.ndarray,
+               label_ids: np.ndarray | None, label_city: str | None = None) -> None:
+    """Write one image (and its labelIds PNG unless None) in Cityscapes layout."""
+    write_png(root / "leftImg8bit" / split / city / f"{key}_leftImg8bit.png",
+              cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
+    if label_ids is not None:
+        write_png(root / "gtFine" / split / (label_city or city) / f"{key}_gtFine_labelIds.png", label_ids)
+
+
+def flat_pair(value: int, height: int = 16, width: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """An image whose every pixel is ``value`` and a label whose every pixel is ``value`` too."""
+    return np.full((height, width, 3), value, np.uint8), np.full((height, width), value, np.uint8)

@@ -1,11 +1,16 @@
 """Model bundles: the card round-trips, and every broken bundle gets one clear error."""
 
 import json
+import os
+import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
-from cityseg.bundle import Artifact, Bundle, ModelCard
+from cityseg.bundle import MODELS_ENV, Artifact, Bundle, ModelCard
 from cityseg.errors import BundleError
+from cityseg.inference import Segmenter
 from cityseg.labels import class_space
 from support import make_palette_bundle, palette_card
 
@@ -75,3 +80,74 @@ def test_card_for_labelid_space():
     space = class_space("labelid")
     card = ModelCard("m", "unet", 128, 128, "labelid", space.names)
     assert card.num_classes == 34 and card.space is space
+
+
+@pytest.fixture
+def places(tmp_path, monkeypatch):
+    """A working directory, a $CITYSEG_MODELS folder and an install prefix, all without bundles yet;
+    no ament index, so only these places are searched."""
+    work, env, prefix = tmp_path / "work", tmp_path / "env", tmp_path / "prefix"
+    for d in (work, env, prefix):
+        d.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.delenv(MODELS_ENV, raising=False)
+    monkeypatch.setattr(sys, "prefix", str(prefix))
+    monkeypatch.setitem(sys.modules, "ament_index_python", None)  # import fails: no ROS here
+    monkeypatch.setitem(sys.modules, "ament_index_python.packages", None)
+    return work, env, prefix / "share" / "cityseg" / "models"
+
+
+def named_bundle(folder, name="pal", height=64):
+    """A real bundle ``folder/name``; ``height`` tells the copies apart."""
+    return make_palette_bundle(folder / name, height=height)
+
+
+def test_a_bare_name_is_found_in_models_then_env_then_share(places, monkeypatch):
+    work, env, share = places
+    named_bundle(share, height=32)
+    assert Bundle.load("pal").path == share / "pal"
+    named_bundle(env, height=48)
+    monkeypatch.setenv(MODELS_ENV, os.pathsep.join([str(work / "empty"), str(env)]))
+    assert Bundle.load("pal").path == env / "pal"
+    named_bundle(work / "models", height=96)
+    loaded = Bundle.load("pal")
+    assert loaded.path == Path("models") / "pal" and loaded.card.input_height == 96
+
+
+def test_a_bare_name_found_nowhere_else_is_a_path(places):
+    work, _, _ = places
+    named_bundle(work)  # ./pal: used as a path, after the bundle folders
+    assert Bundle.load("pal").path == Path("pal")
+    (work / "models" / "pal").mkdir(parents=True)  # a folder without a card is not a bundle
+    assert Bundle.load("pal").path == Path("pal")
+
+
+def test_a_name_found_nowhere_lists_where_it_looked_and_the_fix(places):
+    work, _, share = places
+    with pytest.raises(BundleError) as err:
+        Bundle.load("unet_lite")
+    message = str(err.value)
+    for place in (f"models{os.sep}unet_lite (./models)", f"${MODELS_ENV} (not set)",
+                  f"{share / 'unet_lite'} (installed)", f"{work / 'unet_lite'} (as a path)"):
+        assert place in message
+    assert "no model bundle of that name" in message and "models/README.md" in message
+    assert f"folder named by {MODELS_ENV}" in message and "./unet_lite" in message
+
+
+def test_paths_are_not_looked_up(places):
+    work, _, share = places
+    named_bundle(share)
+    with pytest.raises(BundleError, match="no such model bundle directory"):
+        Bundle.load(Path("sub") / "pal")
+    assert Bundle.load(share / "pal").path == share / "pal"
+    named_bundle(work)
+    assert Bundle.load(Path("pal") / "model.json").path == Path("pal")
+
+
+def test_every_consumer_gets_the_lookup(places):
+    work, _, _ = places
+    named_bundle(work / "models")
+    segmenter = Segmenter("pal", backend="onnxruntime")  # the node's route: model parameter -> Segmenter
+    assert segmenter.bundle.path == Path("models") / "pal"
+    frame = np.zeros((64, 128, 3), np.uint8)
+    assert segmenter.segment(frame, "RGB").mask.shape == (64, 128)

@@ -106,3 +106,15 @@ def test_inputs_with_the_same_stem_are_refused(tmp_path, bundle_dir, capsys):
     second = write_rgb(tmp_path / "b" / "x.png", painted_scene(64, 128)[0])
     assert main(["segment", str(first), str(second), "--model", str(bundle_dir), "--out", str(tmp_path / "o")]) == 2
     assert "would both write x_*.png" in capsys.readouterr().err
+
+
+def test_model_given_by_name_from_cityseg_models(tmp_path, monkeypatch, capsys):
+    make_palette_bundle(tmp_path / "store" / "palette")
+    monkeypatch.setenv("CITYSEG_MODELS", str(tmp_path / "store"))
+    monkeypatch.chdir(tmp_path)  # no ./models here
+    src = write_rgb(tmp_path / "a.png", painted_scene(64, 128)[0])
+    assert main(["segment", str(src), "--model", "palette", "--out", str(tmp_path / "o")]) == 0
+    assert (tmp_path / "o" / "a_labelIds.png").is_file()
+    assert main(["segment", str(src), "--model", "nosuch", "--out", str(tmp_path / "o2")]) == 2
+    err = capsys.readouterr().err
+    assert "nosuch: no model bundle of that name" in err and str(tmp_path / "store" / "nosuch") in err

@@ -2,8 +2,14 @@
 
 The package reads top-down as a one-way pipeline::
 
-    labels -> preprocess -> bundle -> data -> models -> training -> export -> inference
-           -> evaluate -> ros -> bench / demo -> cli
+    labels -> preprocess -> bundle -> engine_cache -> tensorrt_runtime -> data -> synthetic
+           -> models -> training -> export -> inference -> evaluate -> ros -> bench / demo -> cli
+
+``engine_cache`` (TensorRT engine names, sidecars, rebuild-or-refuse) and ``tensorrt_runtime``
+(CUDA buffers, the engine runner) sit low so that both the converter and the TensorRT inference
+backend use them, and inference never imports the converter. The one call upwards is
+``engine_cache.resolve_engine`` loading the converter by name (``ENGINE_BUILDER``), only when an
+engine built for another GPU must be rebuilt. ``synthetic`` writes the layout ``data`` reads.
 
 Nothing lower imports anything higher; TensorFlow, TensorRT and rclpy are imported lazily.
 """

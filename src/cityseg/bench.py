@@ -14,16 +14,15 @@ from __future__ import annotations
 import platform
 import shutil
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
 
 from cityseg.fileio import write_bytes_atomic
 from cityseg.inference import postprocess
+from cityseg.timing import median_ms
 
 FRAME_HEIGHT, FRAME_WIDTH = 1024, 2048
 
@@ -38,18 +37,6 @@ def study_postprocess(scores: np.ndarray, frame: np.ndarray, palette: np.ndarray
         color[mask == label_id] = palette[label_id]
     blended = frame.astype(np.float32) * (1 - alpha) + color.astype(np.float32) * alpha
     return mask, color, np.clip(blended + 0.5, 0, 255).astype(np.uint8)
-
-
-def median_ms(fn: Callable[[], object], repeats: int, warmup: int) -> float:
-    """Median wall time of ``fn`` in milliseconds after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1e3)
 
 
 @dataclass
@@ -69,7 +56,7 @@ class BenchRow:
 
 def _camera_frame() -> np.ndarray:
     try:
-        from cityseg.data.synth import render_scene
+        from cityseg.synthetic.dataset import render_scene
 
         return render_scene(np.random.default_rng(0), FRAME_HEIGHT, FRAME_WIDTH)[0]
     except ImportError:  # synth is optional for benchmarking a user's bundle
@@ -153,23 +140,33 @@ def bench_study_baseline(bundle, model, frame: np.ndarray, repeats: int, warmup:
 def make_random_bundle(root: Path, model_name: str, height: int, width: int) -> Path:
     """A bundle of a registered model with random weights (for latency only): Keras, ONNX and the
     argmax-head ONNX (which ONNX Runtime then runs, as the Segmenter prefers it)."""
-    from cityseg.bundle import Artifact, Bundle, ModelCard, framework_versions
+    from cityseg.bundle import Artifact, Bundle, framework_versions
     from cityseg.export.onnx import export_onnx
-    from cityseg.labels import class_space
-    from cityseg.models import build_model
 
-    space = class_space("trainid")
     path = root / f"{model_name}_{height}x{width}"
-    model = build_model(model_name, (height, width, 3), space.num_classes)
-    card = ModelCard(name=f"{model_name}-random", architecture=model_name, input_height=height,
-                     input_width=width, class_space="trainid", class_names=space.names,
-                     resize="area", frameworks=framework_versions("tensorflow", "keras"))
+    model, card = random_model(model_name, height, width, resize="area",
+                               frameworks=framework_versions("tensorflow", "keras"))
     bundle = Bundle.create(path, card)
     model.save(path / "model.keras")
     bundle.add_artifact("keras", Artifact("model.keras", "keras", "probabilities"))
     export_onnx(bundle)
     export_onnx(bundle, argmax_head=True)  # what a vehicle runs: argmax in the graph, uint8 out
     return path
+
+
+def random_model(model_name: str, height: int, width: int, **card_fields):
+    """(Keras model with random weights, its trainId model card) of a registered architecture at
+    ``height`` x ``width``; ``card_fields`` override card defaults (name: '<model>-random')."""
+    from cityseg.bundle import ModelCard
+    from cityseg.labels import class_space
+    from cityseg.models import build_model
+
+    space = class_space("trainid")
+    model = build_model(model_name, (height, width, 3), space.num_classes)
+    card_fields.setdefault("name", f"{model_name}-random")
+    card = ModelCard(architecture=model_name, input_height=height, input_width=width,
+                     class_space="trainid", class_names=space.names, **card_fields)
+    return model, card
 
 
 def _keras_missing() -> str | None:

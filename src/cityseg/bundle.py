@@ -10,6 +10,9 @@ Layout::
     <bundle>/model.keras      written by the trainer
     <bundle>/model.onnx       written by ``cityseg export --onnx``
     <bundle>/*.engine         written by ``cityseg export --tensorrt``
+
+A bare bundle name (``unet_lite``, no path separator) is looked up in ``./models``, then
+``$CITYSEG_MODELS``, then the installed share directory (:func:`resolve_bundle`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata
 import json
+import os
 import platform
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -32,6 +37,8 @@ from cityseg.labels import ClassSpace, class_space
 from cityseg.preprocess import RESIZE_METHODS, Normalization, normalize, prepare_frame
 
 CARD_FILE = "model.json"
+MODELS_ENV = "CITYSEG_MODELS"
+"""Folder(s) holding model bundles, searched for bare bundle names (``os.pathsep``-separated)."""
 CARD_FORMAT_VERSION = 1
 OutputKind = Literal["probabilities", "logits", "argmax"]
 ArtifactFormat = Literal["keras", "onnx", "tensorrt"]
@@ -124,8 +131,9 @@ class Bundle:
 
     @classmethod
     def load(cls, path: str | Path) -> "Bundle":
-        """Load and validate the bundle at ``path`` (a directory or its ``model.json``)."""
-        root = Path(path)
+        """Load and validate the bundle at ``path`` (a directory or its ``model.json``, or a bare
+        bundle name found by :func:`resolve_bundle`)."""
+        root = resolve_bundle(path)
         if root.name == CARD_FILE:
             root = root.parent
         card_path = root / CARD_FILE
@@ -183,6 +191,47 @@ class Bundle:
 
     def __repr__(self) -> str:
         return f"Bundle({str(self.path)!r}, {self.card.architecture}, {list(self.card.artifacts)})"
+
+
+def resolve_bundle(path: str | Path) -> Path:
+    """Where the bundle ``path`` is. A path with a separator (or ``.``, ``..``, ``model.json``) is
+    returned as given; a bare name is the first ``<dir>/<name>`` holding a model card among
+    :func:`bundle_dirs`, else ``./<name>``; BundleError naming every place searched when none is."""
+    text = os.fspath(path)
+    separators = {os.sep, os.altsep} - {None}
+    if any(s in text for s in separators) or text in ("", ".", "..", CARD_FILE):
+        return Path(path)
+    searched = []
+    for where, directory in bundle_dirs():
+        candidate = directory / text
+        if (candidate / CARD_FILE).is_file():
+            return candidate
+        searched.append(f"{candidate} ({where})")
+    if Path(text).is_dir():
+        return Path(text)
+    if not os.environ.get(MODELS_ENV):
+        searched.insert(1, f"${MODELS_ENV} (not set)")
+    searched.append(f"{Path(text).resolve()} (as a path)")
+    raise BundleError(f"{text}: no model bundle of that name; looked in\n  " + "\n  ".join(searched)
+                      + f"\nPut the bundle directory (with its {CARD_FILE}) in ./models/ (see models/README.md) "
+                      f"or in a folder named by {MODELS_ENV}, or give the bundle's path (e.g. ./{text})")
+
+
+def bundle_dirs() -> list[tuple[str, Path]]:
+    """The folders searched for bare bundle names, in order, as (why searched, folder)."""
+    dirs = [("./models", Path("models"))]
+    dirs += [(f"${MODELS_ENV}", Path(d)) for d in os.environ.get(MODELS_ENV, "").split(os.pathsep) if d]
+    dirs.append(("installed", Path(sys.prefix) / "share" / "cityseg" / "models"))
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        dirs.append(("ament share", Path(get_package_share_directory("cityseg")) / "models"))
+    except (ImportError, LookupError, ValueError):  # no ROS 2, or cityseg not in the ament index
+        pass
+    unique = {}
+    for where, directory in dirs:
+        unique.setdefault(directory.resolve(), (where, directory))
+    return list(unique.values())
 
 
 def replace_card(card: ModelCard, **changes) -> ModelCard:

@@ -25,3 +25,11 @@ class BundleError(CitysegError):
 
 class BackendUnavailable(CitysegError):
     """An inference backend cannot run here (library, file or device missing)."""
+
+
+class EngineMismatch(BundleError):
+    """A TensorRT engine was built for another GPU, TensorRT version or ONNX, and rebuilding is off."""
+
+
+class DeviceError(CitysegError):
+    """The GPU runtime (CUDA, TensorRT) failed while running an engine."""

@@ -196,8 +196,8 @@ def test_evaluate_bundle_refuses_an_unlabelled_split(tmp_path):
 
 
 def test_study_split_follows_the_training_runs_order(tmp_path):
-    from cityseg.data.synth import write_dataset
     from cityseg.evaluation.run import split_samples
+    from cityseg.synthetic.dataset import write_dataset
 
     write_dataset(tmp_path / "cs", count=20, size=(64, 32), seed=0, splits={"train": 12, "val": 8})
     by_path = split_samples(tmp_path / "cs", "study_test", None, "path")

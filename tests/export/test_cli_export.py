@@ -5,7 +5,7 @@ import pytest
 
 from cityseg.bundle import Bundle
 from cityseg.cli import main
-from cityseg.export.tensorrt import runtime_unavailable_reason
+from cityseg.tensorrt_runtime import runtime_unavailable_reason
 from support import make_palette_bundle, painted_scene
 
 

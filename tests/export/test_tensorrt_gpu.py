@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cityseg.export.tensorrt import runtime_unavailable_reason
+from cityseg.tensorrt_runtime import runtime_unavailable_reason
 
 pytestmark = [pytest.mark.tensorrt, pytest.mark.gpu]
 
@@ -20,8 +20,9 @@ if _REASON:
 from cityseg.bundle import Bundle  # noqa: E402
 from cityseg.cli import main  # noqa: E402
 from cityseg.export import EngineMismatch, export_onnx  # noqa: E402
-from cityseg.export.tensorrt import (BatchProfile, EngineRunner, EngineSidecar, current_platform,  # noqa: E402
-                                     export_tensorrt, sidecar_path)
+from cityseg.engine_cache import BatchProfile, EngineSidecar, sidecar_path  # noqa: E402
+from cityseg.export.tensorrt import export_tensorrt  # noqa: E402
+from cityseg.tensorrt_runtime import EngineRunner, current_platform  # noqa: E402
 from cityseg.inference import Segmenter  # noqa: E402
 from cityseg.inference.backends.tensorrt import TensorRTBackend  # noqa: E402
 from support import make_palette_bundle, painted_scene  # noqa: E402

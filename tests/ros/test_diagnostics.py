@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cityseg.ros.diagnostics import OK, WARN, NodeStats, diagnostic_status, log_line
+from cityseg.ros.diagnostics import ERROR, OK, WARN, NodeStats, diagnostic_status, log_line
 from cityseg.ros.messages import RosbagsMessages
 
 
@@ -35,7 +35,8 @@ def test_rates_over_the_window_and_totals_since_start():
     clock.now += 1.05  # half the window passes without input
     snap = stats.snapshot()
     assert snap.rates_hz["received"] == pytest.approx(10 / 2.0)
-    assert snap.totals == {"received": 20, "processed": 10, "dropped": 10, "failed": 0}
+    assert snap.totals == {"received": 20, "processed": 10, "dropped": 10, "failed": 0, "errors": 0,
+                           "upstream_lost": 0}
 
 
 def test_rates_before_a_full_window_use_the_elapsed_time():
@@ -65,6 +66,47 @@ def test_status_levels_and_values():
     assert status.level == WARN and "unsupported encoding '32FC1'" in status.message
     array = RosbagsMessages().diagnostics(RosbagsMessages().header(1, 2, ""), [status])
     assert array.status[0].level == WARN and array.status[0].values[0].key == "received rate (Hz)"
+
+
+def test_internal_errors_are_counted_apart_and_reach_error_when_every_frame_fails():
+    clock = Clock()
+    stats = NodeStats(window_s=1.0, clock=clock)
+    clock.now += 1.0
+    for _ in range(3):
+        stats.received()
+        stats.error("internal error: RuntimeError: CUDA out of memory")
+    snap = stats.snapshot()
+    assert snap.totals["errors"] == 3 and snap.totals["failed"] == 0
+    status = diagnostic_status(snap, "n", "h")
+    assert status.level == ERROR and "every frame fails" in status.message and "CUDA" in status.message
+    stats.processed({"infer": 5.0})  # one frame got through: degraded, not dead
+    status = diagnostic_status(stats.snapshot(), "n", "h")
+    assert status.level == WARN and "internal errors on some frames" in status.message
+    assert "internal errors 3 total" in log_line(stats.snapshot())
+
+
+def test_upstream_loss_is_a_percentage_of_the_cameras_frames():
+    clock = Clock()
+    stats = NodeStats(window_s=2.0, clock=clock)
+    for i in range(20):  # 10 frames received, 10 lost on the way
+        clock.now += 0.1
+        if i % 2:
+            stats.received()
+        else:
+            stats.upstream_lost(1)
+        stats.processed({"infer": 1.0})
+    snap = stats.snapshot()
+    assert snap.upstream_lost_percent == pytest.approx(50.0)
+    status = diagnostic_status(snap, "n", "h", loss_warn_percent=1.0)
+    assert status.level == WARN and "50 % of the camera's frames never arrived" in status.message
+    assert "Large images" in status.message
+    assert dict(status.values)["upstream lost (%)"] == "50.00"
+    assert diagnostic_status(snap, "n", "h", loss_warn_percent=60.0).level == OK
+    clean = NodeStats(window_s=2.0, clock=clock)
+    clock.now += 1.0
+    clean.received()
+    clean.upstream_lost(0)
+    assert dict(diagnostic_status(clean.snapshot(), "n", "h").values)["upstream lost (%)"] == "0.00"
 
 
 def test_log_line():

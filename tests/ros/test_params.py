@@ -22,7 +22,7 @@ def test_defaults_with_a_model_are_valid():
     params = load_node_params({"model": "/models/x"})
     assert params.backend == "auto" and params.qos_reliability == "best_effort" and params.qos_depth == 1
     config = params.processor_config()
-    assert config.id_space == "labelid" and config.publish_mask and config.overlay_alpha == 0.5
+    assert config.id_space == "labelid" and "mask" in config.outputs and config.overlay_alpha == 0.5
 
 
 @pytest.mark.parametrize("values, message", [

@@ -11,7 +11,8 @@ from cityseg.labels import class_space, convert_ids
 from cityseg.ros.bag import pinhole_camera_info
 from cityseg.ros.images import ImageError, encode_compressed, encode_rgb
 from cityseg.ros.messages import RosbagsMessages
-from cityseg.ros.processor import OUTPUTS, STAGES, FrameProcessor, ProcessorConfig
+from cityseg.ros.outputs import OUTPUTS
+from cityseg.ros.processor import STAGES, FrameProcessor, ProcessorConfig
 
 F = RosbagsMessages()
 HEADER = F.header(1_700_000_123, 456_789, "front_camera")
@@ -115,8 +116,7 @@ def test_output_scale_shrinks_images_and_adjusts_camera_info(bundle, scene):
 
 def test_disabled_outputs_are_not_built(bundle, scene):
     rgb, _ = scene
-    frame = processor(bundle, publish_color=False, publish_overlay=False,
-                      publish_camera_info=False).process(image(rgb), camera_info(128, 256))
+    frame = processor(bundle, outputs={"mask"}).process(image(rgb), camera_info(128, 256))
     assert set(frame.messages) == {"mask"}
 
 
@@ -153,7 +153,8 @@ def test_bad_camera_info_is_reported(bundle, scene):
 
 
 def test_config_is_validated():
-    for bad in ({"overlay_alpha": 1.5}, {"output_scale": 0.0}, {"output_scale": 2.0}, {"mono16_max": 0}):
+    for bad in ({"overlay_alpha": 1.5}, {"output_scale": 0.0}, {"output_scale": 2.0}, {"mono16_max": 0},
+                {"outputs": {"mask", "depth"}}, {"outputs": {"camera_info"}}, {"outputs": set()}):
         with pytest.raises(ValueError):
             ProcessorConfig(**bad)
 
@@ -164,4 +165,4 @@ def test_id_space_must_match_the_segmenter(bundle):
 
 
 def test_outputs_constant_names_the_topics():
-    assert OUTPUTS == ("mask", "color_mask", "overlay", "camera_info", "label_info")
+    assert tuple(o.suffix for o in OUTPUTS) == ("mask", "color_mask", "overlay", "camera_info", "label_info")

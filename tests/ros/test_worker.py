@@ -88,15 +88,16 @@ def test_a_failing_frame_is_reported_and_the_loop_goes_on():
         return Frame({"mask": item}, {"infer": 1.0})
 
     published = []
-    worker = FrameWorker(LatestFrameSlot(), process, published.append, stats, on_error=errors.append)
+    worker = FrameWorker(LatestFrameSlot(), process, published.append, stats,
+                         on_error=lambda reason, internal: errors.append((reason, internal)))
     assert worker.handle("bad") is False
     assert worker.handle("boom") is False
     assert worker.handle("good") is True
-    assert errors[0] == "step 2 is smaller than width*bytes_per_pixel"
-    assert errors[1] == "internal error: RuntimeError: backend exploded"
+    assert errors[0] == ("step 2 is smaller than width*bytes_per_pixel", False)
+    assert errors[1] == ("internal error: RuntimeError: backend exploded", True)
     assert published == [{"mask": "good"}]
     snap = stats.snapshot()
-    assert snap.totals["failed"] == 2 and snap.totals["processed"] == 1
+    assert snap.totals["failed"] == 1 and snap.totals["errors"] == 1 and snap.totals["processed"] == 1
     assert set(snap.stage_ms) == {"infer", "publish"}
 
 

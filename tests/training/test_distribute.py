@@ -67,7 +67,7 @@ def test_config_digest_tells_configs_apart(tmp_path):
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
-    from cityseg.data.synth import write_dataset
+    from cityseg.synthetic.dataset import write_dataset
 
     root = tmp_path_factory.mktemp("synth")
     write_dataset(root, count=6, size=(256, 128), seed=3, splits={"train": 4, "val": 2})

@@ -100,7 +100,7 @@ class PoisonWeightsAtEpoch(keras.callbacks.Callback):
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
-    from cityseg.data.synth import write_dataset
+    from cityseg.synthetic.dataset import write_dataset
 
     root = tmp_path_factory.mktemp("synth")
     write_dataset(root, count=TRAIN_IMAGES + VAL_IMAGES, size=(256, 128), seed=3,
@@ -376,7 +376,7 @@ def chance_miou(train_labels: np.ndarray, val_labels: np.ndarray, num_classes: i
 def test_default_model_reaches_a_val_miou_far_above_chance_on_cpu(tmp_path):
     from cityseg.data import find_samples
     from cityseg.data.pipeline import load_arrays
-    from cityseg.data.synth import write_dataset
+    from cityseg.synthetic.dataset import write_dataset
     from cityseg.models import DEFAULT_MODEL
 
     root = tmp_path / "data"

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from cityseg.inference.backends import BACKEND_CHOICES
 from cityseg.labels import ID_SPACES
+from cityseg.ros.outputs import IMAGE_OUTPUTS, LABEL_INFO, NODE_NAME, OUTPUTS, PER_FRAME
 
-OUTPUT_CHOICES = ("mask", "color_mask", "overlay", "camera_info")
+ALL_TOPICS = ",".join(o.suffix for o in OUTPUTS)
 
 
 def add_parser(sub) -> None:
@@ -16,23 +17,30 @@ def add_parser(sub) -> None:
         "bag", help="replay a rosbag through the segmentation node's processing, offline",
         description="Reads a rosbag2 (sqlite3 or mcap) or ROS 1 bag, segments every Image or "
                     "CompressedImage of one topic exactly as segmentation_node does, and writes a "
-                    "rosbag2 with <namespace>/segmentation/{mask,color_mask,overlay,camera_info,"
-                    "label_info}, keeping bag timestamps, header stamps and QoS profiles.")
+                    f"rosbag2 with <namespace>/{NODE_NAME}/{{{ALL_TOPICS}}}, keeping bag "
+                    "timestamps, header stamps and QoS profiles. --params-file takes the node's own "
+                    "parameters YAML, so the replay is what the node would publish.")
     p.add_argument("input", type=Path, metavar="INPUT", help="rosbag2 directory or ROS 1 .bag file")
     p.add_argument("output", type=Path, metavar="OUTPUT", help="rosbag2 directory to create")
-    p.add_argument("--model", required=True, type=Path, help="model bundle directory")
+    p.add_argument("--model", help="model bundle: a directory, or a name looked up in ./models, "
+                                   "$CITYSEG_MODELS, the installed share dir (default: the params file's "
+                                   "`model`)")
+    p.add_argument("--params-file", type=Path, metavar="YAML",
+                   help="the node's ROS 2 parameters file (e.g. config/segmentation.yaml): outputs, "
+                        "output_scale, overlay_alpha, id_space, mono16_max, backend and model are taken "
+                        "from it, validated as the node validates them; the flags below override it")
     p.add_argument("--image-topic", help="image topic (needed when the bag has several)")
     p.add_argument("--camera-info-topic",
                    help="CameraInfo topic (default: <namespace>/camera_info, or the only one)")
     p.add_argument("--copy-input", action="store_true", help="also copy every input message to OUTPUT")
     p.add_argument("--json", type=Path, metavar="SUMMARY", help="write the summary as JSON here")
     p.add_argument("--storage", choices=("sqlite3", "mcap"), default="sqlite3", help="output storage")
-    p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES)
-    p.add_argument("--id-space", choices=ID_SPACES, default="labelid", help="ids written in the mask")
-    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the colour mask (0-1)")
-    p.add_argument("--outputs", default=",".join(OUTPUT_CHOICES),
-                   help=f"comma-separated outputs to write (default: all of {','.join(OUTPUT_CHOICES)}; "
-                        "label_info is always written)")
+    p.add_argument("--backend", choices=BACKEND_CHOICES, help="default: auto (or the params file's)")
+    p.add_argument("--id-space", choices=ID_SPACES, help="ids written in the mask (default: labelid)")
+    p.add_argument("--alpha", type=float, help="overlay opacity of the colour mask, 0-1 (default 0.5)")
+    p.add_argument("--outputs",
+                   help=f"comma-separated outputs to write (default: all of {','.join(PER_FRAME)}; "
+                        f"{LABEL_INFO} is always written)")
     p.add_argument("--force", action="store_true", help="replace OUTPUT (and SUMMARY) if they exist")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
@@ -41,37 +49,50 @@ def add_parser(sub) -> None:
 def parse_outputs(text: str) -> set[str]:
     """'mask,overlay' -> {'mask', 'overlay'}; unknown names are an error."""
     from cityseg.errors import CitysegError
+    from cityseg.ros.outputs import check_outputs
 
     chosen = {name.strip() for name in text.split(",") if name.strip()}
-    unknown = sorted(chosen - set(OUTPUT_CHOICES))
-    if unknown:
-        raise CitysegError(f"--outputs: unknown output(s) {', '.join(unknown)}; choose from "
-                           f"{', '.join(OUTPUT_CHOICES)}")
-    if not chosen & {"mask", "color_mask", "overlay"}:
-        raise CitysegError("--outputs must include at least one of mask, color_mask, overlay")
-    return chosen
+    try:
+        return set(check_outputs(chosen, where="--outputs"))
+    except ValueError as exc:
+        raise CitysegError(f"{exc} (image outputs: {', '.join(IMAGE_OUTPUTS)})") from None
+
+
+def node_settings(args: argparse.Namespace):
+    """The node's parameters for this replay: the params file (if any) with the flags on top."""
+    from cityseg.errors import CitysegError
+    from cityseg.ros.bag import topic_namespace
+    from cityseg.ros.outputs import SWITCHABLE, output_topic
+    from cityseg.ros.params import check_params_file, load_node_params
+
+    flags = {"model": args.model, "backend": args.backend, "id_space": args.id_space,
+             "overlay_alpha": args.alpha}
+    overrides = {name: value for name, value in flags.items() if value is not None}
+    if args.outputs is not None:
+        chosen = parse_outputs(args.outputs)
+        overrides.update({o.param: o.suffix in chosen for o in SWITCHABLE})
+    if args.params_file is not None:
+        node = None  # every section of the file, unless the camera (hence the node's namespace) is known
+        if args.image_topic:
+            node = output_topic(topic_namespace(args.image_topic), "", NODE_NAME).rstrip("/")
+        return check_params_file(str(args.params_file), overrides, node)
+    if "model" not in overrides:
+        raise CitysegError("cityseg bag: --model is required (or a --params-file that sets `model`)")
+    return load_node_params(overrides, where="cityseg bag options")
 
 
 def run(args: argparse.Namespace) -> int:
     from cityseg.errors import CitysegError
     from cityseg.fileio import write_json_atomic
     from cityseg.ros.bag import replay_bag
-    from cityseg.ros.processor import ProcessorConfig
 
-    outputs = parse_outputs(args.outputs)
+    settings = node_settings(args)
     if args.json is not None and args.json.exists() and not args.force:
         raise CitysegError(f"{args.json} already exists; pass --force to overwrite it or choose another --json")
-    try:
-        config = ProcessorConfig(publish_mask="mask" in outputs, publish_color="color_mask" in outputs,
-                                 publish_overlay="overlay" in outputs,
-                                 publish_camera_info="camera_info" in outputs,
-                                 overlay_alpha=args.alpha, id_space=args.id_space)
-    except ValueError as exc:
-        raise CitysegError(f"--alpha: {exc}") from None
-    summary = replay_bag(args.input, args.output, args.model, image_topic=args.image_topic,
+    summary = replay_bag(args.input, args.output, settings.model, image_topic=args.image_topic,
                          camera_info_topic=args.camera_info_topic, copy_input=args.copy_input,
-                         force=args.force, backend=args.backend, progress=not args.no_progress,
-                         storage=args.storage, config=config)
+                         force=args.force, backend=settings.backend, progress=not args.no_progress,
+                         storage=args.storage, config=settings.processor_config())
     print(summary.format())
     if args.json is not None:
         write_json_atomic(args.json, summary.to_json())

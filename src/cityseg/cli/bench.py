@@ -24,7 +24,8 @@ def add_parser(sub) -> None:
                                    "--model/--models say otherwise) at its largest size on its "
                                    "fastest backend.")
     p.add_argument("--model", type=Path, action="append", default=[],
-                   help="bundle to time (repeatable); default: every registered model, random weights")
+                   help="bundle to time, a path or a name in ./models etc. (repeatable); default: every "
+                        "registered model, random weights")
     p.add_argument("--models", nargs="+", default=None, help="registered model names to time")
     p.add_argument("--sizes", nargs="+", type=parse_size, default=[(256, 512), (512, 1024)], metavar="HxW",
                    help="network input sizes HEIGHTxWIDTH for registered models (default 256x512 512x1024)")

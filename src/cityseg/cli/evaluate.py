@@ -21,7 +21,9 @@ def add_parser(sub) -> None:
     files.add_argument("--ground-truth", type=Path, metavar="DIR",
                        help="folder with *_gtFine_labelIds.png files, e.g. ROOT/gtFine/val")
     model = p.add_argument_group("run a model first")
-    model.add_argument("--model", type=Path, metavar="BUNDLE", help="model bundle directory")
+    model.add_argument("--model", type=Path, metavar="BUNDLE",
+                       help="model bundle: a directory, or a name looked up in ./models, "
+                            "$CITYSEG_MODELS, the installed share dir")
     model.add_argument("--data-root", type=Path, metavar="DIR",
                        help="Cityscapes root holding leftImg8bit/ and gtFine/")
     model.add_argument("--split", default="val",

@@ -48,7 +48,7 @@ def read_frames(directory: Path, limit: int = 16) -> list:
     import cv2
 
     from cityseg.errors import InputError
-    from cityseg.export.tensorrt import calibration_files
+    from cityseg.export.calibration import calibration_files
     from cityseg.fileio import read_image
 
     if not directory.is_dir():
@@ -58,12 +58,13 @@ def read_frames(directory: Path, limit: int = 16) -> list:
 
 def run(args: argparse.Namespace) -> int:
     from cityseg.bundle import Bundle
+    from cityseg.engine_cache import BatchProfile
     from cityseg.errors import InputError
     from cityseg.export import tensorrt as trt_export
     from cityseg.export.onnx import export_onnx, onnx_artifact
 
     want_onnx = args.onnx or not args.tensorrt
-    profile = trt_export.BatchProfile.parse(args.batch)
+    profile = BatchProfile.parse(args.batch)
     if args.tensorrt:
         trt_export.require_runtime()  # one clear message before any work
     if args.calib_images is not None and not (args.tensorrt and args.precision == "int8"):

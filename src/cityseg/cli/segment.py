@@ -17,7 +17,9 @@ def add_parser(sub) -> None:
                        description="Writes <stem>_labelIds.png (or _trainIds.png) at the input "
                                    "resolution, <stem>_color.png and <stem>_overlay.png per image.")
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files (PNG, JPEG...)")
-    p.add_argument("--model", required=True, type=Path, help="model bundle directory")
+    p.add_argument("--model", required=True, type=Path,
+                   help="model bundle: a directory, or a name looked up in ./models, "
+                        "$CITYSEG_MODELS, the installed share dir")
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES)
     p.add_argument("--id-space", choices=ID_SPACES, default="labelid",

@@ -41,7 +41,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from cityseg.data.synth import DEFAULT_SIZE, DEFAULT_SPLITS, write_dataset
+    from cityseg.synthetic.dataset import DEFAULT_SIZE, DEFAULT_SPLITS, write_dataset
 
     size = args.size or DEFAULT_SIZE
     start = time.perf_counter()

@@ -1,5 +1,5 @@
 """Cityscapes data: discovery and splits (cityscapes), tf.data pipeline and cache (pipeline),
-augmentation (augment), synthetic street scenes in Cityscapes layout (synth, scene).
+augmentation (augment). Synthetic street scenes in the Cityscapes layout are :mod:`cityseg.synthetic`.
 
 Only the TensorFlow-free parts are re-exported here; import ``cityseg.data.pipeline`` for the rest.
 """

@@ -1,6 +1,6 @@
 """Errors of the converter, each naming the file, the problem and the fix."""
 
-from cityseg.errors import CitysegError
+from cityseg.errors import CitysegError, EngineMismatch  # noqa: F401  (raised by engine_cache; exported here too)
 
 
 class ExportError(CitysegError):
@@ -13,7 +13,3 @@ class ParityError(ExportError):
     def __init__(self, message: str, report):
         super().__init__(message)
         self.report = report
-
-
-class EngineMismatch(ExportError):
-    """A TensorRT engine was built for another GPU, TensorRT version or ONNX, and rebuilding is off."""

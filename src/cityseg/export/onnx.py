@@ -9,7 +9,6 @@ Runtime supports it, so only one byte per pixel leaves the device.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from cityseg.bundle import Artifact, Bundle, ModelCard
 from cityseg.errors import BundleError
 from cityseg.export import parity, trt_compat
 from cityseg.export.errors import ExportError
-from cityseg.fileio import atomic_path
+from cityseg.fileio import atomic_path, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +31,6 @@ DEFAULT_OPSET = 17
 def onnx_artifact(argmax_head: bool) -> tuple[str, str]:
     """(card key, file name) of the ONNX export: ('onnx', 'model.onnx') or the argmax-head variant."""
     return ("onnx_argmax", "model_argmax.onnx") if argmax_head else ("onnx", "model.onnx")
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file (read in 1 MiB blocks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def refuse_overwrite(bundle: Bundle, key: str, target: Path, force: bool) -> None:

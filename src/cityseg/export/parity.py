@@ -54,7 +54,7 @@ class ParityReport:
     precision: str
     frames: int
     frame_source: str
-    """'given' (caller's frames), 'synth' (cityseg.data.synth street scenes) or 'structured'."""
+    """'given' (caller's frames), 'synth' (cityseg.synthetic.dataset street scenes) or 'structured'."""
     pixels: int
     argmax_agreement: float
     """The verdict figure: share of pixels with the same class, near-tie flips not counted against."""
@@ -106,7 +106,7 @@ def parity_frames(card: ModelCard, frames: Sequence[np.ndarray] | None = None,
     """The RGB frames to check on and where they came from ('given', 'synth' or 'structured').
 
     Without ``frames``, ``count`` (default :func:`default_frame_count`) street scenes from
-    :mod:`cityseg.data.synth` at twice the network size (so the resize is exercised), or
+    :mod:`cityseg.synthetic.dataset` at twice the network size (so the resize is exercised), or
     structured street-like images where synth is not installed.
     """
     count = default_frame_count(card) if count is None else count
@@ -119,9 +119,9 @@ def parity_frames(card: ModelCard, frames: Sequence[np.ndarray] | None = None,
     width = min(2 * card.input_width, 2048)
     rng = np.random.default_rng(seed)
     try:
-        from cityseg.data.synth import render_scene
+        from cityseg.synthetic.dataset import render_scene
     except ImportError:
-        log.info("cityseg.data.synth is not available; checking parity on structured frames")
+        log.info("cityseg.synthetic.dataset is not available; checking parity on structured frames")
         return [structured_frame(rng, height, width) for _ in range(count)], "structured"
     return [render_scene(rng, height, width, t=float(i))[0] for i in range(count)], "synth"
 

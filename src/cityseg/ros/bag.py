@@ -25,20 +25,18 @@ import numpy as np
 from cityseg.bundle import Bundle
 from cityseg.errors import CitysegError, InputError
 from cityseg.ros.images import encode_compressed, encode_rgb
-from cityseg.ros.messages import (CAMERA_INFO, COMPRESSED_IMAGE, IMAGE, IMAGE_TYPES, LABEL_INFO,
+from cityseg.ros.messages import (CAMERA_INFO, COMPRESSED_IMAGE, IMAGE, IMAGE_TYPES,
                                   CameraInfoValues, RosbagsMessages, header_fields)
-from cityseg.ros.processor import (CAMERA_INFO as CAMERA_INFO_OUT, COLOR_MASK, LABEL_INFO as LABEL_INFO_OUT,
-                                   MASK, OVERLAY, STAGES, FrameProcessor, ProcessorConfig)
+from cityseg.ros.outputs import (CAMERA_INFO as CAMERA_INFO_OUT, LABEL_INFO as LABEL_INFO_OUT, NODE_NAME,
+                                 OUTPUTS, output_topic)
+from cityseg.ros.processor import STAGES, FrameProcessor, ProcessorConfig
 
 log = logging.getLogger(__name__)
 
-NODE_NAME = "segmentation"
-"""The node name the output topics are placed under (as launch/segmentation.launch.py names it)."""
 STORAGES = ("sqlite3", "mcap")
 BAG_VERSION = 9
 """rosbag2 metadata version written (ROS 2 Jazzy's)."""
-_OUTPUT_TYPES = {MASK: IMAGE, COLOR_MASK: IMAGE, OVERLAY: IMAGE, CAMERA_INFO_OUT: CAMERA_INFO,
-                 LABEL_INFO_OUT: LABEL_INFO}
+_OUTPUT_TYPES = {output.suffix: output.message_type for output in OUTPUTS}
 
 
 @dataclass
@@ -111,8 +109,8 @@ def topic_namespace(image_topic: str) -> str:
 
 def output_topics(image_topic: str, node_name: str = NODE_NAME) -> dict[str, str]:
     """Output suffix -> topic, as the node named ``node_name`` publishes them in the camera's namespace."""
-    prefix = f"{topic_namespace(image_topic)}/{node_name}"
-    return {suffix: f"{prefix}/{suffix}" for suffix in _OUTPUT_TYPES}
+    namespace = topic_namespace(image_topic)
+    return {output.suffix: output_topic(namespace, output.suffix, node_name) for output in OUTPUTS}
 
 
 def _pick_topic(topics: dict[str, str], wanted: str | None, types: tuple[str, ...], what: str,
@@ -326,9 +324,10 @@ def replay_bag(input: Path, output: Path, model: Path | Bundle, *, image_topic: 
 
 
 def _enabled_outputs(topics: dict[str, str], config: ProcessorConfig, info_topic: str | None) -> dict[str, str]:
-    enabled = {MASK: config.publish_mask, COLOR_MASK: config.publish_color, OVERLAY: config.publish_overlay,
-               CAMERA_INFO_OUT: config.publish_camera_info and info_topic is not None, LABEL_INFO_OUT: True}
-    return {suffix: topic for suffix, topic in topics.items() if enabled[suffix]}
+    enabled = set(config.outputs) | {LABEL_INFO_OUT}
+    if info_topic is None:
+        enabled.discard(CAMERA_INFO_OUT)
+    return {suffix: topic for suffix, topic in topics.items() if suffix in enabled}
 
 
 def _output_connections(reader, writer, summary: BagSummary, typestore) -> dict:

@@ -12,7 +12,12 @@ from cityseg.ros.messages import StatusValues
 from cityseg.ros.processor import STAGES
 
 OK, WARN, ERROR = 0, 1, 2
-EVENTS = ("received", "processed", "dropped", "failed")
+EVENTS = ("received", "processed", "dropped", "failed", "errors", "upstream_lost")
+"""received: frames that reached the subscription; processed: segmented and published; dropped:
+replaced in the latest-frame slot before the worker took them; failed: malformed input refused;
+errors: internal errors (model, backend, bug); upstream_lost: frames the camera sent that never
+arrived (estimated from header stamp gaps, cityseg.ros.upstream)."""
+LOSS_HINT = "see 'Large images' in docs/ROS.md: the camera driver and this node need the same DDS profile"
 
 
 @dataclass(frozen=True)
@@ -21,12 +26,19 @@ class StatsSnapshot:
 
     window_s: float
     rates_hz: dict[str, float]
-    """received / processed / dropped / failed per second over the window."""
+    """Events (EVENTS) per second over the window."""
     totals: dict[str, int]
     stage_ms: dict[str, float]
     """Mean milliseconds per stage over the frames processed in the window."""
     stage_max_ms: dict[str, float]
     last_failure: str | None
+    last_error: str | None = None
+
+    @property
+    def upstream_lost_percent(self) -> float:
+        """Share of the camera's frames in the window that never reached the node, in %."""
+        lost, received = self.rates_hz["upstream_lost"], self.rates_hz["received"]
+        return 100.0 * lost / (lost + received) if lost > 0 else 0.0
 
 
 class NodeStats:
@@ -43,6 +55,7 @@ class NodeStats:
         self._totals = dict.fromkeys(EVENTS, 0)
         self._timings: deque[tuple[float, dict[str, float]]] = deque()
         self._last_failure: str | None = None
+        self._last_error: str | None = None
 
     def _count(self, name: str, n: int = 1) -> None:
         now = self._clock()
@@ -57,9 +70,21 @@ class NodeStats:
         self._count("dropped", n)
 
     def failed(self, reason: str) -> None:
+        """A malformed input frame was refused."""
         self._count("failed")
         with self._lock:
             self._last_failure = reason
+
+    def error(self, reason: str) -> None:
+        """A frame failed inside the node (model, backend or a bug), not because of its input."""
+        self._count("errors")
+        with self._lock:
+            self._last_error = reason
+
+    def upstream_lost(self, n: int) -> None:
+        """``n`` frames were lost before reaching the node."""
+        if n > 0:
+            self._count("upstream_lost", n)
 
     def processed(self, timings: dict[str, float]) -> None:
         now = self._clock()
@@ -81,14 +106,14 @@ class NodeStats:
                 self._timings.popleft()
             rates = {name: len(times) / span for name, times in self._events.items()}
             recent = [t for _, t in self._timings]
-            totals, last = dict(self._totals), self._last_failure
+            totals, last, error = dict(self._totals), self._last_failure, self._last_error
         stage_ms, stage_max = {}, {}
         for stage in STAGES:
             values = [t[stage] for t in recent if stage in t]
             if values:
                 stage_ms[stage] = sum(values) / len(values)
                 stage_max[stage] = max(values)
-        return StatsSnapshot(self.window_s, rates, totals, stage_ms, stage_max, last)
+        return StatsSnapshot(self.window_s, rates, totals, stage_ms, stage_max, last, error)
 
 
 def log_line(snap: StatsSnapshot) -> str:
@@ -96,23 +121,44 @@ def log_line(snap: StatsSnapshot) -> str:
     r = snap.rates_hz
     line = (f"in {r['received']:.1f} Hz, out {r['processed']:.1f} Hz, dropped {r['dropped']:.1f} Hz, "
             f"failed {snap.totals['failed']} total")
+    if snap.totals["errors"]:
+        line += f", internal errors {snap.totals['errors']} total"
+    if snap.upstream_lost_percent:
+        line += f", upstream lost {snap.upstream_lost_percent:.1f} %"
     if snap.stage_ms:
         line += " | " + ", ".join(f"{k} {v:.1f} ms" for k, v in snap.stage_ms.items())
         line += f" | total {sum(snap.stage_ms.values()):.1f} ms"
     return line
 
 
-def diagnostic_status(snap: StatsSnapshot, name: str, hardware_id: str) -> StatusValues:
-    """The node's DiagnosticStatus: WARN when no input arrived in the window or frames failed."""
+def diagnostic_status(snap: StatsSnapshot, name: str, hardware_id: str,
+                      loss_warn_percent: float = 1.0) -> StatusValues:
+    """The node's DiagnosticStatus.
+
+    ERROR: internal errors and no frame segmented in the window (the backend fails on every frame).
+    WARN: no input in the window, internal errors on some frames, malformed input, or more than
+    ``loss_warn_percent`` of the camera's frames lost upstream. OK otherwise.
+    """
+    level, message = _level(snap, loss_warn_percent)
     r = snap.rates_hz
-    if r["received"] == 0:
-        level, message = WARN, f"no images received in the last {snap.window_s:g} s"
-    elif r["failed"] > 0:
-        level, message = WARN, f"malformed images ({r['failed']:.1f}/s): {snap.last_failure}"
-    else:
-        level, message = OK, f"segmenting at {r['processed']:.1f} Hz"
     values = [(f"{k} rate (Hz)", f"{v:.2f}") for k, v in r.items()]
     values += [(f"{k} total", str(v)) for k, v in snap.totals.items()]
+    values.append(("upstream lost (%)", f"{snap.upstream_lost_percent:.2f}"))
     values += [(f"{k} mean (ms)", f"{v:.2f}") for k, v in snap.stage_ms.items()]
     values += [(f"{k} max (ms)", f"{v:.2f}") for k, v in snap.stage_max_ms.items()]
     return StatusValues(level, name, message, hardware_id, tuple(values))
+
+
+def _level(snap: StatsSnapshot, loss_warn_percent: float) -> tuple[int, str]:
+    r = snap.rates_hz
+    if r["errors"] > 0 and r["processed"] == 0:
+        return ERROR, f"every frame fails inside the node ({r['errors']:.1f}/s): {snap.last_error}"
+    if r["received"] == 0:
+        return WARN, f"no images received in the last {snap.window_s:g} s"
+    if r["errors"] > 0:
+        return WARN, f"internal errors on some frames ({r['errors']:.1f}/s): {snap.last_error}"
+    if r["failed"] > 0:
+        return WARN, f"malformed images ({r['failed']:.1f}/s): {snap.last_failure}"
+    if snap.upstream_lost_percent > loss_warn_percent:
+        return WARN, f"{snap.upstream_lost_percent:.0f} % of the camera's frames never arrived; {LOSS_HINT}"
+    return OK, f"segmenting at {r['processed']:.1f} Hz"

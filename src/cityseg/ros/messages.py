@@ -201,8 +201,9 @@ class RosbagsMessages(MessageFactory):
 
 
 class RclpyMessages(MessageFactory):
-    """Messages as the real ROS 2 Python classes (needs a sourced ROS 2 with vision_msgs).
+    """Messages as the real ROS 2 Python classes (sensor_msgs, std_msgs, diagnostic_msgs).
 
+    vision_msgs is optional: without it ``LabelInfo`` is None and :meth:`label_info` raises.
     ``uint8[]`` fields are given ``array.array('B')`` filled with ``frombytes``: assigning bytes or
     a numpy array would make rclpy check every element in Python (seconds per megapixel).
     """
@@ -212,12 +213,16 @@ class RclpyMessages(MessageFactory):
         from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
         from sensor_msgs.msg import CameraInfo, CompressedImage, Image, RegionOfInterest
         from std_msgs.msg import Header
-        from vision_msgs.msg import LabelInfo, VisionClass
 
         self.Time, self.Header = Time, Header
         self.Image, self.CompressedImage, self.CameraInfo = Image, CompressedImage, CameraInfo
-        self.RegionOfInterest, self.LabelInfo, self.VisionClass = RegionOfInterest, LabelInfo, VisionClass
+        self.RegionOfInterest = RegionOfInterest
         self.DiagnosticArray, self.DiagnosticStatus, self.KeyValue = DiagnosticArray, DiagnosticStatus, KeyValue
+        try:
+            from vision_msgs.msg import LabelInfo, VisionClass
+        except ImportError:
+            LabelInfo = VisionClass = None
+        self.LabelInfo, self.VisionClass = LabelInfo, VisionClass
 
     def header(self, sec: int, nanosec: int, frame_id: str):
         return self.Header(stamp=self.Time(sec=int(sec), nanosec=int(nanosec)), frame_id=frame_id)
@@ -248,6 +253,8 @@ class RclpyMessages(MessageFactory):
         return msg
 
     def label_info(self, header, classes, threshold):
+        if self.LabelInfo is None:
+            raise ImportError("vision_msgs is not installed; install ros-$ROS_DISTRO-vision-msgs")
         return self.LabelInfo(header=header, threshold=float(threshold), class_map=[
             self.VisionClass(class_id=int(i), class_name=str(n)) for i, n in classes])
 

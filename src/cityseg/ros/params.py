@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from cityseg.config import ConfigError, from_mapping, load_yaml
+from cityseg.ros.outputs import SWITCHABLE, check_outputs
 from cityseg.ros.processor import ProcessorConfig
 
 
@@ -21,8 +22,8 @@ def _param(default: Any, doc: str) -> Any:
 
 
 @dataclass(frozen=True)
-class NodeParams:
-    """Parameters of ``segmentation_node`` (see docs/ROS.md)."""
+class _Settings:
+    """The node's parameters other than the output switches (NodeParams adds those)."""
 
     model: str = _param("", "model bundle directory (required)")
     backend: Literal["auto", "tensorrt", "onnxruntime", "tensorflow"] = _param(
@@ -31,10 +32,6 @@ class NodeParams:
         "labelid", "ids written in ~/mask: labelid (Cityscapes 0-33) or trainid (0-18, 255 unlabeled)")
     input_compressed: bool = _param(
         False, "subscribe to image/compressed (sensor_msgs/CompressedImage) instead of image")
-    publish_mask: bool = _param(True, "publish ~/mask (mono8 class ids at the input resolution)")
-    publish_color: bool = _param(True, "publish ~/color_mask (rgb8 Cityscapes palette)")
-    publish_overlay: bool = _param(True, "publish ~/overlay (colour mask blended over the image)")
-    publish_camera_info: bool = _param(True, "republish camera_info as ~/camera_info with each mask")
     overlay_alpha: float = _param(0.5, "overlay opacity of the colour mask, in [0, 1]")
     output_scale: float = _param(1.0, "size of the output images relative to the input, in (0, 1]")
     mono16_max: int = _param(65535, "white level of mono16/16UC1 input, in [1, 65535] (4095: 12-bit)")
@@ -47,6 +44,9 @@ class NodeParams:
     diagnostics_period: float = _param(1.0, "seconds between /diagnostics messages, > 0")
     log_period: float = _param(10.0, "seconds between statistics log lines (0: never)")
     stats_window: float = _param(5.0, "seconds over which rates and latencies are averaged, > 0")
+    upstream_loss_warn: float = _param(
+        1.0, "warn when more than this percentage of the camera's frames never reached the node "
+             "(estimated from header stamp gaps), in [0, 100]")
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -57,18 +57,29 @@ class NodeParams:
             raise ValueError(f"max_rate_hz must be >= 0 (0: no limit), got {self.max_rate_hz}")
         if self.diagnostics_period <= 0 or self.stats_window <= 0 or self.log_period < 0:
             raise ValueError("diagnostics_period and stats_window must be > 0 and log_period >= 0")
-        if not (self.publish_mask or self.publish_color or self.publish_overlay):
-            raise ValueError("publish_mask, publish_color and publish_overlay are all false; "
-                             "enable at least one output")
+        if not 0.0 <= self.upstream_loss_warn <= 100.0:
+            raise ValueError(f"upstream_loss_warn must be within [0, 100], got {self.upstream_loss_warn}")
+        check_outputs(self.outputs(), where="publish_*")
         self.processor_config()  # validates overlay_alpha, output_scale, mono16_max
+
+    def outputs(self) -> frozenset[str]:
+        """Suffixes of the per-frame outputs switched on."""
+        return frozenset(o.suffix for o in SWITCHABLE if getattr(self, o.param))
 
     def processor_config(self) -> ProcessorConfig:
         """The FrameProcessor settings these parameters ask for."""
-        return ProcessorConfig(publish_mask=self.publish_mask, publish_color=self.publish_color,
-                               publish_overlay=self.publish_overlay,
-                               publish_camera_info=self.publish_camera_info,
-                               overlay_alpha=self.overlay_alpha, id_space=self.id_space,
-                               output_scale=self.output_scale, mono16_max=self.mono16_max)
+        return ProcessorConfig(outputs=self.outputs(), overlay_alpha=self.overlay_alpha,
+                               id_space=self.id_space, output_scale=self.output_scale,
+                               mono16_max=self.mono16_max)
+
+
+NodeParams = dataclasses.make_dataclass(
+    "NodeParams",
+    [(o.param, bool, _param(True, f"publish ~/{o.suffix}: {o.description}")) for o in SWITCHABLE],
+    bases=(_Settings,), frozen=True)
+NodeParams.__module__ = __name__
+NodeParams.__doc__ = """Parameters of ``segmentation_node`` (see docs/ROS.md): the settings above plus one
+``publish_<output>`` switch per row of cityseg.ros.outputs.SWITCHABLE, made from that table."""
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,8 @@ from cityseg.inference import Segmentation, Segmenter
 from cityseg.preprocess import resize_image
 from cityseg.ros.images import DecodedImage, decode_message
 from cityseg.ros.messages import CameraInfoValues, MessageFactory, header_fields
+from cityseg.ros.outputs import CAMERA_INFO, COLOR_MASK, MASK, OVERLAY, PER_FRAME, check_outputs
 
-MASK, COLOR_MASK, OVERLAY, CAMERA_INFO, LABEL_INFO = "mask", "color_mask", "overlay", "camera_info", "label_info"
-OUTPUTS = (MASK, COLOR_MASK, OVERLAY, CAMERA_INFO, LABEL_INFO)
-"""Output topic suffixes (published as ``~/<suffix>`` by the node)."""
 STAGES = ("convert", "preprocess", "infer", "postprocess", "publish")
 """Per-frame stages timed in milliseconds; 'publish' is filled in by the caller."""
 UNLABELED_ID = 255
@@ -30,11 +28,9 @@ UNLABELED_ID = 255
 class ProcessorConfig:
     """What the processor publishes and how."""
 
-    publish_mask: bool = True
-    publish_color: bool = True
-    publish_overlay: bool = True
-    publish_camera_info: bool = True
-    """Republish the latest CameraInfo with every frame (when one has been received)."""
+    outputs: frozenset[str] = frozenset(PER_FRAME)
+    """Suffixes of the per-frame outputs to build (cityseg.ros.outputs); camera_info is built
+    when a CameraInfo has been received."""
     overlay_alpha: float = 0.5
     id_space: str | None = None
     """Id space of the mask ('labelid' / 'trainid'); None: the segmenter's."""
@@ -44,6 +40,7 @@ class ProcessorConfig:
     """16-bit white level for mono16 / 16UC1 input (4095 for a 12-bit sensor)."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "outputs", check_outputs(self.outputs))
         if not 0.0 <= self.overlay_alpha <= 1.0:
             raise ValueError(f"overlay_alpha must be within [0, 1], got {self.overlay_alpha}")
         if not 0.0 < self.output_scale <= 1.0:
@@ -57,7 +54,7 @@ class ProcessedFrame:
     """The output of one frame."""
 
     messages: dict[str, Any]
-    """Topic suffix (see OUTPUTS) -> message; only the enabled outputs."""
+    """Topic suffix (see cityseg.ros.outputs) -> message; only the enabled outputs."""
     timings: dict[str, float] = field(default_factory=dict)
     """Milliseconds per stage (STAGES); the caller adds 'publish'."""
     input_size: tuple[int, int] = (0, 0)
@@ -116,13 +113,13 @@ class FrameProcessor:
         view = result if out_size == in_size else Segmentation(result.classes, out_size, result.space)
         header = self.factory.header(*header_fields(msg))
         messages: dict[str, Any] = {}
-        if cfg.publish_mask:
+        if MASK in cfg.outputs:
             messages[MASK] = self.factory.image_from_array(header, view.mask, "mono8")
-        if cfg.publish_color:
+        if COLOR_MASK in cfg.outputs:
             messages[COLOR_MASK] = self.factory.image_from_array(header, view.color("RGB"), "rgb8")
-        if cfg.publish_overlay:
+        if OVERLAY in cfg.outputs:
             messages[OVERLAY] = self._overlay(header, decoded, view, out_size)
-        if cfg.publish_camera_info and camera_info is not None:
+        if CAMERA_INFO in cfg.outputs and camera_info is not None:
             info = CameraInfoValues.from_message(camera_info).resized(in_size, out_size)
             messages[CAMERA_INFO] = self.factory.camera_info(header, info)
         t3 = time.perf_counter()

@@ -66,14 +66,16 @@ class FrameWorker:
     """The inference loop: take the newest frame, process it, publish, record statistics.
 
     ``process(item)`` returns a ProcessedFrame; ``publish(messages)`` sends its messages;
-    ``on_error(reason)`` reports a frame that failed (the loop goes on). ``max_rate_hz`` > 0
+    ``on_error(reason, internal)`` reports a frame that failed (the loop goes on): ``internal`` is
+    False for malformed input (an InputError), True for anything else (model, backend, bug). ``max_rate_hz`` > 0
     spaces frame starts by at least 1/max_rate_hz seconds; frames arriving meanwhile replace
     each other in the slot and count as dropped.
     """
 
     def __init__(self, slot: LatestFrameSlot, process: Callable[[Any], Any],
                  publish: Callable[[dict], None], stats: NodeStats,
-                 on_error: Callable[[str], None] = lambda reason: None, max_rate_hz: float = 0.0):
+                 on_error: Callable[[str, bool], None] = lambda reason, internal: None,
+                 max_rate_hz: float = 0.0):
         if max_rate_hz < 0:
             raise ValueError(f"max_rate_hz must be >= 0, got {max_rate_hz}")
         self.slot, self.process, self.publish = slot, process, publish
@@ -90,18 +92,17 @@ class FrameWorker:
             self.publish(frame.messages)
             frame.timings["publish"] = (time.perf_counter() - t0) * 1e3
         except InputError as exc:
-            self._fail(str(exc))
+            self.stats.failed(str(exc))
+            self.on_error(str(exc), False)
             return False
         except Exception as exc:  # the node must survive anything one frame can cause
             log.exception("segmentation of a frame failed")
-            self._fail(f"internal error: {type(exc).__name__}: {exc}")
+            reason = f"internal error: {type(exc).__name__}: {exc}"
+            self.stats.error(reason)
+            self.on_error(reason, True)
             return False
         self.stats.processed(frame.timings)
         return True
-
-    def _fail(self, reason: str) -> None:
-        self.stats.failed(reason)
-        self.on_error(reason)
 
     def run(self) -> None:
         """Loop until :meth:`stop`."""

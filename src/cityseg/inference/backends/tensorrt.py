@@ -2,8 +2,9 @@
 
 Before loading, the engine's sidecar is checked against this GPU, this TensorRT and the bundle's
 ONNX. If the engine was built elsewhere, a matching sibling engine in the bundle is used, or the
-engine is rebuilt from the ONNX (minutes, once; set CITYSEG_TENSORRT_REBUILD=0 to refuse instead).
-The engine then runs with one execution context on one CUDA stream, from pinned host buffers,
+engine is rebuilt from the ONNX (minutes, once; set CITYSEG_TENSORRT_REBUILD=0 to refuse instead;
+the converter is imported only then). The rules are :mod:`cityseg.engine_cache`, the runtime
+:mod:`cityseg.tensorrt_runtime`. The engine then runs with one execution context on one CUDA stream, from pinned host buffers,
 with the batch size set per call (the engine's optimisation profile bounds it; larger batches are
 split). Argmax-head engines return uint8 class maps, so one byte per pixel leaves the GPU.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cityseg import engine_cache, tensorrt_runtime
 from cityseg.bundle import Bundle
 from cityseg.errors import BundleError
 from cityseg.inference.backends.base import Backend
@@ -23,18 +25,15 @@ class TensorRTBackend(Backend):
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
-        from cityseg.export.tensorrt import runtime_unavailable_reason
-
-        return runtime_unavailable_reason()
+        return tensorrt_runtime.runtime_unavailable_reason()
 
     def __init__(self, bundle: Bundle, artifact_key: str, *, rebuild: bool | None = None):
-        from cityseg.export import tensorrt as trt_export
-
         if rebuild is None:
-            rebuild = trt_export.rebuild_allowed_by_env()
-        key = trt_export.resolve_engine(bundle, artifact_key, rebuild=rebuild)
+            rebuild = engine_cache.rebuild_allowed_by_env()
+        key = engine_cache.resolve_engine(bundle, artifact_key, tensorrt_runtime.current_platform(),
+                                          rebuild=rebuild)
         super().__init__(bundle, key)
-        self.runner = trt_export.EngineRunner.from_file(self.path)
+        self.runner = tensorrt_runtime.EngineRunner.from_file(self.path)
         self._check_engine()
 
     def _check_engine(self) -> None:

@@ -9,10 +9,11 @@ import pytest
 
 from cityseg.cli import main
 from cityseg.data import DatasetError, find_samples
-from cityseg.data.scene import BUILDING, CAR, ROAD, SKY
-from cityseg.data.synth import drive_frames, render_scene, split_counts, write_dataset
 from cityseg.fileio import read_image, read_label_png
 from cityseg.labels import LABELS, class_space
+from cityseg.synthetic.dataset import drive_frames, render_scene, split_counts, write_dataset
+from cityseg.synthetic.geometry import BUILDING, CAR, ROAD, SKY
+from support import flat_pair, write_pair
 
 VALID_IDS = {label.id for label in LABELS}
 
@@ -120,9 +121,9 @@ def test_cli_writes_and_refuses_to_overwrite_without_force(tmp_path, capsys):
     assert len(list(out.rglob("*_leftImg8bit.png"))) == 2  # replaced, no stale scenes mixed in
 
 
-def test_force_never_replaces_a_tree_synth_did_not_write(tmp_path, tree):
-    image, label = tree.flat_pair(3)
-    tree.write_pair(tmp_path, "train", "aachen", "aachen_000000_000019", image, label)
+def test_force_never_replaces_a_tree_synth_did_not_write(tmp_path):
+    image, label = flat_pair(3)
+    write_pair(tmp_path, "train", "aachen", "aachen_000000_000019", image, label)
     with pytest.raises(DatasetError, match="was not written by `cityseg synth`"):
         write_dataset(tmp_path, 2, size=(64, 32), force=True)
     assert len(find_samples(tmp_path, "train")) == 1
@@ -135,9 +136,9 @@ def test_cli_rejects_a_malformed_size(tmp_path, capsys):
 
 
 def test_drive_never_runs_through_a_vehicle_in_its_lane():
-    from cityseg.data.scene import Vehicle
-    from cityseg.data.synth import _keep_ego_lane_clear
-    from cityseg.data.street import make_world
+    from cityseg.synthetic.items import Vehicle
+    from cityseg.synthetic.dataset import _keep_ego_lane_clear
+    from cityseg.synthetic.street import make_world
 
     for seed in range(20):
         world = make_world(np.random.default_rng(seed), length=200.0)

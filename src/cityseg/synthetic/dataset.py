@@ -8,7 +8,7 @@
     <out>/synth.json                                                        how it was generated
 
 Image ``i`` of a split depends only on (seed, split, i): a larger ``count`` extends a smaller one.
-Streets are sampled by :mod:`cityseg.data.street` and rendered by :mod:`cityseg.data.scene`.
+Streets are sampled by :mod:`cityseg.synthetic.street` and rendered by :mod:`cityseg.synthetic.render`.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import cv2
 import numpy as np
 
 from cityseg.data.cityscapes import DatasetError
-from cityseg.data.scene import render_world
-from cityseg.data.street import make_world
+from cityseg.synthetic.render import render_world
+from cityseg.synthetic.street import make_world
 from cityseg.fileio import write_json_atomic, write_png
 from cityseg.labels import class_space
 

@@ -1,23 +1,26 @@
-"""The plain-Python half of the TensorRT export: names, sidecars, rebuild-or-refuse, calibration
-batches, atomic engine writes - with real files and fake sidecars, no TensorRT needed."""
+"""TensorRT engine files without TensorRT: names, sidecars, rebuild-or-refuse, engine selection,
+atomic engine writes - with real files and fake sidecars, no TensorRT needed."""
 
+import importlib
 import json
+import subprocess
+import sys
 
-import cv2
-import numpy as np
 import pytest
 
-import cityseg.export.tensorrt as trt_export
+import cityseg.engine_cache as engine_cache
+from cityseg import tensorrt_runtime
 from cityseg.bundle import Artifact
+from cityseg.engine_cache import (BatchProfile, EngineSidecar, Platform, calibration_cache_path,
+                                  engine_decision, engine_filename, engine_key, mismatches,
+                                  rebuild_allowed_by_env, resolve_engine, select_engine, sidecar_path,
+                                  timing_cache_path, write_engine)
 from cityseg.errors import BackendUnavailable, BundleError, InputError
-from cityseg.export import EngineMismatch
-from cityseg.fileio import atomic_path
-from cityseg.export.tensorrt import (BatchProfile, CalibrationBatches, EngineSidecar, Platform,
-                                     calibration_cache_path, calibration_files, engine_decision,
-                                     engine_filename, engine_key, mismatches, rebuild_allowed_by_env,
-                                     select_engine, sidecar_path, timing_cache_path, write_engine)
+from cityseg.export import EngineMismatch, ExportError
+from cityseg.export.tensorrt import require_runtime
+from cityseg.fileio import atomic_path, sha256_file
 from cityseg.inference import Segmenter
-from support import make_palette_bundle, painted_scene, palette_card
+from support import make_palette_bundle
 
 ORIN = Platform("10.3.0", "Orin", "8.7")
 RTX = Platform("10.3.0", "NVIDIA GeForce RTX 4090", "8.9")
@@ -131,7 +134,7 @@ def test_half_written_engine_never_replaces_a_good_one(tmp_path, monkeypatch):
             tmp.write_bytes(data[:10])
             raise OSError("disk full")
 
-    monkeypatch.setattr(trt_export, "write_bytes_atomic", crash)
+    monkeypatch.setattr(engine_cache, "write_bytes_atomic", crash)
     with pytest.raises(OSError, match="disk full"):
         write_engine(engine, b"new engine bytes" * 100, sidecar_for(RTX, sha="b" * 64))
     assert engine.read_bytes() == good  # the old engine is intact
@@ -141,7 +144,7 @@ def test_half_written_engine_never_replaces_a_good_one(tmp_path, monkeypatch):
 
 def test_select_engine_prefers_a_sibling_built_for_this_gpu(tmp_path):
     bundle = make_palette_bundle(tmp_path / "b")  # has model.onnx
-    sha = trt_export.sha256_file(bundle.path / "model.onnx")
+    sha = sha256_file(bundle.path / "model.onnx")
     keys = {}
     for platform in (ORIN, RTX):
         engine = fake_engine(bundle.path, platform, sha=sha)
@@ -160,60 +163,66 @@ def test_select_engine_prefers_a_sibling_built_for_this_gpu(tmp_path):
 
 
 def test_rebuild_switch_from_environment(monkeypatch):
-    monkeypatch.delenv(trt_export.REBUILD_ENV, raising=False)
+    monkeypatch.delenv(engine_cache.REBUILD_ENV, raising=False)
     assert rebuild_allowed_by_env()
     for off in ("0", "false", "No", "off"):
-        monkeypatch.setenv(trt_export.REBUILD_ENV, off)
+        monkeypatch.setenv(engine_cache.REBUILD_ENV, off)
         assert not rebuild_allowed_by_env()
 
 
-def write_images(directory, count, size=(90, 160)):
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(count):
-        rgb, _ = painted_scene(*size, seed=i)
-        path = directory / f"frame_{i:03d}.png"
-        cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-        paths.append(path)
-    return paths
-
-
-def test_calibration_files_sorted_and_spread(tmp_path):
-    paths = write_images(tmp_path / "calib" / "aachen", 10)
-    (tmp_path / "calib" / "notes.txt").write_text("not an image")
-    assert calibration_files(tmp_path / "calib") == paths
-    picked = calibration_files(tmp_path / "calib", limit=4)
-    assert picked == [paths[i] for i in (0, 3, 6, 9)]
-    with pytest.raises(InputError, match="no such directory"):
-        calibration_files(tmp_path / "missing")
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(InputError, match="no images"):
-        calibration_files(tmp_path / "empty")
-
-
-def test_calibration_batches_are_preprocessed_like_inference(tmp_path):
-    card = palette_card(height=64, width=128, resize="area")
-    paths = write_images(tmp_path / "calib", 7)
-    batches = CalibrationBatches(paths, card, batch_size=3)
-    assert len(batches) == 2 and batches.shape == (3, 64, 128, 3) and batches.nbytes == 3 * 64 * 128 * 3 * 4
-    produced = list(batches)
-    assert len(produced) == 2 and all(b.dtype == np.float32 and b.flags.c_contiguous for b in produced)
-    frames = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths[:3]]
-    assert np.array_equal(produced[0], card.preprocess(frames))
-    with pytest.raises(InputError, match="at least 8 images"):
-        CalibrationBatches(paths, card, batch_size=8)
-
-
 def test_no_tensorrt_here_is_explained(tmp_path):
-    reason = trt_export.runtime_unavailable_reason()
+    reason = tensorrt_runtime.runtime_unavailable_reason()
     if reason is None:
         pytest.skip("TensorRT and a GPU are present; this checks the message where they are not")
     assert "TensorRT" in reason or "cuda-python" in reason or "GPU" in reason
-    with pytest.raises(trt_export.ExportError, match="--tensorrt needs TensorRT 10 and an NVIDIA GPU"):
-        trt_export.require_runtime()
+    with pytest.raises(ExportError, match="--tensorrt needs TensorRT 10 and an NVIDIA GPU"):
+        require_runtime()
     bundle = make_palette_bundle(tmp_path / "b")
     engine = fake_engine(bundle.path, RTX)
     bundle.add_artifact(engine_key(engine.name), Artifact(engine.name, "tensorrt", "probabilities"))
     with pytest.raises(BackendUnavailable, match="backend tensorrt cannot run"):
         Segmenter(bundle, backend="tensorrt")
     assert Segmenter(bundle).backend.name == "onnxruntime"  # auto falls back
+
+
+def bundle_with_engine_for(tmp_path, platform, **details):
+    """A palette bundle (with model.onnx) holding one fp16 engine built for ``platform``."""
+    bundle = make_palette_bundle(tmp_path / "b")
+    engine = fake_engine(bundle.path, platform, sha=sha256_file(bundle.path / "model.onnx"))
+    key = engine_key(engine.name)
+    bundle.add_artifact(key, Artifact(engine.name, "tensorrt", "probabilities",
+                                      {"precision": "fp16", "onnx_artifact": "onnx", **details}))
+    return bundle, key
+
+
+def test_resolve_engine_uses_a_matching_engine_without_building(tmp_path):
+    bundle, key = bundle_with_engine_for(tmp_path, RTX)
+    never = lambda *_: pytest.fail("a matching engine must not be rebuilt")  # noqa: E731
+    assert resolve_engine(bundle, key, RTX, rebuild=True, build=never) == key
+
+
+def test_resolve_engine_rebuilds_a_foreign_engine_or_refuses(tmp_path):
+    bundle, key = bundle_with_engine_for(tmp_path, ORIN)
+    calls = []
+    assert resolve_engine(bundle, key, RTX, rebuild=True,
+                          build=lambda b, k: calls.append((b, k)) or "rebuilt") == "rebuilt"
+    assert calls == [(bundle, key)]
+    with pytest.raises(EngineMismatch, match=r"(?s)runs on NVIDIA GeForce RTX 4090 \(sm89\).*this GPU is 8\.9"
+                                             r".*rebuilding is off \(CITYSEG_TENSORRT_REBUILD=0\).*--precision fp16"):
+        resolve_engine(bundle, key, RTX, rebuild=False, build=lambda *_: pytest.fail("rebuild is off"))
+
+
+def test_resolve_engine_refuses_when_there_is_no_onnx_to_rebuild_from(tmp_path):
+    bundle, key = bundle_with_engine_for(tmp_path, ORIN, onnx_artifact="onnx_argmax")
+    with pytest.raises(EngineMismatch, match="the bundle has no ONNX to rebuild from"):
+        resolve_engine(bundle, key, RTX, rebuild=True, build=lambda *_: pytest.fail("nothing to build from"))
+
+
+def test_the_tensorrt_backend_does_not_import_the_converter():
+    code = ("import sys, cityseg.inference.backends.tensorrt, cityseg.engine_cache, cityseg.tensorrt_runtime; "
+            "print(sorted(m for m in sys.modules if m.startswith('cityseg.export')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    assert engine_cache.ENGINE_BUILDER == "cityseg.export.tensorrt:rebuild_engine"
+    module_name, function_name = engine_cache.ENGINE_BUILDER.split(":")
+    assert callable(getattr(importlib.import_module(module_name), function_name))

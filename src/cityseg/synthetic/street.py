@@ -1,7 +1,7 @@
 """Sampling a random street: layout, buildings, furniture, traffic, people, light.
 
 :func:`make_world` draws everything that is in one street from a numpy Generator, in metres
-(x: right, y: up, z: forward); :mod:`cityseg.data.scene` renders it. Colours are drawn per
+(x: right, y: up, z: forward); :mod:`cityseg.synthetic.render` renders it. Colours are drawn per
 instance from overlapping families (grey cars / grey road, beige walls / paving), so colour alone
 never gives the class away.
 """
@@ -12,9 +12,10 @@ import colorsys
 
 import numpy as np
 
-from cityseg.data.scene import (BUILDING, BUS, CAR, FAR, FENCE, PARKING, ROAD, SIDEWALK, TERRAIN,
-                                TRUCK, VEGETATION, WALL, Building, Camera, Color, PoleItem, Slab, Tree,
-                                Vehicle, Walker, World, shade)
+from cityseg.synthetic.geometry import (BUILDING, BUS, CAR, FAR, FENCE, PARKING, ROAD, SIDEWALK,
+                                        TERRAIN, TRUCK, VEGETATION, WALL, Camera, Color, shade)
+from cityseg.synthetic.items import Building, PoleItem, Slab, Tree, Vehicle, Walker
+from cityseg.synthetic.render import World
 
 
 def jitter_color(rng: np.random.Generator, base: Color, hue: float = 0.04, sat: float = 0.25,
@@ -51,58 +52,89 @@ def make_world(rng: np.random.Generator, length: float = 160.0) -> World:
     lanes = int(rng.integers(2, 5))
     lane_w = rng.uniform(3.0, 3.6)
     half = lanes * lane_w / 2
-    lane = int(rng.integers(lanes // 2, lanes)) if lanes > 2 else int(rng.integers(lanes))
-    camera = Camera(focal=rng.uniform(0.75, 1.05), horizon=rng.uniform(0.36, 0.48),
-                    pan=rng.uniform(-0.07, 0.07), height=rng.uniform(1.2, 1.6),
-                    x=-half + (lane + 0.5) * lane_w + rng.uniform(-0.4, 0.4), speed=rng.uniform(6.0, 12.0))
+    camera = _camera(rng, lanes, lane_w, half)
     asphalt = pick(rng, ASPHALT, val=0.15)
     strips: list[tuple[float, float, int, Color]] = [(-half, half, ROAD, asphalt)]
     back, middle, front = [], [], []
     for side in (-1, 1):
-        edge = half
-        if rng.random() < 0.3:
-            strips.append(_strip(side, edge, edge + 2.2, PARKING, shade(asphalt, rng.uniform(0.85, 1.2))))
-            _parked_cars(rng, front, side, edge + 1.1, length)
-            edge += 2.2
-        elif rng.random() < 0.6:
-            _parked_cars(rng, front, side, edge - 1.1, length)
-        walk = rng.uniform(2.0, 5.0)
-        paving = pick(rng, PAVING)
-        strips.append(_strip(side, edge, edge + 0.25, SIDEWALK, shade(paving, 1.2)))  # kerb
-        strips.append(_strip(side, edge + 0.25, edge + walk, SIDEWALK, paving))
-        _street_furniture(rng, front, side, edge + 0.6, length)
-        _pedestrians(rng, front, side, edge + 0.8, edge + walk - 0.5, length)
-        edge += walk
-        if rng.random() < 0.5:
-            verge = rng.uniform(1.0, 4.0)
-            strips.append(_strip(side, edge, edge + verge, TERRAIN, pick(rng, GRASS)))
-            _trees(rng, front, side, edge + verge / 2, length)
-            edge += verge
-        strips.append(_strip(side, edge, edge + 60.0, TERRAIN, pick(rng, GRASS)))
-        _boundary(rng, middle, side, edge, length)
-        if rng.random() < 0.15:
-            _park(rng, back, side, edge + 0.5, length)
-        else:
-            _building_row(rng, back, side, edge + rng.uniform(0.3, 1.5), length)
+        _roadside(rng, side, half, asphalt, length, strips, back, middle, front)
     strips.sort(key=lambda s: s[0])
     markings = _markings(rng, half, lanes, lane_w)
     _traffic(rng, front, half, lanes, lane_w, length)
     _skyline(rng, back)
-    front.sort(key=lambda item: -item.z)
-    back.sort(key=lambda item: -item.z)
-    middle.sort(key=lambda item: -item.z)
+    for layer in (front, back, middle):
+        layer.sort(key=lambda item: -item.z)
+    sky = _sky(rng)
+    ego = _ego(rng)
+    shadows = _shadows(rng, length)
+    light = _light(rng)
+    return World(int(rng.integers(2**31)), camera, strips, markings, back, middle, front,
+                 sky, rng.uniform(0, 0.5), ego, shadows, light)
+
+
+def _camera(rng, lanes: int, lane_w: float, half: float) -> Camera:
+    """The ego car's camera, in one of the lanes (right half of a wide road)."""
+    lane = int(rng.integers(lanes // 2, lanes)) if lanes > 2 else int(rng.integers(lanes))
+    return Camera(focal=rng.uniform(0.75, 1.05), horizon=rng.uniform(0.36, 0.48),
+                  pan=rng.uniform(-0.07, 0.07), height=rng.uniform(1.2, 1.6),
+                  x=-half + (lane + 0.5) * lane_w + rng.uniform(-0.4, 0.4), speed=rng.uniform(6.0, 12.0))
+
+
+def _roadside(rng, side: int, half: float, asphalt: Color, length: float, strips: list,
+              back: list, middle: list, front: list) -> None:
+    """One side of the street, kerb outwards: parking, sidewalk, verge, boundary, buildings or park."""
+    edge = half
+    if rng.random() < 0.3:
+        strips.append(_strip(side, edge, edge + 2.2, PARKING, shade(asphalt, rng.uniform(0.85, 1.2))))
+        _parked_cars(rng, front, side, edge + 1.1, length)
+        edge += 2.2
+    elif rng.random() < 0.6:
+        _parked_cars(rng, front, side, edge - 1.1, length)
+    walk = rng.uniform(2.0, 5.0)
+    paving = pick(rng, PAVING)
+    strips.append(_strip(side, edge, edge + 0.25, SIDEWALK, shade(paving, 1.2)))  # kerb
+    strips.append(_strip(side, edge + 0.25, edge + walk, SIDEWALK, paving))
+    _street_furniture(rng, front, side, edge + 0.6, length)
+    _pedestrians(rng, front, side, edge + 0.8, edge + walk - 0.5, length)
+    edge += walk
+    if rng.random() < 0.5:
+        verge = rng.uniform(1.0, 4.0)
+        strips.append(_strip(side, edge, edge + verge, TERRAIN, pick(rng, GRASS)))
+        _trees(rng, front, side, edge + verge / 2, length)
+        edge += verge
+    strips.append(_strip(side, edge, edge + 60.0, TERRAIN, pick(rng, GRASS)))
+    _boundary(rng, middle, side, edge, length)
+    if rng.random() < 0.15:
+        _park(rng, back, side, edge + 0.5, length)
+    else:
+        _building_row(rng, back, side, edge + rng.uniform(0.3, 1.5), length)
+
+
+def _sky(rng) -> tuple[Color, Color]:
+    """(zenith, horizon) colours of a clear or overcast sky."""
     overcast = rng.random() < 0.35
     zenith = pick(rng, [(170, 175, 180), (200, 200, 205)] if overcast else [(70, 120, 200), (100, 150, 220)])
     horizon = pick(rng, [(215, 215, 215), (230, 228, 225)] if overcast else [(180, 205, 235), (215, 225, 240)])
-    ego = (rng.uniform(0.08, 0.16), pick(rng, [(30, 30, 35), (200, 200, 205), (90, 90, 100)])) \
+    return zenith, horizon
+
+
+def _ego(rng) -> tuple[float, Color] | None:
+    """The ego car's bonnet (height fraction, colour), in most frames."""
+    return (rng.uniform(0.08, 0.16), pick(rng, [(30, 30, 35), (200, 200, 205), (90, 90, 100)])) \
         if rng.random() < 0.7 else None
-    shadows = [(side * 40.0, rng.uniform(-8.0, 8.0), z, z + rng.uniform(5, 30), z + rng.uniform(5, 30))
-               for side, z in zip(rng.choice([-1.0, 1.0], 12), np.sort(rng.uniform(0.0, length, 12)))
-               if rng.random() < 0.3]
-    light = {"gain": rng.uniform(0.65, 1.25), "tint": rng.uniform(0.9, 1.1, 3), "gamma": rng.uniform(0.8, 1.25),
-             "noise": rng.uniform(1.5, 7.0), "blur": rng.uniform(0.4, 1.1), "shadow": rng.uniform(0.45, 0.7)}
-    return World(int(rng.integers(2**31)), camera, strips, markings, back, middle, front,
-                 (zenith, horizon), rng.uniform(0, 0.5), ego, shadows, light)
+
+
+def _shadows(rng, length: float) -> list[tuple[float, float, float, float, float]]:
+    """Building shadows falling across the street (see ``World.shadows``)."""
+    return [(side * 40.0, rng.uniform(-8.0, 8.0), z, z + rng.uniform(5, 30), z + rng.uniform(5, 30))
+            for side, z in zip(rng.choice([-1.0, 1.0], 12), np.sort(rng.uniform(0.0, length, 12)))
+            if rng.random() < 0.3]
+
+
+def _light(rng) -> dict:
+    """Exposure, white balance, gamma, sensor noise, blur and shadow depth of the frame."""
+    return {"gain": rng.uniform(0.65, 1.25), "tint": rng.uniform(0.9, 1.1, 3), "gamma": rng.uniform(0.8, 1.25),
+            "noise": rng.uniform(1.5, 7.0), "blur": rng.uniform(0.4, 1.1), "shadow": rng.uniform(0.45, 0.7)}
 
 
 def _strip(side: int, a: float, b: float, label: int, color: Color) -> tuple[float, float, int, Color]:
