@@ -36,6 +36,10 @@ TF_CONFIG_EXAMPLE = ('TF_CONFIG=\'{"cluster": {"worker": ["host1:23456", "host2:
                      '"task": {"type": "worker", "index": 0}}\'')
 
 
+WORKER_LOCAL_KEYS = ("data.root", "data.cache_dir")
+"""Config keys that may differ between the workers of one run (paths on each machine)."""
+
+
 class ClusterError(TrainingError):
     """The workers of a multi-worker run cannot train together (TF_CONFIG, configs, joining)."""
 
@@ -71,7 +75,8 @@ def read_tf_config(environ: dict[str, str] | None = None) -> ClusterTask:
     try:
         spec = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ClusterError(f"TF_CONFIG is not valid JSON ({exc}); expected e.g. {TF_CONFIG_EXAMPLE}") from None
+        raise ClusterError(f"TF_CONFIG is not valid JSON ({exc}); expected e.g. "
+                           f"{TF_CONFIG_EXAMPLE}") from None
     cluster = spec.get("cluster") if isinstance(spec, dict) else None
     task = spec.get("task") if isinstance(spec, dict) else None
     if not isinstance(cluster, dict) or not isinstance(task, dict):
@@ -184,7 +189,8 @@ def gather_from_workers(strategy, values) -> np.ndarray:
 
     local = np.asarray(values, dtype=np.float64).reshape(1, -1)
     per_replica = strategy.run(lambda: tf.constant(local))
-    return np.asarray(strategy.gather(per_replica, axis=0))
+    rows = np.asarray(strategy.gather(per_replica, axis=0))  # one row per replica, worker-major
+    return rows[::max(1, len(rows) // num_workers(strategy))]
 
 
 def agree(strategy, *, digest: int, epochs_done: int, error: Exception | None) -> None:

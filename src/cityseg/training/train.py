@@ -21,12 +21,12 @@ from cityseg.config import TrainConfig, to_mapping
 from cityseg.errors import CitysegError
 from cityseg.labels import ClassSpace, class_space
 from cityseg.training.callbacks import RunState, TrainingError
-from cityseg.training.distribute import (JOIN_TIMEOUT_S, agree, broadcast_from_chief,
-                                         config_digest, is_chief, join_watchdog,
-                                         make_strategy, num_workers)
+from cityseg.training.distribute import (JOIN_TIMEOUT_S, WORKER_LOCAL_KEYS, agree,
+                                         broadcast_from_chief, config_digest, is_chief,
+                                         join_watchdog, make_strategy, num_workers)
 from cityseg.training.run_data import RunData, Share, compute_here, prepare_data
-from cityseg.training.run_dir import (MONITOR, RESUME_MAY_CHANGE, RunPaths, flatten,
-                                      prepare_run_dir, resumable_state, write_run_config)
+from cityseg.training.run_dir import (MONITOR, RunPaths, flatten, prepare_run_dir,
+                                      resumable_state, write_run_config)
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def open_run(strategy, cfg: TrainConfig, shared: RunPaths, *, resume: bool,
             state = resumable_state(shared, cfg) if resume else RunState(monitor=MONITOR)
     except CitysegError as exc:
         error = exc
-    agreed = {k: v for k, v in flatten(to_mapping(cfg)).items() if k not in RESUME_MAY_CHANGE}
+    agreed = {k: v for k, v in flatten(to_mapping(cfg)).items() if k not in WORKER_LOCAL_KEYS}
     try:
         agree(strategy, digest=config_digest(agreed), epochs_done=state.epochs_done if state else -1,
               error=error)
