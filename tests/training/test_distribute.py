@@ -102,17 +102,19 @@ def write_config(path: Path, cfg) -> Path:
 
 
 def start_workers(configs: list[Path], out: Path, tmp: Path, *extra: str, ports=None,
-                  count: int | None = None) -> list[subprocess.Popen]:
-    """``cityseg train`` once per worker of a localhost cluster (worker i gets configs[i])."""
+                  count: int | None = None, outs: list[Path] | None = None) -> list[subprocess.Popen]:
+    """``cityseg train`` once per worker of a localhost cluster (worker i gets configs[i] and
+    ``outs[i]``, default ``out``)."""
     ports = ports or free_ports(len(configs))
     workers = []
     for index, config in enumerate(configs[:count]):
+        worker_out = (outs or [out] * len(configs))[index]
         worker_tmp = tmp / f"tmp{index}"
         worker_tmp.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "TF_CONFIG": tf_config(ports, index), "TF_CPP_MIN_LOG_LEVEL": "3",
                "TMPDIR": str(worker_tmp)}
         workers.append(subprocess.Popen(
-            [sys.executable, "-m", "cityseg", "train", "--config", str(config), "--out", str(out),
+            [sys.executable, "-m", "cityseg", "train", "--config", str(config), "--out", str(worker_out),
              "--quiet", *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     return workers
 
@@ -168,10 +170,13 @@ def test_two_workers_train_like_one_process_and_resume_after_being_killed(data_r
     config = write_config(tmp_path / "mw.yaml", cfg)
     out = tmp_path / "run"
     started = time.monotonic()
-    results = finish(start_workers([config, config], out, tmp_path, "--join-timeout", "120"), 300)
+    elsewhere = tmp_path / "worker1_out"  # a fresh run: worker 1 never writes (or reads) --out
+    results = finish(start_workers([config, config], out, tmp_path, "--join-timeout", "120",
+                                   outs=[out, elsewhere]), 300)
     assert [code for code, _ in results] == [0, 0], [err[-3000:] for _, err in results]
     seconds = time.monotonic() - started
     # the chief wrote the run; worker 1 wrote only to its temporary directory, now removed
+    assert not elsewhere.exists()
     for name in ("config.yaml", "history.csv", "history.png", "checkpoints/last.keras",
                  "checkpoints/best.keras", "previews/epoch_002.png", "bundle/model.keras"):
         assert (out / name).is_file(), name
