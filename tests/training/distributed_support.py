@@ -16,12 +16,15 @@ same global batch. Observed here: <= 0.2% (the cross-entropy is averaged per rep
 with different numbers of ignored pixels weigh slightly differently; BatchNorm is synchronised)."""
 
 
-def comparable_config(root: Path, cache: Path, **changes) -> TrainConfig:
+def comparable_config(root: Path, cache: Path, *, normalization: str = "scale", loss: str = "ce",
+                      **changes) -> TrainConfig:
     """A 64x128 unet_lite run with nothing random but the initial weights and the shuffle."""
     mapping = {
         "name": "replicas",
         "data": {"root": str(root), "height": 64, "width": 128, "batch_size": GLOBAL_BATCH,
-                 "resize": "area", "cache_dir": str(cache), "shuffle_buffer": 8},
+                 "resize": "area", "cache_dir": str(cache), "shuffle_buffer": 8,
+                 "normalization": normalization},
+        "loss": {"name": loss},
         "model": {"name": "unet_lite", "batchnorm_momentum": 0.9,
                   "params": {"base_filters": 4, "depth": 3, "max_filters": 16, "dropout": 0.0}},
         "optimizer": {"name": "adam", "learning_rate": 0.003},

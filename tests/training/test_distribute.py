@@ -166,7 +166,12 @@ def test_two_workers_train_like_one_process_and_resume_after_being_killed(data_r
     from cityseg.bundle import Bundle
     from cityseg.training.train import train
 
-    cfg = comparable_config(data_root, tmp_path / "cache", distribute="multi_worker", epochs=2)
+    # mean/std and class weights are computed by the chief only: the other worker starts from
+    # zeros, so unless it receives the chief's values its normalisation is refused (std 0) or its
+    # loss is 0, and the loss curve below cannot match the single process.
+    shared_statistics = {"normalization": "mean_std", "loss": "weighted_ce"}
+    cfg = comparable_config(data_root, tmp_path / "cache", distribute="multi_worker", epochs=2,
+                            **shared_statistics)
     config = write_config(tmp_path / "mw.yaml", cfg)
     out = tmp_path / "run"
     started = time.monotonic()
@@ -185,7 +190,9 @@ def test_two_workers_train_like_one_process_and_resume_after_being_killed(data_r
     assert card.training["replicas"] == 2 and card.training["optimizer_steps"] == 2 * 2
     # the same loss curve as one process with the same global batch
     single = tmp_path / "single"
-    train(comparable_config(data_root, tmp_path / "cache", epochs=2), single, progress=False)
+    train(comparable_config(data_root, tmp_path / "cache", epochs=2, **shared_statistics), single,
+          progress=False)
+    assert Bundle.load(single / "bundle").card.normalization == card.normalization
     for a, b in zip(losses(single), losses(out), strict=True):
         assert abs(a - b) <= LOSS_TOLERANCE * a, (losses(single), losses(out))
     print(f"2 workers, 2 epochs: {seconds:.1f}s wall (both processes)")
