@@ -16,8 +16,12 @@ EXTRAS = {
     # TensorRT engines and runtime (NVIDIA GPU only).
     "tensorrt": ["tensorrt>=10,<11", "cuda-python>=12"],
     "dev": ["pytest>=7", "pytest-timeout", "catkin_pkg", "colcon-common-extensions"],
+    # Real ROS 2 Jazzy Python (rclpy + Fast DDS and the message packages the node uses) from PyPI,
+    # for tests and workstations without a ROS installation. A sourced ROS 2 needs none of it.
+    "ros": ["ros-jazzy-rclpy[fastrtps]", "ros-jazzy-sensor-msgs", "ros-jazzy-std-msgs",
+            "ros-jazzy-diagnostic-msgs"],
 }
-EXTRAS["all"] = sorted({req for name, reqs in EXTRAS.items() if name != "tensorrt" for req in reqs})
+EXTRAS["all"] = sorted({req for name, reqs in EXTRAS.items() if name not in ("tensorrt", "ros") for req in reqs})
 
 setup(
     name=PACKAGE,
@@ -45,7 +49,8 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
-        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
+        (f"share/{PACKAGE}/models", ["models/README.md"]),
         (f"share/{PACKAGE}/configs", glob("configs/*.yaml")),
         (f"share/{PACKAGE}/configs/seed", glob("configs/seed/*.yaml")),
     ],

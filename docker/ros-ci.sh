@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Build cityseg in a ROS 2 workspace and run its ROS tests with real rclpy and launch_ros.
 #
-# In the image of docker/Dockerfile:   docker run --rm cityseg-ros
+# In the image of docker/Dockerfile:   docker run --rm --shm-size=1g cityseg-ros
 # On a machine with ROS 2 Jazzy:       WS=~/ros_ws docker/ros-ci.sh   (cityseg in $WS/src/cityseg)
 #
-# This is NOT run by cityseg's own CI, which has no ROS; it is the recipe for users who have it.
+# cityseg's own CI runs the node with rclpy from PyPI (make test); this adds launch_ros, vision_msgs
+# and a full ROS 2 install.
 set -euo pipefail
 WS=${WS:-/ws}
 source "/opt/ros/${ROS_DISTRO:-jazzy}/setup.bash"

@@ -20,7 +20,8 @@ CAMERAS = ("front", "left", "right")
 
 def generate_launch_description():
     single = os.path.join(get_package_share_directory("cityseg"), "launch", "segmentation.launch.py")
-    shared = {name: LaunchConfiguration(name) for name in ("model", "backend", "params_file", "use_sim_time")}
+    shared = {name: LaunchConfiguration(name)
+              for name in ("model", "backend", "params_file", "use_sim_time", "dds_profile")}
     cameras = [
         GroupAction([IncludeLaunchDescription(
             PythonLaunchDescriptionSource(single),
@@ -33,5 +34,7 @@ def generate_launch_description():
         DeclareLaunchArgument("backend", default_value="", description="empty: as in params_file"),
         DeclareLaunchArgument("params_file", default_value="", description="empty: the installed default"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="true for bag replay"),
+        DeclareLaunchArgument("dds_profile", default_value="",
+                              description="empty: the installed large-images Fast DDS profile; none: defaults"),
         *cameras,
     ])

@@ -5,7 +5,8 @@
 subscribes /front/image_raw (+ /front/camera_info) and publishes /front/segmentation/{mask,
 color_mask, overlay, camera_info, label_info}. Several cameras: include this file once per camera
 with a different namespace (see multi_camera.launch.py). The parameters (params_file plus the
-overrides given here) are validated before the node starts.
+overrides given here) are validated before the node starts. The node gets the Fast DDS profile
+for large images (config/fastdds_large_images.xml) unless dds_profile says otherwise.
 """
 
 import os
@@ -25,6 +26,9 @@ ARGUMENTS = (
     ("params_file", "", "ROS 2 parameters YAML; empty: the installed config/segmentation.yaml"),
     ("use_sim_time", "false", "true when replaying a bag with `ros2 bag play --clock`"),
     ("input_compressed", "", "true: subscribe to <image>/compressed; empty: as in params_file"),
+    ("dds_profile", "", "Fast DDS XML profile for the node; empty: the installed "
+                        "config/fastdds_large_images.xml unless FASTRTPS/FASTDDS_DEFAULT_PROFILES_FILE is "
+                        "already set; none: the middleware's defaults"),
 )
 
 
@@ -35,11 +39,13 @@ def _flag(text: str) -> bool:
 
 
 def _segmentation_node(context):
+    from cityseg.ros.middleware import PROFILE_FILE, profile_environment
+    from cityseg.ros.outputs import NODE_EXECUTABLE, NODE_NAME, node_fqn
     from cityseg.ros.params import check_params_file
 
     arg = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGUMENTS}
-    params_file = arg["params_file"] or os.path.join(
-        get_package_share_directory("cityseg"), "config", "segmentation.yaml")
+    config_dir = os.path.join(get_package_share_directory("cityseg"), "config")
+    params_file = arg["params_file"] or os.path.join(config_dir, "segmentation.yaml")
     overrides = {}
     if arg["model"]:  # empty: keep the params file's model
         overrides["model"] = arg["model"]
@@ -47,12 +53,12 @@ def _segmentation_node(context):
         overrides["backend"] = arg["backend"]
     if arg["input_compressed"]:
         overrides["input_compressed"] = _flag(arg["input_compressed"])
-    node_name = "/".join(["", *filter(None, arg["namespace"].strip("/").split("/")), "segmentation"])
-    check_params_file(params_file, overrides, node_name)  # fail here, naming the file, not in the node
+    check_params_file(params_file, overrides, node_fqn(arg["namespace"]))  # fail here, naming the file, not in the node
+    dds_env = profile_environment(arg["dds_profile"], os.path.join(config_dir, PROFILE_FILE))
     image = arg["image"].rstrip("/")
     return [Node(
-        package="cityseg", executable="segmentation_node", name="segmentation",
-        namespace=arg["namespace"], output="screen", emulate_tty=True,
+        package="cityseg", executable=NODE_EXECUTABLE, name=NODE_NAME,
+        namespace=arg["namespace"], output="screen", emulate_tty=True, additional_env=dds_env,
         parameters=[params_file, {**overrides, "use_sim_time": _flag(arg["use_sim_time"])}],
         remappings=[("image", image), ("image/compressed", f"{image}/compressed"),
                     ("camera_info", arg["camera_info"])],

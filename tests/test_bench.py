@@ -51,3 +51,16 @@ def test_update_doc_appends_markers_when_missing(tmp_path):
     doc.write_text("# Title\n")
     update_doc(doc, "| a |", "header")
     assert doc.read_text().startswith("# Title\n") and "| a |" in doc.read_text()
+
+
+def test_bench_row_for_an_imported_model(tmp_path, capsys):
+    out_file = tmp_path / "table.md"
+    assert main(["bench", "--imported", "--models", "--sizes", "64x128", "--repeats", "1", "--warmup", "0",
+                 "--backends", "onnxruntime", "--no-baseline", "--out", str(out_file)]) == 0
+    out = capsys.readouterr().out
+    assert "importing stride8_nchw at 64x128" in out
+    row = next(line for line in out_file.read_text().splitlines() if "(imported)" in line)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[:3] == ["stride8_nchw (imported)", "64x128", "onnxruntime"]
+    assert all(float(c) >= 0 for c in cells[3:11] if c != "–")  # every stage timed
+    assert out.strip().splitlines()[-1].startswith("RESULT frame_ms=")

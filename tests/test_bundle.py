@@ -151,3 +151,72 @@ def test_every_consumer_gets_the_lookup(places):
     assert segmenter.bundle.path == Path("models") / "pal"
     frame = np.zeros((64, 128, 3), np.uint8)
     assert segmenter.segment(frame, "RGB").mask.shape == (64, 128)
+
+
+# Cards of imported models: layout, custom classes, output layout and confidence -----------------
+
+LANE_LABELS = {"name": "lane", "ignore_id": 255,
+               "classes": [{"id": 10, "name": "background", "color": [0, 0, 0]},
+                           {"id": 20, "name": "lane", "color": [255, 255, 0]}]}
+
+
+def test_card_written_before_import_existed_still_loads(tmp_path):
+    bundle = make_palette_bundle(tmp_path / "b")
+    raw = json.loads((bundle.path / "model.json").read_text())
+    for key in ("input_layout", "labels", "imported"):
+        raw.pop(key)
+    for artifact in raw["artifacts"].values():
+        artifact.pop("output_layout")
+        artifact.pop("confidence")
+    (bundle.path / "model.json").write_text(json.dumps(raw))
+    card = Bundle.load(bundle.path).card
+    assert card.input_layout == "NHWC" and card.labels is None and card.imported == {}
+    assert card.artifacts["onnx"].output_layout == "NHWC" and card.artifacts["onnx"].confidence is None
+    assert card.space is class_space("trainid") and card.input_shape == (64, 128, 3)
+
+
+def test_custom_label_card_roundtrip_and_nchw_preprocess(tmp_path):
+    card = ModelCard(name="lane", architecture="imported:pytorch", input_height=8, input_width=16,
+                     class_space="custom", class_names=("background", "lane"), labels=LANE_LABELS,
+                     input_layout="NCHW", imported={"source": "lane.onnx"})
+    Bundle.create(tmp_path / "b", card)
+    again = Bundle.load(tmp_path / "b").card
+    assert again.space.ids == (10, 20) and tuple(again.space.palette[20]) == (255, 255, 0)
+    assert again.input_shape == (3, 8, 16) and again.imported == {"source": "lane.onnx"}
+    frame = np.random.default_rng(0).integers(0, 256, (8, 16, 3), dtype=np.uint8)
+    batch = again.preprocess([frame])
+    assert batch.shape == (1, 3, 8, 16) and batch.flags.c_contiguous
+    expected = frame.astype(np.float32) / 255.0
+    assert np.allclose(batch[0], expected.transpose(2, 0, 1))
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"class_space": "custom"}, "needs the card's 'labels'"),
+    ({"class_space": "custom", "labels": {"classes": []}}, "non-empty list"),
+    ({"class_space": "custom", "labels": LANE_LABELS}, "do not match the lane class space"),
+])
+def test_custom_cards_are_validated(changes, message):
+    fields = dict(name="x", architecture="a", input_height=8, input_width=16, class_space="trainid",
+                  class_names=class_space("trainid").names)
+    with pytest.raises(ValueError, match=message):
+        ModelCard(**{**fields, **changes})
+
+
+def test_invalid_layout_in_a_card_file_is_named(tmp_path):
+    bundle = make_palette_bundle(tmp_path / "b")
+    raw = json.loads((bundle.path / "model.json").read_text())
+    raw["input_layout"] = "CHW"
+    (bundle.path / "model.json").write_text(json.dumps(raw))
+    with pytest.raises(BundleError, match="input_layout: 'CHW' is not one of 'NHWC', 'NCHW'"):
+        Bundle.load(bundle.path)
+
+
+def test_class_fields_record_any_label_set():
+    from cityseg.bundle import class_fields
+    from cityseg.labels import parse_label_set
+
+    fields = dict(name="x", architecture="a", input_height=8, input_width=16)
+    assert ModelCard(**fields, **class_fields(class_space("labelid"))).space is class_space("labelid")
+    lane = parse_label_set(LANE_LABELS, "lane.yaml")
+    card = ModelCard(**fields, **class_fields(lane))
+    assert card.class_space == "custom" and card.space.ids == (10, 20) and card.space.name == "lane"

@@ -118,3 +118,28 @@ def test_model_given_by_name_from_cityseg_models(tmp_path, monkeypatch, capsys):
     assert main(["segment", str(src), "--model", "nosuch", "--out", str(tmp_path / "o2")]) == 2
     err = capsys.readouterr().err
     assert "nosuch: no model bundle of that name" in err and str(tmp_path / "store" / "nosuch") in err
+
+
+def test_confidence_png_is_the_top_class_probability(tmp_path, bundle_dir, capsys):
+    from cityseg.inference import Segmenter
+
+    image, _ = painted_scene(128, 256)
+    src = write_rgb(tmp_path / "frame.png", image)
+    assert main(["segment", str(src), "--model", str(bundle_dir), "--out", str(tmp_path / "o")]) == 0
+    assert "wrote 4 files" in capsys.readouterr().out
+    written = cv2.imread(str(tmp_path / "o" / "frame_confidence.png"), cv2.IMREAD_UNCHANGED)
+    result = Segmenter(bundle_dir, artifact="onnx").segment(image)
+    assert written.shape == (128, 256) and written.dtype == np.uint8
+    assert np.array_equal(written, result.confidence)
+    assert written.mean() > 200  # palette colours are classified with high confidence
+
+
+def test_argmax_only_model_writes_no_confidence_and_says_why(tmp_path, capsys):
+    root = tmp_path / "argmax_only"
+    bundle = make_palette_bundle(root, formats=("onnx_argmax",))
+    assert list(bundle.card.artifacts) == ["onnx_argmax"]
+    src = write_rgb(tmp_path / "frame.png", painted_scene(64, 128)[0])
+    assert main(["segment", str(src), "--model", str(root), "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "no _confidence.png" in out and "class ids only" in out and "wrote 3 files" in out
+    assert not (tmp_path / "o" / "frame_confidence.png").exists()

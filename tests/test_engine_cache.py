@@ -162,6 +162,20 @@ def test_select_engine_prefers_a_sibling_built_for_this_gpu(tmp_path):
     assert key is None and "built from another model.onnx" in rejected[keys[RTX]][0]
 
 
+def test_a_sibling_without_the_confidence_output_is_not_selected(tmp_path):
+    bundle = make_palette_bundle(tmp_path / "b")
+    sha = sha256_file(bundle.path / "model.onnx")
+    keys = {}
+    for platform, confidence in ((ORIN, "confidence"), (RTX, None)):
+        engine = fake_engine(bundle.path, platform, sha=sha)
+        keys[platform] = engine_key(engine.name)
+        bundle.add_artifact(keys[platform], Artifact(engine.name, "tensorrt", "argmax",
+                                                     {"precision": "fp16", "onnx_artifact": "onnx"},
+                                                     confidence=confidence))
+    key, rejected = select_engine(bundle, keys[ORIN], RTX)
+    assert key is None and list(rejected) == [keys[ORIN]]
+
+
 def test_rebuild_switch_from_environment(monkeypatch):
     monkeypatch.delenv(engine_cache.REBUILD_ENV, raising=False)
     assert rebuild_allowed_by_env()

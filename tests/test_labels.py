@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from cityscapesscripts.helpers.labels import id2label, trainId2label
 
+from cityseg.errors import InputError
 from cityseg.labels import (IGNORE, CATEGORIES, class_space, conversion_lut, convert_ids,
-                            label_id_categories)
+                            label_id_categories, label_set_to_dict, load_label_set, parse_label_set)
 
 
 def test_trainid_space_matches_official_table():
@@ -55,3 +56,88 @@ def test_class_space_aliases(alias):
 def test_unknown_space_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown class space 'coco'"):
         class_space("coco")
+
+
+# Custom label sets (YAML) -------------------------------------------------------------------
+
+LANES_YAML = """\
+name: lanes
+ignore_id: 0
+classes:
+  - {id: 3, name: road, color: [128, 64, 128]}
+  - {id: 7, name: marking, color: [255, 255, 255]}
+  - {id: 9, name: curb, color: [10, 20, 30]}
+label_map:
+  7: 3
+  24: 7
+  25: 9
+  1: 0
+"""
+
+
+def test_builtin_aliases_load_the_cityscapes_sets():
+    assert load_label_set("cityscapes") is class_space("trainid")
+    assert load_label_set("cityscapes-labelid") is class_space("labelid")
+
+
+def test_yaml_label_set_ids_names_colours_and_luts(tmp_path):
+    path = tmp_path / "lanes.yaml"
+    path.write_text(LANES_YAML)
+    space = load_label_set(path)
+    assert space.name == "lanes" and space.names == ("road", "marking", "curb")
+    assert space.ids == (3, 7, 9) and space.ignore_index == 0 and not space.is_cityscapes
+    assert [tuple(c.color) for c in space.classes] == [(128, 64, 128), (255, 255, 255), (10, 20, 30)]
+    assert tuple(space.palette[7]) == (255, 255, 255) and tuple(space.colors[2]) == (10, 20, 30)
+    assert list(space.index_to_id()[:4]) == [3, 7, 9, IGNORE]
+    id_to_index = space.id_to_index()
+    assert (id_to_index[3], id_to_index[9], id_to_index[0], id_to_index[4]) == (0, 2, IGNORE, IGNORE)
+    # label map: dataset id -> class index for training targets; the ignore id and the rest -> IGNORE
+    assert (space.from_label_id[7], space.from_label_id[24], space.from_label_id[25]) == (0, 1, 2)
+    assert space.from_label_id[1] == IGNORE and space.from_label_id[8] == IGNORE
+
+
+def test_label_set_roundtrips_through_its_mapping(tmp_path):
+    path = tmp_path / "lanes.yaml"
+    path.write_text(LANES_YAML)
+    space = load_label_set(path)
+    again = parse_label_set(label_set_to_dict(space, with_label_map=True), "card")
+    assert again.ids == space.ids and again.names == space.names
+    assert np.array_equal(again.from_label_id, space.from_label_id)
+    assert np.array_equal(again.palette, space.palette)
+
+
+def test_without_label_map_the_dataset_holds_the_class_ids():
+    space = parse_label_set({"classes": [{"id": 1, "name": "a", "color": [1, 2, 3]},
+                                         {"id": 5, "name": "b", "color": [4, 5, 6]}]}, "x")
+    assert space.from_label_id[1] == 0 and space.from_label_id[5] == 1 and space.from_label_id[0] == IGNORE
+
+
+def test_custom_sets_do_not_convert_to_cityscapes(tmp_path):
+    space = parse_label_set({"classes": [{"id": 0, "name": "a", "color": [1, 2, 3]}]}, "x")
+    with pytest.raises(ValueError, match="cannot be converted"):
+        conversion_lut(space, class_space("labelid"))
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("classes: []", "non-empty list"),
+    ("classes:\n  - {id: 0, name: a}", "exactly the keys id, name, color"),
+    ("classes:\n  - {id: 0, name: a, color: [1, 2]}", r"color must be \[R, G, B\]"),
+    ("classes:\n  - {id: 300, name: a, color: [1, 2, 3]}", "ids must be within 0-255"),
+    ("classes:\n  - {id: 1, name: a, color: [1, 2, 3]}\n  - {id: 1, name: b, color: [1, 2, 3]}",
+     r"\[1\] are used twice"),
+    ("ignore_id: 1\nclasses:\n  - {id: 1, name: a, color: [1, 2, 3]}", "not a class id"),
+    ("classes:\n  - {id: 1, name: a, color: [1, 2, 3]}\nlabel_map: {7: 4}", "sends 7 to 4, which is no class id"),
+    ("colours: []", "unknown key"),
+    ("classes: [", "not valid YAML"),
+])
+def test_bad_label_set_yaml_is_named(tmp_path, text, problem):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(InputError, match=problem) as info:
+        load_label_set(path)
+    assert str(path) in str(info.value)
+
+
+def test_unknown_label_set_name_says_what_is_accepted():
+    with pytest.raises(InputError, match="cityscapes, cityscapes-labelid or a YAML file"):
+        load_label_set("coco")

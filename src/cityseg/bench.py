@@ -80,7 +80,7 @@ def bench_bundle(bundle, backend: str, frame: np.ndarray, repeats: int, warmup: 
 
     segmenter = Segmenter(bundle, backend=backend)
     card = segmenter.bundle.card
-    row = BenchRow(card.architecture, f"{card.input_height}x{card.input_width}", backend)
+    row = BenchRow(row_name(card), f"{card.input_height}x{card.input_width}", backend)
     processor = _frame_processor(segmenter)
     message = None
     if processor is not None:
@@ -89,7 +89,7 @@ def bench_bundle(bundle, backend: str, frame: np.ndarray, repeats: int, warmup: 
     encoded = cv2.imencode(".png", frame)[1]
     batch = segmenter.preprocess([frame])
     output = segmenter.backend.infer(batch)
-    classes = postprocess.to_classes(output, segmenter.backend.output_kind)[0]
+    classes = segmenter.to_ids(*segmenter.standardize(output))[0]
     color_low = postprocess.colorize(classes, card.space.palette)
     color = postprocess.upsample_nearest(color_low, FRAME_HEIGHT, FRAME_WIDTH)
 
@@ -109,8 +109,8 @@ def bench_bundle(bundle, backend: str, frame: np.ndarray, repeats: int, warmup: 
         "convert": convert if message is not None else None,
         "preprocess": lambda: segmenter.preprocess([frame]),
         "infer": lambda: segmenter.backend.infer(batch),
-        "postprocess": lambda: postprocess.upsample_nearest(
-            postprocess.to_classes(output, segmenter.backend.output_kind)[0], FRAME_HEIGHT, FRAME_WIDTH),
+        "postprocess": lambda: postprocess.upsample_nearest(  # incl. the upsampling of strided scores
+            segmenter.to_ids(*segmenter.standardize(output))[0], FRAME_HEIGHT, FRAME_WIDTH),
         "colour": lambda: postprocess.upsample_nearest(
             postprocess.colorize(classes, card.space.palette), FRAME_HEIGHT, FRAME_WIDTH),
         "overlay": lambda: postprocess.overlay(frame, color, alpha),
@@ -120,6 +120,11 @@ def bench_bundle(bundle, backend: str, frame: np.ndarray, repeats: int, warmup: 
         if fn is not None:
             row.stages[name] = median_ms(fn, repeats, warmup)
     return row
+
+
+def row_name(card) -> str:
+    """The model column: the architecture, or '<name> (imported)' for a model cityseg did not train."""
+    return f"{card.name} (imported)" if card.imported else card.architecture
 
 
 def bench_study_baseline(bundle, model, frame: np.ndarray, repeats: int, warmup: int,
@@ -167,6 +172,53 @@ def random_model(model_name: str, height: int, width: int, **card_fields):
     card = ModelCard(architecture=model_name, input_height=height, input_width=width,
                      class_space="trainid", class_names=space.names, **card_fields)
     return model, card
+
+
+IMPORTED_NAME = "stride8_nchw"
+"""The generated stand-in for an imported real-time model (PIDNet/DDRNet/STDC-style output)."""
+
+
+def write_imported_style_onnx(path: Path, height: int, width: int, classes: int = 19, seed: int = 0) -> Path:
+    """An ONNX as PyTorch exports real-time models: NCHW float input of batch 1, three stride-2
+    3x3 conv + ReLU stages (32, 64, 128 channels) and a 1x1 classifier, logits at 1/8 of the input.
+    Random weights: for latency only."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    nodes, inits, previous, channels = [], [], "input", 3
+    for i, width_out in enumerate((32, 64, 128)):
+        weight = rng.normal(0, (2.0 / (9 * channels)) ** 0.5, (width_out, channels, 3, 3)).astype(np.float32)
+        inits += [numpy_helper.from_array(weight, f"w{i}"),
+                  numpy_helper.from_array(np.zeros(width_out, np.float32), f"b{i}")]
+        nodes += [helper.make_node("Conv", [previous, f"w{i}", f"b{i}"], [f"c{i}"], kernel_shape=[3, 3],
+                                   strides=[2, 2], pads=[1, 1, 1, 1]),
+                  helper.make_node("Relu", [f"c{i}"], [f"r{i}"])]
+        previous, channels = f"r{i}", width_out
+    head = rng.normal(0, 0.1, (classes, channels, 1, 1)).astype(np.float32)
+    inits += [numpy_helper.from_array(head, "head"),
+              numpy_helper.from_array(np.zeros(classes, np.float32), "head_b")]
+    nodes.append(helper.make_node("Conv", [previous, "head", "head_b"], ["logits"], kernel_shape=[1, 1]))
+    image = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, height, width])
+    logits = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, classes, height // 8, width // 8])
+    graph = helper.make_graph(nodes, IMPORTED_NAME, [image], [logits], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="pytorch")
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def make_imported_bundle(root: Path, height: int, width: int) -> Path:
+    """:func:`write_imported_style_onnx` bundled by ``cityseg import`` (mmsegmentation's preprocessing)."""
+    from cityseg.importer import ImportOptions, import_onnx
+    from cityseg.labels import class_space
+
+    onnx_path = write_imported_style_onnx(root / f"{IMPORTED_NAME}.onnx", height, width)
+    options = ImportOptions(channel_order="rgb", scale=1.0, mean=(123.675, 116.28, 103.53),
+                            std=(58.395, 57.12, 57.375), resize="bilinear")
+    path = root / f"{IMPORTED_NAME}_{height}x{width}"
+    import_onnx(onnx_path, path, class_space("trainid"), options, name=IMPORTED_NAME)
+    return path
 
 
 def _keras_missing() -> str | None:
@@ -282,18 +334,24 @@ def _release_keras() -> None:
 
 
 def run_bench(bundles: list[Path], models: list[str], sizes: list[tuple[int, int]],
-              backends: list[str], repeats: int, warmup: int, baseline: bool = True) -> tuple[list[BenchRow], dict]:
+              backends: list[str], repeats: int, warmup: int, baseline: bool = True,
+              imported: bool = False) -> tuple[list[BenchRow], dict]:
     """Benchmark given bundles, or registered models at ``sizes``; returns rows and baselines.
+    ``imported``: also an imported-style ONNX (:func:`make_imported_bundle`) at each size.
 
     Registered models are built (random weights), timed and deleted one at a time.
     """
     frame = _camera_frame()
     rows, baselines = [], {}
     jobs = [(path, None) for path in bundles] + [(None, (name, h, w)) for name in models for h, w in sizes]
+    jobs += [(None, (None, h, w)) for h, w in sizes] if imported else []  # None: the imported stand-in
     for path, spec in jobs:
         workdir = Path(tempfile.mkdtemp(prefix="cityseg-bench-"))
         try:
-            if spec is not None:
+            if spec is not None and spec[0] is None:
+                print(f"importing {IMPORTED_NAME} at {spec[1]}x{spec[2]} (random weights) ...", flush=True)
+                path = make_imported_bundle(workdir, *spec[1:])
+            elif spec is not None:
                 print(f"building {spec[0]} at {spec[1]}x{spec[2]} (random weights) ...", flush=True)
                 path = make_random_bundle(workdir, *spec)
             new_rows, base = _time_bundle(path, backends, frame, repeats, warmup, baseline)

@@ -24,6 +24,7 @@ import os
 import platform
 import sys
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -33,15 +34,18 @@ from cityseg import __version__
 from cityseg.config import ConfigError, from_mapping, to_mapping
 from cityseg.errors import BundleError
 from cityseg.fileio import write_json_atomic
-from cityseg.labels import ClassSpace, class_space
-from cityseg.preprocess import RESIZE_METHODS, Normalization, normalize, prepare_frame
+from cityseg.labels import ID_SPACES, ClassSpace, class_space, label_set_to_dict, parse_label_set
+from cityseg.preprocess import RESIZE_METHODS, Normalization, normalize, prepare_frame, to_layout
 
 CARD_FILE = "model.json"
 MODELS_ENV = "CITYSEG_MODELS"
 """Folder(s) holding model bundles, searched for bare bundle names (``os.pathsep``-separated)."""
 CARD_FORMAT_VERSION = 1
-OutputKind = Literal["probabilities", "logits", "argmax"]
+OutputKind = Literal["probabilities", "logits", "sigmoid", "argmax"]
 ArtifactFormat = Literal["keras", "onnx", "tensorrt"]
+Layout = Literal["NHWC", "NCHW"]
+CUSTOM_SPACE = "custom"
+"""``class_space`` of a card whose classes are its own ``labels`` (not a Cityscapes set)."""
 
 
 @dataclass
@@ -52,9 +56,15 @@ class Artifact:
     """File name relative to the bundle directory."""
     format: ArtifactFormat
     output: OutputKind = "probabilities"
-    """'probabilities'/'logits': NxHxWxC scores; 'argmax': NxHxW class indices."""
+    """'probabilities'/'logits': class scores; 'sigmoid': one channel, the probability of class 1
+    of a 2-class model; 'argmax': class indices (NxHxW, or Nx1xHxW)."""
     details: dict[str, Any] = field(default_factory=dict)
     """Format-specific facts: ONNX opset, TensorRT version/GPU/precision, parity figures..."""
+    output_layout: Layout = "NHWC"
+    """Where the class axis of score outputs is: last (NHWC) or after the batch (NCHW). Scores may
+    be at a stride of the input size; they are upsampled bilinearly to it before the argmax."""
+    confidence: str | None = None
+    """Name of a second, uint8 output holding the top-class probability x 255 (argmax heads)."""
 
 
 @dataclass
@@ -65,12 +75,19 @@ class ModelCard:
     architecture: str
     input_height: int
     input_width: int
-    class_space: Literal["trainid", "labelid"]
+    class_space: str
+    """'trainid' or 'labelid' (the Cityscapes sets), or 'custom': the classes are ``labels``."""
     class_names: tuple[str, ...]
     artifacts: dict[str, Artifact] = field(default_factory=dict)
     channel_order: Literal["RGB", "BGR"] = "RGB"
     resize: str = "lanczos3"
     normalization: Normalization = field(default_factory=Normalization)
+    input_layout: Layout = "NHWC"
+    """Layout of the network input: NHWC (our Keras models) or NCHW (most PyTorch/Paddle exports)."""
+    labels: dict[str, Any] | None = None
+    """A custom label set (name, ignore_id, classes [{id, name, color}]); see cityseg.labels."""
+    imported: dict[str, Any] = field(default_factory=dict)
+    """For a model cityseg did not train: the source file, its sha256, and what was detected or given."""
     frameworks: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
@@ -81,10 +98,16 @@ class ModelCard:
             raise ValueError(f"input size must be positive, got {self.input_height}x{self.input_width}")
         if self.resize not in RESIZE_METHODS:
             raise ValueError(f"resize {self.resize!r} is not one of {', '.join(RESIZE_METHODS)}")
-        expected = class_space(self.class_space).names
+        if self.class_space == CUSTOM_SPACE and self.labels is None:
+            raise ValueError("class_space 'custom' needs the card's 'labels' (the classes with ids, "
+                             "names and colours); re-import the model with --labels")
+        if self.class_space not in ID_SPACES + (CUSTOM_SPACE,):
+            raise ValueError(f"class_space: {self.class_space!r} is not one of {', '.join(ID_SPACES)}, "
+                             f"{CUSTOM_SPACE}")
+        expected = self.space.names
         if tuple(self.class_names) != expected:
             raise ValueError(f"class_names ({len(self.class_names)} names) do not match the "
-                             f"{self.class_space} class space ({len(expected)} classes: "
+                             f"{self.space.name} class space ({len(expected)} classes: "
                              f"{', '.join(expected[:3])}, ...)")
         if self.format_version > CARD_FORMAT_VERSION:
             raise ValueError(f"card format {self.format_version} is newer than this cityseg "
@@ -94,21 +117,39 @@ class ModelCard:
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    @property
+    @cached_property
     def space(self) -> ClassSpace:
+        """The label set the model's class indices belong to."""
+        if self.class_space == CUSTOM_SPACE:
+            return parse_label_set(self.labels, "model card labels")
         return class_space(self.class_space)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """One frame of network input, in the card's layout: (H, W, 3) or (3, H, W)."""
+        h, w = self.input_height, self.input_width
+        return (3, h, w) if self.input_layout == "NCHW" else (h, w, 3)
 
     def to_dict(self) -> dict:
         return to_mapping(self)
 
     def preprocess(self, frames: Sequence[np.ndarray], channel_order: str = "RGB") -> np.ndarray:
-        """Frames (uint8, any size, in ``channel_order``) -> float32 NxHxWx3 network input, exactly
-        as this model was trained: the card's resize method, channel order and normalisation."""
+        """Frames (uint8, any size, in ``channel_order``) -> float32 network input (NxHxWx3, or
+        Nx3xHxW for an NCHW card), exactly as this model was trained: the card's resize method,
+        channel order and normalisation."""
         batch = np.empty((len(frames), self.input_height, self.input_width, 3), dtype=np.uint8)
         for i, frame in enumerate(frames):
             batch[i] = prepare_frame(frame, channel_order, self.input_height, self.input_width,
                                      self.resize, self.channel_order)
-        return normalize(batch, self.normalization)
+        return to_layout(normalize(batch, self.normalization), self.input_layout)
+
+
+def class_fields(space: ClassSpace) -> dict[str, Any]:
+    """The card fields that record ``space``: ``class_space``, ``class_names`` and, for a label set
+    that is not a Cityscapes one, ``labels`` (for ``ModelCard(..., **class_fields(space))``)."""
+    if space.is_cityscapes:
+        return {"class_space": space.name, "class_names": space.names, "labels": None}
+    return {"class_space": CUSTOM_SPACE, "class_names": space.names, "labels": label_set_to_dict(space)}
 
 
 def framework_versions(*packages: str) -> dict[str, str]:

@@ -211,10 +211,11 @@ def engine_decision(engine: Path, platform: Platform, *, onnx_sha256: str, preci
 
 def select_engine(bundle: Bundle, preferred: str, platform: Platform) -> tuple[str | None, dict[str, list[str]]]:
     """An engine artifact usable here: ``preferred`` if it matches, else a sibling with the same
-    output kind and precision that does. Returns (key or None, {key: reasons it cannot be used})."""
+    output kind, confidence output and precision that does. Returns (key or None, {key: reasons it cannot be used})."""
     wanted = bundle.card.artifacts[preferred]
     candidates = [preferred] + [k for k, a in bundle.artifacts("tensorrt").items()
                                 if k != preferred and a.output == wanted.output
+                                and a.confidence == wanted.confidence
                                 and a.details.get("precision") == wanted.details.get("precision")]
     rejected = {}
     for key in candidates:

@@ -1,24 +1,40 @@
-"""The Cityscapes label set, as vectorised lookup tables for both class spaces.
+"""Label sets: what the network's class index means, its mask ids, names, colours and LUTs.
 
-Built on ``cityscapesscripts.helpers.labels`` (the official table is never retyped here).
-Two class spaces are supported:
+The two Cityscapes sets are built on ``cityscapesscripts.helpers.labels`` (the official table is
+never retyped here):
 
-* ``trainid`` - the 19 evaluation classes of the benchmark; everything else is ``IGNORE`` (255).
-* ``labelid`` - all 34 labelIds (0-33), what the original study trained on.
+* ``trainid`` (alias ``cityscapes``) - the 19 evaluation classes; everything else is ``IGNORE`` (255).
+* ``labelid`` (alias ``cityscapes-labelid``) - all 34 labelIds (0-33), what the original study trained on.
 
-Every mapping is a 256-entry numpy LUT, so converting a whole mask is one indexing operation.
+Any other set is a YAML file (:func:`load_label_set`), e.g.::
+
+    name: lanes                 # optional (default: the file's stem)
+    ignore_id: 255              # optional: the ground-truth value of unscored pixels
+    classes:                    # in network output order: class index 0, 1, ...
+      - {id: 0, name: road, color: [128, 64, 128]}
+      - {id: 1, name: lane marking, color: [255, 255, 255]}
+    label_map:                  # optional: dataset label id -> class id (others are ignored)
+      7: 0
+      24: 1
+
+A class's ``id`` is the value written in masks; without ``label_map`` the dataset's label images
+are taken to hold these ids already. Every mapping is a 256-entry numpy LUT, so converting a
+whole mask is one indexing operation.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 from cityscapesscripts.helpers.labels import labels as _CS_LABELS
 
+from cityseg.errors import InputError
+
 IGNORE = 255
-"""Value of pixels that are not scored (trainId space) and of out-of-range ids."""
+"""Value of pixels that are not scored (trainId space, training targets) and of out-of-range ids."""
 
 LABELS = tuple(label for label in _CS_LABELS if label.id >= 0)
 """Cityscapes labels with a real labelId (0-33), in labelId order; 'license plate' (-1) is dropped."""
@@ -27,23 +43,43 @@ CATEGORIES = tuple(dict.fromkeys(label.category for label in LABELS))
 """Category names in categoryId order: void, flat, construction, object, nature, sky, human, vehicle."""
 
 ID_SPACES = ("trainid", "labelid")
+LABEL_SET_ALIASES = {"cityscapes": "trainid", "cityscapes-trainid": "trainid", "cityscapes-labelid": "labelid"}
+"""Names ``--labels`` accepts for the built-in sets, besides a YAML file."""
+
+
+@dataclass(frozen=True)
+class LabelClass:
+    """One class of a label set: its mask id, name and RGB colour."""
+
+    id: int
+    name: str
+    color: tuple[int, int, int]
 
 
 @dataclass(frozen=True, eq=False)
 class ClassSpace:
-    """One class space: what the network's class index means, and LUTs to and from labelIds."""
+    """One label set: what the network's class index means, and LUTs to and from its ids."""
 
     name: str
     names: tuple[str, ...]
     """Class name for each network class index 0..N-1."""
     ignore_index: int | None
-    """Label value excluded from the loss (255 for trainIds, None for labelIds)."""
-    to_label_id: np.ndarray
-    """uint8[256]: class index -> Cityscapes labelId (ignore -> 0 'unlabeled')."""
+    """Ground-truth value of unscored pixels (255 for trainIds, None for labelIds, a YAML's ignore_id)."""
+    to_label_id: np.ndarray | None
+    """uint8[256]: class index -> Cityscapes labelId (ignore -> 0 'unlabeled'); None for a custom set."""
     from_label_id: np.ndarray
-    """uint8[256]: Cityscapes labelId -> class index (unmapped -> IGNORE)."""
+    """uint8[256]: dataset label id (a Cityscapes labelId for the built-in sets, else the YAML's
+    label_map) -> class index, unmapped -> IGNORE: what training targets are made with."""
     palette: np.ndarray
-    """uint8[256, 3] RGB colour for every class value (ignore and unknown -> black)."""
+    """uint8[256, 3] RGB colour for every mask id (ignore and unknown -> black)."""
+    ids: tuple[int, ...] = ()
+    """Mask id of each class index (empty: the index itself, as in both Cityscapes sets)."""
+    source: str = "cityscapes"
+    """'cityscapes' for the built-in sets, else the YAML file it was loaded from."""
+
+    def __post_init__(self) -> None:
+        if not self.ids:
+            object.__setattr__(self, "ids", tuple(range(len(self.names))))
 
     @property
     def num_classes(self) -> int:
@@ -52,7 +88,31 @@ class ClassSpace:
     @property
     def colors(self) -> np.ndarray:
         """uint8[N, 3] RGB colour of each class index."""
-        return self.palette[: self.num_classes]
+        return self.palette[list(self.ids)]
+
+    @property
+    def classes(self) -> tuple[LabelClass, ...]:
+        """(id, name, colour) of each class index: what a mask id means (e.g. for vision_msgs/LabelInfo)."""
+        return tuple(LabelClass(i, n, tuple(int(v) for v in self.palette[i]))
+                     for i, n in zip(self.ids, self.names))
+
+    @property
+    def is_cityscapes(self) -> bool:
+        """True when the classes map to Cityscapes labelIds (so masks convert between the two sets)."""
+        return self.to_label_id is not None
+
+    @property
+    def identity_ids(self) -> bool:
+        """True when every class's mask id is its class index."""
+        return self.ids == tuple(range(self.num_classes))
+
+    def index_to_id(self) -> np.ndarray:
+        """uint8[256]: class index -> mask id (indices past the last class -> IGNORE)."""
+        return _lut(dict(enumerate(self.ids)), default=IGNORE)
+
+    def id_to_index(self) -> np.ndarray:
+        """uint8[256]: mask id -> class index (ignore and unknown ids -> IGNORE), e.g. for ground truth."""
+        return _lut({i: k for k, i in enumerate(self.ids)}, default=IGNORE)
 
 
 def _lut(pairs: dict[int, int], default: int) -> np.ndarray:
@@ -92,21 +152,73 @@ def _build_labelid_space() -> ClassSpace:
     )
 
 
-@lru_cache(maxsize=None)
+def builtin_name(name: str) -> str | None:
+    """'trainid'/'labelid' for a built-in set's name or alias ('cityscapes', 'train_id'...), else None."""
+    lowered = name.lower()
+    if lowered in LABEL_SET_ALIASES:
+        return LABEL_SET_ALIASES[lowered]
+    key = lowered.replace("_", "").replace("-", "")
+    return key if key in ID_SPACES else None
+
+
 def class_space(name: str) -> ClassSpace:
-    """Return the class space called ``name`` ('trainid' or 'labelid')."""
-    key = name.lower().replace("_", "").replace("-", "")
-    if key == "trainid":
-        return _build_trainid_space()
-    if key == "labelid":
-        return _build_labelid_space()
-    raise ValueError(f"unknown class space {name!r}; use one of {', '.join(ID_SPACES)}")
+    """Return the built-in label set called ``name`` ('trainid'/'cityscapes' or 'labelid'/'cityscapes-labelid')."""
+    key = builtin_name(name)
+    if key is None:
+        raise ValueError(f"unknown class space {name!r}; use one of "
+                         f"{', '.join(ID_SPACES + tuple(LABEL_SET_ALIASES))}")
+    return _builtin(key)
+
+
+@lru_cache(maxsize=None)
+def _builtin(key: str) -> ClassSpace:
+    return _build_trainid_space() if key == "trainid" else _build_labelid_space()
+
+
+def custom_space(name: str, classes: list[LabelClass] | tuple[LabelClass, ...], ignore_id: int | None = None,
+                 label_map: dict[int, int] | None = None, source: str = "") -> ClassSpace:
+    """A label set from its classes (in class-index order); ValueError naming the first problem."""
+    where = source or name
+    if not classes:
+        raise ValueError(f"{where}: a label set needs at least one class")
+    if len(classes) > IGNORE:
+        raise ValueError(f"{where}: {len(classes)} classes do not fit a uint8 mask (at most {IGNORE})")
+    ids = [c.id for c in classes]
+    for c in classes:
+        if not 0 <= c.id <= 255:
+            raise ValueError(f"{where}: class {c.name!r} has id {c.id}; ids must be within 0-255")
+        if len(c.color) != 3 or not all(0 <= v <= 255 for v in c.color):
+            raise ValueError(f"{where}: class {c.name!r} colour {list(c.color)} is not three values 0-255")
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise ValueError(f"{where}: class id(s) {duplicates} are used twice; give every class its own id")
+    if ignore_id is not None and (ignore_id in ids or not 0 <= ignore_id <= 255):
+        raise ValueError(f"{where}: ignore_id {ignore_id} must be within 0-255 and not a class id")
+    index_of = {i: k for k, i in enumerate(ids)}
+    if label_map is None:
+        label_map = {i: i for i in ids}
+    pairs = {}
+    for source_id, target in label_map.items():
+        if not 0 <= source_id <= 255:
+            raise ValueError(f"{where}: label_map key {source_id} is not a uint8 label id (0-255)")
+        if target not in index_of and target != ignore_id:
+            raise ValueError(f"{where}: label_map sends {source_id} to {target}, which is no class id "
+                             f"(ids: {ids[:8]}{' ...' if len(ids) > 8 else ''})")
+        pairs[source_id] = index_of.get(target, IGNORE)
+    return ClassSpace(name=name, names=tuple(c.name for c in classes), ignore_index=ignore_id,
+                      to_label_id=None, from_label_id=_lut(pairs, default=IGNORE),
+                      palette=_palette({c.id: tuple(c.color) for c in classes}), ids=tuple(ids),
+                      source=source or name)
 
 
 def conversion_lut(source: ClassSpace, target: ClassSpace) -> np.ndarray:
     """uint8[256] LUT that maps class values of ``source`` to ``target`` (ignore stays ignore)."""
-    if source.name == target.name:
+    if source is target or (source.name == target.name and source.names == target.names):
         return np.arange(256, dtype=np.uint8)
+    if not (source.is_cityscapes and target.is_cityscapes):
+        raise ValueError(f"masks of label set {source.name!r} cannot be converted to {target.name!r}: "
+                         "only the Cityscapes sets (trainid, labelid) convert into each other; use the "
+                         "model's own label set")
     lut = target.from_label_id[source.to_label_id]
     if source.ignore_index is not None:
         lut[source.ignore_index] = target.ignore_index if target.ignore_index is not None else 0
@@ -121,3 +233,82 @@ def convert_ids(mask: np.ndarray, source: ClassSpace, target: ClassSpace) -> np.
 def label_id_categories() -> np.ndarray:
     """uint8[256]: labelId -> categoryId (unknown -> IGNORE)."""
     return _lut({l.id: l.categoryId for l in LABELS}, default=IGNORE)
+
+
+LabelSet = ClassSpace
+"""The name the import CLI and the docs use for a class space."""
+
+_LABEL_SET_KEYS = ("name", "ignore_id", "classes", "label_map")
+_CLASS_KEYS = ("id", "name", "color")
+
+
+def _int(value, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{where}: expected an integer, got {value!r}")
+    return value
+
+
+def parse_label_set(data, where: str, default_name: str = "custom") -> ClassSpace:
+    """A label set from its mapping form (the YAML file's content, or a model card's ``labels``)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: a label set is a mapping with 'classes' (and optionally 'name', "
+                         f"'ignore_id', 'label_map'), got {type(data).__name__}")
+    unknown = sorted(set(map(str, data)) - set(_LABEL_SET_KEYS))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(_LABEL_SET_KEYS)}")
+    rows = data.get("classes")
+    if not isinstance(rows, list) or not rows:
+        raise ValueError(f"{where}: 'classes' must be a non-empty list of {{id, name, color}} entries")
+    classes = []
+    for k, row in enumerate(rows):
+        at = f"{where}: classes[{k}]"
+        if not isinstance(row, dict) or set(row) != set(_CLASS_KEYS):
+            raise ValueError(f"{at}: expected exactly the keys id, name, color, got {row!r}")
+        color = row["color"]
+        if not isinstance(color, (list, tuple)) or len(color) != 3:
+            raise ValueError(f"{at}: color must be [R, G, B], got {color!r}")
+        classes.append(LabelClass(_int(row["id"], f"{at}.id"), str(row["name"]),
+                                  tuple(_int(v, f"{at}.color") for v in color)))
+    ignore = data.get("ignore_id")
+    label_map = data.get("label_map")
+    if label_map is not None and not isinstance(label_map, dict):
+        raise ValueError(f"{where}: label_map must map dataset label ids to class ids, got {label_map!r}")
+    if label_map is not None:
+        label_map = {_int(int(s) if isinstance(s, str) and s.isdigit() else s, f"{where}: label_map key"):
+                     _int(t, f"{where}: label_map[{s}]") for s, t in label_map.items()}
+    name = str(data.get("name") or default_name)
+    return custom_space(name, classes, None if ignore is None else _int(ignore, f"{where}: ignore_id"),
+                        label_map, source=where)
+
+
+def label_set_to_dict(space: ClassSpace, *, with_label_map: bool = False) -> dict:
+    """The mapping form of a label set (what :func:`parse_label_set` reads back)."""
+    data = {"name": space.name, "ignore_id": space.ignore_index,
+            "classes": [{"id": c.id, "name": c.name, "color": list(c.color)} for c in space.classes]}
+    if with_label_map:
+        to_id = space.index_to_id()
+        data["label_map"] = {int(s): int(to_id[k]) for s, k in enumerate(space.from_label_id) if k != IGNORE}
+    return data
+
+
+def load_label_set(spec: str | Path) -> ClassSpace:
+    """'cityscapes' (19 trainIds), 'cityscapes-labelid' (34 labelIds), or a label-set YAML file.
+
+    InputError naming the file and the problem when the YAML is missing or malformed."""
+    text = str(spec)
+    if builtin_name(text) is not None and not Path(text).is_file():
+        return class_space(text)
+    path = Path(text)
+    if not path.is_file():
+        raise InputError(f"{text}: not a label set; use cityscapes, cityscapes-labelid or a YAML file "
+                         "with classes (see docs/MODELS.md)")
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not valid YAML ({exc})") from None
+    try:
+        return parse_label_set(data, str(path), default_name=path.stem)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None

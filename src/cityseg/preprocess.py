@@ -109,3 +109,15 @@ def prepare_frame(frame: np.ndarray, channel_order: str, height: int, width: int
     if model_order.upper() == "BGR":
         resized = resized[..., ::-1]
     return np.ascontiguousarray(resized)
+
+
+LAYOUTS = ("NHWC", "NCHW")
+
+
+def to_layout(batch: np.ndarray, layout: str) -> np.ndarray:
+    """An NHWC batch in ``layout``: itself for NHWC, a contiguous Nx3xHxW copy for NCHW."""
+    if layout == "NHWC":
+        return batch
+    if layout != "NCHW":
+        raise ValueError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
+    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))

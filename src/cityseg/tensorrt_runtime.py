@@ -107,7 +107,9 @@ class PinnedArray:
 
 class EngineRunner:
     """One deserialized engine, one execution context, one CUDA stream, pinned buffers sized for
-    the profile's maximum batch. ``infer`` takes any batch size (split at the profile maximum)."""
+    the profile's maximum batch. ``infer`` takes any batch size (split at the profile maximum).
+    An engine may have several outputs (an argmax head with its confidence): :meth:`infer_all`
+    returns all of them, :meth:`infer` the first."""
 
     def __init__(self, serialized: bytes, *, name: str = "engine"):
         import tensorrt as trt
@@ -123,23 +125,27 @@ class EngineRunner:
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise BundleError(f"{name}: expected one input and one output, the engine has {inputs} -> {outputs}")
-        self.input_name, self.output_name = inputs[0], outputs[0]
+        if len(inputs) != 1 or not outputs:
+            raise BundleError(f"{name}: expected one input and at least one output, the engine has "
+                              f"{inputs} -> {outputs}")
+        self.input_name, self.output_names = inputs[0], outputs
+        self.output_name = outputs[0]
         low, _, high = self.engine.get_tensor_profile_shape(self.input_name, 0)
         self.min_batch, self.max_batch = int(low[0]), int(high[0])
         self.frame_shape = tuple(int(d) for d in high[1:])
         self.input_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.input_name)))
         self.output_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.output_name)))
         self.context.set_input_shape(self.input_name, tuple(high))
-        out_shape = tuple(int(d) for d in self.context.get_tensor_shape(self.output_name))
         self.stream = cuda_call(cudart.cudaStreamCreate())
         self.host_in = PinnedArray(tuple(high), self.input_dtype)
-        self.host_out = PinnedArray(out_shape, self.output_dtype)
         self.device_in = DeviceBuffer(self.host_in.nbytes)
-        self.device_out = DeviceBuffer(self.host_out.nbytes)
         self.context.set_tensor_address(self.input_name, self.device_in.ptr)
-        self.context.set_tensor_address(self.output_name, self.device_out.ptr)
+        self.host_out, self.device_out = {}, {}
+        for out in outputs:
+            shape = tuple(int(d) for d in self.context.get_tensor_shape(out))
+            self.host_out[out] = PinnedArray(shape, np.dtype(trt.nptype(self.engine.get_tensor_dtype(out))))
+            self.device_out[out] = DeviceBuffer(self.host_out[out].nbytes)
+            self.context.set_tensor_address(out, self.device_out[out].ptr)
 
     @classmethod
     def from_file(cls, path: Path) -> "EngineRunner":
@@ -147,35 +153,43 @@ class EngineRunner:
         return cls(Path(path).read_bytes(), name=str(path))
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        """float32 NxHxWx3 -> the engine's output for N frames."""
+        """float32 batch (the engine's frame shape) -> the engine's first output for N frames."""
+        return self.infer_all(batch)[self.output_name]
+
+    def infer_all(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """float32 batch -> {output name: array} for N frames."""
         if batch.shape[1:] != self.frame_shape:
             raise InputError(f"{self.name}: input frames of shape {batch.shape[1:]}, the engine takes "
                              f"{self.frame_shape}")
         if len(batch) > self.max_batch:
-            return np.concatenate([self.infer(batch[i:i + self.max_batch])
-                                   for i in range(0, len(batch), self.max_batch)])
+            parts = [self.infer_all(batch[i:i + self.max_batch]) for i in range(0, len(batch), self.max_batch)]
+            return {k: np.concatenate([p[k] for p in parts]) for k in self.output_names}
         count = len(batch)
         if count < self.min_batch:  # pad up to the profile minimum, drop the padding afterwards
             pad = np.repeat(batch[-1:], self.min_batch - count, axis=0)
-            return self.infer(np.concatenate([batch, pad]))[:count]
+            return {k: v[:count] for k, v in self.infer_all(np.concatenate([batch, pad])).items()}
         cudart = import_cudart()
         self.host_in.array[:count] = batch
         self.context.set_input_shape(self.input_name, (count, *self.frame_shape))
-        out_shape = tuple(int(d) for d in self.context.get_tensor_shape(self.output_name))
         in_bytes = count * self.host_in.nbytes // self.max_batch
-        out_bytes = count * self.host_out.nbytes // self.max_batch
         cuda_call(cudart.cudaMemcpyAsync(self.device_in.ptr, self.host_in.ptr, in_bytes,
                                          cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self.stream))
         if not self.context.execute_async_v3(int(self.stream)):
             raise DeviceError(f"{self.name}: TensorRT failed to run the engine (see its messages above)")
-        cuda_call(cudart.cudaMemcpyAsync(self.host_out.ptr, self.device_out.ptr, out_bytes,
-                                         cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, self.stream))
+        shapes = {}
+        for out in self.output_names:
+            shapes[out] = tuple(int(d) for d in self.context.get_tensor_shape(out))
+            out_bytes = count * self.host_out[out].nbytes // self.max_batch
+            cuda_call(cudart.cudaMemcpyAsync(self.host_out[out].ptr, self.device_out[out].ptr, out_bytes,
+                                             cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, self.stream))
         cuda_call(cudart.cudaStreamSynchronize(self.stream))
-        return self.host_out.array[:count].reshape(out_shape).copy()
+        return {out: self.host_out[out].array[:count].reshape(shapes[out]).copy() for out in self.output_names}
 
     def close(self) -> None:
         """Free the buffers and the stream."""
-        for buf in (getattr(self, n, None) for n in ("host_in", "host_out", "device_in", "device_out")):
+        buffers = [getattr(self, "host_in", None), getattr(self, "device_in", None)]
+        buffers += list(getattr(self, "host_out", {}).values()) + list(getattr(self, "device_out", {}).values())
+        for buf in buffers:
             if buf is not None:
                 buf.free()
         if getattr(self, "stream", None) is not None:

@@ -81,6 +81,42 @@ def test_argmax_head_gives_identical_masks(palette):
     assert "Softmax" not in ops and ops[-3:] == ["ArgMax", "Cast", "Cast"]  # argmax of the logits
 
 
+def test_argmax_head_with_confidence_output(palette):
+    export_onnx(palette)
+    report = export_onnx(palette, argmax_head=True, confidence=True)
+    assert report.passed
+    artifact = Bundle.load(palette.path).card.artifacts["onnx_argmax"]
+    assert artifact.confidence == "confidence" and artifact.output == "argmax"
+    assert artifact.details["output"]["name"] == "classes"
+    assert artifact.details["extra_outputs"] == [{"name": "confidence", "shape": ["batch", 64, 128],
+                                                  "dtype": "uint8"}]
+    assert artifact.details["confidence_check"]["max_abs_diff"] <= 2
+    assert check_model(palette.path / "model_argmax.onnx") == []  # uint8 only at the outputs
+    head = Segmenter(palette.path, artifact="onnx_argmax")
+    scores = Segmenter(palette.path, artifact="onnx")
+    assert head.has_confidence and scores.has_confidence
+    assert Segmenter(palette.path, need_confidence=True).backend.artifact_key == "onnx_argmax"
+    frames = painted_frames(2, 200, 300)
+    for a, b in zip(head.segment_batch(frames), scores.segment_batch(frames)):
+        assert np.array_equal(a.mask, b.mask)
+        assert np.abs(a.confidence.astype(int) - b.confidence.astype(int)).max() <= 2
+        assert a.confidence.shape == (200, 300)
+
+
+def test_confidence_output_needs_the_argmax_head(palette):
+    with pytest.raises(ExportError, match="add --argmax-head"):
+        export_onnx(palette, confidence=True)
+
+
+def test_plain_argmax_head_is_skipped_when_confidence_is_needed(palette):
+    export_onnx(palette)
+    export_onnx(palette, argmax_head=True)
+    assert Segmenter(palette.path).backend.artifact_key == "onnx_argmax"
+    confident = Segmenter(palette.path, need_confidence=True)
+    assert confident.backend.artifact_key == "onnx" and confident.has_confidence
+    assert not Segmenter(palette.path).has_confidence
+
+
 def test_refuses_to_overwrite_without_force(palette):
     export_onnx(palette)
     before = (palette.path / "model.onnx").stat().st_mtime_ns

@@ -108,3 +108,39 @@ def test_cli_builds_an_engine(bundle, capsys):
     assert "built" in out and "parity onnxruntime:model.onnx vs tensorrt:" in out
     assert main(["export", str(bundle.path), "--tensorrt", "--precision", "fp16", "--batch", "1,1,2"]) == 0
     assert "is up to date" in capsys.readouterr().out
+
+
+def test_argmax_head_engine_keeps_its_confidence_output(bundle):
+    export_onnx(bundle, argmax_head=True, confidence=True)
+    result = export_tensorrt(bundle, precision="fp32", argmax_head=True)
+    assert Bundle.load(bundle.path).card.artifacts[result.key].confidence == "confidence"
+    trt_seg = Segmenter(bundle.path, backend="tensorrt", need_confidence=True)
+    ort_seg = Segmenter(bundle.path, backend="onnxruntime", artifact="onnx")
+    assert trt_seg.has_confidence and trt_seg.backend.artifact_key == result.key
+    for a, b in zip(trt_seg.segment_batch(frames(2)), ort_seg.segment_batch(frames(2))):
+        assert (a.mask == b.mask).mean() >= 0.999
+        assert np.abs(a.confidence.astype(int) - b.confidence.astype(int)).max() <= 2
+    trt_seg.backend.close()
+
+
+def test_imported_nchw_model_with_strided_logits(tmp_path):
+    from onnx import TensorProto, helper
+
+    from cityseg.importer import ImportOptions, import_onnx
+    from cityseg.labels import class_space
+    from test_import import RGB_MEAN, RGB_STD, conv_weights, save_model
+
+    weight, bias = conv_weights(19, 8)
+    path = save_model(tmp_path / "seg.onnx", [
+        helper.make_node("Conv", ["input", "w", "b"], ["logits"], kernel_shape=[8, 8], strides=[8, 8])],
+        ["n", 3, 64, 128], "logits", TensorProto.FLOAT, ["n", 19, 8, 16], {"w": weight, "b": bias})
+    options = ImportOptions(channel_order="bgr", scale=1.0, mean=RGB_MEAN, std=RGB_STD, resize="area")
+    bundle = import_onnx(path, tmp_path / "b", class_space("trainid"), options)
+    assert main(["export", str(bundle.path), "--tensorrt", "--precision", "fp32", "--batch", "1,1,2"]) == 0
+    trt_seg = Segmenter(bundle.path, backend="tensorrt")
+    ort_seg = Segmenter(bundle.path, backend="onnxruntime")
+    assert trt_seg.backend.runner.frame_shape == (3, 64, 128)
+    for a, b in zip(trt_seg.segment_batch(frames(3)), ort_seg.segment_batch(frames(3))):
+        assert (a.mask == b.mask).mean() >= 0.999
+        assert np.abs(a.confidence.astype(int) - b.confidence.astype(int)).max() <= 2
+    trt_seg.backend.close()

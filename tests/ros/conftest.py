@@ -1,11 +1,26 @@
-"""Fixtures of the ROS tests: a real palette-classifier ONNX bundle and painted frames."""
+"""Fixtures of the ROS tests: a real palette-classifier ONNX bundle and painted frames.
+
+Every ROS 2 participant these tests create (in this process or in a node process it starts)
+lives in a private, loopback-only graph: a domain id of this run's own, discovery limited to
+this host, and the shipped large-images Fast DDS profile - set here, before rclpy starts.
+"""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from cityseg.ros.middleware import PROFILE_FILE
+from cityseg.ros.probe import graph_environment
 from support import make_palette_bundle, painted_scene
+
+PROFILE = Path(__file__).resolve().parents[2] / "config" / PROFILE_FILE
+GRAPH_ENV = graph_environment(100 + os.getpid() % 100, str(PROFILE))
+os.environ.clear()
+os.environ.update(GRAPH_ENV)
 
 FRAME_SIZE = (128, 256)
 """Frames are twice the bundle's 64x128 input, block edges on even pixels: area downscaling

@@ -10,7 +10,9 @@ import pytest
 
 from cityseg.cli import main as cli_main
 from cityseg.errors import CitysegError, InputError
-from cityseg.ros.bag import normalize_topic, output_topics, replay_bag, topic_namespace, write_camera_bag
+from cityseg.ros.bag import output_topics, replay_bag
+from cityseg.ros.bagio import normalize_topic, topic_namespace
+from cityseg.synthetic.camera_bag import write_camera_bag
 from cityseg.ros.images import encode_rgb
 from cityseg.ros.messages import RosbagsMessages
 from cityseg.ros.processor import ProcessorConfig

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 SINGLE = REPO / "launch" / "segmentation.launch.py"
 MULTI = REPO / "launch" / "multi_camera.launch.py"
 EXPECTED_ARGUMENTS = {"model", "image", "camera_info", "namespace", "backend", "params_file",
-                      "use_sim_time", "input_compressed"}
+                      "use_sim_time", "input_compressed", "dds_profile"}
 
 
 def parse(path: Path) -> ast.Module:
@@ -50,10 +50,15 @@ def test_single_camera_launch_declares_its_arguments():
 
 def test_single_camera_launch_starts_the_installed_node():
     tree = parse(SINGLE)
+    from cityseg.ros.outputs import NODE_EXECUTABLE, NODE_NAME
+
     (node,) = keywords(tree, "Node")
-    assert (node["package"], node["executable"], node["name"]) == ("cityseg", "segmentation_node", "segmentation")
+    assert node["package"] == "cityseg"
+    assert (node["executable"].id, node["name"].id) == ("NODE_EXECUTABLE", "NODE_NAME")  # the one definition
+    assert (NODE_EXECUTABLE, NODE_NAME) == ("segmentation_node", "segmentation")
     setup = (REPO / "setup.py").read_text()
     assert re.search(r'"segmentation_node = cityseg\.ros\.node:main"', setup)
+    assert "PROFILE_FILE" in {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}  # large-images profile
     assert {"config", "segmentation.yaml", "cityseg"} <= strings(tree)  # default params file
     assert (REPO / "config" / "segmentation.yaml").is_file()
 

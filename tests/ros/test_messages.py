@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from cityseg.errors import InputError
-from cityseg.ros.bag import pinhole_camera_info
 from cityseg.ros.images import raw_image
 from cityseg.ros.messages import CameraInfoValues, RosbagsMessages, StatusValues, header_fields
 
@@ -23,7 +22,7 @@ def test_messages_survive_cdr_round_trip():
     header = F.header(10, 20, "cam")
     mask = np.arange(12, dtype=np.uint8).reshape(3, 4)
     messages = [F.image_from_array(header, mask, "mono8"),
-                F.camera_info(header, pinhole_camera_info(3, 4)),
+                F.camera_info(header, CameraInfoValues.pinhole(3, 4)),
                 F.label_info(header, [(0, "road"), (255, "unlabeled")], 0.0),
                 F.diagnostics(header, [StatusValues(1, "/cam/segmentation", "slow", "unet", (("k", "v"),))])]
     for msg in messages:
@@ -40,7 +39,7 @@ def test_messages_survive_cdr_round_trip():
 def test_camera_info_reads_ros2_and_ros1_spellings():
     from rosbags.typesys import Stores, get_typestore
 
-    values = pinhole_camera_info(480, 640)
+    values = CameraInfoValues.pinhole(480, 640)
     ros2 = F.camera_info(F.header(0, 0, "c"), values)
     assert CameraInfoValues.from_message(ros2) == values
     ros1_store = get_typestore(Stores.ROS1_NOETIC)
@@ -55,7 +54,7 @@ def test_camera_info_reads_ros2_and_ros1_spellings():
 
 
 def test_camera_info_resize_follows_image_proc():
-    values = pinhole_camera_info(400, 600)
+    values = CameraInfoValues.pinhole(400, 600)
     half = values.resized((400, 600), (200, 300))
     assert (half.height, half.width) == (200, 300)
     assert half.k[0] == pytest.approx(values.k[0] / 2) and half.k[5] == pytest.approx(values.k[5] / 2)
@@ -64,7 +63,7 @@ def test_camera_info_resize_follows_image_proc():
 
 
 def test_camera_info_with_wrong_matrix_size_is_an_input_error():
-    msg = F.camera_info(F.header(0, 0, "c"), pinhole_camera_info(4, 4))
+    msg = F.camera_info(F.header(0, 0, "c"), CameraInfoValues.pinhole(4, 4))
     msg.p = np.zeros(9)
     with pytest.raises(InputError, match="CameraInfo.p has 9 values, expected 12"):
         CameraInfoValues.from_message(msg)

@@ -8,7 +8,7 @@ import pytest
 from cityseg.errors import InputError
 from cityseg.inference import Segmenter
 from cityseg.labels import class_space, convert_ids
-from cityseg.ros.bag import pinhole_camera_info
+from cityseg.ros.messages import CameraInfoValues
 from cityseg.ros.images import ImageError, encode_compressed, encode_rgb
 from cityseg.ros.messages import RosbagsMessages
 from cityseg.ros.outputs import OUTPUTS
@@ -27,7 +27,7 @@ def image(rgb, encoding="rgb8", **kw):
 
 
 def camera_info(height, width):
-    return F.camera_info(F.header(0, 0, "other"), pinhole_camera_info(height, width))
+    return F.camera_info(F.header(0, 0, "other"), CameraInfoValues.pinhole(height, width))
 
 
 def pixels(msg) -> np.ndarray:

@@ -48,3 +48,14 @@ def test_period_estimate_ignores_gaps():
     for t in [0.0, 0.1, 0.2, 0.5, 0.6, 0.7, 1.0, 1.1, 1.2]:
         estimator.observe(t)
     assert abs(estimator.period() - 0.1) < 1e-9
+
+
+def test_heavy_loss_is_found_on_the_cameras_frame_grid():
+    rng = np.random.default_rng(3)
+    frames = np.arange(400)
+    kept = np.sort(rng.choice(frames, size=30, replace=False))  # 92 % lost, as large frames without a profile
+    stamps = 1_700_000_000 + kept / 10.0
+    estimator = UpstreamLossEstimator()
+    counted = sum(estimator.observe(float(t)) for t in stamps)
+    assert abs(estimator.period() - 0.1) < 1e-6
+    assert counted >= 0.6 * (kept[-1] - kept[0] + 1 - len(kept))  # most of the loss, once the grid is found

@@ -15,8 +15,9 @@ import sys
 from cityseg import __version__
 from cityseg.errors import CitysegError
 
-COMMANDS = ("synth", "train", "evaluate", "export", "segment", "bag", "bench", "demo")
-"""Command modules under cityseg.cli, in the order `--help` lists them."""
+COMMANDS = ("synth", "train", "evaluate", "export", "import", "segment", "bag", "bench", "demo")
+"""Commands, in the order `--help` lists them; each is the module cityseg.cli.<name> (``import``:
+``import_``, a keyword)."""
 
 
 def parse_dimensions(text: str, order: str) -> tuple[int, int]:
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
-        module = importlib.import_module(f"cityseg.cli.{name}")
+        module = importlib.import_module(f"cityseg.cli.{'import_' if name == 'import' else name}")
         module.add_parser(sub)
     return parser
 

@@ -61,8 +61,8 @@ def parse_outputs(text: str) -> set[str]:
 def node_settings(args: argparse.Namespace):
     """The node's parameters for this replay: the params file (if any) with the flags on top."""
     from cityseg.errors import CitysegError
-    from cityseg.ros.bag import topic_namespace
-    from cityseg.ros.outputs import SWITCHABLE, output_topic
+    from cityseg.ros.bagio import topic_namespace
+    from cityseg.ros.outputs import SWITCHABLE, node_fqn
     from cityseg.ros.params import check_params_file, load_node_params
 
     flags = {"model": args.model, "backend": args.backend, "id_space": args.id_space,
@@ -74,7 +74,7 @@ def node_settings(args: argparse.Namespace):
     if args.params_file is not None:
         node = None  # every section of the file, unless the camera (hence the node's namespace) is known
         if args.image_topic:
-            node = output_topic(topic_namespace(args.image_topic), "", NODE_NAME).rstrip("/")
+            node = node_fqn(topic_namespace(args.image_topic))
         return check_params_file(str(args.params_file), overrides, node)
     if "model" not in overrides:
         raise CitysegError("cityseg bag: --model is required (or a --params-file that sets `model`)")

@@ -26,7 +26,11 @@ def add_parser(sub) -> None:
     p.add_argument("--model", type=Path, action="append", default=[],
                    help="bundle to time, a path or a name in ./models etc. (repeatable); default: every "
                         "registered model, random weights")
-    p.add_argument("--models", nargs="+", default=None, help="registered model names to time")
+    p.add_argument("--models", nargs="*", default=None,
+                   help="registered model names to time (none after --models: no registered model)")
+    p.add_argument("--imported", action="store_true",
+                   help="also time an imported model: a generated ONNX shaped like PIDNet/DDRNet exports "
+                        "(NCHW, batch 1, logits at 1/8) bundled by `cityseg import`, at each --sizes")
     p.add_argument("--sizes", nargs="+", type=parse_size, default=[(256, 512), (512, 1024)], metavar="HxW",
                    help="network input sizes HEIGHTxWIDTH for registered models (default 256x512 512x1024)")
     p.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=list(BACKENDS))
@@ -64,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
         models = _registered_models()
     models = models or []
     rows, baselines = run_bench(args.model, models, args.sizes, args.backends,
-                                args.repeats, args.warmup, baseline=not args.no_baseline)
+                                args.repeats, args.warmup, baseline=not args.no_baseline,
+                                imported=args.imported)
     if not rows:
         raise CitysegError("no backend could run any of the models here; install the `onnx` or "
                            "`train` extra")

@@ -27,6 +27,9 @@ def add_parser(sub) -> None:
                    help="INT8: use at most N calibration images, spread over the folder")
     p.add_argument("--argmax-head", action="store_true",
                    help="export the variant that outputs the uint8 class map (argmax on the device)")
+    p.add_argument("--confidence", action="store_true",
+                   help="with --argmax-head: add a second uint8 output, the top-class probability x 255, "
+                        "so the argmax head keeps the per-pixel confidence")
     p.add_argument("--force", action="store_true",
                    help="replace existing artifacts (only once the new one passes parity)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
@@ -75,8 +78,12 @@ def run(args: argparse.Namespace) -> int:
     frames = read_frames(args.parity_images) if args.parity_images else None
     onnx_key, _ = onnx_artifact(args.argmax_head)
     if want_onnx or onnx_key not in bundle.card.artifacts:
+        if bundle.card.imported and not bundle.artifacts("keras"):
+            raise InputError(f"{bundle.path} holds an imported ONNX, there is no Keras model to export "
+                             "from; build its TensorRT engine with `cityseg export BUNDLE --tensorrt` "
+                             "(without --onnx/--argmax-head)")
         report = export_onnx(bundle, argmax_head=args.argmax_head, opset=args.opset, force=args.force,
-                             frames=frames, strict=args.strict)
+                             frames=frames, strict=args.strict, confidence=args.confidence)
         print(f"wrote {bundle.artifact_path(onnx_key)}")
         print(report.summary())
     if args.tensorrt:

@@ -14,16 +14,20 @@ _CITYSCAPES_SUFFIX = re.compile(r"_leftImg8bit$")
 
 def add_parser(sub) -> None:
     p = sub.add_parser("segment", help="segment images with a model bundle",
-                       description="Writes <stem>_labelIds.png (or _trainIds.png) at the input "
-                                   "resolution, <stem>_color.png and <stem>_overlay.png per image.")
+                       description="Writes <stem>_labelIds.png (or _trainIds.png; _classIds.png for a "
+                                   "model with its own label set) at the input resolution, "
+                                   "<stem>_color.png, <stem>_overlay.png and, unless the model only "
+                                   "outputs class ids, <stem>_confidence.png (top-class probability "
+                                   "x 255) per image.")
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files (PNG, JPEG...)")
     p.add_argument("--model", required=True, type=Path,
                    help="model bundle: a directory, or a name looked up in ./models, "
                         "$CITYSEG_MODELS, the installed share dir")
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES)
-    p.add_argument("--id-space", choices=ID_SPACES, default="labelid",
-                   help="id space of the written masks (default: labelid, as Cityscapes' *_labelIds.png)")
+    p.add_argument("--id-space", choices=ID_SPACES, default=None,
+                   help="id space of the written masks for Cityscapes models (default: labelid, as "
+                        "Cityscapes' *_labelIds.png); models with their own label set write their ids")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the colour mask (0-1)")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
     p.set_defaults(run=run)
@@ -37,6 +41,7 @@ def output_stem(image: Path) -> str:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from cityseg.bundle import Bundle
     from cityseg.errors import CitysegError, InputError
     from cityseg.fileio import read_image, write_png
     from cityseg.inference import Segmenter
@@ -46,8 +51,16 @@ def run(args: argparse.Namespace) -> int:
     for image in args.images:  # fail before loading the model on a bad path
         if not image.is_file():
             raise InputError(f"{image}: no such image file")
-    suffix = "labelIds" if args.id_space == "labelid" else "trainIds"
-    targets = {image: [args.out / f"{output_stem(image)}_{kind}.png" for kind in (suffix, "color", "overlay")]
+    bundle = Bundle.load(args.model)
+    id_space = args.id_space
+    if id_space is None and bundle.card.space.is_cityscapes:
+        id_space = "labelid"
+    if id_space is not None and not bundle.card.space.is_cityscapes:
+        raise CitysegError(f"--id-space {id_space}: {bundle.path} has its own label set "
+                           f"({bundle.card.space.name}); drop --id-space to write its class ids")
+    suffix = {"labelid": "labelIds", "trainid": "trainIds", None: "classIds"}[id_space]
+    kinds = (suffix, "color", "overlay", "confidence")
+    targets = {image: [args.out / f"{output_stem(image)}_{kind}.png" for kind in kinds]
                for image in args.images}
     stems: dict[str, Path] = {}
     for image in args.images:
@@ -59,8 +72,10 @@ def run(args: argparse.Namespace) -> int:
     if existing and not args.force:
         raise CitysegError(f"{len(existing)} output file(s) already exist (e.g. {existing[0]}); "
                            "pass --force to overwrite or choose another --out")
-    segmenter = Segmenter(args.model, backend=args.backend, id_space=args.id_space)
+    segmenter = Segmenter(bundle, backend=args.backend, id_space=id_space, need_confidence=True)
     print(f"model {segmenter.bundle.card.name} on {segmenter.backend.describe()}")
+    if not segmenter.has_confidence:
+        print(f"no _confidence.png: {segmenter.confidence_unavailable_reason}")
     failed = []
     for image in tqdm(args.images, unit="img", disable=len(args.images) < 2):
         try:
@@ -69,13 +84,15 @@ def run(args: argparse.Namespace) -> int:
         except InputError as exc:  # one unreadable image must not stop the others
             failed.append(str(exc))
             continue
-        mask_path, color_path, overlay_path = targets[image]
+        mask_path, color_path, overlay_path, confidence_path = targets[image]
         write_png(mask_path, result.mask)
         color = result.color("BGR")
         write_png(color_path, color)
         write_png(overlay_path, result.overlay(frame, args.alpha, "BGR"))
+        if result.has_confidence:
+            write_png(confidence_path, result.confidence)
     done = len(args.images) - len(failed)
-    print(f"wrote {3 * done} files to {args.out}")
+    print(f"wrote {(4 if segmenter.has_confidence else 3) * done} files to {args.out}")
     if failed:
         raise InputError(f"{len(failed)} of {len(args.images)} image(s) could not be segmented: "
                          + "; ".join(failed))

@@ -73,7 +73,7 @@ class CalibrationBatches:
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
-        return (self.batch_size, self.card.input_height, self.card.input_width, 3)
+        return (self.batch_size, *self.card.input_shape)
 
     @property
     def nbytes(self) -> int:

@@ -2,7 +2,8 @@
 
 The exported graph has one input ``image`` (float32 ``batch x H x W x 3``, the card's size, the
 batch dynamic) and one output: ``probabilities`` (float32 ``batch x H x W x C``, the Keras model's
-own output) or, with the argmax head, ``classes`` (uint8 ``batch x H x W``). uint8 is portable:
+own output) or, with the argmax head, ``classes`` (uint8 ``batch x H x W``), optionally followed by
+``confidence`` (uint8 ``batch x H x W``, the top-class probability x 255). uint8 is portable:
 TensorRT 10 casts to UINT8 and allows it as a network output (its ONNX support matrix), and ONNX
 Runtime supports it, so only one byte per pixel leaves the device.
 """
@@ -17,7 +18,7 @@ import numpy as np
 from cityseg.bundle import Artifact, Bundle, ModelCard
 from cityseg.errors import BundleError
 from cityseg.export import parity, trt_compat
-from cityseg.export.errors import ExportError
+from cityseg.export.errors import ExportError, ParityError
 from cityseg.fileio import atomic_path, sha256_file
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,9 @@ log = logging.getLogger(__name__)
 INPUT_NAME = "image"
 BATCH_DIM = "batch"
 OUTPUT_NAMES = {False: "probabilities", True: "classes"}
+CONFIDENCE_NAME = "confidence"
+CONFIDENCE_TOLERANCE = 2
+"""Largest difference (of 255) allowed between the exported confidence output and the source's."""
 DEFAULT_OPSET = 17
 
 
@@ -105,8 +109,10 @@ def check_model_matches_card(model, card: ModelCard, path: Path) -> None:
                           "belong together")
 
 
-def convert(model, card: ModelCard, *, argmax_head: bool, opset: int):
-    """Keras model -> onnx.ModelProto with named I/O and a dynamic batch dimension."""
+def convert(model, card: ModelCard, *, argmax_head: bool, opset: int, confidence: bool = False,
+            source_kind: str = "probabilities"):
+    """Keras model -> onnx.ModelProto with named I/O and a dynamic batch dimension; with
+    ``confidence`` the argmax head also outputs the top-class probability x 255 (uint8)."""
     import tensorflow as tf
     import tf2onnx
 
@@ -116,10 +122,17 @@ def convert(model, card: ModelCard, *, argmax_head: bool, opset: int):
     @tf.function(input_signature=spec)
     def forward(image):
         scores = model(image, training=False)
+        outputs = {}
         if argmax_head:
             # tf.argmax, not keras.ops.argmax: the latter adds Bitcast/BitwiseAnd (TensorRT rejects them)
-            scores = tf.cast(tf.argmax(scores, axis=-1, output_type=tf.int32), tf.uint8)
-        return {output_name: scores}
+            outputs[output_name] = tf.cast(tf.argmax(scores, axis=-1, output_type=tf.int32), tf.uint8)
+            if confidence:
+                probabilities = scores if source_kind == "probabilities" else tf.nn.softmax(scores, axis=-1)
+                top = tf.round(tf.reduce_max(probabilities, axis=-1) * 255.0)
+                outputs[CONFIDENCE_NAME] = tf.cast(tf.clip_by_value(top, 0.0, 255.0), tf.uint8)
+        else:
+            outputs[output_name] = scores
+        return outputs
 
     logging.getLogger("tf2onnx").setLevel(logging.WARNING)
     try:
@@ -128,10 +141,20 @@ def convert(model, card: ModelCard, *, argmax_head: bool, opset: int):
         raise ExportError(f"tf2onnx could not convert the model at opset {opset}: {exc}; try "
                           f"--opset {DEFAULT_OPSET} or check the model's layers") from None
     name_batch_dimension(proto)
+    primary_output_first(proto, output_name)
     if opset >= 13:  # Softmax normalises one axis from opset 13 on (before: a flattened 2-D view)
         drop_softmax_before_argmax(proto.graph)
         softmax_on_last_axis(proto.graph)
     return proto
+
+
+def primary_output_first(proto, name: str) -> None:
+    """Put the graph output ``name`` first (engines and runners read the first output as the main one)."""
+    outputs = list(proto.graph.output)
+    ordered = sorted(outputs, key=lambda o: o.name != name)
+    if ordered != outputs:
+        del proto.graph.output[:]
+        proto.graph.output.extend(ordered)
 
 
 def name_batch_dimension(proto) -> None:
@@ -200,7 +223,10 @@ def io_details(proto) -> dict:
         return {"name": value.name, "shape": shape,
                 "dtype": str(helper.tensor_dtype_to_np_dtype(tensor.elem_type))}
 
-    return {"input": describe(proto.graph.input[0]), "output": describe(proto.graph.output[0])}
+    details = {"input": describe(proto.graph.input[0]), "output": describe(proto.graph.output[0])}
+    if len(proto.graph.output) > 1:
+        details["extra_outputs"] = [describe(o) for o in proto.graph.output[1:]]
+    return details
 
 
 def keras_runner(model):
@@ -208,20 +234,45 @@ def keras_runner(model):
     return lambda batch: np.asarray(model(batch, training=False))
 
 
-def onnxruntime_runner(path: Path):
-    """batch -> an ONNX file's output, ONNX Runtime on the CPU (deterministic fp32)."""
+def onnxruntime_runner(path: Path, output: str | None = None):
+    """batch -> an ONNX file's output (the first, or ``output``), ONNX Runtime on the CPU (deterministic fp32)."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    return lambda batch: session.run(None, {name: batch})[0]
+    output = output or session.get_outputs()[0].name
+    fixed = session.get_inputs()[0].shape[0]
+    if isinstance(fixed, int) and fixed > 0:  # a fixed batch (imported models often take 1 frame)
+        return lambda batch: np.concatenate([session.run([output], {name: batch[i:i + fixed]})[0]
+                                             for i in range(0, len(batch), fixed)])
+    return lambda batch: session.run([output], {name: batch})[0]
+
+
+def check_confidence(reference, source_kind: str, exported, batch: np.ndarray, target: Path) -> dict:
+    """Compare the exported confidence output with the source's top-class probability x 255;
+    ParityError when any pixel is off by more than CONFIDENCE_TOLERANCE."""
+    from cityseg import scores
+
+    worst = 0
+    for start in range(0, len(batch), parity.chunk_frames(batch.shape[1], batch.shape[2])):
+        part = batch[start:start + parity.chunk_frames(batch.shape[1], batch.shape[2])]
+        source = np.asarray(reference(part))
+        expected = np.stack([scores.top_probability(s, source_kind) for s in source]).astype(int)
+        worst = max(worst, int(np.abs(expected - np.asarray(exported(part)).astype(int)).max()))
+    if worst > CONFIDENCE_TOLERANCE:
+        raise ParityError(f"{target}: refused - the confidence output differs from the source's top-class "
+                          f"probability by up to {worst}/255 (at most {CONFIDENCE_TOLERANCE} allowed). Nothing "
+                          "was written", report=None)
+    return {"max_abs_diff": worst, "tolerance": CONFIDENCE_TOLERANCE}
 
 
 def export_onnx(bundle: Bundle, *, argmax_head: bool = False, opset: int = DEFAULT_OPSET,
                 force: bool = False, frames: list[np.ndarray] | None = None,
-                strict: bool = False) -> parity.ParityReport:
+                strict: bool = False, confidence: bool = False) -> parity.ParityReport:
     """Export the bundle's Keras model to ONNX, check parity, and record it in the card.
 
+    ``confidence`` (argmax head only): add the uint8 ``confidence`` output, checked against the
+    Keras model's top-class probability.
     ``frames``: RGB uint8 frames for the parity check (default: generated street scenes).
     ``strict``: refuse an ONNX that TensorRT 10 would not parse (default: warn).
     Returns the parity report (also stored in the artifact's details). Raises ParityError, with the
@@ -234,6 +285,9 @@ def export_onnx(bundle: Bundle, *, argmax_head: bool = False, opset: int = DEFAU
     source_key = keras_artifact(bundle)
     source_path = bundle.artifact_path(source_key)
     source_kind = card.artifacts[source_key].output
+    if confidence and not argmax_head:
+        raise ExportError("--confidence adds a second output to the argmax head; add --argmax-head (the "
+                          "scores model gives the confidence already)")
     if argmax_head and card.num_classes > 256:
         raise ExportError(f"{bundle.path}: {card.num_classes} classes do not fit the uint8 argmax head")
     source = load_keras_model(source_path)
@@ -241,7 +295,8 @@ def export_onnx(bundle: Bundle, *, argmax_head: bool = False, opset: int = DEFAU
     model = float32_model(source)
     # a mixed-precision source computes in fp16: compare with the fp16 tie margin
     precision = "fp16" if model is not source else "fp32"
-    proto = convert(model, card, argmax_head=argmax_head, opset=opset)
+    proto = convert(model, card, argmax_head=argmax_head, opset=opset, confidence=confidence,
+                    source_kind=source_kind)
     findings = trt_compat.enforce(proto, target, strict=strict)
 
     frames, frame_source = parity.parity_frames(card, frames)
@@ -256,6 +311,9 @@ def export_onnx(bundle: Bundle, *, argmax_head: bool = False, opset: int = DEFAU
                                      candidate=f"onnxruntime:{filename}", precision=precision,
                                      frame_source=frame_source)
         parity.require_parity(report, target)
+        confidence_check = (check_confidence(keras_runner(source), source_kind,
+                                             onnxruntime_runner(tmp, CONFIDENCE_NAME), batch, target)
+                            if confidence else None)
         digest = sha256_file(tmp)
     details = {
         "opset": opset,
@@ -266,7 +324,10 @@ def export_onnx(bundle: Bundle, *, argmax_head: bool = False, opset: int = DEFAU
         "parity": report.to_dict(),
         "tensorrt_check": [str(f) for f in findings],
     }
-    bundle.add_artifact(key, Artifact(filename, "onnx", output_kind, details))
+    if confidence_check:
+        details["confidence_check"] = confidence_check
+    bundle.add_artifact(key, Artifact(filename, "onnx", output_kind, details,
+                                      confidence=CONFIDENCE_NAME if confidence else None))
     log.info("%s", report.summary())
     return report
 

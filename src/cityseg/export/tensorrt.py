@@ -64,6 +64,7 @@ def export_tensorrt(bundle: Bundle, *, precision: str = "fp16", argmax_head: boo
         raise ExportError(f"{bundle.path}: no {onnx_key} artifact to build from; run "
                           f"`cityseg export {bundle.path} --onnx{' --argmax-head' if argmax_head else ''}` first")
     onnx_path = bundle.artifact_path(onnx_key)
+    profile = fixed_batch_profile(bundle.card.artifacts[onnx_key], profile)
     platform = current_platform()
     engine = bundle.path / engine_filename(onnx_path.name, precision, platform)
     digest = sha256_file(onnx_path)
@@ -89,7 +90,7 @@ def export_tensorrt(bundle: Bundle, *, precision: str = "fp16", argmax_head: boo
         tensorrt_version=platform.tensorrt_version, gpu_name=platform.gpu_name,
         compute_capability=platform.compute_capability, precision=precision,
         input_name=bundle.card.artifacts[onnx_key].details.get("input", {}).get("name", "image"),
-        input_shape=[bundle.card.input_height, bundle.card.input_width, 3],
+        input_shape=list(bundle.card.input_shape),
         output_name=bundle.card.artifacts[onnx_key].details.get("output", {}).get("name", ""),
         output_kind=bundle.card.artifacts[onnx_key].output, profile=profile.to_dict(),
         onnx_file=onnx_path.name, onnx_sha256=digest, workspace_mb=workspace_mb, calibration=calibration,
@@ -124,23 +125,29 @@ def require_runtime() -> None:
 
 
 def _engine_artifact(engine: Path, bundle: Bundle, onnx_key: str, sidecar: EngineSidecar) -> Artifact:
-    return Artifact(engine.name, "tensorrt", bundle.card.artifacts[onnx_key].output,
-                    {**sidecar.to_dict(), "sidecar": sidecar_path(engine).name, "onnx_artifact": onnx_key})
+    source = bundle.card.artifacts[onnx_key]
+    return Artifact(engine.name, "tensorrt", source.output,
+                    {**sidecar.to_dict(), "sidecar": sidecar_path(engine).name, "onnx_artifact": onnx_key},
+                    output_layout=source.output_layout, confidence=source.confidence)
 
 
 def engine_parity(bundle: Bundle, serialized: bytes, onnx_key: str, precision: str, engine: Path,
                   frames: list[np.ndarray] | None) -> parity.ParityReport:
     """Parity of a freshly built engine against its ONNX (ONNX Runtime, fp32). An argmax-head
     engine is compared with the scores model.onnx when the bundle has it, so near ties are known."""
-    output_kind = bundle.card.artifacts[onnx_key].output
-    reference_key = "onnx" if output_kind == "argmax" and "onnx" in bundle.card.artifacts else onnx_key
+    card = bundle.card
+    candidate = card.artifacts[onnx_key]
+    reference_key = "onnx" if candidate.output == "argmax" and "onnx" in card.artifacts else onnx_key
+    reference = card.artifacts[reference_key]
     reference_path = bundle.artifact_path(reference_key)
-    frames, source = parity.parity_frames(bundle.card, frames)
-    batch = bundle.card.preprocess(frames)
+    frames, source = parity.parity_frames(card, frames)
+    batch = card.preprocess(frames)
     runner = EngineRunner(serialized, name=engine.name)
     try:
-        return parity.check_parity(onnxruntime_runner(reference_path), bundle.card.artifacts[reference_key].output,
-                                   runner.infer, output_kind, batch, reference=f"onnxruntime:{reference_path.name}",
+        run_reference, reference_kind = parity.canonical_runner(onnxruntime_runner(reference_path), reference, card)
+        run_candidate, candidate_kind = parity.canonical_runner(runner.infer, candidate, card)
+        return parity.check_parity(run_reference, reference_kind, run_candidate, candidate_kind, batch,
+                                   reference=f"onnxruntime:{reference_path.name}",
                                    candidate=f"tensorrt:{engine.name}", precision=precision, frame_source=source)
     finally:
         runner.close()
@@ -168,8 +175,7 @@ def build_serialized_engine(onnx_path: Path, card: ModelCard, *, precision: str,
             log.warning("this GPU has no fast FP16; the %s engine may be slow", precision)
         config.set_flag(trt.BuilderFlag.FP16)
     image = network.get_input(0)
-    height, width = card.input_height, card.input_width
-    shapes = {k: (v, height, width, 3) for k, v in profile.to_dict().items()}
+    shapes = profile_shapes(card, profile)
     opt_profile = builder.create_optimization_profile()
     opt_profile.set_shape(image.name, shapes["min"], shapes["opt"], shapes["max"])
     config.add_optimization_profile(opt_profile)
@@ -179,7 +185,7 @@ def build_serialized_engine(onnx_path: Path, card: ModelCard, *, precision: str,
         config.set_flag(trt.BuilderFlag.INT8)
         config.int8_calibrator = calibrator
         calib_profile = builder.create_optimization_profile()
-        calib_shape = (calib_batch, height, width, 3)
+        calib_shape = (calib_batch, *card.input_shape)
         calib_profile.set_shape(image.name, calib_shape, calib_shape, calib_shape)
         config.set_calibration_profile(calib_profile)
     cache = None
@@ -193,6 +199,21 @@ def build_serialized_engine(onnx_path: Path, card: ModelCard, *, precision: str,
     if cache is not None:
         write_bytes_atomic(timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
     return bytes(memoryview(serialized))
+
+
+def fixed_batch_profile(artifact: Artifact, profile: BatchProfile) -> BatchProfile:
+    """``profile``, or N,N,N for an ONNX whose batch is fixed at N (many imported models take 1)."""
+    batch = (artifact.details.get("input", {}).get("shape") or [None])[0]
+    if isinstance(batch, int) and batch > 0 and profile != BatchProfile(batch, batch, batch):
+        log.info("the ONNX takes batches of exactly %d; building the engine for batch %d", batch, batch)
+        return BatchProfile(batch, batch, batch)
+    return profile
+
+
+def profile_shapes(card: ModelCard, profile: BatchProfile) -> dict[str, tuple[int, ...]]:
+    """{'min'|'opt'|'max': input shape} of the optimisation profile, in the card's layout (a model
+    imported with dynamic height/width gets the card's fixed input size)."""
+    return {k: (v, *card.input_shape) for k, v in profile.to_dict().items()}
 
 
 def parser_errors(parser) -> str:

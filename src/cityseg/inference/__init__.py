@@ -1,5 +1,5 @@
 """Inference: preprocess -> backend -> postprocess, free of ROS."""
 
-from cityseg.inference.segmenter import Segmentation, Segmenter
+from cityseg.inference.segmenter import ConfidenceUnavailable, Segmentation, Segmenter
 
-__all__ = ["Segmentation", "Segmenter"]
+__all__ = ["ConfidenceUnavailable", "Segmentation", "Segmenter"]

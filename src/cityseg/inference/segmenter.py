@@ -1,4 +1,4 @@
-"""Segmenter: frame(s) -> preprocess (as in training) -> backend -> class masks, colours, overlays."""
+"""Segmenter: frame(s) -> preprocess (as in training) -> backend -> class masks, confidence, colours, overlays."""
 
 from __future__ import annotations
 
@@ -6,15 +6,23 @@ import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
+from cityseg import scores
 from cityseg.bundle import Bundle
-from cityseg.errors import BundleError, InputError
+from cityseg.errors import BundleError, CitysegError, InputError
 from cityseg.inference import postprocess
 from cityseg.inference.backends import open_backend
 from cityseg.labels import ClassSpace, class_space, conversion_lut
+
+ConfidenceSource = np.ndarray | Callable[[], np.ndarray]
+"""uint8 HxW confidence at network resolution, or a function computing it on first use."""
+
+
+class ConfidenceUnavailable(CitysegError):
+    """The model only outputs class ids, so there is no per-pixel confidence."""
 
 
 @dataclass
@@ -28,16 +36,47 @@ class Segmentation:
     space: ClassSpace
     timings: dict[str, float] = field(default_factory=dict)
     """Milliseconds per stage (the batch's share for batched calls)."""
+    confidence_source: ConfidenceSource | None = field(default=None, repr=False)
+    """Top-class probability x 255 at network resolution (or how to compute it); None: the model
+    gives none (an argmax-only head)."""
+    unavailable_reason: str = field(default="", repr=False)
+    """Why there is no confidence, when ``confidence_source`` is None."""
 
     @cached_property
     def mask(self) -> np.ndarray:
         """uint8 HxW class ids at the input frame's resolution."""
         return postprocess.upsample_nearest(self.classes, *self.frame_size)
 
+    @property
+    def has_confidence(self) -> bool:
+        return self.confidence_source is not None
+
+    @cached_property
+    def confidence_low(self) -> np.ndarray:
+        """uint8 top-class probability x 255 at network resolution (ConfidenceUnavailable if none)."""
+        source = self.confidence_source
+        if source is None:
+            raise ConfidenceUnavailable(self.unavailable_reason or "this result carries no confidence")
+        return source() if callable(source) else source
+
+    @cached_property
+    def confidence(self) -> np.ndarray:
+        """uint8 HxW top-class probability x 255 at the mask's resolution (the frame's); raises
+        ConfidenceUnavailable for argmax-only models (check :attr:`has_confidence`)."""
+        return postprocess.upsample_nearest(self.confidence_low, *self.frame_size)
+
+    def resized(self, frame_size: tuple[int, int]) -> "Segmentation":
+        """The same result at another output size (mask, confidence and colours follow it)."""
+        source = self.confidence_source
+        if source is not None and "confidence_low" in self.__dict__:
+            source = self.confidence_low
+        return Segmentation(self.classes, tuple(frame_size), self.space, dict(self.timings), source,
+                            self.unavailable_reason)
+
     _colors: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def color(self, order: str = "RGB") -> np.ndarray:
-        """HxWx3 Cityscapes-palette colour mask at frame resolution, in ``order`` (RGB/BGR)."""
+        """HxWx3 colour mask (the label set's colours) at frame resolution, in ``order`` (RGB/BGR)."""
         key = order.upper()
         if key not in self._colors:
             low = postprocess.colorize(self.classes, self.space.palette, key)
@@ -50,38 +89,75 @@ class Segmentation:
 
 
 class Segmenter:
-    """Runs a model bundle on frames of any size with the bundle's own preprocessing."""
+    """Runs a model bundle on frames of any size with the bundle's own preprocessing.
+
+    ``space`` is the label set of the masks (names, ids, colours, ignore id); ``has_confidence``
+    says whether results carry a per-pixel confidence. ``need_confidence`` makes the automatic
+    artifact choice prefer one that gives it (scores, or an argmax head with a confidence output).
+    """
 
     def __init__(self, bundle: Bundle | str | Path, backend: str = "auto",
-                 id_space: str | None = None, artifact: str | None = None):
+                 id_space: str | None = None, artifact: str | None = None, *, need_confidence: bool = False):
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
-        card = self.bundle.card
-        self.backend = open_backend(self.bundle, backend, artifact)
-        self.model_space = card.space
+        self.backend = open_backend(self.bundle, backend, artifact, need_confidence=need_confidence)
+        self.model_space = self.bundle.card.space
         self.space = class_space(id_space) if id_space else self.model_space
-        lut = conversion_lut(self.model_space, self.space)
-        self._lut = None if self.space.name == self.model_space.name else lut
+        try:
+            lut = conversion_lut(self.model_space, self.space)
+        except ValueError as exc:
+            raise BundleError(f"{self.bundle.path}: {exc} (leave the id space unset)") from None
+        if not self.space.identity_ids:
+            lut = self.space.index_to_id()[lut]
+        self._lut = None if np.array_equal(lut, np.arange(256)) else lut
         self._checked = False
 
     @property
     def input_size(self) -> tuple[int, int]:
         return self.bundle.card.input_height, self.bundle.card.input_width
 
+    @property
+    def has_confidence(self) -> bool:
+        """True when results carry a per-pixel confidence (scores, or an argmax head's confidence output)."""
+        return not self.confidence_unavailable_reason
+
+    @property
+    def confidence_unavailable_reason(self) -> str:
+        """Why results carry no confidence ('' when they do)."""
+        artifact = self.backend.artifact
+        if artifact.output != "argmax" or artifact.confidence:
+            return ""
+        return (f"{self.backend.path.name} outputs class ids only (an argmax head), so there is no "
+                "per-pixel confidence; run the bundle's scores model instead (e.g. artifact 'onnx'), "
+                "or export the argmax head with its confidence output (`cityseg export --argmax-head "
+                "--confidence`)")
+
     def preprocess(self, frames: Sequence[np.ndarray], channel_order: str = "RGB") -> np.ndarray:
-        """Frames (uint8, any size) -> float32 NxHxWx3 network input, as the card says."""
+        """Frames (uint8, any size) -> float32 network input, as the card says."""
         return self.bundle.card.preprocess(frames, channel_order)
 
-    def _check_output(self, batch: np.ndarray, output: np.ndarray) -> None:
+    def standardize(self, output: np.ndarray) -> tuple[np.ndarray, str]:
+        """A raw backend output -> (NxHxWxC scores or NxHxW ids at the input size, their kind)."""
+        artifact = self.backend.artifact
+        try:
+            canonical, kind = scores.standardize(output, artifact.output, artifact.output_layout,
+                                                 self.input_size)
+        except scores.OutputError as exc:
+            raise BundleError(f"{self.backend.path}: {exc}; the card ({artifact.output}, "
+                              f"{artifact.output_layout}) and the model file do not belong together") from None
+        if not self._checked:
+            self._check_classes(canonical, kind)
+            self._checked = True
+        return canonical, kind
+
+    def to_ids(self, canonical: np.ndarray, kind: str) -> np.ndarray:
+        """Canonical output (:meth:`standardize`) -> uint8 NxHxW mask ids in :attr:`space`."""
+        return postprocess.remap(postprocess.to_classes(canonical, kind), self._lut)
+
+    def _check_classes(self, canonical: np.ndarray, kind: str) -> None:
         card = self.bundle.card
-        kind = self.backend.output_kind
-        expected_ndim = 3 if kind == "argmax" else 4
-        if output.ndim != expected_ndim or output.shape[0] != batch.shape[0]:
-            raise BundleError(f"{self.backend.path}: output shape {output.shape} is not the "
-                              f"{'NxHxW class map' if kind == 'argmax' else 'NxHxWxC scores'} the card "
-                              f"declares ({kind}); the card and the model file do not belong together")
-        if kind != "argmax" and output.shape[-1] != card.num_classes:
-            raise BundleError(f"{self.backend.path}: the model outputs {output.shape[-1]} classes but "
-                              f"the card declares {card.num_classes} ({card.class_space}); the card "
+        if kind != "argmax" and canonical.shape[-1] != card.num_classes:
+            raise BundleError(f"{self.backend.path}: the model outputs {canonical.shape[-1]} classes but "
+                              f"the card declares {card.num_classes} ({card.space.name}); the card "
                               "and the model file do not belong together - re-export the bundle")
 
     def segment(self, frame: np.ndarray, channel_order: str = "RGB") -> Segmentation:
@@ -95,15 +171,27 @@ class Segmenter:
         t0 = time.perf_counter()
         batch = self.preprocess(frames, channel_order)
         t1 = time.perf_counter()
-        output = self.backend.infer(batch)
-        if not self._checked:
-            self._check_output(batch, output)
-            self._checked = True
+        output, confidence = self.backend.run(batch)
         t2 = time.perf_counter()
-        classes = postprocess.remap(postprocess.to_classes(output, self.backend.output_kind), self._lut)
+        canonical, kind = self.standardize(output)
+        classes = self.to_ids(canonical, kind)
         t3 = time.perf_counter()
         n = len(frames)
         timings = {"preprocess": (t1 - t0) * 1e3 / n, "infer": (t2 - t1) * 1e3 / n,
                    "argmax": (t3 - t2) * 1e3 / n}
-        return [Segmentation(classes[i], frames[i].shape[:2], self.space, dict(timings))
+        sources = self._confidence_sources(canonical, kind, confidence, n)
+        reason = self.confidence_unavailable_reason
+        return [Segmentation(classes[i], frames[i].shape[:2], self.space, dict(timings), sources[i], reason)
                 for i in range(n)]
+
+    def _confidence_sources(self, canonical, kind, confidence, n) -> list[ConfidenceSource | None]:
+        if confidence is not None:
+            layout = self.backend.artifact.output_layout
+            try:
+                low = scores.standardize_confidence(confidence, layout, self.input_size)
+            except scores.OutputError as exc:
+                raise BundleError(f"{self.backend.path}: confidence output: {exc}") from None
+            return list(low)
+        if kind == "argmax":
+            return [None] * n
+        return [lambda s=canonical[i]: scores.top_probability(s, kind) for i in range(n)]

@@ -10,32 +10,22 @@ timestamps, header stamps and QoS profiles, and message definitions from rosbags
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
-
-import numpy as np
 
 from cityseg.bundle import Bundle
 from cityseg.errors import CitysegError, InputError
-from cityseg.ros.images import encode_compressed, encode_rgb
-from cityseg.ros.messages import (CAMERA_INFO, COMPRESSED_IMAGE, IMAGE, IMAGE_TYPES,
-                                  CameraInfoValues, RosbagsMessages, header_fields)
+from cityseg.ros.bagio import (latched_qos, normalize_topic, offered_qos, open_reader, open_writer,
+                               staged_directory, topic_namespace)
+from cityseg.ros.messages import CAMERA_INFO, IMAGE_TYPES, CameraInfoValues, RosbagsMessages, header_fields
 from cityseg.ros.outputs import (CAMERA_INFO as CAMERA_INFO_OUT, LABEL_INFO as LABEL_INFO_OUT, NODE_NAME,
                                  OUTPUTS, output_topic)
 from cityseg.ros.processor import STAGES, FrameProcessor, ProcessorConfig
 
 log = logging.getLogger(__name__)
 
-STORAGES = ("sqlite3", "mcap")
-BAG_VERSION = 9
-"""rosbag2 metadata version written (ROS 2 Jazzy's)."""
 _OUTPUT_TYPES = {output.suffix: output.message_type for output in OUTPUTS}
 
 
@@ -94,19 +84,6 @@ class BagSummary:
 # Topics
 # ------------------------------------------------------------------------------------------
 
-def normalize_topic(topic: str) -> str:
-    """'camera/image_raw' or '/camera/image_raw/' -> '/camera/image_raw'."""
-    return "/" + topic.strip().strip("/")
-
-
-def topic_namespace(image_topic: str) -> str:
-    """Namespace of a camera image topic: '/cam/image_raw' and '/cam/image_raw/compressed' -> '/cam'."""
-    base = normalize_topic(image_topic)
-    if base.endswith("/compressed"):
-        base = base[: -len("/compressed")]
-    return base.rsplit("/", 1)[0]
-
-
 def output_topics(image_topic: str, node_name: str = NODE_NAME) -> dict[str, str]:
     """Output suffix -> topic, as the node named ``node_name`` publishes them in the camera's namespace."""
     namespace = topic_namespace(image_topic)
@@ -160,66 +137,6 @@ def _check_output(input_path: Path, output: Path, force: bool) -> None:
         raise CitysegError(f"{output} already exists; choose another output path or pass --force to replace it")
 
 
-@contextlib.contextmanager
-def _staged_directory(target: Path) -> Iterator[Path]:
-    """Yield a fresh path beside ``target``; on success move it to ``target`` (replacing it)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
-    try:
-        staged = staging / target.name  # rosbags names the storage file after the directory
-        yield staged
-        if target.exists() or target.is_symlink():
-            os.replace(target, staging / f"{target.name}.replaced")
-        os.replace(staged, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _open_writer(path: Path, storage: str):
-    from rosbags.rosbag2 import StoragePlugin, Writer
-
-    if storage not in STORAGES:
-        raise CitysegError(f"unknown bag storage {storage!r}; use one of {', '.join(STORAGES)}")
-    plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
-    return Writer(path, version=BAG_VERSION, storage_plugin=plugin)
-
-
-def _open_reader(path: Path):
-    from rosbags.highlevel import AnyReader
-
-    if not path.exists():
-        raise InputError(f"{path}: no such bag; give a rosbag2 directory or a ROS 1 .bag file")
-    try:
-        reader = AnyReader([path], default_typestore=RosbagsMessages().typestore)
-        reader.open()
-    except Exception as exc:  # rosbags raises several unrelated types for unreadable bags
-        raise InputError(f"{path}: cannot read it as a rosbag2 directory (with metadata.yaml) or a "
-                         f"ROS 1 .bag file: {exc}") from None
-    return reader
-
-
-def _offered_qos(connection) -> list:
-    return list(getattr(connection.ext, "offered_qos_profiles", []) or [])
-
-
-def latched_qos() -> list:
-    """QoS of ~/label_info: reliable, transient local, depth 1 (late joiners get the last one)."""
-    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
-
-    infinite = QosTime(2147483647, 4294967295)
-    return [Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL,
-                infinite, infinite, QosLiveliness.AUTOMATIC, infinite, False)]
-
-
-def sensor_data_qos() -> list:
-    """QoS of camera topics (rclpy's qos_profile_sensor_data): best effort, volatile, depth 5."""
-    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
-
-    infinite = QosTime(2147483647, 4294967295)
-    return [Qos(QosHistory.KEEP_LAST, 5, QosReliability.BEST_EFFORT, QosDurability.VOLATILE,
-                infinite, infinite, QosLiveliness.AUTOMATIC, infinite, False)]
-
-
 # ------------------------------------------------------------------------------------------
 # Copying the input
 # ------------------------------------------------------------------------------------------
@@ -251,9 +168,9 @@ class _InputCopier:
                 return self.writer.add_connection(conn.topic, conn.msgtype, msgdef=conn.msgdef.data,
                                                   rihs01=conn.digest,
                                                   serialization_format=conn.ext.serialization_format,
-                                                  offered_qos_profiles=_offered_qos(conn))
+                                                  offered_qos_profiles=offered_qos(conn))
             return self.writer.add_connection(conn.topic, conn.msgtype, typestore=self.reader.typestore,
-                                              offered_qos_profiles=_offered_qos(conn))
+                                              offered_qos_profiles=offered_qos(conn))
         if conn.msgtype not in self.typestore.types:
             log.warning("--copy-input: %s (%s) has no ROS 2 equivalent here; not copied", conn.topic, conn.msgtype)
             return None
@@ -300,7 +217,7 @@ def replay_bag(input: Path, output: Path, model: Path | Bundle, *, image_topic: 
     input, output = Path(input), Path(output)
     _check_output(input, output, force)
     config = config or ProcessorConfig(id_space="labelid")
-    reader = _open_reader(input)
+    reader = open_reader(input)
     try:
         topics = {topic: info.msgtype for topic, info in reader.topics.items()}
         image = _pick_topic(topics, image_topic, IMAGE_TYPES, "Image/CompressedImage", "--image-topic", input)
@@ -313,8 +230,8 @@ def replay_bag(input: Path, output: Path, model: Path | Bundle, *, image_topic: 
         outputs = _enabled_outputs(output_topics(image), config, info_topic)
         summary = BagSummary(str(input), str(output), image, info_topic, outputs)
         started = time.perf_counter()
-        with _staged_directory(output) as staged:
-            writer = _open_writer(staged, storage)
+        with staged_directory(output) as staged:
+            writer = open_writer(staged, storage)
             with writer:
                 _replay(reader, writer, processor, summary, copy_input, progress, tqdm)
         summary.wall_s = time.perf_counter() - started
@@ -334,7 +251,7 @@ def _output_connections(reader, writer, summary: BagSummary, typestore) -> dict:
     """Output suffix -> writer connection, with the QoS of the topic each one derives from."""
     def qos_of(topic: str | None) -> list:
         conns = [c for c in reader.connections if c.topic == topic]
-        return _offered_qos(conns[0]) if conns else []
+        return offered_qos(conns[0]) if conns else []
 
     image_qos, info_qos = qos_of(summary.image_topic), qos_of(summary.camera_info_topic)
     return {suffix: writer.add_connection(
@@ -427,56 +344,3 @@ def _first_camera_info(reader, info_conns) -> object | None:
     return None
 
 
-# ------------------------------------------------------------------------------------------
-# Synthetic camera bags
-# ------------------------------------------------------------------------------------------
-
-def pinhole_camera_info(height: int, width: int, hfov_deg: float = 60.0) -> CameraInfoValues:
-    """An ideal pinhole camera (no distortion) with ``hfov_deg`` horizontal field of view."""
-    f = (width / 2.0) / np.tan(np.radians(hfov_deg) / 2.0)
-    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
-    return CameraInfoValues(height, width, "plumb_bob", (0.0,) * 5, (f, 0.0, cx, 0.0, f, cy, 0.0, 0.0, 1.0),
-                            (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0),
-                            (f, 0.0, cx, 0.0, 0.0, f, cy, 0.0, 0.0, 0.0, 1.0, 0.0))
-
-
-def write_camera_bag(path: Path, frames: Iterable[np.ndarray], *, image_topic: str = "/camera/image_raw",
-                     camera_info_topic: str | None = "/camera/camera_info", fps: float = 10.0,
-                     encoding: str = "rgb8", storage: str = "sqlite3", frame_id: str = "camera",
-                     start_ns: int = 1_700_000_000 * 10**9) -> int:
-    """Write RGB uint8 frames as a camera rosbag2 (Image + CameraInfo); return the frame count.
-
-    ``encoding`` is any raw encoding of cityseg.ros.images, or 'jpeg' / 'png' for a
-    CompressedImage topic. Frame ``i`` is stamped ``start_ns + i / fps`` (header and bag time).
-    """
-    path = Path(path)
-    if path.exists():
-        raise CitysegError(f"{path} already exists; choose another path for the camera bag")
-    if fps <= 0:
-        raise CitysegError(f"fps must be positive, got {fps}")
-    compressed = encoding.lower() in ("jpeg", "png")
-    factory = RosbagsMessages()
-    count = 0
-    with _staged_directory(path) as staged:
-        with _open_writer(staged, storage) as writer:
-            image_conn = writer.add_connection(normalize_topic(image_topic),
-                                               COMPRESSED_IMAGE if compressed else IMAGE,
-                                               typestore=factory.typestore, offered_qos_profiles=sensor_data_qos())
-            info_conn = None
-            if camera_info_topic:
-                info_conn = writer.add_connection(normalize_topic(camera_info_topic), CAMERA_INFO,
-                                                  typestore=factory.typestore,
-                                                  offered_qos_profiles=sensor_data_qos())
-            for rgb in frames:
-                stamp = start_ns + round(count * 1e9 / fps)
-                header = factory.header(stamp // 10**9, stamp % 10**9, frame_id)
-                if compressed:
-                    msg = factory.compressed_image(header, *encode_compressed(rgb, encoding.lower()))
-                else:
-                    msg = factory.image(header, encode_rgb(rgb, encoding))
-                writer.write(image_conn, stamp, factory.serialize(msg))
-                if info_conn is not None:
-                    info = factory.camera_info(header, pinhole_camera_info(*rgb.shape[:2]))
-                    writer.write(info_conn, stamp, factory.serialize(info))
-                count += 1
-    return count

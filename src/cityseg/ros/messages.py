@@ -77,6 +77,15 @@ class CameraInfoValues:
                    int(msg.binning_y), (int(roi.x_offset), int(roi.y_offset), int(roi.height),
                                         int(roi.width), bool(roi.do_rectify)))
 
+    @classmethod
+    def pinhole(cls, height: int, width: int, hfov_deg: float = 60.0) -> "CameraInfoValues":
+        """An ideal pinhole camera (no distortion) with ``hfov_deg`` horizontal field of view."""
+        f = (width / 2.0) / np.tan(np.radians(hfov_deg) / 2.0)
+        cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+        return cls(height, width, "plumb_bob", (0.0,) * 5, (f, 0.0, cx, 0.0, f, cy, 0.0, 0.0, 1.0),
+                   (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0),
+                   (f, 0.0, cx, 0.0, 0.0, f, cy, 0.0, 0.0, 0.0, 1.0, 0.0))
+
     def resized(self, image_size: tuple[int, int], output_size: tuple[int, int]) -> "CameraInfoValues":
         """This camera info for images resized from ``image_size`` to ``output_size`` ((h, w) each).
 
@@ -235,6 +244,14 @@ class RclpyMessages(MessageFactory):
         msg = self.Image(header=header, height=raw.height, width=raw.width, encoding=raw.encoding,
                          is_bigendian=raw.is_bigendian, step=raw.step)
         msg.data = data
+        return msg
+
+    def compressed_image(self, header, fmt: str, data: np.ndarray):
+        """A sensor_msgs/CompressedImage (camera simulators, tests)."""
+        import array
+
+        msg = self.CompressedImage(header=header, format=fmt)
+        msg.data = array.array("B", np.asarray(data, np.uint8).tobytes())
         return msg
 
     def camera_info(self, header, info: CameraInfoValues):

@@ -1,16 +1,22 @@
 """``segmentation_node``: the thin rclpy adapter around FrameProcessor (rclpy imported in main).
 
-Everything that is not ROS plumbing lives in ROS-free modules: parameters (params), per-frame
-work (processor), the latest-frame-wins thread (worker), rates and latencies (diagnostics).
+Everything that is not ROS plumbing lives in ROS-free modules: the outputs table (outputs),
+parameters (params), per-frame work (processor), the latest-frame-wins thread (worker), rates and
+latencies (diagnostics), frames lost before the node (upstream).
 """
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
+import time
 
 from cityseg.errors import CitysegError
+from cityseg.ros.outputs import LABEL_INFO, NODE_EXECUTABLE, NODE_NAME, OUTPUTS
 
-NODE_NAME = "segmentation"
+LOG_THROTTLE_S = 5.0
+"""At most one log line per this many seconds for each kind of repeated warning."""
 
 
 class SegmentationNode:
@@ -20,6 +26,7 @@ class SegmentationNode:
         import rclpy
 
         self.node = rclpy.create_node(NODE_NAME, **node_kwargs)
+        self.worker = None
         try:
             self._setup()
         except BaseException:
@@ -27,61 +34,124 @@ class SegmentationNode:
             raise
 
     def _setup(self) -> None:
-        from rcl_interfaces.msg import ParameterDescriptor
-        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-
         from cityseg.ros.diagnostics import NodeStats
         from cityseg.ros.messages import RclpyMessages
-        from cityseg.ros.params import load_node_params, parameter_specs
-        from cityseg.ros.processor import CAMERA_INFO, COLOR_MASK, MASK, OVERLAY, FrameProcessor
+        from cityseg.ros.processor import FrameProcessor
+        from cityseg.ros.upstream import UpstreamLossEstimator
         from cityseg.ros.worker import FrameWorker, LatestFrameSlot
 
-        node, log = self.node, self.node.get_logger()
-        for spec in parameter_specs():
-            node.declare_parameter(spec.name, spec.default, ParameterDescriptor(
-                description=spec.description, read_only=True, dynamic_typing=True))
-        p = self.params = load_node_params({s.name: node.get_parameter(s.name).value for s in parameter_specs()},
-                                           where=f"{node.get_fully_qualified_name()} parameters")
-        self.msgs = m = RclpyMessages()
-        self.processor = FrameProcessor.from_bundle(p.model, m, p.processor_config(), p.backend)
-
-        policy = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
-        sub_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p.qos_depth,
-                             reliability=policy[p.qos_reliability])
-        pub_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p.qos_depth,
-                             reliability=policy[p.output_reliability])
-        latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
-
-        outputs = {MASK: (m.Image, p.publish_mask), COLOR_MASK: (m.Image, p.publish_color),
-                   OVERLAY: (m.Image, p.publish_overlay), CAMERA_INFO: (m.CameraInfo, p.publish_camera_info)}
-        self.publishers = {suffix: node.create_publisher(kind, f"~/{suffix}", pub_qos)
-                           for suffix, (kind, enabled) in outputs.items() if enabled}
-        self.label_pub = node.create_publisher(m.LabelInfo, "~/label_info", latched)
-        self.diag_pub = node.create_publisher(m.DiagnosticArray, "/diagnostics", 10)
-
-        self._camera_info = None
-        image_type, image_topic = (m.CompressedImage, "image/compressed") if p.input_compressed else (m.Image, "image")
-        node.create_subscription(image_type, image_topic, self._on_image, sub_qos)
-        node.create_subscription(m.CameraInfo, "camera_info", self._on_camera_info, sub_qos)
-
+        started = time.monotonic()
+        p = self.params = self._declare_parameters()
+        self.msgs = RclpyMessages()
+        self.processor = FrameProcessor.from_bundle(p.model, self.msgs, p.processor_config(), p.backend)
+        load_s = time.monotonic() - started
+        self._create_publishers()
+        self._create_subscriptions()
         self.stats = NodeStats(window_s=p.stats_window)
+        self.upstream = UpstreamLossEstimator()
         self.slot = LatestFrameSlot()
         self.worker = FrameWorker(self.slot, lambda item: self.processor.process(*item), self._publish,
                                   self.stats, on_error=self._on_error, max_rate_hz=p.max_rate_hz)
-        node.create_timer(p.diagnostics_period, self._publish_diagnostics)
+        self.node.create_timer(p.diagnostics_period, self._publish_diagnostics)
         if p.log_period > 0:
-            node.create_timer(p.log_period, self._log_stats)
-
-        sec, nsec = node.get_clock().now().seconds_nanoseconds()
-        self.label_pub.publish(self.processor.label_info(sec, nsec, ""))
+            self.node.create_timer(p.log_period, self._log_stats)
+        self._publish_label_info()
         self.worker.start()
-        log.info(f"segmenting {node.resolve_topic_name(image_topic)} with {p.model} on "
-                 f"{self.processor.segmenter.backend.describe()}; publishing "
-                 f"{', '.join(sorted(self.publishers))}, label_info under {node.get_fully_qualified_name()}")
+        self._log_startup(load_s)
+
+    def _declare_parameters(self):
+        from rcl_interfaces.msg import ParameterDescriptor
+
+        from cityseg.ros.params import load_node_params, parameter_specs
+
+        node = self.node
+        for spec in parameter_specs():
+            node.declare_parameter(spec.name, spec.default, ParameterDescriptor(
+                description=spec.description, additional_constraints=spec.constraints,
+                read_only=True, dynamic_typing=True))
+        values = {s.name: node.get_parameter(s.name).value for s in parameter_specs()}
+        return load_node_params(values, where=f"{node.get_fully_qualified_name()} parameters")
+
+    def _create_publishers(self) -> None:
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+        PublisherEventCallbacks = _event_callbacks("PublisherEventCallbacks")
+        p, m = self.params, self.msgs
+        image_qos = QoSProfile(depth=p.qos_depth, reliability=_reliability(p.output_reliability))
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        classes = {"sensor_msgs/msg/Image": m.Image, "sensor_msgs/msg/CameraInfo": m.CameraInfo,
+                   "vision_msgs/msg/LabelInfo": m.LabelInfo}
+        enabled = set(p.outputs()) | {LABEL_INFO}
+        self.publishers = {}
+        for output in OUTPUTS:
+            if output.suffix not in enabled or classes[output.message_type] is None:
+                continue
+            qos = image_qos if output.per_frame else latched
+            events = PublisherEventCallbacks(incompatible_qos=self._incompatible("publisher", output.suffix, qos))
+            self.publishers[output.suffix] = self.node.create_publisher(
+                classes[output.message_type], f"~/{output.suffix}", qos, event_callbacks=events)
+        self.diag_pub = self.node.create_publisher(m.DiagnosticArray, "/diagnostics", 10)
+
+    def _create_subscriptions(self) -> None:
+        from rclpy.qos import QoSProfile
+
+        SubscriptionEventCallbacks = _event_callbacks("SubscriptionEventCallbacks")
+        p, m = self.params, self.msgs
+        qos = QoSProfile(depth=p.qos_depth, reliability=_reliability(p.qos_reliability))
+        self._camera_info = None
+        kind, topic = (m.CompressedImage, "image/compressed") if p.input_compressed else (m.Image, "image")
+        self.image_topic = self.node.resolve_topic_name(topic)
+        for msg_type, name, callback in ((kind, topic, self._on_image),
+                                         (m.CameraInfo, "camera_info", self._on_camera_info)):
+            events = SubscriptionEventCallbacks(incompatible_qos=self._incompatible("subscription", name, qos))
+            self.node.create_subscription(msg_type, name, callback, qos, event_callbacks=events)
+
+    def _incompatible(self, side: str, topic: str, qos):
+        """An incompatible-QoS callback that names the topic, the policy and the parameter to change."""
+        resolved = self.node.resolve_topic_name(topic if side == "subscription" else f"~/{topic}")
+        hint = ("set qos_reliability:=reliable only for reliable publishers; best_effort accepts both"
+                if side == "subscription" else
+                "the subscriber asks for more than this publisher offers (output_reliability, durability)")
+
+        def report(event) -> None:
+            from rclpy.qos import qos_policy_name_from_kind
+
+            policy = qos_policy_name_from_kind(event.last_policy_kind)
+            self.node.get_logger().warning(
+                f"{resolved}: a {'publisher' if side == 'subscription' else 'subscriber'} with incompatible "
+                f"QoS ({policy}) cannot connect to this {side} ({qos.reliability.name.lower()}); {hint}",
+                throttle_duration_sec=LOG_THROTTLE_S)
+        return report
+
+    def _publish_label_info(self) -> None:
+        if LABEL_INFO not in self.publishers:
+            self.node.get_logger().info(
+                "~/label_info is off: vision_msgs is not installed (install ros-$ROS_DISTRO-vision-msgs "
+                "to publish the class names); every other output is unaffected")
+            return
+        sec, nsec = self.node.get_clock().now().seconds_nanoseconds()
+        self.publishers[LABEL_INFO].publish(self.processor.label_info(sec, nsec, ""))
+
+    def _log_startup(self, load_s: float) -> None:
+        import rclpy
+
+        from cityseg.ros.middleware import middleware_advice
+
+        log = self.node.get_logger()
+        per_frame = [suffix for suffix in self.publishers if suffix != LABEL_INFO]
+        log.info(f"segmenting {self.image_topic} with {self.params.model} on "
+                 f"{self.processor.segmenter.backend.describe()} (ready in {load_s:.1f} s); publishing "
+                 f"{', '.join(per_frame)} under {self.node.get_fully_qualified_name()}")
+        advice = middleware_advice(rclpy.get_rmw_implementation_identifier())
+        if advice:
+            log.warning(advice)
 
     def _on_image(self, msg) -> None:
+        from cityseg.ros.upstream import stamp_seconds
+
         self.stats.received()
+        self.stats.upstream_lost(self.upstream.observe(stamp_seconds(msg)))
         if self.slot.put((msg, self._camera_info)):
             self.stats.dropped()
 
@@ -92,16 +162,26 @@ class SegmentationNode:
         for suffix, msg in messages.items():
             self.publishers[suffix].publish(msg)
 
-    def _on_error(self, reason: str) -> None:
-        self.node.get_logger().warning(f"skipped an image: {reason}", throttle_duration_sec=5.0)
+    def _on_error(self, reason: str, internal: bool) -> None:
+        log = self.node.get_logger()
+        if internal:
+            log.error(f"segmentation failed: {reason}", throttle_duration_sec=LOG_THROTTLE_S)
+        else:
+            log.warning(f"skipped an image: {reason}", throttle_duration_sec=LOG_THROTTLE_S)
 
     def _publish_diagnostics(self) -> None:
-        from cityseg.ros.diagnostics import diagnostic_status
+        from cityseg.ros.diagnostics import LOSS_HINT, diagnostic_status
 
+        snap = self.stats.snapshot()
         sec, nsec = self.node.get_clock().now().seconds_nanoseconds()
-        status = diagnostic_status(self.stats.snapshot(), self.node.get_fully_qualified_name(),
-                                   self.processor.segmenter.bundle.card.name)
+        status = diagnostic_status(snap, self.node.get_fully_qualified_name(),
+                                   self.processor.segmenter.bundle.card.name, self.params.upstream_loss_warn)
         self.diag_pub.publish(self.msgs.diagnostics(self.msgs.header(sec, nsec, ""), [status]))
+        if snap.upstream_lost_percent > self.params.upstream_loss_warn:
+            self.node.get_logger().warning(
+                f"{snap.upstream_lost_percent:.0f} % of the frames on {self.image_topic} were lost before "
+                f"they reached this node (gaps in their header stamps); {LOSS_HINT}",
+                throttle_duration_sec=LOG_THROTTLE_S)
 
     def _log_stats(self) -> None:
         from cityseg.ros.diagnostics import log_line
@@ -110,35 +190,78 @@ class SegmentationNode:
 
     def close(self) -> None:
         """Stop the inference thread and destroy the node."""
-        self.worker.stop()
+        if self.worker is not None:
+            self.worker.stop()
         self.node.destroy_node()
 
 
-def main(args: list[str] | None = None) -> int:
-    """Entry point of the ``segmentation_node`` console script; exit code 2 on bad parameters."""
-    import rclpy
-    from rclpy.executors import ExternalShutdownException
+def _event_callbacks(name: str):
+    """rclpy's Publisher/SubscriptionEventCallbacks (``rclpy.event_handler`` since Iron, ``qos_event`` in Humble)."""
+    try:
+        from rclpy import event_handler as module
+    except ImportError:
+        from rclpy import qos_event as module
+    return getattr(module, name)
 
-    rclpy.init(args=args)
+
+def _reliability(name: str):
+    from rclpy.qos import ReliabilityPolicy
+
+    return {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}[name]
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of the ``segmentation_node`` console script: 0 on SIGINT/SIGTERM, 2 on bad setup.
+
+    The node handles SIGINT and SIGTERM itself (rclpy's handlers would shut the context down under
+    a frame still being published): the signal ends the spin loop, then the inference thread
+    finishes its frame, then the node and the context go.
+    """
+    try:
+        import rclpy
+        from rclpy.signals import SignalHandlerOptions
+    except ImportError as exc:
+        print(f"{NODE_EXECUTABLE}: error: {exc}; source a ROS 2 installation (source "
+              "/opt/ros/$ROS_DISTRO/setup.bash) or `pip install cityseg[ros]`", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda signum, frame: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     try:
         try:
             segmentation = SegmentationNode()
         except CitysegError as exc:
-            print(f"segmentation_node: error: {exc}", file=sys.stderr)
+            print(f"{NODE_EXECUTABLE}: error: {exc}", file=sys.stderr)
             return 2
-        except ImportError as exc:  # a message package (vision_msgs, diagnostic_msgs) is missing
-            print(f"segmentation_node: error: {exc}; install the ROS dependencies with `rosdep install "
-                  "--from-paths src -y --ignore-src` (e.g. ros-$ROS_DISTRO-vision-msgs)", file=sys.stderr)
+        except ImportError as exc:  # a message package (sensor_msgs, diagnostic_msgs) is missing
+            print(f"{NODE_EXECUTABLE}: error: {exc}; install the ROS dependencies with `rosdep install "
+                  "--from-paths src -y --ignore-src`", file=sys.stderr)
             return 2
         try:
-            rclpy.spin(segmentation.node)
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
+            _spin_until(segmentation.node, stop)
         finally:
             segmentation.close()
         return 0
     finally:
         rclpy.try_shutdown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _spin_until(node, stop: threading.Event) -> None:
+    """Serve the node's callbacks until ``stop`` is set or the context shuts down."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
+    except ExternalShutdownException:
+        pass
+    finally:
+        executor.shutdown(timeout_sec=1.0)
 
 
 if __name__ == "__main__":

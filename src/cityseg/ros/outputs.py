@@ -69,7 +69,12 @@ def check_outputs(enabled: frozenset[str] | set[str], where: str = "outputs") ->
     return enabled
 
 
+def node_fqn(namespace: str, node_name: str = NODE_NAME) -> str:
+    """The fully qualified name of the node in ``namespace``: 'front' -> '/front/segmentation'."""
+    parts = [part for part in namespace.strip("/").split("/") if part]
+    return "/" + "/".join([*parts, node_name])
+
+
 def output_topic(namespace: str, suffix: str, node_name: str = NODE_NAME) -> str:
     """The absolute topic of output ``suffix`` of the node ``node_name`` in ``namespace``."""
-    parts = [part for part in namespace.strip("/").split("/") if part]
-    return "/" + "/".join([*parts, node_name, suffix])
+    return f"{node_fqn(namespace, node_name)}/{suffix}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -89,11 +90,23 @@ class ParameterSpec:
     name: str
     default: Any
     description: str
+    constraints: str = ""
+    """Allowed values, as ``ros2 param describe`` shows them."""
 
 
 def parameter_specs() -> list[ParameterSpec]:
     """One spec per NodeParams field, in declaration order."""
-    return [ParameterSpec(f.name, f.default, f.metadata["doc"]) for f in dataclasses.fields(NodeParams)]
+    hints = typing.get_type_hints(NodeParams)
+    return [ParameterSpec(f.name, f.default, f.metadata["doc"], _constraints(hints[f.name]))
+            for f in dataclasses.fields(NodeParams)]
+
+
+def _constraints(hint: Any) -> str:
+    if typing.get_origin(hint) is Literal:
+        return "one of: " + ", ".join(map(str, typing.get_args(hint)))
+    if hint is bool:
+        return "true or false"
+    return ""
 
 
 def load_node_params(values: dict[str, Any], where: str = "segmentation_node parameters") -> NodeParams:

@@ -29,13 +29,20 @@ def backend_class(name: str) -> type[Backend]:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def pick_artifact(bundle: Bundle, fmt: str) -> str | None:
-    """The bundle's artifact of ``fmt`` to run: an argmax-head variant first (less data out)."""
+def pick_artifact(bundle: Bundle, fmt: str, need_confidence: bool = False) -> str | None:
+    """The bundle's artifact of ``fmt`` to run: an argmax-head variant first (less data out); with
+    ``need_confidence``, one that gives a per-pixel confidence first (scores, or an argmax head
+    with a confidence output)."""
     candidates = bundle.artifacts(fmt)
     if not candidates:
         return None
-    argmax = [k for k, a in candidates.items() if a.output == "argmax"]
-    return (argmax or list(candidates))[0]
+
+    def rank(key: str) -> tuple[int, int]:
+        artifact = candidates[key]
+        confident = artifact.output != "argmax" or bool(artifact.confidence)
+        return (0 if confident or not need_confidence else 1, 0 if artifact.output == "argmax" else 1)
+
+    return min(candidates, key=rank)
 
 
 def unavailable_reason(bundle: Bundle, name: str) -> str | None:
@@ -52,8 +59,10 @@ def unavailable_reason(bundle: Bundle, name: str) -> str | None:
     return None
 
 
-def open_backend(bundle: Bundle, name: str = "auto", artifact: str | None = None) -> Backend:
-    """Open the backend ``name`` (or the first usable one for 'auto') on ``bundle``."""
+def open_backend(bundle: Bundle, name: str = "auto", artifact: str | None = None, *,
+                 need_confidence: bool = False) -> Backend:
+    """Open the backend ``name`` (or the first usable one for 'auto') on ``bundle``; see
+    :func:`pick_artifact` for ``need_confidence``."""
     if artifact is not None:
         if artifact not in bundle.card.artifacts:
             raise CitysegError(f"{bundle.path}: no artifact {artifact!r}; it has "
@@ -65,7 +74,7 @@ def open_backend(bundle: Bundle, name: str = "auto", artifact: str | None = None
         for candidate in AUTO_ORDER:
             why = unavailable_reason(bundle, candidate)
             if why is None:
-                return open_backend(bundle, candidate)
+                return open_backend(bundle, candidate, need_confidence=need_confidence)
             reasons.append(f"{candidate}: {why}")
         raise BackendUnavailable(f"{bundle.path}: no backend can run this bundle here - "
                                  + "; ".join(reasons))
@@ -73,4 +82,4 @@ def open_backend(bundle: Bundle, name: str = "auto", artifact: str | None = None
     if why:
         raise BackendUnavailable(f"backend {name} cannot run {bundle.path}: {why}")
     cls = backend_class(name)
-    return cls(bundle, artifact or pick_artifact(bundle, cls.format))
+    return cls(bundle, artifact or pick_artifact(bundle, cls.format, need_confidence))

@@ -11,10 +11,10 @@ from cityseg.bundle import Artifact, Bundle
 
 
 class Backend(abc.ABC):
-    """Runs one artifact of a bundle: float32 NHWC batch in, raw model output out.
+    """Runs one artifact of a bundle: float32 batch in (the card's layout), raw model output out.
 
-    Output is NxHxWxC scores for 'probabilities'/'logits' artifacts and NxHxW class indices
-    for 'argmax' artifacts (see :attr:`output_kind`).
+    Output is the artifact's own: scores ('probabilities'/'logits'/'sigmoid') or class indices
+    ('argmax'), in its ``output_layout`` and at its stride; :mod:`cityseg.scores` reads it.
     """
 
     name: ClassVar[str]
@@ -37,7 +37,11 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        """Run the model on a float32 NxHxWx3 batch."""
+        """Run the model on a float32 batch (NxHxWx3, or Nx3xHxW for an NCHW card): its main output."""
+
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(main output, the uint8 confidence output or None) for a batch."""
+        return self.infer(batch), None
 
     def describe(self) -> str:
         """One line naming the backend, the file and the device it runs on."""

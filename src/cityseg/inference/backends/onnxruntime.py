@@ -46,22 +46,34 @@ class OnnxRuntimeBackend(Backend):
         self.input_name = inputs[0].name
         self._check_input_shape(inputs[0].shape)
         self.fixed_batch = inputs[0].shape[0] if isinstance(inputs[0].shape[0], int) else None
+        names = [o.name for o in self.session.get_outputs()]
+        confidence = self.artifact.confidence
+        if confidence and confidence not in names:
+            raise BundleError(f"{self.path}: the card names confidence output {confidence!r}, the model "
+                              f"has {names}; re-export the bundle")
+        self.output_names = [next(n for n in names if n != confidence)] + ([confidence] if confidence else [])
 
     def _check_input_shape(self, shape) -> None:
         card = self.bundle.card
         if len(shape) != 4:
-            raise BundleError(f"{self.path}: expected an NHWC image input, got shape {shape}")
-        h, w, c = shape[1], shape[2], shape[3]
-        fixed = [(h, card.input_height), (w, card.input_width), (c, 3)]
-        if any(isinstance(got, int) and got != want for got, want in fixed):
+            raise BundleError(f"{self.path}: expected a 4-D image input ({card.input_layout}), got shape {shape}")
+        if any(isinstance(got, int) and got != want for got, want in zip(shape[1:], card.input_shape)):
             raise BundleError(f"{self.path}: model input {shape} does not match the card's "
-                              f"{card.input_height}x{card.input_width}x3; the ONNX file belongs to "
-                              "another model - re-export it from this bundle")
+                              f"{'x'.join(map(str, card.input_shape))} ({card.input_layout}); the ONNX file "
+                              "belongs to another model - re-export (or re-import) it into this bundle")
+
+    def _run_all(self, batch: np.ndarray) -> list[np.ndarray]:
+        if self.fixed_batch and batch.shape[0] != self.fixed_batch:
+            parts = [self._run_all(batch[i:i + 1]) for i in range(batch.shape[0])]
+            return [np.concatenate(column) for column in zip(*parts)]
+        return self.session.run(self.output_names, {self.input_name: batch})
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        if self.fixed_batch and batch.shape[0] != self.fixed_batch:
-            return np.concatenate([self.infer(batch[i:i + 1]) for i in range(batch.shape[0])])
-        return self.session.run(None, {self.input_name: batch})[0]
+        return self._run_all(batch)[0]
+
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        outputs = self._run_all(batch)
+        return outputs[0], (outputs[1] if len(outputs) > 1 else None)
 
     def describe(self) -> str:
         return f"{self.name} ({self.path.name}, {self.session.get_providers()[0]})"

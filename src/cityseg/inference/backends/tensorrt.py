@@ -38,14 +38,24 @@ class TensorRTBackend(Backend):
 
     def _check_engine(self) -> None:
         card = self.bundle.card
-        expected = (card.input_height, card.input_width, 3)
+        expected = card.input_shape
         if self.runner.frame_shape != expected:
             raise BundleError(f"{self.path}: the engine takes {self.runner.frame_shape} frames, the card "
                               f"declares {expected}; the engine belongs to another model - rebuild it "
                               "with `cityseg export --tensorrt --force`")
+        confidence = self.artifact.confidence
+        if confidence and confidence not in self.runner.output_names:
+            raise BundleError(f"{self.path}: the card names confidence output {confidence!r}, the engine has "
+                              f"{self.runner.output_names}; rebuild it with `cityseg export --tensorrt --force`")
+        self.primary = next(n for n in self.runner.output_names if n != confidence)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        return self.runner.infer(np.ascontiguousarray(batch, dtype=self.runner.input_dtype))
+        return self.run(batch)[0]
+
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        outputs = self.runner.infer_all(np.ascontiguousarray(batch, dtype=self.runner.input_dtype))
+        confidence = self.artifact.confidence
+        return outputs[self.primary], (outputs[confidence] if confidence else None)
 
     def describe(self) -> str:
         details = self.artifact.details

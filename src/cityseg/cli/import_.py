@@ -1,0 +1,77 @@
+"""`cityseg import`: a bundle for an ONNX model cityseg did not train (mmsegmentation, PaddleSeg, PyTorch)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cityseg.cli import parse_dimensions
+
+
+def _triple(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"{text!r} is not three numbers R,G,B, e.g. 123.675,116.28,103.53")
+    return values
+
+
+def _size(text: str) -> tuple[int, int]:
+    return parse_dimensions(text, "HEIGHTxWIDTH")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "import", help="bundle an ONNX model trained elsewhere (your classes, your preprocessing)",
+        description="Writes BUNDLE (model.json + model.onnx) for an ONNX segmentation model cityseg did "
+                    "not train. Layout, input size and output kind are read from the graph when it says "
+                    "them; the preprocessing (channel order, scale, mean, std, resize) must be given. "
+                    "Normalised pixel = (pixel * scale - mean) / std, pixel 0-255 after the channel order. "
+                    "The model is run once on a street frame and refused, naming the problem, when its "
+                    "output cannot work. See docs/MODELS.md.")
+    p.add_argument("model", type=Path, metavar="MODEL.onnx", help="the ONNX file")
+    p.add_argument("--out", required=True, type=Path, metavar="BUNDLE", help="bundle directory to write")
+    p.add_argument("--labels", required=True, metavar="LABELS",
+                   help="cityscapes (19 trainIds), cityscapes-labelid (34 labelIds), or a label-set YAML file")
+    p.add_argument("--layout", choices=("auto", "nchw", "nhwc"), default="auto",
+                   help="input layout (default: from the input shape)")
+    p.add_argument("--input-size", type=_size, metavar="HxW",
+                   help="network input HEIGHTxWIDTH; required when the model's height/width are dynamic")
+    p.add_argument("--channel-order", choices=("rgb", "bgr"), help="channel order the model expects")
+    p.add_argument("--scale", type=float, metavar="S",
+                   help="pixel multiplier before mean/std, e.g. 0.00392156862745098 (1/255) for torchvision "
+                        "or PaddleSeg; default 1 when --mean is in the 0-255 domain, else required")
+    p.add_argument("--mean", type=_triple, metavar="R,G,B", help="per-channel mean, red green blue")
+    p.add_argument("--std", type=_triple, metavar="R,G,B", help="per-channel std, red green blue")
+    p.add_argument("--resize", choices=("area", "linear", "nearest"),
+                   help="how frames are resized to the input size (mmsegmentation/PaddleSeg: linear)")
+    p.add_argument("--output", choices=("auto", "logits", "probabilities", "sigmoid", "argmax"), default="auto",
+                   help="what the first output is (default: from its dtype and the operator before it)")
+    p.add_argument("--name", help="model name on the card (default: the file's stem)")
+    p.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cityseg.importer import ImportOptions, import_onnx
+    from cityseg.labels import load_label_set
+
+    space = load_label_set(args.labels)
+    scale = args.scale
+    if scale is None and args.mean is not None and args.std is not None and max(args.mean) > 1.0:
+        scale = 1.0  # mean/std in the 0-255 domain (mmsegmentation, PaddleSeg): no rescale before them
+    options = ImportOptions(layout=args.layout, input_size=args.input_size, channel_order=args.channel_order,
+                            scale=scale, mean=args.mean, std=args.std, resize=args.resize, output=args.output)
+    bundle = import_onnx(args.model, args.out, space, options, name=args.name, force=args.force)
+    card = bundle.card
+    artifact = card.artifacts["onnx"]
+    trial = artifact.details["trial"]
+    print(f"wrote {bundle.path}: {card.name}, {card.input_layout} {card.input_height}x{card.input_width} "
+          f"{card.channel_order}, {artifact.output} output ({artifact.output_layout}, stride "
+          f"{trial['output_stride']:g}), {card.num_classes} classes ({card.space.name})")
+    findings = artifact.details["tensorrt_check"]
+    print("TensorRT 10: " + (f"{len(findings)} problem(s), see the warning above" if findings
+                             else "no operators or attributes it is known to reject"))
+    return 0

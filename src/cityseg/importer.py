@@ -1,0 +1,299 @@
+"""Bring your own ONNX: inspect a model cityseg did not train and write a bundle for it.
+
+:func:`inspect_graph` reads what the graph says (input layout and size, output kind and class
+axis); :func:`resolve_options` merges that with what the user gave, refusing (and naming the
+option) what can be neither detected nor defaulted; :func:`import_onnx` runs the model once on a
+street frame, refuses what cannot work (rank, class count, NaNs), and writes the bundle: the card
+(preprocessing, output kind and layout, classes) and the ONNX as ``model.onnx``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cityseg import scores
+from cityseg.bundle import Artifact, Bundle, ModelCard, class_fields, framework_versions
+from cityseg.errors import BundleError, InputError
+from cityseg.export import parity, trt_compat
+from cityseg.fileio import sha256_file
+from cityseg.labels import ClassSpace
+from cityseg.preprocess import Normalization
+
+log = logging.getLogger(__name__)
+
+SCORE_PRODUCERS = {"Softmax": "probabilities", "Sigmoid": "sigmoid", "LogSoftmax": "logits"}
+"""Output kind detected from the operator that produces the output."""
+ID_PRODUCERS = {"ArgMax"}
+PASS_THROUGH = {"Cast", "Identity", "Transpose", "Resize", "Reshape", "Squeeze", "Unsqueeze"}
+"""Operators looked through when finding what produces the output."""
+RESIZE_CHOICES = {"area": "area", "linear": "bilinear", "bilinear": "bilinear", "nearest": "nearest"}
+
+
+@dataclass
+class GraphFacts:
+    """What the ONNX graph itself says about its input and (first) output."""
+
+    input_name: str
+    input_shape: list
+    """Dims as ints, or names/None for dynamic ones."""
+    input_dtype: str
+    output_name: str
+    output_shape: list
+    output_dtype: str
+    output_producer: str
+    """The operator that makes the output (looking through Cast/Identity/Transpose/Resize...)."""
+    other_outputs: list[str] = field(default_factory=list)
+    opset: int | None = None
+    producer: str = ""
+
+
+@dataclass
+class ImportOptions:
+    """What the user gave on the command line (None: detect, or refuse when it cannot be detected)."""
+
+    layout: str = "auto"
+    input_size: tuple[int, int] | None = None
+    channel_order: str | None = None
+    scale: float | None = None
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    resize: str | None = None
+    output: str = "auto"
+
+
+def _dims(value) -> list:
+    dims = value.type.tensor_type.shape.dim
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in dims]
+
+
+def _dtype(value) -> str:
+    from onnx import helper
+
+    return str(np.dtype(helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)))
+
+
+def inspect_graph(model) -> GraphFacts:
+    """The input/output facts of an ONNX ModelProto; InputError when it has no single image input."""
+    graph = model.graph
+    initializers = {i.name for i in graph.initializer}
+    inputs = [v for v in graph.input if v.name not in initializers]
+    if len(inputs) != 1:
+        raise InputError(f"the model has {len(inputs)} inputs ({', '.join(v.name for v in inputs)}); "
+                         "cityseg runs models with one image input")
+    if not graph.output:
+        raise InputError("the model has no outputs")
+    out = graph.output[0]
+    producers = {o: n for n in graph.node for o in n.output}
+    node = producers.get(out.name)
+    while node is not None and node.op_type in PASS_THROUGH and node.input:
+        node = producers.get(node.input[0])
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    return GraphFacts(inputs[0].name, _dims(inputs[0]), _dtype(inputs[0]), out.name, _dims(out), _dtype(out),
+                      node.op_type if node is not None else "", [o.name for o in graph.output[1:]], opset,
+                      f"{model.producer_name} {model.producer_version}".strip())
+
+
+def detect_layout(facts: GraphFacts, given: str) -> str:
+    """NCHW when the input's dim 1 is 3, NHWC when its last dim is 3; ``given`` unless 'auto'."""
+    shape = facts.input_shape
+    if len(shape) != 4:
+        raise InputError(f"input {facts.input_name!r} has shape {shape}; an image input is 4-D "
+                         "(NCHW or NHWC)")
+    if given != "auto":
+        layout = given.upper()
+        channels = shape[1] if layout == "NCHW" else shape[3]
+        if isinstance(channels, int) and channels != 3:
+            raise InputError(f"--layout {given}: input {facts.input_name!r} {shape} has {channels} "
+                             "channels there, not 3; try the other layout")
+        return layout
+    nchw, nhwc = shape[1] == 3, shape[3] == 3
+    if nchw != nhwc:
+        return "NCHW" if nchw else "NHWC"
+    raise InputError(f"input {facts.input_name!r} has shape {shape}: cannot tell NCHW from NHWC; "
+                     "give --layout nchw or --layout nhwc")
+
+
+def detect_size(facts: GraphFacts, layout: str, given: tuple[int, int] | None) -> tuple[int, int]:
+    """The network input (height, width): the graph's fixed size, else ``given`` (--input-size)."""
+    shape = facts.input_shape
+    height, width = (shape[2], shape[3]) if layout == "NCHW" else (shape[1], shape[2])
+    fixed = isinstance(height, int) and isinstance(width, int) and height > 0 and width > 0
+    if fixed and given is not None and tuple(given) != (height, width):
+        raise InputError(f"--input-size {given[0]}x{given[1]}: the model's input is fixed at "
+                         f"{height}x{width}; drop --input-size or give {height}x{width}")
+    if fixed:
+        return height, width
+    if given is None:
+        raise InputError(f"input {facts.input_name!r} {shape} has a dynamic height/width; give the size "
+                         "the model was trained for with --input-size HxW (e.g. 512x1024)")
+    return tuple(given)
+
+
+def detect_output(facts: GraphFacts, given: str) -> str:
+    """The output kind: ``given`` unless 'auto'; else from the dtype and the producing operator."""
+    if given != "auto":
+        return given
+    if facts.output_dtype.startswith(("int", "uint")) or facts.output_producer in ID_PRODUCERS:
+        return "argmax"
+    if facts.output_producer in SCORE_PRODUCERS:
+        return SCORE_PRODUCERS[facts.output_producer]
+    shape = facts.output_shape
+    single = len(shape) == 4 and 1 in (shape[1], shape[3]) and not (shape[1] == 1 and shape[3] == 1)
+    if single:
+        raise InputError(f"output {facts.output_name!r} {shape} has one channel and no Sigmoid before it: "
+                         "give --output sigmoid (a probability) or --output logits (a raw logit)")
+    return "logits"
+
+
+def output_layout(facts: GraphFacts, layout: str, num_classes: int) -> str:
+    """The class axis of the output: the input's layout, unless the output's known dims say otherwise."""
+    shape = facts.output_shape
+    if len(shape) != 4:
+        return layout
+    wanted = {num_classes, 1}
+    if layout == "NCHW" and shape[1] not in wanted and shape[3] in wanted:
+        return "NHWC"
+    if layout == "NHWC" and shape[3] not in wanted and shape[1] in wanted:
+        return "NCHW"
+    return layout
+
+
+def normalization(options: ImportOptions, channel_order: str) -> Normalization:
+    """--scale/--mean/--std (mean and std given as R,G,B) in the model's channel order."""
+    mean, std = tuple(options.mean), tuple(options.std)
+    if channel_order == "BGR":
+        mean, std = mean[::-1], std[::-1]
+    try:
+        return Normalization(scale=options.scale, mean=mean, std=std)
+    except ValueError as exc:
+        raise InputError(f"--scale/--mean/--std: {exc}") from None
+
+
+def require_given(options: ImportOptions, dynamic_size: bool = False) -> None:
+    """InputError naming every preprocessing option the graph cannot tell and the user left out
+    (and --input-size when the graph's height/width are dynamic)."""
+    missing = [flag for flag, value in (("--channel-order rgb|bgr", options.channel_order),
+                                        ("--scale S", options.scale), ("--mean R,G,B", options.mean),
+                                        ("--std R,G,B", options.std), ("--resize area|linear|nearest",
+                                                                       options.resize)) if value is None]
+    if missing and dynamic_size and options.input_size is None:
+        missing.append("--input-size HxW (the model's height/width are dynamic)")
+    if missing:
+        raise InputError("an ONNX graph does not record how its input was preprocessed; give "
+                         + ", ".join(missing) + " (the values of the model's training pipeline; "
+                         "docs/MODELS.md lists them for mmsegmentation, PaddleSeg and torchvision models)")
+
+
+def build_card(path: Path, facts: GraphFacts, options: ImportOptions, space: ClassSpace, name: str) -> ModelCard:
+    """The model card of an imported ONNX (validated)."""
+    layout = detect_layout(facts, options.layout)
+    spatial = facts.input_shape[2:] if layout == "NCHW" else facts.input_shape[1:3]
+    require_given(options, dynamic_size=not all(isinstance(d, int) and d > 0 for d in spatial))
+    height, width = detect_size(facts, layout, options.input_size)
+    kind = detect_output(facts, options.output)
+    order = options.channel_order.upper()
+    detected = {"layout": options.layout == "auto", "input_size": options.input_size is None,
+                "output": options.output == "auto"}
+    card = ModelCard(
+        name=name, architecture=f"imported:{facts.producer or 'onnx'}", input_height=height,
+        input_width=width, **class_fields(space), channel_order=order, resize=RESIZE_CHOICES[options.resize],
+        normalization=normalization(options, order), input_layout=layout,
+        frameworks=framework_versions("onnx", "onnxruntime"),
+        imported={"source": str(path), "sha256": sha256_file(path), "producer": facts.producer,
+                  "opset": facts.opset, "detected": detected,
+                  "output_producer": facts.output_producer, "ignored_outputs": facts.other_outputs})
+    card.artifacts["onnx"] = Artifact("model.onnx", "onnx", kind, {},
+                                      output_layout=output_layout(facts, layout, space.num_classes))
+    return card
+
+
+def trial_run(path: Path, card: ModelCard, facts: GraphFacts, frames: list[np.ndarray] | None = None) -> dict:
+    """Run the ONNX once on street frames with the card's preprocessing; InputError naming the
+    problem when the output cannot be what the card says. Returns what was seen."""
+    import onnxruntime as ort
+
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        raise InputError(f"{path}: ONNX Runtime cannot load this model ({exc})") from None
+    frames, source = parity.parity_frames(card, frames, count=1)
+    batch = card.preprocess(frames)
+    if facts.input_dtype != "float32":
+        raise InputError(f"{path}: input {facts.input_name!r} is {facts.input_dtype}; cityseg feeds float32 "
+                         "images - export the model with a float32 input")
+    try:
+        raw = session.run([facts.output_name], {facts.input_name: batch})[0]
+    except Exception as exc:  # a shape the graph cannot take, mostly
+        raise InputError(f"{path}: the model fails on a {'x'.join(map(str, batch.shape))} "
+                         f"{card.input_layout} input ({exc}); check --layout and --input-size") from None
+    artifact = card.artifacts["onnx"]
+    if raw.dtype.kind == "f" and not np.isfinite(raw).all():
+        raise InputError(f"{path}: the output holds NaN or infinite values on a street frame; the model "
+                         "or its preprocessing (--scale/--mean/--std) is broken")
+    try:
+        canonical, kind = scores.standardize(raw, artifact.output, artifact.output_layout,
+                                               (card.input_height, card.input_width))
+    except scores.OutputError as exc:
+        raise InputError(f"{path}: output {facts.output_name!r} {list(raw.shape)}: {exc}; check "
+                         "--output and --layout") from None
+    classes = card.num_classes
+    if kind != "argmax" and canonical.shape[-1] != classes:
+        raise InputError(f"{path}: the model outputs {canonical.shape[-1]} classes, the label set "
+                         f"{card.space.name!r} has {classes}; give the --labels it was trained with")
+    if kind == "argmax" and int(canonical.max()) >= classes:
+        raise InputError(f"{path}: the model outputs class index {int(canonical.max())}, the label set "
+                         f"{card.space.name!r} has {classes} classes; give the --labels it was trained with")
+    if kind == "probabilities" and not (-1e-3 <= float(canonical.min()) and float(canonical.max()) <= 1 + 1e-3):
+        raise InputError(f"{path}: output {facts.output_name!r} is not probabilities (values "
+                         f"{float(canonical.min()):.3g}..{float(canonical.max()):.3g}); give --output logits")
+    stride = card.input_height / (raw.shape[2] if artifact.output_layout == "NCHW" and raw.ndim == 4
+                                  else raw.shape[1])
+    return {"frame_source": source, "output_shape": list(raw.shape), "output_dtype": str(raw.dtype),
+            "output_stride": stride}
+
+
+def import_onnx(path: str | Path, out: str | Path, space: ClassSpace, options: ImportOptions, *,
+                name: str | None = None, force: bool = False, frames: list[np.ndarray] | None = None) -> Bundle:
+    """Inspect, check and bundle the ONNX at ``path`` into ``out``; returns the new bundle."""
+    import onnx
+    from onnx.external_data_helper import load_external_data_for_model, uses_external_data
+
+    path, out = Path(path), Path(out)
+    if (out / "model.json").exists() and not force:
+        raise BundleError(f"{out}: a model bundle already exists there; choose another --out or pass --force")
+    if not path.is_file():
+        raise InputError(f"{path}: no such ONNX file")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+        external = any(uses_external_data(t) for t in model.graph.initializer)
+        if external:  # weights in side files (models over 2 GB, some exporters): the bundle gets one file
+            load_external_data_for_model(model, str(path.parent))
+    except Exception as exc:  # onnx raises DecodeError and friends for non-ONNX files
+        raise InputError(f"{path}: not an ONNX model, or its external weight files are missing beside "
+                         f"it ({exc})") from None
+    facts = inspect_graph(model)
+    card = build_card(path, facts, options, space, name or path.stem)
+    seen = trial_run(path, card, facts, frames)
+    findings = trt_compat.check_model(model)
+    if findings:
+        log.warning("%s: TensorRT 10 would reject this model (ONNX Runtime runs it):\n%s", path,
+                    trt_compat.describe(findings))
+    artifact = card.artifacts.pop("onnx")
+    artifact.details = {"opset": facts.opset, "trial": seen,
+                        "input": {"name": facts.input_name, "shape": facts.input_shape, "dtype": facts.input_dtype},
+                        "output": {"name": facts.output_name, "shape": facts.output_shape,
+                                   "dtype": facts.output_dtype},
+                        "tensorrt_check": [str(f) for f in findings]}
+    bundle = Bundle.create(out, card, overwrite=force)
+    if external:
+        onnx.save(model, str(out / artifact.path))
+    else:
+        shutil.copyfile(path, out / artifact.path)
+    artifact.details["sha256"] = sha256_file(out / artifact.path)
+    bundle.add_artifact("onnx", artifact)
+    return bundle

@@ -1,0 +1,272 @@
+"""A camera and an output recorder in a real ROS 2 graph, around a real ``segmentation_node`` process.
+
+Integration tests, ``benchmarks/ros_graph.py`` and anyone checking a deployment use it the same
+way: :class:`NodeProcess` starts the installed ``segmentation_node`` executable as its own process
+(as ``ros2 launch`` does), and :class:`Probe` is one rclpy node in the calling process that
+publishes camera frames to it over DDS and records every output it publishes, with arrival times.
+rclpy is imported when a Probe is created.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from cityseg.ros.outputs import NODE_EXECUTABLE, NODE_NAME, OUTPUTS, node_fqn
+
+Stamp = tuple[int, int]
+
+
+def node_command(namespace: str, params: Mapping[str, Any], remap: Mapping[str, str] | None = None) -> list[str]:
+    """The command line of ``segmentation_node`` in ``namespace`` with ``params`` (``-p name:=value``)."""
+    exe = shutil.which(NODE_EXECUTABLE, path=str(Path(sys.executable).parent)) or shutil.which(NODE_EXECUTABLE)
+    command = [exe] if exe else [sys.executable, "-m", "cityseg.ros.node"]
+    command += ["--ros-args", "-r", f"__ns:={namespace}"]
+    for name, value in params.items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        command += ["-p", f"{name}:={text}"]
+    for source, target in (remap or {}).items():
+        command += ["-r", f"{source}:={target}"]
+    return command
+
+
+class NodeProcess:
+    """``segmentation_node`` running as a child process; its output is kept for inspection."""
+
+    def __init__(self, namespace: str, params: Mapping[str, Any], env: Mapping[str, str] | None = None,
+                 remap: Mapping[str, str] | None = None):
+        """Start the node; ``env`` is its whole environment (default: this process's)."""
+        self.namespace = namespace
+        self.command = node_command(namespace, params, remap)
+        self.process = subprocess.Popen(self.command, env=dict(os.environ if env is None else env),
+                                        stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True)
+        self._lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self._lines.append(line)
+
+    @property
+    def output(self) -> str:
+        """Everything the node printed so far (stdout and stderr)."""
+        return "".join(self._lines)
+
+    def wait_for_output(self, text: str, timeout: float) -> bool:
+        """Wait until the node printed ``text`` (or exited)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and text not in self.output and self.process.poll() is None:
+            time.sleep(0.05)
+        return text in self.output
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 10.0) -> tuple[int | None, float]:
+        """Send ``sig``; return (exit code or None if it did not exit in ``timeout``, seconds taken)."""
+        start = time.monotonic()
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            code = None
+        elapsed = time.monotonic() - start
+        if code is None:
+            self.process.kill()
+            self.process.wait()
+        self._reader.join(2.0)
+        return code, elapsed
+
+    def wait(self, timeout: float) -> int | None:
+        """Wait for the node to exit by itself; its exit code, or None."""
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        self._reader.join(2.0)
+        return code
+
+
+@dataclass
+class Received:
+    """One output message as the probe recorded it."""
+
+    stamp: Stamp
+    frame_id: str
+    arrived: float
+    """time.monotonic() at the callback."""
+    size: tuple[int, int] = (0, 0)
+    encoding: str = ""
+
+
+@dataclass
+class ProbeRecord:
+    """Everything the probe published and received."""
+
+    published: dict[Stamp, float] = field(default_factory=dict)
+    """Header stamp -> time.monotonic() of each published frame."""
+    outputs: dict[str, list[Received]] = field(default_factory=lambda: defaultdict(list))
+    last_message: dict[str, Any] = field(default_factory=dict)
+    diagnostics: list[dict[str, str]] = field(default_factory=list)
+    """Key -> value of every DiagnosticStatus of the node, plus 'level' and 'message'."""
+
+    def latencies_ms(self, suffix: str = "mask") -> list[float]:
+        """Publish -> arrival of ``suffix`` for every frame that came back, in ms."""
+        return [(r.arrived - self.published[r.stamp]) * 1e3 for r in self.outputs[suffix] if r.stamp in self.published]
+
+
+class Probe:
+    """A camera publisher and a recorder of every output of the node in ``namespace``.
+
+    Image QoS: ``reliable`` False is a camera driver (best effort), True is ``ros2 bag play``.
+    Outputs are recorded with a reliable, deep subscription so that the recorder loses nothing.
+    """
+
+    def __init__(self, namespace: str, *, compressed: bool = False, reliable: bool = False,
+                 keep: tuple[str, ...] = (), name: str = "cityseg_probe"):
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+        from cityseg.ros.messages import RclpyMessages
+
+        if not rclpy.ok():
+            rclpy.init()
+        self.msgs = m = RclpyMessages()
+        self.fqn = node_fqn(namespace)
+        self.node = rclpy.create_node(name, namespace=namespace)
+        self.record = ProbeRecord()
+        self._keep = set(keep)
+        self._lock = threading.Lock()
+        camera_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE if reliable
+                                else ReliabilityPolicy.BEST_EFFORT)
+        kind, topic = (m.CompressedImage, "image/compressed") if compressed else (m.Image, "image")
+        self.image_pub = self.node.create_publisher(kind, topic, camera_qos)
+        self.info_pub = self.node.create_publisher(m.CameraInfo, "camera_info", camera_qos)
+        deep = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        types = {"sensor_msgs/msg/Image": m.Image, "sensor_msgs/msg/CameraInfo": m.CameraInfo,
+                 "vision_msgs/msg/LabelInfo": m.LabelInfo}
+        self.subscriptions = {
+            o.suffix: self.node.create_subscription(types[o.message_type], f"{NODE_NAME}/{o.suffix}",
+                                                    self._recorder(o.suffix), deep if o.per_frame else latched)
+            for o in OUTPUTS if types[o.message_type] is not None}
+        self.node.create_subscription(m.DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        self._spinner = threading.Thread(target=self._spin, daemon=True)
+        self._spinner.start()
+
+    def _spin(self) -> None:
+        from rclpy.executors import ExternalShutdownException
+
+        try:
+            self.executor.spin()
+        except (ExternalShutdownException, RuntimeError):  # shut down from close()
+            pass
+
+    def _recorder(self, suffix: str):
+        def record(msg) -> None:
+            now = time.monotonic()
+            header = msg.header
+            item = Received((header.stamp.sec, header.stamp.nanosec), header.frame_id, now,
+                            (getattr(msg, "height", 0), getattr(msg, "width", 0)), getattr(msg, "encoding", ""))
+            with self._lock:
+                self.record.outputs[suffix].append(item)
+                if suffix in self._keep:
+                    self.record.last_message[suffix] = msg
+        return record
+
+    def _on_diagnostics(self, msg) -> None:
+        for status in msg.status:
+            if status.name == self.fqn:
+                values = {kv.key: kv.value for kv in status.values}
+                values.update(level=str(status.level[0] if isinstance(status.level, bytes) else status.level),
+                              message=status.message)
+                with self._lock:
+                    self.record.diagnostics.append(values)
+
+    def wait_connected(self, timeout: float = 20.0) -> bool:
+        """Wait until the node subscribes to our images and publishes every output we listen to."""
+        def connected() -> bool:
+            outputs = [s for suffix, s in self.subscriptions.items() if suffix != "label_info"]
+            return self.image_pub.get_subscription_count() > 0 and all(s.get_publisher_count() for s in outputs)
+        return wait_until(connected, timeout)
+
+    def publish(self, image_msg, camera_info=None) -> None:
+        """Publish a CameraInfo (if given) and then the image; remember when."""
+        if camera_info is not None:
+            self.info_pub.publish(camera_info)
+        stamp = image_msg.header.stamp
+        with self._lock:
+            self.record.published[(stamp.sec, stamp.nanosec)] = time.monotonic()
+        self.image_pub.publish(image_msg)
+
+    def count(self, suffix: str) -> int:
+        with self._lock:
+            return len(self.record.outputs[suffix])
+
+    def last_diagnostics(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self.record.diagnostics[-1]) if self.record.diagnostics else {}
+
+    def wait_settled(self, expect_received: int, timeout: float = 20.0) -> dict[str, str]:
+        """Wait until the node's diagnostics count ``expect_received`` frames received, every one of
+        them is accounted for (processed, dropped, failed) and every processed frame's outputs
+        arrived here; return the last diagnostics."""
+        def settled() -> bool:
+            diag = self.last_diagnostics()
+            if not diag:
+                return False
+            total = {key: int(diag[f"{key} total"]) for key in ("received", "processed", "dropped", "failed", "errors")}
+            handled = total["processed"] + total["dropped"] + total["failed"] + total["errors"]
+            outputs = [s for s in self.subscriptions if s != "label_info" and self.record.outputs.get(s)]
+            return (total["received"] >= expect_received and handled >= total["received"]
+                    and all(self.count(s) >= total["processed"] for s in outputs))
+        wait_until(settled, timeout)
+        return self.last_diagnostics()
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=1.0)
+        self.node.destroy_node()
+        self._spinner.join(2.0)
+
+
+def wait_until(condition, timeout: float, step: float = 0.05) -> bool:
+    """Poll ``condition`` until it holds or ``timeout`` seconds pass; its last value."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(step)
+    return True
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100) of ``values``; NaN when empty."""
+    import numpy as np
+
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def graph_environment(domain_id: int, profile: str | None, base: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """``base`` made into a private, loopback-only ROS 2 graph (tests, benchmarks): a domain of its
+    own, discovery limited to this host, Fast DDS with ``profile`` (None: the middleware's defaults)."""
+    from cityseg.ros.middleware import PROFILE_VARIABLES
+
+    env = {k: v for k, v in base.items() if k not in PROFILE_VARIABLES and k != "ROS_LOCALHOST_ONLY"}
+    env.update(ROS_DOMAIN_ID=str(domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+               RMW_IMPLEMENTATION="rmw_fastrtps_cpp")
+    if profile:
+        env.update(dict.fromkeys(PROFILE_VARIABLES, str(profile)))
+    return env
