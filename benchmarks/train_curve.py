@@ -9,7 +9,7 @@ chance baselines measured on the same validation labels with the same metric:
 * random:   predict a uniformly random class per pixel.
 
 After training, the bundle is also scored with the official Cityscapes evaluation
-(``cityseg.evaluate.evaluate_bundle``: labelIds, full resolution). Writes ``curve.json`` and
+(``cityseg.evaluation.run.evaluate_bundle``: labelIds, full resolution). Writes ``curve.json`` and
 ``curve.png`` into --out; the last line is ``RESULT ...``.
 """
 
@@ -123,7 +123,7 @@ def main() -> None:
 
     official = None
     try:
-        from cityseg.evaluate import evaluate_bundle
+        from cityseg.evaluation.run import evaluate_bundle
 
         official = evaluate_bundle(bundle.path, data_root, "val", backend="tensorflow").miou
     except ImportError as exc:  # the evaluation module is optional for this benchmark

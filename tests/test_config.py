@@ -53,3 +53,51 @@ def test_shipped_configs_are_found_and_load():
     assert shipped_config("seed/v01.yaml").is_file()
     with pytest.raises(ConfigError, match="shipped config 'nope.yaml' not found"):
         shipped_config("nope.yaml")
+
+
+def write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_base_is_merged_underneath_recursively_and_overrides_win(tmp_path):
+    write(tmp_path / "common" / "root.yaml", "epochs: 7\ndata: {height: 64, width: 64}\n"
+          "model: {name: unet, params: {depth: 3, dropout: 0.3}}\n")
+    write(tmp_path / "common" / "mid.yaml", "base: root.yaml\nseed: 5\ndata: {width: 128}\n")
+    leaf = write(tmp_path / "leaf.yaml", "base: common/mid.yaml\nname: leaf\n"
+                 "model: {params: {dropout: 0.0}}\nseed: 9\n")
+    cfg = load_train_config(leaf)
+    assert (cfg.name, cfg.epochs, cfg.seed) == ("leaf", 7, 9)
+    assert (cfg.data.height, cfg.data.width) == (64, 128)
+    assert cfg.model.name == "unet" and cfg.model.params == {"depth": 3, "dropout": 0.0}
+
+
+def test_a_base_cycle_is_refused_with_the_chain(tmp_path):
+    write(tmp_path / "a.yaml", "base: b.yaml\n")
+    write(tmp_path / "b.yaml", "base: a.yaml\n")
+    with pytest.raises(ConfigError, match=r"a\.yaml -> .*b\.yaml -> .*a\.yaml is a cycle"):
+        load_train_config(tmp_path / "a.yaml")
+    write(tmp_path / "self.yaml", "base: self.yaml\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_train_config(tmp_path / "self.yaml")
+
+
+def test_an_unknown_key_in_a_base_names_that_file_and_its_dotted_path(tmp_path):
+    write(tmp_path / "base.yaml", "data: {hieght: 3}\n")
+    leaf = write(tmp_path / "leaf.yaml", "base: base.yaml\nname: x\n")
+    with pytest.raises(ConfigError, match=r"base\.yaml\.data: unknown key\(s\) hieght"):
+        load_train_config(leaf)
+    write(tmp_path / "leaf2.yaml", "base: base2.yaml\naugment: {flip: 1}\n")
+    write(tmp_path / "base2.yaml", "name: ok\n")
+    with pytest.raises(ConfigError, match=r"leaf2\.yaml\.augment: unknown key\(s\) flip"):
+        load_train_config(tmp_path / "leaf2.yaml")
+
+
+def test_a_missing_or_malformed_base_is_refused(tmp_path):
+    leaf = write(tmp_path / "leaf.yaml", "base: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match=r"leaf\.yaml\.base: .*nowhere\.yaml does not exist"):
+        load_train_config(leaf)
+    write(tmp_path / "leaf.yaml", "base: [a, b]\n")
+    with pytest.raises(ConfigError, match="expected the relative path"):
+        load_train_config(leaf)

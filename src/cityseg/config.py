@@ -288,12 +288,57 @@ class TrainConfig:
             raise ValueError("epochs must be positive")
 
 
+BASE_KEY = "base"
+"""Top-level key of a training config naming another config (relative path) merged underneath."""
+
+
+def merge_mappings(base: dict, override: dict) -> dict:
+    """``override`` on top of ``base``: nested mappings merge key by key, anything else replaces."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_mappings(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_layered_yaml(path: str | Path, schema: type | None = None,
+                      _chain: tuple[Path, ...] = ()) -> dict:
+    """A YAML mapping with its ``base:`` chain resolved (bases underneath, this file's keys win).
+
+    ``base`` is a path relative to the file that names it. With ``schema``, every file of the chain
+    is checked on its own first, so an unknown key is reported with the file it is in.
+    """
+    p = Path(path)
+    resolved = p.resolve()
+    if resolved in _chain:
+        cycle = " -> ".join(str(c) for c in (*_chain, resolved))
+        raise ConfigError(f"{p}: the base chain {cycle} is a cycle; a config may not be its own "
+                          "base - fix the `base:` key of one of them")
+    data = load_yaml(p)
+    base = data.pop(BASE_KEY, None)
+    if schema is not None:
+        from_mapping(schema, data, where=str(p))
+    if base is None:
+        return data
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{p}.{BASE_KEY}: expected the relative path of another config file, "
+                          f"got {base!r}")
+    base_path = p.parent / base
+    if not base_path.is_file():
+        raise ConfigError(f"{p}.{BASE_KEY}: {base_path} does not exist; `base:` is a path "
+                          "relative to the config that names it")
+    return merge_mappings(load_layered_yaml(base_path, schema, (*_chain, resolved)), data)
+
+
 def load_train_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
     """Read a TrainConfig from YAML (or defaults when ``path`` is None); apply dotted overrides.
 
+    A ``base: OTHER.yaml`` key merges that config underneath (see :func:`load_layered_yaml`).
     ``overrides`` keys use '__' for nesting: ``load_train_config(p, data__root="/data")``.
     """
-    data = load_yaml(path) if path is not None else {}
+    data = load_layered_yaml(path, TrainConfig) if path is not None else {}
     for key, value in overrides.items():
         node = data
         *parents, leaf = key.split("__")

@@ -67,8 +67,8 @@ def _step(number: int, text: str) -> float:
 def run_demo(out: Path, settings: DemoSettings | None = None, *, force: bool = False) -> DemoOutputs:
     """Run every stage of the demo into ``out`` and return where each product is."""
     from cityseg.config import load_train_config, shipped_config
+    from cityseg.evaluation.run import evaluate_bundle, format_table
     from cityseg.synthetic import dataset as synth
-    from cityseg.evaluate import evaluate_bundle, format_table
     from cityseg.export.onnx import export_onnx
     from cityseg.ros.bag import replay_bag
     from cityseg.synthetic.camera_bag import write_camera_bag

@@ -96,12 +96,70 @@ def test_mobilenetv2_weights_load_only_from_a_local_file(tmp_path):
     for layer in with_weights:
         for got, want in zip(model.get_layer(layer.name).get_weights(), layer.get_weights()):
             np.testing.assert_array_equal(got, want)
-    with pytest.raises(ModelError, match="never downloads"):
-        build_model("mobilenetv2_unet", SMALL, 19, weights="imagenet")
     with pytest.raises(ModelError, match="does not exist"):
         build_model("mobilenetv2_unet", SMALL, 19, weights=str(tmp_path / "missing.h5"))
     with pytest.raises(ModelError, match="same alpha"):
         build_model("mobilenetv2_unet", SMALL, 19, alpha=1.0, weights=str(weights))
+
+
+IMAGENET_CHECK = """
+import json, sys
+from pathlib import Path
+import h5py, keras, numpy as np
+from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
+from cityseg.models import ModelError, build_model
+from cityseg.models.mobilenetv2_unet import imagenet_weights_file
+
+cache = Path(sys.argv[1]) / "models"
+cache.mkdir(parents=True)
+# Keras' cached file for alpha 0.35 at 64x128 (not a published size: the 224 file), written here
+# in Keras' legacy HDF5 layout from a freshly built no-top MobileNetV2.
+encoder = keras.applications.MobileNetV2(input_shape=(64, 128, 3), include_top=False, weights=None,
+                                         alpha=0.35)
+name = imagenet_weights_file(0.35, 64, 128)
+with h5py.File(cache / name, "w") as handle:
+    save_weights_to_hdf5_group(handle, encoder)
+model = build_model("mobilenetv2_unet", (64, 128, 3), 19, alpha=0.35, weights="imagenet")
+fresh = build_model("mobilenetv2_unet", (64, 128, 3), 19, alpha=0.35)
+checked = 0
+for layer in encoder.layers:
+    if not layer.weights or layer.name == "Conv_1" or layer.name.startswith("Conv_1_"):
+        continue  # the top conv, built but not used by the U-Net
+    for got, want, other in zip(model.get_layer(layer.name).get_weights(), layer.get_weights(),
+                                fresh.get_layer(layer.name).get_weights()):
+        assert np.array_equal(got, want), layer.name
+        checked += int(layer.name.endswith("_depthwise") and not np.array_equal(other, want))
+try:
+    build_model("mobilenetv2_unet", (64, 128, 3), 19, alpha=0.5, weights="imagenet")
+    message = None
+except ModelError as exc:
+    message = str(exc)
+print("RESULT " + json.dumps({"file": name, "checked": checked, "message": message}))
+"""
+
+
+def test_mobilenetv2_imagenet_weights_come_from_keras_cache_and_a_missing_file_says_where(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    # KERAS_HOME is read when Keras is imported, hence a fresh process; the proxy points at a closed
+    # local port, so the download that the missing alpha-0.5 file triggers fails without leaving it.
+    env = {**os.environ, "KERAS_HOME": str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": "3",
+           "HTTPS_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
+           "HTTP_PROXY": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9"}
+    result = subprocess.run([sys.executable, "-c", IMAGENET_CHECK, str(tmp_path)], env=env,
+                            capture_output=True, text=True, timeout=300)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+    assert result.returncode == 0 and lines, result.stderr[-3000:]
+    found = json.loads(lines[0][len("RESULT "):])
+    assert found["file"] == "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
+    assert found["checked"] > 10  # depthwise kernels: the file's values, not a fresh model's
+    wanted = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.5_224_no_top.h5"
+    message = found["message"]
+    assert f"needs {wanted}" in message and str(tmp_path / "models" / wanted) in message
+    assert "model.params.weights" in message
 
 
 EXPORT_CASES = [("unet", {"base_filters": 8}, SMALL), ("unet", {"base_filters": 8, "upsampling": "resize"}, SMALL),

@@ -6,7 +6,6 @@ kill/resume, NaN and distribution tests run their own tiny runs.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import shutil
@@ -22,7 +21,8 @@ pytest.importorskip("tensorflow")
 from cityseg.bundle import Bundle  # noqa: E402
 from cityseg.cli import main  # noqa: E402
 from cityseg.errors import CitysegError  # noqa: E402
-from cityseg.config import TrainConfig, from_mapping, load_train_config, to_mapping  # noqa: E402
+from cityseg.config import (TrainConfig, from_mapping, load_train_config,  # noqa: E402
+                            merge_mappings, to_mapping)
 from cityseg.fileio import read_image  # noqa: E402
 from cityseg.training.callbacks import TrainingError  # noqa: E402
 from cityseg.training.schedules import learning_rate_at, make_lr_schedule  # noqa: E402
@@ -47,17 +47,7 @@ def tiny_config(root: Path, cache: Path, **changes) -> TrainConfig:
         "schedule": {"lr": "poly", "warmup_epochs": 0.5, "dropout": {1: 0.2}},
         "epochs": 2, "preview_count": 1, "tensorboard": False,
     }
-    return from_mapping(TrainConfig, _merge(mapping, changes))
-
-
-def _merge(base: dict, changes: dict) -> dict:
-    merged = copy.deepcopy(base)
-    for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
+    return from_mapping(TrainConfig, merge_mappings(mapping, changes))
 
 
 def read_state(run: Path) -> dict:

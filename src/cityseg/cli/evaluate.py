@@ -52,7 +52,7 @@ def _check_mode(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from cityseg.errors import CitysegError
-    from cityseg.evaluate import evaluate_bundle, evaluate_directories, format_table
+    from cityseg.evaluation.run import evaluate_bundle, evaluate_directories, format_table
     from cityseg.fileio import write_json_atomic
 
     mode = _check_mode(args)

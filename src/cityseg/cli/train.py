@@ -32,6 +32,9 @@ def add_parser(sub) -> None:
                    help="continue the run in RUN_DIR from checkpoints/last.keras")
     p.add_argument("--force", action="store_true",
                    help="start over in a non-empty RUN_DIR, deleting the previous run's outputs")
+    p.add_argument("--join-timeout", type=_positive_int, metavar="S", default=None,
+                   help="distribute: multi_worker only: seconds to wait for every worker of "
+                        "TF_CONFIG to start (default 300)")
     p.add_argument("--quiet", action="store_true", help="no per-epoch progress output")
     p.set_defaults(run=run)
 
@@ -39,6 +42,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from cityseg.config import load_train_config
     from cityseg.errors import CitysegError
+    from cityseg.training.distribute import JOIN_TIMEOUT_S
     from cityseg.training.train import train
 
     config = args.config
@@ -54,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
         overrides["epochs"] = args.epochs
     cfg = load_train_config(config, **overrides)
     try:
-        bundle = train(cfg, args.out, resume=args.resume, force=args.force, progress=not args.quiet)
+        bundle = train(cfg, args.out, resume=args.resume, force=args.force, progress=not args.quiet,
+                       join_timeout=args.join_timeout or JOIN_TIMEOUT_S)
     except KeyboardInterrupt:
         print(f"cityseg train: interrupted; continue with `cityseg train --out {args.out} --resume`",
               file=sys.stderr)
@@ -63,4 +68,6 @@ def run(args: argparse.Namespace) -> int:
         metrics = bundle.card.metrics
         print(f"best val mIoU {metrics.get('miou', float('nan')):.4f} at epoch "
               f"{metrics.get('best_epoch')}; model bundle: {bundle.path}")
+    else:
+        print(f"cityseg train: this worker is done; the chief wrote the run to {args.out}")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 
 from cityseg.errors import CitysegError
+from cityseg.models.layers import ScheduledDropout
 
 
 class ModelError(CitysegError):
@@ -65,6 +66,24 @@ def separable_bn_relu(x, filters: int, *, strides: int = 1, name: str):
                                      pointwise_initializer="he_normal", name=f"{name}_sepconv")(x)
     x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x)
+
+
+def light_decoder_step(x, skip, filters: int, *, dropout: float, name: str,
+                       fuse: tuple[str, ...] = ("a", "b")):
+    """One light U-Net decoder level: mix channels at the coarse scale, up-sample, fuse the skip.
+
+    1x1 conv-BN-ReLU -> bilinear 2x up-sampling -> ScheduledDropout (if ``dropout`` > 0) ->
+    concatenate ``skip`` -> one separable conv-BN-ReLU per entry of ``fuse`` (layer-name suffixes).
+    Mixing before up-sampling costs 4x less than a transposed conv at the fine scale.
+    """
+    x = conv_bn_relu(x, filters, kernel_size=1, name=f"{name}_mix")
+    x = keras.layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_resize")(x)
+    if dropout > 0:
+        x = ScheduledDropout(dropout, name=f"{name}_dropout")(x)
+    x = keras.layers.Concatenate(name=f"{name}_concat")([x, skip])
+    for suffix in fuse:
+        x = separable_bn_relu(x, filters, name=f"{name}_{suffix}")
+    return x
 
 
 def softmax_head(x, num_classes: int, *, name: str = "head"):

@@ -1,11 +1,11 @@
 """U-Net with a MobileNetV2 encoder (``keras.applications.MobileNetV2``) and a separable decoder.
 
-The encoder starts from random weights. ImageNet weights are optional and never downloaded: pass
-``weights=PATH`` to a local Keras weights file for the no-top MobileNetV2 of the same ``alpha``,
-e.g. ``mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5`` from the
-keras-applications releases (any input size works with a no-top file). Those weights were
-trained on inputs scaled to [-1, 1]; our cards normalise to [0, 1] by default, which fine-tuning
-absorbs.
+``weights``: None (random), ``"imagenet"`` or the path of a local Keras weights file for the no-top
+MobileNetV2 of the same ``alpha``. ``imagenet`` works as in Keras: the no-top file is downloaded
+once with ``keras.utils.get_file`` into Keras' cache (``$KERAS_HOME/models``, default
+``~/.keras/models``) and read from there afterwards; without network, put the file there yourself
+or pass its path. Those weights were trained on inputs scaled to [-1, 1]; our cards normalise to
+[0, 1] by default, which fine-tuning absorbs.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from pathlib import Path
 import keras
 
 from cityseg.models.common import (ModelError, check_input_shape, check_positive, check_rate,
-                                   conv_bn_relu, separable_bn_relu, softmax_head)
-from cityseg.models.layers import ScheduledDropout
+                                   light_decoder_step, separable_bn_relu, softmax_head)
 
 SKIP_LAYERS = ("block_1_expand_relu", "block_3_expand_relu", "block_6_expand_relu",
                "block_13_expand_relu")
@@ -34,11 +33,46 @@ def _encoder(inputs, alpha: float, weights: str | Path | None, name: str) -> ker
     return base
 
 
+IMAGENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+IMAGENET_SIZES = (96, 128, 160, 192, 224)
+"""Keras publishes no-top ImageNet weights for these widths, trained at these square sizes."""
+
+
+def imagenet_weights_file(alpha: float, height: int, width: int) -> str:
+    """The file name Keras gives the no-top ImageNet MobileNetV2 of ``alpha`` for this input.
+
+    As ``keras.applications.MobileNetV2``: the weights trained at the input size when it is one
+    of :data:`IMAGENET_SIZES` (square), else the 224 ones (convolutions work at any size).
+    """
+    rows = height if height == width and height in IMAGENET_SIZES else 224
+    return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(alpha)}_{rows}_no_top.h5"
+
+
+def fetch_imagenet_weights(alpha: float, height: int, width: int, name: str) -> Path:
+    """Keras' cached copy of the no-top ImageNet weights, downloaded on first use."""
+    from keras.src.applications.mobilenet_v2 import BASE_WEIGHT_PATH
+
+    if alpha not in IMAGENET_ALPHAS:
+        raise ModelError(f"{name}: ImageNet weights exist only for alpha in "
+                         f"{', '.join(map(str, IMAGENET_ALPHAS))}, not {alpha}")
+    fname = imagenet_weights_file(alpha, height, width)
+    try:
+        return Path(keras.utils.get_file(fname, BASE_WEIGHT_PATH + fname, cache_subdir="models"))
+    except Exception as exc:  # urllib/http errors, wrapped by Keras in plain Exceptions
+        from keras.src.backend.config import keras_home  # where get_file caches
+
+        cache = Path(keras_home()) / "models"
+        raise ModelError(f"{name}: weights 'imagenet' needs {fname}, which Keras could not "
+                         f"download from {BASE_WEIGHT_PATH} ({exc}). Without network, copy that "
+                         f"file to {cache / fname} (Keras' cache; $KERAS_HOME moves it), or set "
+                         "model.params.weights to the path of a local no-top MobileNetV2 weights "
+                         "file") from None
+
+
 def _load_encoder_weights(base: keras.Model, weights: str | Path, name: str, alpha: float) -> None:
     if str(weights).lower() == "imagenet":
-        raise ModelError(f"{name}: weights='imagenet' would download a file; cityseg never "
-                         "downloads. Fetch the no-top MobileNetV2 weights file yourself and pass "
-                         "its local path (model.params.weights in the config)")
+        _, height, width, _ = base.inputs[0].shape
+        weights = fetch_imagenet_weights(alpha, height, width, name)
     path = Path(weights).expanduser()
     if not path.is_file():
         raise ModelError(f"{name}: weights file {path} does not exist; pass the path of a local "
@@ -72,13 +106,8 @@ def build_mobilenetv2_unet(input_shape: tuple[int, int, int], num_classes: int, 
     skips = [base.get_layer(layer).output for layer in reversed(SKIP_LAYERS)]
     x = base.get_layer(ENCODER_OUTPUT).output
     for level, (skip, f) in enumerate(zip(skips, filters)):
-        tag = f"dec{len(SKIP_LAYERS) - level}"
-        x = conv_bn_relu(x, f, kernel_size=1, name=f"{tag}_mix")
-        x = keras.layers.UpSampling2D(2, interpolation="bilinear", name=f"{tag}_resize")(x)
-        if dropout > 0:
-            x = ScheduledDropout(dropout, name=f"{tag}_dropout")(x)
-        x = keras.layers.Concatenate(name=f"{tag}_concat")([x, skip])
-        x = separable_bn_relu(x, f, name=f"{tag}_fuse")
+        x = light_decoder_step(x, skip, f, dropout=dropout, name=f"dec{len(SKIP_LAYERS) - level}",
+                               fuse=("fuse",))
     x = keras.layers.UpSampling2D(2, interpolation="bilinear", name="dec0_resize")(x)
     x = separable_bn_relu(x, filters[-1], name="dec0_fuse")
     return keras.Model(inputs, softmax_head(x, num_classes), name=name)

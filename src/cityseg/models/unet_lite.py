@@ -11,7 +11,7 @@ from __future__ import annotations
 import keras
 
 from cityseg.models.common import (check_input_shape, check_positive, check_rate, conv_bn_relu,
-                                   separable_bn_relu, softmax_head)
+                                   light_decoder_step, separable_bn_relu, softmax_head)
 from cityseg.models.layers import ScheduledDropout
 
 
@@ -45,12 +45,6 @@ def build_unet_lite(input_shape: tuple[int, int, int], num_classes: int, *, base
     x = separable_bn_relu(x, width_at(depth), name="bottleneck_a")
     x = separable_bn_relu(x, width_at(depth), name="bottleneck_b")
     for level in reversed(range(depth)):
-        tag = f"dec{level + 1}"
-        x = conv_bn_relu(x, width_at(level), kernel_size=1, name=f"{tag}_mix")
-        x = keras.layers.UpSampling2D(2, interpolation="bilinear", name=f"{tag}_resize")(x)
-        if dropout > 0:
-            x = ScheduledDropout(dropout, name=f"{tag}_dropout")(x)
-        x = keras.layers.Concatenate(name=f"{tag}_concat")([x, skips[level]])
-        x = separable_bn_relu(x, width_at(level), name=f"{tag}_a")
-        x = separable_bn_relu(x, width_at(level), name=f"{tag}_b")
+        x = light_decoder_step(x, skips[level], width_at(level), dropout=dropout,
+                               name=f"dec{level + 1}")
     return keras.Model(inputs, softmax_head(x, num_classes), name=name)

@@ -132,7 +132,10 @@ class SegmentationLoss(keras.losses.Loss):
         if self.dice_weight:
             total += self.dice_weight * soft_dice_loss(y_true, y_pred, self.num_classes,
                                                        self.ignore_index, self.dice_smooth)
-        return total
+        # One value, but not a scalar: Keras divides a non-scalar loss by the number of replicas
+        # (so that summing the replicas' gradients averages them) and leaves a scalar as is,
+        # which would make N replicas take N-times-larger steps.
+        return ops.reshape(total, (1,))
 
     def get_config(self) -> dict:
         config = super().get_config()

@@ -3,7 +3,7 @@
 They score the network's class space (trainIds or labelIds) at training resolution, leaving out
 pixels labelled ``ignore_index``. A class whose IoU/Dice denominator is 0 (absent from both the
 labels and the predictions seen so far) is left out of the mean. The official Cityscapes score
-is :class:`cityseg.training.metrics.ConfusionMatrix` (labelIds, full resolution).
+is :class:`cityseg.evaluation.scoring.ConfusionMatrix` (labelIds, full resolution).
 """
 
 from __future__ import annotations

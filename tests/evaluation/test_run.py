@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 from cityseg.cli import main
-from cityseg.evaluate import evaluate_bundle, evaluate_directories, format_table
+from cityseg.evaluation.run import evaluate_bundle, evaluate_directories, format_table
 from cityseg.labels import class_space
-from cityseg.training.metrics import ConfusionMatrix, EvaluationError
+from cityseg.evaluation.scoring import ConfusionMatrix, EvaluationError
 
 FRAMES = [("aachen", "000000_000019"), ("aachen", "000001_000019"), ("bochum", "000000_000313")]
 PERSON, RIDER, TRAIN = 24, 25, 31
@@ -196,8 +196,8 @@ def test_evaluate_bundle_refuses_an_unlabelled_split(tmp_path):
 
 
 def test_study_split_follows_the_training_runs_order(tmp_path):
+    from cityseg.evaluation.run import split_samples
     from cityseg.synthetic.dataset import write_dataset
-    from cityseg.evaluate import split_samples
 
     write_dataset(tmp_path / "cs", count=20, size=(64, 32), seed=0, splits={"train": 12, "val": 8})
     by_path = split_samples(tmp_path / "cs", "study_test", None, "path")

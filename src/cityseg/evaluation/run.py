@@ -1,6 +1,6 @@
 """Official Cityscapes scores for label PNGs on disk, or for a model bundle run over a split.
 
-Both paths fill a :class:`cityseg.training.metrics.ConfusionMatrix` (the exact semantics of
+Both paths fill a :class:`cityseg.evaluation.scoring.ConfusionMatrix` (the exact semantics of
 ``cityscapesscripts``' ``evalPixelLevelSemanticLabeling``) at the ground truth's full resolution.
 Label images are read with Pillow, as the official script does.
 """
@@ -19,7 +19,7 @@ from PIL import Image
 
 from cityseg.bundle import Bundle
 from cityseg.errors import listing
-from cityseg.training.metrics import ConfusionMatrix, EvaluationError, EvaluationResult
+from cityseg.evaluation.scoring import ConfusionMatrix, EvaluationError, EvaluationResult
 
 GT_SUFFIX = "_gtFine_labelIds.png"
 PREDICTION_SUFFIX = "_labelIds.png"
@@ -27,8 +27,6 @@ STUDY_SPLITS = {"study_train": "train", "study_dev": "dev", "study_test": "test"
 """Split names of :func:`evaluate_bundle` for the study's pooled train+val split (sorted order)."""
 SPLITS = ("train", "val") + tuple(STUDY_SPLITS)
 _KEY = re.compile(r"^(?P<key>[^_]+_\d{6}_\d{6})_")
-
-
 
 
 def frame_key(path: Path) -> str | None:
