@@ -51,8 +51,8 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
         (f"share/{PACKAGE}/models", ["models/README.md"]),
-        (f"share/{PACKAGE}/configs", glob("configs/*.yaml")),
-        (f"share/{PACKAGE}/configs/seed", glob("configs/seed/*.yaml")),
+        (f"share/{PACKAGE}/training_configs", glob("training_configs/*.yaml")),
+        (f"share/{PACKAGE}/training_configs/seed", glob("training_configs/seed/*.yaml")),
     ],
     zip_safe=False,
     entry_points={

@@ -1,7 +1,7 @@
 """Learning curve of the default model on synthetic street scenes, on CPU, vs chance.
 
 Generates a synthetic Cityscapes tree (cityseg.synthetic.dataset), trains the default model
-(``cityseg.models.DEFAULT_MODEL`` with its default parameters) with configs/demo.yaml's recipe via
+(``cityseg.models.DEFAULT_MODEL`` with its default parameters) with training_configs/demo.yaml's recipe via
 ``cityseg.training.train.train``, and records the validation mIoU of every epoch next to two
 chance baselines measured on the same validation labels with the same metric:
 
@@ -103,7 +103,7 @@ def main() -> None:
     print(f"generated {args.train}+{args.val} synthetic {src_w}x{src_h} scenes in "
           f"{time.perf_counter() - start:.1f} s", flush=True)
 
-    cfg = load_train_config(REPO / "configs" / "demo.yaml", name="train_curve",
+    cfg = load_train_config(REPO / "training_configs" / "demo.yaml", name="train_curve",
                             data__root=str(data_root), data__cache_dir=str(args.out / "cache"),
                             data__height=train_h, data__width=train_w,
                             model__name=DEFAULT_MODEL, model__params={}, epochs=args.epochs,

@@ -28,15 +28,15 @@ class ConfigError(CitysegError):
 def shipped_config(relative: str) -> Path:
     """A training config shipped with cityseg (e.g. 'demo.yaml', 'seed/v01.yaml').
 
-    Looked up in the source checkout's configs/, then where pip or colcon installed them
-    (<prefix>/share/cityseg/configs, prefixes from sys.prefix and AMENT_PREFIX_PATH).
+    Looked up in the source checkout's training_configs/, then where pip or colcon installed them
+    (<prefix>/share/cityseg/training_configs, prefixes from sys.prefix and AMENT_PREFIX_PATH).
     """
     import os
     import sys
 
     prefixes = [sys.prefix, *filter(None, os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep))]
-    candidates = [Path(__file__).resolve().parents[2] / "configs" / relative]
-    candidates += [Path(p) / "share" / "cityseg" / "configs" / relative for p in prefixes]
+    candidates = [Path(__file__).resolve().parents[2] / "training_configs" / relative]
+    candidates += [Path(p) / "share" / "cityseg" / "training_configs" / relative for p in prefixes]
     for candidate in candidates:
         if candidate.is_file():
             return candidate

@@ -28,7 +28,7 @@ class DemoSettings:
     image_size: tuple[int, int] = (512, 256)
     """(width, height) of the generated source images."""
     epochs: int | None = None
-    """None: as configs/demo.yaml says."""
+    """None: as training_configs/demo.yaml says."""
     bag_frames: int = 40
     bag_size: tuple[int, int] = (1024, 512)
     strip_frames: int = 4
@@ -194,7 +194,7 @@ def write_report(paths: DemoOutputs, result, parity, summary, timings: dict[str,
         "Stage times: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()), "",
         "## Next", "",
         "```bash",
-        "cityseg train --config configs/recommended.yaml --data-root /data/cityscapes --out runs/rec",
+        "cityseg train --config training_configs/recommended.yaml --data-root /data/cityscapes --out runs/rec",
         f"cityseg segment --model {paths.bundle} your_image.png --out segmented/",
         f"cityseg export {paths.bundle} --tensorrt --precision fp16   # on the vehicle's GPU",
         f"ros2 launch cityseg segmentation.launch.py model:={paths.bundle.resolve()} image:=/camera/image_raw",

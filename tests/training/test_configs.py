@@ -1,4 +1,4 @@
-"""Every YAML under configs/ loads through the typed schema; the seed configs match the study's table."""
+"""Every YAML under training_configs/ loads through the typed schema; the seed configs match the study's table."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from cityseg.config import load_train_config, to_mapping
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "training_configs"
 ALL_YAML = sorted(CONFIGS.rglob("*.yaml"))
 
 SEED = CONFIGS / "seed"

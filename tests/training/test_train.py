@@ -381,7 +381,7 @@ def test_default_model_reaches_a_val_miou_far_above_chance_on_cpu(tmp_path):
 
     root = tmp_path / "data"
     write_dataset(root, 120, size=(256, 128), seed=1, splits={"train": 96, "val": 24})
-    configs = Path(__file__).resolve().parents[2] / "configs"
+    configs = Path(__file__).resolve().parents[2] / "training_configs"
     cfg = load_train_config(configs / "demo.yaml", data__root=str(root), data__cache_dir=str(tmp_path / "cache"),
                             model__name=DEFAULT_MODEL, model__params={}, tensorboard=False, epochs=8)
     bundle = train(cfg, tmp_path / "run", progress=False)

@@ -28,6 +28,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {label:<17} {path}")
     print()
     print("Next:")
-    print("  cityseg train --config configs/recommended.yaml --data-root /data/cityscapes --out runs/rec")
+    print("  cityseg train --config training_configs/recommended.yaml --data-root /data/cityscapes --out runs/rec")
     print(f"  ros2 launch cityseg segmentation.launch.py model:={paths.bundle.resolve()} image:=/camera/image_raw")
     return 0

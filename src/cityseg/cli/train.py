@@ -21,7 +21,7 @@ def add_parser(sub) -> None:
                     "history.png, previews/, tensorboard/ and bundle/ (the model bundle). "
                     "A killed run continues with --resume.")
     p.add_argument("--config", type=Path, metavar="FILE",
-                   help="training config (e.g. configs/recommended.yaml); with --resume it "
+                   help="training config (e.g. training_configs/recommended.yaml); with --resume it "
                         "defaults to RUN_DIR/config.yaml")
     p.add_argument("--data-root", type=Path, metavar="DIR",
                    help="Cityscapes root holding leftImg8bit/ and gtFine/ (overrides data.root)")
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if config is None:
         if not args.resume:
             raise CitysegError("--config FILE is required to start a run (e.g. "
-                               "configs/demo.yaml); only --resume may omit it")
+                               "training_configs/demo.yaml); only --resume may omit it")
         config = args.out / "config.yaml"
     overrides = {}
     if args.data_root is not None:
