@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cityseg.bundle import Artifact, Bundle, ModelCard, framework_versions
+from cityseg.bundle import Artifact, Bundle, ModelCard, class_fields, framework_versions
 from cityseg.config import TrainConfig, to_mapping
 from cityseg.fileio import atomic_path
 from cityseg.labels import ClassSpace
@@ -25,7 +25,7 @@ def write_bundle(paths: RunPaths, cfg: TrainConfig, space: ClassSpace, state: Ru
         model.save(tmp)
     card = ModelCard(
         name=cfg.name, architecture=cfg.model.name, input_height=cfg.data.height,
-        input_width=cfg.data.width, class_space=space.name, class_names=space.names,
+        input_width=cfg.data.width, **class_fields(space, with_label_map=True),
         artifacts={"keras": Artifact("model.keras", "keras", "probabilities")},
         resize=cfg.data.resize, normalization=data.normalization,
         frameworks=framework_versions("tensorflow", "keras", "numpy"),
