@@ -97,7 +97,7 @@ def test_evaluate_files_with_labels_scores_pngs_in_the_sets_ids(tmp_path, yaml_p
         (tmp_path / "gt" / city).mkdir(parents=True, exist_ok=True)
         (tmp_path / "pred").mkdir(exist_ok=True)
         Image.fromarray(gt).save(tmp_path / "gt" / city / f"{key}_gtFine_labelIds.png")
-        Image.fromarray(pred).save(tmp_path / "pred" / f"{key}_leftImg8bit_labelIds.png")
+        Image.fromarray(pred).save(tmp_path / "pred" / f"{key}_leftImg8bit_classIds.png")  # as segment
         preds.append(pred.astype(np.int64) - OFFSET)
         truths.append(truth_index(gt))
     out = tmp_path / "scores.json"
@@ -159,3 +159,23 @@ def test_labels_goes_with_prediction_files_only(tmp_path, yaml_path, capsys):
     assert main(["evaluate", "--model", "m", "--data-root", str(tmp_path), "--labels",
                  str(yaml_path)]) == 2
     assert "--labels goes with --predictions" in capsys.readouterr().err
+
+
+def test_evaluate_files_with_labels_cityscapes_takes_train_id_predictions(tmp_path):
+    rng = np.random.default_rng(3)
+    gt = rng.integers(0, 34, size=(32, 64)).astype(np.uint8)
+    pred_train = rng.integers(0, 20, size=gt.shape).astype(np.uint8)
+    pred_train[pred_train == 19] = 255  # ignore: scored as unlabeled (a miss)
+    (tmp_path / "gt" / "aachen").mkdir(parents=True)
+    (tmp_path / "pred").mkdir()
+    Image.fromarray(gt).save(tmp_path / "gt" / "aachen" / f"{KEYS[0]}_gtFine_labelIds.png")
+    Image.fromarray(pred_train).save(tmp_path / "pred" / f"{KEYS[0]}_leftImg8bit_trainIds.png")
+    out = tmp_path / "scores.json"
+    assert main(["evaluate", "--predictions", str(tmp_path / "pred"), "--ground-truth",
+                 str(tmp_path / "gt"), "--labels", "cityscapes", "--json", str(out)]) == 0
+    train_of = TRAIN.from_label_id  # labelId -> trainId (255: not scored)
+    pred_index, gt_index = pred_train.astype(np.int64), train_of[gt].astype(np.int64)
+    pred_index[pred_index == 255] = -1
+    gt_index[gt_index == 255] = -1
+    expected = numpy_iou([pred_index], [gt_index], 19)
+    np.testing.assert_allclose(list(json.loads(out.read_text())["class_iou"].values()), expected)

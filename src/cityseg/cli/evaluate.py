@@ -19,7 +19,8 @@ def add_parser(sub) -> None:
                     "per class of the set, the ground truth mapped through its label_map.")
     files = p.add_argument_group("score label PNGs")
     files.add_argument("--predictions", type=Path, metavar="DIR",
-                       help="folder with <city>_<seq>_<frame>*_labelIds.png predictions (searched recursively)")
+                       help="folder with <city>_<seq>_<frame>*_labelIds.png predictions (searched recursively; "
+                            "*_trainIds.png with --labels cityscapes, *_classIds.png with a --labels YAML)")
     files.add_argument("--ground-truth", type=Path, metavar="DIR",
                        help="folder with *_gtFine_labelIds.png files, e.g. ROOT/gtFine/val")
     files.add_argument("--labels", metavar="SET",

@@ -72,8 +72,18 @@ def _index_by_key(files: Iterable[Path], what: str) -> dict[str, Path]:
     return found
 
 
-def match_files(predictions: Path, ground_truth: Path) -> list[tuple[Path, Path]]:
-    """(prediction, ground truth) pairs by frame key; any missing or extra prediction is an error."""
+def prediction_suffix(space: ClassSpace | None) -> str:
+    """What ``cityseg segment`` names masks of ``space``: ``_labelIds.png`` (None, labelid),
+    ``_trainIds.png`` (trainid) or ``_classIds.png`` (a label set of one's own)."""
+    if space is None or space.name == "labelid":
+        return PREDICTION_SUFFIX
+    return "_trainIds.png" if space.is_cityscapes else "_classIds.png"
+
+
+def match_files(predictions: Path, ground_truth: Path,
+                suffix: str = PREDICTION_SUFFIX) -> list[tuple[Path, Path]]:
+    """(prediction, ground truth) pairs by frame key; any missing or extra prediction is an error.
+    Predictions are the files ending in ``suffix``."""
     for folder, flag in ((predictions, "--predictions"), (ground_truth, "--ground-truth")):
         if not Path(folder).is_dir():
             raise EvaluationError(f"{folder}: no such directory ({flag})")
@@ -81,7 +91,7 @@ def match_files(predictions: Path, ground_truth: Path) -> list[tuple[Path, Path]
     if not gt_files:
         raise EvaluationError(f"{ground_truth}: no *{GT_SUFFIX} files found (searched recursively); "
                               "point --ground-truth at gtFine/<split> of a Cityscapes root")
-    prediction_paths = list(Path(predictions).rglob(f"*{PREDICTION_SUFFIX}"))
+    prediction_paths = list(Path(predictions).rglob(f"*{suffix}"))
     gt_like = [p for p in prediction_paths if p.name.endswith(GT_SUFFIX)]
     if gt_like:
         raise EvaluationError(listing(gt_like, f"ground-truth files found under {predictions}")
@@ -92,7 +102,7 @@ def match_files(predictions: Path, ground_truth: Path) -> list[tuple[Path, Path]
     problems = []
     if missing:
         problems.append(listing([gt_files[k] for k in missing], f"ground-truth frames without a "
-                                 f"*{PREDICTION_SUFFIX} prediction in {predictions}"))
+                                 f"*{suffix} prediction in {predictions}"))
     if extra:
         problems.append(listing([pred_files[k] for k in extra], f"predictions without a "
                                  f"*{GT_SUFFIX} in {ground_truth}"))
@@ -151,10 +161,12 @@ def evaluate_directories(predictions: Path, ground_truth: Path, *, progress: boo
 
     Predictions are ``*_labelIds.png`` files (full resolution) anywhere under ``predictions``,
     named ``<city>_<seq>_<frame>_..._labelIds.png`` (what ``cityseg segment`` writes): labelIds,
-    or the ids of ``space``. For a label set of one's own the ground truth goes through its
+    or the ids of ``space`` (``*_trainIds.png`` for 'cityscapes', ``*_classIds.png`` for a set of
+    one's own: :func:`prediction_suffix`). For a label set of one's own the ground truth goes through its
     ``label_map`` (without one it is taken to hold the set's ids already).
     """
-    return score_pairs(match_files(Path(predictions), Path(ground_truth)), progress, space)
+    pairs = match_files(Path(predictions), Path(ground_truth), prediction_suffix(space))
+    return score_pairs(pairs, progress, space)
 
 
 def split_samples(data_root: Path, split: str, study_seed: int | None = None,
