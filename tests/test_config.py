@@ -101,3 +101,25 @@ def test_a_missing_or_malformed_base_is_refused(tmp_path):
     write(tmp_path / "leaf.yaml", "base: [a, b]\n")
     with pytest.raises(ConfigError, match="expected the relative path"):
         load_train_config(leaf)
+
+
+def test_class_space_takes_a_built_in_set_or_a_label_set_yaml(tmp_path):
+    assert from_mapping(TrainConfig, {"data": {"class_space": "cityscapes-labelid"}}).data.class_space
+    with pytest.raises(ConfigError, match=r"data.class_space: nope: not a label set; use cityscapes"):
+        from_mapping(TrainConfig, {"data": {"class_space": "nope"}})
+
+
+def test_a_label_set_path_is_relative_to_the_config_naming_it_even_in_a_base(tmp_path):
+    (tmp_path / "sets").mkdir()
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "sets" / "two.yaml").write_text(
+        "classes:\n  - {id: 0, name: a, color: [1, 2, 3]}\n  - {id: 1, name: b, color: [4, 5, 6]}\n")
+    (tmp_path / "base.yaml").write_text("data:\n  class_space: sets/two.yaml\n")
+    (tmp_path / "runs" / "exp.yaml").write_text("base: ../base.yaml\nepochs: 3\n")
+    cfg = load_train_config(tmp_path / "runs" / "exp.yaml")
+    assert cfg.data.class_space == str((tmp_path / "sets" / "two.yaml").resolve())
+    (tmp_path / "runs" / "own.yaml").write_text("data:\n  class_space: cityscapes\n")
+    assert load_train_config(tmp_path / "runs" / "own.yaml").data.class_space == "cityscapes"
+    (tmp_path / "runs" / "bad.yaml").write_text("data:\n  class_space: missing.yaml\n")
+    with pytest.raises(ConfigError, match=r"runs/missing\.yaml: not a label set"):
+        load_train_config(tmp_path / "runs" / "bad.yaml")

@@ -141,3 +141,46 @@ def test_bad_label_set_yaml_is_named(tmp_path, text, problem):
 def test_unknown_label_set_name_says_what_is_accepted():
     with pytest.raises(InputError, match="cityscapes, cityscapes-labelid or a YAML file"):
         load_label_set("coco")
+
+
+def test_training_ignore_index_and_class_index_colours(tmp_path):
+    path = tmp_path / "lanes.yaml"
+    path.write_text(LANES_YAML)
+    space = load_label_set(path)
+    # targets from from_label_id mark unmapped pixels IGNORE, whatever the YAML's ignore_id (0)
+    assert space.target_ignore_index == IGNORE and class_space("labelid").target_ignore_index is None
+    assert class_space("trainid").target_ignore_index == IGNORE
+    palette = space.index_palette()
+    assert [tuple(palette[k]) for k in range(3)] == [(128, 64, 128), (255, 255, 255), (10, 20, 30)]
+    assert not palette[3:].any()
+    assert np.array_equal(class_space("trainid").index_palette(), class_space("trainid").palette)
+
+
+def test_a_label_set_knows_whether_it_has_a_label_map(tmp_path):
+    path = tmp_path / "lanes.yaml"
+    path.write_text(LANES_YAML)
+    mapped = load_label_set(path)
+    plain = parse_label_set({"classes": [{"id": 1, "name": "a", "color": [1, 2, 3]}]}, "x")
+    assert mapped.has_label_map and not plain.has_label_map
+    assert class_space("trainid").has_label_map and class_space("labelid").has_label_map
+    assert "label_map" not in label_set_to_dict(plain)
+    assert parse_label_set(label_set_to_dict(mapped, with_label_map=True), "card").has_label_map
+
+
+def test_card_fields_carry_the_label_map_and_old_cards_still_load(tmp_path):
+    from cityseg.bundle import ModelCard, class_fields
+
+    path = tmp_path / "lanes.yaml"
+    path.write_text(LANES_YAML)
+    space = load_label_set(path)
+    base = {"name": "m", "architecture": "a", "input_height": 8, "input_width": 16}
+    fields = class_fields(space)
+    assert {int(k): v for k, v in fields["labels"]["label_map"].items()} == {7: 3, 24: 7, 25: 9}
+    card = ModelCard(**base, **fields)
+    assert np.array_equal(card.space.from_label_id, space.from_label_id) and card.space.has_label_map
+    old = {k: v for k, v in fields["labels"].items() if k != "label_map"}  # a card from before
+    card = ModelCard(**base, class_space="custom", class_names=space.names, labels=old)
+    assert card.space.ids == space.ids and not card.space.has_label_map
+    plain = parse_label_set(old, "x")
+    assert "label_map" not in class_fields(plain)["labels"]
+    assert "label_map" in class_fields(plain, with_label_map=True)["labels"]

@@ -85,7 +85,8 @@ class ModelCard:
     input_layout: Layout = "NHWC"
     """Layout of the network input: NHWC (our Keras models) or NCHW (most PyTorch/Paddle exports)."""
     labels: dict[str, Any] | None = None
-    """A custom label set (name, ignore_id, classes [{id, name, color}]); see cityseg.labels."""
+    """A custom label set (name, ignore_id, classes [{id, name, color}], optionally label_map:
+    dataset label id -> class id); see cityseg.labels. Cards without label_map still load."""
     imported: dict[str, Any] = field(default_factory=dict)
     """For a model cityseg did not train: the source file, its sha256, and what was detected or given."""
     frameworks: dict[str, str] = field(default_factory=dict)
@@ -144,12 +145,17 @@ class ModelCard:
         return to_layout(normalize(batch, self.normalization), self.input_layout)
 
 
-def class_fields(space: ClassSpace) -> dict[str, Any]:
+def class_fields(space: ClassSpace, *, with_label_map: bool | None = None) -> dict[str, Any]:
     """The card fields that record ``space``: ``class_space``, ``class_names`` and, for a label set
-    that is not a Cityscapes one, ``labels`` (for ``ModelCard(..., **class_fields(space))``)."""
+    that is not a Cityscapes one, ``labels`` (for ``ModelCard(..., **class_fields(space))``).
+
+    ``labels`` holds the set's ``label_map`` (dataset label id -> class id, what lets ``cityseg
+    evaluate`` map ground truth into the set) when the set has one, or ``with_label_map`` says so."""
     if space.is_cityscapes:
         return {"class_space": space.name, "class_names": space.names, "labels": None}
-    return {"class_space": CUSTOM_SPACE, "class_names": space.names, "labels": label_set_to_dict(space)}
+    mapped = space.has_label_map if with_label_map is None else with_label_map
+    return {"class_space": CUSTOM_SPACE, "class_names": space.names,
+            "labels": label_set_to_dict(space, with_label_map=mapped)}
 
 
 def framework_versions(*packages: str) -> dict[str, str]:

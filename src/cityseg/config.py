@@ -173,7 +173,10 @@ class DataConfig:
     """study split only: sort the pool by city_seq_frame key (cities of train and val interleave),
     or by file path as the study did (then train and dev come from the official train folder and
     its test split holds all 500 official val images)."""
-    class_space: Literal["trainid", "labelid"] = "trainid"
+    class_space: str = "trainid"
+    """What the network learns: 'trainid' (19 classes), 'labelid' (34), or a label-set YAML file
+    (classes with id/name/color, a label_map from the dataset's labelIds; a relative path is
+    resolved against the config file naming it). See docs/TRAINING.md."""
     height: int = 256
     width: int = 512
     resize: Literal["lanczos3", "area", "bilinear"] = "lanczos3"
@@ -189,6 +192,13 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.height <= 0 or self.width <= 0 or self.batch_size <= 0:
             raise ValueError("data.height, data.width and data.batch_size must be positive")
+        from cityseg.errors import InputError
+        from cityseg.labels import load_label_set
+
+        try:
+            load_label_set(self.class_space)
+        except InputError as exc:
+            raise ValueError(f"data.class_space: {exc}") from None
 
 
 @dataclass
@@ -316,7 +326,7 @@ def load_layered_yaml(path: str | Path, schema: type | None = None,
         cycle = " -> ".join(str(c) for c in (*_chain, resolved))
         raise ConfigError(f"{p}: the base chain {cycle} is a cycle; a config may not be its own "
                           "base - fix the `base:` key of one of them")
-    data = load_yaml(p)
+    data = resolve_label_set_path(load_yaml(p), p)
     base = data.pop(BASE_KEY, None)
     if schema is not None:
         from_mapping(schema, data, where=str(p))
@@ -330,6 +340,20 @@ def load_layered_yaml(path: str | Path, schema: type | None = None,
         raise ConfigError(f"{p}.{BASE_KEY}: {base_path} does not exist; `base:` is a path "
                           "relative to the config that names it")
     return merge_mappings(load_layered_yaml(base_path, schema, (*_chain, resolved)), data)
+
+
+def resolve_label_set_path(data: dict, path: Path) -> dict:
+    """``data`` with a relative label-set YAML in ``data.class_space`` made absolute against the
+    folder of the config file ``path`` (like ``base:``); built-in set names stay as they are."""
+    section = data.get("data")
+    value = section.get("class_space") if isinstance(section, dict) else None
+    if not isinstance(value, str):
+        return data
+    from cityseg.labels import builtin_name
+
+    if builtin_name(value) is not None or Path(value).is_absolute():
+        return data
+    return {**data, "data": {**section, "class_space": str((path.parent / value).resolve())}}
 
 
 def load_train_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:

@@ -76,6 +76,8 @@ class ClassSpace:
     """Mask id of each class index (empty: the index itself, as in both Cityscapes sets)."""
     source: str = "cityscapes"
     """'cityscapes' for the built-in sets, else the YAML file it was loaded from."""
+    has_label_map: bool = False
+    """True when ``from_label_id`` comes from an explicit label_map (always for the Cityscapes sets)."""
 
     def __post_init__(self) -> None:
         if not self.ids:
@@ -105,6 +107,18 @@ class ClassSpace:
     def identity_ids(self) -> bool:
         """True when every class's mask id is its class index."""
         return self.ids == tuple(range(self.num_classes))
+
+    @property
+    def target_ignore_index(self) -> int | None:
+        """Class-index value of unscored pixels in targets made with ``from_label_id`` (losses,
+        metrics): the Cityscapes sets' own, IGNORE (255) for a custom set."""
+        return self.ignore_index if self.is_cityscapes else IGNORE
+
+    def index_palette(self) -> np.ndarray:
+        """uint8[256, 3] RGB colour of every class index (past the last class -> black)."""
+        palette = self.palette[self.index_to_id()]
+        palette[self.num_classes:] = 0
+        return palette
 
     def index_to_id(self) -> np.ndarray:
         """uint8[256]: class index -> mask id (indices past the last class -> IGNORE)."""
@@ -137,7 +151,7 @@ def _build_trainid_space() -> ClassSpace:
         ignore_index=IGNORE,
         to_label_id=_lut({l.trainId: l.id for l in train_labels}, default=0),
         from_label_id=_lut({l.id: l.trainId for l in train_labels}, default=IGNORE),
-        palette=_palette({l.trainId: l.color for l in train_labels}),
+        palette=_palette({l.trainId: l.color for l in train_labels}), has_label_map=True,
     )
 
 
@@ -148,7 +162,7 @@ def _build_labelid_space() -> ClassSpace:
         ignore_index=None,
         to_label_id=_lut({l.id: l.id for l in LABELS}, default=0),
         from_label_id=_lut({l.id: l.id for l in LABELS}, default=IGNORE),
-        palette=_palette({l.id: l.color for l in LABELS}),
+        palette=_palette({l.id: l.color for l in LABELS}), has_label_map=True,
     )
 
 
@@ -195,6 +209,7 @@ def custom_space(name: str, classes: list[LabelClass] | tuple[LabelClass, ...], 
     if ignore_id is not None and (ignore_id in ids or not 0 <= ignore_id <= 255):
         raise ValueError(f"{where}: ignore_id {ignore_id} must be within 0-255 and not a class id")
     index_of = {i: k for k, i in enumerate(ids)}
+    has_label_map = label_map is not None
     if label_map is None:
         label_map = {i: i for i in ids}
     pairs = {}
@@ -208,7 +223,7 @@ def custom_space(name: str, classes: list[LabelClass] | tuple[LabelClass, ...], 
     return ClassSpace(name=name, names=tuple(c.name for c in classes), ignore_index=ignore_id,
                       to_label_id=None, from_label_id=_lut(pairs, default=IGNORE),
                       palette=_palette({c.id: tuple(c.color) for c in classes}), ids=tuple(ids),
-                      source=source or name)
+                      source=source or name, has_label_map=has_label_map)
 
 
 def conversion_lut(source: ClassSpace, target: ClassSpace) -> np.ndarray:

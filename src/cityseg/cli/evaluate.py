@@ -14,12 +14,19 @@ def add_parser(sub) -> None:
         description="Scores exactly like cityscapesScripts' evalPixelLevelSemanticLabeling "
                     "(19 classes, labelIds at full resolution). Either --predictions DIR "
                     "--ground-truth DIR (files *_labelIds.png matched to *_gtFine_labelIds.png by "
-                    "<city>_<seq>_<frame>), or --model BUNDLE --data-root DIR [--split val].")
+                    "<city>_<seq>_<frame>), or --model BUNDLE --data-root DIR [--split val]. "
+                    "A label set of one's own (--labels YAML, or a bundle carrying one) is scored "
+                    "per class of the set, the ground truth mapped through its label_map.")
     files = p.add_argument_group("score label PNGs")
     files.add_argument("--predictions", type=Path, metavar="DIR",
-                       help="folder with <city>_<seq>_<frame>*_labelIds.png predictions (searched recursively)")
+                       help="folder with <city>_<seq>_<frame>*_labelIds.png predictions (searched recursively; "
+                            "*_trainIds.png with --labels cityscapes, *_classIds.png with a --labels YAML)")
     files.add_argument("--ground-truth", type=Path, metavar="DIR",
                        help="folder with *_gtFine_labelIds.png files, e.g. ROOT/gtFine/val")
+    files.add_argument("--labels", metavar="SET",
+                       help="label set of the predictions: a YAML file (classes with id/name/color, "
+                            "label_map: ground-truth labelId -> class id), or cityscapes (trainIds); "
+                            "default: Cityscapes labelIds")
     model = p.add_argument_group("run a model first")
     model.add_argument("--model", type=Path, metavar="BUNDLE",
                        help="model bundle: a directory, or a name looked up in ./models, "
@@ -43,6 +50,9 @@ def _check_mode(args: argparse.Namespace) -> str:
     if files == model:
         raise CitysegError("give either --predictions DIR --ground-truth DIR, or --model BUNDLE "
                            "--data-root DIR (not both)")
+    if args.labels is not None and not files:
+        raise CitysegError("--labels goes with --predictions/--ground-truth; a model bundle's card "
+                           "names its own label set")
     if files and (args.predictions is None or args.ground_truth is None):
         raise CitysegError("--predictions and --ground-truth go together; give both directories")
     if model and (args.model is None or args.data_root is None):
@@ -59,7 +69,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None and args.json.exists() and not args.force:
         raise CitysegError(f"{args.json} already exists; pass --force to overwrite it or choose another --json")
     if mode == "files":
-        result = evaluate_directories(args.predictions, args.ground_truth, progress=True)
+        from cityseg.labels import load_label_set
+
+        space = load_label_set(args.labels) if args.labels is not None else None
+        result = evaluate_directories(args.predictions, args.ground_truth, progress=True, space=space)
     else:
         result = evaluate_bundle(args.model, args.data_root, args.split, args.backend, progress=True)
     print(format_table(result))

@@ -7,7 +7,8 @@ once (both CPU cores) into a uint8 cache at training resolution under ``data.cac
     <cache_dir>/<space>-<H>x<W>-<resize>-<N>-<digest>/{images.npy, labels.npy, meta.json}
 
 The digest covers the sample keys, file sizes and modification times, the size, resize method,
-class space and cache format, so any change to the data or these settings makes a new entry.
+class space (for a label-set YAML: its name and label map) and cache format, so any change to
+the data or these settings makes a new entry.
 Entries are built in a temporary folder and renamed into place (atomic). Later epochs and runs
 memory-map the arrays and never decode a PNG again. ``cache_dir: null`` decodes every epoch.
 
@@ -21,8 +22,10 @@ import json
 import logging
 import os
 import shutil
+import re
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -32,7 +35,7 @@ from cityseg.config import DataConfig, TrainConfig
 from cityseg.data.cityscapes import DatasetError, Sample
 from cityseg.errors import InputError
 from cityseg.fileio import read_image, read_label_png, write_json_atomic
-from cityseg.labels import LABELS, class_space
+from cityseg.labels import LABELS, ClassSpace, load_label_set
 from cityseg.preprocess import Normalization, resize_image, resize_mask
 
 CACHE_FORMAT = 1
@@ -57,13 +60,31 @@ def decode_sample(sample: Sample, data: DataConfig) -> tuple[np.ndarray, np.ndar
     if label_ids.shape != image.shape[:2]:
         raise DatasetError(f"{sample.label}: size {label_ids.shape[::-1]} differs from its image "
                            f"{sample.image} ({image.shape[1::-1]}); the pair does not belong together")
+    space = data_space(data)
     highest = int(label_ids.max())
-    if highest > _MAX_LABEL_ID:
+    if space.is_cityscapes and highest > _MAX_LABEL_ID:
         raise DatasetError(f"{sample.label}: contains value {highest}, which is not a Cityscapes labelId "
                            f"(0-{_MAX_LABEL_ID}); use the *_gtFine_labelIds.png files, not trainIds")
     image = resize_image(image, data.height, data.width, data.resize)
     label = resize_mask(label_ids, data.height, data.width)
-    return np.ascontiguousarray(image), class_space(data.class_space).from_label_id[label]
+    return np.ascontiguousarray(image), space.from_label_id[label]
+
+
+def data_space(data: DataConfig) -> ClassSpace:
+    """The label set of ``data.class_space`` (a built-in name or a label-set YAML, read once per
+    file version); its ``from_label_id`` turns the dataset's labelIds into training targets."""
+    spec = data.class_space
+    path = Path(spec)
+    stamp = path.stat().st_mtime_ns if path.is_file() else 0
+    return _load_space(spec, stamp)
+
+
+@lru_cache(maxsize=16)
+def _load_space(spec: str, stamp: int) -> ClassSpace:
+    try:
+        return load_label_set(spec)
+    except InputError as exc:
+        raise DatasetError(f"data.class_space: {exc}") from None
 
 
 def _workers() -> int:
@@ -103,8 +124,13 @@ def cache_digest(samples: list[Sample], data: DataConfig) -> str:
         for path in (s.image, s.label):
             st = path.stat()
             files.append((s.key, st.st_size, st.st_mtime_ns))
-    blob = json.dumps({"format": CACHE_FORMAT, "size": [data.height, data.width], "resize": data.resize,
-                       "space": data.class_space, "files": files})
+    space = data_space(data)
+    facts = {"format": CACHE_FORMAT, "size": [data.height, data.width], "resize": data.resize,
+             "space": space.name, "files": files}
+    if not space.is_cityscapes:  # a label set of its own: its targets depend on the whole map
+        facts["label_map"] = space.from_label_id.tolist()
+        facts["classes"] = len(space.names)
+    blob = json.dumps(facts)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -112,9 +138,13 @@ def cache_path(samples: list[Sample], data: DataConfig) -> Path | None:
     """The cache entry folder for ``samples`` under ``data.cache_dir`` (None: caching disabled)."""
     if data.cache_dir is None:
         return None
-    name = (f"{data.class_space}-{data.height}x{data.width}-{data.resize}-{len(samples)}-"
+    name = (f"{_safe_name(data_space(data).name)}-{data.height}x{data.width}-{data.resize}-{len(samples)}-"
             f"{cache_digest(samples, data)[:20]}")
     return Path(data.cache_dir).expanduser() / name
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "labels"
 
 
 def _open_cache(folder: Path, samples: list[Sample], data: DataConfig) -> tuple[np.ndarray, np.ndarray] | None:
@@ -145,7 +175,7 @@ def _build_cache(folder: Path, samples: list[Sample], data: DataConfig, progress
         del images, labels
         write_json_atomic(tmp / "meta.json", {"format": CACHE_FORMAT, "keys": [s.key for s in samples],
                                               "height": h, "width": w, "resize": data.resize,
-                                              "class_space": data.class_space})
+                                              "class_space": data_space(data).name})
         if folder.exists():
             if _open_cache(folder, samples, data) is not None:
                 return  # another process finished the same entry first: keep theirs
@@ -213,7 +243,7 @@ def class_pixel_counts(samples: list[Sample], data: DataConfig) -> np.ndarray:
     counts = np.zeros(256, np.int64)
     for start in range(0, len(labels), _CHUNK):
         counts += np.bincount(np.asarray(labels[start:start + _CHUNK]).ravel(), minlength=256)
-    return counts[: class_space(data.class_space).num_classes]
+    return counts[: data_space(data).num_classes]
 
 
 # --------------------------------------------------------------------------------------------
@@ -248,8 +278,8 @@ def make_dataset(samples: list[Sample], cfg: TrainConfig, normalization: Normali
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
     if training:
         check_augment(cfg.augment)
-        space = class_space(data.class_space)
-        pad = space.ignore_index if space.ignore_index is not None else 0
+        ignore = data_space(data).target_ignore_index
+        pad = ignore if ignore is not None else 0
         seeds = tf.data.Dataset.random(seed=cfg.seed, rerandomize_each_iteration=True).batch(2)
         ds = tf.data.Dataset.zip((ds, seeds)).map(
             lambda pair, seed: augment(pair[0], pair[1], seed, cfg.augment, pad),

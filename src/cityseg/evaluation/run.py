@@ -1,7 +1,10 @@
 """Official Cityscapes scores for label PNGs on disk, or for a model bundle run over a split.
 
 Both paths fill a :class:`cityseg.evaluation.scoring.ConfusionMatrix` (the exact semantics of
-``cityscapesscripts``' ``evalPixelLevelSemanticLabeling``) at the ground truth's full resolution.
+``cityscapesscripts``' ``evalPixelLevelSemanticLabeling``) at the ground truth's full resolution;
+for a label set of one's own (a YAML, or a bundle carrying one) a
+:class:`~cityseg.evaluation.scoring.LabelSetConfusion` over the set's classes, the ground truth's
+labelIds mapped through the set's ``label_map``.
 Label images are read with Pillow, as the official script does.
 """
 
@@ -19,7 +22,8 @@ from PIL import Image
 
 from cityseg.bundle import Bundle
 from cityseg.errors import listing
-from cityseg.evaluation.scoring import ConfusionMatrix, EvaluationError, EvaluationResult
+from cityseg.evaluation.scoring import EvaluationError, EvaluationResult, confusion_for
+from cityseg.labels import ClassSpace, class_space, conversion_lut
 
 GT_SUFFIX = "_gtFine_labelIds.png"
 PREDICTION_SUFFIX = "_labelIds.png"
@@ -68,8 +72,18 @@ def _index_by_key(files: Iterable[Path], what: str) -> dict[str, Path]:
     return found
 
 
-def match_files(predictions: Path, ground_truth: Path) -> list[tuple[Path, Path]]:
-    """(prediction, ground truth) pairs by frame key; any missing or extra prediction is an error."""
+def prediction_suffix(space: ClassSpace | None) -> str:
+    """What ``cityseg segment`` names masks of ``space``: ``_labelIds.png`` (None, labelid),
+    ``_trainIds.png`` (trainid) or ``_classIds.png`` (a label set of one's own)."""
+    if space is None or space.name == "labelid":
+        return PREDICTION_SUFFIX
+    return "_trainIds.png" if space.is_cityscapes else "_classIds.png"
+
+
+def match_files(predictions: Path, ground_truth: Path,
+                suffix: str = PREDICTION_SUFFIX) -> list[tuple[Path, Path]]:
+    """(prediction, ground truth) pairs by frame key; any missing or extra prediction is an error.
+    Predictions are the files ending in ``suffix``."""
     for folder, flag in ((predictions, "--predictions"), (ground_truth, "--ground-truth")):
         if not Path(folder).is_dir():
             raise EvaluationError(f"{folder}: no such directory ({flag})")
@@ -77,7 +91,7 @@ def match_files(predictions: Path, ground_truth: Path) -> list[tuple[Path, Path]
     if not gt_files:
         raise EvaluationError(f"{ground_truth}: no *{GT_SUFFIX} files found (searched recursively); "
                               "point --ground-truth at gtFine/<split> of a Cityscapes root")
-    prediction_paths = list(Path(predictions).rglob(f"*{PREDICTION_SUFFIX}"))
+    prediction_paths = list(Path(predictions).rglob(f"*{suffix}"))
     gt_like = [p for p in prediction_paths if p.name.endswith(GT_SUFFIX)]
     if gt_like:
         raise EvaluationError(listing(gt_like, f"ground-truth files found under {predictions}")
@@ -88,7 +102,7 @@ def match_files(predictions: Path, ground_truth: Path) -> list[tuple[Path, Path]
     problems = []
     if missing:
         problems.append(listing([gt_files[k] for k in missing], f"ground-truth frames without a "
-                                 f"*{PREDICTION_SUFFIX} prediction in {predictions}"))
+                                 f"*{suffix} prediction in {predictions}"))
     if extra:
         problems.append(listing([pred_files[k] for k in extra], f"predictions without a "
                                  f"*{GT_SUFFIX} in {ground_truth}"))
@@ -107,11 +121,17 @@ def _threads() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def score_pairs(pairs: list[tuple[Path, Path]], progress: bool = False) -> EvaluationResult:
-    """Official scores of (prediction, ground truth) labelIds PNG pairs (read in parallel)."""
+def score_pairs(pairs: list[tuple[Path, Path]], progress: bool = False,
+                space: ClassSpace | None = None) -> EvaluationResult:
+    """Scores of (prediction, ground truth) PNG pairs (read in parallel): official Cityscapes ones
+    of labelIds (``space`` None or 'cityscapes-labelid'; a 'cityscapes' space takes trainId
+    predictions), or per class of a label set of one's own (predictions in its ids)."""
     from tqdm import tqdm
 
-    matrix = ConfusionMatrix()
+    matrix = confusion_for(space)
+    to_label_ids = None
+    if space is not None and space.is_cityscapes:
+        to_label_ids = conversion_lut(space, class_space("labelid"))
     with ThreadPoolExecutor(_threads()) as pool:
         loaded = pool.map(_read_pair, pairs)
         for prediction, truth, pred_ids, gt_ids in tqdm(loaded, total=len(pairs), unit="img",
@@ -121,19 +141,32 @@ def score_pairs(pairs: list[tuple[Path, Path]], progress: bool = False) -> Evalu
                                       f"differs from {truth} ({gt_ids.shape[1]}x{gt_ids.shape[0]}); "
                                       "predictions must be at the ground truth's resolution")
             try:
+                if to_label_ids is not None:
+                    pred_ids = to_label_ids[_uint8(pred_ids, prediction)]
                 matrix.update(pred_ids, gt_ids)
             except EvaluationError as exc:
                 raise EvaluationError(f"{prediction} vs {truth}: {exc}") from None
     return matrix.result()
 
 
-def evaluate_directories(predictions: Path, ground_truth: Path, *, progress: bool = False) -> EvaluationResult:
+def _uint8(ids: np.ndarray, path: Path) -> np.ndarray:
+    if ids.size and (ids.min() < 0 or ids.max() > 255):
+        raise EvaluationError(f"{path}: holds values above 255; write 8-bit label PNGs")
+    return ids.astype(np.uint8, copy=False)
+
+
+def evaluate_directories(predictions: Path, ground_truth: Path, *, progress: bool = False,
+                         space: ClassSpace | None = None) -> EvaluationResult:
     """Score every ``*_gtFine_labelIds.png`` under ``ground_truth`` against its prediction.
 
-    Predictions are ``*_labelIds.png`` files (labelIds, full resolution) anywhere under
-    ``predictions``, named ``<city>_<seq>_<frame>_..._labelIds.png`` (what ``cityseg segment`` writes).
+    Predictions are ``*_labelIds.png`` files (full resolution) anywhere under ``predictions``,
+    named ``<city>_<seq>_<frame>_..._labelIds.png`` (what ``cityseg segment`` writes): labelIds,
+    or the ids of ``space`` (``*_trainIds.png`` for 'cityscapes', ``*_classIds.png`` for a set of
+    one's own: :func:`prediction_suffix`). For a label set of one's own the ground truth goes through its
+    ``label_map`` (without one it is taken to hold the set's ids already).
     """
-    return score_pairs(match_files(Path(predictions), Path(ground_truth)), progress)
+    pairs = match_files(Path(predictions), Path(ground_truth), prediction_suffix(space))
+    return score_pairs(pairs, progress, space)
 
 
 def split_samples(data_root: Path, split: str, study_seed: int | None = None,
@@ -169,6 +202,8 @@ def evaluate_bundle(bundle: Path | Bundle, data_root: Path, split: str, backend:
 
     ``split``: train / val (official folders) or study_train / study_dev / study_test.
     Predictions are mapped to labelIds and upsampled (nearest) to each image's full resolution.
+    A bundle with a label set of its own is scored over its classes, the ground truth mapped
+    through the ``label_map`` its card carries (EvaluationError when it has none).
     A study split is cut exactly as the model's training run cut it (seed and order from the card),
     so study_test never contains a training image.
     """
@@ -178,11 +213,19 @@ def evaluate_bundle(bundle: Path | Bundle, data_root: Path, split: str, backend:
     from cityseg.inference import Segmenter
 
     bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
+    space = bundle.card.space
+    if not space.is_cityscapes and not space.has_label_map:
+        raise EvaluationError(
+            f"{bundle.path}: its label set {space.name!r} has no label_map, so the ground truth's "
+            "labelIds cannot be put in its label space. Add label_map (dataset label id -> class id) "
+            f"to 'labels' in {bundle.path / 'model.json'} (or re-import the model with a --labels "
+            "YAML that has one), or score masks already in its ids with --predictions DIR "
+            "--ground-truth DIR --labels YAML")
     trained = bundle.card.training.get("config", {}).get("data", {})
     samples = split_samples(Path(data_root), split, trained.get("split_seed"),
                             trained.get("study_order", "key"))
-    segmenter = Segmenter(bundle, backend=backend, id_space="labelid")
-    matrix = ConfusionMatrix()
+    segmenter = Segmenter(bundle, backend=backend, id_space="labelid" if space.is_cityscapes else None)
+    matrix = confusion_for(space)
     with tqdm(total=len(samples), unit="img", disable=not progress) as bar:
         for batch in _batches(samples, max(1, batch_size)):
             frames = [read_image(s.image) for s in batch]
@@ -204,15 +247,17 @@ def format_table(result: EvaluationResult) -> str:
     """Per-class and per-category IoU (percent) and the means, as a plain-text table."""
     width = max(len(n) for n in list(result.class_iou) + list(result.category_iou)) + 2
     rule = "-" * (width + 8)
-    lines = [f"{'class':<{width}}  IoU %", rule]
+    lines = [] if result.label_set == "cityscapes" else [f"label set {result.label_set}", ""]
+    lines += [f"{'class':<{width}}  IoU %", rule]
     lines += [f"{name:<{width}}{_percent(iou)}" for name, iou in result.class_iou.items()]
     scored = sum(not math.isnan(v) for v in result.class_iou.values())
     lines += [rule, f"{'mIoU':<{width}}{_percent(result.miou)}  ({scored} of "
-                    f"{len(result.class_iou)} classes scored)", "",
-              f"{'category':<{width}}  IoU %", rule]
-    lines += [f"{name:<{width}}{_percent(iou)}" for name, iou in result.category_iou.items()]
-    lines += [rule, f"{'mean':<{width}}{_percent(result.category_miou)}", "",
-              f"{'pixel accuracy':<{width}}{_percent(result.pixel_accuracy)}",
+                    f"{len(result.class_iou)} classes scored)", ""]
+    if result.category_iou:
+        lines += [f"{'category':<{width}}  IoU %", rule]
+        lines += [f"{name:<{width}}{_percent(iou)}" for name, iou in result.category_iou.items()]
+        lines += [rule, f"{'mean':<{width}}{_percent(result.category_miou)}", ""]
+    lines += [f"{'pixel accuracy':<{width}}{_percent(result.pixel_accuracy)}",
               f"{result.num_images} images, {result.num_pixels:,} scored pixels; n/a: class absent "
               "from the ground truth and never predicted on a scored pixel"]
     return "\n".join(lines)

@@ -16,6 +16,10 @@ exactly (a parity test runs both on the same files):
 * pixel accuracy (the official script only has a disabled, inverted variant): correct pixels /
   pixels whose ground truth is a scored class.
 
+:class:`LabelSetConfusion` scores a label set of one's own (a YAML's classes) the same way over
+its class indices: ground truth through the set's ``label_map``, unmapped pixels left out, a
+predicted id that is no class of the set a miss; there are no categories.
+
 Only numpy, :mod:`cityseg.labels` and :mod:`cityseg.errors`: any layer may import it.
 """
 
@@ -27,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cityseg.errors import CitysegError
-from cityseg.labels import CATEGORIES, LABELS
+from cityseg.labels import CATEGORIES, LABELS, ClassSpace
 
 NUM_LABEL_IDS = max(label.id for label in LABELS) + 1
 """34: the confusion matrix covers labelIds 0..33, like the official script."""
@@ -56,7 +60,10 @@ class EvaluationResult:
     num_pixels: int = 0
     """Pixels with a scored ground-truth class."""
     confusion: np.ndarray | None = field(default=None, repr=False, compare=False)
-    """int64[34, 34] labelId confusion matrix (rows: ground truth)."""
+    """int64[34, 34] labelId confusion matrix (rows: ground truth); for a label set of one's own
+    int64[N, N + 1] over class indices (last column: predictions that are no class of the set)."""
+    label_set: str = "cityscapes"
+    """Name of the label set scored: 'cityscapes' (the official 19 classes) or a YAML set's name."""
 
     @property
     def category_miou(self) -> float:
@@ -73,6 +80,7 @@ class EvaluationResult:
             "pixel_accuracy": _nan_to_none(self.pixel_accuracy),
             "num_images": self.num_images,
             "num_pixels": self.num_pixels,
+            "label_set": self.label_set,
         }
 
 
@@ -88,6 +96,18 @@ def _nanmean(values) -> float:
     return float(values.mean()) if values.size else math.nan
 
 
+def _checked_pair(pred, gt) -> tuple[np.ndarray, np.ndarray]:
+    """``pred``, ``gt`` as arrays of one shape and an integer type; EvaluationError otherwise."""
+    pred, gt = np.asarray(pred), np.asarray(gt)
+    if pred.shape != gt.shape:
+        raise EvaluationError(f"prediction shape {pred.shape} differs from ground truth shape "
+                              f"{gt.shape}; predictions must be at the ground truth's resolution")
+    for what, array in (("prediction", pred), ("ground truth", gt)):
+        if not np.issubdtype(array.dtype, np.integer):
+            raise EvaluationError(f"{what} must hold integer label ids, got {array.dtype}")
+    return pred, gt
+
+
 class ConfusionMatrix:
     """Accumulates labelId predictions against labelId ground truth; scores them officially."""
 
@@ -97,13 +117,8 @@ class ConfusionMatrix:
 
     def update(self, pred_label_ids: np.ndarray, gt_label_ids: np.ndarray) -> None:
         """Add one image (or a batch): equal-shape integer arrays of Cityscapes labelIds."""
-        pred, gt = np.asarray(pred_label_ids), np.asarray(gt_label_ids)
-        if pred.shape != gt.shape:
-            raise EvaluationError(f"prediction shape {pred.shape} differs from ground truth shape "
-                                  f"{gt.shape}; predictions must be at the ground truth's resolution")
+        pred, gt = _checked_pair(pred_label_ids, gt_label_ids)
         for what, array in (("prediction", pred), ("ground truth", gt)):
-            if not np.issubdtype(array.dtype, np.integer):
-                raise EvaluationError(f"{what} must hold integer labelIds, got {array.dtype}")
             if array.size and (array.min() < 0 or array.max() >= NUM_LABEL_IDS):
                 bad = np.unique(array[(array < 0) | (array >= NUM_LABEL_IDS)])[:5].tolist()
                 raise EvaluationError(f"{what} holds values {bad} that are not Cityscapes labelIds "
@@ -151,3 +166,57 @@ class ConfusionMatrix:
             num_pixels=num_pixels,
             confusion=self.matrix.copy(),
         )
+
+
+class LabelSetConfusion:
+    """Accumulates masks of a label set of one's own; scores IoU per class of the set.
+
+    :meth:`update` takes predictions in the set's mask ids and ground truth in the dataset's label
+    ids, mapped through the set's ``label_map`` (``from_label_id``); ground-truth pixels it leaves
+    unmapped (or sends to the ignore id) are not scored. A predicted id that is no class of the set
+    counts as a miss of the true class. IoU, mIoU (NaN classes left out) and pixel accuracy are
+    defined as for :class:`ConfusionMatrix`.
+    """
+
+    def __init__(self, space: ClassSpace) -> None:
+        self.space = space
+        n = space.num_classes
+        self.matrix = np.zeros((n, n + 1), dtype=np.int64)
+        self.num_images = 0
+
+    def update(self, pred_ids: np.ndarray, gt_label_ids: np.ndarray) -> None:
+        """Add one image (or a batch): predicted mask ids and ground-truth dataset label ids."""
+        pred, gt = _checked_pair(pred_ids, gt_label_ids)
+        for what, array in (("prediction", pred), ("ground truth", gt)):
+            if array.size and (array.min() < 0 or array.max() > 255):
+                raise EvaluationError(f"{what} holds values outside 0-255; label PNGs of a label set "
+                                      "are 8-bit single-channel images")
+        n = self.space.num_classes
+        truth = self.space.from_label_id[gt.astype(np.intp)].ravel().astype(np.int64)
+        guess = self.space.id_to_index()[pred.astype(np.intp)].ravel().astype(np.int64)
+        scored = truth < n
+        combined = truth[scored] * (n + 1) + np.minimum(guess[scored], n)
+        self.matrix += np.bincount(combined, minlength=n * (n + 1)).reshape(n, n + 1)
+        self.num_images += 1 if gt.ndim <= 2 else gt.shape[0]
+
+    def class_iou(self) -> np.ndarray:
+        """IoU of each class of the set (NaN: absent), in class-index order."""
+        n = self.space.num_classes
+        tp = np.diag(self.matrix[:, :n])
+        return _iou(tp, self.matrix[:, :n].sum(axis=0) - tp, self.matrix.sum(axis=1) - tp)
+
+    def result(self) -> EvaluationResult:
+        """The scores of everything added so far, per class of the set (no categories)."""
+        class_iou = dict(zip(self.space.names, (float(v) for v in self.class_iou())))
+        num_pixels = int(self.matrix.sum())
+        correct = int(np.trace(self.matrix[:, :self.space.num_classes]))
+        return EvaluationResult(
+            miou=_nanmean(class_iou.values()), class_iou=class_iou, category_iou={},
+            pixel_accuracy=correct / num_pixels if num_pixels else math.nan,
+            num_images=self.num_images, num_pixels=num_pixels, confusion=self.matrix.copy(),
+            label_set=self.space.name)
+
+
+def confusion_for(space: ClassSpace | None) -> ConfusionMatrix | LabelSetConfusion:
+    """The matrix that scores ``space``: the official one for the Cityscapes sets (and None)."""
+    return ConfusionMatrix() if space is None or space.is_cityscapes else LabelSetConfusion(space)

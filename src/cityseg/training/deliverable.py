@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cityseg.bundle import Artifact, Bundle, ModelCard, framework_versions
+from cityseg.bundle import Artifact, Bundle, ModelCard, class_fields, framework_versions
 from cityseg.config import TrainConfig, to_mapping
 from cityseg.fileio import atomic_path
 from cityseg.labels import ClassSpace
@@ -25,23 +25,24 @@ def write_bundle(paths: RunPaths, cfg: TrainConfig, space: ClassSpace, state: Ru
         model.save(tmp)
     card = ModelCard(
         name=cfg.name, architecture=cfg.model.name, input_height=cfg.data.height,
-        input_width=cfg.data.width, class_space=space.name, class_names=space.names,
+        input_width=cfg.data.width, **class_fields(space, with_label_map=True),
         artifacts={"keras": Artifact("model.keras", "keras", "probabilities")},
         resize=cfg.data.resize, normalization=data.normalization,
         frameworks=framework_versions("tensorflow", "keras", "numpy"),
-        metrics=card_metrics(state, data.validation_split, space.name),
+        metrics=card_metrics(state, data.validation_split, space),
         training=card_training(cfg, state, data, mixed=mixed, replicas=replicas))
     return Bundle.create(paths.bundle, card, overwrite=True)
 
 
-def card_metrics(state: RunState, split: str, space_name: str) -> dict[str, Any]:
+def card_metrics(state: RunState, split: str, space: ClassSpace) -> dict[str, Any]:
     """Validation metrics of the best epoch, plus the per-epoch validation curves."""
     best = state.history[state.best_epoch - 1] if state.best_epoch else {}
     metrics: dict[str, Any] = {k[len("val_"):]: v for k, v in best.items() if k.startswith("val_")}
     metrics.update({
         "split": split, "selected_by": state.monitor, "best_epoch": state.best_epoch,
-        "note": f"Keras metrics at training resolution over the {space_name} classes; "
-                "`cityseg evaluate` gives the official Cityscapes scores",
+        "note": f"Keras metrics at training resolution over the {space.name} classes; "
+                + ("`cityseg evaluate` gives the official Cityscapes scores" if space.is_cityscapes
+                   else "`cityseg evaluate` gives per-class IoU at full resolution"),
         "per_epoch": {k: [record.get(k) for record in state.history]
                       for k in ("val_miou", "val_pixel_accuracy", "val_dice", "val_loss")
                       if any(k in record for record in state.history)},

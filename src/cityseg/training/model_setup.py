@@ -46,8 +46,8 @@ def build_and_compile(cfg: TrainConfig, space: ClassSpace, *, steps_per_epoch: i
     schedule = make_lr_schedule(cfg.schedule, cfg.optimizer.learning_rate, steps_per_epoch,
                                 cfg.epochs)
     model.compile(optimizer=make_optimizer(cfg.optimizer, schedule),
-                  loss=make_loss(cfg.loss, space.num_classes, space.ignore_index, class_weights),
-                  metrics=keras_metrics(space.num_classes, space.ignore_index))
+                  loss=make_loss(cfg.loss, space.num_classes, space.target_ignore_index, class_weights),
+                  metrics=keras_metrics(space.num_classes, space.target_ignore_index))
     return model
 
 

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 from cityseg.bundle import Bundle
 from cityseg.config import TrainConfig, to_mapping
 from cityseg.errors import CitysegError
-from cityseg.labels import ClassSpace, class_space
+from cityseg.labels import ClassSpace
 from cityseg.training.callbacks import RunState, TrainingError
 from cityseg.training.distribute import (JOIN_TIMEOUT_S, WORKER_LOCAL_KEYS, agree,
                                          broadcast_from_chief, config_digest, is_chief,
@@ -54,7 +54,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, progre
         paths, state = open_run(strategy, cfg, shared, resume=resume, force=force)
     try:
         keras.utils.set_random_seed(cfg.seed + state.epochs_done)
-        space = class_space(cfg.data.class_space)
+        from cityseg.data.pipeline import data_space
+
+        space = data_space(cfg.data)
         data = prepare_data(cfg, space, state, progress=progress, share=chief_shares(strategy))
         write_run_config(paths, cfg)
         mixed = use_mixed_precision(cfg.mixed_precision)
@@ -218,7 +220,7 @@ def make_callbacks(cfg: TrainConfig, paths: RunPaths, state: RunState, data: Run
                   HistoryPlot(paths.history_png, state, guard, title=cfg.name)]
     if data.preview_images is not None and len(data.preview_images):
         callbacks.append(PredictionPreview(data.preview_images, data.preview_labels,
-                                           data.normalization, space.palette, paths.previews, guard))
+                                           data.normalization, space.index_palette(), paths.previews, guard))
     if cfg.tensorboard and tensorboard_available():
         callbacks.append(keras.callbacks.TensorBoard(str(paths.tensorboard), write_graph=False))
     return guard, callbacks
