@@ -38,7 +38,7 @@ def run_scenario(model: str, width: int, height: int, rate: float, seconds: floa
 
     from cityseg.ros.messages import CameraInfoValues
     from cityseg.ros.images import encode_rgb
-    from cityseg.ros.probe import NodeProcess, Probe, percentile
+    from cityseg.ros.probe import NodeProcess, Probe, diagnostic_totals, percentile
 
     node = NodeProcess("/bench", {"model": model, "backend": "onnxruntime", "diagnostics_period": 0.5,
                                   "stats_window": 60.0, "log_period": 0.0})
@@ -60,13 +60,13 @@ def run_scenario(model: str, width: int, height: int, rate: float, seconds: floa
             header = probe.msgs.header(stamp // 10**9, stamp % 10**9, "cam")
             probe.publish(probe.msgs.image(header, raw), probe.msgs.camera_info(header, info))
         diag = probe.wait_settled(count, timeout=10.0)
+        totals = diagnostic_totals(diag)
         latency = probe.record.latencies_ms("mask")
         masks = probe.record.outputs["mask"]
         span = (masks[-1].arrived - masks[0].arrived) if len(masks) > 1 else float("nan")
         return {"size": f"{width}x{height}", "rate_hz": rate, "profile": profile, "sent": count,
-                "node_received": int(diag.get("received total", 0)),
-                "node_processed": int(diag.get("processed total", 0)),
-                "node_dropped": int(diag.get("dropped total", 0)),
+                "node_received": totals.get("received", 0), "node_processed": totals.get("processed", 0),
+                "node_dropped": totals.get("dropped", 0),
                 "upstream_lost_percent": float(diag.get("upstream lost (%)", "nan")),
                 **{f"out_{s}": len(probe.record.outputs[s]) for s in OUTPUTS},
                 "latency_p50_ms": round(percentile(latency, 50), 1),

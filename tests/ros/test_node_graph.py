@@ -23,7 +23,8 @@ pytestmark = pytest.mark.ros
 rclpy = pytest.importorskip("rclpy", reason="needs rclpy: `pip install -e .[ros]` (ROS 2 Jazzy wheels) "
                                             "or a sourced ROS 2")
 
-from cityseg.ros.probe import NodeProcess, Probe, graph_environment, percentile, wait_until  # noqa: E402
+from cityseg.ros.probe import (NodeProcess, Probe, diagnostic_totals as totals, graph_environment,  # noqa: E402
+                               percentile, wait_until)
 
 from support import painted_scene  # noqa: E402
 
@@ -86,10 +87,6 @@ def stream(probe: Probe, rgb: np.ndarray, count: int, rate_hz: float, *, skip=la
         probe.publish(msg, camera_info(probe, msg, height, width) if with_info else None)
         sent += 1
     return sent
-
-
-def totals(diag: dict[str, str]) -> dict[str, int]:
-    return {key[: -len(" total")]: int(value) for key, value in diag.items() if key.endswith(" total")}
 
 
 def check_every_processed_frame_came_back(probe: Probe, diag: dict[str, str], sent: int) -> None:

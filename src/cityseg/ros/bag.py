@@ -20,13 +20,12 @@ from cityseg.errors import CitysegError, InputError
 from cityseg.ros.bagio import (latched_qos, normalize_topic, offered_qos, open_reader, open_writer,
                                staged_directory, topic_namespace)
 from cityseg.ros.messages import CAMERA_INFO, IMAGE_TYPES, CameraInfoValues, RosbagsMessages, header_fields
-from cityseg.ros.outputs import (CAMERA_INFO as CAMERA_INFO_OUT, LABEL_INFO as LABEL_INFO_OUT, NODE_NAME,
-                                 OUTPUTS, output_topic)
+from cityseg.ros.outputs import (BY_SUFFIX, CAMERA_INFO as CAMERA_INFO_OUT, LABEL_INFO as LABEL_INFO_OUT,
+                                 NODE_NAME, OUTPUTS, output_topic)
 from cityseg.ros.processor import STAGES, FrameProcessor, ProcessorConfig
 
 log = logging.getLogger(__name__)
 
-_OUTPUT_TYPES = {output.suffix: output.message_type for output in OUTPUTS}
 
 
 @dataclass
@@ -257,7 +256,7 @@ def _output_connections(reader, writer, summary: BagSummary, typestore) -> dict:
 
     image_qos, info_qos = qos_of(summary.image_topic), qos_of(summary.camera_info_topic)
     return {suffix: writer.add_connection(
-                topic, _OUTPUT_TYPES[suffix], typestore=typestore,
+                topic, BY_SUFFIX[suffix].message_type, typestore=typestore,
                 offered_qos_profiles={LABEL_INFO_OUT: latched_qos(), CAMERA_INFO_OUT: info_qos}.get(suffix, image_qos))
             for suffix, topic in summary.output_topics.items()}
 

@@ -269,6 +269,12 @@ class RclpyMessages(MessageFactory):
         msg.p = np.asarray(info.p, dtype=np.float64)
         return msg
 
+    def message_class(self, type_name: str):
+        """The rclpy class of ``type_name`` (e.g. 'sensor_msgs/msg/Image'); None when its package
+        is not installed (vision_msgs)."""
+        return {IMAGE: self.Image, COMPRESSED_IMAGE: self.CompressedImage, CAMERA_INFO: self.CameraInfo,
+                LABEL_INFO: self.LabelInfo, DIAGNOSTIC_ARRAY: self.DiagnosticArray}[type_name]
+
     def label_info(self, header, classes, threshold):
         if self.LabelInfo is None:
             raise ImportError("vision_msgs is not installed; install ros-$ROS_DISTRO-vision-msgs")

@@ -14,6 +14,7 @@ import time
 
 from cityseg.errors import CitysegError
 from cityseg.ros.outputs import LABEL_INFO, NODE_EXECUTABLE, NODE_NAME, OUTPUTS
+from cityseg.ros.upstream import stamp_seconds
 
 LOG_THROTTLE_S = 5.0
 """At most one log line per this many seconds for each kind of repeated warning."""
@@ -80,17 +81,16 @@ class SegmentationNode:
         image_qos = QoSProfile(depth=p.qos_depth, reliability=_reliability(p.output_reliability))
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        classes = {"sensor_msgs/msg/Image": m.Image, "sensor_msgs/msg/CameraInfo": m.CameraInfo,
-                   "vision_msgs/msg/LabelInfo": m.LabelInfo}
         enabled = set(self.processor.config.outputs) | {LABEL_INFO}
         self.publishers = {}
         for output in OUTPUTS:
-            if output.suffix not in enabled or classes[output.message_type] is None:
+            kind = m.message_class(output.message_type)
+            if output.suffix not in enabled or kind is None:
                 continue
             qos = image_qos if output.per_frame else latched
             events = PublisherEventCallbacks(incompatible_qos=self._incompatible("publisher", output.suffix, qos))
             self.publishers[output.suffix] = self.node.create_publisher(
-                classes[output.message_type], f"~/{output.suffix}", qos, event_callbacks=events)
+                kind, f"~/{output.suffix}", qos, event_callbacks=events)
         self.diag_pub = self.node.create_publisher(m.DiagnosticArray, "/diagnostics", 10)
 
     def _create_subscriptions(self) -> None:
@@ -150,8 +150,6 @@ class SegmentationNode:
             log.warning(advice)
 
     def _on_image(self, msg) -> None:
-        from cityseg.ros.upstream import stamp_seconds
-
         self.stats.received()
         self.stats.upstream_lost(self.upstream.observe(stamp_seconds(msg)))
         if self.slot.put((msg, self._camera_info)):

@@ -158,13 +158,11 @@ class Probe:
         deep = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        types = {"sensor_msgs/msg/Image": m.Image, "sensor_msgs/msg/CameraInfo": m.CameraInfo,
-                 "vision_msgs/msg/LabelInfo": m.LabelInfo}
         self.subscriptions = {
-            o.suffix: self.node.create_subscription(types[o.message_type], f"{NODE_NAME}/{o.suffix}",
+            o.suffix: self.node.create_subscription(m.message_class(o.message_type), f"{NODE_NAME}/{o.suffix}",
                                                     self._recorder(o.suffix), deep if o.per_frame else latched)
             for o in OUTPUTS
-            if types[o.message_type] is not None and (o.suffix in outputs or not o.per_frame)}
+            if m.message_class(o.message_type) is not None and (o.suffix in outputs or not o.per_frame)}
         self.node.create_subscription(m.DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
@@ -232,7 +230,7 @@ class Probe:
             diag = self.last_diagnostics()
             if not diag:
                 return False
-            total = {key: int(diag[f"{key} total"]) for key in ("received", "processed", "dropped", "failed", "errors")}
+            total = diagnostic_totals(diag)
             handled = total["processed"] + total["dropped"] + total["failed"] + total["errors"]
             outputs = [s for s in self.subscriptions if s != "label_info" and self.record.outputs.get(s)]
             return (total["received"] >= expect_received and handled >= total["received"]
@@ -244,6 +242,11 @@ class Probe:
         self.executor.shutdown(timeout_sec=1.0)
         self.node.destroy_node()
         self._spinner.join(2.0)
+
+
+def diagnostic_totals(diag: Mapping[str, str]) -> dict[str, int]:
+    """The ``<event> total`` values of a recorded DiagnosticStatus, by event name."""
+    return {key[: -len(" total")]: int(value) for key, value in diag.items() if key.endswith(" total")}
 
 
 def wait_until(condition, timeout: float, step: float = 0.05) -> bool:

@@ -21,8 +21,6 @@ from cityseg.ros.outputs import CAMERA_INFO, COLOR_MASK, CONFIDENCE, DEFAULT_OUT
 
 STAGES = ("convert", "preprocess", "infer", "postprocess", "publish")
 """Per-frame stages timed in milliseconds; 'publish' is filled in by the caller."""
-UNLABELED_ID = 255
-"""The uint8 'unlabeled' id (vision_msgs reserves the largest id of the mask type)."""
 
 
 @dataclass(frozen=True)
@@ -93,12 +91,12 @@ class FrameProcessor:
         return cls(segmenter, factory, replace(config, id_space=id_space))
 
     def label_classes(self) -> list[tuple[int, str]]:
-        """(id, name) of every value the mask can hold, from the bundle's label set."""
+        """(id, name) of every value the mask can hold, from the bundle's label set; its ignore id (255
+        for trainIds: vision_msgs reserves the largest id of the mask type) is 'unlabeled'."""
         space = self.segmenter.space
         classes = [(c.id, c.name) for c in space.classes]
-        unlabeled = UNLABELED_ID if space.is_cityscapes else space.ignore_index
-        if space.ignore_index is not None and unlabeled not in space.ids:
-            classes.append((unlabeled, "unlabeled"))
+        if space.ignore_index is not None and space.ignore_index not in space.ids:
+            classes.append((space.ignore_index, "unlabeled"))
         return classes
 
     def label_info(self, sec: int = 0, nanosec: int = 0, frame_id: str = "") -> Any:
