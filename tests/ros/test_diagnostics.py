@@ -35,7 +35,7 @@ def test_rates_over_the_window_and_totals_since_start():
     clock.now += 1.05  # half the window passes without input
     snap = stats.snapshot()
     assert snap.rates_hz["received"] == pytest.approx(10 / 2.0)
-    assert snap.totals == {"received": 20, "processed": 10, "dropped": 10, "failed": 0, "errors": 0,
+    assert snap.totals == {"received": 20, "processed": 10, "unwatched": 0, "dropped": 10, "failed": 0, "errors": 0,
                            "upstream_lost": 0}
 
 

@@ -72,15 +72,16 @@ def camera_info(probe: Probe, msg, height: int, width: int):
 
 
 def stream(probe: Probe, rgb: np.ndarray, count: int, rate_hz: float, *, skip=lambda i: False,
-           encoding: str = "rgb8", with_info: bool = True) -> int:
-    """Publish ``count`` frames at ``rate_hz`` (stamps on the same grid); skipped ones are not sent."""
+           encoding: str = "rgb8", with_info: bool = True, first: int = 0) -> int:
+    """Publish ``count`` frames at ``rate_hz`` (stamps on the same grid, from frame ``first`` on);
+    skipped ones are not sent."""
     height, width = rgb.shape[:2]
     if with_info:  # a camera driver publishes its CameraInfo before the first frame, too
         probe.info_pub.publish(camera_info(probe, frame(probe, rgb, 0), height, width))
         time.sleep(0.2)
     start, sent = time.monotonic(), 0
-    for i in range(count):
-        time.sleep(max(0.0, start + i / rate_hz - time.monotonic()))
+    for i in range(first, first + count):
+        time.sleep(max(0.0, start + (i - first) / rate_hz - time.monotonic()))
         if skip(i):
             continue
         msg = frame(probe, rgb, i, encoding=encoding, rate_hz=rate_hz)
@@ -124,6 +125,40 @@ def test_large_frames_come_back_whole_on_every_output(graph, bundle, size, rate_
         output = stop(node)
     assert "ready in" in output and "Fast DDS runs without a profile" not in output
     assert output.count("~/label_info is off") <= 1
+
+
+def test_outputs_are_built_only_while_someone_listens(graph, bundle):
+    node = start_node(graph, bundle, "/lazy")
+    probe = Probe("/lazy", outputs=frozenset())
+    try:
+        assert probe.wait_connected(), node.output
+        rgb, mask = painted_scene(512, 1024, space_name="trainid", seed=2)
+        sent = stream(probe, rgb, 5, 10.0)
+        diag = probe.wait_settled(sent)  # nobody listens: nothing is segmented
+        assert diag["live outputs"] == "none" and "idle" in diag["message"]
+        assert totals(diag)["unwatched"] + totals(diag)["dropped"] == sent and totals(diag)["processed"] == 0
+
+        probe.listen("mask")  # a mask consumer: the mask alone is built
+        assert wait_until(lambda: probe.last_diagnostics().get("live outputs") == "mask", 10.0)
+        sent += stream(probe, rgb, 10, 10.0, first=5)
+        diag = probe.wait_settled(sent)
+        processed = totals(diag)["processed"]
+        assert processed >= 5 and int(diag["mask published"]) == probe.count("mask") == processed
+        assert not any(f"{s} published" in diag for s in ("color_mask", "overlay", "camera_info"))
+
+        probe.listen("overlay")  # a later overlay subscriber gets every frame from the next one on
+        assert wait_until(lambda: probe.last_diagnostics().get("live outputs") == "mask, overlay", 10.0)
+        sent += stream(probe, rgb, 10, 10.0, first=15)
+        diag = probe.wait_settled(sent)
+        after = totals(diag)["processed"] - processed
+        assert after >= 5 and probe.count("overlay") == int(diag["overlay published"]) == after
+        assert int(diag["mask published"]) == probe.count("mask") == totals(diag)["processed"]
+        assert "color_mask published" not in diag
+        overlays = probe.record.outputs["overlay"]
+        assert {r.size for r in overlays} == {(512, 1024)} and {r.encoding for r in overlays} == {"rgb8"}
+    finally:
+        probe.close()
+        stop(node)
 
 
 @pytest.mark.parametrize("reliable", [False, True], ids=["best-effort camera", "reliable bag player"])

@@ -68,11 +68,24 @@ def remap(classes: np.ndarray, lut: np.ndarray | None) -> np.ndarray:
     return lut[classes]
 
 
-def upsample_nearest(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Nearest-neighbour resize of a mask or colour image (pixel-centre aligned)."""
+def upsample_nearest(image: np.ndarray, height: int, width: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Nearest-neighbour resize of a mask or colour image (pixel-centre aligned); written into
+    ``out`` (a contiguous uint8 array of the result's shape) when given."""
     if image.shape[:2] == (height, width):
-        return image
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
+        if out is None:
+            return image
+        np.copyto(out, image)
+        return out
+    if out is None:
+        return cv2.resize(image, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
+    return _into(out, cv2.resize(image, (width, height), dst=out, interpolation=cv2.INTER_NEAREST_EXACT))
+
+
+def _into(out: np.ndarray, result: np.ndarray) -> np.ndarray:
+    """``out`` after an OpenCV call given ``dst=out`` (copied over if OpenCV had to allocate)."""
+    if result is not out and not np.shares_memory(result, out):
+        np.copyto(out, result)
+    return out
 
 
 @lru_cache(maxsize=16)
@@ -89,10 +102,13 @@ def colorize(classes: np.ndarray, palette: np.ndarray, order: str = "RGB") -> np
     return cv2.LUT(cv2.cvtColor(classes, cv2.COLOR_GRAY2BGR), lut)
 
 
-def overlay(frame: np.ndarray, color: np.ndarray, alpha: float) -> np.ndarray:
-    """Alpha-blend ``color`` over ``frame`` (same size and channel order): alpha=1 is all colour."""
+def overlay(frame: np.ndarray, color: np.ndarray, alpha: float, out: np.ndarray | None = None) -> np.ndarray:
+    """Alpha-blend ``color`` over ``frame`` (same size and channel order): alpha=1 is all colour.
+    One uint8 pass (OpenCV's saturating blend), into ``out`` when given."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"overlay alpha must be within [0, 1], got {alpha}")
     if frame.shape != color.shape:
         raise ValueError(f"overlay needs frame and colour of one shape, got {frame.shape} and {color.shape}")
-    return cv2.addWeighted(color, alpha, frame, 1.0 - alpha, 0.0)
+    if out is None:
+        return cv2.addWeighted(color, alpha, frame, 1.0 - alpha, 0.0)
+    return _into(out, cv2.addWeighted(color, alpha, frame, 1.0 - alpha, 0.0, dst=out))

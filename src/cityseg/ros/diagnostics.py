@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass
-from typing import Callable
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
 
 from cityseg.ros.messages import StatusValues
 from cityseg.ros.processor import STAGES
 
 OK, WARN, ERROR = 0, 1, 2
-EVENTS = ("received", "processed", "dropped", "failed", "errors", "upstream_lost")
-"""received: frames that reached the subscription; processed: segmented and published; dropped:
+EVENTS = ("received", "processed", "unwatched", "dropped", "failed", "errors", "upstream_lost")
+"""received: frames that reached the subscription; processed: segmented and published; unwatched:
+not segmented because no output had a subscriber at the time (no work for nobody); dropped:
 replaced in the latest-frame slot before the worker took them; failed: malformed input refused;
 errors: internal errors (model, backend, bug); upstream_lost: frames the camera sent that never
 arrived (estimated from header stamp gaps, cityseg.ros.upstream)."""
@@ -33,6 +34,8 @@ class StatsSnapshot:
     stage_max_ms: dict[str, float]
     last_failure: str | None
     last_error: str | None = None
+    published: dict[str, int] = field(default_factory=dict)
+    """Output suffix -> messages published since start (only outputs someone listened to are built)."""
 
     @property
     def upstream_lost_percent(self) -> float:
@@ -56,6 +59,7 @@ class NodeStats:
         self._timings: deque[tuple[float, dict[str, float]]] = deque()
         self._last_failure: str | None = None
         self._last_error: str | None = None
+        self._published: Counter[str] = Counter()
 
     def _count(self, name: str, n: int = 1) -> None:
         now = self._clock()
@@ -81,17 +85,23 @@ class NodeStats:
         with self._lock:
             self._last_error = reason
 
+    def unwatched(self) -> None:
+        """A frame was taken but not segmented: none of the outputs had a subscriber."""
+        self._count("unwatched")
+
     def upstream_lost(self, n: int) -> None:
         """``n`` frames were lost before reaching the node."""
         if n > 0:
             self._count("upstream_lost", n)
 
-    def processed(self, timings: dict[str, float]) -> None:
+    def processed(self, timings: dict[str, float], outputs: Iterable[str] = ()) -> None:
+        """A frame was segmented in ``timings`` (ms per stage) and ``outputs`` were published."""
         now = self._clock()
         with self._lock:
             self._events["processed"].append(now)
             self._totals["processed"] += 1
             self._timings.append((now, dict(timings)))
+            self._published.update(tuple(outputs))  # the names (a mapping would add its values)
 
     def snapshot(self) -> StatsSnapshot:
         """Rates and latencies over the last ``window_s`` seconds (or since start, if shorter)."""
@@ -107,13 +117,14 @@ class NodeStats:
             rates = {name: len(times) / span for name, times in self._events.items()}
             recent = [t for _, t in self._timings]
             totals, last, error = dict(self._totals), self._last_failure, self._last_error
+            published = dict(self._published)
         stage_ms, stage_max = {}, {}
         for stage in STAGES:
             values = [t[stage] for t in recent if stage in t]
             if values:
                 stage_ms[stage] = sum(values) / len(values)
                 stage_max[stage] = max(values)
-        return StatsSnapshot(self.window_s, rates, totals, stage_ms, stage_max, last, error)
+        return StatsSnapshot(self.window_s, rates, totals, stage_ms, stage_max, last, error, published)
 
 
 def log_line(snap: StatsSnapshot) -> str:
@@ -132,12 +143,13 @@ def log_line(snap: StatsSnapshot) -> str:
 
 
 def diagnostic_status(snap: StatsSnapshot, name: str, hardware_id: str,
-                      loss_warn_percent: float = 1.0) -> StatusValues:
+                      loss_warn_percent: float = 1.0, live_outputs: tuple[str, ...] | None = None) -> StatusValues:
     """The node's DiagnosticStatus.
 
     ERROR: internal errors and no frame segmented in the window (the backend fails on every frame).
     WARN: no input in the window, internal errors on some frames, malformed input, or more than
-    ``loss_warn_percent`` of the camera's frames lost upstream. OK otherwise.
+    ``loss_warn_percent`` of the camera's frames lost upstream. OK otherwise. ``live_outputs``: the
+    per-frame outputs that have subscribers now (reported as 'live outputs', 'none' when empty).
     """
     level, message = _level(snap, loss_warn_percent)
     r = snap.rates_hz
@@ -146,6 +158,9 @@ def diagnostic_status(snap: StatsSnapshot, name: str, hardware_id: str,
     values.append(("upstream lost (%)", f"{snap.upstream_lost_percent:.2f}"))
     values += [(f"{k} mean (ms)", f"{v:.2f}") for k, v in snap.stage_ms.items()]
     values += [(f"{k} max (ms)", f"{v:.2f}") for k, v in snap.stage_max_ms.items()]
+    if live_outputs is not None:
+        values.append(("live outputs", ", ".join(live_outputs) or "none"))
+    values += [(f"{suffix} published", str(n)) for suffix, n in snap.published.items()]
     return StatusValues(level, name, message, hardware_id, tuple(values))
 
 
@@ -161,4 +176,6 @@ def _level(snap: StatsSnapshot, loss_warn_percent: float) -> tuple[int, str]:
         return WARN, f"malformed images ({r['failed']:.1f}/s): {snap.last_failure}"
     if snap.upstream_lost_percent > loss_warn_percent:
         return WARN, f"{snap.upstream_lost_percent:.0f} % of the camera's frames never arrived; {LOSS_HINT}"
+    if r["processed"] == 0 and r["unwatched"] > 0:
+        return OK, "idle: no subscriber on any output, frames are not segmented"
     return OK, f"segmenting at {r['processed']:.1f} Hz"

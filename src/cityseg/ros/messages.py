@@ -149,6 +149,34 @@ class MessageFactory(abc.ABC):
         """A sensor_msgs/Image of an HxW or HxWxC uint8 array already in ``encoding``."""
         return self.image(header, raw_image(array, encoding))
 
+    def image_buffer(self, header: Any, height: int, width: int, encoding: str, channels: int) -> "OutgoingImage":
+        """An Image of this size to be filled in place: write ``.pixels``, then send ``.message()``."""
+        return ArrayImage(self, header, height, width, encoding, channels)
+
+
+class OutgoingImage(abc.ABC):
+    """An output Image whose pixels are written in place before it is sent."""
+
+    pixels: np.ndarray
+    """Writable uint8 HxW or HxWxC array: the message's pixels."""
+
+    @abc.abstractmethod
+    def message(self) -> Any:
+        """What the publisher or bag writer takes: a message object or its CDR bytes."""
+
+
+class ArrayImage(OutgoingImage):
+    """Pixels in a fresh array, wrapped by the factory's ``image`` (rosbags keeps the array as is)."""
+
+    def __init__(self, factory: MessageFactory, header: Any, height: int, width: int, encoding: str,
+                 channels: int):
+        self.factory, self.header, self.encoding = factory, header, encoding
+        shape = (height, width) if channels == 1 else (height, width, channels)
+        self.pixels = np.empty(shape, np.uint8)
+
+    def message(self) -> Any:
+        return self.factory.image(self.header, raw_image(self.pixels, self.encoding))
+
 
 @lru_cache(maxsize=1)
 def rosbags_typestore():
@@ -268,6 +296,14 @@ class RclpyMessages(MessageFactory):
         msg.r = np.asarray(info.r, dtype=np.float64)
         msg.p = np.asarray(info.p, dtype=np.float64)
         return msg
+
+    def image_buffer(self, header, height: int, width: int, encoding: str, channels: int) -> OutgoingImage:
+        """CDR bytes laid out once (cityseg.ros.cdr): the pixels are written straight into what is
+        published, with no array -> bytes -> message -> serialisation copies."""
+        from cityseg.ros.cdr import ImageBuffer
+
+        stamp = header.stamp
+        return ImageBuffer(stamp.sec, stamp.nanosec, header.frame_id, height, width, encoding, channels)
 
     def message_class(self, type_name: str):
         """The rclpy class of ``type_name`` (e.g. 'sensor_msgs/msg/Image'); None when its package

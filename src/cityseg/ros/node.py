@@ -51,7 +51,7 @@ class SegmentationNode:
         self.slot = LatestFrameSlot()
         self._create_publishers()
         self._create_subscriptions()
-        self.worker = FrameWorker(self.slot, lambda item: self.processor.process(*item), self._publish,
+        self.worker = FrameWorker(self.slot, self._process, self._publish,
                                   self.stats, on_error=self._on_error, max_rate_hz=p.max_rate_hz)
         self.node.create_timer(p.diagnostics_period, self._publish_diagnostics)
         if p.log_period > 0:
@@ -102,10 +102,12 @@ class SegmentationNode:
         self._camera_info = None
         kind, topic = (m.CompressedImage, "image/compressed") if p.input_compressed else (m.Image, "image")
         self.image_topic = self.node.resolve_topic_name(topic)
-        for msg_type, name, callback in ((kind, topic, self._on_image),
-                                         (m.CameraInfo, "camera_info", self._on_camera_info)):
+        # Images arrive as CDR bytes (raw=True) and are read as numpy views (cityseg.ros.cdr):
+        # rclpy never builds a Python message of several megabytes under the GIL.
+        for msg_type, name, callback, raw in ((kind, topic, self._on_image, True),
+                                              (m.CameraInfo, "camera_info", self._on_camera_info, False)):
             events = SubscriptionEventCallbacks(incompatible_qos=self._incompatible("subscription", name, qos))
-            self.node.create_subscription(msg_type, name, callback, qos, event_callbacks=events)
+            self.node.create_subscription(msg_type, name, callback, qos, event_callbacks=events, raw=raw)
 
     def _incompatible(self, side: str, topic: str, qos):
         """An incompatible-QoS callback that names the topic, the policy and the parameter to change."""
@@ -149,11 +151,33 @@ class SegmentationNode:
         if advice:
             log.warning(advice)
 
-    def _on_image(self, msg) -> None:
+    def _on_image(self, data: bytes) -> None:
+        from cityseg.ros.cdr import read_compressed_image, read_image
+        from cityseg.ros.images import ImageError
+
         self.stats.received()
+        try:
+            msg = read_compressed_image(data) if self.params.input_compressed else read_image(data)
+        except ImageError as exc:
+            self.stats.failed(str(exc))
+            self._on_error(str(exc), False)
+            return
         self.stats.upstream_lost(self.upstream.observe(stamp_seconds(msg)))
         if self.slot.put((msg, self._camera_info)):
             self.stats.dropped()
+
+    def live_outputs(self) -> frozenset[str]:
+        """The per-frame outputs that have a subscriber now (a recorder counts); checked per frame."""
+        return frozenset(suffix for suffix, publisher in self.publishers.items()
+                         if suffix != LABEL_INFO and publisher.get_subscription_count() > 0)
+
+    def _process(self, item):
+        """One frame through the processor, building only the outputs someone listens to."""
+        live = self.live_outputs()
+        if not live:
+            return None
+        msg, camera_info = item
+        return self.processor.process(msg, camera_info, live)
 
     def _on_camera_info(self, msg) -> None:
         self._camera_info = msg
@@ -174,8 +198,9 @@ class SegmentationNode:
 
         snap = self.stats.snapshot()
         sec, nsec = self.node.get_clock().now().seconds_nanoseconds()
+        live = tuple(s for s in self.publishers if s in self.live_outputs())
         status = diagnostic_status(snap, self.node.get_fully_qualified_name(),
-                                   self.processor.segmenter.bundle.card.name, self.params.upstream_loss_warn)
+                                   self.processor.segmenter.bundle.card.name, self.params.upstream_loss_warn, live)
         self.diag_pub.publish(self.msgs.diagnostics(self.msgs.header(sec, nsec, ""), [status]))
         if snap.upstream_lost_percent > self.params.upstream_loss_warn:
             self.node.get_logger().warning(

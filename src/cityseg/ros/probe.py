@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from cityseg.ros.outputs import DEFAULT_OUTPUTS, NODE_EXECUTABLE, NODE_NAME, OUTPUTS, node_fqn
+from cityseg.ros.outputs import BY_SUFFIX, DEFAULT_OUTPUTS, NODE_EXECUTABLE, NODE_NAME, OUTPUTS, node_fqn
 
 Stamp = tuple[int, int]
 
@@ -155,19 +155,27 @@ class Probe:
         kind, topic = (m.CompressedImage, "image/compressed") if compressed else (m.Image, "image")
         self.image_pub = self.node.create_publisher(kind, topic, camera_qos)
         self.info_pub = self.node.create_publisher(m.CameraInfo, "camera_info", camera_qos)
-        deep = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.subscriptions = {
-            o.suffix: self.node.create_subscription(m.message_class(o.message_type), f"{NODE_NAME}/{o.suffix}",
-                                                    self._recorder(o.suffix), deep if o.per_frame else latched)
-            for o in OUTPUTS
-            if m.message_class(o.message_type) is not None and (o.suffix in outputs or not o.per_frame)}
+        self._deep = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
+        self._latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                                   durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.subscriptions = {}
+        for o in OUTPUTS:
+            if o.suffix in outputs or not o.per_frame:
+                self.listen(o.suffix)
         self.node.create_subscription(m.DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
         self._spinner = threading.Thread(target=self._spin, daemon=True)
         self._spinner.start()
+
+    def listen(self, suffix: str) -> None:
+        """Subscribe to (and record) output ``suffix``; the node builds it from its next frame on."""
+        output = BY_SUFFIX[suffix]
+        kind = self.msgs.message_class(output.message_type)
+        if kind is None or suffix in self.subscriptions:
+            return
+        self.subscriptions[suffix] = self.node.create_subscription(
+            kind, f"{NODE_NAME}/{suffix}", self._recorder(suffix), self._deep if output.per_frame else self._latched)
 
     def _spin(self) -> None:
         from rclpy.executors import ExternalShutdownException
@@ -231,7 +239,7 @@ class Probe:
             if not diag:
                 return False
             total = diagnostic_totals(diag)
-            handled = total["processed"] + total["dropped"] + total["failed"] + total["errors"]
+            handled = sum(total.get(k, 0) for k in ("processed", "unwatched", "dropped", "failed", "errors"))
             outputs = [s for s in self.subscriptions if s != "label_info" and self.record.outputs.get(s)]
             return (total["received"] >= expect_received and handled >= total["received"]
                     and all(self.count(s) >= total["processed"] for s in outputs))

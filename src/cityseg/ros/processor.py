@@ -9,11 +9,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
+
+import numpy as np
 
 from cityseg.bundle import Bundle
 from cityseg.errors import BundleError
-from cityseg.inference import Segmentation, Segmenter
+from cityseg.inference import Segmentation, Segmenter, postprocess
 from cityseg.preprocess import resize_image
 from cityseg.ros.images import DecodedImage, decode_message
 from cityseg.ros.messages import CameraInfoValues, MessageFactory, header_fields
@@ -110,43 +112,90 @@ class FrameProcessor:
             return input_size
         return max(1, round(input_size[0] * scale)), max(1, round(input_size[1] * scale))
 
-    def process(self, msg, camera_info=None) -> ProcessedFrame:
-        """Segment one image message; raise ImageError (an InputError) if it cannot be decoded."""
-        cfg = self.config
+    def process(self, msg, camera_info=None, outputs: Collection[str] | None = None) -> ProcessedFrame:
+        """Segment one image message into the enabled outputs that are also in ``outputs`` (None:
+        every enabled one); raise ImageError (an InputError) if it cannot be decoded.
+
+        Each output image is written once, at output resolution, straight into the buffer of its
+        message (the factory's :meth:`~cityseg.ros.messages.MessageFactory.image_buffer`).
+        """
+        wanted = self.config.outputs if outputs is None else self.config.outputs & frozenset(outputs)
         t0 = time.perf_counter()
-        decoded = decode_message(msg, cfg.mono16_max)
+        decoded = decode_message(msg, self.config.mono16_max)
         t1 = time.perf_counter()
         result = self.segmenter.segment(decoded.frame, decoded.channel_order)
         t2 = time.perf_counter()
         in_size = decoded.size
         out_size = self.output_size(in_size)
-        view = result if out_size == in_size else result.resized(out_size)
         header = self.factory.header(*header_fields(msg))
-        messages: dict[str, Any] = {}
-        if MASK in cfg.outputs:
-            messages[MASK] = self.factory.image_from_array(header, view.mask, "mono8")
-        if COLOR_MASK in cfg.outputs:
-            messages[COLOR_MASK] = self.factory.image_from_array(header, view.color("RGB"), "rgb8")
-        if OVERLAY in cfg.outputs:
-            messages[OVERLAY] = self._overlay(header, decoded, view, out_size)
-        if CONFIDENCE in cfg.outputs:
-            messages[CONFIDENCE] = self.factory.image_from_array(header, view.confidence, "mono8")
-        if CAMERA_INFO in cfg.outputs and camera_info is not None:
-            info = CameraInfoValues.from_message(camera_info).resized(in_size, out_size)
-            messages[CAMERA_INFO] = self.factory.camera_info(header, info)
+        messages = _OutputBuilder(self, header, decoded, result, out_size).build(wanted, camera_info)
         t3 = time.perf_counter()
         timings = {"convert": (t1 - t0) * 1e3, "preprocess": result.timings["preprocess"],
                    "infer": result.timings["infer"],
                    "postprocess": result.timings["argmax"] + (t3 - t2) * 1e3}
         return ProcessedFrame(messages, timings, in_size, out_size, result)
 
-    def _overlay(self, header, decoded: DecodedImage, view: Segmentation, out_size: tuple[int, int]):
+
+class _OutputBuilder:
+    """Writes one frame's output images into their message buffers, each pixel once.
+
+    The colour mask is the palette at network resolution, nearest-upsampled into its buffer; the
+    overlay blends that colour image (the colour mask's own pixels when it is published in the
+    same channel order) with the frame in one uint8 pass; masks and confidence are upsampled
+    straight into theirs. No full-resolution float intermediate exists.
+    """
+
+    def __init__(self, processor: "FrameProcessor", header, decoded: DecodedImage, result: Segmentation,
+                 out_size: tuple[int, int]):
+        self.factory, self.config = processor.factory, processor.config
+        self.header, self.decoded, self.result = header, decoded, result
+        self.height, self.width = out_size
+        self._colors: dict[str, np.ndarray] = {}
+
+    def build(self, wanted: frozenset[str], camera_info) -> dict[str, Any]:
+        messages: dict[str, Any] = {}
+        if MASK in wanted:
+            messages[MASK] = self._upsampled(self.result.classes, "mono8", 1)
+        if COLOR_MASK in wanted:
+            messages[COLOR_MASK] = self._color_message()
+        if OVERLAY in wanted:
+            messages[OVERLAY] = self._overlay_message()
+        if CONFIDENCE in wanted:
+            messages[CONFIDENCE] = self._upsampled(self.result.confidence_low, "mono8", 1)
+        if CAMERA_INFO in wanted and camera_info is not None:
+            info = CameraInfoValues.from_message(camera_info).resized(self.decoded.size, (self.height, self.width))
+            messages[CAMERA_INFO] = self.factory.camera_info(self.header, info)
+        return messages
+
+    def _image(self, encoding: str, channels: int):
+        return self.factory.image_buffer(self.header, self.height, self.width, encoding, channels)
+
+    def _upsampled(self, low: np.ndarray, encoding: str, channels: int):
+        out = self._image(encoding, channels)
+        postprocess.upsample_nearest(low, self.height, self.width, out=out.pixels)
+        return out.message()
+
+    def _color(self, order: str, out: np.ndarray | None = None) -> np.ndarray:
+        """The colour mask at output resolution in ``order`` (written into ``out`` when given)."""
+        if order not in self._colors:
+            low = postprocess.colorize(self.result.classes, self.result.space.palette, order)
+            self._colors[order] = postprocess.upsample_nearest(low, self.height, self.width, out=out)
+        return self._colors[order]
+
+    def _color_message(self):
+        out = self._image("rgb8", 3)
+        self._color("RGB", out.pixels)
+        return out.message()
+
+    def _overlay_message(self):
+        decoded = self.decoded
         base = decoded.color_frame()
-        if base.shape[:2] != out_size:
-            base = resize_image(base, out_size[0], out_size[1], "area")
+        if base.shape[:2] != (self.height, self.width):
+            base = resize_image(base, self.height, self.width, "area")
         order = "BGR" if decoded.overlay_encoding == "bgr8" else "RGB"
-        blended = view.overlay(base, self.config.overlay_alpha, order)
-        return self.factory.image_from_array(header, blended, decoded.overlay_encoding)
+        out = self._image(decoded.overlay_encoding, 3)
+        postprocess.overlay(base, self._color(order), self.config.overlay_alpha, out=out.pixels)
+        return out.message()
 
 
 def mask_id_space(wanted: str | None, bundle: Bundle) -> str | None:

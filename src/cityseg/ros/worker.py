@@ -65,7 +65,8 @@ class LatestFrameSlot(Generic[T]):
 class FrameWorker:
     """The inference loop: take the newest frame, process it, publish, record statistics.
 
-    ``process(item)`` returns a ProcessedFrame; ``publish(messages)`` sends its messages;
+    ``process(item)`` returns a ProcessedFrame, or None when nobody listens to any output (the
+    frame is counted as unwatched); ``publish(messages)`` sends its messages;
     ``on_error(reason, internal)`` reports a frame that failed (the loop goes on): ``internal`` is
     False for malformed input (an InputError), True for anything else (model, backend, bug). ``max_rate_hz`` > 0
     spaces frame starts by at least 1/max_rate_hz seconds; frames arriving meanwhile replace
@@ -88,6 +89,9 @@ class FrameWorker:
         """Process and publish one item; False (reported, counted) if it failed."""
         try:
             frame = self.process(item)
+            if frame is None:
+                self.stats.unwatched()
+                return True
             t0 = time.perf_counter()
             self.publish(frame.messages)
             frame.timings["publish"] = (time.perf_counter() - t0) * 1e3
@@ -101,7 +105,7 @@ class FrameWorker:
             self.stats.error(reason)
             self.on_error(reason, True)
             return False
-        self.stats.processed(frame.timings)
+        self.stats.processed(frame.timings, frame.messages)
         return True
 
     def run(self) -> None:
