@@ -10,9 +10,14 @@ alpha-blended overlay.
 * baseline (the study's approach): np.argmax, nearest upsample of the mask, then a boolean-mask
   loop over every label (`color[mask == id] = label.color`) at full resolution, float blend.
 
+* node: what the ROS node runs per frame for the same three outputs - the same argmax, then
+  each output written once into its outgoing sensor_msgs/Image CDR buffer and turned into the
+  bytes rclpy publishes (cityseg.ros.processor.OutputWriter with RclpyMessages); needs the
+  ``ros`` extra. Its ratio to ``ours`` is the cost of message building.
+
 Both are checked to give identical masks and colours before timing. Medians over --repeats runs
 after --warmup runs. The last line is machine-readable:
-RESULT postprocess_ms=<median> baseline_ms=<median> speedup=<ratio>
+RESULT postprocess_ms=<median> baseline_ms=<median> speedup=<ratio> node_ms=<median> node_ratio=<ratio>
 """
 
 from __future__ import annotations
@@ -36,6 +41,26 @@ def ours(scores: np.ndarray, frame: np.ndarray, palette: np.ndarray, alpha: floa
     mask = postprocess.upsample_nearest(classes, height, width)
     color = postprocess.upsample_nearest(postprocess.colorize(classes, palette), height, width)
     return mask, color, postprocess.overlay(frame, color, alpha)
+
+
+def node_outputs(scores: np.ndarray, frame: np.ndarray, alpha: float):
+    """The node's postprocess + message building for mask, colour mask and overlay (None without rclpy)."""
+    try:
+        from cityseg.ros.messages import RclpyMessages
+    except ImportError:
+        return None
+    from cityseg.inference import Segmentation
+    from cityseg.ros.images import DecodedImage
+    from cityseg.ros.processor import OutputWriter, ProcessorConfig
+
+    factory, config = RclpyMessages(), ProcessorConfig(overlay_alpha=alpha)
+    header, decoded = factory.header(1, 2, "cam"), DecodedImage(frame, "RGB", "rgb8")
+    space, wanted = class_space("trainid"), frozenset({"mask", "color_mask", "overlay"})
+
+    def run():
+        result = Segmentation(postprocess.scores_to_classes(scores), frame.shape[:2], space)
+        return OutputWriter(factory, config, header, decoded, result, frame.shape[:2]).build(wanted)
+    return run
 
 
 def main() -> None:
@@ -76,7 +101,10 @@ def main() -> None:
     ours_ms = median_ms(lambda: ours(scores, frame, palette, args.alpha), args.repeats, args.warmup)
     base_ms = median_ms(lambda: study_postprocess(scores, frame, palette, args.alpha),
                         max(5, args.repeats // 5), 1)
+    node = node_outputs(scores, frame, args.alpha)
+    node_ms = median_ms(node, args.repeats, args.warmup) if node else float("nan")
     print(f"ours (mask + colour + overlay at 2048x1024): {ours_ms:.2f} ms")
+    print(f"node (same, written into CDR messages):     {node_ms:.2f} ms ({node_ms / ours_ms:.2f}x ours)")
     print(f"study baseline (per-label loop):            {base_ms:.2f} ms")
     if args.update_doc:
         table = "\n".join(["| stage | ms |", "|---|---:|"] + [f"| {n} | {ms:.2f} |" for n, ms in rows]
@@ -85,7 +113,8 @@ def main() -> None:
                              f"| speed-up | {base_ms / ours_ms:.1f}× |"])
         update_doc(args.update_doc, table, f"Measured on {machine_description()}; medians of "
                    f"{args.repeats} runs after {args.warmup} warm-up runs.", marker="postprocess")
-    print(f"RESULT postprocess_ms={ours_ms:.2f} baseline_ms={base_ms:.2f} speedup={base_ms / ours_ms:.1f}")
+    print(f"RESULT postprocess_ms={ours_ms:.2f} baseline_ms={base_ms:.2f} speedup={base_ms / ours_ms:.1f} "
+          f"node_ms={node_ms:.2f} node_ratio={node_ms / ours_ms:.2f}")
 
 if __name__ == "__main__":
     main()

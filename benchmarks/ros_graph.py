@@ -1,14 +1,23 @@
-"""The node in a real ROS 2 graph: frames in / out, latency and loss, with and without the DDS profile.
+"""The node in a real ROS 2 graph: frame cost against a bare rclpy floor, and loss with / without the DDS profile.
 
 Each scenario runs in a fresh child process (Fast DDS reads its profile once per process): it
-starts the real ``segmentation_node`` executable as its own process, publishes rgb8 frames to it
-from a probe node (a best-effort camera) at a steady rate, and records every output. Both sides
-get the same middleware settings: the shipped ``config/fastdds_large_images.xml`` or Fast DDS'
-defaults. The graph stays on this host (a private domain, ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST).
+starts the real ``segmentation_node`` executable (or the echo floor) as its own process,
+publishes rgb8 frames to it from a probe node (a best-effort camera) at a steady rate, and records
+every output it subscribes to. Both sides get the same middleware settings. The graph stays on
+this host (a private domain, ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST).
+
+* ``frame-cost``: 1024x512 and 2048x1024 at 10 Hz with the shipped profile, a mask-only
+  subscriber and a mask + color_mask + overlay subscriber, each against the **echo floor**: a bare
+  rclpy node (ordinary, deserialised messages, as any rclpy node) that republishes every frame it
+  receives as same-size images on the same topics (mono8 for the mask, the rgb8 frame for colour
+  and overlay). *Beyond inference* = p50(node) - p50(echo) - mean infer: what the node costs per
+  frame besides transport and the network (preprocess and postprocess included, even where a
+  fused graph does them).
+* ``loss``: frames in / out with and without the profile (256x128 to 2048x1024).
 
     python benchmarks/ros_graph.py --model demo_output/bundle --update-doc docs/ROS.md
 
-The last line printed is JSON: one object per scenario.
+The last line printed is JSON: {"frame_cost": [...], "loss": [...]}, one object per scenario.
 """
 
 from __future__ import annotations
@@ -29,6 +38,96 @@ SCENARIOS = [  # (width, height, rate Hz, seconds)
     (2048, 1024, 10.0, 8.0),
 ]
 OUTPUTS = ("mask", "color_mask", "overlay", "camera_info")
+FRAME_COST_SIZES = [(1024, 512), (2048, 1024)]
+FRAME_COST_RATE, FRAME_COST_SECONDS = 10.0, 8.0
+SUBSCRIBERS = {"mask only": ("mask",), "mask + colour + overlay": ("mask", "color_mask", "overlay")}
+STAGE_KEYS = ("convert", "preprocess", "infer", "postprocess", "publish")
+
+
+def run_echo(namespace: str) -> None:
+    """The floor: a bare rclpy node republishing every received frame as same-size images."""
+    import array
+
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    rclpy.init()
+    node = rclpy.create_node("segmentation", namespace=namespace)
+    qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
+    pubs = {s: node.create_publisher(Image, f"~/{s}", QoSProfile(depth=5)) for s in SUBSCRIBERS["mask + colour + overlay"]}
+
+    def echo(msg: Image) -> None:
+        for suffix, pub in pubs.items():
+            if pub.get_subscription_count() == 0:
+                continue
+            if suffix == "mask":
+                out = Image(header=msg.header, height=msg.height, width=msg.width, encoding="mono8", step=msg.width)
+                out.data = array.array("B", bytes(memoryview(msg.data)[: msg.width * msg.height]))
+                pub.publish(out)
+            else:
+                pub.publish(msg)
+
+    node.create_subscription(Image, "image", echo, qos)
+    print("segmenting (echo floor)", flush=True)
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        rclpy.try_shutdown()
+
+
+def run_frame_cost(model: str, width: int, height: int, subscribers: tuple[str, ...], echo: bool) -> dict:
+    """One frame-cost scenario in this process (the child): the node or the echo floor, p50 latency."""
+    import signal
+
+    import numpy as np
+    import rclpy
+
+    from cityseg.ros.images import encode_rgb
+    from cityseg.ros.messages import CameraInfoValues
+    from cityseg.ros.probe import NodeProcess, Probe, diagnostic_totals, percentile
+
+    if echo:
+        node = NodeProcess("/bench", {}, command=[sys.executable, __file__, "--echo", "/bench"])
+    else:
+        node = NodeProcess("/bench", {"model": model, "backend": "onnxruntime", "diagnostics_period": 0.5,
+                                      "stats_window": 60.0, "log_period": 0.0})
+    node.wait_for_output("segmenting", 60.0)
+    rclpy.init()
+    probe = Probe("/bench", outputs=frozenset(subscribers))
+    try:
+        if not probe.wait_connected(30.0):
+            raise RuntimeError(f"the node did not connect:\n{node.output}")
+        rgb = np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8)
+        raw = encode_rgb(rgb, "rgb8")
+        info = CameraInfoValues.pinhole(height, width)
+        time.sleep(0.5)
+        count, start = int(FRAME_COST_RATE * FRAME_COST_SECONDS), time.monotonic()
+        for i in range(count):
+            time.sleep(max(0.0, start + i / FRAME_COST_RATE - time.monotonic()))
+            stamp = 1_700_000_000 * 10**9 + round(i * 1e9 / FRAME_COST_RATE)
+            header = probe.msgs.header(stamp // 10**9, stamp % 10**9, "cam")
+            probe.publish(probe.msgs.image(header, raw), None if echo else probe.msgs.camera_info(header, info))
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline and min(probe.count(s) for s in subscribers) < count:
+            time.sleep(0.1)
+        diag = {} if echo else probe.wait_settled(count, timeout=10.0)
+        latency = probe.record.latencies_ms("mask")
+        return {"size": f"{width}x{height}", "subscribers": " + ".join(subscribers),
+                "target": "echo floor" if echo else "node", "sent": count,
+                "out": min(probe.count(s) for s in subscribers),
+                "node_dropped": diagnostic_totals(diag).get("dropped", 0) if diag else 0,
+                "latency_p50_ms": round(percentile(latency, 50), 1),
+                "latency_p90_ms": round(percentile(latency, 90), 1),
+                "stage_ms": {k: round(float(diag[f"{k} mean (ms)"]), 2) for k in STAGE_KEYS
+                             if f"{k} mean (ms)" in diag},
+                "live_outputs": diag.get("live outputs", "")}
+    finally:
+        probe.close()
+        rclpy.try_shutdown()
+        node.stop(signal.SIGINT)
 
 
 def run_scenario(model: str, width: int, height: int, rate: float, seconds: float, profile: bool) -> dict:
@@ -112,28 +211,91 @@ def main() -> int:
     parser.add_argument("--model", type=Path, default=REPO / "demo_output" / "bundle",
                         help="model bundle the node runs (default: make demo's)")
     parser.add_argument("--update-doc", type=Path, help="write the table into this Markdown file")
+    parser.add_argument("--only", choices=("frame-cost", "loss"), help="run one part only")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--cost-child", help=argparse.SUPPRESS)
+    parser.add_argument("--echo", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.echo:
+        run_echo(args.echo)
+        return 0
     if args.child:
         width, height, rate, seconds, profile = json.loads(args.child)
         print(json.dumps(run_scenario(str(args.model), width, height, rate, seconds, profile)))
         return 0
+    if args.cost_child:
+        width, height, subscribers, echo = json.loads(args.cost_child)
+        print(json.dumps(run_frame_cost(str(args.model), width, height, tuple(subscribers), echo)))
+        return 0
     if not (args.model / "model.json").is_file():
         raise SystemExit(f"{args.model}: no model bundle; run `make demo` first or pass --model BUNDLE")
+    cost = frame_cost(args) if args.only != "loss" else []
+    loss = loss_runs(args) if args.only != "frame-cost" else []
+    if args.update_doc:
+        from cityseg.bench import machine_description, update_doc
+
+        where = (f"Measured on {machine_description()} with `python benchmarks/ros_graph.py --model "
+                 f"{args.model}` ({time.strftime('%Y-%m-%d')}).")
+        if cost:
+            update_doc(args.update_doc, cost_table(cost), where, marker="frame-cost")
+        if loss:
+            update_doc(args.update_doc, table(loss), where, marker="ros-graph")
+    print(json.dumps({"frame_cost": cost, "loss": loss}))
+    return 0
+
+
+def loss_runs(args) -> list[dict]:
+    """Frames in / out with and without the DDS profile, every size."""
     results = []
     for i, (width, height, rate, seconds) in enumerate(SCENARIOS):
         for profile in (False, True):
             results.append(spawn(args, width, height, rate, seconds, profile, 150 + (os.getpid() + i) % 50))
             print(table(results[-1:]).splitlines()[-1], flush=True)
     print(table(results))
-    if args.update_doc:
-        from cityseg.bench import machine_description, update_doc
+    return results
 
-        update_doc(args.update_doc, table(results), f"Measured on {machine_description()} with "
-                   f"`python benchmarks/ros_graph.py --model {args.model}` ({time.strftime('%Y-%m-%d')}).",
-                   marker="ros-graph")
-    print(json.dumps(results))
-    return 0
+
+def frame_cost(args) -> list[dict]:
+    """The node against the echo floor at both sizes, mask-only and all-image subscribers; the
+    node's rows carry ``beyond_inference_ms``."""
+    from cityseg.ros.middleware import PROFILE_FILE
+    from cityseg.ros.probe import graph_environment
+
+    results = []
+    for i, (width, height) in enumerate(FRAME_COST_SIZES):
+        for j, subscribers in enumerate(SUBSCRIBERS.values()):
+            pair = {}
+            for echo in (True, False):
+                env = graph_environment(100 + (os.getpid() + 4 * i + 2 * j + echo) % 50, str(REPO / "config" / PROFILE_FILE))
+                command = [sys.executable, __file__, "--cost-child", json.dumps([width, height, subscribers, echo]),
+                           "--model", str(args.model)]
+                done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+                lines = done.stdout.strip().splitlines()
+                if done.returncode != 0 or not lines:
+                    raise SystemExit(f"frame-cost {width}x{height} failed:\n{done.stdout}\n{done.stderr}")
+                pair[echo] = json.loads(lines[-1])
+            node, floor = pair[False], pair[True]
+            node["echo_p50_ms"] = floor["latency_p50_ms"]
+            node["echo_out"] = floor["out"]
+            node["beyond_inference_ms"] = round(node["latency_p50_ms"] - floor["latency_p50_ms"]
+                                                - node["stage_ms"].get("infer", 0.0), 1)
+            results.append(node)
+            print(cost_table(results[-1:]).splitlines()[-1], flush=True)
+    print(cost_table(results))
+    return results
+
+
+def cost_table(results: list[dict]) -> str:
+    """Frame-cost results as a Markdown table."""
+    head = ("| frames @ 10 Hz | subscribed | out / sent (node, echo) | p50 echo floor | p50 node | "
+            "node stages: convert / preprocess / infer / postprocess / publish (mean ms) | **beyond inference** |")
+    rows = [head, "|" + "---|" * 7]
+    for r in results:
+        stages = " / ".join(f"{r['stage_ms'].get(k, float('nan')):.1f}" for k in STAGE_KEYS)
+        rows.append(f"| {r['size']} rgb8 | {r['subscribers']} | {r['out']} / {r['sent']}, {r['echo_out']} / "
+                    f"{r['sent']} | {r['echo_p50_ms']:.1f} ms | {r['latency_p50_ms']:.1f} ms | {stages} | "
+                    f"**{r['beyond_inference_ms']:.1f} ms** |")
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":

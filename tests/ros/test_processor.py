@@ -234,3 +234,53 @@ def test_a_custom_label_set_drives_mask_ids_colours_and_label_info(tmp_path):
     assert pixels(frame.messages["confidence"]).min() > 200  # sigmoid(+-2.55) is 0.93
     with pytest.raises(BundleError, match="id_space 'labelid' needs a Cityscapes model"):
         processor(tmp_path / "bundle", id_space="labelid")
+
+
+def test_only_the_outputs_asked_for_are_built(bundle, scene):
+    rgb, _ = scene
+    proc = processor(bundle)
+    frame = proc.process(image(rgb), camera_info(128, 256), outputs={"overlay", "confidence", "unknown"})
+    assert set(frame.messages) == {"overlay"}  # confidence is not enabled, unknown names are ignored
+    assert set(proc.process(image(rgb), camera_info(128, 256), outputs=()).messages) == set()
+
+
+def cdr_factory():
+    """The node's factory (CDR buffers) where rclpy is installed."""
+    pytest.importorskip("rclpy", reason="the node's CDR outputs need rclpy's message classes (the ros extra)")
+    from cityseg.ros.messages import RclpyMessages
+
+    return RclpyMessages()
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "mono8"])
+@pytest.mark.parametrize("scale", [1.0, 0.5])
+def test_outputs_are_byte_identical_to_the_segmentation_results(bundle, encoding, scale):
+    """What the node publishes (CDR written in place) and what the bag writes equal the Segmenter's
+    own mask / colour / overlay (the pre-in-place path) for a noisy frame with mixed classes."""
+    rng = np.random.default_rng(4)
+    rgb = rng.integers(0, 256, (96, 200, 3), dtype=np.uint8)  # odd sizes: real resampling both ways
+    msg = image(rgb, encoding)
+    config = ProcessorConfig(id_space="trainid", overlay_alpha=0.4, output_scale=scale,
+                             outputs=frozenset({"mask", "color_mask", "overlay"}))
+    segmenter = Segmenter(bundle, backend="onnxruntime", id_space="trainid")
+    from cityseg.ros.images import decode_message
+    decoded = decode_message(msg)
+    result = segmenter.segment(decoded.frame, decoded.channel_order)
+    out_size = (round(96 * scale), round(200 * scale))
+    view = result.resized(out_size)
+    base = decoded.color_frame()
+    if scale != 1.0:
+        from cityseg.preprocess import resize_image
+        base = resize_image(base, *out_size, "area")
+    order = "BGR" if decoded.overlay_encoding == "bgr8" else "RGB"
+    expected = {"mask": view.mask, "color_mask": view.color("RGB"),
+                "overlay": view.overlay(base, 0.4, order)}
+    for factory in (F, cdr_factory()):
+        frame = FrameProcessor(segmenter, factory, config).process(msg)
+        for suffix, want in expected.items():
+            got = frame.messages[suffix]
+            if isinstance(got, bytes):
+                got = F.typestore.deserialize_cdr(got, "sensor_msgs/msg/Image")
+            assert (got.height, got.width) == out_size
+            assert got.header.frame_id == "front_camera" and got.header.stamp.nanosec == 456_789
+            np.testing.assert_array_equal(pixels(got), want, err_msg=f"{type(factory).__name__} {suffix}")

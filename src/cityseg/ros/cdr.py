@@ -20,6 +20,7 @@ uint32 count, then the elements). Padding is written as zeros; readers ignore it
 
 from __future__ import annotations
 
+import ctypes
 import struct
 from dataclasses import dataclass
 
@@ -154,11 +155,33 @@ class _Writer:
         self.string(frame_id)
 
 
+_new_bytes = ctypes.pythonapi.PyBytes_FromStringAndSize
+_new_bytes.restype, _new_bytes.argtypes = ctypes.py_object, (ctypes.c_void_p, ctypes.c_ssize_t)
+
+
+def writable_bytes(size: int) -> tuple[bytes, np.ndarray]:
+    """A new, not yet shared ``bytes`` of ``size`` and a writable uint8 view of its contents.
+
+    rclpy's ``Publisher.publish`` takes ``bytes`` only; filling a bytearray and converting it
+    costs a copy plus the page faults of a fresh buffer (15 ms per 6 MB frame measured here, against
+    0.4 ms for filling the bytes in place). This is CPython's own way of building a bytes
+    (``PyBytes_FromStringAndSize(NULL, n)``, then fill it): the object must not be hashed, shared
+    or published before it is filled. The contents start uninitialised.
+    """
+    if size < 2:  # CPython shares its empty and one-byte bytes objects
+        raise ValueError(f"a writable bytes needs at least 2 bytes, got {size}")
+    data = _new_bytes(None, size)
+    address = ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value
+    return data, np.ctypeslib.as_array((ctypes.c_ubyte * size).from_address(address))
+
+
 class ImageBuffer(OutgoingImage):
     """One outgoing sensor_msgs/Image laid out as CDR bytes; fill :attr:`pixels`, then send :meth:`message`.
 
-    The pixel block is a writable numpy view into the very buffer that is published, so the
+    The pixel block is a writable numpy view into the very ``bytes`` that is published, so the
     postprocess writes each output pixel once and no array -> bytes -> message copies follow.
+    Every pixel must be written (the block starts uninitialised), and nothing may be written
+    after :meth:`message` has handed the bytes out.
     """
 
     def __init__(self, sec: int, nanosec: int, frame_id: str, height: int, width: int, encoding: str,
@@ -173,12 +196,13 @@ class ImageBuffer(OutgoingImage):
         w.scalar("I", step)
         w.scalar("I", step * height)
         self.height, self.width, self.encoding, self.step = height, width, encoding, step
-        self._buffer = bytearray(w.size + step * height)
-        self._buffer[: w.size] = b"".join(w.parts)
+        self._data, view = writable_bytes(w.size + step * height)
+        view[: w.size] = np.frombuffer(b"".join(w.parts), np.uint8)
         shape = (height, width) if channels == 1 else (height, width, channels)
-        self.pixels = np.frombuffer(self._buffer, np.uint8, count=step * height, offset=w.size).reshape(shape)
+        self.pixels = view[w.size:].reshape(shape)
         """Writable uint8 HxW[xC] view of the message's data field."""
 
     def message(self) -> bytes:
-        """The serialized message (one copy: rclpy's ``publish`` takes ``bytes``)."""
-        return bytes(self._buffer)
+        """The serialized message, ready for ``Publisher.publish`` (no copy)."""
+        self.pixels = None  # the bytes are handed out: no more writes through this buffer
+        return self._data

@@ -249,6 +249,9 @@ def main(args: list[str] | None = None) -> int:
         print(f"{NODE_EXECUTABLE}: error: {exc}; source a ROS 2 installation (source "
               "/opt/ros/$ROS_DISTRO/setup.bash) or `pip install cityseg[ros]`", file=sys.stderr)
         return 2
+    from cityseg.ros.heap import retain_frame_memory
+
+    retain_frame_memory()
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda signum, frame: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)

@@ -43,10 +43,11 @@ class NodeProcess:
     """``segmentation_node`` running as a child process; its output is kept for inspection."""
 
     def __init__(self, namespace: str, params: Mapping[str, Any], env: Mapping[str, str] | None = None,
-                 remap: Mapping[str, str] | None = None):
-        """Start the node; ``env`` is its whole environment (default: this process's)."""
+                 remap: Mapping[str, str] | None = None, command: list[str] | None = None):
+        """Start the node; ``env`` is its whole environment (default: this process's). ``command``
+        runs another program in its place (a benchmark's floor node), ``params`` then unused."""
         self.namespace = namespace
-        self.command = node_command(namespace, params, remap)
+        self.command = command or node_command(namespace, params, remap)
         self.process = subprocess.Popen(self.command, env=dict(os.environ if env is None else env),
                                         stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True)

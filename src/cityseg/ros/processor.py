@@ -128,7 +128,7 @@ class FrameProcessor:
         in_size = decoded.size
         out_size = self.output_size(in_size)
         header = self.factory.header(*header_fields(msg))
-        messages = _OutputBuilder(self, header, decoded, result, out_size).build(wanted, camera_info)
+        messages = OutputWriter(self.factory, self.config, header, decoded, result, out_size).build(wanted, camera_info)
         t3 = time.perf_counter()
         timings = {"convert": (t1 - t0) * 1e3, "preprocess": result.timings["preprocess"],
                    "infer": result.timings["infer"],
@@ -136,7 +136,7 @@ class FrameProcessor:
         return ProcessedFrame(messages, timings, in_size, out_size, result)
 
 
-class _OutputBuilder:
+class OutputWriter:
     """Writes one frame's output images into their message buffers, each pixel once.
 
     The colour mask is the palette at network resolution, nearest-upsampled into its buffer; the
@@ -145,14 +145,15 @@ class _OutputBuilder:
     straight into theirs. No full-resolution float intermediate exists.
     """
 
-    def __init__(self, processor: "FrameProcessor", header, decoded: DecodedImage, result: Segmentation,
-                 out_size: tuple[int, int]):
-        self.factory, self.config = processor.factory, processor.config
+    def __init__(self, factory: MessageFactory, config: ProcessorConfig, header, decoded: DecodedImage,
+                 result: Segmentation, out_size: tuple[int, int]):
+        self.factory, self.config = factory, config
         self.header, self.decoded, self.result = header, decoded, result
         self.height, self.width = out_size
         self._colors: dict[str, np.ndarray] = {}
 
-    def build(self, wanted: frozenset[str], camera_info) -> dict[str, Any]:
+    def build(self, wanted: frozenset[str], camera_info=None) -> dict[str, Any]:
+        """Suffix -> message (or CDR bytes) of each output in ``wanted``, in publishing order."""
         messages: dict[str, Any] = {}
         if MASK in wanted:
             messages[MASK] = self._upsampled(self.result.classes, "mono8", 1)
