@@ -13,6 +13,8 @@ this host (a private domain, ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST).
   and overlay). *Beyond inference* = p50(node) - p50(echo) - mean infer: what the node costs per
   frame besides transport and the network (preprocess and postprocess included, even where a
   fused graph does them).
+  The **raw echo** does the same on the node's own transport path (CDR bytes in and out, no
+  message objects): the difference to it is the node's own work without any transport saving.
 * ``loss``: frames in / out with and without the profile (256x128 to 2048x1024).
 
     python benchmarks/ros_graph.py --model demo_output/bundle --update-doc docs/ROS.md
@@ -44,13 +46,18 @@ SUBSCRIBERS = {"mask only": ("mask",), "mask + colour + overlay": ("mask", "colo
 STAGE_KEYS = ("convert", "preprocess", "infer", "postprocess", "publish")
 
 
-def run_echo(namespace: str) -> None:
-    """The floor: a bare rclpy node republishing every received frame as same-size images."""
+def run_echo(namespace: str, raw: bool) -> None:
+    """A floor: a bare rclpy node republishing every received frame as same-size images; ``raw``:
+    on the node's own transport path (CDR bytes in and out, cityseg.ros.cdr), else with ordinary
+    deserialised messages as any rclpy node."""
     import array
 
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
+
+    from cityseg.ros.cdr import ImageBuffer, read_image
+    from cityseg.ros.heap import retain_frame_memory
 
     rclpy.init()
     node = rclpy.create_node("segmentation", namespace=namespace)
@@ -68,7 +75,22 @@ def run_echo(namespace: str) -> None:
             else:
                 pub.publish(msg)
 
-    node.create_subscription(Image, "image", echo, qos)
+    def echo_raw(data: bytes) -> None:
+        view = read_image(data)
+        for suffix, pub in pubs.items():
+            if pub.get_subscription_count() == 0:
+                continue
+            if suffix == "mask":
+                stamp = view.header.stamp
+                out = ImageBuffer(stamp.sec, stamp.nanosec, view.header.frame_id, view.height, view.width, "mono8", 1)
+                out.pixels.reshape(-1)[:] = view.data[: view.height * view.width]
+                pub.publish(out.message())
+            else:
+                pub.publish(data)
+
+    if raw:
+        retain_frame_memory()
+    node.create_subscription(Image, "image", echo_raw if raw else echo, qos, raw=raw)
     print("segmenting (echo floor)", flush=True)
     try:
         rclpy.spin(node)
@@ -78,8 +100,9 @@ def run_echo(namespace: str) -> None:
         rclpy.try_shutdown()
 
 
-def run_frame_cost(model: str, width: int, height: int, subscribers: tuple[str, ...], echo: bool) -> dict:
-    """One frame-cost scenario in this process (the child): the node or the echo floor, p50 latency."""
+def run_frame_cost(model: str, width: int, height: int, subscribers: tuple[str, ...], echo: str) -> dict:
+    """One frame-cost scenario in this process (the child): the node ('') or an echo floor
+    ('messages' or 'raw'), p50 latency."""
     import signal
 
     import numpy as np
@@ -90,7 +113,7 @@ def run_frame_cost(model: str, width: int, height: int, subscribers: tuple[str, 
     from cityseg.ros.probe import NodeProcess, Probe, diagnostic_totals, percentile
 
     if echo:
-        node = NodeProcess("/bench", {}, command=[sys.executable, __file__, "--echo", "/bench"])
+        node = NodeProcess("/bench", {}, command=[sys.executable, __file__, "--echo", echo])
     else:
         node = NodeProcess("/bench", {"model": model, "backend": "onnxruntime", "diagnostics_period": 0.5,
                                       "stats_window": 60.0, "log_period": 0.0})
@@ -116,7 +139,7 @@ def run_frame_cost(model: str, width: int, height: int, subscribers: tuple[str, 
         diag = {} if echo else probe.wait_settled(count, timeout=10.0)
         latency = probe.record.latencies_ms("mask")
         return {"size": f"{width}x{height}", "subscribers": " + ".join(subscribers),
-                "target": "echo floor" if echo else "node", "sent": count,
+                "target": f"echo floor ({echo})" if echo else "node", "sent": count,
                 "out": min(probe.count(s) for s in subscribers),
                 "node_dropped": diagnostic_totals(diag).get("dropped", 0) if diag else 0,
                 "latency_p50_ms": round(percentile(latency, 50), 1),
@@ -217,7 +240,7 @@ def main() -> int:
     parser.add_argument("--echo", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.echo:
-        run_echo(args.echo)
+        run_echo("/bench", raw=args.echo == "raw")
         return 0
     if args.child:
         width, height, rate, seconds, profile = json.loads(args.child)
@@ -264,21 +287,22 @@ def frame_cost(args) -> list[dict]:
     results = []
     for i, (width, height) in enumerate(FRAME_COST_SIZES):
         for j, subscribers in enumerate(SUBSCRIBERS.values()):
-            pair = {}
-            for echo in (True, False):
-                env = graph_environment(100 + (os.getpid() + 4 * i + 2 * j + echo) % 50, str(REPO / "config" / PROFILE_FILE))
+            runs = {}
+            for k, echo in enumerate(("messages", "raw", "")):
+                env = graph_environment(100 + (os.getpid() + 6 * i + 3 * j + k) % 50, str(REPO / "config" / PROFILE_FILE))
                 command = [sys.executable, __file__, "--cost-child", json.dumps([width, height, subscribers, echo]),
                            "--model", str(args.model)]
                 done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
                 lines = done.stdout.strip().splitlines()
                 if done.returncode != 0 or not lines:
                     raise SystemExit(f"frame-cost {width}x{height} failed:\n{done.stdout}\n{done.stderr}")
-                pair[echo] = json.loads(lines[-1])
-            node, floor = pair[False], pair[True]
-            node["echo_p50_ms"] = floor["latency_p50_ms"]
-            node["echo_out"] = floor["out"]
-            node["beyond_inference_ms"] = round(node["latency_p50_ms"] - floor["latency_p50_ms"]
-                                                - node["stage_ms"].get("infer", 0.0), 1)
+                runs[echo] = json.loads(lines[-1])
+            node, floor, raw_floor = runs[""], runs["messages"], runs["raw"]
+            infer = node["stage_ms"].get("infer", 0.0)
+            node.update(echo_p50_ms=floor["latency_p50_ms"], echo_out=floor["out"],
+                        raw_echo_p50_ms=raw_floor["latency_p50_ms"], raw_echo_out=raw_floor["out"],
+                        beyond_inference_ms=round(node["latency_p50_ms"] - floor["latency_p50_ms"] - infer, 1),
+                        beyond_inference_raw_ms=round(node["latency_p50_ms"] - raw_floor["latency_p50_ms"] - infer, 1))
             results.append(node)
             print(cost_table(results[-1:]).splitlines()[-1], flush=True)
     print(cost_table(results))
@@ -287,14 +311,16 @@ def frame_cost(args) -> list[dict]:
 
 def cost_table(results: list[dict]) -> str:
     """Frame-cost results as a Markdown table."""
-    head = ("| frames @ 10 Hz | subscribed | out / sent (node, echo) | p50 echo floor | p50 node | "
-            "node stages: convert / preprocess / infer / postprocess / publish (mean ms) | **beyond inference** |")
-    rows = [head, "|" + "---|" * 7]
+    head = ("| frames @ 10 Hz | subscribed | out / sent: node, echo, raw echo | p50 echo floor (rclpy messages) | "
+            "p50 raw echo (CDR bytes) | p50 node | node stages: convert / preprocess / infer / postprocess / "
+            "publish (mean ms) | **beyond inference** (vs echo floor) | beyond inference vs raw echo |")
+    rows = [head, "|" + "---|" * 9]
     for r in results:
         stages = " / ".join(f"{r['stage_ms'].get(k, float('nan')):.1f}" for k in STAGE_KEYS)
-        rows.append(f"| {r['size']} rgb8 | {r['subscribers']} | {r['out']} / {r['sent']}, {r['echo_out']} / "
-                    f"{r['sent']} | {r['echo_p50_ms']:.1f} ms | {r['latency_p50_ms']:.1f} ms | {stages} | "
-                    f"**{r['beyond_inference_ms']:.1f} ms** |")
+        rows.append(f"| {r['size']} rgb8 | {r['subscribers']} | {r['out']}, {r['echo_out']}, {r['raw_echo_out']} "
+                    f"of {r['sent']} | {r['echo_p50_ms']:.1f} ms | {r['raw_echo_p50_ms']:.1f} ms | "
+                    f"{r['latency_p50_ms']:.1f} ms | {stages} | **{r['beyond_inference_ms']:.1f} ms** | "
+                    f"{r['beyond_inference_raw_ms']:.1f} ms |")
     return "\n".join(rows)
 
 
