@@ -100,7 +100,7 @@ class Artifact:
     def fused(self) -> bool:
         return self.io == "fused"
 
-    def frame_shape(self, card: "ModelCard") -> tuple[int, int, int]:
+    def frame_shape(self, card: ModelCard) -> tuple[int, int, int]:
         """One frame of this artifact's input: the camera's HxWx3 (fused) or the card's network input."""
         if self.camera is not None and self.fused:
             return (self.camera.height, self.camera.width, 3)

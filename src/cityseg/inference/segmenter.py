@@ -161,6 +161,9 @@ class Segmenter:
         artifact = self.backend.artifact
         if artifact.output != "argmax" or artifact.confidence:
             return ""
+        if artifact.fused:
+            return (f"{self.backend.path.name} is a fused-I/O graph without a confidence output; re-export it "
+                    "with `cityseg export --fused-io --confidence --force`, or run the bundle's scores model")
         return (f"{self.backend.path.name} outputs class ids only (an argmax head), so there is no "
                 "per-pixel confidence; run the bundle's scores model instead (e.g. artifact 'onnx'), "
                 "or export the argmax head with its confidence output (`cityseg export --argmax-head "
@@ -256,7 +259,7 @@ class Segmenter:
         return [Segmentation(classes[i], frames[i].shape[:2], self.space, dict(timings),
                              None if confidence is None else confidence[i], reason, "fused") for i in range(n)]
 
-    def _unfused(self, frames: Sequence[np.ndarray]) -> "Segmenter":
+    def _unfused(self, frames: Sequence[np.ndarray]) -> Segmenter:
         """The bundle's unfused model, for frames that are not the fused model's camera size (opened once)."""
         if self._fallback is None:
             sizes = sorted({"x".join(map(str, f.shape[1::-1])) for f in frames if f.shape[:2] != self.camera_size})
