@@ -19,6 +19,7 @@ def test_shortened_demo_produces_every_product(tmp_path):
 
     bundle = Bundle.load(paths.bundle)
     assert {a.format for a in bundle.card.artifacts.values()} >= {"keras", "onnx"}
+    assert bundle.card.artifacts["onnx_argmax"].output == "argmax"  # what a vehicle runs
     for product in (paths.strip, paths.history, paths.miou_table, paths.report):
         assert product.is_file() and product.stat().st_size > 0
     assert cv2.imread(str(paths.strip)).shape[1] == 1536
@@ -39,6 +40,7 @@ def test_shortened_demo_produces_every_product(tmp_path):
     report = paths.report.read_text()
     for name in ("bundle/", "overlay_strip.png", "history.png", "val_miou.md", "segmented_bag/"):
         assert name in report
+    assert "onnxruntime:model_argmax.onnx" in report and "runs onnxruntime (model_argmax.onnx" in report
 
 
 def test_demo_refuses_a_non_empty_output_dir(tmp_path):

@@ -44,8 +44,27 @@ CARD_FORMAT_VERSION = 1
 OutputKind = Literal["probabilities", "logits", "sigmoid", "argmax"]
 ArtifactFormat = Literal["keras", "onnx", "tensorrt"]
 Layout = Literal["NHWC", "NCHW"]
+IOKind = Literal["tensor", "fused"]
 CUSTOM_SPACE = "custom"
 """``class_space`` of a card whose classes are its own ``labels`` (not a Cityscapes set)."""
+
+
+@dataclass
+class CameraInput:
+    """The frames a fused-I/O artifact takes: uint8 ``height`` x ``width`` x 3 in ``channel_order``."""
+
+    height: int
+    width: int
+    channel_order: Literal["RGB", "BGR"] = "RGB"
+
+    def __post_init__(self) -> None:
+        if self.height <= 0 or self.width <= 0:
+            raise ValueError(f"camera size must be positive, got {self.height}x{self.width}")
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width)."""
+        return self.height, self.width
 
 
 @dataclass
@@ -65,6 +84,27 @@ class Artifact:
     be at a stride of the input size; they are upsampled bilinearly to it before the argmax."""
     confidence: str | None = None
     """Name of a second, uint8 output holding the top-class probability x 255 (argmax heads)."""
+    io: IOKind = "tensor"
+    """'tensor': float32 network input at the card's size, preprocessed on the CPU (cards without
+    the field); 'fused': uint8 camera frames of ``camera`` size in, resize and normalisation inside
+    the graph, the uint8 mask (and confidence) at camera resolution out (``cityseg export --fused-io``)."""
+    camera: CameraInput | None = None
+    """The frames a fused artifact takes (None for tensor I/O)."""
+
+    def __post_init__(self) -> None:
+        if self.io == "fused" and (self.camera is None or self.output != "argmax"):
+            raise ValueError(f"artifact {self.path}: a fused-I/O artifact needs its 'camera' size and "
+                             "an 'argmax' output; re-export it with `cityseg export --fused-io --force`")
+
+    @property
+    def fused(self) -> bool:
+        return self.io == "fused"
+
+    def frame_shape(self, card: ModelCard) -> tuple[int, int, int]:
+        """One frame of this artifact's input: the camera's HxWx3 (fused) or the card's network input."""
+        if self.camera is not None and self.fused:
+            return (self.camera.height, self.camera.width, 3)
+        return card.input_shape
 
 
 @dataclass

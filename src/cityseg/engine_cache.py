@@ -216,6 +216,7 @@ def select_engine(bundle: Bundle, preferred: str, platform: Platform) -> tuple[s
     candidates = [preferred] + [k for k, a in bundle.artifacts("tensorrt").items()
                                 if k != preferred and a.output == wanted.output
                                 and a.confidence == wanted.confidence
+                                and a.io == wanted.io and a.camera == wanted.camera
                                 and a.details.get("precision") == wanted.details.get("precision")]
     rejected = {}
     for key in candidates:

@@ -86,6 +86,16 @@ def as_rgb(frame: np.ndarray, channel_order: str) -> np.ndarray:
     return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if order == "BGR" else frame
 
 
+def to_channel_order(frame: np.ndarray, channel_order: str, wanted: str) -> np.ndarray:
+    """An 8-bit frame (grey, 3 or 4 channels, in ``channel_order``) as HxWx3 in ``wanted`` order
+    (the frame itself when it already is)."""
+    order, wanted = channel_order.upper(), wanted.upper()
+    if frame.ndim == 3 and frame.shape[2] == 3 and order == wanted and frame.dtype == np.uint8:
+        return frame
+    rgb = as_rgb(frame, channel_order)
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if wanted == "BGR" else rgb
+
+
 def normalize(images: np.ndarray, norm: Normalization) -> np.ndarray:
     """uint8 NHWC/HWC RGB -> float32 network input: ``pixel * multiplier + offset`` per channel.
 

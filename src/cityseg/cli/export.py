@@ -30,6 +30,16 @@ def add_parser(sub) -> None:
     p.add_argument("--confidence", action="store_true",
                    help="with --argmax-head: add a second uint8 output, the top-class probability x 255, "
                         "so the argmax head keeps the per-pixel confidence")
+    p.add_argument("--fused-io", action="store_true",
+                   help="also write model_fused_<W>x<H>.onnx: the camera's uint8 frame in, resize and "
+                        "normalisation inside the graph, the uint8 mask (with --confidence also the "
+                        "confidence) at camera resolution out; wraps the bundle's ONNX (exported first if "
+                        "missing) and is checked against the unfused path. With --tensorrt the engine is "
+                        "built from it")
+    p.add_argument("--camera-size", metavar="WxH",
+                   help="with --fused-io: the camera frame size the graph takes, e.g. 2048x1024")
+    p.add_argument("--camera-order", choices=("RGB", "BGR"), default="RGB", type=str.upper,
+                   help="with --fused-io: channel order of the camera frames the graph takes (default RGB)")
     p.add_argument("--force", action="store_true",
                    help="replace existing artifacts (only once the new one passes parity)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
@@ -59,6 +69,21 @@ def read_frames(directory: Path, limit: int = 16) -> list:
     return [cv2.cvtColor(read_image(p), cv2.COLOR_BGR2RGB) for p in calibration_files(directory, limit)]
 
 
+def camera_input(args: argparse.Namespace):
+    """The CameraInput of --fused-io (None without it); InputError for a missing or stray --camera-size."""
+    from cityseg.bundle import CameraInput
+    from cityseg.errors import InputError
+    from cityseg.export.fused_io import parse_camera_size
+
+    if not args.fused_io:
+        if args.camera_size:
+            raise InputError("--camera-size is used only by --fused-io; add it or drop --camera-size")
+        return None
+    if not args.camera_size:
+        raise InputError("--fused-io needs the camera's frame size: --camera-size WIDTHxHEIGHT (e.g. 2048x1024)")
+    return CameraInput(*parse_camera_size(args.camera_size), args.camera_order)
+
+
 def run(args: argparse.Namespace) -> int:
     from cityseg.bundle import Bundle
     from cityseg.engine_cache import BatchProfile
@@ -66,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
     from cityseg.export import tensorrt as trt_export
     from cityseg.export.onnx import export_onnx, onnx_artifact
 
-    want_onnx = args.onnx or not args.tensorrt
+    camera = camera_input(args)
+    want_onnx = args.onnx or args.argmax_head if camera else args.onnx or not args.tensorrt
     profile = BatchProfile.parse(args.batch)
     if args.tensorrt:
         trt_export.require_runtime()  # one clear message before any work
@@ -77,18 +103,29 @@ def run(args: argparse.Namespace) -> int:
     bundle = Bundle.load(args.bundle)
     frames = read_frames(args.parity_images) if args.parity_images else None
     onnx_key, _ = onnx_artifact(args.argmax_head)
-    if want_onnx or onnx_key not in bundle.card.artifacts:
+    unfused = [k for k, a in bundle.artifacts("onnx").items() if not a.fused]
+    if want_onnx or (onnx_key not in bundle.card.artifacts and not (camera and unfused)):
         if bundle.card.imported and not bundle.artifacts("keras"):
             raise InputError(f"{bundle.path} holds an imported ONNX, there is no Keras model to export "
                              "from; build its TensorRT engine with `cityseg export BUNDLE --tensorrt` "
                              "(without --onnx/--argmax-head)")
         report = export_onnx(bundle, argmax_head=args.argmax_head, opset=args.opset, force=args.force,
-                             frames=frames, strict=args.strict, confidence=args.confidence)
+                             frames=frames, strict=args.strict,
+                             confidence=args.confidence and (args.argmax_head or not camera))
+        print(f"wrote {bundle.artifact_path(onnx_key)}")
+        print(report.summary())
+    if camera:
+        from cityseg.export.fused_io import export_fused
+
+        onnx_key, report = export_fused(bundle, camera, confidence=args.confidence, force=args.force,
+                                        frames=frames, strict=args.strict,
+                                        source=onnx_key if want_onnx or onnx_key in unfused else None)
         print(f"wrote {bundle.artifact_path(onnx_key)}")
         print(report.summary())
     if args.tensorrt:
         result = trt_export.export_tensorrt(
-            bundle, precision=args.precision, argmax_head=args.argmax_head, calib_images=args.calib_images,
+            bundle, precision=args.precision, argmax_head=args.argmax_head, onnx_key=onnx_key if camera else None,
+            calib_images=args.calib_images,
             calib_batch=args.calib_batch, calib_limit=args.calib_limit, profile=profile,
             workspace_mb=args.workspace_mb, force=args.force, rebuild=not args.no_rebuild, frames=frames)
         if result.built:

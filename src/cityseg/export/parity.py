@@ -103,12 +103,13 @@ def default_frame_count(card: ModelCard) -> int:
 
 
 def parity_frames(card: ModelCard, frames: Sequence[np.ndarray] | None = None,
-                  count: int | None = None, seed: int = 0) -> tuple[list[np.ndarray], str]:
+                  count: int | None = None, seed: int = 0,
+                  size: tuple[int, int] | None = None) -> tuple[list[np.ndarray], str]:
     """The RGB frames to check on and where they came from ('given', 'synth' or 'structured').
 
     Without ``frames``, ``count`` (default :func:`default_frame_count`) street scenes from
-    :mod:`cityseg.synthetic.dataset` at twice the network size (so the resize is exercised), or
-    structured street-like images where synth is not installed.
+    :mod:`cityseg.synthetic.dataset` at ``size`` (height, width; default twice the network size, so
+    the resize is exercised), or structured street-like images where synth is not installed.
     """
     count = default_frame_count(card) if count is None else count
     if frames is not None:
@@ -116,8 +117,7 @@ def parity_frames(card: ModelCard, frames: Sequence[np.ndarray] | None = None,
         if not frames:
             raise InputError("parity needs at least one frame; pass none to use generated street scenes")
         return frames, "given"
-    height = min(2 * card.input_height, 1024)
-    width = min(2 * card.input_width, 2048)
+    height, width = size or (min(2 * card.input_height, 1024), min(2 * card.input_width, 2048))
     rng = np.random.default_rng(seed)
     try:
         from cityseg.synthetic.dataset import render_scene
@@ -184,24 +184,28 @@ class ParityAccumulator:
     def update(self, reference: np.ndarray, candidate: np.ndarray, *, reference_name: str = "reference",
                candidate_name: str = "candidate") -> None:
         """Add one chunk of outputs (same frames, same order)."""
-        ref_ids = class_ids(reference, self.reference_kind)
-        cand_ids = class_ids(candidate, self.candidate_kind)
-        if ref_ids.shape != cand_ids.shape:
-            raise ParityError(f"{candidate_name}: output shape {candidate.shape} does not match "
-                              f"{reference_name}'s {reference.shape}; the export is broken - "
-                              "re-export with --force", report=None)
-        same = ref_ids == cand_ids
-        if self.reference_kind != "argmax":
-            flips = ~same & (top2_margin(reference) <= self.tie_margin)
-            self.tie_flips += int(flips.sum())
-        self.frame_agreement += same.reshape(len(same), -1).mean(axis=1).tolist()
-        self.pixels += same.size
-        self.same += int(same.sum())
+        ties = top2_margin(reference) <= self.tie_margin if self.reference_kind != "argmax" else None
+        self.update_classes(class_ids(reference, self.reference_kind), class_ids(candidate, self.candidate_kind),
+                            ties, reference_name=reference_name, candidate_name=candidate_name)
         if self.scores:
             diff = np.abs(reference.astype(np.float32) - candidate.astype(np.float32))
             self.max_diff = max(self.max_diff, float(diff.max()))
             self.sum_diff += float(diff.sum(dtype=np.float64))
             self.values += diff.size
+
+    def update_classes(self, ref_ids: np.ndarray, cand_ids: np.ndarray, ties: np.ndarray | None = None, *,
+                       reference_name: str = "reference", candidate_name: str = "candidate") -> None:
+        """Add one chunk of class maps (NxHxW); ``ties``: where the reference has no preferred class."""
+        if ref_ids.shape != cand_ids.shape:
+            raise ParityError(f"{candidate_name}: output shape {cand_ids.shape} does not match "
+                              f"{reference_name}'s {ref_ids.shape}; the export is broken - "
+                              "re-export with --force", report=None)
+        same = ref_ids == cand_ids
+        if ties is not None:
+            self.tie_flips += int((~same & ties).sum())
+        self.frame_agreement += same.reshape(len(same), -1).mean(axis=1).tolist()
+        self.pixels += same.size
+        self.same += int(same.sum())
 
     def report(self, *, reference: str, candidate: str, precision: str, frame_source: str,
                threshold: float | None = None) -> ParityReport:
@@ -254,3 +258,28 @@ def require_parity(report: ParityReport, target: Path) -> None:
         "Nothing was written. Check that the source model loads with the project's custom layers, "
         "that the opset supports its ops, or use a higher precision; re-run `cityseg export` after "
         "fixing it", report)
+
+
+def check_camera_parity(run_reference: Callable[[np.ndarray], np.ndarray], reference_artifact, card: ModelCard,
+                        run_candidate: Callable[[np.ndarray], np.ndarray], frames: Sequence[np.ndarray], *,
+                        reference: str, candidate: str, precision: str, frame_source: str) -> ParityReport:
+    """Parity of a fused-I/O model (uint8 camera frames -> NxHxW class ids at camera resolution) with
+    the unfused path: the card's CPU preprocessing, ``run_reference`` (the source artifact), argmax,
+    nearest upsampling (INTER_NEAREST_EXACT) to the frame size. Near ties are the reference's, upsampled."""
+    from cityseg.inference.postprocess import upsample_nearest
+
+    canonical_run, kind = canonical_runner(run_reference, reference_artifact, card)
+    height, width = frames[0].shape[:2]
+    acc = ParityAccumulator(kind, "argmax", TIE_MARGINS[precision])
+    step = chunk_frames(height, width)
+    for start in range(0, len(frames), step):
+        part = frames[start:start + step]
+        scores_out = canonical_run(card.preprocess(part))
+        ref_ids = np.stack([upsample_nearest(c, height, width) for c in class_ids(scores_out, kind).astype(np.uint8)])
+        ties = None
+        if kind != "argmax":
+            low = (top2_margin(scores_out) <= acc.tie_margin).astype(np.uint8)
+            ties = np.stack([upsample_nearest(t, height, width) for t in low]).astype(bool)
+        cand_ids = np.asarray(run_candidate(np.stack(part)))
+        acc.update_classes(ref_ids, cand_ids.astype(np.uint8), ties, reference_name=reference, candidate_name=candidate)
+    return acc.report(reference=reference, candidate=candidate, precision=precision, frame_source=frame_source)

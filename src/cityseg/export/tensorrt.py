@@ -49,22 +49,27 @@ class EngineResult:
 
 
 def export_tensorrt(bundle: Bundle, *, precision: str = "fp16", argmax_head: bool = False,
-                    calib_images: Path | None = None, calib_batch: int = DEFAULT_CALIB_BATCH,
+                    onnx_key: str | None = None, calib_images: Path | None = None, calib_batch: int = DEFAULT_CALIB_BATCH,
                     calib_limit: int | None = DEFAULT_CALIB_LIMIT, profile: BatchProfile = BatchProfile(),
                     workspace_mb: int = DEFAULT_WORKSPACE_MB, force: bool = False, rebuild: bool = True,
                     frames: list[np.ndarray] | None = None) -> EngineResult:
     """Build (or reuse) a TensorRT engine from the bundle's ONNX, check its parity against ONNX
     Runtime, and record it in the card. Reuses a matching engine; rebuilds a mismatched one (or
-    raises EngineMismatch when ``rebuild`` is False)."""
+    raises EngineMismatch when ``rebuild`` is False). ``onnx_key``: build from that ONNX artifact
+    (e.g. a fused-I/O one) instead of the one ``argmax_head`` names."""
     if precision not in PRECISIONS:
         raise InputError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     require_runtime()
-    onnx_key, _ = onnx_artifact(argmax_head)
+    onnx_key = onnx_key or onnx_artifact(argmax_head)[0]
     if onnx_key not in bundle.card.artifacts:
         raise ExportError(f"{bundle.path}: no {onnx_key} artifact to build from; run "
                           f"`cityseg export {bundle.path} --onnx{' --argmax-head' if argmax_head else ''}` first")
     onnx_path = bundle.artifact_path(onnx_key)
-    profile = fixed_batch_profile(bundle.card.artifacts[onnx_key], profile)
+    source = bundle.card.artifacts[onnx_key]
+    if source.fused and precision == "int8":
+        raise ExportError(f"{onnx_path}: INT8 calibration feeds normalised float batches, a fused-I/O graph "
+                          "takes uint8 camera frames; build it with --precision fp16 (or int8 from model.onnx)")
+    profile = fixed_batch_profile(source, profile)
     platform = current_platform()
     engine = bundle.path / engine_filename(onnx_path.name, precision, platform)
     digest = sha256_file(onnx_path)
@@ -81,7 +86,7 @@ def export_tensorrt(bundle: Bundle, *, precision: str = "fp16", argmax_head: boo
     calibrator, calibration = calibrator_for(bundle.card, cache, precision, calib_images, calib_batch,
                                              calib_limit, recalibrate=force and calib_images is not None)
     serialized = build_serialized_engine(onnx_path, bundle.card, precision=precision, profile=profile,
-                                         workspace_mb=workspace_mb,
+                                         workspace_mb=workspace_mb, frame_shape=source.frame_shape(bundle.card),
                                          timing_cache=timing_cache_path(bundle.path, platform),
                                          calibrator=calibrator, calib_batch=calib_batch)
     report = engine_parity(bundle, serialized, onnx_key, precision, engine, frames)
@@ -90,7 +95,7 @@ def export_tensorrt(bundle: Bundle, *, precision: str = "fp16", argmax_head: boo
         tensorrt_version=platform.tensorrt_version, gpu_name=platform.gpu_name,
         compute_capability=platform.compute_capability, precision=precision,
         input_name=bundle.card.artifacts[onnx_key].details.get("input", {}).get("name", "image"),
-        input_shape=list(bundle.card.input_shape),
+        input_shape=list(source.frame_shape(bundle.card)),
         output_name=bundle.card.artifacts[onnx_key].details.get("output", {}).get("name", ""),
         output_kind=bundle.card.artifacts[onnx_key].output, profile=profile.to_dict(),
         onnx_file=onnx_path.name, onnx_sha256=digest, workspace_mb=workspace_mb, calibration=calibration,
@@ -108,7 +113,7 @@ def rebuild_engine(bundle: Bundle, preferred: str) -> str:
     The TensorRT backend calls this (through :func:`cityseg.engine_cache.resolve_engine`)."""
     details = bundle.card.artifacts[preferred].details
     result = export_tensorrt(bundle, precision=details.get("precision", "fp16"),
-                             argmax_head=details.get("onnx_artifact") == "onnx_argmax",
+                             onnx_key=details.get("onnx_artifact") or "onnx",
                              profile=BatchProfile(**details.get("profile", {})),
                              workspace_mb=details.get("workspace_mb", DEFAULT_WORKSPACE_MB),
                              calib_batch=(details.get("calibration") or {}).get("batch", DEFAULT_CALIB_BATCH))
@@ -128,7 +133,8 @@ def _engine_artifact(engine: Path, bundle: Bundle, onnx_key: str, sidecar: Engin
     source = bundle.card.artifacts[onnx_key]
     return Artifact(engine.name, "tensorrt", source.output,
                     {**sidecar.to_dict(), "sidecar": sidecar_path(engine).name, "onnx_artifact": onnx_key},
-                    output_layout=source.output_layout, confidence=source.confidence)
+                    output_layout=source.output_layout, confidence=source.confidence, io=source.io,
+                    camera=source.camera)
 
 
 def engine_parity(bundle: Bundle, serialized: bytes, onnx_key: str, precision: str, engine: Path,
@@ -137,6 +143,8 @@ def engine_parity(bundle: Bundle, serialized: bytes, onnx_key: str, precision: s
     engine is compared with the scores model.onnx when the bundle has it, so near ties are known."""
     card = bundle.card
     candidate = card.artifacts[onnx_key]
+    if candidate.fused:
+        return fused_engine_parity(bundle, serialized, onnx_key, precision, engine, frames)
     reference_key = "onnx" if candidate.output == "argmax" and "onnx" in card.artifacts else onnx_key
     reference = card.artifacts[reference_key]
     reference_path = bundle.artifact_path(reference_key)
@@ -153,11 +161,40 @@ def engine_parity(bundle: Bundle, serialized: bytes, onnx_key: str, precision: s
         runner.close()
 
 
+def fused_engine_parity(bundle: Bundle, serialized: bytes, onnx_key: str, precision: str, engine: Path,
+                        frames: list[np.ndarray] | None) -> parity.ParityReport:
+    """Parity of an engine built from a fused-I/O ONNX: uint8 camera frames into the engine vs the
+    unfused path (CPU preprocessing, the fused graph's source ONNX in ONNX Runtime, argmax, upsampling)."""
+    from cityseg.export.fused_io import camera_frames
+
+    card = bundle.card
+    candidate = card.artifacts[onnx_key]
+    reference_key = candidate.details.get("source_artifact", "onnx")
+    camera = candidate.camera
+    frames, source = camera_frames(bundle, camera, frames)
+    runner = EngineRunner(serialized, name=engine.name)
+
+    def run_engine(batch: np.ndarray) -> np.ndarray:
+        batch = np.ascontiguousarray(batch[..., ::-1] if camera.channel_order == "BGR" else batch)
+        return runner.infer(batch)
+
+    try:
+        return parity.check_camera_parity(
+            onnxruntime_runner(bundle.artifact_path(reference_key)), card.artifacts[reference_key], card,
+            run_engine, frames, reference=f"onnxruntime:{card.artifacts[reference_key].path}+cpu-io",
+            candidate=f"tensorrt:{engine.name}", precision=precision, frame_source=source)
+    finally:
+        runner.close()
+
+
 def build_serialized_engine(onnx_path: Path, card: ModelCard, *, precision: str, profile: BatchProfile,
                             workspace_mb: int = DEFAULT_WORKSPACE_MB, timing_cache: Path | None = None,
-                            calibrator=None, calib_batch: int = DEFAULT_CALIB_BATCH) -> bytes:
+                            calibrator=None, calib_batch: int = DEFAULT_CALIB_BATCH,
+                            frame_shape: tuple[int, ...] | None = None) -> bytes:
     """Parse ``onnx_path`` and build an engine; returns the serialized engine (nothing written
-    except the timing cache)."""
+    except the timing cache). ``frame_shape``: one frame of the input (default the card's network
+    input; a fused-I/O ONNX takes uint8 HxWx3 camera frames, which TensorRT 10 accepts as a UINT8
+    network input followed by the graph's Cast)."""
     import tensorrt as trt
 
     logger = trt_logger()
@@ -175,7 +212,7 @@ def build_serialized_engine(onnx_path: Path, card: ModelCard, *, precision: str,
             log.warning("this GPU has no fast FP16; the %s engine may be slow", precision)
         config.set_flag(trt.BuilderFlag.FP16)
     image = network.get_input(0)
-    shapes = profile_shapes(card, profile)
+    shapes = profile_shapes(card, profile, frame_shape)
     opt_profile = builder.create_optimization_profile()
     opt_profile.set_shape(image.name, shapes["min"], shapes["opt"], shapes["max"])
     config.add_optimization_profile(opt_profile)
@@ -210,10 +247,12 @@ def fixed_batch_profile(artifact: Artifact, profile: BatchProfile) -> BatchProfi
     return profile
 
 
-def profile_shapes(card: ModelCard, profile: BatchProfile) -> dict[str, tuple[int, ...]]:
+def profile_shapes(card: ModelCard, profile: BatchProfile,
+                   frame_shape: tuple[int, ...] | None = None) -> dict[str, tuple[int, ...]]:
     """{'min'|'opt'|'max': input shape} of the optimisation profile, in the card's layout (a model
-    imported with dynamic height/width gets the card's fixed input size)."""
-    return {k: (v, *card.input_shape) for k, v in profile.to_dict().items()}
+    imported with dynamic height/width gets the card's fixed input size), or of ``frame_shape`` frames."""
+    frame = tuple(frame_shape or card.input_shape)
+    return {k: (v, *frame) for k, v in profile.to_dict().items()}
 
 
 def parser_errors(parser) -> str:

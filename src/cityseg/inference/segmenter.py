@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -16,6 +17,9 @@ from cityseg.errors import BundleError, CitysegError, InputError
 from cityseg.inference import postprocess
 from cityseg.inference.backends import open_backend
 from cityseg.labels import ClassSpace, class_space, conversion_lut
+from cityseg.preprocess import to_channel_order
+
+log = logging.getLogger(__name__)
 
 ConfidenceSource = np.ndarray | Callable[[], np.ndarray]
 """uint8 HxW confidence at network resolution, or a function computing it on first use."""
@@ -30,7 +34,7 @@ class Segmentation:
     """The result for one frame. Full-resolution images are computed on first access."""
 
     classes: np.ndarray
-    """uint8 class ids at network resolution, in the requested id space."""
+    """uint8 class ids at network resolution (at the frame's for a fused-I/O model), in the requested id space."""
     frame_size: tuple[int, int]
     """(height, width) of the input frame."""
     space: ClassSpace
@@ -41,11 +45,24 @@ class Segmentation:
     gives none (an argmax-only head)."""
     unavailable_reason: str = field(default="", repr=False)
     """Why there is no confidence, when ``confidence_source`` is None."""
+    io: str = "tensor"
+    """'fused': resize, normalisation, argmax and upsampling ran inside the model graph, so
+    ``timings['infer']`` includes them and the network alone is not timed; 'tensor': they ran on the CPU."""
 
     @cached_property
     def mask(self) -> np.ndarray:
         """uint8 HxW class ids at the input frame's resolution."""
         return postprocess.upsample_nearest(self.classes, *self.frame_size)
+
+    @property
+    def fused_io(self) -> bool:
+        """True when the model graph itself resizes, normalises, takes the argmax and upsamples."""
+        return self.backend.artifact.fused
+
+    @property
+    def camera_size(self) -> tuple[int, int] | None:
+        """(height, width) of the frames a fused-I/O model takes; None for unfused models (any size)."""
+        return self.backend.artifact.camera.size if self.fused_io else None
 
     @property
     def has_confidence(self) -> bool:
@@ -71,7 +88,7 @@ class Segmentation:
         if source is not None and "confidence_low" in self.__dict__:
             source = self.confidence_low
         return Segmentation(self.classes, tuple(frame_size), self.space, dict(self.timings), source,
-                            self.unavailable_reason)
+                            self.unavailable_reason, self.io)
 
     _colors: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
@@ -94,12 +111,20 @@ class Segmenter:
     ``space`` is the label set of the masks (names, ids, colours, ignore id); ``has_confidence``
     says whether results carry a per-pixel confidence. ``need_confidence`` makes the automatic
     artifact choice prefer one that gives it (scores, or an argmax head with a confidence output).
+
+    A fused-I/O artifact (``cityseg export --fused-io``) takes frames of its camera size as they are
+    and returns the mask at that size; a frame of another size goes, with a one-time warning, through
+    the bundle's unfused model instead (never a silently wrong mask). ``io`` ('tensor'/'fused')
+    restricts the automatic choice to that kind.
     """
 
     def __init__(self, bundle: Bundle | str | Path, backend: str = "auto",
-                 id_space: str | None = None, artifact: str | None = None, *, need_confidence: bool = False):
+                 id_space: str | None = None, artifact: str | None = None, *, need_confidence: bool = False,
+                 io: str | None = None):
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
-        self.backend = open_backend(self.bundle, backend, artifact, need_confidence=need_confidence)
+        self.backend = open_backend(self.bundle, backend, artifact, need_confidence=need_confidence, io=io)
+        self._id_space = id_space
+        self._fallback: Segmenter | None = None
         self.model_space = self.bundle.card.space
         self.space = class_space(id_space) if id_space else self.model_space
         try:
@@ -116,6 +141,16 @@ class Segmenter:
         return self.bundle.card.input_height, self.bundle.card.input_width
 
     @property
+    def fused_io(self) -> bool:
+        """True when the model graph itself resizes, normalises, takes the argmax and upsamples."""
+        return self.backend.artifact.fused
+
+    @property
+    def camera_size(self) -> tuple[int, int] | None:
+        """(height, width) of the frames a fused-I/O model takes; None for unfused models (any size)."""
+        return self.backend.artifact.camera.size if self.fused_io else None
+
+    @property
     def has_confidence(self) -> bool:
         """True when results carry a per-pixel confidence (scores, or an argmax head's confidence output)."""
         return not self.confidence_unavailable_reason
@@ -126,6 +161,9 @@ class Segmenter:
         artifact = self.backend.artifact
         if artifact.output != "argmax" or artifact.confidence:
             return ""
+        if artifact.fused:
+            return (f"{self.backend.path.name} is a fused-I/O graph without a confidence output; re-export it "
+                    "with `cityseg export --fused-io --confidence --force`, or run the bundle's scores model")
         return (f"{self.backend.path.name} outputs class ids only (an argmax head), so there is no "
                 "per-pixel confidence; run the bundle's scores model instead (e.g. artifact 'onnx'), "
                 "or export the argmax head with its confidence output (`cityseg export --argmax-head "
@@ -168,6 +206,10 @@ class Segmenter:
         """Segment several frames (any sizes) in one backend call."""
         if len(frames) == 0:
             raise InputError("segment_batch needs at least one frame")
+        if self.fused_io:
+            if all(frame.shape[:2] == self.camera_size for frame in frames):
+                return self._segment_fused(frames, channel_order)
+            return self._unfused(frames).segment_batch(frames, channel_order)
         t0 = time.perf_counter()
         batch = self.preprocess(frames, channel_order)
         t1 = time.perf_counter()
@@ -195,3 +237,41 @@ class Segmenter:
         if kind == "argmax":
             return [None] * n
         return [lambda s=canonical[i]: scores.top_probability(s, kind) for i in range(n)]
+
+    def _segment_fused(self, frames: Sequence[np.ndarray], channel_order: str) -> list[Segmentation]:
+        """Camera-size frames -> the fused graph -> masks (and confidence) already at frame resolution."""
+        t0 = time.perf_counter()
+        wanted = self.backend.artifact.camera.channel_order
+        converted = [to_channel_order(f, channel_order, wanted) for f in frames]
+        batch = np.ascontiguousarray(converted[0][None] if len(converted) == 1 else np.stack(converted))
+        t1 = time.perf_counter()
+        output, confidence = self.backend.run(batch)
+        t2 = time.perf_counter()
+        expected = (len(frames), *self.camera_size)
+        if output.shape != expected or output.dtype != np.uint8:
+            raise BundleError(f"{self.backend.path}: the fused model returned {output.dtype} {list(output.shape)}, "
+                              f"expected uint8 {list(expected)}; re-export it with `cityseg export --fused-io --force`")
+        classes = postprocess.remap(output, self._lut)
+        t3 = time.perf_counter()
+        n = len(frames)
+        timings = {"preprocess": (t1 - t0) * 1e3 / n, "infer": (t2 - t1) * 1e3 / n, "argmax": (t3 - t2) * 1e3 / n}
+        reason = self.confidence_unavailable_reason
+        return [Segmentation(classes[i], frames[i].shape[:2], self.space, dict(timings),
+                             None if confidence is None else confidence[i], reason, "fused") for i in range(n)]
+
+    def _unfused(self, frames: Sequence[np.ndarray]) -> Segmenter:
+        """The bundle's unfused model, for frames that are not the fused model's camera size (opened once)."""
+        if self._fallback is None:
+            sizes = sorted({"x".join(map(str, f.shape[1::-1])) for f in frames if f.shape[:2] != self.camera_size})
+            camera = "x".join(map(str, self.camera_size[::-1]))
+            try:
+                self._fallback = Segmenter(self.bundle, "auto", self._id_space, io="tensor",
+                                           need_confidence=self.has_confidence)
+            except CitysegError as exc:
+                raise InputError(f"{self.backend.path}: takes {camera} frames, got {', '.join(sizes)}, and the "
+                                 f"bundle has no unfused model to run them ({exc}); export one for this camera "
+                                 f"(`cityseg export {self.bundle.path} --fused-io --camera-size {sizes[0]}`) "
+                                 "or run the unfused ONNX") from None
+            log.warning("%s takes %s frames; %s frames run through %s instead (CPU pre/postprocessing)",
+                        self.backend.path.name, camera, ", ".join(sizes), self._fallback.backend.describe())
+        return self._fallback

@@ -29,29 +29,39 @@ def backend_class(name: str) -> type[Backend]:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def pick_artifact(bundle: Bundle, fmt: str, need_confidence: bool = False) -> str | None:
+FUSED_IO_PREFERRED = {"tensorrt": False, "onnxruntime": False, "tensorflow": False}
+"""Whether the automatic pick prefers a fused-I/O artifact (uint8 camera frame in, mask out) over the
+unfused ones, per backend. Only where it measured faster: on ONNX Runtime's CPU provider it measured
+slower (benchmarks/fused_io.py, docs/EXPORT.md "Fused I/O"); on a GPU it is not measured here, so not
+preferred either. Choose a fused artifact by name (``artifact=``) to run it."""
+
+
+def pick_artifact(bundle: Bundle, fmt: str, need_confidence: bool = False, *, io: str | None = None,
+                  prefer_fused: bool = False) -> str | None:
     """The bundle's artifact of ``fmt`` to run: an argmax-head variant first (less data out); with
     ``need_confidence``, one that gives a per-pixel confidence first (scores, or an argmax head
-    with a confidence output)."""
-    candidates = bundle.artifacts(fmt)
+    with a confidence output). Fused-I/O artifacts come after the others unless ``prefer_fused``;
+    ``io`` ('tensor' or 'fused') keeps only that kind."""
+    candidates = {k: a for k, a in bundle.artifacts(fmt).items() if io is None or a.io == io}
     if not candidates:
         return None
 
-    def rank(key: str) -> tuple[int, int]:
+    def rank(key: str) -> tuple[int, int, int]:
         artifact = candidates[key]
         confident = artifact.output != "argmax" or bool(artifact.confidence)
-        return (0 if confident or not need_confidence else 1, 0 if artifact.output == "argmax" else 1)
+        return (0 if confident or not need_confidence else 1, 0 if artifact.fused == prefer_fused else 1,
+                0 if artifact.output == "argmax" else 1)
 
     return min(candidates, key=rank)
 
 
-def unavailable_reason(bundle: Bundle, name: str) -> str | None:
-    """Why backend ``name`` cannot run ``bundle`` here (None when it can)."""
+def unavailable_reason(bundle: Bundle, name: str, io: str | None = None) -> str | None:
+    """Why backend ``name`` cannot run ``bundle`` (artifacts of ``io`` kind, if given) here (None when it can)."""
     cls = backend_class(name)
     reason = cls.unavailable_reason()
     if reason:
         return reason
-    if pick_artifact(bundle, cls.format) is None:
+    if pick_artifact(bundle, cls.format, io=io) is None:
         hint = {"onnx": "run `cityseg export BUNDLE --onnx`",
                 "tensorrt": "run `cityseg export BUNDLE --tensorrt` on the target GPU",
                 "keras": "this bundle was exported without its Keras model"}[cls.format]
@@ -60,9 +70,9 @@ def unavailable_reason(bundle: Bundle, name: str) -> str | None:
 
 
 def open_backend(bundle: Bundle, name: str = "auto", artifact: str | None = None, *,
-                 need_confidence: bool = False) -> Backend:
+                 need_confidence: bool = False, io: str | None = None) -> Backend:
     """Open the backend ``name`` (or the first usable one for 'auto') on ``bundle``; see
-    :func:`pick_artifact` for ``need_confidence``."""
+    :func:`pick_artifact` for ``need_confidence`` and ``io``."""
     if artifact is not None:
         if artifact not in bundle.card.artifacts:
             raise CitysegError(f"{bundle.path}: no artifact {artifact!r}; it has "
@@ -72,14 +82,15 @@ def open_backend(bundle: Bundle, name: str = "auto", artifact: str | None = None
     if name == "auto":
         reasons = []
         for candidate in AUTO_ORDER:
-            why = unavailable_reason(bundle, candidate)
+            why = unavailable_reason(bundle, candidate, io)
             if why is None:
-                return open_backend(bundle, candidate, need_confidence=need_confidence)
+                return open_backend(bundle, candidate, need_confidence=need_confidence, io=io)
             reasons.append(f"{candidate}: {why}")
         raise BackendUnavailable(f"{bundle.path}: no backend can run this bundle here - "
                                  + "; ".join(reasons))
-    why = unavailable_reason(bundle, name) if artifact is None else backend_class(name).unavailable_reason()
+    why = unavailable_reason(bundle, name, io) if artifact is None else backend_class(name).unavailable_reason()
     if why:
         raise BackendUnavailable(f"backend {name} cannot run {bundle.path}: {why}")
     cls = backend_class(name)
-    return cls(bundle, artifact or pick_artifact(bundle, cls.format, need_confidence))
+    return cls(bundle, artifact or pick_artifact(bundle, cls.format, need_confidence, io=io,
+                                                 prefer_fused=FUSED_IO_PREFERRED.get(name, False)))

@@ -11,7 +11,8 @@ from cityseg.bundle import Artifact, Bundle
 
 
 class Backend(abc.ABC):
-    """Runs one artifact of a bundle: float32 batch in (the card's layout), raw model output out.
+    """Runs one artifact of a bundle: float32 batch in (the card's layout), raw model output out;
+    a fused-I/O artifact takes uint8 NxHxWx3 camera frames and returns uint8 class maps at camera size.
 
     Output is the artifact's own: scores ('probabilities'/'logits'/'sigmoid') or class indices
     ('argmax'), in its ``output_layout`` and at its stride; :mod:`cityseg.scores` reads it.

@@ -55,11 +55,13 @@ class OnnxRuntimeBackend(Backend):
 
     def _check_input_shape(self, shape) -> None:
         card = self.bundle.card
+        layout = "NHWC camera frame" if self.artifact.fused else card.input_layout
+        expected = self.artifact.frame_shape(card)
         if len(shape) != 4:
-            raise BundleError(f"{self.path}: expected a 4-D image input ({card.input_layout}), got shape {shape}")
-        if any(isinstance(got, int) and got != want for got, want in zip(shape[1:], card.input_shape)):
+            raise BundleError(f"{self.path}: expected a 4-D image input ({layout}), got shape {shape}")
+        if any(isinstance(got, int) and got != want for got, want in zip(shape[1:], expected)):
             raise BundleError(f"{self.path}: model input {shape} does not match the card's "
-                              f"{'x'.join(map(str, card.input_shape))} ({card.input_layout}); the ONNX file "
+                              f"{'x'.join(map(str, expected))} ({layout}); the ONNX file "
                               "belongs to another model - re-export (or re-import) it into this bundle")
 
     def _run_all(self, batch: np.ndarray) -> list[np.ndarray]:

@@ -38,7 +38,7 @@ class TensorRTBackend(Backend):
 
     def _check_engine(self) -> None:
         card = self.bundle.card
-        expected = card.input_shape
+        expected = self.artifact.frame_shape(card)
         if self.runner.frame_shape != expected:
             raise BundleError(f"{self.path}: the engine takes {self.runner.frame_shape} frames, the card "
                               f"declares {expected}; the engine belongs to another model - rebuild it "
