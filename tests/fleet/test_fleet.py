@@ -20,7 +20,7 @@ from cityseg.cli import main as cli_main
 from cityseg.errors import InputError
 from cityseg.fleet.actors import TEST_KILL_ENV, BagWorker, check_access
 from cityseg.fleet.plan import (MARKER, STAGING_SUFFIX, BagTask, ReplayOptions, collect_bags, decide,
-                                input_identity, read_manifest)
+                                input_identity, model_identity, read_manifest)
 from cityseg.ros.bag import replay_bag
 from cityseg.ros.processor import ProcessorConfig
 from cityseg.synthetic.camera_bag import write_camera_bag
@@ -193,6 +193,22 @@ def test_skip_only_a_complete_output_for_the_same_model_params_and_input(bags, t
     before = input_identity(touched)
     os.utime(touched / "metadata.yaml", ns=(1, 1))
     assert input_identity(touched) != before
+
+
+def test_model_id_follows_the_card_and_model_files_but_not_engines_built_per_gpu(bundle, tmp_path):
+    from cityseg.bundle import Artifact, Bundle
+
+    copy = tmp_path / "palette"
+    shutil.copytree(bundle.path, copy)
+    first = model_identity(Bundle.load(copy))
+    assert first["id"] == model_identity(bundle)["id"] and first["id"].startswith("palette@")
+    (copy / "model.fp16.sm89.trt10.3.0.engine").write_bytes(b"engine")
+    Bundle.load(copy).add_artifact("tensorrt_fp16", Artifact("model.fp16.sm89.trt10.3.0.engine", "tensorrt",
+                                                             "probabilities"))
+    assert model_identity(Bundle.load(copy))["id"] == first["id"]
+    with open(copy / "model.onnx", "ab") as f:
+        f.write(b"\0")
+    assert model_identity(Bundle.load(copy))["id"] != first["id"]
 
 
 def test_a_worker_names_the_bag_it_cannot_read(bags, tmp_path, bundle):

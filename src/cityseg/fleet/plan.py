@@ -166,9 +166,16 @@ def input_identity(bag: Path) -> str:
 
 
 def model_identity(model) -> dict:
-    """``{"path", "name", "id"}`` of a loaded Bundle; id = name @ hash of the card and model files."""
-    digest = hashlib.sha256((model.path / "model.json").read_bytes())
-    for key in sorted(model.card.artifacts):
+    """``{"path", "name", "id"}`` of a loaded Bundle; id = name @ hash of the card and model files.
+
+    TensorRT engines are left out: they are built from the ONNX (which is hashed) per GPU model,
+    and a worker that builds one for its GPU adds it to the card; that must not change the id.
+    """
+    card = json.loads((model.path / "model.json").read_text())
+    kept = sorted(k for k, a in model.card.artifacts.items() if a.format != "tensorrt")
+    card["artifacts"] = {k: v for k, v in card.get("artifacts", {}).items() if k in kept}
+    digest = hashlib.sha256(json.dumps(card, sort_keys=True).encode())
+    for key in kept:
         digest.update(key.encode())
         digest.update(_file_digest(model.artifact_path(key)))
     return {"path": str(Path(model.path).resolve()), "name": model.card.name,
