@@ -19,8 +19,8 @@ import pytest
 from cityseg.cli import main as cli_main
 from cityseg.errors import InputError
 from cityseg.fleet.actors import TEST_KILL_ENV, BagWorker, check_access
-from cityseg.fleet.plan import (MARKER, STAGING_SUFFIX, BagTask, ReplayOptions, collect_bags, decide,
-                                input_identity, model_identity, read_manifest)
+from cityseg.fleet.plan import (MARKER, STAGING_SUFFIX, BagTask, ReplayOptions, clear_stale_staging,
+                                collect_bags, decide, input_identity, model_identity, read_manifest)
 from cityseg.ros.bag import replay_bag
 from cityseg.ros.processor import ProcessorConfig
 from cityseg.synthetic.camera_bag import write_camera_bag
@@ -188,6 +188,10 @@ def test_skip_only_a_complete_output_for_the_same_model_params_and_input(bags, t
     assert decide(task, "m@1", "p1", force=False)[0] == "skip"
     assert decide(task, "m@1", "p1", force=True) == ("run", None)
     assert "another model and params" in decide(task, "m@2", "p2", force=False)[1]
+    for stale in (".front.ab_12xyz.fleet-partial", ".front.b.ab_12xyz.fleet-partial", ".front.txt"):
+        (tmp_path / stale).mkdir()
+    clear_stale_staging(tmp_path, "front")  # a killed run's partial 'front', not bag 'front.b''s
+    assert sorted(p.name for p in tmp_path.glob(".front*")) == [".front.b.ab_12xyz.fleet-partial", ".front.txt"]
     touched = tmp_path / "touched"
     shutil.copytree(bags / "front", touched)
     before = input_identity(touched)
@@ -218,6 +222,19 @@ def test_a_worker_names_the_bag_it_cannot_read(bags, tmp_path, bundle):
     worker = BagWorker(ReplayOptions(str(bundle.path), "onnxruntime", TRAINID), "m", force=False)
     info = worker.setup([str(bags / "front"), "/mnt/nas/x"], str(tmp_path / "out"))
     assert "cannot read bag /mnt/nas/x" in info["error"]
+
+
+def test_an_unreachable_cluster_is_one_error(bags, bundle, tmp_path, capsys):
+    """Before the module's Ray starts: a Ray this process already runs is used as it is."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens there once closed
+    assert cli_main(["fleet", str(bags / "front"), "--out", str(tmp_path / "o"), "--model", str(bundle.path),
+                     "--address", f"127.0.0.1:{port}"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot reach the Ray cluster at 127.0.0.1:{port} (Connection refused); start it with" in err
 
 
 # ------------------------------------------------------------------------------------------
@@ -347,6 +364,7 @@ def test_cli_errors_are_one_line(local_ray, bags, bundle, tmp_path, capsys):
     assert "error: no bags given" in capsys.readouterr().err
     assert cli_main(["fleet", str(bags / "front"), "--out", str(tmp_path / "o")]) == 2
     assert "cityseg fleet: --model is required" in capsys.readouterr().err
+
 
 
 def test_without_ray_fleet_says_how_to_install_it_and_bag_still_works(bags, bundle, tmp_path):

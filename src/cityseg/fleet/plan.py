@@ -11,9 +11,11 @@ No Ray here.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -232,9 +234,12 @@ def decide(task: BagTask, model_id: str, params_id: str, force: bool) -> tuple[s
 
 
 def clear_stale_staging(out_dir: Path, name: str) -> None:
-    """Remove what a killed run left while writing ``name`` (one fleet run per --out at a time)."""
-    for stale in Path(out_dir).glob(f".{name}.*{STAGING_SUFFIX}"):
-        shutil.rmtree(stale, ignore_errors=True)
+    """Remove what a killed run left while writing ``name`` (one fleet run per --out at a time);
+    not another bag's (``.a.b.<random>.fleet-partial`` is bag ``a.b``'s, not ``a``'s)."""
+    pattern = re.compile(rf"\.{re.escape(name)}\.[a-z0-9_]{{8}}{re.escape(STAGING_SUFFIX)}")
+    for stale in Path(out_dir).glob(f".{glob.escape(name)}.*{STAGING_SUFFIX}"):
+        if pattern.fullmatch(stale.name):
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def count_frames(bag: Path, image_topic: str | None) -> int | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import sys
 import time
 import uuid
@@ -106,6 +107,8 @@ def ray_session(ray, address: str | None):
             yield None
             return
         address = address or os.environ.get("RAY_ADDRESS") or None
+        if address:
+            check_reachable(address)
         try:
             if address:
                 ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
@@ -120,6 +123,19 @@ def ray_session(ray, address: str | None):
             yield address
         finally:
             ray.shutdown()
+
+
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """CitysegError if nothing listens at a ``host:port`` / ``ray://host:port`` address (Ray itself
+    would retry for minutes); other forms (``auto``) are left to Ray."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise CitysegError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); start it "
+                           "with `ray start --head` on the head machine, or check --address / RAY_ADDRESS") from None
 
 
 def worker_count(ray, config: FleetConfig, bags: int) -> int:
