@@ -138,12 +138,14 @@ def assert_same_bag(output: Path, expected: Path) -> None:
     assert got == want  # masks, colour masks, overlays, camera_info, label_info: byte for byte
 
 
-def fleet(out: Path, *args: str, model: Path, capsys, workers: int = 2) -> tuple[int, dict]:
-    """Run `cityseg fleet --json` here; (exit code, summary printed to stdout)."""
+def fleet(out: Path, *args: str, model: Path, capsys, workers: int = 2, progress: bool = False) -> tuple[int, dict]:
+    """Run `cityseg fleet --json` here; (exit code, summary printed to stdout, with stderr added)."""
     code = cli_main(["fleet", *args, "--out", str(out), "--model", str(model), "--backend", "onnxruntime",
-                     "--id-space", "trainid", "--workers", str(workers), "--no-progress", "--json"])
+                     "--id-space", "trainid", "--workers", str(workers), "--json",
+                     *([] if progress else ["--no-progress"])])
     captured = capsys.readouterr()
-    return code, (json.loads(captured.out) if captured.out.strip() else {"stderr": captured.err})
+    summary = json.loads(captured.out) if captured.out.strip() else {}
+    return code, {**summary, "stderr": captured.err}
 
 
 def by_name(summary: dict) -> dict[str, dict]:
@@ -265,8 +267,9 @@ def test_fleet_equals_single_process_bag_and_reports_failures(local_ray, bags, r
 
 def test_several_cameras_replay_the_chosen_topic(local_ray, bags, reference, bundle, tmp_path, capsys):
     code, summary = fleet(tmp_path / "out", str(bags / "stereo"), "--image-topic", "/right/image_raw",
-                          model=bundle.path, capsys=capsys)
+                          model=bundle.path, capsys=capsys, progress=True)
     assert code == 0 and by_name(summary)["stereo"]["image_topic"] == "/right/image_raw"
+    assert "fleet: 100%" in summary["stderr"] and "3/3 [" in summary["stderr"]  # the progress bar, on stderr
     assert_same_bag(tmp_path / "out" / "stereo", reference["stereo"])
 
 
