@@ -13,6 +13,8 @@ EXTRAS = {
     "onnx": ["onnxruntime>=1.17", "onnx>=1.15", "tf2onnx>=1.16"],
     # Offline rosbag2 / ROS 1 bag replay without ROS.
     "bag": ["rosbags>=0.10"],
+    # `cityseg fleet`: many bags on a Ray cluster (or a local Ray).
+    "fleet": ["ray>=2.9"],
     # TensorRT engines and runtime (NVIDIA GPU only).
     "tensorrt": ["tensorrt>=10,<11", "cuda-python>=12"],
     "dev": ["pytest>=7", "pytest-timeout", "catkin_pkg", "colcon-common-extensions"],

@@ -22,6 +22,16 @@ def add_parser(sub) -> None:
                     "parameters YAML, so the replay is what the node would publish.")
     p.add_argument("input", type=Path, metavar="INPUT", help="rosbag2 directory or ROS 1 .bag file")
     p.add_argument("output", type=Path, metavar="OUTPUT", help="rosbag2 directory to create")
+    add_replay_options(p, copy_target="OUTPUT")
+    p.add_argument("--json", type=Path, metavar="SUMMARY", help="write the summary as JSON here")
+    p.add_argument("--force", action="store_true", help="replace OUTPUT (and SUMMARY) if they exist")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+
+
+def add_replay_options(p, copy_target: str) -> None:
+    """The replay's options, shared by `cityseg bag` and `cityseg fleet`: model, node parameters,
+    topics, outputs and storage."""
     p.add_argument("--model", help="model bundle: a directory, or a name looked up in ./models, "
                                    "$CITYSEG_MODELS, the installed share dir (default: the params file's "
                                    "`model`)")
@@ -32,8 +42,8 @@ def add_parser(sub) -> None:
     p.add_argument("--image-topic", help="image topic (needed when the bag has several)")
     p.add_argument("--camera-info-topic",
                    help="CameraInfo topic (default: <namespace>/camera_info, or the only one)")
-    p.add_argument("--copy-input", action="store_true", help="also copy every input message to OUTPUT")
-    p.add_argument("--json", type=Path, metavar="SUMMARY", help="write the summary as JSON here")
+    p.add_argument("--copy-input", action="store_true",
+                   help=f"also copy every input message to {copy_target}")
     p.add_argument("--storage", choices=("sqlite3", "mcap"), default="sqlite3", help="output storage")
     p.add_argument("--backend", choices=BACKEND_CHOICES, help="default: auto (or the params file's)")
     p.add_argument("--id-space", choices=("auto", *ID_SPACES),
@@ -43,9 +53,6 @@ def add_parser(sub) -> None:
     p.add_argument("--outputs",
                    help=f"comma-separated outputs to write (default: all of {','.join(PER_FRAME)}; "
                         f"{LABEL_INFO} is always written)")
-    p.add_argument("--force", action="store_true", help="replace OUTPUT (and SUMMARY) if they exist")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(run=run)
 
 
 def parse_outputs(text: str) -> set[str]:
@@ -60,7 +67,7 @@ def parse_outputs(text: str) -> set[str]:
         raise CitysegError(f"{exc} (image outputs: {', '.join(IMAGE_OUTPUTS)})") from None
 
 
-def node_settings(args: argparse.Namespace):
+def node_settings(args: argparse.Namespace, command: str = "cityseg bag"):
     """The node's parameters for this replay: the params file (if any) with the flags on top."""
     from cityseg.errors import CitysegError
     from cityseg.ros.bagio import topic_namespace
@@ -79,8 +86,8 @@ def node_settings(args: argparse.Namespace):
             node = node_fqn(topic_namespace(args.image_topic))
         return check_params_file(str(args.params_file), overrides, node)
     if "model" not in overrides:
-        raise CitysegError("cityseg bag: --model is required (or a --params-file that sets `model`)")
-    return load_node_params(overrides, where="cityseg bag options")
+        raise CitysegError(f"{command}: --model is required (or a --params-file that sets `model`)")
+    return load_node_params(overrides, where=f"{command} options")
 
 
 def run(args: argparse.Namespace) -> int:

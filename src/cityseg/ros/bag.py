@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -201,15 +202,29 @@ class _InputCopier:
 # Replay
 # ------------------------------------------------------------------------------------------
 
-def replay_bag(input: Path, output: Path, model: Path | Bundle, *, image_topic: str | None = None,
-               camera_info_topic: str | None = None, copy_input: bool = False, force: bool = False,
-               backend: str = "auto", progress: bool = True, storage: str = "sqlite3",
-               config: ProcessorConfig | None = None) -> BagSummary:
+def load_processor(model: Path | Bundle, config: ProcessorConfig | None = None,
+                   backend: str = "auto") -> FrameProcessor:
+    """The node's FrameProcessor as a replay uses it (rosbags messages); load it once to replay
+    many bags with it (``replay_bag(..., model=processor)``)."""
+    config = config or ProcessorConfig(id_space="auto")
+    processor = FrameProcessor.from_bundle(model, RosbagsMessages(), config, backend)
+    for suffix, reason in processor.unavailable.items():
+        log.warning("%s is not written: %s", suffix, reason)
+    return processor
+
+
+def replay_bag(input: Path, output: Path, model: Path | Bundle | FrameProcessor, *,
+               image_topic: str | None = None, camera_info_topic: str | None = None,
+               copy_input: bool = False, force: bool = False, backend: str = "auto",
+               progress: bool = True, storage: str = "sqlite3", config: ProcessorConfig | None = None,
+               on_frame: Callable[[], None] | None = None) -> BagSummary:
     """Segment every image of a bag and write the node's output topics to a new rosbag2.
 
     A message that cannot be deserialised or decoded is recorded in ``summary.failed`` and
     skipped. ``output`` must not exist unless ``force`` (it is then replaced once the new bag is
     complete). ``config`` defaults to the node's defaults (labelid masks, every output).
+    ``model`` may be a processor from :func:`load_processor` (``backend`` and ``config`` are then
+    its own). ``on_frame`` is called after each image message (progress reporting).
     """
     from tqdm import tqdm
 
@@ -224,17 +239,14 @@ def replay_bag(input: Path, output: Path, model: Path | Bundle, *, image_topic: 
             raise InputError(f"{input}: no sensor_msgs/Image or CompressedImage topic; topics: "
                              f"{', '.join(sorted(topics)) or 'none'}")
         info_topic = _pick_camera_info(topics, camera_info_topic, image, input)
-        factory = RosbagsMessages()
-        processor = FrameProcessor.from_bundle(model, factory, config, backend)
-        for suffix, reason in processor.unavailable.items():
-            log.warning("%s is not written: %s", suffix, reason)
+        processor = model if isinstance(model, FrameProcessor) else load_processor(model, config, backend)
         outputs = _enabled_outputs(output_topics(image), processor.config, info_topic)
         summary = BagSummary(str(input), str(output), image, info_topic, outputs)
         started = time.perf_counter()
         with staged_directory(output) as staged:
             writer = open_writer(staged, storage)
             with writer:
-                _replay(reader, writer, processor, summary, copy_input, progress, tqdm)
+                _replay(reader, writer, processor, summary, copy_input, progress, tqdm, on_frame)
         summary.wall_s = time.perf_counter() - started
         return summary
     finally:
@@ -262,7 +274,7 @@ def _output_connections(reader, writer, summary: BagSummary, typestore) -> dict:
 
 
 def _replay(reader, writer, processor: FrameProcessor, summary: BagSummary, copy_input: bool,
-            progress: bool, tqdm) -> None:
+            progress: bool, tqdm, on_frame: Callable[[], None] | None = None) -> None:
     """Read the bag once, segment every image message, write the outputs (and copies)."""
     factory: RosbagsMessages = processor.factory  # type: ignore[assignment]
     out = _output_connections(reader, writer, summary, factory.typestore)
@@ -287,6 +299,8 @@ def _replay(reader, writer, processor: FrameProcessor, summary: BagSummary, copy
                 timings = _segment_one(reader, conn, stamp, raw, camera_info, processor, out, writer, summary)
                 for stage, ms in (timings or {}).items():
                     totals[stage] += ms
+                if on_frame is not None:
+                    on_frame()
     if summary.frames_out:
         summary.stage_ms = {k: v / summary.frames_out for k, v in totals.items()}
 
