@@ -74,13 +74,14 @@ def main() -> None:
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     import ray
+    from cityseg.fleet.run import LOCAL_NODE_IP
 
     with tempfile.TemporaryDirectory(prefix="cityseg-fleet-bench-") as tmp:
         root = Path(tmp)
         model = args.model or palette_bundle(root)
         bags = write_bags(root / "bags", BAGS, args.frames, width, height)
-        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.ERROR)
+        ray.init(address="local", _node_ip_address=LOCAL_NODE_IP, num_cpus=os.cpu_count(),
+                 include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
         try:
             results = []
             for workers in (1, 2):

@@ -21,7 +21,8 @@ def bundle(tmp_path_factory):
 @pytest.fixture(scope="module")
 def local_ray():
     ray = pytest.importorskip("ray")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             object_store_memory=80 * 1024 * 1024, logging_level=logging.ERROR)
+    from cityseg.fleet.run import LOCAL_NODE_IP
+    ray.init(address="local", _node_ip_address=LOCAL_NODE_IP, num_cpus=2, include_dashboard=False,
+             log_to_driver=False, object_store_memory=80 * 1024 * 1024, logging_level=logging.ERROR)
     yield ray
     ray.shutdown()

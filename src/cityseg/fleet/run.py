@@ -24,6 +24,9 @@ from cityseg.fleet.summary import SUMMARY_FILE, build_summary, failed_result, sk
 
 INSTALL_HINT = ("cityseg fleet needs Ray, which is not installed here: pip install 'cityseg[fleet]' "
                 "(or pip install 'ray>=2.9'); `cityseg bag` replays one bag without it")
+LOCAL_NODE_IP = "127.0.0.1"
+"""A local Ray instance binds to the loopback interface: a laptop run never listens on the network
+(a cluster is joined with --address, where Ray's own settings apply)."""
 MAX_ATTEMPTS = 2
 """A bag whose worker died is retried once, on another worker when there is one."""
 MAX_RESTARTS = 3
@@ -113,8 +116,8 @@ def ray_session(ray, address: str | None):
             if address:
                 ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
             else:
-                ray.init(address="local", include_dashboard=False, log_to_driver=False,
-                         logging_level=logging.ERROR)
+                ray.init(address="local", _node_ip_address=LOCAL_NODE_IP, include_dashboard=False,
+                         log_to_driver=False, logging_level=logging.ERROR)
         except Exception as exc:  # ConnectionError, RuntimeError, ValueError...
             where = f"the Ray cluster at {address}" if address else "a local Ray instance"
             raise CitysegError(f"cannot start or join {where}: {exc}; check --address / RAY_ADDRESS "
