@@ -284,3 +284,26 @@ def test_outputs_are_byte_identical_to_the_segmentation_results(bundle, encoding
             assert (got.height, got.width) == out_size
             assert got.header.frame_id == "front_camera" and got.header.stamp.nanosec == 456_789
             np.testing.assert_array_equal(pixels(got), want, err_msg=f"{type(factory).__name__} {suffix}")
+
+
+def test_a_batch_of_cameras_of_different_sizes_matches_one_by_one(bundle, scene):
+    rgb, _ = scene
+    proc = processor(bundle, id_space="trainid")
+    small = np.ascontiguousarray(rgb[:64, :200])
+    bad = F.image(HEADER, encode_rgb(rgb, "rgb8"))
+    bad.encoding = "float64"
+    from cityseg.ros.processor import FrameRequest
+
+    requests = [FrameRequest(image(rgb)), FrameRequest(bad), FrameRequest(image(small, "bgr8"), None, {"mask"}),
+                FrameRequest(F.image(F.header(9, 9, "left"), encode_rgb(rgb, "rgb8")))]
+    results = proc.process_batch(requests)
+    assert isinstance(results[1], ImageError) and "float64" in str(results[1])
+    assert set(results[2].messages) == {"mask"} and results[2].output_size == (64, 200)
+    assert results[3].messages["mask"].header.frame_id == "left"
+    for request, result in zip(requests, results):
+        if isinstance(result, ImageError):
+            continue
+        alone = proc.process(request.msg, None, request.outputs)
+        assert set(alone.messages) == set(result.messages)
+        for suffix, msg in alone.messages.items():
+            np.testing.assert_array_equal(pixels(result.messages[suffix]), pixels(msg))

@@ -46,6 +46,8 @@ def add_replay_options(p, copy_target: str) -> None:
                    help=f"also copy every input message to {copy_target}")
     p.add_argument("--storage", choices=("sqlite3", "mcap"), default="sqlite3", help="output storage")
     p.add_argument("--backend", choices=BACKEND_CHOICES, help="default: auto (or the params file's)")
+    p.add_argument("--artifact", help="the bundle's model file to run, by its card key (e.g. onnx_argmax or a "
+                                      "fused-I/O graph); default: the params file's, else the automatic pick")
     p.add_argument("--id-space", choices=("auto", *ID_SPACES),
                    help="ids written in the mask (default: auto = labelid for Cityscapes models, else "
                         "the bundle's own label set)")
@@ -74,7 +76,7 @@ def node_settings(args: argparse.Namespace, command: str = "cityseg bag"):
     from cityseg.ros.outputs import SWITCHABLE, node_fqn
     from cityseg.ros.params import check_params_file, load_node_params
 
-    flags = {"model": args.model, "backend": args.backend, "id_space": args.id_space,
+    flags = {"model": args.model, "backend": args.backend, "artifact": args.artifact, "id_space": args.id_space,
              "overlay_alpha": args.alpha}
     overrides = {name: value for name, value in flags.items() if value is not None}
     if args.outputs is not None:

@@ -55,16 +55,6 @@ class Segmentation:
         return postprocess.upsample_nearest(self.classes, *self.frame_size)
 
     @property
-    def fused_io(self) -> bool:
-        """True when the model graph itself resizes, normalises, takes the argmax and upsamples."""
-        return self.backend.artifact.fused
-
-    @property
-    def camera_size(self) -> tuple[int, int] | None:
-        """(height, width) of the frames a fused-I/O model takes; None for unfused models (any size)."""
-        return self.backend.artifact.camera.size if self.fused_io else None
-
-    @property
     def has_confidence(self) -> bool:
         return self.confidence_source is not None
 

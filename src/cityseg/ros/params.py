@@ -29,6 +29,9 @@ class _Settings:
     model: str = _param("", "model bundle directory (required)")
     backend: Literal["auto", "tensorrt", "onnxruntime", "tensorflow"] = _param(
         "auto", "inference backend: auto, tensorrt, onnxruntime or tensorflow")
+    artifact: str = _param(
+        "", "the bundle's model file to run, by its card key (e.g. onnx_argmax, or a fused-I/O graph from "
+            "`cityseg export --fused-io`); empty: an argmax head first, fused-I/O graphs only when named")
     id_space: Literal["auto", "labelid", "trainid"] = _param(
         "auto", "ids written in ~/mask: auto (labelid for Cityscapes models, else the bundle's own label "
                 "set), labelid (Cityscapes 0-33) or trainid (0-18, 255 unlabeled)")
@@ -72,7 +75,7 @@ class _Settings:
         """The FrameProcessor settings these parameters ask for."""
         return ProcessorConfig(outputs=self.outputs(), overlay_alpha=self.overlay_alpha,
                                id_space=self.id_space, output_scale=self.output_scale,
-                               mono16_max=self.mono16_max)
+                               mono16_max=self.mono16_max, artifact=self.artifact or None)
 
 
 NodeParams = dataclasses.make_dataclass(

@@ -9,12 +9,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Collection
+from typing import Any, Collection, Sequence
 
 import numpy as np
 
 from cityseg.bundle import Bundle
-from cityseg.errors import BundleError
+from cityseg.errors import BundleError, InputError
 from cityseg.inference import Segmentation, Segmenter, postprocess
 from cityseg.preprocess import resize_image
 from cityseg.ros.images import DecodedImage, decode_message
@@ -40,6 +40,8 @@ class ProcessorConfig:
     """Scale of every output image relative to the input (1.0 = input resolution)."""
     mono16_max: int = 65535
     """16-bit white level for mono16 / 16UC1 input (4095 for a 12-bit sensor)."""
+    artifact: str | None = None
+    """The bundle's model file to run, by its card key; None: the backend's automatic pick."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "outputs", check_outputs(self.outputs))
@@ -88,7 +90,7 @@ class FrameProcessor:
         config = config or ProcessorConfig()
         bundle = model if isinstance(model, Bundle) else Bundle.load(model)
         id_space = mask_id_space(config.id_space, bundle)
-        segmenter = Segmenter(bundle, backend=backend, id_space=id_space,
+        segmenter = Segmenter(bundle, backend=backend, id_space=id_space, artifact=config.artifact,
                               need_confidence=CONFIDENCE in config.outputs)
         return cls(segmenter, factory, replace(config, id_space=id_space))
 
@@ -119,21 +121,53 @@ class FrameProcessor:
         Each output image is written once, at output resolution, straight into the buffer of its
         message (the factory's :meth:`~cityseg.ros.messages.MessageFactory.image_buffer`).
         """
-        wanted = self.config.outputs if outputs is None else self.config.outputs & frozenset(outputs)
+        result = self.process_batch([FrameRequest(msg, camera_info, outputs)])[0]
+        if isinstance(result, InputError):
+            raise result
+        return result
+
+    def process_batch(self, requests: Sequence["FrameRequest"]) -> list["ProcessedFrame | InputError"]:
+        """Several frames (any sizes, e.g. one per camera) through one backend call; each result in
+        its request's place, with its own header. A frame that cannot be decoded gets its
+        InputError in its place and does not affect the others."""
+        results: list[ProcessedFrame | InputError | None] = [None] * len(requests)
+        decoded: dict[int, tuple[DecodedImage, float]] = {}
+        for i, request in enumerate(requests):
+            t0 = time.perf_counter()
+            try:
+                decoded[i] = decode_message(request.msg, self.config.mono16_max), (time.perf_counter() - t0) * 1e3
+            except InputError as exc:
+                results[i] = exc
+        for order in sorted({d.channel_order for d, _ in decoded.values()}):  # one call per channel order
+            indices = [i for i, (d, _) in decoded.items() if d.channel_order == order]
+            segmentations = self.segmenter.segment_batch([decoded[i][0].frame for i in indices], order)
+            for i, result in zip(indices, segmentations):
+                results[i] = self._outputs(requests[i], *decoded[i], result)
+        return results  # type: ignore[return-value]
+
+    def _outputs(self, request: "FrameRequest", decoded: DecodedImage, convert_ms: float,
+                 result: Segmentation) -> ProcessedFrame:
+        wanted = self.config.outputs if request.outputs is None else self.config.outputs & frozenset(request.outputs)
         t0 = time.perf_counter()
-        decoded = decode_message(msg, self.config.mono16_max)
-        t1 = time.perf_counter()
-        result = self.segmenter.segment(decoded.frame, decoded.channel_order)
-        t2 = time.perf_counter()
-        in_size = decoded.size
-        out_size = self.output_size(in_size)
-        header = self.factory.header(*header_fields(msg))
-        messages = OutputWriter(self.factory, self.config, header, decoded, result, out_size).build(wanted, camera_info)
-        t3 = time.perf_counter()
-        timings = {"convert": (t1 - t0) * 1e3, "preprocess": result.timings["preprocess"],
+        out_size = self.output_size(decoded.size)
+        header = self.factory.header(*header_fields(request.msg))
+        writer = OutputWriter(self.factory, self.config, header, decoded, result, out_size)
+        messages = writer.build(wanted, request.camera_info)
+        timings = {"convert": convert_ms, "preprocess": result.timings["preprocess"],
                    "infer": result.timings["infer"],
-                   "postprocess": result.timings["argmax"] + (t3 - t2) * 1e3}
-        return ProcessedFrame(messages, timings, in_size, out_size, result)
+                   "postprocess": result.timings["argmax"] + (time.perf_counter() - t0) * 1e3}
+        return ProcessedFrame(messages, timings, decoded.size, out_size, result)
+
+
+@dataclass(frozen=True)
+class FrameRequest:
+    """One frame for :meth:`FrameProcessor.process_batch`."""
+
+    msg: Any
+    """Image or CompressedImage (a message, or a cityseg.ros.cdr view)."""
+    camera_info: Any = None
+    outputs: Collection[str] | None = None
+    """The outputs to build (None: every enabled one)."""
 
 
 class OutputWriter:
