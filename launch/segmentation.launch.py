@@ -3,7 +3,8 @@
     ros2 launch cityseg segmentation.launch.py model:=/models/unet_lite namespace:=front
 
 subscribes /front/image_raw (+ /front/camera_info) and publishes /front/segmentation/{mask,
-color_mask, overlay, camera_info, label_info}. Several cameras: include this file once per camera
+color_mask, overlay, camera_info, label_info}. The node is a lifecycle node that configures and
+activates itself (autostart:=false leaves that to a lifecycle manager). Several cameras: include this file once per camera
 with a different namespace (see multi_camera.launch.py). The parameters (params_file plus the
 overrides given here) are validated before the node starts. The node gets the Fast DDS profile
 for large images (config/fastdds_large_images.xml) unless dds_profile says otherwise.
@@ -15,7 +16,7 @@ from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode
 
 ARGUMENTS = (
     ("model", "", "model bundle directory; empty: the params file's `model`"),
@@ -26,6 +27,8 @@ ARGUMENTS = (
     ("params_file", "", "ROS 2 parameters YAML; empty: the installed config/segmentation.yaml"),
     ("use_sim_time", "false", "true when replaying a bag with `ros2 bag play --clock`"),
     ("input_compressed", "", "true: subscribe to <image>/compressed; empty: as in params_file"),
+    ("autostart", "", "true: configure and activate at once; false: wait for a lifecycle manager "
+                      "(ros2 lifecycle set / Nav2's lifecycle manager); empty: as in params_file (true)"),
     ("dds_profile", "", "Fast DDS XML profile for the node; empty: the installed "
                         "config/fastdds_large_images.xml unless FASTRTPS/FASTDDS_DEFAULT_PROFILES_FILE is "
                         "already set; none: the middleware's defaults"),
@@ -51,12 +54,13 @@ def _segmentation_node(context):
         overrides["model"] = arg["model"]
     if arg["backend"]:
         overrides["backend"] = arg["backend"]
-    if arg["input_compressed"]:
-        overrides["input_compressed"] = _flag(arg["input_compressed"])
+    for flag in ("input_compressed", "autostart"):
+        if arg[flag]:
+            overrides[flag] = _flag(arg[flag])
     check_params_file(params_file, overrides, node_fqn(arg["namespace"]))  # fail here, naming the file, not in the node
     dds_env = profile_environment(arg["dds_profile"], os.path.join(config_dir, PROFILE_FILE))
     image = arg["image"].rstrip("/")
-    return [Node(
+    return [LifecycleNode(  # a managed node: launch_ros' ChangeState events and lifecycle managers drive it
         package="cityseg", executable=NODE_EXECUTABLE, name=NODE_NAME,
         namespace=arg["namespace"], output="screen", emulate_tty=True, additional_env=dds_env,
         parameters=[params_file, {**overrides, "use_sim_time": _flag(arg["use_sim_time"])}],

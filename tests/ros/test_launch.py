@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 SINGLE = REPO / "launch" / "segmentation.launch.py"
 MULTI = REPO / "launch" / "multi_camera.launch.py"
 EXPECTED_ARGUMENTS = {"model", "image", "camera_info", "namespace", "backend", "params_file",
-                      "use_sim_time", "input_compressed", "dds_profile"}
+                      "use_sim_time", "input_compressed", "dds_profile", "autostart"}
 
 
 def parse(path: Path) -> ast.Module:
@@ -52,7 +52,7 @@ def test_single_camera_launch_starts_the_installed_node():
     tree = parse(SINGLE)
     from cityseg.ros.outputs import NODE_EXECUTABLE, NODE_NAME
 
-    (node,) = keywords(tree, "Node")
+    (node,) = keywords(tree, "LifecycleNode")
     assert node["package"] == "cityseg"
     assert (node["executable"].id, node["name"].id) == ("NODE_EXECUTABLE", "NODE_NAME")  # the one definition
     assert (NODE_EXECUTABLE, NODE_NAME) == ("segmentation_node", "segmentation")
@@ -65,7 +65,7 @@ def test_single_camera_launch_starts_the_installed_node():
 
 def test_launch_remappings_match_the_node_topics():
     tree = parse(SINGLE)
-    (node,) = keywords(tree, "Node")
+    (node,) = keywords(tree, "LifecycleNode")
     remapped = {pair.elts[0].value for pair in node["remappings"].elts}
     assert remapped == {"image", "image/compressed", "camera_info"}
     node_source = parse(REPO / "src" / "cityseg" / "ros" / "node.py")

@@ -36,3 +36,13 @@ def retain_frame_memory() -> bool:
     except (OSError, AttributeError):  # musl, macOS, Windows: nothing to tune
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+def release_freed_memory() -> bool:
+    """Give freed heap memory back to the kernel now (after a model is unloaded); False where
+    glibc's malloc_trim is not available."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.malloc_trim(0))
+    except (OSError, AttributeError):
+        return False

@@ -21,55 +21,158 @@ LOG_THROTTLE_S = 5.0
 
 
 class SegmentationNode:
-    """One camera: parameters, QoS, subscriptions, publishers, timers and the inference thread."""
+    """One camera as a managed (lifecycle) node: parameters, QoS, subscriptions, publishers, timers
+    and the inference thread, brought up and down by lifecycle transitions.
+
+    unconfigured --configure--> inactive (parameters validated, model loaded and warmed up,
+    publishers and timers created) --activate--> active (subscriptions, inference thread, outputs
+    live) --deactivate--> inactive (no frame processed, nothing published, diagnostics say
+    inactive) --cleanup--> unconfigured (model and runtime released). With ``autostart`` (the
+    default) the constructor configures and activates, raising the CitysegError of a failed
+    configure, so the node behaves as a plain node; without it the node waits for a manager.
+    """
 
     def __init__(self, **node_kwargs):
-        import rclpy
+        from rclpy.lifecycle import LifecycleNode
 
-        self.node = rclpy.create_node(NODE_NAME, **node_kwargs)
-        self.worker = None
+        from cityseg.ros.lifecycle import NodeTransitions
+        from cityseg.ros.messages import RclpyMessages
+
+        self.node = LifecycleNode(NODE_NAME, **node_kwargs)
+        self.node.add_managed_entity(NodeTransitions(self))
+        self.msgs = RclpyMessages()
+        self.worker = self.processor = self.params = None
+        self.publishers: dict = {}
+        self._subscriptions: list = []
+        self._timers: list = []
+        self._active = False
+        self._failure: Exception | None = None
+        self._autostarting = False
         try:
-            self._setup()
+            self._declare_parameters()
+            self._start()
         except BaseException:
-            self.node.destroy_node()
+            self.close()
             raise
 
-    def _setup(self) -> None:
+    def _start(self) -> None:
+        """Autostart (configure, activate; raise a failed configure's error) or say how to start."""
+        if not self.node.get_parameter("autostart").value:
+            fqn = self.node.get_fully_qualified_name()
+            self.node.get_logger().info(
+                f"waiting for a lifecycle manager (autostart is false): `ros2 lifecycle set {fqn} configure`, "
+                f"then `ros2 lifecycle set {fqn} activate`")
+            return
+        from rclpy.lifecycle import TransitionCallbackReturn
+
+        self._autostarting = True  # a failure is raised (main prints it once), not logged
+        if self.node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            raise self._failure or CitysegError("configure failed")
+        if self.node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+            raise self._failure or CitysegError("activate failed")
+        self._autostarting = False
+
+    @property
+    def state(self) -> str:
+        """The lifecycle state's label: unconfigured, inactive, active, finalized."""
+        return self.node._state_machine.current_state[1]
+
+    # -- transitions (cityseg.ros.lifecycle calls these) ------------------------------------
+
+    def configure(self) -> None:
+        """Validate the parameters, load the model, warm it up, create publishers and timers."""
         from cityseg.ros.diagnostics import NodeStats
-        from cityseg.ros.messages import RclpyMessages
         from cityseg.ros.processor import FrameProcessor
         from cityseg.ros.upstream import UpstreamLossEstimator
-        from cityseg.ros.worker import FrameWorker, LatestFrameSlot
 
         started = time.monotonic()
-        p = self.params = self._declare_parameters()
-        self.msgs = RclpyMessages()
+        p = self.params = self._read_parameters()
         self.processor = FrameProcessor.from_bundle(p.model, self.msgs, p.processor_config(), p.backend)
-        load_s = time.monotonic() - started
+        self._warm_up()
         self.stats = NodeStats(window_s=p.stats_window)
         self.upstream = UpstreamLossEstimator()
-        self.slot = LatestFrameSlot()
         self._create_publishers()
-        self._create_subscriptions()
-        self.worker = FrameWorker(self.slot, self._process, self._publish,
-                                  self.stats, on_error=self._on_error, max_rate_hz=p.max_rate_hz)
-        self.node.create_timer(p.diagnostics_period, self._publish_diagnostics)
+        self._timers = [self.node.create_timer(p.diagnostics_period, self._publish_diagnostics)]
         if p.log_period > 0:
-            self.node.create_timer(p.log_period, self._log_stats)
-        self._publish_label_info()
-        self.worker.start()
-        self._log_startup(load_s)
+            self._timers.append(self.node.create_timer(p.log_period, self._log_stats))
+        self._log_startup(time.monotonic() - started)
 
-    def _declare_parameters(self):
+    def activate(self) -> None:
+        """Subscriptions and the inference thread go live (only the inference thread publishes frames, so
+        the outputs are live exactly while it runs; plain publishers, created on configure: rclpy cannot
+        add lifecycle publishers from inside a transition)."""
+        from cityseg.ros.worker import FrameWorker, LatestFrameSlot
+
+        p = self.params
+        self.slot = LatestFrameSlot()  # a fresh one: deactivate closed the last
+        self.worker = FrameWorker(self.slot, self._process, self._publish, self.stats,
+                                  on_error=self._on_error, max_rate_hz=p.max_rate_hz)
+        self._create_subscriptions()
+        self._active = True
+        self.worker.start()
+        self._publish_label_info()
+        self.node.get_logger().info(f"active: segmenting {self.image_topic}")
+
+    def deactivate(self) -> None:
+        """No more frames: subscriptions go, the inference thread ends after the frame in progress."""
+        self._active = False
+        for subscription in self._subscriptions:
+            self.node.destroy_subscription(subscription)
+        self._subscriptions = []
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
+        self.node.get_logger().info("inactive: frames are not processed and nothing is published")
+
+    def cleanup(self) -> None:
+        """Release the model and its runtime, publishers and timers (back to unconfigured)."""
+        import gc
+
+        from cityseg.ros.heap import release_freed_memory
+
+        if self._active or self.worker is not None:
+            self.deactivate()
+        for timer in self._timers:
+            self.node.destroy_timer(timer)
+        for publisher in self.publishers.values():
+            self.node.destroy_publisher(publisher)
+        if getattr(self, "diag_pub", None) is not None:
+            self.node.destroy_publisher(self.diag_pub)
+            self.diag_pub = None
+        self._timers, self.publishers, self.processor = [], {}, None
+        gc.collect()
+        release_freed_memory()
+
+    def transition_failed(self, transition: str, error: Exception) -> None:
+        """Log a failed transition once (the node stays in its previous state)."""
+        self._failure = error
+        if not self._autostarting:
+            self.node.get_logger().error(f"{transition} failed: {error}")
+        if transition == "configure":
+            self.cleanup()
+
+    def _warm_up(self) -> None:
+        """One inference on a blank frame, so the first camera frame does not pay the runtime's set-up."""
+        import numpy as np
+
+        segmenter = self.processor.segmenter
+        height, width = segmenter.camera_size or segmenter.input_size
+        segmenter.segment(np.zeros((height, width, 3), np.uint8))
+
+    def _declare_parameters(self) -> None:
         from rcl_interfaces.msg import ParameterDescriptor
 
+        from cityseg.ros.params import parameter_specs
+
+        for spec in parameter_specs():
+            self.node.declare_parameter(spec.name, spec.default, ParameterDescriptor(
+                description=spec.description, additional_constraints=spec.constraints,
+                read_only=True, dynamic_typing=True))
+
+    def _read_parameters(self):
         from cityseg.ros.params import load_node_params, parameter_specs
 
         node = self.node
-        for spec in parameter_specs():
-            node.declare_parameter(spec.name, spec.default, ParameterDescriptor(
-                description=spec.description, additional_constraints=spec.constraints,
-                read_only=True, dynamic_typing=True))
         values = {s.name: node.get_parameter(s.name).value for s in parameter_specs()}
         return load_node_params(values, where=f"{node.get_fully_qualified_name()} parameters")
 
@@ -107,7 +210,8 @@ class SegmentationNode:
         for msg_type, name, callback, raw in ((kind, topic, self._on_image, True),
                                               (m.CameraInfo, "camera_info", self._on_camera_info, False)):
             events = SubscriptionEventCallbacks(incompatible_qos=self._incompatible("subscription", name, qos))
-            self.node.create_subscription(msg_type, name, callback, qos, event_callbacks=events, raw=raw)
+            self._subscriptions.append(self.node.create_subscription(
+                msg_type, name, callback, qos, event_callbacks=events, raw=raw))
 
     def _incompatible(self, side: str, topic: str, qos):
         """An incompatible-QoS callback that names the topic, the policy and the parameter to change."""
@@ -142,7 +246,8 @@ class SegmentationNode:
 
         log = self.node.get_logger()
         per_frame = [suffix for suffix in self.publishers if suffix != LABEL_INFO]
-        log.info(f"segmenting {self.image_topic} with {self.params.model} on "
+        topic = self.node.resolve_topic_name("image/compressed" if self.params.input_compressed else "image")
+        log.info(f"segmenting {topic} with {self.params.model} on "
                  f"{self.processor.segmenter.backend.describe()} (ready in {load_s:.1f} s); publishing "
                  f"{', '.join(per_frame)} under {self.node.get_fully_qualified_name()}")
         for suffix, reason in self.processor.unavailable.items():
@@ -194,15 +299,22 @@ class SegmentationNode:
             log.warning(f"skipped an image: {reason}", throttle_duration_sec=LOG_THROTTLE_S)
 
     def _publish_diagnostics(self) -> None:
-        from cityseg.ros.diagnostics import LOSS_HINT, diagnostic_status
+        from dataclasses import replace
+
+        from cityseg.ros.diagnostics import LOSS_HINT, OK, diagnostic_status
 
         snap = self.stats.snapshot()
         sec, nsec = self.node.get_clock().now().seconds_nanoseconds()
         live = tuple(s for s in self.publishers if s in self.live_outputs())
-        status = diagnostic_status(snap, self.node.get_fully_qualified_name(),
-                                   self.processor.segmenter.bundle.card.name, self.params.upstream_loss_warn, live)
+        fqn = self.node.get_fully_qualified_name()
+        status = diagnostic_status(snap, fqn, self.processor.segmenter.bundle.card.name,
+                                   self.params.upstream_loss_warn, live)
+        status = replace(status, values=(("lifecycle state", self.state), *status.values))
+        if not self._active:
+            status = replace(status, level=OK, message=f"inactive (lifecycle): frames are not processed; "
+                                                        f"`ros2 lifecycle set {fqn} activate`")
         self.diag_pub.publish(self.msgs.diagnostics(self.msgs.header(sec, nsec, ""), [status]))
-        if snap.upstream_lost_percent > self.params.upstream_loss_warn:
+        if self._active and snap.upstream_lost_percent > self.params.upstream_loss_warn:
             self.node.get_logger().warning(
                 f"{snap.upstream_lost_percent:.0f} % of the frames on {self.image_topic} were lost before "
                 f"they reached this node (gaps in their header stamps); {LOSS_HINT}",
@@ -214,9 +326,12 @@ class SegmentationNode:
         self.node.get_logger().info(log_line(self.stats.snapshot()))
 
     def close(self) -> None:
-        """Stop the inference thread and destroy the node."""
+        """Stop the inference thread, release the model and destroy the node (from any state)."""
         if self.worker is not None:
             self.worker.stop()
+            self.worker = None
+        self._active = False
+        self.processor = None
         self.node.destroy_node()
 
 
@@ -258,7 +373,7 @@ def main(args: list[str] | None = None) -> int:
     try:
         try:
             segmentation = SegmentationNode()
-        except CitysegError as exc:
+        except CitysegError as exc:  # autostart: a failed configure ends the process, as before
             print(f"{NODE_EXECUTABLE}: error: {exc}", file=sys.stderr)
             return 2
         except ImportError as exc:  # a message package (sensor_msgs, diagnostic_msgs) is missing

@@ -49,6 +49,9 @@ class _Settings:
     diagnostics_period: float = _param(1.0, "seconds between /diagnostics messages, > 0")
     log_period: float = _param(10.0, "seconds between statistics log lines (0: never)")
     stats_window: float = _param(5.0, "seconds over which rates and latencies are averaged, > 0")
+    autostart: bool = _param(
+        True, "configure and activate the (lifecycle) node at startup; false: wait for a lifecycle manager "
+              "(ros2 lifecycle set <node> configure, then activate)")
     upstream_loss_warn: float = _param(
         1.0, "warn when more than this percentage of the camera's frames never reached the node "
              "(estimated from header stamp gaps), in [0, 100]")
