@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from cityseg.ros.batcher import BatchWorker, CameraBatcher, batch_capacity_note, mean_batch
-from cityseg.ros.diagnostics import NodeStats
+from cityseg.ros.batcher import BatchWorker, CameraBatcher, batch_capacity_note
+from cityseg.ros.diagnostics import NodeStats, mean_batch
 from cityseg.ros.images import ImageError
 
 CAMERAS = ("front", "left", "right", "rear")

@@ -118,12 +118,6 @@ class BatchSizes:
             return dict(sorted(self._counts.items()))
 
 
-def mean_batch(histogram: Mapping[int, int]) -> float:
-    """Mean batch size of a :meth:`BatchSizes.snapshot` (0.0 when empty)."""
-    batches = sum(histogram.values())
-    return sum(size * n for size, n in histogram.items()) / batches if batches else 0.0
-
-
 class BatchWorker:
     """The multi-camera inference loop: take a batch, process it in one call, publish per camera.
 
