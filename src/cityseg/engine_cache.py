@@ -65,6 +65,14 @@ class BatchProfile:
             raise InputError(f"--batch {text!r}: expected three numbers MIN,OPT,MAX")
         return cls(*values)
 
+    @classmethod
+    def up_to(cls, max_batch: int) -> "BatchProfile":
+        """Any batch of 1..``max_batch`` frames, tuned for ``max_batch`` (``--max-batch N``: every
+        camera of an N-camera node in one engine call)."""
+        if max_batch < 1:
+            raise InputError(f"--max-batch {max_batch}: need at least 1")
+        return cls(1, max_batch, max_batch)
+
     def to_dict(self) -> dict:
         return asdict(self)
 

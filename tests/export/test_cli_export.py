@@ -5,6 +5,7 @@ import pytest
 
 from cityseg.bundle import Bundle
 from cityseg.cli import main
+from cityseg.errors import InputError
 from cityseg.tensorrt_runtime import runtime_unavailable_reason
 from support import make_palette_bundle, painted_scene
 
@@ -66,3 +67,27 @@ def test_bad_arguments_are_explained(bundle_dir, tmp_path, capsys):
     assert "--parity-images" in capsys.readouterr().err
     assert main(["export", str(bundle_dir), "--calib-images", str(tmp_path)]) == 2
     assert "used only by --tensorrt --precision int8" in capsys.readouterr().err
+
+
+def test_max_batch_is_a_one_to_n_profile(capsys):
+    import argparse
+
+    from cityseg.cli.export import batch_profile
+    from cityseg.engine_cache import BatchProfile
+
+    def args(batch=None, max_batch=None):
+        return argparse.Namespace(batch=batch, max_batch=max_batch)
+
+    assert batch_profile(args()) == BatchProfile(1, 1, 4)
+    assert batch_profile(args(max_batch=6)) == BatchProfile(1, 6, 6)
+    assert batch_profile(args(batch="2,2,8")) == BatchProfile(2, 2, 8)
+    assert BatchProfile.up_to(4).to_dict() == {"min": 1, "opt": 4, "max": 4}  # the sidecar's profile
+    with pytest.raises(InputError, match="--batch 1,1,4 and --max-batch 6 both set the batch profile"):
+        batch_profile(args("1,1,4", 6))
+    with pytest.raises(InputError, match="--max-batch 0: need at least 1"):
+        batch_profile(args(max_batch=0))
+
+
+def test_max_batch_conflict_is_explained_by_the_cli(bundle_dir, capsys):
+    assert main(["export", str(bundle_dir), "--batch", "1,1,4", "--max-batch", "8"]) == 2
+    assert "give one (--max-batch N is --batch 1,N,N)" in capsys.readouterr().err

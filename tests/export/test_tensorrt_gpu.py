@@ -144,3 +144,17 @@ def test_imported_nchw_model_with_strided_logits(tmp_path):
         assert (a.mask == b.mask).mean() >= 0.999
         assert np.abs(a.confidence.astype(int) - b.confidence.astype(int)).max() <= 2
     trt_seg.backend.close()
+
+
+def test_max_batch_engine_takes_every_camera_in_one_call(bundle, capsys):
+    """`--max-batch 6`: profile 1/6/6 in the sidecar; batches of 1..6 in one call, 7 split in two."""
+    assert main(["export", str(bundle.path), "--tensorrt", "--precision", "fp32", "--max-batch", "6"]) == 0
+    segmenter = Segmenter(bundle.path, backend="tensorrt")
+    assert segmenter.max_batch == 6
+    engine = bundle.path / segmenter.backend.path.name
+    assert EngineSidecar.read(sidecar_path(engine)).profile == {"min": 1, "opt": 6, "max": 6}
+    reference = Segmenter(bundle.path, backend="onnxruntime")
+    for count in (1, 4, 6, 7):  # frames of different sizes, as cameras of a rig
+        batch = [painted_scene(128 + 64 * (i % 3), 256 + 128 * (i % 3), seed=i)[0] for i in range(count)]
+        for a, b in zip(segmenter.segment_batch(batch), reference.segment_batch(batch)):
+            assert a.mask.shape == b.mask.shape and (a.mask == b.mask).mean() >= 0.999

@@ -247,22 +247,22 @@ def test_fleet_equals_single_process_bag_and_reports_failures(local_ray, bags, r
                                                               capsys):
     out = tmp_path / "out"
     code, summary = fleet(out, str(bags), model=bundle.path, capsys=capsys)
-    assert code == 1  # the corrupt and the two-camera bag failed
+    assert code == 1  # the corrupt bag failed
     bag = by_name(summary)
     assert {n: b["status"] for n, b in bag.items()} == {
-        "front": "done", "rear": "done", "drive": "done", "stereo": "failed", "corrupt": "failed"}
+        "front": "done", "rear": "done", "drive": "done", "stereo": "done", "corrupt": "failed"}
     assert "cannot read it as a rosbag2 directory" in bag["corrupt"]["error"]
-    assert "2 Image/CompressedImage topics" in bag["stereo"]["error"] and "--image-topic" in bag["stereo"]["error"]
-    assert [bag[n]["frames"] for n in GOOD] == [4, 3, 2]
+    assert bag["stereo"]["image_topic"] == "/left/image_raw, /right/image_raw"  # both cameras, one pass
+    assert [bag[n]["frames"] for n in (*GOOD, "stereo")] == [4, 3, 2, 6]
     assert summary["totals"] | {"seconds": 0} == summary["totals"] | {
-        "bags": 5, "done": 3, "skipped": 0, "failed": 2, "frames": 9, "seconds": 0}
+        "bags": 5, "done": 4, "skipped": 0, "failed": 1, "frames": 15, "seconds": 0}
     assert summary["workers"] == 2 and summary["model"]["id"].startswith("palette@")
     assert summary["params"]["id_space"] == "trainid" and summary["params"]["backend"] == "onnxruntime"
     assert json.loads((out / "fleet.json").read_text())["bags"] == summary["bags"]
     for name in GOOD:
         assert_same_bag(out / name, reference[name])
         assert json.loads((out / name / MARKER).read_text())["model_id"] == summary["model"]["id"]
-    assert sorted(p.name for p in out.iterdir()) == ["drive", "fleet.json", "front", "rear"]
+    assert sorted(p.name for p in out.iterdir()) == ["drive", "fleet.json", "front", "rear", "stereo"]
 
 
 def test_several_cameras_replay_the_chosen_topic(local_ray, bags, reference, bundle, tmp_path, capsys):

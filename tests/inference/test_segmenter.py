@@ -120,3 +120,28 @@ def test_bad_frame_is_rejected(bundle_dir):
 def test_onnx_model_is_a_real_file(bundle_dir):
     model = onnx.load(str(bundle_dir / "model.onnx"))
     assert [n.op_type for n in model.graph.node][-1] == "Softmax"
+
+
+def fixed_batch_bundle(root, batch: int):
+    """The palette bundle with its ONNX's batch dimension fixed at ``batch`` (as imported models often are)."""
+    bundle = make_palette_bundle(root)
+    model = onnx.load(str(root / "model.onnx"))
+    for value in (*model.graph.input, *model.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_value = batch
+    onnx.save(model, str(root / "model.onnx"))
+    return bundle
+
+
+@pytest.mark.parametrize("fixed", [1, 2])
+def test_batches_larger_than_a_fixed_batch_are_split(tmp_path, fixed):
+    frames = [painted_scene(128, 256, seed=i) for i in range(3)]
+    segmenter = Segmenter(fixed_batch_bundle(tmp_path / "fixed", fixed), backend="onnxruntime")
+    assert segmenter.max_batch == fixed
+    results = segmenter.segment_batch([rgb for rgb, _ in frames])  # 3 frames: split (and padded) per call
+    for result, (_, truth) in zip(results, frames):
+        np.testing.assert_array_equal(result.mask, truth)
+        assert result.confidence.shape == (128, 256)
+
+
+def test_a_dynamic_batch_has_no_limit(bundle_dir):
+    assert Segmenter(bundle_dir, backend="onnxruntime").max_batch is None

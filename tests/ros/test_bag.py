@@ -10,9 +10,9 @@ import pytest
 
 from cityseg.cli import main as cli_main
 from cityseg.errors import CitysegError, InputError
-from cityseg.ros.bag import output_topics, replay_bag
+from cityseg.ros.bag import load_processor, output_topics, replay_bag
 from cityseg.ros.bagio import normalize_topic, topic_namespace
-from cityseg.synthetic.camera_bag import write_camera_bag
+from cityseg.synthetic.camera_bag import RigCamera, write_camera_bag, write_rig_bag
 from cityseg.ros.images import encode_rgb
 from cityseg.ros.messages import RosbagsMessages
 from cityseg.ros.processor import ProcessorConfig
@@ -36,6 +36,17 @@ def read_bag(path: Path) -> dict[str, list[tuple[int, object]]]:
     with Reader(path) as reader:
         for conn, stamp, raw in reader.messages():
             topics.setdefault(conn.topic, []).append((stamp, F.typestore.deserialize_cdr(raw, conn.msgtype)))
+    return topics
+
+
+def raw_messages(path: Path) -> dict[str, list[tuple[int, bytes]]]:
+    """topic -> [(bag timestamp, serialized message)]."""
+    from rosbags.rosbag2 import Reader
+
+    topics: dict[str, list] = {}
+    with Reader(path) as reader:
+        for conn, stamp, raw in reader.messages():
+            topics.setdefault(conn.topic, []).append((stamp, bytes(raw)))
     return topics
 
 
@@ -174,9 +185,9 @@ def test_image_topic_selection(tmp_path, bundle):
             conn = writer.add_connection(f"/{side}/image_raw", "sensor_msgs/msg/Image", typestore=F.typestore)
             writer.write(conn, T0, F.serialize(F.image(F.header(1, 0, side), encode_rgb(rgb, "rgb8"))))
         writer.add_connection("/left/camera_info", "sensor_msgs/msg/CameraInfo", typestore=F.typestore)
-    with pytest.raises(InputError, match=r"2 Image/CompressedImage topics \(/left/image_raw, /right/image_raw\); "
-                                         r"choose one with --image-topic"):
-        replay(src, tmp_path / "out", bundle)
+    summary = replay(src, tmp_path / "both", bundle)  # no --image-topic: every camera
+    assert summary.image_topic == "/left/image_raw, /right/image_raw" and summary.frames_out == 2
+    assert [c.camera_info_topic for c in summary.cameras] == ["/left/camera_info", None]  # only beside its camera
     with pytest.raises(InputError, match="no topic '/front/image_raw'"):
         replay(src, tmp_path / "out", bundle, image_topic="/front/image_raw")
     with pytest.raises(InputError, match="holds sensor_msgs/msg/CameraInfo"):
@@ -268,3 +279,109 @@ def test_cli_writes_bag_and_json_summary(tmp_path, bundle, capsys):
     assert "already exists" in capsys.readouterr().err
     assert cli_main(args[:-4] + ["--outputs", "color"]) == 2
     assert "unknown output(s) color" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------
+# A camera rig: several image topics in one bag
+# ------------------------------------------------------------------------------------------
+
+RIG_SIZES = {"front": (128, 256), "left": (64, 128), "rear": (192, 384)}
+RIG_ENCODINGS = {"front": "rgb8", "left": "bgr8", "rear": "png"}
+
+
+def rig_cameras(count: int = 3) -> list[RigCamera]:
+    return [RigCamera.named(name, [painted_scene(*size, "trainid", seed=10 * k + i)[0] for i in range(count)],
+                            RIG_ENCODINGS[name])
+            for k, (name, size) in enumerate(RIG_SIZES.items())]
+
+
+def recording_processor(bundle):
+    """A processor whose process_batch records the cameras (frame_ids) of every batch."""
+    processor = load_processor(bundle, TRAINID, "onnxruntime")
+    batches, inner = [], processor.process_batch
+    processor.process_batch = lambda requests: batches.append([r.msg.header.frame_id for r in requests]) or inner(requests)
+    return processor, batches
+
+
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+def test_rig_bag_segments_every_camera_batched_and_byte_identical(tmp_path, bundle, storage):
+    src = tmp_path / "rig"
+    assert write_rig_bag(src, rig_cameras(), storage=storage) == [3, 3, 3]
+    processor, batches = recording_processor(bundle)
+    summary = replay_bag(src, tmp_path / "all", processor, progress=False, storage=storage)
+    assert [c.image_topic for c in summary.cameras] == ["/front/image_raw", "/left/image_raw",
+                                                        "/rear/image_raw/compressed"]
+    assert [(c.frames_in, c.frames_out, c.failed) for c in summary.cameras] == [(3, 3, [])] * 3
+    assert (summary.frames_in, summary.frames_out) == (9, 9)
+    assert batches == [["front", "left", "rear"]] * 3  # one backend call per instant, across cameras
+    assert [c.camera_info_topic for c in summary.cameras] == ["/front/camera_info", "/left/camera_info",
+                                                              "/rear/camera_info"]
+    together, raw_together = read_bag(tmp_path / "all"), raw_messages(tmp_path / "all")
+    for k, (name, (height, width)) in enumerate(RIG_SIZES.items()):
+        image = summary.cameras[k].image_topic
+        alone = replay(src, tmp_path / name, bundle, image_topic=image, storage=storage)
+        assert alone.frames_out == 3 and alone.output_topics == summary.cameras[k].output_topics
+        single = raw_messages(tmp_path / name)
+        assert set(single) == {t for t in raw_together if t.startswith(f"/{name}/")}
+        for topic in summary.cameras[k].output_topics.values():
+            assert topic.startswith(f"/{name}/segmentation/")
+            assert raw_together[topic] == single[topic]  # byte-identical, same bag timestamps
+            stamps = [s for s, _ in raw_together[topic]]
+            assert stamps == sorted(stamps)
+        assert {m.header.frame_id for _, m in together[f"/{name}/segmentation/overlay"]} == {name}
+        mask = together[f"/{name}/segmentation/mask"][0][1]
+        assert (mask.height, mask.width) == (height, width)
+        np.testing.assert_array_equal(mask_pixels(mask), painted_scene(height, width, "trainid", seed=10 * k)[1])
+
+
+def test_rig_max_batch_caps_the_batch(tmp_path, bundle):
+    src = tmp_path / "rig"
+    write_rig_bag(src, rig_cameras(2))
+    processor, batches = recording_processor(bundle)
+    summary = replay_bag(src, tmp_path / "out", processor, progress=False, max_batch=2)
+    assert summary.frames_out == 6
+    assert batches == [["front", "left"], ["rear", "front"], ["left", "rear"]]
+
+
+def test_rig_camera_with_malformed_frames_fails_alone(tmp_path, bundle):
+    from rosbags.rosbag2 import Writer
+
+    src = tmp_path / "rig"
+    frames = scenes(3)
+    with Writer(src, version=9) as writer:
+        conns = {side: writer.add_connection(f"/{side}/image_raw", "sensor_msgs/msg/Image", typestore=F.typestore)
+                 for side in ("left", "right")}
+        for i, (rgb, _) in enumerate(frames):
+            stamp = T0 + i * 10**8
+            header = F.header(stamp // 10**9, stamp % 10**9, "cam")
+            writer.write(conns["left"], stamp, F.serialize(F.image(header, encode_rgb(rgb, "rgb8"))))
+            good = encode_rgb(rgb, "rgb8")
+            bad = F._t["sensor_msgs/msg/Image"](header=header, height=good.height, width=good.width, encoding="rgb8",
+                                                is_bigendian=0, step=good.width, data=good.data)
+            writer.write(conns["right"], stamp + 1, F.serialize(bad if i != 2 else F.image(header, good)))
+    summary = replay(src, tmp_path / "out", bundle)
+    left, right = summary.cameras
+    assert (left.frames_in, left.frames_out, left.failed) == (3, 3, [])
+    assert (right.frames_in, right.frames_out) == (3, 1)
+    assert [(f.index, f.topic) for f in right.failed] == [(0, "/right/image_raw"), (1, "/right/image_raw")]
+    assert "step 256 is smaller than width*bytes_per_pixel" in right.failed[0].reason
+    assert len(summary.failed) == 2 and "2 cameras: 6 frames in, 4 out, 2 failed" in summary.format()
+    masks = read_bag(tmp_path / "out")["/left/segmentation/mask"]
+    for (_, mask), (_, expected) in zip(masks, frames):
+        np.testing.assert_array_equal(mask_pixels(mask), expected)
+
+
+def test_cli_repeated_image_topic_chooses_cameras(tmp_path, bundle, capsys):
+    src, dst, report = tmp_path / "rig", tmp_path / "out", tmp_path / "summary.json"
+    write_rig_bag(src, rig_cameras(1))
+    args = ["bag", str(src), str(dst), "--model", str(bundle.path), "--backend", "onnxruntime", "--no-progress",
+            "--id-space", "trainid", "--image-topic", "/rear/image_raw/compressed", "--image-topic", "front/image_raw",
+            "--json", str(report)]
+    assert cli_main(args) == 0
+    summary = json.loads(report.read_text())
+    assert [c["image_topic"] for c in summary["cameras"]] == ["/rear/image_raw/compressed", "/front/image_raw"]
+    assert summary["image_topic"] == "/rear/image_raw/compressed, /front/image_raw" and summary["frames_out"] == 2
+    assert {t.split("/")[1] for t in read_bag(dst)} == {"front", "rear"}
+    assert "2 cameras: 2 frames in, 2 out, 0 failed" in capsys.readouterr().out
+    with pytest.raises(InputError, match="--camera-info-topic names one camera's CameraInfo, but 3 image topics"):
+        replay(src, tmp_path / "x", bundle, camera_info_topic="/front/camera_info")

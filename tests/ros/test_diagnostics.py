@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cityseg.ros.diagnostics import ERROR, OK, WARN, NodeStats, diagnostic_status, log_line
+from cityseg.ros.diagnostics import (ERROR, OK, WARN, NodeStats, batch_status, camera_statuses, diagnostic_status,
+                                     log_line)
 from cityseg.ros.messages import RosbagsMessages
 
 
@@ -123,3 +124,35 @@ def test_log_line():
 def test_window_must_be_positive():
     with pytest.raises(ValueError):
         NodeStats(window_s=0)
+
+
+def test_one_status_per_camera_each_judged_alone():
+    clock = Clock()
+    stats = {camera: NodeStats(window_s=2.0, clock=clock) for camera in ("front", "left", "rear")}
+    for _ in range(10):
+        clock.now += 0.1
+        stats["front"].received()
+        stats["front"].processed({"infer": 5.0})
+        stats["left"].received()
+        stats["left"].failed("step 2 is smaller than width*bytes_per_pixel")
+    # 'rear' is silent
+    statuses = camera_statuses({c: s.snapshot() for c, s in stats.items()}, "/segmentation", "unet_lite",
+                               live_outputs={"front": ("mask",)})
+    assert [s.name for s in statuses] == ["/segmentation: front", "/segmentation: left", "/segmentation: rear"]
+    assert [s.level for s in statuses] == [OK, WARN, WARN]
+    assert "malformed images" in statuses[1].message and "no images received" in statuses[2].message
+    front = dict(statuses[0].values)
+    assert front["processed total"] == "10" and front["infer mean (ms)"] == "5.00"
+    assert front["live outputs"] == "mask" and dict(statuses[2].values)["live outputs"] == "none"
+    assert statuses[0].hardware_id == "unet_lite"
+
+
+def test_batch_status_reports_the_distribution():
+    status = batch_status({4: 6, 1: 2, 3: 2}, "/segmentation", "unet_lite", cameras=4, max_batch=4)
+    assert status.name == "/segmentation: batch" and status.level == OK
+    values = dict(status.values)
+    assert [k for k, _ in status.values][:3] == ["batch size 1", "batch size 3", "batch size 4"]
+    assert (values["batch size 4"], values["batches total"], values["mean batch"]) == ("6", "10", "3.20")
+    assert (values["cameras"], values["max batch"]) == ("4", "4")
+    assert status.message == "mean batch 3.20 of 4 over 10 batches"
+    assert batch_status({}, "n", "h", 4, 2).message == "no batch run yet"

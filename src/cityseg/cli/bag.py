@@ -16,22 +16,23 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "bag", help="replay a rosbag through the segmentation node's processing, offline",
         description="Reads a rosbag2 (sqlite3 or mcap) or ROS 1 bag, segments every Image or "
-                    "CompressedImage of one topic exactly as segmentation_node does, and writes a "
+                    "CompressedImage of every camera (or of the --image-topic ones) exactly as "
+                    "segmentation_node does, frames of different cameras batched, and writes a "
                     f"rosbag2 with <namespace>/{NODE_NAME}/{{{ALL_TOPICS}}}, keeping bag "
                     "timestamps, header stamps and QoS profiles. --params-file takes the node's own "
                     "parameters YAML, so the replay is what the node would publish.")
     p.add_argument("input", type=Path, metavar="INPUT", help="rosbag2 directory or ROS 1 .bag file")
     p.add_argument("output", type=Path, metavar="OUTPUT", help="rosbag2 directory to create")
-    add_replay_options(p, copy_target="OUTPUT")
+    add_replay_options(p, copy_target="OUTPUT", several_image_topics=True)
     p.add_argument("--json", type=Path, metavar="SUMMARY", help="write the summary as JSON here")
     p.add_argument("--force", action="store_true", help="replace OUTPUT (and SUMMARY) if they exist")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
 
-def add_replay_options(p, copy_target: str) -> None:
+def add_replay_options(p, copy_target: str, several_image_topics: bool = False) -> None:
     """The replay's options, shared by `cityseg bag` and `cityseg fleet`: model, node parameters,
-    topics, outputs and storage."""
+    topics, outputs and storage; ``several_image_topics``: --image-topic may be repeated."""
     p.add_argument("--model", help="model bundle: a directory, or a name looked up in ./models, "
                                    "$CITYSEG_MODELS, the installed share dir (default: the params file's "
                                    "`model`)")
@@ -39,9 +40,15 @@ def add_replay_options(p, copy_target: str) -> None:
                    help="the node's ROS 2 parameters file (e.g. config/segmentation.yaml): outputs, "
                         "output_scale, overlay_alpha, id_space, mono16_max, backend and model are taken "
                         "from it, validated as the node validates them; the flags below override it")
-    p.add_argument("--image-topic", help="image topic (needed when the bag has several)")
+    if several_image_topics:
+        p.add_argument("--image-topic", action="append", metavar="TOPIC",
+                       help="image topic to segment; repeat it for several cameras (default: every Image "
+                            "and CompressedImage topic of the bag, batched across cameras)")
+    else:
+        p.add_argument("--image-topic", help="image topic to segment (default: every image topic of the bag)")
     p.add_argument("--camera-info-topic",
-                   help="CameraInfo topic (default: <namespace>/camera_info, or the only one)")
+                   help="CameraInfo topic of a single camera (default: each camera's <namespace>/camera_info, "
+                        "or with one camera the only one)")
     p.add_argument("--copy-input", action="store_true",
                    help=f"also copy every input message to {copy_target}")
     p.add_argument("--storage", choices=("sqlite3", "mcap"), default="sqlite3", help="output storage")
@@ -84,8 +91,9 @@ def node_settings(args: argparse.Namespace, command: str = "cityseg bag"):
         overrides.update({o.param: o.suffix in chosen for o in SWITCHABLE})
     if args.params_file is not None:
         node = None  # every section of the file, unless the camera (hence the node's namespace) is known
-        if args.image_topic:
-            node = node_fqn(topic_namespace(args.image_topic))
+        images = [args.image_topic] if isinstance(args.image_topic, str) else args.image_topic or []
+        if len(images) == 1:
+            node = node_fqn(topic_namespace(images[0]))
         return check_params_file(str(args.params_file), overrides, node)
     if "model" not in overrides:
         raise CitysegError(f"{command}: --model is required (or a --params-file that sets `model`)")

@@ -47,8 +47,11 @@ def add_parser(sub) -> None:
                    help="refuse an ONNX that TensorRT 10 is known not to parse (default: warn)")
     p.add_argument("--parity-images", type=Path, metavar="DIR",
                    help="check parity on these images (default: generated street scenes)")
-    p.add_argument("--batch", default="1,1,4", metavar="MIN,OPT,MAX",
+    p.add_argument("--batch", metavar="MIN,OPT,MAX",
                    help="TensorRT batch-size profile (default 1,1,4)")
+    p.add_argument("--max-batch", type=int, metavar="N",
+                   help="TensorRT: batches of 1..N frames, tuned for N (profile 1,N,N); N = the cameras of a "
+                        "multi-camera segmentation_node, so each batch is one engine call")
     p.add_argument("--workspace-mb", type=int, default=2048, help="TensorRT builder workspace limit (MiB)")
     p.add_argument("--no-rebuild", action="store_true",
                    help="refuse (instead of rebuilding) an existing engine built for another GPU, "
@@ -84,16 +87,28 @@ def camera_input(args: argparse.Namespace):
     return CameraInput(*parse_camera_size(args.camera_size), args.camera_order)
 
 
+def batch_profile(args: argparse.Namespace):
+    """The engine's BatchProfile from --batch or --max-batch (not both; default 1,1,4)."""
+    from cityseg.engine_cache import BatchProfile
+    from cityseg.errors import InputError
+
+    if args.max_batch is not None:
+        if args.batch is not None:
+            raise InputError(f"--batch {args.batch} and --max-batch {args.max_batch} both set the batch profile; "
+                             "give one (--max-batch N is --batch 1,N,N)")
+        return BatchProfile.up_to(args.max_batch)
+    return BatchProfile.parse(args.batch or "1,1,4")
+
+
 def run(args: argparse.Namespace) -> int:
     from cityseg.bundle import Bundle
-    from cityseg.engine_cache import BatchProfile
     from cityseg.errors import InputError
     from cityseg.export import tensorrt as trt_export
     from cityseg.export.onnx import export_onnx, onnx_artifact
 
     camera = camera_input(args)
     want_onnx = args.onnx or args.argmax_head if camera else args.onnx or not args.tensorrt
-    profile = BatchProfile.parse(args.batch)
+    profile = batch_profile(args)
     if args.tensorrt:
         trt_export.require_runtime()  # one clear message before any work
     if args.calib_images is not None and not (args.tensorrt and args.precision == "int8"):

@@ -255,7 +255,7 @@ def count_frames(bag: Path, image_topic: str | None) -> int | None:
         images = [c for c in reader.connections if c.msgtype in IMAGE_TYPES]
         if image_topic is not None:
             images = [c for c in images if normalize_topic(c.topic) == normalize_topic(image_topic)]
-        if len({c.topic for c in images}) != 1:
+        if not images:
             return None
         return sum(c.msgcount for c in images)
     finally:

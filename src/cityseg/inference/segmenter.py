@@ -141,6 +141,12 @@ class Segmenter:
         return self.backend.artifact.camera.size if self.fused_io else None
 
     @property
+    def max_batch(self) -> int | None:
+        """The most frames one backend call takes; :meth:`segment_batch` splits a larger batch into
+        calls of at most this many (the backend does). None: any batch in one call."""
+        return self.backend.max_batch
+
+    @property
     def has_confidence(self) -> bool:
         """True when results carry a per-pixel confidence (scores, or an argmax head's confidence output)."""
         return not self.confidence_unavailable_reason

@@ -1,84 +1,34 @@
 """Offline replay: run the node's FrameProcessor over a recorded bag and write a rosbag2. No ROS.
 
 Input: a rosbag2 directory (sqlite3 or mcap) or a ROS 1 ``.bag``, read with rosbags' AnyReader.
-Output: a rosbag2 (format 9, sqlite3 or mcap) holding, under the image topic's namespace,
+Output: a rosbag2 (format 9, sqlite3 or mcap) holding, under each image topic's namespace,
 ``<ns>/segmentation/{mask,color_mask,overlay,camera_info,label_info}`` - the topics the node
 publishes when it runs as ``segmentation`` in namespace ``<ns>`` - with the input's bag
 timestamps, header stamps and QoS profiles, and message definitions from rosbags' typestore, so
-``ros2 bag play`` replays it.
+``ros2 bag play`` replays it. Every image topic of a camera rig is segmented in one pass, frames
+of different cameras batched through one backend call (:mod:`cityseg.ros.bagbatch`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cityseg.bundle import Bundle
 from cityseg.errors import CitysegError, InputError
 from cityseg.ros.bagio import (latched_qos, normalize_topic, offered_qos, open_reader, open_writer,
                                staged_directory, topic_namespace)
-from cityseg.ros.messages import CAMERA_INFO, IMAGE_TYPES, CameraInfoValues, RosbagsMessages, header_fields
+from cityseg.ros.bagbatch import BagBatcher, CameraReplay
+from cityseg.ros.bagsummary import BagSummary, CameraSummary, FailedFrame
+from cityseg.ros.messages import CAMERA_INFO, IMAGE_TYPES, CameraInfoValues, RosbagsMessages
 from cityseg.ros.outputs import (BY_SUFFIX, CAMERA_INFO as CAMERA_INFO_OUT, LABEL_INFO as LABEL_INFO_OUT,
                                  NODE_NAME, OUTPUTS, output_topic)
-from cityseg.ros.processor import STAGES, FrameProcessor, ProcessorConfig
+from cityseg.ros.processor import FrameProcessor, ProcessorConfig
 
+__all__ = ["BagSummary", "CameraSummary", "FailedFrame", "load_processor", "output_topics", "replay_bag"]
 log = logging.getLogger(__name__)
-
-
-
-@dataclass
-class FailedFrame:
-    """An input image message that was reported and skipped."""
-
-    index: int
-    """0-based position among the image topic's messages."""
-    stamp: int
-    """Bag timestamp (ns) of the message."""
-    reason: str
-
-
-@dataclass
-class BagSummary:
-    """What a replay read, wrote and how long each stage took."""
-
-    input: str
-    output: str
-    image_topic: str
-    camera_info_topic: str | None
-    output_topics: dict[str, str]
-    frames_in: int = 0
-    frames_out: int = 0
-    failed: list[FailedFrame] = field(default_factory=list)
-    stage_ms: dict[str, float] = field(default_factory=dict)
-    """Mean milliseconds per stage; 'publish' is serialising and writing the outputs."""
-    wall_s: float = 0.0
-    copied_topics: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict:
-        return {"frames_in": self.frames_in, "frames_out": self.frames_out,
-                "failed": [{"index": f.index, "stamp": f.stamp, "reason": f.reason} for f in self.failed],
-                "stage_ms": {k: round(v, 3) for k, v in self.stage_ms.items()},
-                "input": self.input, "output": self.output, "image_topic": self.image_topic,
-                "camera_info_topic": self.camera_info_topic, "output_topics": self.output_topics,
-                "copied_topics": self.copied_topics, "wall_s": round(self.wall_s, 3)}
-
-    def __str__(self) -> str:
-        return self.format()
-
-    def format(self) -> str:
-        """A few lines for the terminal."""
-        lines = [f"{self.image_topic}: {self.frames_in} frames in, {self.frames_out} out, "
-                 f"{len(self.failed)} failed ({self.wall_s:.1f} s) -> {self.output}"]
-        lines += [f"  failed #{f.index} at {f.stamp}: {f.reason}" for f in self.failed[:10]]
-        if len(self.failed) > 10:
-            lines.append(f"  ... and {len(self.failed) - 10} more (see --json)")
-        if self.stage_ms:
-            lines.append("  mean per frame: " + ", ".join(f"{k} {v:.1f} ms" for k, v in self.stage_ms.items()))
-        return "\n".join(lines)
-
 
 # ------------------------------------------------------------------------------------------
 # Topics
@@ -109,11 +59,31 @@ def _pick_topic(topics: dict[str, str], wanted: str | None, types: tuple[str, ..
     raise InputError(f"{bag}: {len(candidates)} {what} topics ({', '.join(candidates)}); choose one with {flag}")
 
 
-def _pick_camera_info(topics: dict[str, str], wanted: str | None, image_topic: str, bag: Path) -> str | None:
+def _pick_image_topics(topics: dict[str, str], wanted: Sequence[str] | None, bag: Path) -> list[str]:
+    """The image topics named in ``wanted`` (slash-insensitive) or, if None or empty, every
+    Image/CompressedImage topic of the bag, sorted."""
+    if wanted:
+        picked = [_pick_topic(topics, t, IMAGE_TYPES, "Image/CompressedImage", "--image-topic", bag) for t in wanted]
+        return list(dict.fromkeys(picked))
+    images = sorted(t for t, msgtype in topics.items() if msgtype in IMAGE_TYPES)
+    if not images:
+        raise InputError(f"{bag}: no sensor_msgs/Image or CompressedImage topic; topics: "
+                         f"{', '.join(sorted(topics)) or 'none'}")
+    return images
+
+
+def _pick_camera_info(topics: dict[str, str], wanted: str | None, image_topic: str, bag: Path,
+                      rig: bool = False) -> str | None:
+    """``wanted``, else the CameraInfo beside the image topic, else (one camera only, not a ``rig``)
+    the bag's only CameraInfo topic."""
     if wanted is None:
         sibling = f"{topic_namespace(image_topic)}/camera_info"
         if topics.get(sibling) == CAMERA_INFO:
             return sibling
+        if rig:
+            log.warning("%s: no CameraInfo beside %s (%s); its ~/camera_info is not written", bag, image_topic,
+                        sibling)
+            return None
     try:
         return _pick_topic(topics, wanted, (CAMERA_INFO,), "CameraInfo", "--camera-info-topic", bag)
     except InputError:
@@ -122,6 +92,18 @@ def _pick_camera_info(topics: dict[str, str], wanted: str | None, image_topic: s
         log.warning("%s: several CameraInfo topics and none beside %s; ~/camera_info is not written "
                     "(choose one with --camera-info-topic)", bag, image_topic)
         return None
+
+
+def _pick_cameras(topics: dict[str, str], image_topics: Sequence[str] | None, camera_info_topic: str | None,
+                  bag: Path) -> list[tuple[str, str | None]]:
+    """(image topic, CameraInfo topic or None) of every camera to segment."""
+    images = _pick_image_topics(topics, image_topics, bag)
+    if camera_info_topic is not None and len(images) > 1:
+        raise InputError(f"{bag}: --camera-info-topic names one camera's CameraInfo, but {len(images)} image "
+                         f"topics are segmented ({', '.join(images)}); each camera takes <namespace>/camera_info, "
+                         "so drop --camera-info-topic or choose one --image-topic")
+    rig = len(images) > 1
+    return [(image, _pick_camera_info(topics, camera_info_topic, image, bag, rig)) for image in images]
 
 
 # ------------------------------------------------------------------------------------------
@@ -214,39 +196,40 @@ def load_processor(model: Path | Bundle, config: ProcessorConfig | None = None,
 
 
 def replay_bag(input: Path, output: Path, model: Path | Bundle | FrameProcessor, *,
-               image_topic: str | None = None, camera_info_topic: str | None = None,
+               image_topic: str | Sequence[str] | None = None, camera_info_topic: str | None = None,
                copy_input: bool = False, force: bool = False, backend: str = "auto",
                progress: bool = True, storage: str = "sqlite3", config: ProcessorConfig | None = None,
-               on_frame: Callable[[], None] | None = None) -> BagSummary:
-    """Segment every image of a bag and write the node's output topics to a new rosbag2.
+               on_frame: Callable[[], None] | None = None, max_batch: int | None = None) -> BagSummary:
+    """Segment every image of a bag's camera(s) and write the node's output topics to a new rosbag2.
 
-    A message that cannot be deserialised or decoded is recorded in ``summary.failed`` and
-    skipped. ``output`` must not exist unless ``force`` (it is then replaced once the new bag is
-    complete). ``config`` defaults to the node's defaults (labelid masks, every output).
-    ``model`` may be a processor from :func:`load_processor` (``backend`` and ``config`` are then
-    its own). ``on_frame`` is called after each image message (progress reporting).
+    ``image_topic``: one topic or several; None: every Image/CompressedImage topic of the bag.
+    Frames of different cameras are segmented in batches of at most ``max_batch`` (default: one
+    frame per camera) with the same result as alone. A message that cannot be deserialised or
+    decoded is recorded in its camera's ``failed`` and skipped. ``output`` must not exist unless
+    ``force`` (it is then replaced once the new bag is complete). ``config`` defaults to the node's
+    defaults (labelid masks, every output). ``model`` may be a processor from :func:`load_processor`
+    (``backend`` and ``config`` are then its own). ``on_frame`` is called after each image message.
     """
     from tqdm import tqdm
 
     input, output = Path(input), Path(output)
     _check_output(input, output, force)
     config = config or ProcessorConfig(id_space="auto")
+    wanted = [image_topic] if isinstance(image_topic, str) else image_topic
     reader = open_reader(input)
     try:
         topics = {topic: info.msgtype for topic, info in reader.topics.items()}
-        image = _pick_topic(topics, image_topic, IMAGE_TYPES, "Image/CompressedImage", "--image-topic", input)
-        if image is None:
-            raise InputError(f"{input}: no sensor_msgs/Image or CompressedImage topic; topics: "
-                             f"{', '.join(sorted(topics)) or 'none'}")
-        info_topic = _pick_camera_info(topics, camera_info_topic, image, input)
+        cameras = _pick_cameras(topics, wanted, camera_info_topic, input)
         processor = model if isinstance(model, FrameProcessor) else load_processor(model, config, backend)
-        outputs = _enabled_outputs(output_topics(image), processor.config, info_topic)
-        summary = BagSummary(str(input), str(output), image, info_topic, outputs)
+        summary = BagSummary(str(input), str(output), [
+            CameraSummary(image, info, _enabled_outputs(output_topics(image), processor.config, info))
+            for image, info in cameras])
         started = time.perf_counter()
         with staged_directory(output) as staged:
             writer = open_writer(staged, storage)
             with writer:
-                _replay(reader, writer, processor, summary, copy_input, progress, tqdm, on_frame)
+                batcher = BagBatcher(processor, writer, max_batch or len(cameras), on_frame)
+                _replay(reader, writer, batcher, summary, copy_input, progress, tqdm)
         summary.wall_s = time.perf_counter() - started
         return summary
     finally:
@@ -260,81 +243,54 @@ def _enabled_outputs(topics: dict[str, str], config: ProcessorConfig, info_topic
     return {suffix: topic for suffix, topic in topics.items() if suffix in enabled}
 
 
-def _output_connections(reader, writer, summary: BagSummary, typestore) -> dict:
+def _output_connections(reader, writer, camera: CameraSummary, typestore) -> dict:
     """Output suffix -> writer connection, with the QoS of the topic each one derives from."""
     def qos_of(topic: str | None) -> list:
         conns = [c for c in reader.connections if c.topic == topic]
         return offered_qos(conns[0]) if conns else []
 
-    image_qos, info_qos = qos_of(summary.image_topic), qos_of(summary.camera_info_topic)
+    image_qos, info_qos = qos_of(camera.image_topic), qos_of(camera.camera_info_topic)
     return {suffix: writer.add_connection(
                 topic, BY_SUFFIX[suffix].message_type, typestore=typestore,
                 offered_qos_profiles={LABEL_INFO_OUT: latched_qos(), CAMERA_INFO_OUT: info_qos}.get(suffix, image_qos))
-            for suffix, topic in summary.output_topics.items()}
+            for suffix, topic in camera.output_topics.items()}
 
 
-def _replay(reader, writer, processor: FrameProcessor, summary: BagSummary, copy_input: bool,
-            progress: bool, tqdm, on_frame: Callable[[], None] | None = None) -> None:
-    """Read the bag once, segment every image message, write the outputs (and copies)."""
-    factory: RosbagsMessages = processor.factory  # type: ignore[assignment]
-    out = _output_connections(reader, writer, summary, factory.typestore)
+def _replay(reader, writer, batcher: BagBatcher, summary: BagSummary, copy_input: bool,
+            progress: bool, tqdm) -> None:
+    """Read the bag once, segment every image message of the cameras, write the outputs (and copies)."""
+    typestore = batcher.processor.factory.typestore
+    cameras = {c.image_topic: CameraReplay(c, _output_connections(reader, writer, c, typestore))
+               for c in summary.cameras}
     copier = None
     if copy_input:
-        copier = _InputCopier(reader, writer, factory.typestore, set(summary.output_topics.values()))
+        taken = {t for c in summary.cameras for t in c.output_topics.values()}
+        copier = _InputCopier(reader, writer, typestore, taken)
         summary.copied_topics = copier.topics
-    image_conns = [c for c in reader.connections if c.topic == summary.image_topic]
-    info_conns = [c for c in reader.connections if c.topic == summary.camera_info_topic]
-    camera_info = _first_camera_info(reader, info_conns)
-    totals = dict.fromkeys(STAGES, 0.0)
-    wanted = () if copier else image_conns + info_conns  # () reads every connection
+    by_info: dict[str, list[CameraReplay]] = {}
+    for camera in cameras.values():
+        if camera.summary.camera_info_topic is not None:
+            by_info.setdefault(camera.summary.camera_info_topic, []).append(camera)
+    for topic, sharing in by_info.items():
+        first = _first_camera_info(reader, [c for c in reader.connections if c.topic == topic])
+        for camera in sharing:
+            camera.camera_info = first
+    image_conns = [c for c in reader.connections if c.topic in cameras]
+    wanted = () if copier else image_conns + [c for c in reader.connections if c.topic in by_info]  # (): all
     with tqdm(total=sum(c.msgcount for c in image_conns), unit="frame", disable=not progress,
               desc="segmenting") as bar:
         for conn, stamp, raw in reader.messages(connections=wanted):
             if copier:
                 copier.copy(conn, stamp, raw)
-            if conn.topic == summary.camera_info_topic:
-                camera_info = _read_camera_info(reader, raw, conn.msgtype, camera_info)
-            elif conn.topic == summary.image_topic:
+            if conn.topic in by_info:
+                info = _read_camera_info(reader, raw, conn.msgtype, by_info[conn.topic][0].camera_info)
+                for camera in by_info[conn.topic]:
+                    camera.camera_info = info
+            if conn.topic in cameras:
                 bar.update(1)
-                timings = _segment_one(reader, conn, stamp, raw, camera_info, processor, out, writer, summary)
-                for stage, ms in (timings or {}).items():
-                    totals[stage] += ms
-                if on_frame is not None:
-                    on_frame()
-    if summary.frames_out:
-        summary.stage_ms = {k: v / summary.frames_out for k, v in totals.items()}
-
-
-def _segment_one(reader, conn, stamp: int, raw: bytes, camera_info, processor: FrameProcessor,
-                 out: dict, writer, summary: BagSummary) -> dict[str, float] | None:
-    """Process one image message into ``writer``; on a bad message record it and return None."""
-    index = summary.frames_in
-    summary.frames_in += 1
-    try:
-        msg = reader.deserialize(raw, conn.msgtype)
-    except Exception as exc:  # corrupt CDR / ROS 1 bytes raise assorted errors
-        summary.failed.append(FailedFrame(index, stamp, f"cannot deserialize {conn.msgtype}: {exc}"))
-        return None
-    try:
-        frame = processor.process(msg, camera_info)
-    except InputError as exc:
-        summary.failed.append(FailedFrame(index, stamp, str(exc)))
-        return None
-    except CitysegError:
-        raise  # the model or bundle is wrong: the same for every frame, so stop and say so
-    except Exception as exc:  # anything else is this frame's problem: report it, keep going
-        log.exception("%s: frame %d failed", conn.topic, index)
-        summary.failed.append(FailedFrame(index, stamp, f"internal error: {type(exc).__name__}: {exc}"))
-        return None
-    serialize = processor.factory.serialize
-    t0 = time.perf_counter()
-    if summary.frames_out == 0:
-        writer.write(out[LABEL_INFO_OUT], stamp, serialize(processor.label_info(*header_fields(msg))))
-    for suffix, message in frame.messages.items():
-        writer.write(out[suffix], stamp, serialize(message))
-    frame.timings["publish"] = (time.perf_counter() - t0) * 1e3
-    summary.frames_out += 1
-    return frame.timings
+                batcher.add(cameras[conn.topic], stamp, conn.msgtype,
+                            lambda raw=raw, conn=conn: reader.deserialize(raw, conn.msgtype))
+        batcher.flush()
 
 
 def _read_camera_info(reader, raw: bytes, msgtype: str, previous):
@@ -357,5 +313,3 @@ def _first_camera_info(reader, info_conns) -> object | None:
         if msg is not None:
             return msg
     return None
-
-

@@ -6,7 +6,7 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 from cityseg.ros.messages import StatusValues
 from cityseg.ros.processor import STAGES
@@ -179,3 +179,38 @@ def _level(snap: StatsSnapshot, loss_warn_percent: float) -> tuple[int, str]:
     if r["processed"] == 0 and r["unwatched"] > 0:
         return OK, "idle: no subscriber on any output, frames are not segmented"
     return OK, f"segmenting at {r['processed']:.1f} Hz"
+
+
+# ------------------------------------------------------------------------------------------
+# Several cameras in one node
+# ------------------------------------------------------------------------------------------
+
+def camera_statuses(snapshots: Mapping[str, StatsSnapshot], node_name: str, hardware_id: str,
+                    loss_warn_percent: float = 1.0,
+                    live_outputs: Mapping[str, tuple[str, ...]] | None = None) -> list[StatusValues]:
+    """One DiagnosticStatus per camera, named ``<node_name>: <camera>``, each judged on its own
+    counters (:func:`diagnostic_status`); ``live_outputs``: camera -> its outputs with subscribers."""
+    return [diagnostic_status(snap, f"{node_name}: {camera}", hardware_id, loss_warn_percent,
+                              None if live_outputs is None else live_outputs.get(camera, ()))
+            for camera, snap in snapshots.items()]
+
+
+def mean_batch(histogram: Mapping[int, int]) -> float:
+    """Mean batch size of a {batch size: batches} histogram (0.0 when empty)."""
+    batches = sum(histogram.values())
+    return sum(size * n for size, n in histogram.items()) / batches if batches else 0.0
+
+
+def batch_status(histogram: Mapping[int, int], node_name: str, hardware_id: str, cameras: int,
+                 max_batch: int) -> StatusValues:
+    """The batcher's DiagnosticStatus ``<node_name>: batch``: the batch-size distribution since start
+    (``batch size k``: batches of k frames), their mean, the camera count and the batch cap. Always
+    OK: a small mean only says the cameras' frames rarely arrive within batch_wait_ms of each other."""
+    total = sum(histogram.values())
+    mean = mean_batch(histogram)
+    values = [(f"batch size {size}", str(n)) for size, n in sorted(histogram.items())]
+    values += [("batches total", str(total)), ("mean batch", f"{mean:.2f}"), ("cameras", str(cameras)),
+               ("max batch", str(max_batch))]
+    message = (f"mean batch {mean:.2f} of {min(cameras, max_batch)} over {total} batches" if total
+               else "no batch run yet")
+    return StatusValues(OK, f"{node_name}: batch", message, hardware_id, tuple(values))

@@ -88,24 +88,10 @@ class FrameWorker:
     def handle(self, item) -> bool:
         """Process and publish one item; False (reported, counted) if it failed."""
         try:
-            frame = self.process(item)
-            if frame is None:
-                self.stats.unwatched()
-                return True
-            t0 = time.perf_counter()
-            self.publish(frame.messages)
-            frame.timings["publish"] = (time.perf_counter() - t0) * 1e3
-        except InputError as exc:
-            self.stats.failed(str(exc))
-            self.on_error(str(exc), False)
-            return False
+            deliver(self.process(item), self.publish, self.stats)
         except Exception as exc:  # the node must survive anything one frame can cause
-            log.exception("segmentation of a frame failed")
-            reason = f"internal error: {type(exc).__name__}: {exc}"
-            self.stats.error(reason)
-            self.on_error(reason, True)
+            report_failure(exc, self.stats, self.on_error)
             return False
-        self.stats.processed(frame.timings, frame.messages)
         return True
 
     def run(self) -> None:
@@ -133,3 +119,27 @@ class FrameWorker:
         self.slot.close()
         if self._thread is not None:
             self._thread.join(timeout)
+
+
+def deliver(frame, publish: Callable[[dict], None], stats: NodeStats) -> None:
+    """Publish a ProcessedFrame and count it (timing 'publish'); None counts as unwatched."""
+    if frame is None:
+        stats.unwatched()
+        return
+    t0 = time.perf_counter()
+    publish(frame.messages)
+    frame.timings["publish"] = (time.perf_counter() - t0) * 1e3
+    stats.processed(frame.timings, frame.messages)
+
+
+def report_failure(exc: BaseException, stats: NodeStats, on_error: Callable[[str, bool], None],
+                   what: str = "a frame") -> None:
+    """Count and report a failed frame: an InputError is malformed input, anything else internal."""
+    if isinstance(exc, InputError):
+        stats.failed(str(exc))
+        on_error(str(exc), False)
+        return
+    log.error("segmentation of %s failed", what, exc_info=exc)
+    reason = f"internal error: {type(exc).__name__}: {exc}"
+    stats.error(reason)
+    on_error(reason, True)

@@ -44,6 +44,12 @@ class Backend(abc.ABC):
         """(main output, the uint8 confidence output or None) for a batch."""
         return self.infer(batch), None
 
+    @property
+    def max_batch(self) -> int | None:
+        """The most frames one model call takes (larger batches are split into calls of at most
+        this many); None: no limit (a dynamic batch dimension)."""
+        return None
+
     def describe(self) -> str:
         """One line naming the backend, the file and the device it runs on."""
         return f"{self.name} ({self.path.name})"

@@ -64,11 +64,24 @@ class OnnxRuntimeBackend(Backend):
                               f"{'x'.join(map(str, expected))} ({layout}); the ONNX file "
                               "belongs to another model - re-export (or re-import) it into this bundle")
 
+    @property
+    def max_batch(self) -> int | None:
+        """The ONNX's fixed batch (batches are run frame by frame), None for a dynamic batch."""
+        return self.fixed_batch
+
     def _run_all(self, batch: np.ndarray) -> list[np.ndarray]:
-        if self.fixed_batch and batch.shape[0] != self.fixed_batch:
-            parts = [self._run_all(batch[i:i + 1]) for i in range(batch.shape[0])]
+        fixed = self.fixed_batch
+        if fixed and batch.shape[0] != fixed:  # chunks of the fixed batch, the last one padded
+            parts = [self._run_padded(batch[i:i + fixed]) for i in range(0, batch.shape[0], fixed)]
             return [np.concatenate(column) for column in zip(*parts)]
         return self.session.run(self.output_names, {self.input_name: batch})
+
+    def _run_padded(self, chunk: np.ndarray) -> list[np.ndarray]:
+        """Run up to ``fixed_batch`` frames, padded with copies of the last one, padding dropped."""
+        count = len(chunk)
+        if count < self.fixed_batch:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.fixed_batch - count, axis=0)])
+        return [out[:count] for out in self.session.run(self.output_names, {self.input_name: chunk})]
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         return self._run_all(batch)[0]

@@ -49,6 +49,11 @@ class TensorRTBackend(Backend):
                               f"{self.runner.output_names}; rebuild it with `cityseg export --tensorrt --force`")
         self.primary = next(n for n in self.runner.output_names if n != confidence)
 
+    @property
+    def max_batch(self) -> int:
+        """The engine profile's maximum batch (`cityseg export --tensorrt --max-batch N`)."""
+        return self.runner.max_batch
+
     def infer(self, batch: np.ndarray) -> np.ndarray:
         return self.run(batch)[0]
 
