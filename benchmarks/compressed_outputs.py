@@ -58,8 +58,9 @@ def measure(frames, quality: int, alpha: float, repeats: int) -> dict[str, dict[
             message = compressed_image_bytes(1_700_000_000, 0, "camera", fmt, data)
             assert codec != "png" or (cv2.imdecode(data, cv2.IMREAD_UNCHANGED) == pixels).all()
             sizes.setdefault(raw, []).append((raw_bytes(pixels, encoding), len(message)))
-            times.setdefault(raw, []).append(median_ms(
-                lambda: encode_compressed(pixels, codec, quality, encoding), repeats, warmup=1))
+            def encode(pixels=pixels, codec=codec, encoding=encoding):
+                return encode_compressed(pixels, codec, quality, encoding)
+            times.setdefault(raw, []).append(median_ms(encode, repeats, warmup=1))
     return {raw: {"raw_bytes": round(float(np.mean([r for r, _ in s]))),
                   "compressed_bytes": round(float(np.mean([c for _, c in s]))),
                   "ratio": round(float(np.mean([r for r, _ in s]) / np.mean([c for _, c in s])), 1),

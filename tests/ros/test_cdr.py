@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cityseg.ros.cdr import ImageBuffer, compressed_image_bytes, read_compressed_image, read_image
+from cityseg.ros.cdr import (
+    ImageBuffer,
+    compressed_image_bytes,
+    read_compressed_image,
+    read_image,
+)
 from cityseg.ros.images import ImageError, decode_message, encode_compressed, encode_rgb
 from cityseg.ros.messages import RosbagsMessages
 

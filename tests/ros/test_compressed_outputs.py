@@ -9,7 +9,14 @@ import pytest
 from cityseg.ros import processor as processor_module
 from cityseg.ros.images import decode_message, encode_rgb
 from cityseg.ros.messages import RosbagsMessages
-from cityseg.ros.outputs import COMPRESSED_OUTPUTS, DEFAULT_OUTPUTS, RAW_DEFAULT_OUTPUTS, check_outputs, compressed_of, raw_of
+from cityseg.ros.outputs import (
+    COMPRESSED_OUTPUTS,
+    DEFAULT_OUTPUTS,
+    RAW_DEFAULT_OUTPUTS,
+    check_outputs,
+    compressed_of,
+    raw_of,
+)
 from cityseg.ros.processor import FrameProcessor, ProcessorConfig
 
 F = RosbagsMessages()

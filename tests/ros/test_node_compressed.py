@@ -19,11 +19,12 @@ pytestmark = pytest.mark.ros
 rclpy = pytest.importorskip("rclpy", reason="needs rclpy: `pip install -e .[ros]` (ROS 2 Jazzy wheels) "
                                             "or a sourced ROS 2")
 
-from cityseg.ros.diagnostics import EVENTS  # noqa: E402
-from cityseg.ros.images import encode_rgb  # noqa: E402
-from cityseg.ros.messages import RosbagsMessages  # noqa: E402
-from cityseg.ros.probe import NodeProcess, Probe, diagnostic_totals as totals, wait_until  # noqa: E402
-from cityseg.ros.processor import FrameProcessor, ProcessorConfig  # noqa: E402
+from cityseg.ros.diagnostics import EVENTS
+from cityseg.ros.images import encode_rgb
+from cityseg.ros.messages import RosbagsMessages
+from cityseg.ros.probe import NodeProcess, Probe, wait_until
+from cityseg.ros.probe import diagnostic_totals as totals
+from cityseg.ros.processor import FrameProcessor, ProcessorConfig
 
 READY = "segmenting "
 SIZE = (1024, 2048)

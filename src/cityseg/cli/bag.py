@@ -7,7 +7,14 @@ from pathlib import Path
 
 from cityseg.inference.backends import BACKEND_CHOICES
 from cityseg.labels import ID_SPACES
-from cityseg.ros.outputs import COMPRESSED_OUTPUTS, IMAGE_OUTPUTS, LABEL_INFO, NODE_NAME, OUTPUTS, PER_FRAME
+from cityseg.ros.outputs import (
+    COMPRESSED_OUTPUTS,
+    IMAGE_OUTPUTS,
+    LABEL_INFO,
+    NODE_NAME,
+    OUTPUTS,
+    PER_FRAME,
+)
 
 ALL_TOPICS = ",".join(o.suffix for o in OUTPUTS)
 
