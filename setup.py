@@ -51,7 +51,8 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
-        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml") + glob("config/*.rviz")
+         + glob("config/*.json")),
         (f"share/{PACKAGE}/models", ["models/README.md"]),
         (f"share/{PACKAGE}/training_configs", glob("training_configs/*.yaml")),
         (f"share/{PACKAGE}/training_configs/seed", glob("training_configs/seed/*.yaml")),

@@ -54,3 +54,28 @@ def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci/run").read_text()
     assert "make test" in readme and "make demo" in readme
     assert "make test" in ci and "colcon" in (ROOT / "Makefile").read_text()
+
+
+def test_viewer_configs_parse_name_real_topics_and_are_installed():
+    """config/cityseg.rviz and config/cityseg.foxglove.json (not opened in rviz2 or Foxglove here: no display)."""
+    import json
+
+    import yaml
+
+    from cityseg.ros.outputs import BY_SUFFIX, output_topic
+
+    rviz = yaml.safe_load((ROOT / "config/cityseg.rviz").read_text())
+    displays = rviz["Visualization Manager"]["Displays"]
+    rviz_topics = {d["Topic"]["Value"] for d in displays if d["Class"] == "rviz_default_plugins/Image"}
+    foxglove = json.loads((ROOT / "config/cityseg.foxglove.json").read_text())
+    panels = foxglove["configById"]
+    fox_topics = {c["imageMode"]["imageTopic"] for key, c in panels.items() if key.startswith("Image!")}
+    assert any(key.startswith("DiagnosticSummary!") for key in panels)
+    assert set(json.dumps(foxglove["layout"]).split('"')) >= set(panels)  # every panel is laid out
+    for topics in (rviz_topics, fox_topics):  # the launch file's default namespace, compressed outputs
+        assert topics == {output_topic("/camera", s) for s in ("overlay/compressed", "color_mask/compressed")}
+        assert all(BY_SUFFIX[t.split("/segmentation/")[1]].codec for t in topics)
+    setup_py = (ROOT / "setup.py").read_text()
+    assert 'glob("config/*.rviz")' in setup_py and 'glob("config/*.json")' in setup_py
+    required = (ROOT / "tests/tools/check_colcon_install.py").read_text()
+    assert "share/cityseg/config/cityseg.rviz" in required and "share/cityseg/config/cityseg.foxglove.json" in required

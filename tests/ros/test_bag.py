@@ -385,3 +385,49 @@ def test_cli_repeated_image_topic_chooses_cameras(tmp_path, bundle, capsys):
     assert "2 cameras: 2 frames in, 2 out, 0 failed" in capsys.readouterr().out
     with pytest.raises(InputError, match="--camera-info-topic names one camera's CameraInfo, but 3 image topics"):
         replay(src, tmp_path / "x", bundle, camera_info_topic="/front/camera_info")
+
+
+def types_of(path: Path) -> dict[str, str]:
+    from rosbags.rosbag2 import Reader
+
+    with Reader(path) as reader:
+        return {c.topic: c.msgtype for c in reader.connections}
+
+
+def test_compressed_outputs_are_written_like_the_raw_ones(tmp_path, bundle):
+    import cv2
+
+    frames = scenes(3)
+    src, dst = tmp_path / "camera", tmp_path / "small"
+    write_camera_bag(src, [rgb for rgb, _ in frames], fps=FPS, frame_id="cam")
+    config = ProcessorConfig(id_space="trainid", outputs={"mask", "mask/compressed", "overlay/compressed"})
+    summary = replay(src, dst, bundle, config=config)
+    assert summary.frames_out == 3
+    prefix = "/camera/segmentation/"
+    out, types, qos = read_bag(dst), types_of(dst), qos_of(dst)
+    assert set(out) == {prefix + s for s in ("mask", "mask/compressed", "overlay/compressed", "label_info")}
+    for name in ("mask/compressed", "overlay/compressed"):
+        assert types[prefix + name] == "sensor_msgs/msg/CompressedImage"
+        assert qos[prefix + name] == qos[prefix + "mask"]
+        assert [(s, m.header.stamp, m.header.frame_id) for s, m in out[prefix + name]] == [
+            (s, m.header.stamp, m.header.frame_id) for s, m in out[prefix + "mask"]]
+    for (_, png), (_, raw), (_, expected) in zip(out[prefix + "mask/compressed"], out[prefix + "mask"], frames):
+        assert png.format == "mono8; png compressed "
+        decoded = cv2.imdecode(png.data, cv2.IMREAD_UNCHANGED)
+        assert decoded.tobytes() == mask_pixels(raw).tobytes() == expected.tobytes()
+    assert {m.format for _, m in out[prefix + "overlay/compressed"]} == {"rgb8; jpeg compressed bgr8"}
+
+
+def test_cli_writes_compressed_outputs_only_when_named(tmp_path, bundle):
+    src = tmp_path / "cam"
+    write_camera_bag(src, [rgb for rgb, _ in scenes(1)])
+    params = Path(__file__).resolve().parents[2] / "config" / "segmentation.yaml"  # compressed switches on
+    base = ["bag", str(src), "--params-file", str(params), "--model", str(bundle.path), "--backend",
+            "onnxruntime", "--no-progress"]
+    assert cli_main(base[:2] + [str(tmp_path / "small")] + base[2:] +
+                    ["--outputs", "mask/compressed,overlay/compressed"]) == 0
+    assert set(read_bag(tmp_path / "small")) == {"/camera/segmentation/mask/compressed",
+                                                 "/camera/segmentation/overlay/compressed",
+                                                 "/camera/segmentation/label_info"}
+    assert cli_main(base[:2] + [str(tmp_path / "default")] + base[2:]) == 0
+    assert not any(t.endswith("/compressed") for t in read_bag(tmp_path / "default"))

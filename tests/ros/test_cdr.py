@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cityseg.ros.cdr import ImageBuffer, read_compressed_image, read_image
+from cityseg.ros.cdr import (
+    ImageBuffer,
+    compressed_image_bytes,
+    read_compressed_image,
+    read_image,
+)
 from cityseg.ros.images import ImageError, decode_message, encode_compressed, encode_rgb
 from cityseg.ros.messages import RosbagsMessages
 
@@ -82,3 +87,31 @@ def test_image_buffer_deserialises_in_rclpy():
     assert bytes(msg.data) == pixels.tobytes()
     view = read_image(rclpy_serialization.serialize_message(msg))
     np.testing.assert_array_equal(view.data, pixels.reshape(-1))
+
+
+@pytest.mark.parametrize("frame_id", ["", "a", "cam", "front_camera_optical"])  # every string padding
+@pytest.mark.parametrize("fmt, size", [("mono8; png compressed ", 0), ("rgb8; jpeg compressed bgr8", 1),
+                                       ("bgr8; jpeg compressed bgr8", 333)])
+def test_compressed_image_bytes_are_what_the_serialisers_write(frame_id, fmt, size):
+    payload = np.random.default_rng(size).integers(0, 255, size, dtype=np.uint8)
+    data = compressed_image_bytes(12, 34, frame_id, fmt, payload)
+    assert isinstance(data, bytes)
+    assert data == F.serialize(F.compressed_image(F.header(12, 34, frame_id), fmt, payload))  # byte for byte
+    view = read_compressed_image(data)
+    assert (view.format, view.header.frame_id) == (fmt, frame_id)
+    np.testing.assert_array_equal(view.data, payload)
+
+
+def test_compressed_output_of_the_rclpy_factory_deserialises_in_rclpy():
+    rclpy_serialization = pytest.importorskip("rclpy.serialization", reason="needs rclpy (the ros extra)")
+    from sensor_msgs.msg import CompressedImage
+
+    from cityseg.ros.messages import RclpyMessages
+
+    m = RclpyMessages()
+    fmt, payload = encode_compressed(np.zeros((4, 6), np.uint8), "png", encoding="mono8")
+    data = m.compressed_output(m.header(7, 8, "cam"), fmt, payload)
+    msg = rclpy_serialization.deserialize_message(data, CompressedImage)
+    assert (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id, msg.format) == (7, 8, "cam", fmt)
+    assert bytes(msg.data) == payload.tobytes()
+    assert rclpy_serialization.serialize_message(msg) == data

@@ -12,6 +12,7 @@ import yaml
 from cityseg.config import ConfigError
 from cityseg.inference.backends import BACKEND_CHOICES
 from cityseg.labels import ID_SPACES
+from cityseg.ros.outputs import SWITCHABLE
 from cityseg.ros.params import NodeParams, check_params_file, load_node_params, parameter_specs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,6 +25,14 @@ def test_defaults_with_a_model_are_valid():
     config = params.processor_config()
     assert config.id_space == "auto" and "mask" in config.outputs and config.overlay_alpha == 0.5
     assert "confidence" not in config.outputs  # off by default
+    # the compressed copies are on (the node encodes each only while it has a subscriber)
+    assert {"mask/compressed", "color_mask/compressed", "overlay/compressed"} <= config.outputs
+    assert "confidence/compressed" not in config.outputs and config.jpeg_quality == 80
+
+
+def test_a_compressed_image_output_alone_is_enough():
+    only = {o.param: o.suffix == "overlay/compressed" for o in SWITCHABLE}
+    assert load_node_params({"model": "m", **only}).outputs() == {"overlay/compressed"}
 
 
 @pytest.mark.parametrize("values, message", [
@@ -37,8 +46,10 @@ def test_defaults_with_a_model_are_valid():
     ({"model": "m", "output_scale": 0.0}, "output_scale must be within (0, 1]"),
     ({"model": "m", "max_rate_hz": -1.0}, "max_rate_hz must be >= 0"),
     ({"model": "m", "publish_mask": "yes"}, "publish_mask: expected true or false"),
-    ({"model": "m", "publish_mask": False, "publish_color": False, "publish_overlay": False},
+    ({"model": "m", "publish_mask": False, "publish_color": False, "publish_overlay": False,
+      "publish_mask_compressed": False, "publish_color_compressed": False, "publish_overlay_compressed": False},
      "enable at least one output"),
+    ({"model": "m", "jpeg_quality": 0}, "jpeg_quality must be within [1, 100]"),
     ({"model": "m", "diagnostics_period": 0.0}, "diagnostics_period"),
     ({"model": "m", "modle": "x"}, "unknown key(s) modle"),
 ])

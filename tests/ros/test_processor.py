@@ -165,8 +165,9 @@ def test_id_space_must_match_the_segmenter(bundle):
 
 
 def test_outputs_constant_names_the_topics():
-    assert tuple(o.suffix for o in OUTPUTS) == ("mask", "color_mask", "overlay", "confidence", "camera_info",
-                                                "label_info")
+    assert tuple(o.suffix for o in OUTPUTS) == ("mask", "color_mask", "overlay", "confidence", "mask/compressed",
+                                                "color_mask/compressed", "overlay/compressed",
+                                                "confidence/compressed", "camera_info", "label_info")
 
 
 def test_confidence_is_the_top_class_probability_at_the_mask_resolution(bundle, scene):

@@ -8,6 +8,8 @@ REQUIRED = (
     "cityseg/share/cityseg/launch/segmentation.launch.py",
     "cityseg/share/cityseg/config/segmentation.yaml",
     "cityseg/share/cityseg/config/fastdds_large_images.xml",
+    "cityseg/share/cityseg/config/cityseg.rviz",
+    "cityseg/share/cityseg/config/cityseg.foxglove.json",
     "cityseg/share/cityseg/models/README.md",
     "cityseg/share/ament_index/resource_index/packages/cityseg",
     "cityseg/lib/cityseg/segmentation_node",

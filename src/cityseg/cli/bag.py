@@ -7,7 +7,14 @@ from pathlib import Path
 
 from cityseg.inference.backends import BACKEND_CHOICES
 from cityseg.labels import ID_SPACES
-from cityseg.ros.outputs import IMAGE_OUTPUTS, LABEL_INFO, NODE_NAME, OUTPUTS, PER_FRAME
+from cityseg.ros.outputs import (
+    COMPRESSED_OUTPUTS,
+    IMAGE_OUTPUTS,
+    LABEL_INFO,
+    NODE_NAME,
+    OUTPUTS,
+    PER_FRAME,
+)
 
 ALL_TOPICS = ",".join(o.suffix for o in OUTPUTS)
 
@@ -60,8 +67,10 @@ def add_replay_options(p, copy_target: str, several_image_topics: bool = False) 
                         "the bundle's own label set)")
     p.add_argument("--alpha", type=float, help="overlay opacity of the colour mask, 0-1 (default 0.5)")
     p.add_argument("--outputs",
-                   help=f"comma-separated outputs to write (default: all of {','.join(PER_FRAME)}; "
-                        f"{LABEL_INFO} is always written)")
+                   help=f"comma-separated outputs to write, from {','.join(PER_FRAME)} (default: the raw "
+                        f"outputs the node enables; the compressed ones, {','.join(COMPRESSED_OUTPUTS)}, "
+                        f"only when named here: e.g. mask/compressed,overlay/compressed records a drive "
+                        f"small; {LABEL_INFO} is always written)")
 
 
 def parse_outputs(text: str) -> set[str]:
@@ -89,6 +98,8 @@ def node_settings(args: argparse.Namespace, command: str = "cityseg bag"):
     if args.outputs is not None:
         chosen = parse_outputs(args.outputs)
         overrides.update({o.param: o.suffix in chosen for o in SWITCHABLE})
+    else:  # a replay builds every enabled output for every frame (no subscriber gates it)
+        overrides.update({o.param: False for o in SWITCHABLE if o.suffix in COMPRESSED_OUTPUTS})
     if args.params_file is not None:
         node = None  # every section of the file, unless the camera (hence the node's namespace) is known
         images = [args.image_topic] if isinstance(args.image_topic, str) else args.image_topic or []

@@ -2,8 +2,9 @@
 
 Input: a rosbag2 directory (sqlite3 or mcap) or a ROS 1 ``.bag``, read with rosbags' AnyReader.
 Output: a rosbag2 (format 9, sqlite3 or mcap) holding, under each image topic's namespace,
-``<ns>/segmentation/{mask,color_mask,overlay,camera_info,label_info}`` - the topics the node
-publishes when it runs as ``segmentation`` in namespace ``<ns>`` - with the input's bag
+``<ns>/segmentation/{mask,color_mask,overlay,camera_info,label_info}`` (and the outputs the config
+names, e.g. ``mask/compressed``) - the topics the node publishes when it runs as ``segmentation``
+in namespace ``<ns>`` - with the input's bag
 timestamps, header stamps and QoS profiles, and message definitions from rosbags' typestore, so
 ``ros2 bag play`` replays it. Every image topic of a camera rig is segmented in one pass, frames
 of different cameras batched through one backend call (:mod:`cityseg.ros.bagbatch`).

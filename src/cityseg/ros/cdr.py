@@ -3,8 +3,9 @@
 The node subscribes with ``raw=True`` (rclpy hands the callback the message's CDR bytes) and
 publishes CDR bytes (``Publisher.publish(bytes)``), so a 2048x1024 frame is never turned into
 Python objects: :func:`read_image` parses the few header fields and returns the pixels as a numpy
-view of the received bytes (no copy), and :class:`ImageBuffer` lays out an outgoing Image once
-and exposes its pixel block as a writable numpy array that the postprocess fills in place.
+view of the received bytes (no copy), :class:`ImageBuffer` lays out an outgoing Image once
+and exposes its pixel block as a writable numpy array that the postprocess fills in place, and
+:func:`compressed_image_bytes` writes an outgoing CompressedImage around its encoded data.
 
 The layout is plain (XCDR1) CDR as rmw_fastrtps / rmw_cyclonedds and rosbag2 store it: a 4-byte
 encapsulation header (``00 01`` little endian, ``00 00`` big endian, two option bytes), then the
@@ -154,6 +155,14 @@ class _Writer:
         self.scalar("I", nanosec)
         self.string(frame_id)
 
+    def octets_of(self, size: int) -> tuple[bytes, np.ndarray]:
+        """The message: the fields written so far, then a ``uint8[]`` of ``size`` elements, as one
+        new ``bytes`` (:func:`writable_bytes`) and a writable view of the elements to fill."""
+        self.scalar("I", size)
+        data, view = writable_bytes(self.size + size)
+        view[: self.size] = np.frombuffer(b"".join(self.parts), np.uint8)
+        return data, view[self.size:]
+
 
 _new_bytes = ctypes.pythonapi.PyBytes_FromStringAndSize
 _new_bytes.restype, _new_bytes.argtypes = ctypes.py_object, (ctypes.c_void_p, ctypes.c_ssize_t)
@@ -194,15 +203,23 @@ class ImageBuffer(OutgoingImage):
         w.string(encoding)
         w.scalar("B", 0)
         w.scalar("I", step)
-        w.scalar("I", step * height)
         self.height, self.width, self.encoding, self.step = height, width, encoding, step
-        self._data, view = writable_bytes(w.size + step * height)
-        view[: w.size] = np.frombuffer(b"".join(w.parts), np.uint8)
+        self._data, view = w.octets_of(step * height)
         shape = (height, width) if channels == 1 else (height, width, channels)
-        self.pixels = view[w.size:].reshape(shape)
+        self.pixels = view.reshape(shape)
         """Writable uint8 HxW[xC] view of the message's data field."""
 
     def message(self) -> bytes:
         """The serialized message, ready for ``Publisher.publish`` (no copy)."""
         self.pixels = None  # the bytes are handed out: no more writes through this buffer
         return self._data
+
+
+def compressed_image_bytes(sec: int, nanosec: int, frame_id: str, fmt: str, data: np.ndarray) -> bytes:
+    """A serialized sensor_msgs/CompressedImage holding the encoded ``data`` (one copy of it)."""
+    w = _Writer()
+    w.header(sec, nanosec, frame_id)
+    w.string(fmt)
+    out, view = w.octets_of(int(data.size))
+    view[:] = data.reshape(-1)
+    return out

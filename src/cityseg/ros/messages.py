@@ -134,6 +134,10 @@ class MessageFactory(abc.ABC):
         """A sensor_msgs/Image holding ``raw``."""
 
     @abc.abstractmethod
+    def compressed_image(self, header: Any, fmt: str, data: np.ndarray) -> Any:
+        """A sensor_msgs/CompressedImage holding encoded ``data`` (uint8) in ``fmt``."""
+
+    @abc.abstractmethod
     def camera_info(self, header: Any, info: CameraInfoValues) -> Any:
         """A sensor_msgs/CameraInfo."""
 
@@ -152,6 +156,10 @@ class MessageFactory(abc.ABC):
     def image_buffer(self, header: Any, height: int, width: int, encoding: str, channels: int) -> "OutgoingImage":
         """An Image of this size to be filled in place: write ``.pixels``, then send ``.message()``."""
         return ArrayImage(self, header, height, width, encoding, channels)
+
+    def compressed_output(self, header: Any, fmt: str, data: np.ndarray) -> Any:
+        """An output CompressedImage as the publisher or bag writer takes it (a message by default)."""
+        return self.compressed_image(header, fmt, data)
 
 
 class OutgoingImage(abc.ABC):
@@ -207,7 +215,6 @@ class RosbagsMessages(MessageFactory):
                               is_bigendian=raw.is_bigendian, step=raw.step, data=raw.data)
 
     def compressed_image(self, header, fmt: str, data: np.ndarray):
-        """A sensor_msgs/CompressedImage (used to write camera bags)."""
         return self._t[COMPRESSED_IMAGE](header=header, format=fmt, data=np.asarray(data, np.uint8))
 
     def camera_info(self, header, info: CameraInfoValues):
@@ -275,7 +282,7 @@ class RclpyMessages(MessageFactory):
         return msg
 
     def compressed_image(self, header, fmt: str, data: np.ndarray):
-        """A sensor_msgs/CompressedImage (camera simulators, tests)."""
+        """A message object (camera simulators, tests); the node's outputs use :meth:`compressed_output`."""
         import array
 
         msg = self.CompressedImage(header=header, format=fmt)
@@ -304,6 +311,13 @@ class RclpyMessages(MessageFactory):
 
         stamp = header.stamp
         return ImageBuffer(stamp.sec, stamp.nanosec, header.frame_id, height, width, encoding, channels)
+
+    def compressed_output(self, header, fmt: str, data: np.ndarray) -> bytes:
+        """CDR bytes (cityseg.ros.cdr), published as they are, like the node's raw images."""
+        from cityseg.ros.cdr import compressed_image_bytes
+
+        stamp = header.stamp
+        return compressed_image_bytes(stamp.sec, stamp.nanosec, header.frame_id, fmt, data)
 
     def message_class(self, type_name: str):
         """The rclpy class of ``type_name`` (e.g. 'sensor_msgs/msg/Image'); None when its package

@@ -4,13 +4,18 @@ Every consumer reads :data:`OUTPUTS`: the node's parameters (one ``publish_*`` s
 switchable output, see :mod:`cityseg.ros.params`), the :class:`~cityseg.ros.processor.FrameProcessor`
 (which messages it builds), the node (its publishers), the bag tool (its topics) and the CLI
 (``cityseg bag --outputs``). Adding an output is one row here plus its builder in the processor.
+
+Compressed outputs follow image_transport's convention: ``<raw>/compressed`` beside the raw image
+``<raw>`` (sensor_msgs/CompressedImage, encoded from the raw output's own pixels), PNG where the
+values must survive exactly (mask, confidence), JPEG for pictures (colour mask, overlay).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cityseg.ros.messages import CAMERA_INFO as CAMERA_INFO_TYPE, IMAGE, LABEL_INFO as LABEL_INFO_TYPE
+from cityseg.ros.messages import (CAMERA_INFO as CAMERA_INFO_TYPE, COMPRESSED_IMAGE, IMAGE,
+                                  LABEL_INFO as LABEL_INFO_TYPE)
 
 NODE_NAME = "segmentation"
 """The node's name: its outputs are ``/<namespace>/segmentation/<suffix>``."""
@@ -19,6 +24,18 @@ NODE_EXECUTABLE = "segmentation_node"
 
 MASK, COLOR_MASK, OVERLAY, CONFIDENCE = "mask", "color_mask", "overlay", "confidence"
 CAMERA_INFO, LABEL_INFO = "camera_info", "label_info"
+COMPRESSED = "compressed"
+"""image_transport's transport name: ``mask/compressed`` is the compressed copy of ``mask``."""
+
+
+def compressed_of(suffix: str) -> str:
+    """The suffix of the compressed copy of raw image output ``suffix``: 'mask' -> 'mask/compressed'."""
+    return f"{suffix}/{COMPRESSED}"
+
+
+def raw_of(suffix: str) -> str:
+    """The raw output a suffix is built from: 'mask/compressed' -> 'mask'; any other -> itself."""
+    return suffix.removesuffix(f"/{COMPRESSED}")
 
 
 @dataclass(frozen=True)
@@ -37,6 +54,8 @@ class Output:
     """An image of the segmentation (at least one of these must be on)."""
     default: bool = True
     """Whether its switch is on by default."""
+    codec: str | None = None
+    """'png' or 'jpeg': a CompressedImage encoded from the pixels of output ``raw_of(suffix)``."""
 
 
 OUTPUTS: tuple[Output, ...] = (
@@ -48,6 +67,14 @@ OUTPUTS: tuple[Output, ...] = (
     Output(CONFIDENCE, IMAGE, "mono8 top-class probability x 255 at the mask's resolution (what Nav2's "
            "semantic segmentation layer reads next to the mask); needs a model that gives scores",
            param="publish_confidence", default=False),
+    Output(compressed_of(MASK), COMPRESSED_IMAGE, "~/mask as lossless PNG (decodes to exactly the raw mask)",
+           param="publish_mask_compressed", image=True, codec="png"),
+    Output(compressed_of(COLOR_MASK), COMPRESSED_IMAGE, "~/color_mask as JPEG (jpeg_quality)",
+           param="publish_color_compressed", image=True, codec="jpeg"),
+    Output(compressed_of(OVERLAY), COMPRESSED_IMAGE, "~/overlay as JPEG (jpeg_quality)",
+           param="publish_overlay_compressed", image=True, codec="jpeg"),
+    Output(compressed_of(CONFIDENCE), COMPRESSED_IMAGE, "~/confidence as lossless PNG; needs a model that "
+           "gives scores", param="publish_confidence_compressed", default=False, codec="png"),
     Output(CAMERA_INFO, CAMERA_INFO_TYPE, "the input CameraInfo, stamped like the mask and resized "
            "with output_scale", param="publish_camera_info"),
     Output(LABEL_INFO, LABEL_INFO_TYPE, "vision_msgs/LabelInfo: class id -> name (transient local, "
@@ -62,7 +89,18 @@ PER_FRAME = tuple(output.suffix for output in OUTPUTS if output.per_frame)
 """Suffixes of the outputs built for every frame."""
 IMAGE_OUTPUTS = tuple(output.suffix for output in OUTPUTS if output.image)
 DEFAULT_OUTPUTS = frozenset(output.suffix for output in OUTPUTS if output.per_frame and output.default)
-"""The per-frame outputs published when no switch says otherwise."""
+"""The node's per-frame outputs when no switch says otherwise (the node builds each one only while
+it has a subscriber, so the compressed copies cost nothing until someone asks for them)."""
+COMPRESSED_OUTPUTS = tuple(output.suffix for output in OUTPUTS if output.codec)
+"""Suffixes of the CompressedImage copies of raw image outputs, in order."""
+RAW_DEFAULT_OUTPUTS = DEFAULT_OUTPUTS - set(COMPRESSED_OUTPUTS)
+"""What a processor builds for every frame when not told otherwise (bag replay, fleet, probes): no
+subscriber gates the work there, so the compressed copies are built only when named."""
+
+
+def sources(outputs: frozenset[str] | set[str]) -> frozenset[str]:
+    """The raw outputs whose pixels ``outputs`` need: {'mask/compressed', 'overlay'} -> {'mask', 'overlay'}."""
+    return frozenset(raw_of(suffix) for suffix in outputs)
 
 
 def check_outputs(enabled: frozenset[str] | set[str], where: str = "outputs") -> frozenset[str]:

@@ -40,6 +40,7 @@ class _Settings:
     overlay_alpha: float = _param(0.5, "overlay opacity of the colour mask, in [0, 1]")
     output_scale: float = _param(1.0, "size of the output images relative to the input, in (0, 1]")
     mono16_max: int = _param(65535, "white level of mono16/16UC1 input, in [1, 65535] (4095: 12-bit)")
+    jpeg_quality: int = _param(80, "JPEG quality of ~/color_mask/compressed and ~/overlay/compressed, in [1, 100]")
     qos_reliability: Literal["best_effort", "reliable"] = _param(
         "best_effort", "reliability of the image and camera_info subscriptions")
     output_reliability: Literal["best_effort", "reliable"] = _param(
@@ -68,7 +69,7 @@ class _Settings:
         if not 0.0 <= self.upstream_loss_warn <= 100.0:
             raise ValueError(f"upstream_loss_warn must be within [0, 100], got {self.upstream_loss_warn}")
         check_outputs(self.outputs(), where="publish_*")
-        self.processor_config()  # validates overlay_alpha, output_scale, mono16_max
+        self.processor_config()  # validates overlay_alpha, output_scale, mono16_max, jpeg_quality
 
     def outputs(self) -> frozenset[str]:
         """Suffixes of the per-frame outputs switched on."""
@@ -78,7 +79,8 @@ class _Settings:
         """The FrameProcessor settings these parameters ask for."""
         return ProcessorConfig(outputs=self.outputs(), overlay_alpha=self.overlay_alpha,
                                id_space=self.id_space, output_scale=self.output_scale,
-                               mono16_max=self.mono16_max, artifact=self.artifact or None)
+                               mono16_max=self.mono16_max, artifact=self.artifact or None,
+                               jpeg_quality=self.jpeg_quality)
 
 
 NodeParams = dataclasses.make_dataclass(

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from cityseg.ros.outputs import BY_SUFFIX, DEFAULT_OUTPUTS, NODE_EXECUTABLE, NODE_NAME, OUTPUTS, node_fqn
+from cityseg.ros.outputs import BY_SUFFIX, NODE_EXECUTABLE, NODE_NAME, OUTPUTS, RAW_DEFAULT_OUTPUTS, node_fqn
 
 Stamp = tuple[int, int]
 
@@ -117,6 +117,8 @@ class ProbeRecord:
     """Header stamp -> time.monotonic() of each published frame."""
     outputs: dict[str, list[Received]] = field(default_factory=lambda: defaultdict(list))
     last_message: dict[str, Any] = field(default_factory=dict)
+    messages: dict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
+    """Every message of the outputs the probe was told to keep in full (``history``)."""
     diagnostics: list[dict[str, str]] = field(default_factory=list)
     """Key -> value of every DiagnosticStatus of the node, plus 'level' and 'message'."""
 
@@ -133,10 +135,10 @@ class Probe:
     """
 
     def __init__(self, namespace: str, *, compressed: bool = False, reliable: bool = False,
-                 outputs: frozenset[str] = DEFAULT_OUTPUTS, keep: tuple[str, ...] = (),
-                 name: str = "cityseg_probe"):
+                 outputs: frozenset[str] = RAW_DEFAULT_OUTPUTS, keep: tuple[str, ...] = (),
+                 history: tuple[str, ...] = (), name: str = "cityseg_probe"):
         """Record the per-frame ``outputs`` (and label_info) of the node in ``namespace``; keep the
-        last message of the outputs in ``keep``."""
+        last message of the outputs in ``keep`` and every message of those in ``history``."""
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -149,7 +151,7 @@ class Probe:
         self.fqn = node_fqn(namespace)
         self.node = rclpy.create_node(name, namespace=namespace)
         self.record = ProbeRecord()
-        self._keep = set(keep)
+        self._keep, self._history = set(keep), set(history)
         self._lock = threading.Lock()
         camera_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE if reliable
                                 else ReliabilityPolicy.BEST_EFFORT)
@@ -178,6 +180,12 @@ class Probe:
         self.subscriptions[suffix] = self.node.create_subscription(
             kind, f"{NODE_NAME}/{suffix}", self._recorder(suffix), self._deep if output.per_frame else self._latched)
 
+    def forget(self, suffix: str) -> None:
+        """Unsubscribe from output ``suffix`` (what was recorded stays); the node stops building it."""
+        subscription = self.subscriptions.pop(suffix, None)
+        if subscription is not None:
+            self.node.destroy_subscription(subscription)
+
     def _spin(self) -> None:
         from rclpy.executors import ExternalShutdownException
 
@@ -196,6 +204,8 @@ class Probe:
                 self.record.outputs[suffix].append(item)
                 if suffix in self._keep:
                     self.record.last_message[suffix] = msg
+                if suffix in self._history:
+                    self.record.messages[suffix].append(msg)
         return record
 
     def _on_diagnostics(self, msg) -> None:

@@ -17,9 +17,10 @@ from cityseg.bundle import Bundle
 from cityseg.errors import BundleError, InputError
 from cityseg.inference import Segmentation, Segmenter, postprocess
 from cityseg.preprocess import resize_image
-from cityseg.ros.images import DecodedImage, decode_message
+from cityseg.ros.images import DecodedImage, decode_message, encode_compressed
 from cityseg.ros.messages import CameraInfoValues, MessageFactory, header_fields
-from cityseg.ros.outputs import CAMERA_INFO, COLOR_MASK, CONFIDENCE, DEFAULT_OUTPUTS, MASK, OVERLAY, check_outputs
+from cityseg.ros.outputs import (BY_SUFFIX, CAMERA_INFO, COLOR_MASK, COMPRESSED_OUTPUTS, CONFIDENCE, MASK,
+                                 OVERLAY, RAW_DEFAULT_OUTPUTS, check_outputs, raw_of, sources)
 
 STAGES = ("convert", "preprocess", "infer", "postprocess", "publish")
 """Per-frame stages timed in milliseconds; 'publish' is filled in by the caller."""
@@ -29,9 +30,9 @@ STAGES = ("convert", "preprocess", "infer", "postprocess", "publish")
 class ProcessorConfig:
     """What the processor publishes and how."""
 
-    outputs: frozenset[str] = DEFAULT_OUTPUTS
+    outputs: frozenset[str] = RAW_DEFAULT_OUTPUTS
     """Suffixes of the per-frame outputs to build (cityseg.ros.outputs); camera_info is built
-    when a CameraInfo has been received."""
+    when a CameraInfo has been received. Default: the raw ones (compressed copies when named)."""
     overlay_alpha: float = 0.5
     id_space: str | None = None
     """Id space of the mask: 'labelid' / 'trainid' (Cityscapes models), 'auto' (labelid for
@@ -42,6 +43,8 @@ class ProcessorConfig:
     """16-bit white level for mono16 / 16UC1 input (4095 for a 12-bit sensor)."""
     artifact: str | None = None
     """The bundle's model file to run, by its card key; None: the backend's automatic pick."""
+    jpeg_quality: int = 80
+    """JPEG quality (1-100) of the compressed colour mask and overlay."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "outputs", check_outputs(self.outputs))
@@ -51,6 +54,8 @@ class ProcessorConfig:
             raise ValueError(f"output_scale must be within (0, 1], got {self.output_scale}")
         if not 1 <= self.mono16_max <= 65535:
             raise ValueError(f"mono16_max must be within [1, 65535], got {self.mono16_max}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must be within [1, 100], got {self.jpeg_quality}")
 
 
 @dataclass
@@ -79,9 +84,10 @@ class FrameProcessor:
                              f"for {wanted}; create the Segmenter with id_space={wanted!r}")
         self.unavailable: dict[str, str] = {}
         """Outputs asked for that this model cannot give -> why (e.g. confidence from an argmax head)."""
-        if CONFIDENCE in self.config.outputs and not segmenter.has_confidence:
-            self.unavailable[CONFIDENCE] = segmenter.confidence_unavailable_reason
-            self.config = replace(self.config, outputs=self.config.outputs - {CONFIDENCE})
+        if not segmenter.has_confidence:
+            lost = {s for s in self.config.outputs if raw_of(s) == CONFIDENCE}
+            self.unavailable.update(dict.fromkeys(sorted(lost), segmenter.confidence_unavailable_reason))
+            self.config = replace(self.config, outputs=self.config.outputs - lost)
 
     @classmethod
     def from_bundle(cls, model: Bundle | str | Path, factory: MessageFactory,
@@ -91,7 +97,7 @@ class FrameProcessor:
         bundle = model if isinstance(model, Bundle) else Bundle.load(model)
         id_space = mask_id_space(config.id_space, bundle)
         segmenter = Segmenter(bundle, backend=backend, id_space=id_space, artifact=config.artifact,
-                              need_confidence=CONFIDENCE in config.outputs)
+                              need_confidence=CONFIDENCE in sources(config.outputs))
         return cls(segmenter, factory, replace(config, id_space=id_space))
 
     def label_classes(self) -> list[tuple[int, str]]:
@@ -176,7 +182,9 @@ class OutputWriter:
     The colour mask is the palette at network resolution, nearest-upsampled into its buffer; the
     overlay blends that colour image (the colour mask's own pixels when it is published in the
     same channel order) with the frame in one uint8 pass; masks and confidence are upsampled
-    straight into theirs. No full-resolution float intermediate exists.
+    straight into theirs. No full-resolution float intermediate exists. A compressed output is
+    encoded once (OpenCV) from its raw output's pixels: the raw message's own when that is built
+    too, else a scratch array.
     """
 
     def __init__(self, factory: MessageFactory, config: ProcessorConfig, header, decoded: DecodedImage,
@@ -185,18 +193,26 @@ class OutputWriter:
         self.header, self.decoded, self.result = header, decoded, result
         self.height, self.width = out_size
         self._colors: dict[str, np.ndarray] = {}
+        self._raw = {MASK: ("mono8", self._fill_mask), COLOR_MASK: ("rgb8", self._fill_color),
+                     OVERLAY: (decoded.overlay_encoding, self._fill_overlay),
+                     CONFIDENCE: ("mono8", self._fill_confidence)}
+        """Raw image output -> (encoding, writer of its pixels into an array or a new one)."""
 
     def build(self, wanted: frozenset[str], camera_info=None) -> dict[str, Any]:
         """Suffix -> message (or CDR bytes) of each output in ``wanted``, in publishing order."""
         messages: dict[str, Any] = {}
-        if MASK in wanted:
-            messages[MASK] = self._upsampled(self.result.classes, "mono8", 1)
-        if COLOR_MASK in wanted:
-            messages[COLOR_MASK] = self._color_message()
-        if OVERLAY in wanted:
-            messages[OVERLAY] = self._overlay_message()
-        if CONFIDENCE in wanted:
-            messages[CONFIDENCE] = self._upsampled(self.result.confidence_low, "mono8", 1)
+        pixels: dict[str, np.ndarray] = {}
+        for suffix, (encoding, fill) in self._raw.items():
+            if suffix in wanted:
+                out = self._image(encoding, 1 if encoding == "mono8" else 3)
+                pixels[suffix] = fill(out.pixels)
+                messages[suffix] = out.message()  # the bytes stay alive in ``messages`` while encoding
+        for suffix in COMPRESSED_OUTPUTS:
+            if suffix in wanted:
+                raw = raw_of(suffix)
+                if raw not in pixels:
+                    pixels[raw] = self._raw[raw][1](None)
+                messages[suffix] = self._compressed(suffix, pixels[raw], self._raw[raw][0])
         if CAMERA_INFO in wanted and camera_info is not None:
             info = CameraInfoValues.from_message(camera_info).resized(self.decoded.size, (self.height, self.width))
             messages[CAMERA_INFO] = self.factory.camera_info(self.header, info)
@@ -205,32 +221,35 @@ class OutputWriter:
     def _image(self, encoding: str, channels: int):
         return self.factory.image_buffer(self.header, self.height, self.width, encoding, channels)
 
-    def _upsampled(self, low: np.ndarray, encoding: str, channels: int):
-        out = self._image(encoding, channels)
-        postprocess.upsample_nearest(low, self.height, self.width, out=out.pixels)
-        return out.message()
+    def _compressed(self, suffix: str, pixels: np.ndarray, encoding: str):
+        fmt, data = encode_compressed(pixels, BY_SUFFIX[suffix].codec, self.config.jpeg_quality, encoding)
+        return self.factory.compressed_output(self.header, fmt, data)
+
+    def _fill_mask(self, out: np.ndarray | None) -> np.ndarray:
+        return postprocess.upsample_nearest(self.result.classes, self.height, self.width, out=out)
+
+    def _fill_confidence(self, out: np.ndarray | None) -> np.ndarray:
+        return postprocess.upsample_nearest(self.result.confidence_low, self.height, self.width, out=out)
 
     def _color(self, order: str, out: np.ndarray | None = None) -> np.ndarray:
         """The colour mask at output resolution in ``order`` (written into ``out`` when given)."""
         if order not in self._colors:
             low = postprocess.colorize(self.result.classes, self.result.space.palette, order)
             self._colors[order] = postprocess.upsample_nearest(low, self.height, self.width, out=out)
-        return self._colors[order]
+        elif out is not None:
+            np.copyto(out, self._colors[order])
+        return self._colors[order] if out is None else out
 
-    def _color_message(self):
-        out = self._image("rgb8", 3)
-        self._color("RGB", out.pixels)
-        return out.message()
+    def _fill_color(self, out: np.ndarray | None) -> np.ndarray:
+        return self._color("RGB", out)
 
-    def _overlay_message(self):
+    def _fill_overlay(self, out: np.ndarray | None) -> np.ndarray:
         decoded = self.decoded
         base = decoded.color_frame()
         if base.shape[:2] != (self.height, self.width):
             base = resize_image(base, self.height, self.width, "area")
         order = "BGR" if decoded.overlay_encoding == "bgr8" else "RGB"
-        out = self._image(decoded.overlay_encoding, 3)
-        postprocess.overlay(base, self._color(order), self.config.overlay_alpha, out=out.pixels)
-        return out.message()
+        return postprocess.overlay(base, self._color(order), self.config.overlay_alpha, out=out)
 
 
 def mask_id_space(wanted: str | None, bundle: Bundle) -> str | None:
