@@ -72,7 +72,7 @@ def test_node_segments_images_and_survives_bad_ones(ros, bundle, scene):
         bad = m.image(header, encode_rgb(rgb, "rgb8"))
         bad.step = 10  # < width * 3: must be refused, not crash the node
         image_pub.publish(bad)
-        assert spin_until(executor, lambda: segmentation.stats.snapshot().totals["failed"] >= 1,
+        assert spin_until(executor, lambda: segmentation.cameras[""].stats.snapshot().totals["failed"] >= 1,
                           each=lambda: image_pub.publish(bad))
         good = m.image(header, encode_rgb(rgb, "rgb8"))
 
@@ -90,7 +90,7 @@ def test_node_segments_images_and_survives_bad_ones(ros, bundle, scene):
             assert spin_until(executor, lambda: labels)
             assert labels[0].class_map[0].class_name == "road"
         else:
-            assert "label_info" not in segmentation.publishers
+            assert "label_info" not in segmentation.cameras[""].publishers
     finally:
         executor.shutdown()
         segmentation.close()

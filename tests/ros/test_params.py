@@ -76,7 +76,7 @@ def test_every_parameter_is_declared_with_a_description():
     specs = parameter_specs()
     assert [s.name for s in specs] == [f.name for f in dataclasses.fields(NodeParams)]
     assert all(s.description for s in specs)
-    assert {type(s.default) for s in specs} <= {str, bool, int, float}
+    assert {type(s.default) for s in specs} <= {str, bool, int, float, list}
 
 
 def test_shipped_params_file_is_valid_and_complete():

@@ -5,7 +5,8 @@ rclpy's ``~/change_state`` service (``ros2 lifecycle set``, launch_ros' ``Change
 Nav2's lifecycle manager) and the node's own autostart run the same callbacks. Each callback of
 the owner returns None on success or raises; a CitysegError (a bad parameter, a missing bundle)
 becomes FAILURE with its message logged once, so a failed configure leaves the node unconfigured
-and alive.
+and alive; any other exception is reported the same way and becomes ERROR (rclpy then calls
+on_error, which releases everything: unconfigured).
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ class NodeTransitions(ManagedEntity):
         except CitysegError as exc:
             self.owner.transition_failed(transition, exc)
             return TransitionCallbackReturn.FAILURE
+        except Exception as exc:  # a bug: rclpy would swallow it silently; say what it was, then on_error
+            self.owner.transition_failed(transition, RuntimeError(f"internal error: {type(exc).__name__}: {exc}"))
+            return TransitionCallbackReturn.ERROR
         return TransitionCallbackReturn.SUCCESS
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:

@@ -1,8 +1,9 @@
 """``segmentation_node``: the thin rclpy adapter around FrameProcessor (rclpy imported in main).
 
 Everything that is not ROS plumbing lives in ROS-free modules: the outputs table (outputs),
-parameters (params), per-frame work (processor), the latest-frame-wins thread (worker), rates and
-latencies (diagnostics), frames lost before the node (upstream).
+parameters (params), per-frame work (processor), the latest-frame-wins threads (worker for one
+camera, batcher for several), rates and latencies (diagnostics), frames lost before the node
+(upstream); one camera's endpoints are cityseg.ros.camera_io, the lifecycle bridge cityseg.ros.lifecycle.
 """
 
 from __future__ import annotations
@@ -13,16 +14,13 @@ import threading
 import time
 
 from cityseg.errors import CitysegError
-from cityseg.ros.outputs import LABEL_INFO, NODE_EXECUTABLE, NODE_NAME, OUTPUTS
-from cityseg.ros.upstream import stamp_seconds
-
-LOG_THROTTLE_S = 5.0
-"""At most one log line per this many seconds for each kind of repeated warning."""
+from cityseg.ros.camera_io import LOG_THROTTLE_S
+from cityseg.ros.outputs import NODE_EXECUTABLE, NODE_NAME
 
 
 class SegmentationNode:
-    """One camera as a managed (lifecycle) node: parameters, QoS, subscriptions, publishers, timers
-    and the inference thread, brought up and down by lifecycle transitions.
+    """A managed (lifecycle) node serving one camera, or every camera of its ``cameras`` parameter
+    with one model and batched inference.
 
     unconfigured --configure--> inactive (parameters validated, model loaded and warmed up,
     publishers and timers created) --activate--> active (subscriptions, inference thread, outputs
@@ -41,9 +39,9 @@ class SegmentationNode:
         self.node = LifecycleNode(NODE_NAME, **node_kwargs)
         self.node.add_managed_entity(NodeTransitions(self))
         self.msgs = RclpyMessages()
-        self.worker = self.processor = self.params = None
-        self.publishers: dict = {}
-        self._subscriptions: list = []
+        self.worker = self.processor = self.params = self.batcher = self.diag_pub = None
+        self.cameras: dict = {}
+        """Camera name ('' in single-camera mode) -> its CameraIO."""
         self._timers: list = []
         self._active = False
         self._failure: Exception | None = None
@@ -77,21 +75,22 @@ class SegmentationNode:
         """The lifecycle state's label: unconfigured, inactive, active, finalized."""
         return self.node._state_machine.current_state[1]
 
+    @property
+    def multi_camera(self) -> bool:
+        return bool(self.params and self.params.cameras)
+
     # -- transitions (cityseg.ros.lifecycle calls these) ------------------------------------
 
     def configure(self) -> None:
         """Validate the parameters, load the model, warm it up, create publishers and timers."""
-        from cityseg.ros.diagnostics import NodeStats
         from cityseg.ros.processor import FrameProcessor
-        from cityseg.ros.upstream import UpstreamLossEstimator
 
         started = time.monotonic()
         p = self.params = self._read_parameters()
         self.processor = FrameProcessor.from_bundle(p.model, self.msgs, p.processor_config(), p.backend)
         self._warm_up()
-        self.stats = NodeStats(window_s=p.stats_window)
-        self.upstream = UpstreamLossEstimator()
-        self._create_publishers()
+        self._create_cameras()
+        self.diag_pub = self.node.create_publisher(self.msgs.DiagnosticArray, "/diagnostics", 10)
         self._timers = [self.node.create_timer(p.diagnostics_period, self._publish_diagnostics)]
         if p.log_period > 0:
             self._timers.append(self.node.create_timer(p.log_period, self._log_stats))
@@ -101,24 +100,20 @@ class SegmentationNode:
         """Subscriptions and the inference thread go live (only the inference thread publishes frames, so
         the outputs are live exactly while it runs; plain publishers, created on configure: rclpy cannot
         add lifecycle publishers from inside a transition)."""
-        from cityseg.ros.worker import FrameWorker, LatestFrameSlot
-
-        p = self.params
-        self.slot = LatestFrameSlot()  # a fresh one: deactivate closed the last
-        self.worker = FrameWorker(self.slot, self._process, self._publish, self.stats,
-                                  on_error=self._on_error, max_rate_hz=p.max_rate_hz)
-        self._create_subscriptions()
+        self.worker = self._batch_worker() if self.multi_camera else self._frame_worker()
+        for camera in self.cameras.values():
+            camera.subscribe()
         self._active = True
         self.worker.start()
         self._publish_label_info()
-        self.node.get_logger().info(f"active: segmenting {self.image_topic}")
+        topics = ", ".join(camera.image_topic for camera in self.cameras.values())
+        self.node.get_logger().info(f"active: segmenting {topics}")
 
     def deactivate(self) -> None:
         """No more frames: subscriptions go, the inference thread ends after the frame in progress."""
         self._active = False
-        for subscription in self._subscriptions:
-            self.node.destroy_subscription(subscription)
-        self._subscriptions = []
+        for camera in self.cameras.values():
+            camera.unsubscribe()
         if self.worker is not None:
             self.worker.stop()
             self.worker = None
@@ -134,12 +129,11 @@ class SegmentationNode:
             self.deactivate()
         for timer in self._timers:
             self.node.destroy_timer(timer)
-        for publisher in self.publishers.values():
-            self.node.destroy_publisher(publisher)
-        if getattr(self, "diag_pub", None) is not None:
+        for camera in self.cameras.values():
+            camera.destroy()
+        if self.diag_pub is not None:
             self.node.destroy_publisher(self.diag_pub)
-            self.diag_pub = None
-        self._timers, self.publishers, self.processor = [], {}, None
+        self._timers, self.cameras, self.processor, self.diag_pub = [], {}, None, None
         gc.collect()
         release_freed_memory()
 
@@ -150,6 +144,8 @@ class SegmentationNode:
             self.node.get_logger().error(f"{transition} failed: {error}")
         if transition == "configure":
             self.cleanup()
+
+    # -- set-up -----------------------------------------------------------------------------
 
     def _warm_up(self) -> None:
         """One inference on a blank frame, so the first camera frame does not pay the runtime's set-up."""
@@ -176,68 +172,97 @@ class SegmentationNode:
         values = {s.name: node.get_parameter(s.name).value for s in parameter_specs()}
         return load_node_params(values, where=f"{node.get_fully_qualified_name()} parameters")
 
-    def _create_publishers(self) -> None:
-        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    def _create_cameras(self) -> None:
+        """One CameraIO (single-camera mode) or one per camera, each with its publishers."""
+        from cityseg.ros.camera_io import CameraIO, CameraTopics
+        from cityseg.ros.batcher import CameraBatcher
+        from cityseg.ros.worker import LatestFrameSlot
 
-        PublisherEventCallbacks = _event_callbacks("PublisherEventCallbacks")
-        p, m = self.params, self.msgs
-        image_qos = QoSProfile(depth=p.qos_depth, reliability=_reliability(p.output_reliability))
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        enabled = set(self.processor.config.outputs) | {LABEL_INFO}
-        self.publishers = {}
-        for output in OUTPUTS:
-            kind = m.message_class(output.message_type)
-            if output.suffix not in enabled or kind is None:
-                continue
-            qos = image_qos if output.per_frame else latched
-            events = PublisherEventCallbacks(incompatible_qos=self._incompatible("publisher", output.suffix, qos))
-            self.publishers[output.suffix] = self.node.create_publisher(
-                kind, f"~/{output.suffix}", qos, event_callbacks=events)
-        self.diag_pub = self.node.create_publisher(m.DiagnosticArray, "/diagnostics", 10)
+        p, enabled = self.params, self.processor.config.outputs
+        if not p.cameras:
+            self.slot = LatestFrameSlot()
+            topics = [CameraTopics.single(p.input_compressed)]
+        else:
+            self.batcher = CameraBatcher(p.cameras)
+            topics = [CameraTopics.from_patterns(c, p.camera_image_topic, p.camera_info_topic,
+                                                 p.camera_output_prefix, p.input_compressed) for c in p.cameras]
+        self.cameras = {t.name: CameraIO(self.node, self.msgs, p, t, enabled, self._deliver_to(t.name),
+                                         self._error_reporter(t.name)) for t in topics}
 
-    def _create_subscriptions(self) -> None:
-        from rclpy.qos import QoSProfile
+    def _deliver_to(self, camera: str):
+        """How camera ``camera``'s frames reach the inference thread (True: a pending frame was replaced)."""
+        if camera == "":
+            return lambda item: self.slot.put(item)
+        return lambda item: self.batcher.put(camera, item)
 
-        SubscriptionEventCallbacks = _event_callbacks("SubscriptionEventCallbacks")
-        p, m = self.params, self.msgs
-        qos = QoSProfile(depth=p.qos_depth, reliability=_reliability(p.qos_reliability))
-        self._camera_info = None
-        kind, topic = (m.CompressedImage, "image/compressed") if p.input_compressed else (m.Image, "image")
-        self.image_topic = self.node.resolve_topic_name(topic)
-        # Images arrive as CDR bytes (raw=True) and are read as numpy views (cityseg.ros.cdr):
-        # rclpy never builds a Python message of several megabytes under the GIL.
-        for msg_type, name, callback, raw in ((kind, topic, self._on_image, True),
-                                              (m.CameraInfo, "camera_info", self._on_camera_info, False)):
-            events = SubscriptionEventCallbacks(incompatible_qos=self._incompatible("subscription", name, qos))
-            self._subscriptions.append(self.node.create_subscription(
-                msg_type, name, callback, qos, event_callbacks=events, raw=raw))
+    def _frame_worker(self):
+        from cityseg.ros.worker import FrameWorker, LatestFrameSlot
 
-    def _incompatible(self, side: str, topic: str, qos):
-        """An incompatible-QoS callback that names the topic, the policy and the parameter to change."""
-        resolved = self.node.resolve_topic_name(topic if side == "subscription" else f"~/{topic}")
-        hint = ("set qos_reliability:=reliable only for reliable publishers; best_effort accepts both"
-                if side == "subscription" else
-                "the subscriber asks for more than this publisher offers (output_reliability, durability)")
+        camera = self.cameras[""]
+        self.slot = LatestFrameSlot()  # a fresh one: deactivate closed the last
+        return FrameWorker(self.slot, lambda item: self._process(camera, item), camera.publish, camera.stats,
+                           on_error=self._error_reporter(""), max_rate_hz=self.params.max_rate_hz)
 
-        def report(event) -> None:
-            from rclpy.qos import qos_policy_name_from_kind
+    def _batch_worker(self):
+        from cityseg.ros.batcher import BatchWorker, CameraBatcher, batch_capacity_note
 
-            policy = qos_policy_name_from_kind(event.last_policy_kind)
-            self.node.get_logger().warning(
-                f"{resolved}: a {'publisher' if side == 'subscription' else 'subscriber'} with incompatible "
-                f"QoS ({policy}) cannot connect to this {side} ({qos.reliability.name.lower()}); {hint}",
-                throttle_duration_sec=LOG_THROTTLE_S)
+        p = self.params
+        self.batcher = CameraBatcher(p.cameras)  # a fresh one: deactivate closed the last
+        note = batch_capacity_note(len(p.cameras), self.processor.segmenter.max_batch)
+        if note:
+            self.node.get_logger().warning(note)
+        return BatchWorker(self.batcher, self._process_batch, lambda camera, msgs: self.cameras[camera].publish(msgs),
+                           {name: camera.stats for name, camera in self.cameras.items()},
+                           on_error=lambda camera, reason, internal: self._error_reporter(camera)(reason, internal),
+                           max_batch=p.max_batch or None, batch_wait_s=p.batch_wait_ms / 1e3,
+                           max_rate_hz=p.max_rate_hz)
+
+    # -- per frame --------------------------------------------------------------------------
+
+    def _process(self, camera, item):
+        """One frame through the processor, building only the outputs someone listens to."""
+        live = camera.live_outputs()
+        if not live:
+            return None
+        msg, camera_info = item
+        return self.processor.process(msg, camera_info, live)
+
+    def _process_batch(self, entries):
+        """Frames of several cameras through one backend call; None for a camera nobody listens to."""
+        from cityseg.ros.processor import FrameRequest
+
+        live = {name: self.cameras[name].live_outputs() for name, _ in entries}
+        wanted = [(i, name, item) for i, (name, item) in enumerate(entries) if live[name]]
+        results: list = [None] * len(entries)
+        if wanted:
+            requests = [FrameRequest(item[0], item[1], live[name]) for _, name, item in wanted]
+            for (i, _, _), result in zip(wanted, self.processor.process_batch(requests)):
+                results[i] = result
+        return results
+
+    def _error_reporter(self, camera: str):
+        where = f"camera {camera}: " if camera else ""
+
+        def report(reason: str, internal: bool) -> None:
+            log = self.node.get_logger()
+            if internal:
+                log.error(f"{where}segmentation failed: {reason}", throttle_duration_sec=LOG_THROTTLE_S)
+            else:
+                log.warning(f"{where}skipped an image: {reason}", throttle_duration_sec=LOG_THROTTLE_S)
         return report
 
+    # -- reporting --------------------------------------------------------------------------
+
     def _publish_label_info(self) -> None:
-        if LABEL_INFO not in self.publishers:
+        if self.msgs.LabelInfo is not None:
+            sec, nsec = self.node.get_clock().now().seconds_nanoseconds()
+            message = self.processor.label_info(sec, nsec, "")
+            for camera in self.cameras.values():
+                camera.publish_label_info(message)
+        else:
             self.node.get_logger().info(
                 "~/label_info is off: vision_msgs is not installed (install ros-$ROS_DISTRO-vision-msgs "
                 "to publish the class names); every other output is unaffected")
-            return
-        sec, nsec = self.node.get_clock().now().seconds_nanoseconds()
-        self.publishers[LABEL_INFO].publish(self.processor.label_info(sec, nsec, ""))
 
     def _log_startup(self, load_s: float) -> None:
         import rclpy
@@ -245,85 +270,68 @@ class SegmentationNode:
         from cityseg.ros.middleware import middleware_advice
 
         log = self.node.get_logger()
-        per_frame = [suffix for suffix in self.publishers if suffix != LABEL_INFO]
-        topic = self.node.resolve_topic_name("image/compressed" if self.params.input_compressed else "image")
-        log.info(f"segmenting {topic} with {self.params.model} on "
+        first = next(iter(self.cameras.values()))
+        per_frame = [suffix for suffix in first.publishers if suffix != "label_info"]
+        topics = ", ".join(camera.image_topic for camera in self.cameras.values())
+        where = (self.node.get_fully_qualified_name() if not self.multi_camera
+                 else self.params.camera_output_prefix + f" for {len(self.cameras)} cameras")
+        log.info(f"segmenting {topics} with {self.params.model} on "
                  f"{self.processor.segmenter.backend.describe()} (ready in {load_s:.1f} s); publishing "
-                 f"{', '.join(per_frame)} under {self.node.get_fully_qualified_name()}")
+                 f"{', '.join(per_frame)} under {where}")
         for suffix, reason in self.processor.unavailable.items():
             log.warning(f"~/{suffix} is off: {reason}")
         advice = middleware_advice(rclpy.get_rmw_implementation_identifier())
         if advice:
             log.warning(advice)
 
-    def _on_image(self, data: bytes) -> None:
-        from cityseg.ros.cdr import read_compressed_image, read_image
-        from cityseg.ros.images import ImageError
-
-        self.stats.received()
-        try:
-            msg = read_compressed_image(data) if self.params.input_compressed else read_image(data)
-        except ImageError as exc:
-            self.stats.failed(str(exc))
-            self._on_error(str(exc), False)
-            return
-        self.stats.upstream_lost(self.upstream.observe(stamp_seconds(msg)))
-        if self.slot.put((msg, self._camera_info)):
-            self.stats.dropped()
-
-    def live_outputs(self) -> frozenset[str]:
-        """The per-frame outputs that have a subscriber now (a recorder counts); checked per frame."""
-        return frozenset(suffix for suffix, publisher in self.publishers.items()
-                         if suffix != LABEL_INFO and publisher.get_subscription_count() > 0)
-
-    def _process(self, item):
-        """One frame through the processor, building only the outputs someone listens to."""
-        live = self.live_outputs()
-        if not live:
-            return None
-        msg, camera_info = item
-        return self.processor.process(msg, camera_info, live)
-
-    def _on_camera_info(self, msg) -> None:
-        self._camera_info = msg
-
-    def _publish(self, messages: dict) -> None:
-        for suffix, msg in messages.items():
-            self.publishers[suffix].publish(msg)
-
-    def _on_error(self, reason: str, internal: bool) -> None:
-        log = self.node.get_logger()
-        if internal:
-            log.error(f"segmentation failed: {reason}", throttle_duration_sec=LOG_THROTTLE_S)
-        else:
-            log.warning(f"skipped an image: {reason}", throttle_duration_sec=LOG_THROTTLE_S)
-
     def _publish_diagnostics(self) -> None:
         from dataclasses import replace
 
-        from cityseg.ros.diagnostics import LOSS_HINT, OK, diagnostic_status
+        from cityseg.ros.diagnostics import OK
 
-        snap = self.stats.snapshot()
-        sec, nsec = self.node.get_clock().now().seconds_nanoseconds()
-        live = tuple(s for s in self.publishers if s in self.live_outputs())
         fqn = self.node.get_fully_qualified_name()
-        status = diagnostic_status(snap, fqn, self.processor.segmenter.bundle.card.name,
-                                   self.params.upstream_loss_warn, live)
-        status = replace(status, values=(("lifecycle state", self.state), *status.values))
+        statuses = self._camera_statuses(fqn)
+        state = ("lifecycle state", self.state)
+        statuses = [replace(s, values=(state, *s.values)) for s in statuses]
         if not self._active:
-            status = replace(status, level=OK, message=f"inactive (lifecycle): frames are not processed; "
-                                                        f"`ros2 lifecycle set {fqn} activate`")
-        self.diag_pub.publish(self.msgs.diagnostics(self.msgs.header(sec, nsec, ""), [status]))
-        if self._active and snap.upstream_lost_percent > self.params.upstream_loss_warn:
-            self.node.get_logger().warning(
-                f"{snap.upstream_lost_percent:.0f} % of the frames on {self.image_topic} were lost before "
-                f"they reached this node (gaps in their header stamps); {LOSS_HINT}",
-                throttle_duration_sec=LOG_THROTTLE_S)
+            statuses = [replace(s, level=OK, message="inactive (lifecycle): frames are not processed; "
+                                                     f"`ros2 lifecycle set {fqn} activate`") for s in statuses]
+        sec, nsec = self.node.get_clock().now().seconds_nanoseconds()
+        self.diag_pub.publish(self.msgs.diagnostics(self.msgs.header(sec, nsec, ""), statuses))
+        if self._active:
+            self._warn_upstream_loss()
+
+    def _camera_statuses(self, fqn: str) -> list:
+        from cityseg.ros.diagnostics import batch_status, camera_statuses, diagnostic_status
+
+        model, warn = self.processor.segmenter.bundle.card.name, self.params.upstream_loss_warn
+        live = {name: tuple(s for s in cam.publishers if s in cam.live_outputs()) for name, cam in self.cameras.items()}
+        if not self.multi_camera:
+            return [diagnostic_status(self.cameras[""].stats.snapshot(), fqn, model, warn, live[""])]
+        snapshots = {name: camera.stats.snapshot() for name, camera in self.cameras.items()}
+        sizes = self.worker.batch_sizes.snapshot() if self.worker is not None else {}
+        return [*camera_statuses(snapshots, fqn, model, warn, live),
+                batch_status(sizes, fqn, model, len(self.cameras), self.params.max_batch or len(self.cameras))]
+
+    def _warn_upstream_loss(self) -> None:
+        from cityseg.ros.diagnostics import LOSS_HINT
+
+        for camera in self.cameras.values():
+            lost = camera.stats.snapshot().upstream_lost_percent
+            if lost > self.params.upstream_loss_warn:
+                self.node.get_logger().warning(
+                    f"{lost:.0f} % of the frames on {camera.image_topic} were lost before they reached this "
+                    f"node (gaps in their header stamps); {LOSS_HINT}", throttle_duration_sec=LOG_THROTTLE_S)
 
     def _log_stats(self) -> None:
         from cityseg.ros.diagnostics import log_line
 
-        self.node.get_logger().info(log_line(self.stats.snapshot()))
+        for name, camera in self.cameras.items():
+            self.node.get_logger().info((f"{name}: " if name else "") + log_line(camera.stats.snapshot()))
+
+    def live_outputs(self, camera: str = "") -> frozenset[str]:
+        """The per-frame outputs of ``camera`` that have a subscriber now."""
+        return self.cameras[camera].live_outputs()
 
     def close(self) -> None:
         """Stop the inference thread, release the model and destroy the node (from any state)."""
@@ -333,21 +341,6 @@ class SegmentationNode:
         self._active = False
         self.processor = None
         self.node.destroy_node()
-
-
-def _event_callbacks(name: str):
-    """rclpy's Publisher/SubscriptionEventCallbacks (``rclpy.event_handler`` since Iron, ``qos_event`` in Humble)."""
-    try:
-        from rclpy import event_handler as module
-    except ImportError:
-        from rclpy import qos_event as module
-    return getattr(module, name)
-
-
-def _reliability(name: str):
-    from rclpy.qos import ReliabilityPolicy
-
-    return {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}[name]
 
 
 def main(args: list[str] | None = None) -> int:

@@ -50,6 +50,20 @@ class _Settings:
     diagnostics_period: float = _param(1.0, "seconds between /diagnostics messages, > 0")
     log_period: float = _param(10.0, "seconds between statistics log lines (0: never)")
     stats_window: float = _param(5.0, "seconds over which rates and latencies are averaged, > 0")
+    cameras: tuple[str, ...] = _param(
+        (), "several cameras in one process, one model, batched: camera names (e.g. [front, left, right]); "
+            "camera c reads camera_image_topic / camera_info_topic and publishes under camera_output_prefix, "
+            "each with {camera} replaced; empty: one camera (image, camera_info, ~/<output>)")
+    camera_image_topic: str = _param("/{camera}/image_raw", "image topic of each camera ({camera}: its name)")
+    camera_info_topic: str = _param("/{camera}/camera_info", "CameraInfo topic of each camera")
+    camera_output_prefix: str = _param(
+        "/{camera}/segmentation", "outputs of each camera are <prefix>/<output>, as one node per camera "
+                                  "in namespace <camera> publishes them")
+    batch_wait_ms: float = _param(
+        5.0, "after a first camera's frame, wait at most this long for the other cameras' frames to fill "
+             "the batch (0: take what is there)")
+    max_batch: int = _param(0, "at most this many frames per batch (0: one per camera); cameras are "
+                               "served round robin, so none starves")
     autostart: bool = _param(
         True, "configure and activate the (lifecycle) node at startup; false: wait for a lifecycle manager "
               "(ros2 lifecycle set <node> configure, then activate)")
@@ -69,7 +83,23 @@ class _Settings:
         if not 0.0 <= self.upstream_loss_warn <= 100.0:
             raise ValueError(f"upstream_loss_warn must be within [0, 100], got {self.upstream_loss_warn}")
         check_outputs(self.outputs(), where="publish_*")
+        self._check_cameras()
         self.processor_config()  # validates overlay_alpha, output_scale, mono16_max, jpeg_quality
+
+    def _check_cameras(self) -> None:
+        names = list(self.cameras)
+        bad = [n for n in names if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", n)]
+        if bad:
+            raise ValueError(f"cameras: {', '.join(map(repr, bad))} is not a ROS name token (letters, digits, "
+                             "underscores; not starting with a digit)")
+        if len(set(names)) != len(names):
+            raise ValueError(f"cameras: each camera once, got {names}")
+        for name in ("camera_image_topic", "camera_info_topic", "camera_output_prefix"):
+            if names and "{camera}" not in getattr(self, name):
+                raise ValueError(f"{name} must contain {{camera}} (e.g. /{{camera}}/image_raw), got "
+                                 f"{getattr(self, name)!r}")
+        if self.batch_wait_ms < 0 or self.max_batch < 0:
+            raise ValueError("batch_wait_ms and max_batch must be >= 0")
 
     def outputs(self) -> frozenset[str]:
         """Suffixes of the per-frame outputs switched on."""
@@ -98,6 +128,7 @@ class ParameterSpec:
 
     name: str
     default: Any
+    """As ROS declares it (a list for an array parameter)."""
     description: str
     constraints: str = ""
     """Allowed values, as ``ros2 param describe`` shows them."""
@@ -106,7 +137,8 @@ class ParameterSpec:
 def parameter_specs() -> list[ParameterSpec]:
     """One spec per NodeParams field, in declaration order."""
     hints = typing.get_type_hints(NodeParams)
-    return [ParameterSpec(f.name, f.default, f.metadata["doc"], _constraints(hints[f.name]))
+    return [ParameterSpec(f.name, list(f.default) if isinstance(f.default, tuple) else f.default,
+                          f.metadata["doc"], _constraints(hints[f.name]))
             for f in dataclasses.fields(NodeParams)]
 
 

@@ -136,9 +136,11 @@ class Probe:
 
     def __init__(self, namespace: str, *, compressed: bool = False, reliable: bool = False,
                  outputs: frozenset[str] = RAW_DEFAULT_OUTPUTS, keep: tuple[str, ...] = (),
-                 history: tuple[str, ...] = (), name: str = "cityseg_probe"):
+                 history: tuple[str, ...] = (), name: str = "cityseg_probe", status: str | None = None):
         """Record the per-frame ``outputs`` (and label_info) of the node in ``namespace``; keep the
-        last message of the outputs in ``keep`` and every message of those in ``history``."""
+        last message of the outputs in ``keep`` and every message of those in ``history``. ``status``:
+        the DiagnosticStatus to record (default: the node's own; a multi-camera node reports camera
+        c as '<node>: c')."""
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -149,6 +151,7 @@ class Probe:
             rclpy.init()
         self.msgs = m = RclpyMessages()
         self.fqn = node_fqn(namespace)
+        self.status_name = status or self.fqn
         self.node = rclpy.create_node(name, namespace=namespace)
         self.record = ProbeRecord()
         self._keep, self._history = set(keep), set(history)
@@ -210,7 +213,7 @@ class Probe:
 
     def _on_diagnostics(self, msg) -> None:
         for status in msg.status:
-            if status.name == self.fqn:
+            if status.name == self.status_name:
                 values = {kv.key: kv.value for kv in status.values}
                 values.update(level=str(status.level[0] if isinstance(status.level, bytes) else status.level),
                               message=status.message)
