@@ -68,18 +68,22 @@ def test_launch_remappings_match_the_node_topics():
     (node,) = keywords(tree, "LifecycleNode")
     remapped = {pair.elts[0].value for pair in node["remappings"].elts}
     assert remapped == {"image", "image/compressed", "camera_info"}
-    node_source = parse(REPO / "src" / "cityseg" / "ros" / "node.py")
+    node_source = parse(REPO / "src" / "cityseg" / "ros" / "camera_io.py")  # where the node subscribes
     assert remapped <= strings(node_source)
 
 
-def test_multi_camera_launch_uses_distinct_namespaces():
+def test_multi_camera_launch_one_process_or_one_per_camera():
     tree = parse(MULTI)
     cameras = constant(tree, "CAMERAS")
     assert len(cameras) >= 2 and len(set(cameras)) == len(cameras)
-    assert "segmentation.launch.py" in strings(tree)
-    names = {c.args[0].value for c in ast.walk(tree)
-             if isinstance(c, ast.Call) and getattr(c.func, "id", None) == "DeclareLaunchArgument"}
-    assert "model" in names and names <= EXPECTED_ARGUMENTS
+    assert "segmentation.launch.py" in strings(tree)  # one_process:=false includes it per camera
+    names = {name for name, _, _ in constant(tree, "ARGUMENTS")}
+    assert {"model", "cameras", "one_process"} <= names and names - {"cameras", "one_process"} <= EXPECTED_ARGUMENTS
+    assert dict((n, d) for n, d, _ in constant(tree, "ARGUMENTS"))["one_process"] == "true"
+    (node,) = keywords(tree, "LifecycleNode")  # one process: the same executable, the cameras parameter
+    assert (node["executable"].id, node["name"].id) == ("NODE_EXECUTABLE", "NODE_NAME")
+    default = dict((n, d) for n, d, _ in constant(tree, "ARGUMENTS"))["cameras"]
+    assert default == "[" + ", ".join(cameras) + "]"
 
 
 def _load(path: Path):
