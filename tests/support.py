@@ -127,3 +127,37 @@ def write_pair(root: Path, split: str, city: str, key: str, image_rgb: np.ndarra
 def flat_pair(value: int, height: int = 16, width: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """An image whose every pixel is ``value`` and a label whose every pixel is ``value`` too."""
     return np.full((height, width, 3), value, np.uint8), np.full((height, width), value, np.uint8)
+
+
+# ------------------------------------------------------------------------------------------
+# The node's lifecycle services, as `ros2 lifecycle set` uses them (tests over DDS).
+# ------------------------------------------------------------------------------------------
+
+class Lifecycle:
+    """Clients of a node's lifecycle services (``~/change_state``, ``~/get_state``), from a Probe's node."""
+
+    def __init__(self, probe, fqn: str | None = None):
+        from lifecycle_msgs import srv as lifecycle_srv
+
+        self.srv = lifecycle_srv
+        fqn = fqn or probe.fqn
+        self.change = probe.node.create_client(self.srv.ChangeState, f"{fqn}/change_state")
+        self.get = probe.node.create_client(self.srv.GetState, f"{fqn}/get_state")
+        assert self.change.wait_for_service(20.0) and self.get.wait_for_service(20.0)
+
+    @staticmethod
+    def _call(client, request, timeout: float = 60.0):
+        from cityseg.ros.probe import wait_until
+
+        future = client.call_async(request)
+        assert wait_until(future.done, timeout), "no answer from the lifecycle service"
+        return future.result()
+
+    def state(self) -> str:
+        return self._call(self.get, self.srv.GetState.Request()).current_state.label
+
+    def set(self, transition: int) -> bool:
+        from lifecycle_msgs.msg import Transition
+
+        request = self.srv.ChangeState.Request(transition=Transition(id=transition))
+        return self._call(self.change, request).success

@@ -13,14 +13,14 @@ import pytest
 pytestmark = pytest.mark.ros
 rclpy = pytest.importorskip("rclpy", reason="needs rclpy: `pip install -e .[ros]` (ROS 2 Jazzy wheels) "
                                             "or a sourced ROS 2")
-lifecycle_srv = pytest.importorskip("lifecycle_msgs.srv", reason="needs lifecycle_msgs (ros-jazzy-lifecycle-msgs)")
+pytest.importorskip("lifecycle_msgs.srv", reason="needs lifecycle_msgs (ros-jazzy-lifecycle-msgs)")
 
 from lifecycle_msgs.msg import Transition  # noqa: E402
 
 from cityseg.ros.images import encode_rgb  # noqa: E402
 from cityseg.ros.probe import NodeProcess, Probe, diagnostic_totals as totals, wait_until  # noqa: E402
 
-from support import painted_scene  # noqa: E402
+from support import Lifecycle, painted_scene  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -36,28 +36,6 @@ def graph():
     rclpy.init()
     yield dict(os.environ)
     rclpy.try_shutdown()
-
-
-class Lifecycle:
-    """Clients of a node's lifecycle services."""
-
-    def __init__(self, probe: Probe):
-        fqn = probe.fqn
-        self.change = probe.node.create_client(lifecycle_srv.ChangeState, f"{fqn}/change_state")
-        self.get = probe.node.create_client(lifecycle_srv.GetState, f"{fqn}/get_state")
-        assert self.change.wait_for_service(20.0) and self.get.wait_for_service(20.0)
-
-    @staticmethod
-    def _call(client, request, timeout: float = 60.0):
-        future = client.call_async(request)
-        assert wait_until(future.done, timeout), "no answer from the lifecycle service"
-        return future.result()
-
-    def state(self) -> str:
-        return self._call(self.get, lifecycle_srv.GetState.Request()).current_state.label
-
-    def set(self, transition: int) -> bool:
-        return self._call(self.change, lifecycle_srv.ChangeState.Request(transition=Transition(id=transition))).success
 
 
 def start(graph, bundle, namespace: str, **params) -> NodeProcess:

@@ -23,7 +23,7 @@ from cityseg.ros.messages import CameraInfoValues, RosbagsMessages  # noqa: E402
 from cityseg.ros.probe import NodeProcess, Probe, diagnostic_totals as totals, wait_until  # noqa: E402
 from cityseg.ros.processor import FrameProcessor, ProcessorConfig  # noqa: E402
 
-from support import painted_scene  # noqa: E402
+from support import Lifecycle, painted_scene  # noqa: E402
 
 SIZES = {"front": (256, 512), "left": (128, 256), "rear": (192, 384)}
 """Camera -> (height, width): three resolutions, one node."""
@@ -156,6 +156,35 @@ def test_overload_keeps_the_latest_frame_of_each_camera_round_robin(graph, bundl
             assert stamps == sorted(stamps)  # always that camera's newest frame
             processed[camera] = t["processed"]
         assert min(processed.values()) >= 4 and abs(processed["front"] - processed["left"]) <= 2, processed
+    finally:
+        for probe in rig.values():
+            probe.close()
+        stop(node)
+
+
+def test_one_lifecycle_for_the_whole_rig(graph, bundle):
+    pytest.importorskip("lifecycle_msgs.srv", reason="needs lifecycle_msgs (ros-jazzy-lifecycle-msgs)")
+    from lifecycle_msgs.msg import Transition
+
+    values = {"model": str(bundle.path), "backend": "onnxruntime", "cameras": "[front,left]",
+              "camera_image_topic": "/{camera}/image", "autostart": False, "diagnostics_period": 0.25}
+    node = NodeProcess("/rig", values, env=graph)
+    assert node.wait_for_output("waiting for a lifecycle manager", 30.0), node.output
+    rig = probes(["front", "left"], outputs=frozenset({"mask"}))
+    try:
+        lifecycle = Lifecycle(rig["front"], "/rig/segmentation")
+        assert lifecycle.set(Transition.TRANSITION_CONFIGURE) and lifecycle.set(Transition.TRANSITION_ACTIVATE)
+        assert all(p.wait_connected() for p in rig.values()), node.output
+        scenes = {c: painted_scene(128, 256, space_name="trainid", seed=5)[0] for c in rig}
+        sent = stream(rig, scenes, 5, 10.0)
+        assert all(wait_until(lambda p=p: p.count("mask") >= 3, 10.0) for p in rig.values())
+        assert lifecycle.set(Transition.TRANSITION_DEACTIVATE) and lifecycle.state() == "inactive"
+        counts = {c: p.count("mask") for c, p in rig.items()}
+        for camera, probe in rig.items():  # no camera is subscribed any more: nothing comes out
+            assert wait_until(lambda p=probe: p.image_pub.get_subscription_count() == 0, 10.0)
+        time.sleep(0.3)
+        assert {c: p.count("mask") for c, p in rig.items()} == counts and sent["front"] == 5
+        assert wait_until(lambda: "inactive" in rig["left"].last_diagnostics().get("message", ""), 10.0)
     finally:
         for probe in rig.values():
             probe.close()
