@@ -127,12 +127,7 @@ def run_frame_cost(model: str, width: int, height: int, subscribers: tuple[str, 
         raw = encode_rgb(rgb, "rgb8")
         info = CameraInfoValues.pinhole(height, width)
         time.sleep(0.5)
-        count, start = int(FRAME_COST_RATE * FRAME_COST_SECONDS), time.monotonic()
-        for i in range(count):
-            time.sleep(max(0.0, start + i / FRAME_COST_RATE - time.monotonic()))
-            stamp = 1_700_000_000 * 10**9 + round(i * 1e9 / FRAME_COST_RATE)
-            header = probe.msgs.header(stamp // 10**9, stamp % 10**9, "cam")
-            probe.publish(probe.msgs.image(header, raw), None if echo else probe.msgs.camera_info(header, info))
+        count = probe.stream(raw, int(FRAME_COST_RATE * FRAME_COST_SECONDS), FRAME_COST_RATE, None if echo else info)
         deadline = time.monotonic() + 10.0
         while time.monotonic() < deadline and min(probe.count(s) for s in subscribers) < count:
             time.sleep(0.1)
@@ -175,12 +170,7 @@ def run_scenario(model: str, width: int, height: int, rate: float, seconds: floa
         info = CameraInfoValues.pinhole(height, width)
         probe.info_pub.publish(probe.msgs.camera_info(probe.msgs.header(0, 0, "cam"), info))
         time.sleep(0.3)
-        count, start = int(rate * seconds), time.monotonic()
-        for i in range(count):
-            time.sleep(max(0.0, start + i / rate - time.monotonic()))
-            stamp = 1_700_000_000 * 10**9 + round(i * 1e9 / rate)
-            header = probe.msgs.header(stamp // 10**9, stamp % 10**9, "cam")
-            probe.publish(probe.msgs.image(header, raw), probe.msgs.camera_info(header, info))
+        count = probe.stream(raw, int(rate * seconds), rate, info)
         diag = probe.wait_settled(count, timeout=10.0)
         totals = diagnostic_totals(diag)
         latency = probe.record.latencies_ms("mask")

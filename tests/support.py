@@ -161,3 +161,18 @@ class Lifecycle:
 
         request = self.srv.ChangeState.Request(transition=Transition(id=transition))
         return self._call(self.change, request).success
+
+
+READY = "segmenting "
+"""The node's startup log line begins with this once it is subscribed and publishing."""
+
+
+def start_node(graph, bundle, namespace: str, **params):
+    """The real ``segmentation_node`` in ``namespace`` on the palette bundle, started and ready."""
+    from cityseg.ros.probe import NodeProcess
+
+    values = {"model": str(bundle.path), "backend": "onnxruntime", "id_space": "trainid",
+              "diagnostics_period": 0.25, "log_period": 0.0, **params}
+    node = NodeProcess(namespace, values, env=graph)
+    assert node.wait_for_output(READY, 30.0), node.output
+    return node

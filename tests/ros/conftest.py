@@ -41,3 +41,13 @@ def labelid_bundle(tmp_path_factory):
 def scene() -> tuple[np.ndarray, np.ndarray]:
     """(RGB frame, trainId mask) at FRAME_SIZE."""
     return painted_scene(*FRAME_SIZE, space_name="trainid", seed=3)
+
+
+@pytest.fixture(scope="module")
+def graph():
+    """The environment of the private graph (set above), with rclpy initialised for the module's
+    probes; the node processes get this environment."""
+    rclpy = pytest.importorskip("rclpy", reason="needs rclpy: `pip install -e .[ros]` or a sourced ROS 2")
+    rclpy.init()
+    yield dict(os.environ)
+    rclpy.try_shutdown()

@@ -7,7 +7,6 @@ Needs rclpy: ``pip install -e .[ros]``.
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 
@@ -22,21 +21,14 @@ rclpy = pytest.importorskip("rclpy", reason="needs rclpy: `pip install -e .[ros]
 from cityseg.ros.diagnostics import EVENTS
 from cityseg.ros.images import encode_rgb
 from cityseg.ros.messages import RosbagsMessages
-from cityseg.ros.probe import NodeProcess, Probe, wait_until
+from cityseg.ros.probe import Probe, wait_until
 from cityseg.ros.probe import diagnostic_totals as totals
 from cityseg.ros.processor import FrameProcessor, ProcessorConfig
 
-READY = "segmenting "
+from support import start_node  # noqa: E402
+
 SIZE = (1024, 2048)
 COMPRESSED = ("mask/compressed", "overlay/compressed")
-
-
-@pytest.fixture(scope="module")
-def graph():
-    """The environment of the private graph (tests/ros/conftest.py); rclpy initialised here."""
-    rclpy.init()
-    yield dict(os.environ)
-    rclpy.try_shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +37,6 @@ def street():
     from cityseg.synthetic.dataset import render_scene
 
     return render_scene(np.random.default_rng(17), *SIZE)[0]
-
-
-def start_node(graph, bundle, namespace: str, **params) -> NodeProcess:
-    values = {"model": str(bundle.path), "backend": "onnxruntime", "id_space": "trainid",
-              "diagnostics_period": 0.25, "log_period": 0.0, **params}
-    node = NodeProcess(namespace, values, env=graph)
-    assert node.wait_for_output(READY, 30.0), node.output
-    return node
 
 
 def stream(probe: Probe, rgb: np.ndarray, count: int, rate_hz: float, first: int = 0) -> int:

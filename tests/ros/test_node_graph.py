@@ -9,7 +9,6 @@ profile on both sides (as docs/ROS.md tells users to do). Needs rclpy: ``pip ins
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from pathlib import Path
@@ -26,26 +25,7 @@ rclpy = pytest.importorskip("rclpy", reason="needs rclpy: `pip install -e .[ros]
 from cityseg.ros.probe import (NodeProcess, Probe, diagnostic_totals as totals, graph_environment,  # noqa: E402
                                percentile, wait_until)
 
-from support import painted_scene  # noqa: E402
-
-READY = "segmenting "
-"""The node's startup log line begins with this once it is subscribed and publishing."""
-
-
-@pytest.fixture(scope="module")
-def graph():
-    """The environment of the private graph (tests/ros/conftest.py); rclpy initialised here."""
-    rclpy.init()
-    yield dict(os.environ)
-    rclpy.try_shutdown()
-
-
-def start_node(graph, bundle, namespace: str, **params) -> NodeProcess:
-    values = {"model": str(bundle.path), "backend": "onnxruntime", "id_space": "trainid",
-              "diagnostics_period": 0.25, "log_period": 0.0, **params}
-    node = NodeProcess(namespace, values, env=graph)
-    assert node.wait_for_output(READY, 30.0), node.output
-    return node
+from support import READY, painted_scene, start_node  # noqa: E402
 
 
 def stop(node: NodeProcess) -> str:

@@ -4,7 +4,6 @@ events and Nav2's lifecycle manager drive it."""
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 
@@ -29,13 +28,6 @@ def big_bundle(tmp_path_factory):
     from support import make_palette_bundle
 
     return make_palette_bundle(tmp_path_factory.mktemp("big") / "palette", "trainid", 512, 1024)
-
-
-@pytest.fixture(scope="module")
-def graph():
-    rclpy.init()
-    yield dict(os.environ)
-    rclpy.try_shutdown()
 
 
 def start(graph, bundle, namespace: str, **params) -> NodeProcess:

@@ -7,7 +7,6 @@ topics one node per camera in namespace ``<camera>`` would use.
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 
@@ -27,13 +26,6 @@ from support import Lifecycle, painted_scene  # noqa: E402
 
 SIZES = {"front": (256, 512), "left": (128, 256), "rear": (192, 384)}
 """Camera -> (height, width): three resolutions, one node."""
-
-
-@pytest.fixture(scope="module")
-def graph():
-    rclpy.init()
-    yield dict(os.environ)
-    rclpy.try_shutdown()
 
 
 def start_rig(graph, bundle, cameras, **params) -> NodeProcess:

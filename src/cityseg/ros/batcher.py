@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
 from cityseg.ros.diagnostics import NodeStats
-from cityseg.ros.worker import deliver, report_failure
+from cityseg.ros.worker import WorkerLoop, deliver, report_failure
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +117,7 @@ class BatchSizes:
             return dict(sorted(self._counts.items()))
 
 
-class BatchWorker:
+class BatchWorker(WorkerLoop):
     """The multi-camera inference loop: take a batch, process it in one call, publish per camera.
 
     ``process_batch(entries)`` returns one result per entry, in order: a ProcessedFrame, None
@@ -129,6 +128,8 @@ class BatchWorker:
     never stops for a frame. ``max_rate_hz`` > 0 spaces batch starts by 1/max_rate_hz seconds.
     """
 
+    thread_name = "cityseg-batch-inference"
+
     def __init__(self, batcher: CameraBatcher, process_batch: Callable[[list[Entry]], Sequence[Any]],
                  publish: Callable[[str, dict], None], stats_by_camera: Mapping[str, NodeStats],
                  on_error: Callable[[str, str, bool], None] = lambda camera, reason, internal: None,
@@ -136,17 +137,24 @@ class BatchWorker:
         missing = [c for c in batcher.cameras if c not in stats_by_camera]
         if missing:
             raise ValueError(f"no NodeStats for camera(s) {', '.join(missing)}")
-        if max_rate_hz < 0 or batch_wait_s < 0:
-            raise ValueError(f"max_rate_hz and batch_wait_s must be >= 0, got {max_rate_hz}, {batch_wait_s}")
+        if batch_wait_s < 0:
+            raise ValueError(f"batch_wait_s must be >= 0, got {batch_wait_s}")
+        super().__init__(max_rate_hz)
         self.max_batch = len(batcher.cameras) if max_batch is None else max_batch
         if self.max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.batcher, self.process_batch, self.publish = batcher, process_batch, publish
         self.stats, self.on_error, self.batch_wait_s = stats_by_camera, on_error, batch_wait_s
-        self.min_interval = 1.0 / max_rate_hz if max_rate_hz > 0 else 0.0
         self.batch_sizes = BatchSizes()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+
+    def take(self, timeout: float) -> list[Entry] | None:
+        return self.batcher.take_batch(self.max_batch, self.batch_wait_s, timeout=timeout) or None
+
+    def handle(self, work: list[Entry]) -> int:
+        return self.handle_batch(work)
+
+    def close_source(self) -> None:
+        self.batcher.close()
 
     def handle_batch(self, entries: list[Entry]) -> int:
         """Process and publish one batch; returns how many of its frames were published or unwatched."""
@@ -172,32 +180,6 @@ class BatchWorker:
             report_failure(exc, stats, report, f"camera {camera}'s frame")
             return False
         return True
-
-    def run(self) -> None:
-        """Loop until :meth:`stop`."""
-        last_start = -float("inf")
-        while not self._stop.is_set():
-            wait = last_start + self.min_interval - time.monotonic()
-            if wait > 0 and self._stop.wait(wait):
-                break
-            entries = self.batcher.take_batch(self.max_batch, self.batch_wait_s, timeout=0.5)
-            if not entries:
-                continue
-            last_start = time.monotonic()
-            self.handle_batch(entries)
-
-    def start(self) -> threading.Thread:
-        """Run the loop in a daemon thread."""
-        self._thread = threading.Thread(target=self.run, name="cityseg-batch-inference", daemon=True)
-        self._thread.start()
-        return self._thread
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """End the loop (after the batch in progress) and wait for the thread."""
-        self._stop.set()
-        self.batcher.close()
-        if self._thread is not None:
-            self._thread.join(timeout)
 
 
 def batch_capacity_note(cameras: int, engine_max_batch: int | None) -> str | None:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cityseg.ros.images import ImageError
+from cityseg.ros.images import ImageError, RawImage
 from cityseg.ros.messages import OutgoingImage
 
 ENCAPSULATION_LE = b"\x00\x01\x00\x00"
@@ -50,16 +50,11 @@ class Header:
 
 
 @dataclass(frozen=True)
-class ImageView:
-    """A received sensor_msgs/Image; ``data`` is a read-only uint8 view of the CDR bytes."""
+class ImageView(RawImage):
+    """A received sensor_msgs/Image: the Image fields (``data`` a read-only uint8 view of the CDR
+    bytes) and its header."""
 
     header: Header
-    height: int
-    width: int
-    encoding: str
-    is_bigendian: int
-    step: int
-    data: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -117,7 +112,8 @@ def read_image(buffer: bytes) -> ImageView:
     encoding = r.string()
     is_bigendian = r.scalar("B")
     step = r.scalar("I")
-    return ImageView(header, height, width, encoding, is_bigendian, step, r.octets())
+    return ImageView(height=height, width=width, encoding=encoding, is_bigendian=is_bigendian, step=step,
+                     data=r.octets(), header=header)
 
 
 def read_compressed_image(buffer: bytes) -> CompressedImageView:

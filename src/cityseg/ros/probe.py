@@ -236,6 +236,18 @@ class Probe:
             self.record.published[(stamp.sec, stamp.nanosec)] = time.monotonic()
         self.image_pub.publish(image_msg)
 
+    def stream(self, raw, count: int, rate_hz: float, info=None, first: int = 0, frame_id: str = "cam") -> int:
+        """Publish ``count`` frames of ``raw`` (a cityseg.ros.images.RawImage) at a steady ``rate_hz``,
+        stamped on the same grid from frame ``first`` on, each after its CameraInfo ``info`` (a
+        CameraInfoValues) if given, as a camera driver does; the number published."""
+        start = time.monotonic()
+        for i in range(first, first + count):
+            time.sleep(max(0.0, start + (i - first) / rate_hz - time.monotonic()))
+            stamp = 1_700_000_000 * 10**9 + round(i * 1e9 / rate_hz)
+            header = self.msgs.header(stamp // 10**9, stamp % 10**9, frame_id)
+            self.publish(self.msgs.image(header, raw), None if info is None else self.msgs.camera_info(header, info))
+        return count
+
     def count(self, suffix: str) -> int:
         with self._lock:
             return len(self.record.outputs[suffix])

@@ -62,7 +62,58 @@ class LatestFrameSlot(Generic[T]):
         return self._closed
 
 
-class FrameWorker:
+class WorkerLoop:
+    """The inference thread's loop, shared by one camera (:class:`FrameWorker`) and a rig
+    (cityseg.ros.batcher.BatchWorker): take work from a source, handle it, never stop for a frame.
+    ``max_rate_hz`` > 0 spaces starts by at least 1/max_rate_hz seconds. Subclasses give
+    :meth:`take` (None on timeout or once closed), :meth:`handle` and :meth:`close_source`."""
+
+    thread_name = "cityseg-inference"
+
+    def __init__(self, max_rate_hz: float = 0.0):
+        if max_rate_hz < 0:
+            raise ValueError(f"max_rate_hz must be >= 0, got {max_rate_hz}")
+        self.min_interval = 1.0 / max_rate_hz if max_rate_hz > 0 else 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def take(self, timeout: float):
+        raise NotImplementedError
+
+    def handle(self, work) -> Any:
+        raise NotImplementedError
+
+    def close_source(self) -> None:
+        raise NotImplementedError
+
+    def run(self) -> None:
+        """Loop until :meth:`stop`."""
+        last_start = -float("inf")
+        while not self._stop.is_set():
+            wait = last_start + self.min_interval - time.monotonic()
+            if wait > 0 and self._stop.wait(wait):
+                break
+            work = self.take(timeout=0.5)
+            if work is None:
+                continue
+            last_start = time.monotonic()
+            self.handle(work)
+
+    def start(self) -> threading.Thread:
+        """Run the loop in a daemon thread."""
+        self._thread = threading.Thread(target=self.run, name=self.thread_name, daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """End the loop (after the work in progress) and wait for the thread."""
+        self._stop.set()
+        self.close_source()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+
+class FrameWorker(WorkerLoop):
     """The inference loop: take the newest frame, process it, publish, record statistics.
 
     ``process(item)`` returns a ProcessedFrame, or None when nobody listens to any output (the
@@ -77,13 +128,15 @@ class FrameWorker:
                  publish: Callable[[dict], None], stats: NodeStats,
                  on_error: Callable[[str, bool], None] = lambda reason, internal: None,
                  max_rate_hz: float = 0.0):
-        if max_rate_hz < 0:
-            raise ValueError(f"max_rate_hz must be >= 0, got {max_rate_hz}")
+        super().__init__(max_rate_hz)
         self.slot, self.process, self.publish = slot, process, publish
         self.stats, self.on_error = stats, on_error
-        self.min_interval = 1.0 / max_rate_hz if max_rate_hz > 0 else 0.0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+
+    def take(self, timeout: float):
+        return self.slot.take(timeout)
+
+    def close_source(self) -> None:
+        self.slot.close()
 
     def handle(self, item) -> bool:
         """Process and publish one item; False (reported, counted) if it failed."""
@@ -93,32 +146,6 @@ class FrameWorker:
             report_failure(exc, self.stats, self.on_error)
             return False
         return True
-
-    def run(self) -> None:
-        """Loop until :meth:`stop`."""
-        last_start = -float("inf")
-        while not self._stop.is_set():
-            wait = last_start + self.min_interval - time.monotonic()
-            if wait > 0 and self._stop.wait(wait):
-                break
-            item = self.slot.take(timeout=0.5)
-            if item is None:
-                continue
-            last_start = time.monotonic()
-            self.handle(item)
-
-    def start(self) -> threading.Thread:
-        """Run the loop in a daemon thread."""
-        self._thread = threading.Thread(target=self.run, name="cityseg-inference", daemon=True)
-        self._thread.start()
-        return self._thread
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """End the loop (after the frame in progress) and wait for the thread."""
-        self._stop.set()
-        self.slot.close()
-        if self._thread is not None:
-            self._thread.join(timeout)
 
 
 def deliver(frame, publish: Callable[[dict], None], stats: NodeStats) -> None:
