@@ -24,7 +24,7 @@ from cityseg.fleet.plan import (MARKER, STAGING_SUFFIX, BagTask, ReplayOptions, 
 from cityseg.ros.bag import replay_bag
 from cityseg.ros.processor import ProcessorConfig
 from cityseg.synthetic.camera_bag import write_camera_bag
-from support import painted_scene
+from support import painted_scene, write_ros1_bag
 
 pytest.importorskip("ray")
 
@@ -37,27 +37,6 @@ T0 = 1_700_000_000 * 10**9
 
 def frames(count: int, seed: int = 0) -> list[np.ndarray]:
     return [painted_scene(*FRAME_SIZE, "trainid", seed=seed + i)[0] for i in range(count)]
-
-
-def write_ros1_bag(path: Path, images: list[np.ndarray], topic: str = "/camera/image_color") -> Path:
-    """A ROS 1 bag with one raw Image topic."""
-    from rosbags.rosbag1 import Writer
-    from rosbags.typesys import Stores, get_typestore
-
-    from cityseg.ros.images import encode_rgb
-
-    ros1 = get_typestore(Stores.ROS1_NOETIC)
-    t = ros1.types
-    with Writer(path) as writer:
-        conn = writer.add_connection(topic, "sensor_msgs/msg/Image", typestore=ros1)
-        for i, rgb in enumerate(images):
-            raw = encode_rgb(rgb, "rgb8")
-            header = t["std_msgs/msg/Header"](seq=i, stamp=t["builtin_interfaces/msg/Time"](sec=100 + i, nanosec=5),
-                                              frame_id="cam")
-            msg = t["sensor_msgs/msg/Image"](header=header, height=raw.height, width=raw.width, encoding="rgb8",
-                                             is_bigendian=0, step=raw.step, data=raw.data)
-            writer.write(conn, (100 + i) * 10**9 + 5, ros1.serialize_ros1(msg, "sensor_msgs/msg/Image"))
-    return path
 
 
 def write_stereo_bag(path: Path, count: int, storage: str = "sqlite3") -> Path:

@@ -16,7 +16,7 @@ from cityseg.synthetic.camera_bag import RigCamera, write_camera_bag, write_rig_
 from cityseg.ros.images import encode_rgb
 from cityseg.ros.messages import RosbagsMessages
 from cityseg.ros.processor import ProcessorConfig
-from support import painted_scene
+from support import painted_scene, write_ros1_bag
 
 F = RosbagsMessages()
 T0 = 1_700_000_000 * 10**9
@@ -212,22 +212,8 @@ def test_copy_input_keeps_the_input_messages(tmp_path, bundle):
 
 
 def test_ros1_bag_is_replayed_and_copied_as_ros2(tmp_path, bundle):
-    from rosbags.rosbag1 import Writer
-    from rosbags.typesys import Stores, get_typestore
-
-    ros1 = get_typestore(Stores.ROS1_NOETIC)
-    t = ros1.types
     frames = scenes(2)
-    src = tmp_path / "drive.bag"
-    with Writer(src) as writer:
-        conn = writer.add_connection("/camera/image_color", "sensor_msgs/msg/Image", typestore=ros1)
-        for i, (rgb, _) in enumerate(frames):
-            raw = encode_rgb(rgb, "rgb8")
-            header = t["std_msgs/msg/Header"](seq=i, stamp=t["builtin_interfaces/msg/Time"](sec=100 + i, nanosec=5),
-                                              frame_id="cam")
-            msg = t["sensor_msgs/msg/Image"](header=header, height=raw.height, width=raw.width, encoding="rgb8",
-                                             is_bigendian=0, step=raw.step, data=raw.data)
-            writer.write(conn, (100 + i) * 10**9 + 5, ros1.serialize_ros1(msg, "sensor_msgs/msg/Image"))
+    src = write_ros1_bag(tmp_path / "drive.bag", [rgb for rgb, _ in frames])
     dst = tmp_path / "out"
     summary = replay(src, dst, bundle, copy_input=True)
     assert (summary.frames_in, summary.frames_out) == (2, 2)

@@ -17,7 +17,7 @@ from functools import partial
 from typing import Any
 
 from cityseg.ros.diagnostics import NodeStats
-from cityseg.ros.worker import WorkerLoop, deliver, report_failure
+from cityseg.ros.worker import WorkerLoop, close_condition, deliver, report_failure
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +91,7 @@ class CameraBatcher:
 
     def close(self) -> None:
         """Wake every waiting :meth:`take_batch` (they return []) and hand out nothing more."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
+        close_condition(self)
 
     @property
     def closed(self) -> bool:

@@ -53,13 +53,18 @@ class LatestFrameSlot(Generic[T]):
 
     def close(self) -> None:
         """Wake every waiting ``take`` (they return None) and refuse to hand out more items."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
+        close_condition(self)
 
     @property
     def closed(self) -> bool:
         return self._closed
+
+
+def close_condition(holder) -> None:
+    """Mark ``holder`` (with ``_cond`` and ``_closed``) closed and wake every thread waiting on it."""
+    with holder._cond:
+        holder._closed = True
+        holder._cond.notify_all()
 
 
 class WorkerLoop:
