@@ -73,14 +73,15 @@ def main() -> None:
     parser.add_argument("--size", default="512x256", help="frame WIDTHxHEIGHT (default 512x256)")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
-    import ray
-    from cityseg.fleet.run import LOCAL_NODE_IP
+    from cityseg.fleet.run import import_ray
+
+    ray = import_ray()  # a local Ray on the loopback interface
 
     with tempfile.TemporaryDirectory(prefix="cityseg-fleet-bench-") as tmp:
         root = Path(tmp)
         model = args.model or palette_bundle(root)
         bags = write_bags(root / "bags", BAGS, args.frames, width, height)
-        ray.init(address="local", _node_ip_address=LOCAL_NODE_IP, num_cpus=os.cpu_count(),
+        ray.init(address="local", num_cpus=os.cpu_count(),
                  include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
         try:
             results = []

@@ -7,10 +7,14 @@ command, run in this process, uses it as it is.
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 
+from cityseg.fleet.run import LOOPBACK_VARIABLE
 from support import make_palette_bundle
+
+os.environ.setdefault(LOOPBACK_VARIABLE, "0")  # a local Ray on 127.0.0.1 only, as cityseg fleet starts it
 
 
 @pytest.fixture(scope="session")
@@ -21,8 +25,7 @@ def bundle(tmp_path_factory):
 @pytest.fixture(scope="module")
 def local_ray():
     ray = pytest.importorskip("ray")
-    from cityseg.fleet.run import LOCAL_NODE_IP
-    ray.init(address="local", _node_ip_address=LOCAL_NODE_IP, num_cpus=2, include_dashboard=False,
+    ray.init(address="local", num_cpus=2, include_dashboard=False,
              log_to_driver=False, object_store_memory=80 * 1024 * 1024, logging_level=logging.ERROR)
     yield ray
     ray.shutdown()

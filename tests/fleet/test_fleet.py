@@ -365,3 +365,8 @@ def test_without_ray_fleet_says_how_to_install_it_and_bag_still_works(bags, bund
                               "--no-progress", *common], env=env, capture_output=True, text=True)
     assert bag_run.returncode == 0, bag_run.stderr
     assert "4 frames in, 4 out, 0 failed" in bag_run.stdout
+
+
+def test_the_local_ray_listens_on_the_loopback_interface_only(local_ray):
+    address = local_ray.get_runtime_context().gcs_address
+    assert address.split(":")[0] == "127.0.0.1", address

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from cityseg.fleet.run import FleetConfig, import_ray, run_fleet
     from cityseg.fleet.summary import SUMMARY_FILE, format_summary
 
-    import_ray()  # say how to install it before anything else
+    import_ray(args.address)  # say how to install it before anything else
     settings = node_settings(args, command="cityseg fleet")
     bags = collect_bags(args.bags, args.manifest, args.out)
     options = ReplayOptions(model=settings.model, backend=settings.backend,

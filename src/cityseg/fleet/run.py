@@ -24,9 +24,11 @@ from cityseg.fleet.summary import SUMMARY_FILE, build_summary, failed_result, sk
 
 INSTALL_HINT = ("cityseg fleet needs Ray, which is not installed here: pip install 'cityseg[fleet]' "
                 "(or pip install 'ray>=2.9'); `cityseg bag` replays one bag without it")
-LOCAL_NODE_IP = "127.0.0.1"
-"""A local Ray instance binds to the loopback interface: a laptop run never listens on the network
-(a cluster is joined with --address, where Ray's own settings apply)."""
+LOOPBACK_VARIABLE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+"""Ray's switch (read when ray is imported) that makes a local instance use the loopback address.
+On Linux Ray otherwise takes the host's network address and listens on every interface; a local
+fleet run sets it to 0, so a laptop run never listens on the network (measured with `ss -ltnp`:
+GCS, raylet and workers on 127.0.0.1). A cluster joined with --address keeps its own settings."""
 MAX_ATTEMPTS = 2
 """A bag whose worker died is retried once, on another worker when there is one."""
 MAX_RESTARTS = 3
@@ -49,8 +51,11 @@ class FleetConfig:
     progress: bool = True
 
 
-def import_ray():
-    """The ray module, or a CitysegError saying how to install it."""
+def import_ray(address: str | None = None):
+    """The ray module, or a CitysegError saying how to install it; without an ``address`` (or
+    RAY_ADDRESS) Ray is told to keep a local instance on the loopback interface."""
+    if not (address or os.environ.get("RAY_ADDRESS")):
+        os.environ.setdefault(LOOPBACK_VARIABLE, "0")
     try:
         import ray
     except ImportError:
@@ -116,8 +121,8 @@ def ray_session(ray, address: str | None):
             if address:
                 ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
             else:
-                ray.init(address="local", _node_ip_address=LOCAL_NODE_IP, include_dashboard=False,
-                         log_to_driver=False, logging_level=logging.ERROR)
+                ray.init(address="local", include_dashboard=False, log_to_driver=False,
+                         logging_level=logging.ERROR)
         except Exception as exc:  # ConnectionError, RuntimeError, ValueError...
             where = f"the Ray cluster at {address}" if address else "a local Ray instance"
             raise CitysegError(f"cannot start or join {where}: {exc}; check --address / RAY_ADDRESS "
