@@ -59,9 +59,9 @@ def onnxruntime_runner(path: Path, spinning: bool = True):
 
 
 def tensorrt_runner(onnx_path: Path, card, cache_dir: Path):
-    from cityseg.engine_cache import BatchProfile, timing_cache_path
-    from cityseg.export.tensorrt import build_serialized_engine
-    from cityseg.tensorrt_runtime import EngineRunner, current_platform
+    from cityseg.tensorrt.engine_cache import BatchProfile, timing_cache_path
+    from cityseg.tensorrt.build import build_serialized_engine
+    from cityseg.tensorrt.runtime import EngineRunner, current_platform
 
     platform_ = current_platform()
     engine = build_serialized_engine(onnx_path, card, precision="fp16", profile=BatchProfile(1, 1, 1),
@@ -111,7 +111,7 @@ def measure(name: str, height: int, width: int, args, workdir: Path, use_trt: bo
 
 def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from cityseg.tensorrt_runtime import runtime_unavailable_reason
+    from cityseg.tensorrt.runtime import runtime_unavailable_reason
     from cityseg.models import model_names
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

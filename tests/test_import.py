@@ -13,9 +13,10 @@ from cityseg.errors import InputError
 from cityseg.importer import ImportOptions, import_onnx
 from cityseg.inference import ConfidenceUnavailable, Segmenter
 from cityseg.labels import class_space, load_label_set
+from support import FOREIGN_H as H
+from support import FOREIGN_W as W
+from support import RGB_MEAN, RGB_STD, conv_weights, save_model
 
-H, W = 64, 128
-RGB_MEAN, RGB_STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
 BINARY_YAML = """\
 name: lane
 ignore_id: 255
@@ -23,24 +24,6 @@ classes:
   - {id: 10, name: background, color: [0, 0, 0]}
   - {id: 20, name: lane, color: [255, 255, 0]}
 """
-
-
-def save_model(path, nodes, input_shape, output_name, output_type, output_shape, initializers, opset=17):
-    graph = helper.make_graph(nodes, path.stem,
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, input_shape)],
-                              [helper.make_tensor_value_info(output_name, output_type, output_shape)],
-                              initializer=[numpy_helper.from_array(v, k) for k, v in initializers.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="pytorch")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
-
-
-def conv_weights(classes, kernel, seed=0):
-    rng = np.random.default_rng(seed)
-    return (rng.normal(0, 0.05, (classes, 3, kernel, kernel)).astype(np.float32),
-            rng.normal(0, 0.5, classes).astype(np.float32))
 
 
 def frame(seed=1, height=H, width=W):

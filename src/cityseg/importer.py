@@ -19,7 +19,8 @@ import numpy as np
 from cityseg import scores
 from cityseg.bundle import Artifact, Bundle, ModelCard, class_fields, framework_versions
 from cityseg.errors import BundleError, InputError
-from cityseg.export import parity, trt_compat
+from cityseg.export import parity
+from cityseg.tensorrt import compat as trt_compat
 from cityseg.fileio import sha256_file
 from cityseg.labels import ClassSpace
 from cityseg.preprocess import Normalization

@@ -15,10 +15,10 @@ from cityseg.cli import main
 from cityseg.errors import BundleError, InputError
 from cityseg.export import ExportError, ParityError, fused
 from cityseg.export.fused_io import export_fused
-from cityseg.export.trt_compat import check_model
+from cityseg.tensorrt.compat import check_model
 from cityseg.inference import Segmenter
 from cityseg.preprocess import Normalization
-from cityseg.tensorrt_runtime import runtime_unavailable_reason
+from cityseg.tensorrt.runtime import runtime_unavailable_reason
 
 CAMERA = CameraInput(128, 256)
 """Twice the palette bundle's 64x128 network size."""
@@ -208,7 +208,7 @@ def test_cli_writes_and_refuses_overwrite(palette, capsys):
 @pytest.mark.tensorrt
 @pytest.mark.gpu
 def test_tensorrt_engine_from_the_fused_onnx(palette):
-    from cityseg.export.tensorrt import export_tensorrt
+    from cityseg.tensorrt.build import export_tensorrt
 
     key, _ = export_fused(palette, CAMERA)
     result = export_tensorrt(palette, onnx_key=key, precision="fp16")

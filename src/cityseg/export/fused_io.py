@@ -13,7 +13,8 @@ import logging
 import numpy as np
 
 from cityseg.bundle import Artifact, Bundle, CameraInput, framework_versions
-from cityseg.export import fused, parity, trt_compat
+from cityseg.export import fused, parity
+from cityseg.tensorrt import compat as trt_compat
 from cityseg.export.errors import ExportError, ParityError
 from cityseg.export.onnx import io_details, onnxruntime_runner, refuse_overwrite
 from cityseg.fileio import atomic_path, sha256_file

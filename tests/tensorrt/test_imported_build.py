@@ -6,14 +6,16 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper
 
-import cityseg.export.tensorrt as trt_export
+import cityseg.tensorrt.build as trt_export
 from cityseg.bundle import Bundle
-from cityseg.engine_cache import BatchProfile, EngineSidecar, Platform, sidecar_path
+from cityseg.tensorrt.engine_cache import BatchProfile, EngineSidecar, Platform, sidecar_path
 from cityseg.export import parity
 from cityseg.export.onnx import onnxruntime_runner
 from cityseg.importer import ImportOptions, import_onnx
 from cityseg.labels import class_space
-from test_import import H, RGB_MEAN, RGB_STD, W, conv_weights, save_model
+from support import FOREIGN_H as H
+from support import FOREIGN_W as W
+from support import RGB_MEAN, RGB_STD, conv_weights, save_model
 
 RTX = Platform("10.3.0", "NVIDIA GeForce RTX 4090", "8.9")
 

@@ -3,7 +3,7 @@
 :class:`EngineRunner` runs an engine on one CUDA stream with pinned host buffers (cuda-python);
 the TensorRT inference backend wraps it, and the converter uses it for its parity check.
 TensorRT and cuda-python are imported inside the functions that need them, so importing this
-module needs neither. Which engine file to run is decided by :mod:`cityseg.engine_cache`.
+module needs neither. Which engine file to run is decided by :mod:`cityseg.tensorrt.engine_cache`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cityseg.engine_cache import Platform
+from cityseg.tensorrt.engine_cache import Platform
 from cityseg.errors import BundleError, DeviceError, InputError
 
 INSTALL_HINT = ("pip install 'cityseg[tensorrt]' (TensorRT 10.x + cuda-python) on a machine with an NVIDIA GPU")
