@@ -11,7 +11,7 @@ from cityseg.bundle import Bundle
 from cityseg.tensorrt.engine_cache import BatchProfile, EngineSidecar, Platform, sidecar_path
 from cityseg.export import parity
 from cityseg.export.onnx import onnxruntime_runner
-from cityseg.importer import ImportOptions, import_onnx
+from cityseg.bundle.importer import ImportOptions, import_onnx
 from cityseg.labels import class_space
 from support import FOREIGN_H as H
 from support import FOREIGN_W as W

@@ -90,7 +90,7 @@ def check_confidence(bundle: Bundle, source_key: str, path, frames: list[np.ndar
                      target) -> dict:
     """Fused confidence vs the unfused path's (top-class probability x 255, nearest-upsampled):
     share of pixels within CONFIDENCE_TOLERANCE; ParityError below CONFIDENCE_AGREEMENT."""
-    from cityseg import scores
+    from cityseg.bundle import outputs as model_outputs
     from cityseg.inference.postprocess import upsample_nearest
 
     card, artifact = bundle.card, bundle.card.artifacts[source_key]
@@ -101,11 +101,11 @@ def check_confidence(bundle: Bundle, source_key: str, path, frames: list[np.ndar
     for frame in frames:
         raw = run(card.preprocess([frame]))
         if artifact.output == "argmax":
-            low = scores.standardize_confidence(raw, artifact.output_layout, (card.input_height, card.input_width))[0]
+            low = model_outputs.standardize_confidence(raw, artifact.output_layout, (card.input_height, card.input_width))[0]
         else:
-            canonical, kind = scores.standardize(raw, artifact.output, artifact.output_layout,
+            canonical, kind = model_outputs.standardize(raw, artifact.output, artifact.output_layout,
                                                  (card.input_height, card.input_width))
-            low = scores.top_probability(canonical[0], kind)
+            low = model_outputs.top_probability(canonical[0], kind)
         expected = upsample_nearest(low, *camera.size).astype(int)
         diff = np.abs(expected - fused_run(frame[None])[0].astype(int))
         within += int((diff <= CONFIDENCE_TOLERANCE).sum())

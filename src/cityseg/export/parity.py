@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from cityseg import scores
+from cityseg.bundle import outputs as model_outputs
 from cityseg.bundle import ModelCard
 from cityseg.errors import InputError
 from cityseg.export.errors import ParityError
@@ -238,11 +238,11 @@ def check_parity(run_reference: Callable[[np.ndarray], np.ndarray], reference_ki
 
 def canonical_runner(run: Callable[[np.ndarray], np.ndarray], artifact, card: ModelCard):
     """(batch -> canonical output, its kind) for an artifact of any layout, kind and stride
-    (:func:`cityseg.scores.standardize`); our own NHWC full-size outputs pass through unchanged."""
+    (:func:`cityseg.bundle.outputs.standardize`); our own NHWC full-size outputs pass through unchanged."""
     size = (card.input_height, card.input_width)
 
     def canonical(batch: np.ndarray) -> np.ndarray:
-        return scores.standardize(run(batch), artifact.output, artifact.output_layout, size)[0]
+        return model_outputs.standardize(run(batch), artifact.output, artifact.output_layout, size)[0]
 
     kind = "argmax" if artifact.output == "argmax" else ("probabilities" if artifact.output == "sigmoid"
                                                          else artifact.output)

@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from cityseg import scores
+from cityseg.bundle import outputs as model_outputs
 from cityseg.bundle import Bundle
 from cityseg.errors import BundleError, CitysegError, InputError
 from cityseg.inference import postprocess
@@ -173,9 +173,9 @@ class Segmenter:
         """A raw backend output -> (NxHxWxC scores or NxHxW ids at the input size, their kind)."""
         artifact = self.backend.artifact
         try:
-            canonical, kind = scores.standardize(output, artifact.output, artifact.output_layout,
+            canonical, kind = model_outputs.standardize(output, artifact.output, artifact.output_layout,
                                                  self.input_size)
-        except scores.OutputError as exc:
+        except model_outputs.OutputError as exc:
             raise BundleError(f"{self.backend.path}: {exc}; the card ({artifact.output}, "
                               f"{artifact.output_layout}) and the model file do not belong together") from None
         if not self._checked:
@@ -226,13 +226,13 @@ class Segmenter:
         if confidence is not None:
             layout = self.backend.artifact.output_layout
             try:
-                low = scores.standardize_confidence(confidence, layout, self.input_size)
-            except scores.OutputError as exc:
+                low = model_outputs.standardize_confidence(confidence, layout, self.input_size)
+            except model_outputs.OutputError as exc:
                 raise BundleError(f"{self.backend.path}: confidence output: {exc}") from None
             return list(low)
         if kind == "argmax":
             return [None] * n
-        return [lambda s=canonical[i]: scores.top_probability(s, kind) for i in range(n)]
+        return [lambda s=canonical[i]: model_outputs.top_probability(s, kind) for i in range(n)]
 
     def _segment_fused(self, frames: Sequence[np.ndarray], channel_order: str) -> list[Segmentation]:
         """Camera-size frames -> the fused graph -> masks (and confidence) already at frame resolution."""

@@ -10,7 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 from cityseg.bundle import Bundle
 from cityseg.cli import main
 from cityseg.errors import InputError
-from cityseg.importer import ImportOptions, import_onnx
+from cityseg.bundle.importer import ImportOptions, import_onnx
 from cityseg.inference import ConfidenceUnavailable, Segmenter
 from cityseg.labels import class_space, load_label_set
 from support import FOREIGN_H as H

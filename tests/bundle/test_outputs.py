@@ -1,4 +1,4 @@
-"""cityseg.scores: every output layout, kind and stride read as class scores at the input size;
+"""cityseg.bundle.outputs: every output layout, kind and stride read as class scores at the input size;
 Segmentation's confidence (lazy, at the mask's resolution, carried by resized views)."""
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 
 from cityseg.inference import ConfidenceUnavailable, Segmentation
 from cityseg.labels import class_space
-from cityseg.scores import OutputError, standardize, standardize_confidence, top_probability
+from cityseg.bundle.outputs import OutputError, standardize, standardize_confidence, top_probability
 
 rng = np.random.default_rng(0)
 
