@@ -123,7 +123,8 @@ def test_invalid_dropout_schedules_are_refused(schedule):
 
 def test_dropout_scheduler_sets_every_scheduled_dropout_layer():
     from cityseg.models.layers import ScheduledDropout
-    from cityseg.training.callbacks import DropoutScheduler, RunState
+    from cityseg.training.callbacks import DropoutScheduler
+    from cityseg.training.run_state import RunState
 
     inputs = keras.Input((4, 4, 2))
     x = ScheduledDropout(0.3, name="d1")(inputs)

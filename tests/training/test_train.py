@@ -24,7 +24,7 @@ from cityseg.errors import CitysegError  # noqa: E402
 from cityseg.config import (TrainConfig, from_mapping, load_train_config,  # noqa: E402
                             merge_mappings, to_mapping)
 from cityseg.fileio import read_image  # noqa: E402
-from cityseg.training.callbacks import TrainingError  # noqa: E402
+from cityseg.training.run_state import TrainingError  # noqa: E402
 from cityseg.training.schedules import learning_rate_at, make_lr_schedule  # noqa: E402
 from cityseg.training.train import (TrainingDiverged, dtype_policy, train,  # noqa: E402
                                     use_mixed_precision)

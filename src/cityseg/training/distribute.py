@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from cityseg.training.callbacks import TrainingError
+from cityseg.training.run_state import TrainingError
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from cityseg.config import ConfigError, OptimizerConfig, TrainConfig
 from cityseg.labels import ClassSpace
-from cityseg.training.callbacks import STATE_FILE, RunState, TrainingError
+from cityseg.training.run_state import STATE_FILE, RunState, TrainingError
 
 log = logging.getLogger(__name__)
 

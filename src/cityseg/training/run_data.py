@@ -11,7 +11,7 @@ import numpy as np
 from cityseg.config import TrainConfig, from_mapping, to_mapping
 from cityseg.labels import ClassSpace
 from cityseg.preprocess import Normalization
-from cityseg.training.callbacks import RunState, TrainingError
+from cityseg.training.run_state import RunState, TrainingError
 
 
 @dataclass

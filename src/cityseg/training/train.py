@@ -20,13 +20,12 @@ from cityseg.bundle import Bundle
 from cityseg.config import TrainConfig, to_mapping
 from cityseg.errors import CitysegError
 from cityseg.labels import ClassSpace
-from cityseg.training.callbacks import RunState, TrainingError
+from cityseg.training.run_state import MONITOR, RunState, TrainingError
 from cityseg.training.distribute import (JOIN_TIMEOUT_S, WORKER_LOCAL_KEYS, agree,
                                          broadcast_from_chief, config_digest, is_chief,
                                          join_watchdog, make_strategy, num_workers)
 from cityseg.training.run_data import RunData, Share, compute_here, prepare_data
-from cityseg.training.run_dir import (MONITOR, RunPaths, flatten, prepare_run_dir,
-                                      resumable_state, write_run_config)
+from cityseg.training.run_dir import RunPaths, flatten, prepare_run_dir, resumable_state, write_run_config
 
 log = logging.getLogger(__name__)
 
