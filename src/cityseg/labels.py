@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from cityscapesscripts.helpers.labels import labels as _CS_LABELS
 
-from cityseg.errors import InputError
+from cityseg.errors import BundleError, InputError
 
 IGNORE = 255
 """Value of pixels that are not scored (trainId space, training targets) and of out-of-range ids."""
@@ -327,3 +327,22 @@ def load_label_set(spec: str | Path) -> ClassSpace:
         return parse_label_set(data, str(path), default_name=path.stem)
     except ValueError as exc:
         raise InputError(str(exc)) from None
+
+
+AUTO_ID_SPACE = "auto"
+"""The id space that follows the model: labelid for a Cityscapes model, its own ids otherwise."""
+
+
+def mask_id_space(wanted: str | None, space: ClassSpace, where: str = "", option: str = "id space") -> str | None:
+    """The id space masks are written in, one rule for ``cityseg segment``, ``cityseg evaluate``
+    and the node: 'auto' is labelid for a Cityscapes model (the ids of ``*_labelIds.png``) and the
+    model's own class ids (None) for any other label set; 'labelid' / 'trainid' need a Cityscapes
+    model (BundleError naming ``where``, the model, and ``option``, the setting, otherwise); None
+    is the model's own class ids."""
+    if wanted == AUTO_ID_SPACE:
+        return "labelid" if space.is_cityscapes else None
+    if wanted is not None and not space.is_cityscapes:
+        prefix = f"{where}: " if where else ""
+        raise BundleError(f"{prefix}{option} {wanted!r} needs a Cityscapes model, but the model has its own "
+                          f"label set ({space.name}); leave {option} unset to write its own class ids")
+    return wanted

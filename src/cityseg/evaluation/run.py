@@ -23,7 +23,7 @@ from PIL import Image
 from cityseg.bundle import Bundle
 from cityseg.errors import listing
 from cityseg.evaluation.scoring import EvaluationError, EvaluationResult, confusion_for
-from cityseg.labels import ClassSpace, class_space, conversion_lut
+from cityseg.labels import AUTO_ID_SPACE, ClassSpace, class_space, conversion_lut, mask_id_space
 
 GT_SUFFIX = "_gtFine_labelIds.png"
 PREDICTION_SUFFIX = "_labelIds.png"
@@ -224,7 +224,7 @@ def evaluate_bundle(bundle: Path | Bundle, data_root: Path, split: str, backend:
     trained = bundle.card.training.get("config", {}).get("data", {})
     samples = split_samples(Path(data_root), split, trained.get("split_seed"),
                             trained.get("study_order", "key"))
-    segmenter = Segmenter(bundle, backend=backend, id_space="labelid" if space.is_cityscapes else None)
+    segmenter = Segmenter(bundle, backend=backend, id_space=mask_id_space(AUTO_ID_SPACE, space))
     matrix = confusion_for(space)
     with tqdm(total=len(samples), unit="img", disable=not progress) as bar:
         for batch in _batches(samples, max(1, batch_size)):
