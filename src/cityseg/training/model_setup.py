@@ -7,6 +7,7 @@ from pathlib import Path
 
 from cityseg.config import ConfigError, OptimizerConfig, TrainConfig
 from cityseg.labels import ClassSpace
+from cityseg.training.fence import check_versions
 from cityseg.training.run_state import STATE_FILE, RunState, TrainingError
 
 log = logging.getLogger(__name__)
@@ -28,9 +29,11 @@ def build_run_model(cfg: TrainConfig, space: ClassSpace, *, sync_batchnorm: bool
 
 
 def batchnorm_layers(model) -> list:
-    """Every BatchNormalization layer of ``model``, nested ones included."""
+    """Every BatchNormalization layer of ``model``, nested ones included (through the private
+    ``_flatten_layers``: Keras has no public recursive walk; see :mod:`cityseg.training.fence`)."""
     import keras
 
+    check_versions("finding nested BatchNormalization layers (cityseg.training.model_setup.batchnorm_layers)")
     return [layer for layer in model._flatten_layers(include_self=False)
             if isinstance(layer, keras.layers.BatchNormalization)]
 
