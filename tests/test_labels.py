@@ -54,7 +54,7 @@ def test_class_space_aliases(alias):
 
 
 def test_unknown_space_is_a_clear_error():
-    with pytest.raises(ValueError, match="unknown class space 'coco'"):
+    with pytest.raises(ValueError, match="unknown label set 'coco'"):
         class_space("coco")
 
 

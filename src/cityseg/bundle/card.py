@@ -1,7 +1,7 @@
 """The model card: ``model.json``, what a bundle's model is and how to feed and read it.
 
 The card records everything inference needs to preprocess exactly as in training (input size,
-channel order, resize method, normalisation), what the outputs mean (class space, class names,
+channel order, resize method, normalisation), what the outputs mean (label set, class names,
 output kind) and where each artifact lives. Loading validates all of it. The directory that holds the card and the model files is
 :class:`cityseg.bundle.directory.Bundle`.
 """
@@ -25,7 +25,7 @@ from cityseg import __version__
 from cityseg.config import ConfigError, from_mapping, to_mapping
 from cityseg.errors import BundleError
 from cityseg.fileio import write_json_atomic
-from cityseg.labels import ID_SPACES, ClassSpace, class_space, label_set_to_dict, parse_label_set
+from cityseg.labels import ID_SPACES, LabelSet, class_space, label_set_to_dict, parse_label_set
 from cityseg.preprocess import RESIZE_METHODS, Normalization, normalize, prepare_frame, to_layout
 
 CARD_FILE = "model.json"
@@ -139,7 +139,7 @@ class ModelCard:
         expected = self.space.names
         if tuple(self.class_names) != expected:
             raise ValueError(f"class_names ({len(self.class_names)} names) do not match the "
-                             f"{self.space.name} class space ({len(expected)} classes: "
+                             f"{self.space.name} label set ({len(expected)} classes: "
                              f"{', '.join(expected[:3])}, ...)")
         if self.format_version > CARD_FORMAT_VERSION:
             raise ValueError(f"card format {self.format_version} is newer than this cityseg "
@@ -150,7 +150,7 @@ class ModelCard:
         return len(self.class_names)
 
     @cached_property
-    def space(self) -> ClassSpace:
+    def space(self) -> LabelSet:
         """The label set the model's class indices belong to."""
         if self.class_space == CUSTOM_SPACE:
             return parse_label_set(self.labels, "model card labels")
@@ -176,7 +176,7 @@ class ModelCard:
         return to_layout(normalize(batch, self.normalization), self.input_layout)
 
 
-def class_fields(space: ClassSpace, *, with_label_map: bool | None = None) -> dict[str, Any]:
+def class_fields(space: LabelSet, *, with_label_map: bool | None = None) -> dict[str, Any]:
     """The card fields that record ``space``: ``class_space``, ``class_names`` and, for a label set
     that is not a Cityscapes one, ``labels`` (for ``ModelCard(..., **class_fields(space))``).
 

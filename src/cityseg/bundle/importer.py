@@ -24,7 +24,7 @@ from cityseg.errors import BundleError, InputError
 from cityseg.export import parity
 from cityseg.tensorrt import compat as trt_compat
 from cityseg.fileio import sha256_file
-from cityseg.labels import ClassSpace
+from cityseg.labels import LabelSet
 from cityseg.preprocess import Normalization
 
 log = logging.getLogger(__name__)
@@ -192,7 +192,7 @@ def require_given(options: ImportOptions, dynamic_size: bool = False) -> None:
                          "docs/MODELS.md lists them for mmsegmentation, PaddleSeg and torchvision models)")
 
 
-def build_card(path: Path, facts: GraphFacts, options: ImportOptions, space: ClassSpace, name: str) -> ModelCard:
+def build_card(path: Path, facts: GraphFacts, options: ImportOptions, space: LabelSet, name: str) -> ModelCard:
     """The model card of an imported ONNX (validated)."""
     layout = detect_layout(facts, options.layout)
     spatial = facts.input_shape[2:] if layout == "NCHW" else facts.input_shape[1:3]
@@ -260,7 +260,7 @@ def trial_run(path: Path, card: ModelCard, facts: GraphFacts, frames: list[np.nd
             "output_stride": stride}
 
 
-def import_onnx(path: str | Path, out: str | Path, space: ClassSpace, options: ImportOptions, *,
+def import_onnx(path: str | Path, out: str | Path, space: LabelSet, options: ImportOptions, *,
                 name: str | None = None, force: bool = False, frames: list[np.ndarray] | None = None) -> Bundle:
     """Inspect, check and bundle the ONNX at ``path`` into ``out``; returns the new bundle."""
     import onnx

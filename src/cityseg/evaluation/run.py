@@ -23,7 +23,7 @@ from PIL import Image
 from cityseg.bundle import Bundle
 from cityseg.errors import listing
 from cityseg.evaluation.scoring import EvaluationError, EvaluationResult, confusion_for
-from cityseg.labels import AUTO_ID_SPACE, ClassSpace, class_space, conversion_lut, mask_id_space
+from cityseg.labels import AUTO_ID_SPACE, LabelSet, class_space, conversion_lut, mask_id_space
 
 GT_SUFFIX = "_gtFine_labelIds.png"
 PREDICTION_SUFFIX = "_labelIds.png"
@@ -72,7 +72,7 @@ def _index_by_key(files: Iterable[Path], what: str) -> dict[str, Path]:
     return found
 
 
-def prediction_suffix(space: ClassSpace | None) -> str:
+def prediction_suffix(space: LabelSet | None) -> str:
     """What ``cityseg segment`` names masks of ``space``: ``_labelIds.png`` (None, labelid),
     ``_trainIds.png`` (trainid) or ``_classIds.png`` (a label set of one's own)."""
     if space is None or space.name == "labelid":
@@ -122,7 +122,7 @@ def _threads() -> int:
 
 
 def score_pairs(pairs: list[tuple[Path, Path]], progress: bool = False,
-                space: ClassSpace | None = None) -> EvaluationResult:
+                space: LabelSet | None = None) -> EvaluationResult:
     """Scores of (prediction, ground truth) PNG pairs (read in parallel): official Cityscapes ones
     of labelIds (``space`` None or 'cityscapes-labelid'; a 'cityscapes' space takes trainId
     predictions), or per class of a label set of one's own (predictions in its ids)."""
@@ -156,7 +156,7 @@ def _uint8(ids: np.ndarray, path: Path) -> np.ndarray:
 
 
 def evaluate_directories(predictions: Path, ground_truth: Path, *, progress: bool = False,
-                         space: ClassSpace | None = None) -> EvaluationResult:
+                         space: LabelSet | None = None) -> EvaluationResult:
     """Score every ``*_gtFine_labelIds.png`` under ``ground_truth`` against its prediction.
 
     Predictions are ``*_labelIds.png`` files (full resolution) anywhere under ``predictions``,

@@ -144,12 +144,6 @@ def structured_frame(rng: np.random.Generator, height: int, width: int) -> np.nd
     return np.clip(frame + noise, 0, 255).astype(np.uint8)
 
 
-def run_in_chunks(run: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, size: int | None = None) -> np.ndarray:
-    """``run`` over ``batch`` in chunks of ``size`` frames (default: by pixels), outputs concatenated."""
-    size = size or chunk_frames(batch.shape[1], batch.shape[2])
-    return np.concatenate([np.asarray(run(batch[i:i + size])) for i in range(0, len(batch), size)])
-
-
 def class_ids(output: np.ndarray, kind: str) -> np.ndarray:
     """NxHxWxC scores or NxHxW class ids -> NxHxW int class ids."""
     if kind == "argmax":

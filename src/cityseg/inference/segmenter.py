@@ -16,7 +16,7 @@ from cityseg.bundle import Bundle
 from cityseg.errors import BundleError, CitysegError, InputError
 from cityseg.inference import postprocess
 from cityseg.inference.backends import open_backend
-from cityseg.labels import ClassSpace, class_space, conversion_lut
+from cityseg.labels import LabelSet, class_space, conversion_lut
 from cityseg.preprocess import to_channel_order
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class Segmentation:
     """uint8 class ids at network resolution (at the frame's for a fused-I/O model), in the requested id space."""
     frame_size: tuple[int, int]
     """(height, width) of the input frame."""
-    space: ClassSpace
+    space: LabelSet
     timings: dict[str, float] = field(default_factory=dict)
     """Milliseconds per stage (the batch's share for batched calls)."""
     confidence_source: ConfidenceSource | None = field(default=None, repr=False)

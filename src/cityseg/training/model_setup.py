@@ -6,14 +6,14 @@ import logging
 from pathlib import Path
 
 from cityseg.config import ConfigError, OptimizerConfig, TrainConfig
-from cityseg.labels import ClassSpace
+from cityseg.labels import LabelSet
 from cityseg.training.fence import check_versions
 from cityseg.training.run_state import STATE_FILE, RunState, TrainingError
 
 log = logging.getLogger(__name__)
 
 
-def build_run_model(cfg: TrainConfig, space: ClassSpace, *, sync_batchnorm: bool = False):
+def build_run_model(cfg: TrainConfig, space: LabelSet, *, sync_batchnorm: bool = False):
     """The configured architecture with the configured BatchNorm momentum (float32 or the dtype
     policy in force). ``sync_batchnorm``: batch statistics over all replicas (the global batch)."""
     from cityseg.models import build_model
@@ -38,7 +38,7 @@ def batchnorm_layers(model) -> list:
             if isinstance(layer, keras.layers.BatchNormalization)]
 
 
-def build_and_compile(cfg: TrainConfig, space: ClassSpace, *, steps_per_epoch: int, class_weights,
+def build_and_compile(cfg: TrainConfig, space: LabelSet, *, steps_per_epoch: int, class_weights,
                       sync_batchnorm: bool = False):
     """Build the run's model and compile it with loss, optimizer (+ LR schedule) and metrics."""
     from cityseg.training.losses import make_loss

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 from cityseg.bundle import Bundle
 from cityseg.config import TrainConfig, to_mapping
 from cityseg.errors import CitysegError
-from cityseg.labels import ClassSpace
+from cityseg.labels import LabelSet
 from cityseg.training.run_state import MONITOR, RunState, TrainingError
 from cityseg.training.distribute import (JOIN_TIMEOUT_S, WORKER_LOCAL_KEYS, agree,
                                          broadcast_from_chief, config_digest, is_chief,
@@ -124,7 +124,7 @@ def chief_shares(strategy) -> Share:
 
 
 def fit(cfg: TrainConfig, strategy, paths: RunPaths, shared: RunPaths, state: RunState,
-        data: RunData, space: ClassSpace, *, mixed: bool, extra_callbacks: Sequence[Any],
+        data: RunData, space: LabelSet, *, mixed: bool, extra_callbacks: Sequence[Any],
         progress: bool) -> None:
     """Build (or restore) the model under ``strategy`` and train it from ``state.epochs_done``."""
     from cityseg.training.distribute import adapt_to_strategy
@@ -184,7 +184,7 @@ def dtype_policy(name: str):
 # --------------------------------------------------------------------------------------------
 
 def make_callbacks(cfg: TrainConfig, paths: RunPaths, state: RunState, data: RunData,
-                   space: ClassSpace):
+                   space: LabelSet):
     """(NaN guard, the epoch's callbacks in the order they must run).
 
     Keras calls callbacks in list order at every hook, and each one depends on those before it:
