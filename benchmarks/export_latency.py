@@ -27,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cityseg.bench import machine_description, random_model
-from cityseg.timing import median_ms
+from cityseg.benchmarking.fixtures import random_model
+from cityseg.benchmarking.report import machine_description
+from cityseg.benchmarking.timing import median_ms
 
 DEFAULT_SIZES = ("256x512", "512x1024")
 

@@ -255,7 +255,7 @@ def main() -> int:
     cost = frame_cost(args) if args.only != "loss" else []
     loss = loss_runs(args) if args.only != "frame-cost" else []
     if args.update_doc:
-        from cityseg.bench import machine_description, update_doc
+        from cityseg.benchmarking.report import machine_description, update_doc
 
         where = (f"Measured on {machine_description()} with `python benchmarks/ros_graph.py --model "
                  f"{args.model}` ({time.strftime('%Y-%m-%d')}).")

@@ -139,7 +139,7 @@ def test_card_round_trip_old_cards_and_invalid_fused_entries(palette):
 
 
 def test_imported_nchw_strided_bundle(tmp_path):
-    from cityseg.bench import make_imported_bundle
+    from cityseg.benchmarking.fixtures import make_imported_bundle
 
     bundle = Bundle.load(make_imported_bundle(tmp_path, 64, 128))  # NCHW logits at 1/8, batch 1, bilinear
     bundle.card.resize = "area"

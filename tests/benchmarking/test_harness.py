@@ -4,7 +4,8 @@ import re
 
 import pytest
 
-from cityseg.bench import study_postprocess, update_doc
+from cityseg.benchmarking.baseline import study_postprocess
+from cityseg.benchmarking.report import update_doc
 from cityseg.cli import main
 from cityseg.inference import postprocess
 from cityseg.labels import class_space
