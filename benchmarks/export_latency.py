@@ -60,8 +60,8 @@ def onnxruntime_runner(path: Path, spinning: bool = True):
 
 
 def tensorrt_runner(onnx_path: Path, card, cache_dir: Path):
-    from cityseg.tensorrt.engine_cache import BatchProfile, timing_cache_path
     from cityseg.tensorrt.build import build_serialized_engine
+    from cityseg.tensorrt.engine_cache import BatchProfile, timing_cache_path
     from cityseg.tensorrt.runtime import EngineRunner, current_platform
 
     platform_ = current_platform()
@@ -112,8 +112,8 @@ def measure(name: str, height: int, width: int, args, workdir: Path, use_trt: bo
 
 def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from cityseg.tensorrt.runtime import runtime_unavailable_reason
     from cityseg.models import model_names
+    from cityseg.tensorrt.runtime import runtime_unavailable_reason
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=None, help=f"subset of {', '.join(model_names())}")

@@ -5,8 +5,17 @@ import pytest
 from cityscapesscripts.helpers.labels import id2label, trainId2label
 
 from cityseg.errors import InputError
-from cityseg.labels import (IGNORE, CATEGORIES, class_space, conversion_lut, convert_ids,
-                            label_id_categories, label_set_to_dict, load_label_set, parse_label_set)
+from cityseg.labels import (
+    CATEGORIES,
+    IGNORE,
+    class_space,
+    conversion_lut,
+    convert_ids,
+    label_id_categories,
+    label_set_to_dict,
+    load_label_set,
+    parse_label_set,
+)
 
 
 def test_trainid_space_matches_official_table():

@@ -25,7 +25,7 @@ whole mask is one indexing operation.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -184,7 +184,7 @@ def class_space(name: str) -> LabelSet:
     return _builtin(key)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _builtin(key: str) -> LabelSet:
     return _build_trainid_space() if key == "trainid" else _build_labelid_space()
 

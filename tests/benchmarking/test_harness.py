@@ -2,6 +2,7 @@
 
 import re
 
+import numpy as np
 import pytest
 
 from cityseg.benchmarking.baseline import study_postprocess
@@ -9,9 +10,8 @@ from cityseg.benchmarking.report import update_doc
 from cityseg.cli import main
 from cityseg.inference import postprocess
 from cityseg.labels import class_space
-from support import make_palette_bundle, painted_scene
 
-import numpy as np
+from support import make_palette_bundle, painted_scene
 
 
 def test_bench_bundle_with_baseline(tmp_path, capsys):

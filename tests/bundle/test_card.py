@@ -12,6 +12,7 @@ from cityseg.bundle import MODELS_ENV, Artifact, Bundle, ModelCard
 from cityseg.errors import BundleError
 from cityseg.inference import Segmenter
 from cityseg.labels import class_space
+
 from support import make_palette_bundle, palette_card
 
 

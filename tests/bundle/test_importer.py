@@ -5,14 +5,15 @@ preprocessing, upsampling, argmax and confidence (no cityseg preprocess/postproc
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from cityseg.bundle import Bundle
+from cityseg.bundle.importer import ImportOptions, import_onnx
 from cityseg.cli import main
 from cityseg.errors import InputError
-from cityseg.bundle.importer import ImportOptions, import_onnx
 from cityseg.inference import ConfidenceUnavailable, Segmenter
 from cityseg.labels import class_space, load_label_set
+
 from support import FOREIGN_H as H
 from support import FOREIGN_W as W
 from support import RGB_MEAN, RGB_STD, conv_weights, save_model
@@ -144,7 +145,7 @@ def test_argmax_int64_output_at_stride_four(tmp_path):
     assert np.array_equal(result.mask, expected)
     assert not result.has_confidence
     with pytest.raises(ConfidenceUnavailable, match="argmax head"):
-        result.confidence
+        _ = result.confidence
 
 
 def test_one_channel_sigmoid_is_a_two_class_model_with_custom_ids(tmp_path):
@@ -175,7 +176,8 @@ def dynamic_model(tmp_path, classes=19):
     weight, bias = conv_weights(classes, 1, seed=17)
     return save_model(tmp_path / "dynamic.onnx", [
         helper.make_node("Conv", ["input", "w", "b"], ["logits"], kernel_shape=[1, 1])],
-        ["n", 3, "h", "w"], "logits", TensorProto.FLOAT, ["n", classes, "h", "w"], {"w": weight, "b": bias}), weight, bias
+        ["n", 3, "h", "w"], "logits", TensorProto.FLOAT, ["n", classes, "h", "w"],
+        {"w": weight, "b": bias}), weight, bias
 
 
 def test_dynamic_size_model_needs_and_uses_input_size(tmp_path):
@@ -223,7 +225,8 @@ def test_missing_preprocessing_options_are_named(tmp_path):
         import_onnx(path, tmp_path / "b", class_space("trainid"), ImportOptions(input_size=(H, W)))
     assert "--input-size" not in str(info.value)
     with pytest.raises(InputError, match=r"--resize area\|linear\|nearest, --input-size HxW \(the model's"):
-        import_onnx(path, tmp_path / "b", class_space("trainid"), ImportOptions(**{**options().__dict__, "resize": None}))
+        import_onnx(path, tmp_path / "b", class_space("trainid"),
+                    ImportOptions(**{**options().__dict__, "resize": None}))
 
 
 def test_cli_import_then_segment_writes_confidence(tmp_path, capsys):

@@ -7,6 +7,7 @@ from cityseg.bundle import Bundle
 from cityseg.cli import main
 from cityseg.errors import InputError
 from cityseg.tensorrt.runtime import runtime_unavailable_reason
+
 from support import make_palette_bundle, painted_scene
 
 

@@ -8,17 +8,18 @@ import cv2
 import numpy as np
 import onnx
 import pytest
-from support import make_palette_bundle, painted_scene
 
 from cityseg.bundle import Bundle, CameraInput, replace_card
 from cityseg.cli import main
 from cityseg.errors import BundleError, InputError
 from cityseg.export import ExportError, ParityError, fused
 from cityseg.export.fused_io import export_fused
-from cityseg.tensorrt.compat import check_model
 from cityseg.inference import Segmenter
 from cityseg.preprocess import Normalization
+from cityseg.tensorrt.compat import check_model
 from cityseg.tensorrt.runtime import runtime_unavailable_reason
+
+from support import make_palette_bundle, painted_scene
 
 CAMERA = CameraInput(128, 256)
 """Twice the palette bundle's 64x128 network size."""

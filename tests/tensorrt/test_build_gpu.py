@@ -20,11 +20,12 @@ if _REASON:
 from cityseg.bundle import Bundle  # noqa: E402
 from cityseg.cli import main  # noqa: E402
 from cityseg.export import EngineMismatch, export_onnx  # noqa: E402
-from cityseg.tensorrt.engine_cache import BatchProfile, EngineSidecar, sidecar_path  # noqa: E402
-from cityseg.tensorrt.build import export_tensorrt  # noqa: E402
-from cityseg.tensorrt.runtime import EngineRunner, current_platform  # noqa: E402
 from cityseg.inference import Segmenter  # noqa: E402
 from cityseg.inference.backends.tensorrt import TensorRTBackend  # noqa: E402
+from cityseg.tensorrt.build import export_tensorrt  # noqa: E402
+from cityseg.tensorrt.engine_cache import BatchProfile, EngineSidecar, sidecar_path  # noqa: E402
+from cityseg.tensorrt.runtime import EngineRunner, current_platform  # noqa: E402
+
 from support import make_palette_bundle, painted_scene  # noqa: E402
 
 
@@ -128,6 +129,7 @@ def test_imported_nchw_model_with_strided_logits(tmp_path):
 
     from cityseg.bundle.importer import ImportOptions, import_onnx
     from cityseg.labels import class_space
+
     from support import RGB_MEAN, RGB_STD, conv_weights, save_model
 
     weight, bias = conv_weights(19, 8)

@@ -6,6 +6,7 @@ import pytest
 
 from cityseg.errors import InputError
 from cityseg.tensorrt.calibration import CalibrationBatches, calibration_files
+
 from support import painted_scene, palette_card
 
 

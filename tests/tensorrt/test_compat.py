@@ -7,6 +7,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from cityseg.export import ExportError
 from cityseg.tensorrt.compat import check_model, describe, enforce
+
 from support import write_palette_onnx
 
 SHAPE = ["N", 3, 16, 16]

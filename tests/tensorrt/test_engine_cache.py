@@ -8,17 +8,30 @@ import sys
 import pytest
 
 import cityseg.tensorrt.engine_cache as engine_cache
-from cityseg.tensorrt import runtime as tensorrt_runtime
 from cityseg.bundle import Artifact
-from cityseg.tensorrt.engine_cache import (BatchProfile, EngineSidecar, Platform, calibration_cache_path,
-                                  engine_decision, engine_filename, engine_key, mismatches,
-                                  rebuild_allowed_by_env, resolve_engine, select_engine, sidecar_path,
-                                  timing_cache_path, write_engine)
 from cityseg.errors import BackendUnavailable, BundleError, InputError
 from cityseg.export import EngineMismatch, ExportError
-from cityseg.tensorrt.build import require_runtime
 from cityseg.fileio import atomic_path, sha256_file
 from cityseg.inference import Segmenter
+from cityseg.tensorrt import runtime as tensorrt_runtime
+from cityseg.tensorrt.build import require_runtime
+from cityseg.tensorrt.engine_cache import (
+    BatchProfile,
+    EngineSidecar,
+    Platform,
+    calibration_cache_path,
+    engine_decision,
+    engine_filename,
+    engine_key,
+    mismatches,
+    rebuild_allowed_by_env,
+    resolve_engine,
+    select_engine,
+    sidecar_path,
+    timing_cache_path,
+    write_engine,
+)
+
 from support import make_palette_bundle
 
 ORIN = Platform("10.3.0", "Orin", "8.7")

@@ -11,9 +11,13 @@ keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
 from cityseg.config import ScheduleConfig  # noqa: E402
-from cityseg.training.schedules import (EpochLearningRate, dropout_rate_at,  # noqa: E402
-                                        learning_rate_at, make_lr_schedule,
-                                        validate_dropout_schedule)
+from cityseg.training.schedules import (  # noqa: E402
+    EpochLearningRate,
+    dropout_rate_at,
+    learning_rate_at,
+    make_lr_schedule,
+    validate_dropout_schedule,
+)
 
 
 def rates(schedule, steps):

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-
 FRAME_HEIGHT, FRAME_WIDTH = 1024, 2048
 
 

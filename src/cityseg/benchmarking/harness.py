@@ -19,11 +19,18 @@ import cv2
 import numpy as np
 
 from cityseg.benchmarking.baseline import bench_study_baseline
-from cityseg.benchmarking.fixtures import (FRAME_HEIGHT, FRAME_WIDTH, IMPORTED_NAME, camera_frame,
-                                           make_imported_bundle, make_random_bundle)
+from cityseg.benchmarking.fixtures import (
+    FRAME_HEIGHT,
+    FRAME_WIDTH,
+    IMPORTED_NAME,
+    camera_frame,
+    make_imported_bundle,
+    make_random_bundle,
+)
 from cityseg.benchmarking.report import BenchRow
 from cityseg.benchmarking.timing import median_ms
 from cityseg.inference import postprocess
+
 
 def _frame_processor(segmenter):
     """The ROS node's FrameProcessor on rosbags' message classes, or None without rosbags."""

@@ -14,9 +14,22 @@
 directory.
 """
 
-from cityseg.bundle.card import (CARD_FILE, CARD_FORMAT_VERSION, CUSTOM_SPACE, MODELS_ENV, Artifact,
-                                 ArtifactFormat, CameraInput, IOKind, Layout, ModelCard, OutputKind, class_fields,
-                                 framework_versions, replace_card)
+from cityseg.bundle.card import (
+                                 CARD_FILE,
+                                 CARD_FORMAT_VERSION,
+                                 CUSTOM_SPACE,
+                                 MODELS_ENV,
+                                 Artifact,
+                                 ArtifactFormat,
+                                 CameraInput,
+                                 IOKind,
+                                 Layout,
+                                 ModelCard,
+                                 OutputKind,
+                                 class_fields,
+                                 framework_versions,
+                                 replace_card,
+)
 from cityseg.bundle.directory import Bundle, bundle_dirs, resolve_bundle
 
 __all__ = ["CARD_FILE", "CARD_FORMAT_VERSION", "CUSTOM_SPACE", "MODELS_ENV", "Artifact",

@@ -2,29 +2,24 @@
 
 The card records everything inference needs to preprocess exactly as in training (input size,
 channel order, resize method, normalisation), what the outputs mean (label set, class names,
-output kind) and where each artifact lives. Loading validates all of it. The directory that holds the card and the model files is
-:class:`cityseg.bundle.directory.Bundle`.
+output kind) and where each artifact lives. Loading validates all of it. The directory that holds
+the card and the model files is :class:`cityseg.bundle.directory.Bundle`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
-import json
-import os
 import platform
-import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
 from cityseg import __version__
-from cityseg.config import ConfigError, from_mapping, to_mapping
-from cityseg.errors import BundleError
-from cityseg.fileio import write_json_atomic
+from cityseg.config import to_mapping
 from cityseg.labels import ID_SPACES, LabelSet, class_space, label_set_to_dict, parse_label_set
 from cityseg.preprocess import RESIZE_METHODS, Normalization, normalize, prepare_frame, to_layout
 

@@ -32,7 +32,7 @@ class Bundle:
         self.card = card
 
     @classmethod
-    def load(cls, path: str | Path) -> "Bundle":
+    def load(cls, path: str | Path) -> Bundle:
         """Load and validate the bundle at ``path`` (a directory or its ``model.json``, or a bare
         bundle name found by :func:`resolve_bundle`)."""
         root = resolve_bundle(path)
@@ -62,7 +62,7 @@ class Bundle:
         return bundle
 
     @classmethod
-    def create(cls, path: str | Path, card: ModelCard, *, overwrite: bool = False) -> "Bundle":
+    def create(cls, path: str | Path, card: ModelCard, *, overwrite: bool = False) -> Bundle:
         """Start a new bundle directory holding ``card``; refuse to replace one unless ``overwrite``."""
         root = Path(path)
         if (root / CARD_FILE).exists() and not overwrite:

@@ -21,8 +21,8 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import re
+import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache

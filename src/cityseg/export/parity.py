@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
-from cityseg.bundle import outputs as model_outputs
 from cityseg.bundle import ModelCard
+from cityseg.bundle import outputs as model_outputs
 from cityseg.errors import InputError
 from cityseg.export.errors import ParityError
 

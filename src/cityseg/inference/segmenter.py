@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
-from cityseg.bundle import outputs as model_outputs
 from cityseg.bundle import Bundle
+from cityseg.bundle import outputs as model_outputs
 from cityseg.errors import BundleError, CitysegError, InputError
 from cityseg.inference import postprocess
 from cityseg.inference.backends import open_backend
@@ -72,7 +72,7 @@ class Segmentation:
         ConfidenceUnavailable for argmax-only models (check :attr:`has_confidence`)."""
         return postprocess.upsample_nearest(self.confidence_low, *self.frame_size)
 
-    def resized(self, frame_size: tuple[int, int]) -> "Segmentation":
+    def resized(self, frame_size: tuple[int, int]) -> Segmentation:
         """The same result at another output size (mask, confidence and colours follow it)."""
         source = self.confidence_source
         if source is not None and "confidence_low" in self.__dict__:

@@ -20,15 +20,24 @@ from pathlib import Path
 import numpy as np
 
 from cityseg.bundle import Artifact, Bundle, ModelCard
-from cityseg.tensorrt.engine_cache import (PRECISIONS, BatchProfile, EngineSidecar, calibration_cache_path,
-                                  engine_decision, engine_filename, engine_key, sidecar_path,
-                                  timing_cache_path, write_engine)
 from cityseg.errors import InputError
 from cityseg.export import parity
-from cityseg.tensorrt.calibration import DEFAULT_CALIB_BATCH, DEFAULT_CALIB_LIMIT, calibrator_for
 from cityseg.export.errors import ExportError
 from cityseg.export.onnx import onnx_artifact, onnxruntime_runner
 from cityseg.fileio import sha256_file, write_bytes_atomic
+from cityseg.tensorrt.calibration import DEFAULT_CALIB_BATCH, DEFAULT_CALIB_LIMIT, calibrator_for
+from cityseg.tensorrt.engine_cache import (
+    PRECISIONS,
+    BatchProfile,
+    EngineSidecar,
+    calibration_cache_path,
+    engine_decision,
+    engine_filename,
+    engine_key,
+    sidecar_path,
+    timing_cache_path,
+    write_engine,
+)
 from cityseg.tensorrt.runtime import EngineRunner, current_platform, runtime_unavailable_reason, trt_logger
 
 log = logging.getLogger(__name__)
@@ -49,7 +58,8 @@ class EngineResult:
 
 
 def export_tensorrt(bundle: Bundle, *, precision: str = "fp16", argmax_head: bool = False,
-                    onnx_key: str | None = None, calib_images: Path | None = None, calib_batch: int = DEFAULT_CALIB_BATCH,
+                    onnx_key: str | None = None, calib_images: Path | None = None,
+                    calib_batch: int = DEFAULT_CALIB_BATCH,
                     calib_limit: int | None = DEFAULT_CALIB_LIMIT, profile: BatchProfile = BatchProfile(),
                     workspace_mb: int = DEFAULT_WORKSPACE_MB, force: bool = False, rebuild: bool = True,
                     frames: list[np.ndarray] | None = None) -> EngineResult:

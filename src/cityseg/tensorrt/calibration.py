@@ -8,8 +8,8 @@ beside the engines (named by :func:`cityseg.tensorrt.engine_cache.calibration_ca
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 

@@ -21,9 +21,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 from cityseg.bundle import Bundle
 from cityseg.errors import BundleError, EngineMismatch, InputError
@@ -50,7 +50,7 @@ class BatchProfile:
             raise InputError(f"batch profile {self.min},{self.opt},{self.max}: need 1 <= min <= opt <= max")
 
     @classmethod
-    def parse(cls, text: str) -> "BatchProfile":
+    def parse(cls, text: str) -> BatchProfile:
         """'MIN,OPT,MAX' or a single 'N' (min=opt=max=N)."""
         try:
             values = [int(v) for v in text.split(",")]
@@ -63,7 +63,7 @@ class BatchProfile:
         return cls(*values)
 
     @classmethod
-    def up_to(cls, max_batch: int) -> "BatchProfile":
+    def up_to(cls, max_batch: int) -> BatchProfile:
         """Any batch of 1..``max_batch`` frames, tuned for ``max_batch`` (``--max-batch N``: every
         camera of an N-camera node in one engine call)."""
         if max_batch < 1:
@@ -122,7 +122,7 @@ class EngineSidecar:
         return asdict(self)
 
     @classmethod
-    def read(cls, path: Path) -> "EngineSidecar":
+    def read(cls, path: Path) -> EngineSidecar:
         """Load a sidecar; BundleError naming the file when it is missing or not a sidecar."""
         if not path.is_file():
             raise BundleError(f"{path}: the engine's sidecar is missing, so nothing says which GPU "

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cityseg.tensorrt.engine_cache import Platform
 from cityseg.errors import BundleError, DeviceError, InputError
+from cityseg.tensorrt.engine_cache import Platform
 
 INSTALL_HINT = ("pip install 'cityseg[tensorrt]' (TensorRT 10.x + cuda-python) on a machine with an NVIDIA GPU")
 
@@ -148,7 +148,7 @@ class EngineRunner:
             self.context.set_tensor_address(out, self.device_out[out].ptr)
 
     @classmethod
-    def from_file(cls, path: Path) -> "EngineRunner":
+    def from_file(cls, path: Path) -> EngineRunner:
         """Deserialize the engine file at ``path``."""
         return cls(Path(path).read_bytes(), name=str(path))
 

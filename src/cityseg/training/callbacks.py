@@ -21,8 +21,7 @@ from cityseg.fileio import atomic_path
 from cityseg.models import dropout_layers, set_dropout_rate
 from cityseg.preprocess import Normalization, normalize
 from cityseg.training.plots import plot_history, plot_predictions
-from cityseg.training.run_state import (BEST_CHECKPOINT, LAST_CHECKPOINT, MONITOR, STATE_FILE, RunState,
-                                        TrainingError)
+from cityseg.training.run_state import BEST_CHECKPOINT, LAST_CHECKPOINT, MONITOR, STATE_FILE, RunState, TrainingError
 from cityseg.training.schedules import dropout_rate_at
 
 log = logging.getLogger(__name__)

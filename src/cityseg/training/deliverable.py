@@ -8,10 +8,10 @@ from cityseg.bundle import Artifact, Bundle, ModelCard, class_fields, framework_
 from cityseg.config import TrainConfig, to_mapping
 from cityseg.fileio import atomic_path
 from cityseg.labels import LabelSet
-from cityseg.training.run_state import RunState
 from cityseg.training.model_setup import build_run_model
 from cityseg.training.run_data import RunData
 from cityseg.training.run_dir import RunPaths
+from cityseg.training.run_state import RunState
 
 
 def write_bundle(paths: RunPaths, cfg: TrainConfig, space: LabelSet, state: RunState,

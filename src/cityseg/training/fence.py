@@ -21,7 +21,7 @@ import importlib.metadata
 import logging
 import re
 import warnings
-from functools import lru_cache
+from functools import cache
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def message(newer: list[str], where: str) -> str:
             f"whole suite on them and move the fence in cityseg/training/fence.py and setup.py")
 
 
-@lru_cache(maxsize=None)
+@cache
 def check_versions(where: str) -> None:
     """Warn once per ``where`` (the code about to use a private API) when Keras or TensorFlow is
     newer than the fence knows."""

@@ -51,7 +51,7 @@ class RunState:
         write_json_atomic(path, to_mapping(self))
 
     @classmethod
-    def load(cls, path: Path) -> "RunState":
+    def load(cls, path: Path) -> RunState:
         try:
             raw = json.loads(Path(path).read_text())
             return from_mapping(cls, raw, where=str(path))

@@ -54,5 +54,5 @@ class Backend(abc.ABC):
         """One line naming the backend, the file and the device it runs on."""
         return f"{self.name} ({self.path.name})"
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (optional hook: a backend without device resources keeps this no-op)
         """Release device resources (optional)."""
