@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo_output
 COLCON_DIR ?= /tmp/cityseg-colcon
 
-.PHONY: install demo test test-fast bench bench-postprocess colcon-check clean
+.PHONY: install demo test test-fast lint bench bench-postprocess colcon-check clean
 
 install: $(STAMP)
 
@@ -27,6 +27,10 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest
+
+# ruff (settings and the reasons for each ignored rule: ruff.toml).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 # Per-stage frame latency of every model and backend vs the study's approach (~8 min, ~17 GB
 # peak for the study's U-Net at 512x1024); refreshes the table in docs/PERFORMANCE.md.

@@ -7,8 +7,9 @@ from setuptools import find_packages, setup
 PACKAGE = "cityseg"
 
 EXTRAS = {
-    # Training and the TensorFlow inference backend.
-    "train": ["tensorflow>=2.16", "keras>=3.3", "tensorboard>=2.16", "matplotlib>=3.7"],
+    # Training and the TensorFlow inference backend. The upper bounds are the fence of the code
+    # that uses private Keras/TensorFlow APIs (cityseg/training/fence.py): raise them together.
+    "train": ["tensorflow>=2.16,<2.22", "keras>=3.3,<3.16", "tensorboard>=2.16", "matplotlib>=3.7"],
     # ONNX export and the ONNX Runtime backend (onnxruntime-gpu works too).
     "onnx": ["onnxruntime>=1.17", "onnx>=1.15", "tf2onnx>=1.16"],
     # Offline rosbag2 / ROS 1 bag replay without ROS.
@@ -17,7 +18,7 @@ EXTRAS = {
     "fleet": ["ray>=2.9"],
     # TensorRT engines and runtime (NVIDIA GPU only).
     "tensorrt": ["tensorrt>=10,<11", "cuda-python>=12"],
-    "dev": ["pytest>=7", "pytest-timeout", "catkin_pkg", "colcon-common-extensions"],
+    "dev": ["pytest>=7", "pytest-timeout", "catkin_pkg", "colcon-common-extensions", "ruff>=0.4"],
     # Real ROS 2 Jazzy Python (rclpy + Fast DDS and the message packages the node uses) from PyPI,
     # for tests and workstations without a ROS installation. A sourced ROS 2 needs none of it.
     "ros": ["ros-jazzy-rclpy[fastrtps]", "ros-jazzy-sensor-msgs", "ros-jazzy-std-msgs",

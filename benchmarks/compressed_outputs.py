@@ -21,14 +21,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from cityseg.bench import machine_description, update_doc
+from cityseg.benchmarking.report import machine_description, update_doc
+from cityseg.benchmarking.timing import median_ms
 from cityseg.inference import postprocess
 from cityseg.labels import class_space
 from cityseg.ros.cdr import ImageBuffer, compressed_image_bytes
 from cityseg.ros.images import encode_compressed
 from cityseg.ros.outputs import BY_SUFFIX, COLOR_MASK, MASK, OVERLAY, compressed_of
 from cityseg.synthetic.dataset import drive_frames
-from cityseg.timing import median_ms
 
 HEIGHT, WIDTH = 1024, 2048
 

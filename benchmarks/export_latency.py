@@ -27,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cityseg.bench import machine_description, random_model
-from cityseg.timing import median_ms
+from cityseg.benchmarking.fixtures import random_model
+from cityseg.benchmarking.report import machine_description
+from cityseg.benchmarking.timing import median_ms
 
 DEFAULT_SIZES = ("256x512", "512x1024")
 
@@ -59,9 +60,9 @@ def onnxruntime_runner(path: Path, spinning: bool = True):
 
 
 def tensorrt_runner(onnx_path: Path, card, cache_dir: Path):
-    from cityseg.engine_cache import BatchProfile, timing_cache_path
-    from cityseg.export.tensorrt import build_serialized_engine
-    from cityseg.tensorrt_runtime import EngineRunner, current_platform
+    from cityseg.tensorrt.build import build_serialized_engine
+    from cityseg.tensorrt.engine_cache import BatchProfile, timing_cache_path
+    from cityseg.tensorrt.runtime import EngineRunner, current_platform
 
     platform_ = current_platform()
     engine = build_serialized_engine(onnx_path, card, precision="fp16", profile=BatchProfile(1, 1, 1),
@@ -111,8 +112,8 @@ def measure(name: str, height: int, width: int, args, workdir: Path, use_trt: bo
 
 def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from cityseg.tensorrt_runtime import runtime_unavailable_reason
     from cityseg.models import model_names
+    from cityseg.tensorrt.runtime import runtime_unavailable_reason
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=None, help=f"subset of {', '.join(model_names())}")

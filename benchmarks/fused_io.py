@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cityseg.timing import median_ms
+from cityseg.benchmarking.timing import median_ms
 
 DEMO_PARAMS = {"base_filters": 8, "depth": 4, "dropout": 0.0, "max_filters": 64}
 
@@ -87,7 +87,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     import onnxruntime
 
-    from cityseg.bench import machine_description
+    from cityseg.benchmarking.report import machine_description
 
     provider = "CUDAExecutionProvider" if "CUDAExecutionProvider" in onnxruntime.get_available_providers() \
         else "CPUExecutionProvider"

@@ -23,8 +23,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from cityseg.bench import machine_description, random_model  # noqa: E402
-from cityseg.timing import median_ms  # noqa: E402
+from cityseg.benchmarking.fixtures import random_model  # noqa: E402
+from cityseg.benchmarking.report import machine_description  # noqa: E402
+from cityseg.benchmarking.timing import median_ms  # noqa: E402
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "MODELS.md"
 BEGIN, END = "<!-- models-table:begin -->", "<!-- models-table:end -->"

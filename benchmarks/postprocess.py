@@ -23,16 +23,16 @@ RESULT postprocess_ms=<median> baseline_ms=<median> speedup=<ratio> node_ms=<med
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import cv2
 import numpy as np
 
-from pathlib import Path
-
-from cityseg.bench import machine_description, study_postprocess, update_doc
+from cityseg.benchmarking.baseline import study_postprocess
+from cityseg.benchmarking.report import machine_description, update_doc
+from cityseg.benchmarking.timing import median_ms
 from cityseg.inference import postprocess
 from cityseg.labels import class_space
-from cityseg.timing import median_ms
 
 
 def ours(scores: np.ndarray, frame: np.ndarray, palette: np.ndarray, alpha: float):

@@ -62,7 +62,8 @@ def run_echo(namespace: str, raw: bool) -> None:
     rclpy.init()
     node = rclpy.create_node("segmentation", namespace=namespace)
     qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
-    pubs = {s: node.create_publisher(Image, f"~/{s}", QoSProfile(depth=5)) for s in SUBSCRIBERS["mask + colour + overlay"]}
+    pubs = {s: node.create_publisher(Image, f"~/{s}", QoSProfile(depth=5))
+            for s in SUBSCRIBERS["mask + colour + overlay"]}
 
     def echo(msg: Image) -> None:
         for suffix, pub in pubs.items():
@@ -153,8 +154,8 @@ def run_scenario(model: str, width: int, height: int, rate: float, seconds: floa
     import numpy as np
     import rclpy
 
-    from cityseg.ros.messages import CameraInfoValues
     from cityseg.ros.images import encode_rgb
+    from cityseg.ros.messages import CameraInfoValues
     from cityseg.ros.probe import NodeProcess, Probe, diagnostic_totals, percentile
 
     node = NodeProcess("/bench", {"model": model, "backend": "onnxruntime", "diagnostics_period": 0.5,
@@ -245,7 +246,7 @@ def main() -> int:
     cost = frame_cost(args) if args.only != "loss" else []
     loss = loss_runs(args) if args.only != "frame-cost" else []
     if args.update_doc:
-        from cityseg.bench import machine_description, update_doc
+        from cityseg.benchmarking.report import machine_description, update_doc
 
         where = (f"Measured on {machine_description()} with `python benchmarks/ros_graph.py --model "
                  f"{args.model}` ({time.strftime('%Y-%m-%d')}).")
@@ -279,7 +280,8 @@ def frame_cost(args) -> list[dict]:
         for j, subscribers in enumerate(SUBSCRIBERS.values()):
             runs = {}
             for k, echo in enumerate(("messages", "raw", "")):
-                env = graph_environment(100 + (os.getpid() + 6 * i + 3 * j + k) % 50, str(REPO / "config" / PROFILE_FILE))
+                domain = 100 + (os.getpid() + 6 * i + 3 * j + k) % 50
+                env = graph_environment(domain, str(REPO / "config" / PROFILE_FILE))
                 command = [sys.executable, __file__, "--cost-child", json.dumps([width, height, subscribers, echo]),
                            "--model", str(args.model)]
                 done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)

@@ -85,9 +85,9 @@ def main() -> None:
     from cityseg.config import load_train_config
     from cityseg.data import find_samples
     from cityseg.data.pipeline import load_arrays
-    from cityseg.synthetic.dataset import write_dataset
     from cityseg.labels import class_space
     from cityseg.models import DEFAULT_MODEL
+    from cityseg.synthetic.dataset import write_dataset
     from cityseg.training.train import train
 
     if args.out.exists() and any(args.out.iterdir()):
@@ -129,10 +129,10 @@ def main() -> None:
     except ImportError as exc:  # the evaluation module is optional for this benchmark
         print(f"official evaluation skipped: {exc}")
 
-    from cityseg.models.profile import count_params
     import keras
 
     import cityseg.models  # noqa: F401
+    from cityseg.models.profile import count_params
 
     params = count_params(keras.saving.load_model(bundle.path / "model.keras", compile=False))
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, no GPU"

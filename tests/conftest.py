@@ -1,5 +1,6 @@
 """Suite-wide pytest options: slow tests run only with --runslow (`make test` passes it)."""
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -7,7 +8,13 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).parent))  # `import support` from any test directory
+
+# `import support` from any test directory. Loaded by path rather than by putting tests/ on sys.path:
+# the test folders mirror the package (tests/tensorrt/, ...), and tests/ on sys.path would make
+# `import tensorrt` find tests/tensorrt as a namespace package where TensorRT is not installed.
+_spec = importlib.util.spec_from_file_location("support", Path(__file__).with_name("support.py"))
+support = sys.modules["support"] = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(support)
 
 
 def pytest_addoption(parser):

@@ -197,3 +197,32 @@ def write_ros1_bag(path: Path, images: list[np.ndarray], topic: str = "/camera/i
                                              is_bigendian=0, step=raw.step, data=raw.data)
             writer.write(conn, (100 + i) * 10**9 + 5, ros1.serialize_ros1(msg, "sensor_msgs/msg/Image"))
     return path
+
+
+# --- foreign ONNX models (cityseg import) ----------------------------------------------------------
+
+FOREIGN_H, FOREIGN_W = 64, 128
+RGB_MEAN, RGB_STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
+
+
+def save_model(path, nodes, input_shape, output_name, output_type, output_shape, initializers, opset=17):
+    """Save a one-input one-output ONNX graph the way a foreign (PyTorch) exporter would."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(nodes, path.stem,
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, input_shape)],
+                              [helper.make_tensor_value_info(output_name, output_type, output_shape)],
+                              initializer=[numpy_helper.from_array(v, k) for k, v in initializers.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="pytorch")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def conv_weights(classes, kernel, seed=0):
+    """Patchify-conv weights (C, 3, k, k) and bias (C,) of a foreign model."""
+    rng = np.random.default_rng(seed)
+    return (rng.normal(0, 0.05, (classes, 3, kernel, kernel)).astype(np.float32),
+            rng.normal(0, 0.5, classes).astype(np.float32))

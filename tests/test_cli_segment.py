@@ -6,6 +6,7 @@ import pytest
 
 from cityseg.cli import main
 from cityseg.labels import class_space, convert_ids
+
 from support import make_palette_bundle, painted_scene
 
 

@@ -10,8 +10,9 @@ from cityseg.bundle import Bundle
 
 @pytest.mark.slow
 def test_shortened_demo_produces_every_product(tmp_path):
-    from cityseg.demo import DemoSettings, run_demo
     from rosbags.highlevel import AnyReader
+
+    from cityseg.demo import DemoSettings, run_demo
 
     settings = DemoSettings(train_images=64, val_images=16, image_size=(256, 128), epochs=8,
                             bag_frames=8, bag_size=(512, 256), strip_frames=2)

@@ -5,8 +5,17 @@ import pytest
 from cityscapesscripts.helpers.labels import id2label, trainId2label
 
 from cityseg.errors import InputError
-from cityseg.labels import (IGNORE, CATEGORIES, class_space, conversion_lut, convert_ids,
-                            label_id_categories, label_set_to_dict, load_label_set, parse_label_set)
+from cityseg.labels import (
+    CATEGORIES,
+    IGNORE,
+    class_space,
+    conversion_lut,
+    convert_ids,
+    label_id_categories,
+    label_set_to_dict,
+    load_label_set,
+    parse_label_set,
+)
 
 
 def test_trainid_space_matches_official_table():
@@ -54,7 +63,7 @@ def test_class_space_aliases(alias):
 
 
 def test_unknown_space_is_a_clear_error():
-    with pytest.raises(ValueError, match="unknown class space 'coco'"):
+    with pytest.raises(ValueError, match="unknown label set 'coco'"):
         class_space("coco")
 
 
@@ -184,3 +193,20 @@ def test_card_fields_carry_the_label_map_and_old_cards_still_load(tmp_path):
     plain = parse_label_set(old, "x")
     assert "label_map" not in class_fields(plain)["labels"]
     assert "label_map" in class_fields(plain, with_label_map=True)["labels"]
+
+
+def test_mask_id_space_one_rule_for_every_caller():
+    from cityseg.errors import BundleError
+    from cityseg.labels import AUTO_ID_SPACE, mask_id_space
+
+    cityscapes = class_space("trainid")
+    own = parse_label_set({"name": "lane", "classes": [{"id": 10, "name": "background", "color": [0, 0, 0]},
+                                                       {"id": 20, "name": "lane", "color": [255, 255, 0]}]}, "test")
+    assert mask_id_space(AUTO_ID_SPACE, cityscapes) == "labelid"
+    assert mask_id_space(AUTO_ID_SPACE, class_space("labelid")) == "labelid"
+    assert mask_id_space(AUTO_ID_SPACE, own) is None
+    assert mask_id_space("trainid", cityscapes) == "trainid"
+    assert mask_id_space(None, cityscapes) is None and mask_id_space(None, own) is None
+    with pytest.raises(BundleError, match=r"models/lane: --id-space 'labelid' needs a Cityscapes model.*"
+                                          r"has its own label set \(lane\)"):
+        mask_id_space("labelid", own, where="models/lane", option="--id-space")

@@ -19,7 +19,6 @@ from cityseg.errors import CitysegError
 from cityseg.fileio import write_bytes_atomic, write_json_atomic
 
 
-
 @dataclass
 class DemoSettings:
     """Sizes of the demo run (the slow test shrinks them)."""
@@ -69,9 +68,9 @@ def run_demo(out: Path, settings: DemoSettings | None = None, *, force: bool = F
     """Run every stage of the demo into ``out`` and return where each product is."""
     from cityseg.config import load_train_config, shipped_config
     from cityseg.evaluation.run import evaluate_bundle, format_table
-    from cityseg.synthetic import dataset as synth
     from cityseg.export.onnx import export_onnx
     from cityseg.ros.bag import replay_bag
+    from cityseg.synthetic import dataset as synth
     from cityseg.synthetic.camera_bag import write_camera_bag
     from cityseg.training.train import train
 
@@ -156,7 +155,8 @@ def _prepare_output_dir(paths: DemoOutputs, force: bool) -> None:
             elif product.exists():
                 product.unlink()
     root.mkdir(parents=True, exist_ok=True)
-    (root / MARKER).write_text("written by `cityseg demo`; `cityseg demo --force` may replace this directory's demo products\n")
+    (root / MARKER).write_text("written by `cityseg demo`; `cityseg demo --force` may replace this directory's "
+                               "demo products\n")
 
 
 def write_overlay_strip(path: Path, bundle: Path, frames: list[np.ndarray], count: int) -> None:

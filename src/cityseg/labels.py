@@ -25,13 +25,13 @@ whole mask is one indexing operation.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 from cityscapesscripts.helpers.labels import labels as _CS_LABELS
 
-from cityseg.errors import InputError
+from cityseg.errors import BundleError, InputError
 
 IGNORE = 255
 """Value of pixels that are not scored (trainId space, training targets) and of out-of-range ids."""
@@ -57,7 +57,7 @@ class LabelClass:
 
 
 @dataclass(frozen=True, eq=False)
-class ClassSpace:
+class LabelSet:
     """One label set: what the network's class index means, and LUTs to and from its ids."""
 
     name: str
@@ -143,9 +143,9 @@ def _palette(colors: dict[int, tuple[int, int, int]]) -> np.ndarray:
     return palette
 
 
-def _build_trainid_space() -> ClassSpace:
+def _build_trainid_space() -> LabelSet:
     train_labels = sorted((l for l in LABELS if 0 <= l.trainId < IGNORE), key=lambda l: l.trainId)
-    return ClassSpace(
+    return LabelSet(
         name="trainid",
         names=tuple(l.name for l in train_labels),
         ignore_index=IGNORE,
@@ -155,8 +155,8 @@ def _build_trainid_space() -> ClassSpace:
     )
 
 
-def _build_labelid_space() -> ClassSpace:
-    return ClassSpace(
+def _build_labelid_space() -> LabelSet:
+    return LabelSet(
         name="labelid",
         names=tuple(l.name for l in LABELS),
         ignore_index=None,
@@ -175,22 +175,22 @@ def builtin_name(name: str) -> str | None:
     return key if key in ID_SPACES else None
 
 
-def class_space(name: str) -> ClassSpace:
+def class_space(name: str) -> LabelSet:
     """Return the built-in label set called ``name`` ('trainid'/'cityscapes' or 'labelid'/'cityscapes-labelid')."""
     key = builtin_name(name)
     if key is None:
-        raise ValueError(f"unknown class space {name!r}; use one of "
+        raise ValueError(f"unknown label set {name!r}; use one of "
                          f"{', '.join(ID_SPACES + tuple(LABEL_SET_ALIASES))}")
     return _builtin(key)
 
 
-@lru_cache(maxsize=None)
-def _builtin(key: str) -> ClassSpace:
+@cache
+def _builtin(key: str) -> LabelSet:
     return _build_trainid_space() if key == "trainid" else _build_labelid_space()
 
 
 def custom_space(name: str, classes: list[LabelClass] | tuple[LabelClass, ...], ignore_id: int | None = None,
-                 label_map: dict[int, int] | None = None, source: str = "") -> ClassSpace:
+                 label_map: dict[int, int] | None = None, source: str = "") -> LabelSet:
     """A label set from its classes (in class-index order); ValueError naming the first problem."""
     where = source or name
     if not classes:
@@ -220,13 +220,13 @@ def custom_space(name: str, classes: list[LabelClass] | tuple[LabelClass, ...], 
             raise ValueError(f"{where}: label_map sends {source_id} to {target}, which is no class id "
                              f"(ids: {ids[:8]}{' ...' if len(ids) > 8 else ''})")
         pairs[source_id] = index_of.get(target, IGNORE)
-    return ClassSpace(name=name, names=tuple(c.name for c in classes), ignore_index=ignore_id,
+    return LabelSet(name=name, names=tuple(c.name for c in classes), ignore_index=ignore_id,
                       to_label_id=None, from_label_id=_lut(pairs, default=IGNORE),
                       palette=_palette({c.id: tuple(c.color) for c in classes}), ids=tuple(ids),
                       source=source or name, has_label_map=has_label_map)
 
 
-def conversion_lut(source: ClassSpace, target: ClassSpace) -> np.ndarray:
+def conversion_lut(source: LabelSet, target: LabelSet) -> np.ndarray:
     """uint8[256] LUT that maps class values of ``source`` to ``target`` (ignore stays ignore)."""
     if source is target or (source.name == target.name and source.names == target.names):
         return np.arange(256, dtype=np.uint8)
@@ -240,7 +240,7 @@ def conversion_lut(source: ClassSpace, target: ClassSpace) -> np.ndarray:
     return lut
 
 
-def convert_ids(mask: np.ndarray, source: ClassSpace, target: ClassSpace) -> np.ndarray:
+def convert_ids(mask: np.ndarray, source: LabelSet, target: LabelSet) -> np.ndarray:
     """Map a uint8 class mask from ``source`` to ``target`` space."""
     return conversion_lut(source, target)[mask]
 
@@ -249,9 +249,6 @@ def label_id_categories() -> np.ndarray:
     """uint8[256]: labelId -> categoryId (unknown -> IGNORE)."""
     return _lut({l.id: l.categoryId for l in LABELS}, default=IGNORE)
 
-
-LabelSet = ClassSpace
-"""The name the import CLI and the docs use for a class space."""
 
 _LABEL_SET_KEYS = ("name", "ignore_id", "classes", "label_map")
 _CLASS_KEYS = ("id", "name", "color")
@@ -263,7 +260,7 @@ def _int(value, where: str) -> int:
     return value
 
 
-def parse_label_set(data, where: str, default_name: str = "custom") -> ClassSpace:
+def parse_label_set(data, where: str, default_name: str = "custom") -> LabelSet:
     """A label set from its mapping form (the YAML file's content, or a model card's ``labels``)."""
     if not isinstance(data, dict):
         raise ValueError(f"{where}: a label set is a mapping with 'classes' (and optionally 'name', "
@@ -296,7 +293,7 @@ def parse_label_set(data, where: str, default_name: str = "custom") -> ClassSpac
                         label_map, source=where)
 
 
-def label_set_to_dict(space: ClassSpace, *, with_label_map: bool = False) -> dict:
+def label_set_to_dict(space: LabelSet, *, with_label_map: bool = False) -> dict:
     """The mapping form of a label set (what :func:`parse_label_set` reads back)."""
     data = {"name": space.name, "ignore_id": space.ignore_index,
             "classes": [{"id": c.id, "name": c.name, "color": list(c.color)} for c in space.classes]}
@@ -306,7 +303,7 @@ def label_set_to_dict(space: ClassSpace, *, with_label_map: bool = False) -> dic
     return data
 
 
-def load_label_set(spec: str | Path) -> ClassSpace:
+def load_label_set(spec: str | Path) -> LabelSet:
     """'cityscapes' (19 trainIds), 'cityscapes-labelid' (34 labelIds), or a label-set YAML file.
 
     InputError naming the file and the problem when the YAML is missing or malformed."""
@@ -327,3 +324,22 @@ def load_label_set(spec: str | Path) -> ClassSpace:
         return parse_label_set(data, str(path), default_name=path.stem)
     except ValueError as exc:
         raise InputError(str(exc)) from None
+
+
+AUTO_ID_SPACE = "auto"
+"""The id space that follows the model: labelid for a Cityscapes model, its own ids otherwise."""
+
+
+def mask_id_space(wanted: str | None, space: LabelSet, where: str = "", option: str = "id space") -> str | None:
+    """The id space masks are written in, one rule for ``cityseg segment``, ``cityseg evaluate``
+    and the node: 'auto' is labelid for a Cityscapes model (the ids of ``*_labelIds.png``) and the
+    model's own class ids (None) for any other label set; 'labelid' / 'trainid' need a Cityscapes
+    model (BundleError naming ``where``, the model, and ``option``, the setting, otherwise); None
+    is the model's own class ids."""
+    if wanted == AUTO_ID_SPACE:
+        return "labelid" if space.is_cityscapes else None
+    if wanted is not None and not space.is_cityscapes:
+        prefix = f"{where}: " if where else ""
+        raise BundleError(f"{prefix}{option} {wanted!r} needs a Cityscapes model, but the model has its own "
+                          f"label set ({space.name}); leave {option} unset to write its own class ids")
+    return wanted

@@ -8,10 +8,15 @@ import numpy as np
 import pytest
 
 from cityseg.config import AugmentConfig, DataConfig, TrainConfig
-from cityseg.data import DatasetError, find_samples
-from cityseg.data import pipeline
-from cityseg.data.pipeline import (cache_path, class_pixel_counts, decode_sample, fit_normalization, load_arrays,
-                                   make_dataset)
+from cityseg.data import DatasetError, find_samples, pipeline
+from cityseg.data.pipeline import (
+    cache_path,
+    class_pixel_counts,
+    decode_sample,
+    fit_normalization,
+    load_arrays,
+    make_dataset,
+)
 from cityseg.fileio import read_image, read_label_png, write_png
 from cityseg.labels import class_space
 from cityseg.preprocess import Normalization, normalize, resize_image, resize_mask

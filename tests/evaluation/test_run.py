@@ -10,8 +10,8 @@ from PIL import Image
 
 from cityseg.cli import main
 from cityseg.evaluation.run import evaluate_bundle, evaluate_directories, format_table
-from cityseg.labels import class_space
 from cityseg.evaluation.scoring import ConfusionMatrix, EvaluationError
+from cityseg.labels import class_space
 
 FRAMES = [("aachen", "000000_000019"), ("aachen", "000001_000019"), ("bochum", "000000_000313")]
 PERSON, RIDER, TRAIN = 24, 25, 31
@@ -187,7 +187,8 @@ def test_evaluate_bundle_refuses_an_unlabelled_split(tmp_path):
 
     root = tmp_path / "cityscapes"
     image, _ = support.painted_scene(64, 128)
-    Image.fromarray(image).save(_mkdir(root / "leftImg8bit" / "test" / "berlin") / "berlin_000000_000019_leftImg8bit.png")
+    berlin = _mkdir(root / "leftImg8bit" / "test" / "berlin")
+    Image.fromarray(image).save(berlin / "berlin_000000_000019_leftImg8bit.png")
     bundle = support.make_palette_bundle(tmp_path / "bundle", height=64, width=128)
     with pytest.raises(EvaluationError, match="no ground truth"):
         evaluate_bundle(bundle.path, root, "test")

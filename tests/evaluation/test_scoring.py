@@ -8,7 +8,6 @@ import pytest
 
 from cityseg.evaluation.scoring import EVAL_CLASS_NAMES, ConfusionMatrix, EvaluationError
 
-
 ROAD, SIDEWALK, SKY, CAR, UNLABELED, EGO_VEHICLE = 7, 8, 23, 26, 0, 1
 
 

@@ -6,7 +6,8 @@ import pytest
 from cityseg.bundle import Bundle
 from cityseg.cli import main
 from cityseg.errors import InputError
-from cityseg.tensorrt_runtime import runtime_unavailable_reason
+from cityseg.tensorrt.runtime import runtime_unavailable_reason
+
 from support import make_palette_bundle, painted_scene
 
 
@@ -49,7 +50,7 @@ def test_existing_artifact_needs_force(bundle_dir, capsys):
 def test_tensorrt_without_tensorrt_is_one_clear_message(bundle_dir, capsys):
     reason = runtime_unavailable_reason()
     if reason is None:
-        pytest.skip("TensorRT and a GPU are present here; test_tensorrt_gpu covers --tensorrt")
+        pytest.skip("TensorRT and a GPU are present here; tests/tensorrt/test_build_gpu covers --tensorrt")
     assert main(["export", str(bundle_dir), "--onnx", "--tensorrt"]) == 2
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
@@ -73,7 +74,7 @@ def test_max_batch_is_a_one_to_n_profile(capsys):
     import argparse
 
     from cityseg.cli.export import batch_profile
-    from cityseg.engine_cache import BatchProfile
+    from cityseg.tensorrt.engine_cache import BatchProfile
 
     def args(batch=None, max_batch=None):
         return argparse.Namespace(batch=batch, max_batch=max_batch)

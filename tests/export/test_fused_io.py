@@ -8,17 +8,18 @@ import cv2
 import numpy as np
 import onnx
 import pytest
-from support import make_palette_bundle, painted_scene
 
 from cityseg.bundle import Bundle, CameraInput, replace_card
 from cityseg.cli import main
 from cityseg.errors import BundleError, InputError
 from cityseg.export import ExportError, ParityError, fused
 from cityseg.export.fused_io import export_fused
-from cityseg.export.trt_compat import check_model
 from cityseg.inference import Segmenter
 from cityseg.preprocess import Normalization
-from cityseg.tensorrt_runtime import runtime_unavailable_reason
+from cityseg.tensorrt.compat import check_model
+from cityseg.tensorrt.runtime import runtime_unavailable_reason
+
+from support import make_palette_bundle, painted_scene
 
 CAMERA = CameraInput(128, 256)
 """Twice the palette bundle's 64x128 network size."""
@@ -139,7 +140,7 @@ def test_card_round_trip_old_cards_and_invalid_fused_entries(palette):
 
 
 def test_imported_nchw_strided_bundle(tmp_path):
-    from cityseg.bench import make_imported_bundle
+    from cityseg.benchmarking.fixtures import make_imported_bundle
 
     bundle = Bundle.load(make_imported_bundle(tmp_path, 64, 128))  # NCHW logits at 1/8, batch 1, bilinear
     bundle.card.resize = "area"
@@ -208,7 +209,7 @@ def test_cli_writes_and_refuses_overwrite(palette, capsys):
 @pytest.mark.tensorrt
 @pytest.mark.gpu
 def test_tensorrt_engine_from_the_fused_onnx(palette):
-    from cityseg.export.tensorrt import export_tensorrt
+    from cityseg.tensorrt.build import export_tensorrt
 
     key, _ = export_fused(palette, CAMERA)
     result = export_tensorrt(palette, onnx_key=key, precision="fp16")

@@ -4,8 +4,15 @@ import numpy as np
 import pytest
 
 from cityseg.export import ParityError
-from cityseg.export.parity import (ParityAccumulator, check_parity, default_frame_count, parity_frames,
-                                   require_parity, structured_frame)
+from cityseg.export.parity import (
+    ParityAccumulator,
+    check_parity,
+    default_frame_count,
+    parity_frames,
+    require_parity,
+    structured_frame,
+)
+
 from support import palette_card
 
 

@@ -19,11 +19,22 @@ import pytest
 from cityseg.cli import main as cli_main
 from cityseg.errors import InputError
 from cityseg.fleet.actors import TEST_KILL_ENV, BagWorker, check_access
-from cityseg.fleet.plan import (MARKER, STAGING_SUFFIX, BagTask, ReplayOptions, clear_stale_staging,
-                                collect_bags, decide, input_identity, model_identity, read_manifest)
+from cityseg.fleet.plan import (
+    MARKER,
+    STAGING_SUFFIX,
+    BagTask,
+    ReplayOptions,
+    clear_stale_staging,
+    collect_bags,
+    decide,
+    input_identity,
+    model_identity,
+    read_manifest,
+)
 from cityseg.ros.bag import replay_bag
 from cityseg.ros.processor import ProcessorConfig
 from cityseg.synthetic.camera_bag import write_camera_bag
+
 from support import painted_scene, write_ros1_bag
 
 pytest.importorskip("ray")

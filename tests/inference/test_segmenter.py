@@ -8,6 +8,7 @@ from cityseg.errors import BackendUnavailable, BundleError, InputError
 from cityseg.inference import Segmenter
 from cityseg.inference.backends import open_backend
 from cityseg.labels import class_space, convert_ids
+
 from support import make_palette_bundle, painted_scene, write_palette_onnx
 
 

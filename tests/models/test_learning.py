@@ -4,11 +4,12 @@ import keras
 import numpy as np
 import pytest
 
-import support
 from cityseg.config import LossConfig
 from cityseg.models import build_model
 from cityseg.training.losses import make_loss
 from cityseg.training.metrics import keras_metrics
+
+import support
 
 HEIGHT, WIDTH, CLASSES = 64, 128, 19
 

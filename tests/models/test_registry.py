@@ -4,8 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from cityseg.models import (DEFAULT_MODEL, ModelError, ScheduledDropout, build_model, model_names,
-                            model_params)
+from cityseg.models import DEFAULT_MODEL, ModelError, ScheduledDropout, build_model, model_names, model_params
 
 SMALL = (64, 128, 3)
 # the study U-Net at full width is 35M parameters; a narrower one has the same graph

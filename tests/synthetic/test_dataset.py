@@ -13,6 +13,7 @@ from cityseg.fileio import read_image, read_label_png
 from cityseg.labels import LABELS, class_space
 from cityseg.synthetic.dataset import drive_frames, render_scene, split_counts, write_dataset
 from cityseg.synthetic.geometry import BUILDING, CAR, ROAD, SKY
+
 from support import flat_pair, write_pair
 
 VALID_IDS = {label.id for label in LABELS}
@@ -136,8 +137,8 @@ def test_cli_rejects_a_malformed_size(tmp_path, capsys):
 
 
 def test_drive_never_runs_through_a_vehicle_in_its_lane():
-    from cityseg.synthetic.items import Vehicle
     from cityseg.synthetic.dataset import _keep_ego_lane_clear
+    from cityseg.synthetic.items import Vehicle
     from cityseg.synthetic.street import make_world
 
     for seed in range(20):

@@ -18,14 +18,14 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
 sys.path.insert(0, str(Path(__file__).parent))
 
-from distributed_support import comparable_config  # noqa: E402
-
 from cityseg.labels import class_space  # noqa: E402
 from cityseg.training.callbacks import RunState  # noqa: E402
 from cityseg.training.metrics import keras_metrics  # noqa: E402
 from cityseg.training.model_setup import build_run_model  # noqa: E402
 from cityseg.training.run_data import prepare_data  # noqa: E402
 from cityseg.training.train import train  # noqa: E402
+
+from distributed_support import comparable_config  # noqa: E402
 
 results = {}
 for kind in ("none", "mirrored"):

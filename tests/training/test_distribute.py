@@ -22,12 +22,10 @@ pytest.importorskip("tensorflow")
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
-from distributed_support import (LOSS_TOLERANCE, comparable_config, free_ports,  # noqa: E402
-                                 tf_config)
-
 from cityseg.config import to_mapping  # noqa: E402
-from cityseg.training.distribute import (ClusterError, ClusterTask, config_digest,  # noqa: E402
-                                         read_tf_config)
+from cityseg.training.distribute import ClusterError, ClusterTask, config_digest, read_tf_config  # noqa: E402
+
+from distributed_support import LOSS_TOLERANCE, comparable_config, free_ports, tf_config  # noqa: E402
 
 
 def cluster(workers: int = 2, index: int = 0, **extra) -> dict[str, str]:

@@ -7,8 +7,14 @@ import numpy as np
 import pytest
 
 from cityseg.config import LossConfig
-from cityseg.training.losses import (LossError, SegmentationLoss, class_weights, make_loss,
-                                     masked_cross_entropy, soft_dice_loss)
+from cityseg.training.losses import (
+    LossError,
+    SegmentationLoss,
+    class_weights,
+    make_loss,
+    masked_cross_entropy,
+    soft_dice_loss,
+)
 
 IGNORE = 255
 # one image of 1x4 pixels, 3 classes; the last pixel is ignored (its probabilities would be costly)

@@ -11,9 +11,13 @@ keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
 from cityseg.config import ScheduleConfig  # noqa: E402
-from cityseg.training.schedules import (EpochLearningRate, dropout_rate_at,  # noqa: E402
-                                        learning_rate_at, make_lr_schedule,
-                                        validate_dropout_schedule)
+from cityseg.training.schedules import (  # noqa: E402
+    EpochLearningRate,
+    dropout_rate_at,
+    learning_rate_at,
+    make_lr_schedule,
+    validate_dropout_schedule,
+)
 
 
 def rates(schedule, steps):
@@ -123,7 +127,8 @@ def test_invalid_dropout_schedules_are_refused(schedule):
 
 def test_dropout_scheduler_sets_every_scheduled_dropout_layer():
     from cityseg.models.layers import ScheduledDropout
-    from cityseg.training.callbacks import DropoutScheduler, RunState
+    from cityseg.training.callbacks import DropoutScheduler
+    from cityseg.training.run_state import RunState
 
     inputs = keras.Input((4, 4, 2))
     x = ScheduledDropout(0.3, name="d1")(inputs)

@@ -20,14 +20,12 @@ pytest.importorskip("tensorflow")
 
 from cityseg.bundle import Bundle  # noqa: E402
 from cityseg.cli import main  # noqa: E402
+from cityseg.config import TrainConfig, from_mapping, load_train_config, merge_mappings, to_mapping  # noqa: E402
 from cityseg.errors import CitysegError  # noqa: E402
-from cityseg.config import (TrainConfig, from_mapping, load_train_config,  # noqa: E402
-                            merge_mappings, to_mapping)
 from cityseg.fileio import read_image  # noqa: E402
-from cityseg.training.callbacks import TrainingError  # noqa: E402
+from cityseg.training.run_state import TrainingError  # noqa: E402
 from cityseg.training.schedules import learning_rate_at, make_lr_schedule  # noqa: E402
-from cityseg.training.train import (TrainingDiverged, dtype_policy, train,  # noqa: E402
-                                    use_mixed_precision)
+from cityseg.training.train import TrainingDiverged, dtype_policy, train, use_mixed_precision  # noqa: E402
 
 TRAIN_IMAGES, VAL_IMAGES, BATCH = 4, 2, 2
 STEPS_PER_EPOCH = TRAIN_IMAGES // BATCH
@@ -376,8 +374,8 @@ def chance_miou(train_labels: np.ndarray, val_labels: np.ndarray, num_classes: i
 def test_default_model_reaches_a_val_miou_far_above_chance_on_cpu(tmp_path):
     from cityseg.data import find_samples
     from cityseg.data.pipeline import load_arrays
-    from cityseg.synthetic.dataset import write_dataset
     from cityseg.models import DEFAULT_MODEL
+    from cityseg.synthetic.dataset import write_dataset
 
     root = tmp_path / "data"
     write_dataset(root, 120, size=(256, 128), seed=1, splits={"train": 96, "val": 24})

@@ -56,7 +56,8 @@ def _registered_models() -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cityseg.bench import format_table, machine_description, result_line, run_bench, update_doc
+    from cityseg.benchmarking.harness import run_bench
+    from cityseg.benchmarking.report import format_table, machine_description, result_line, update_doc
     from cityseg.errors import CitysegError
     from cityseg.fileio import write_bytes_atomic
 

@@ -64,8 +64,8 @@ def read_frames(directory: Path, limit: int = 16) -> list:
     import cv2
 
     from cityseg.errors import InputError
-    from cityseg.export.calibration import calibration_files
     from cityseg.fileio import read_image
+    from cityseg.tensorrt.calibration import calibration_files
 
     if not directory.is_dir():
         raise InputError(f"--parity-images {directory}: no such directory")
@@ -89,8 +89,8 @@ def camera_input(args: argparse.Namespace):
 
 def batch_profile(args: argparse.Namespace):
     """The engine's BatchProfile from --batch or --max-batch (not both; default 1,1,4)."""
-    from cityseg.engine_cache import BatchProfile
     from cityseg.errors import InputError
+    from cityseg.tensorrt.engine_cache import BatchProfile
 
     if args.max_batch is not None:
         if args.batch is not None:
@@ -103,8 +103,8 @@ def batch_profile(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from cityseg.bundle import Bundle
     from cityseg.errors import InputError
-    from cityseg.export import tensorrt as trt_export
     from cityseg.export.onnx import export_onnx, onnx_artifact
+    from cityseg.tensorrt import build as trt_export
 
     camera = camera_input(args)
     want_onnx = args.onnx or args.argmax_head if camera else args.onnx or not args.tensorrt

@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from cityseg.errors import CitysegError, InputError
     from cityseg.fileio import read_image, write_png
     from cityseg.inference import Segmenter
+    from cityseg.labels import AUTO_ID_SPACE, mask_id_space
 
     if not 0.0 <= args.alpha <= 1.0:
         raise CitysegError(f"--alpha must be within [0, 1], got {args.alpha}")
@@ -52,12 +53,8 @@ def run(args: argparse.Namespace) -> int:
         if not image.is_file():
             raise InputError(f"{image}: no such image file")
     bundle = Bundle.load(args.model)
-    id_space = args.id_space
-    if id_space is None and bundle.card.space.is_cityscapes:
-        id_space = "labelid"
-    if id_space is not None and not bundle.card.space.is_cityscapes:
-        raise CitysegError(f"--id-space {id_space}: {bundle.path} has its own label set "
-                           f"({bundle.card.space.name}); drop --id-space to write its class ids")
+    id_space = mask_id_space(args.id_space or AUTO_ID_SPACE, bundle.card.space, where=str(bundle.path),
+                             option="--id-space")
     suffix = {"labelid": "labelIds", "trainid": "trainIds", None: "classIds"}[id_space]
     kinds = (suffix, "color", "overlay", "confidence")
     targets = {image: [args.out / f"{output_stem(image)}_{kind}.png" for kind in kinds]

@@ -4,7 +4,6 @@ augmentation (augment). Synthetic street scenes in the Cityscapes layout are :mo
 Only the TensorFlow-free parts are re-exported here; import ``cityseg.data.pipeline`` for the rest.
 """
 
-from cityseg.data.cityscapes import (DatasetError, Sample, find_samples, make_splits, study_split,
-                                     validation_split)
+from cityseg.data.cityscapes import DatasetError, Sample, find_samples, make_splits, study_split, validation_split
 
 __all__ = ["DatasetError", "Sample", "find_samples", "make_splits", "study_split", "validation_split"]

@@ -181,7 +181,10 @@ def make_splits(data: DataConfig) -> dict[str, list[Sample]]:
         raise DatasetError("no data root: set data.root in the config or pass --data-root DIR "
                            "(a Cityscapes download, or a folder written by `cityseg synth`)")
     train, val = find_samples(data.root, "train"), find_samples(data.root, "val")
-    splits = {"train": train, "val": val} if data.split == "official" else study_split(train + val, data.split_seed, data.study_order)
+    if data.split == "official":
+        splits = {"train": train, "val": val}
+    else:
+        splits = study_split(train + val, data.split_seed, data.study_order)
     if data.max_samples is not None:
         splits = {name: samples[: data.max_samples] for name, samples in splits.items()}
     empty = [name for name, samples in splits.items() if not samples]

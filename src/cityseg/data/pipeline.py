@@ -7,7 +7,7 @@ once (both CPU cores) into a uint8 cache at training resolution under ``data.cac
     <cache_dir>/<space>-<H>x<W>-<resize>-<N>-<digest>/{images.npy, labels.npy, meta.json}
 
 The digest covers the sample keys, file sizes and modification times, the size, resize method,
-class space (for a label-set YAML: its name and label map) and cache format, so any change to
+label set (for a label-set YAML: its name and label map) and cache format, so any change to
 the data or these settings makes a new entry.
 Entries are built in a temporary folder and renamed into place (atomic). Later epochs and runs
 memory-map the arrays and never decode a PNG again. ``cache_dir: null`` decodes every epoch.
@@ -21,8 +21,8 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import re
+import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -35,7 +35,7 @@ from cityseg.config import DataConfig, TrainConfig
 from cityseg.data.cityscapes import DatasetError, Sample
 from cityseg.errors import InputError
 from cityseg.fileio import read_image, read_label_png, write_json_atomic
-from cityseg.labels import LABELS, ClassSpace, load_label_set
+from cityseg.labels import LABELS, LabelSet, load_label_set
 from cityseg.preprocess import Normalization, resize_image, resize_mask
 
 CACHE_FORMAT = 1
@@ -70,7 +70,7 @@ def decode_sample(sample: Sample, data: DataConfig) -> tuple[np.ndarray, np.ndar
     return np.ascontiguousarray(image), space.from_label_id[label]
 
 
-def data_space(data: DataConfig) -> ClassSpace:
+def data_space(data: DataConfig) -> LabelSet:
     """The label set of ``data.class_space`` (a built-in name or a label-set YAML, read once per
     file version); its ``from_label_id`` turns the dataset's labelIds into training targets."""
     spec = data.class_space
@@ -80,7 +80,7 @@ def data_space(data: DataConfig) -> ClassSpace:
 
 
 @lru_cache(maxsize=16)
-def _load_space(spec: str, stamp: int) -> ClassSpace:
+def _load_space(spec: str, stamp: int) -> LabelSet:
     try:
         return load_label_set(spec)
     except InputError as exc:

@@ -13,9 +13,9 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 from PIL import Image
@@ -23,7 +23,7 @@ from PIL import Image
 from cityseg.bundle import Bundle
 from cityseg.errors import listing
 from cityseg.evaluation.scoring import EvaluationError, EvaluationResult, confusion_for
-from cityseg.labels import ClassSpace, class_space, conversion_lut
+from cityseg.labels import AUTO_ID_SPACE, LabelSet, class_space, conversion_lut, mask_id_space
 
 GT_SUFFIX = "_gtFine_labelIds.png"
 PREDICTION_SUFFIX = "_labelIds.png"
@@ -72,7 +72,7 @@ def _index_by_key(files: Iterable[Path], what: str) -> dict[str, Path]:
     return found
 
 
-def prediction_suffix(space: ClassSpace | None) -> str:
+def prediction_suffix(space: LabelSet | None) -> str:
     """What ``cityseg segment`` names masks of ``space``: ``_labelIds.png`` (None, labelid),
     ``_trainIds.png`` (trainid) or ``_classIds.png`` (a label set of one's own)."""
     if space is None or space.name == "labelid":
@@ -122,7 +122,7 @@ def _threads() -> int:
 
 
 def score_pairs(pairs: list[tuple[Path, Path]], progress: bool = False,
-                space: ClassSpace | None = None) -> EvaluationResult:
+                space: LabelSet | None = None) -> EvaluationResult:
     """Scores of (prediction, ground truth) PNG pairs (read in parallel): official Cityscapes ones
     of labelIds (``space`` None or 'cityscapes-labelid'; a 'cityscapes' space takes trainId
     predictions), or per class of a label set of one's own (predictions in its ids)."""
@@ -156,7 +156,7 @@ def _uint8(ids: np.ndarray, path: Path) -> np.ndarray:
 
 
 def evaluate_directories(predictions: Path, ground_truth: Path, *, progress: bool = False,
-                         space: ClassSpace | None = None) -> EvaluationResult:
+                         space: LabelSet | None = None) -> EvaluationResult:
     """Score every ``*_gtFine_labelIds.png`` under ``ground_truth`` against its prediction.
 
     Predictions are ``*_labelIds.png`` files (full resolution) anywhere under ``predictions``,
@@ -224,7 +224,7 @@ def evaluate_bundle(bundle: Path | Bundle, data_root: Path, split: str, backend:
     trained = bundle.card.training.get("config", {}).get("data", {})
     samples = split_samples(Path(data_root), split, trained.get("split_seed"),
                             trained.get("study_order", "key"))
-    segmenter = Segmenter(bundle, backend=backend, id_space="labelid" if space.is_cityscapes else None)
+    segmenter = Segmenter(bundle, backend=backend, id_space=mask_id_space(AUTO_ID_SPACE, space))
     matrix = confusion_for(space)
     with tqdm(total=len(samples), unit="img", disable=not progress) as bar:
         for batch in _batches(samples, max(1, batch_size)):

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cityseg.errors import CitysegError
-from cityseg.labels import CATEGORIES, LABELS, ClassSpace
+from cityseg.labels import CATEGORIES, LABELS, LabelSet
 
 NUM_LABEL_IDS = max(label.id for label in LABELS) + 1
 """34: the confusion matrix covers labelIds 0..33, like the official script."""
@@ -178,7 +178,7 @@ class LabelSetConfusion:
     defined as for :class:`ConfusionMatrix`.
     """
 
-    def __init__(self, space: ClassSpace) -> None:
+    def __init__(self, space: LabelSet) -> None:
         self.space = space
         n = space.num_classes
         self.matrix = np.zeros((n, n + 1), dtype=np.int64)
@@ -217,6 +217,6 @@ class LabelSetConfusion:
             label_set=self.space.name)
 
 
-def confusion_for(space: ClassSpace | None) -> ConfusionMatrix | LabelSetConfusion:
+def confusion_for(space: LabelSet | None) -> ConfusionMatrix | LabelSetConfusion:
     """The matrix that scores ``space``: the official one for the Cityscapes sets (and None)."""
     return ConfusionMatrix() if space is None or space.is_cityscapes else LabelSetConfusion(space)

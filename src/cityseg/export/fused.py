@@ -12,8 +12,9 @@ never by re-running tf2onnx::
       -> [round(top-class probability x 255) -> nearest resize -> Cast uint8 = confidence N x Hc x Wc]
 
 Nearest resizes reproduce OpenCV's INTER_NEAREST_EXACT (what the unfused path runs) index for index
-(:meth:`GraphBuilder.nearest`), so the mask is byte-identical to upsampling the same class map on the CPU. uint8 appears only at the graph's input
-and outputs (TensorRT 10 allows it there, not inside); in between everything is float32 or int64.
+(:meth:`GraphBuilder.nearest`), so the mask is byte-identical to upsampling the same class map on
+the CPU. uint8 appears only at the graph's input and outputs (TensorRT 10 allows it there, not
+inside); in between everything is float32 or int64.
 """
 
 from __future__ import annotations
@@ -302,7 +303,8 @@ def build_fused(source, card: ModelCard, artifact: Artifact, camera: CameraInput
     plan = resize_plan(card.resize, camera.size, network)
     if confidence and artifact.output == "argmax" and not artifact.confidence:
         raise ExportError(f"{artifact.path} outputs class ids without a confidence output, so the fused graph "
-                          "cannot give one; build it from the scores model (export model.onnx first) or drop --confidence")
+                          "cannot give one; build it from the scores model (export model.onnx first) or "
+                          "drop --confidence")
     model = with_opset(source, max(plan.opset, MIN_OPSET))
     opset = default_opset(model)
     io = network_io(model, artifact, shapes)

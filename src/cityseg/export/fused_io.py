@@ -13,10 +13,11 @@ import logging
 import numpy as np
 
 from cityseg.bundle import Artifact, Bundle, CameraInput, framework_versions
-from cityseg.export import fused, parity, trt_compat
+from cityseg.export import fused, parity
 from cityseg.export.errors import ExportError, ParityError
 from cityseg.export.onnx import io_details, onnxruntime_runner, refuse_overwrite
 from cityseg.fileio import atomic_path, sha256_file
+from cityseg.tensorrt import compat as trt_compat
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def check_confidence(bundle: Bundle, source_key: str, path, frames: list[np.ndar
                      target) -> dict:
     """Fused confidence vs the unfused path's (top-class probability x 255, nearest-upsampled):
     share of pixels within CONFIDENCE_TOLERANCE; ParityError below CONFIDENCE_AGREEMENT."""
-    from cityseg import scores
+    from cityseg.bundle import outputs as model_outputs
     from cityseg.inference.postprocess import upsample_nearest
 
     card, artifact = bundle.card, bundle.card.artifacts[source_key]
@@ -100,11 +101,12 @@ def check_confidence(bundle: Bundle, source_key: str, path, frames: list[np.ndar
     for frame in frames:
         raw = run(card.preprocess([frame]))
         if artifact.output == "argmax":
-            low = scores.standardize_confidence(raw, artifact.output_layout, (card.input_height, card.input_width))[0]
+            size = (card.input_height, card.input_width)
+            low = model_outputs.standardize_confidence(raw, artifact.output_layout, size)[0]
         else:
-            canonical, kind = scores.standardize(raw, artifact.output, artifact.output_layout,
+            canonical, kind = model_outputs.standardize(raw, artifact.output, artifact.output_layout,
                                                  (card.input_height, card.input_width))
-            low = scores.top_probability(canonical[0], kind)
+            low = model_outputs.top_probability(canonical[0], kind)
         expected = upsample_nearest(low, *camera.size).astype(int)
         diff = np.abs(expected - fused_run(frame[None])[0].astype(int))
         within += int((diff <= CONFIDENCE_TOLERANCE).sum())
@@ -144,7 +146,8 @@ def export_fused(bundle: Bundle, camera: CameraInput, *, confidence: bool = Fals
     with atomic_path(target) as tmp:
         onnx.save(proto, str(tmp))
         report = parity.check_camera_parity(
-            onnxruntime_runner(source_path), artifact, bundle.card, fused_runner(tmp, camera_order=camera.channel_order),
+            onnxruntime_runner(source_path), artifact, bundle.card,
+            fused_runner(tmp, camera_order=camera.channel_order),
             frames, reference=f"onnxruntime:{source_path.name}+cpu-io", candidate=f"onnxruntime:{filename}",
             precision="fp32", frame_source=frame_source)
         parity.require_parity(report, target)

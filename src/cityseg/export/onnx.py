@@ -17,9 +17,10 @@ import numpy as np
 
 from cityseg.bundle import Artifact, Bundle, ModelCard
 from cityseg.errors import BundleError
-from cityseg.export import parity, trt_compat
+from cityseg.export import parity
 from cityseg.export.errors import ExportError, ParityError
 from cityseg.fileio import atomic_path, sha256_file
+from cityseg.tensorrt import compat as trt_compat
 
 log = logging.getLogger(__name__)
 
@@ -251,13 +252,13 @@ def onnxruntime_runner(path: Path, output: str | None = None):
 def check_confidence(reference, source_kind: str, exported, batch: np.ndarray, target: Path) -> dict:
     """Compare the exported confidence output with the source's top-class probability x 255;
     ParityError when any pixel is off by more than CONFIDENCE_TOLERANCE."""
-    from cityseg import scores
+    from cityseg.bundle import outputs as model_outputs
 
     worst = 0
     for start in range(0, len(batch), parity.chunk_frames(batch.shape[1], batch.shape[2])):
         part = batch[start:start + parity.chunk_frames(batch.shape[1], batch.shape[2])]
         source = np.asarray(reference(part))
-        expected = np.stack([scores.top_probability(s, source_kind) for s in source]).astype(int)
+        expected = np.stack([model_outputs.top_probability(s, source_kind) for s in source]).astype(int)
         worst = max(worst, int(np.abs(expected - np.asarray(exported(part)).astype(int)).max()))
     if worst > CONFIDENCE_TOLERANCE:
         raise ParityError(f"{target}: refused - the confidence output differs from the source's top-class "

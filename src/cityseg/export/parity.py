@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
-from cityseg import scores
 from cityseg.bundle import ModelCard
+from cityseg.bundle import outputs as model_outputs
 from cityseg.errors import InputError
 from cityseg.export.errors import ParityError
 
@@ -144,12 +144,6 @@ def structured_frame(rng: np.random.Generator, height: int, width: int) -> np.nd
     return np.clip(frame + noise, 0, 255).astype(np.uint8)
 
 
-def run_in_chunks(run: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, size: int | None = None) -> np.ndarray:
-    """``run`` over ``batch`` in chunks of ``size`` frames (default: by pixels), outputs concatenated."""
-    size = size or chunk_frames(batch.shape[1], batch.shape[2])
-    return np.concatenate([np.asarray(run(batch[i:i + size])) for i in range(0, len(batch), size)])
-
-
 def class_ids(output: np.ndarray, kind: str) -> np.ndarray:
     """NxHxWxC scores or NxHxW class ids -> NxHxW int class ids."""
     if kind == "argmax":
@@ -238,11 +232,11 @@ def check_parity(run_reference: Callable[[np.ndarray], np.ndarray], reference_ki
 
 def canonical_runner(run: Callable[[np.ndarray], np.ndarray], artifact, card: ModelCard):
     """(batch -> canonical output, its kind) for an artifact of any layout, kind and stride
-    (:func:`cityseg.scores.standardize`); our own NHWC full-size outputs pass through unchanged."""
+    (:func:`cityseg.bundle.outputs.standardize`); our own NHWC full-size outputs pass through unchanged."""
     size = (card.input_height, card.input_width)
 
     def canonical(batch: np.ndarray) -> np.ndarray:
-        return scores.standardize(run(batch), artifact.output, artifact.output_layout, size)[0]
+        return model_outputs.standardize(run(batch), artifact.output, artifact.output_layout, size)[0]
 
     kind = "argmax" if artifact.output == "argmax" else ("probabilities" if artifact.output == "sigmoid"
                                                          else artifact.output)

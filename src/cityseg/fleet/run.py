@@ -18,8 +18,16 @@ from pathlib import Path
 from cityseg.errors import CitysegError
 from cityseg.fileio import write_json_atomic
 from cityseg.fleet.actors import TEST_KILL_ENV, BagWorker, ProgressBoard
-from cityseg.fleet.plan import (BagTask, ReplayOptions, bag_name, clear_stale_staging, count_frames, decide,
-                                input_identity, model_identity)
+from cityseg.fleet.plan import (
+    BagTask,
+    ReplayOptions,
+    bag_name,
+    clear_stale_staging,
+    count_frames,
+    decide,
+    input_identity,
+    model_identity,
+)
 from cityseg.fleet.summary import SUMMARY_FILE, build_summary, failed_result, skipped_result
 
 INSTALL_HINT = ("cityseg fleet needs Ray, which is not installed here: pip install 'cityseg[fleet]' "

@@ -16,17 +16,18 @@ import cv2
 import numpy as np
 
 _ARGMAX_MIN_ROWS = 64
+_ARGMAX_WORKERS = max(1, min(4, os.cpu_count() or 1))
+"""Threads of the argmax pool (kept here: ThreadPoolExecutor has no public worker count)."""
 
 
 @lru_cache(maxsize=1)
 def _pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)),
-                              thread_name_prefix="cityseg-argmax")
+    return ThreadPoolExecutor(max_workers=_ARGMAX_WORKERS, thread_name_prefix="cityseg-argmax")
 
 
 def _row_bands(rows: int, min_rows: int) -> list[slice]:
     """Split ``rows`` into one band per pool worker (a single band when too small to pay off)."""
-    workers = _pool()._max_workers
+    workers = _ARGMAX_WORKERS
     if workers == 1 or rows < 2 * min_rows:
         return [slice(0, rows)]
     bounds = np.linspace(0, rows, workers + 1, dtype=int)

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
-from cityseg import scores
 from cityseg.bundle import Bundle
+from cityseg.bundle import outputs as model_outputs
 from cityseg.errors import BundleError, CitysegError, InputError
 from cityseg.inference import postprocess
 from cityseg.inference.backends import open_backend
-from cityseg.labels import ClassSpace, class_space, conversion_lut
+from cityseg.labels import LabelSet, class_space, conversion_lut
 from cityseg.preprocess import to_channel_order
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class Segmentation:
     """uint8 class ids at network resolution (at the frame's for a fused-I/O model), in the requested id space."""
     frame_size: tuple[int, int]
     """(height, width) of the input frame."""
-    space: ClassSpace
+    space: LabelSet
     timings: dict[str, float] = field(default_factory=dict)
     """Milliseconds per stage (the batch's share for batched calls)."""
     confidence_source: ConfidenceSource | None = field(default=None, repr=False)
@@ -72,7 +72,7 @@ class Segmentation:
         ConfidenceUnavailable for argmax-only models (check :attr:`has_confidence`)."""
         return postprocess.upsample_nearest(self.confidence_low, *self.frame_size)
 
-    def resized(self, frame_size: tuple[int, int]) -> "Segmentation":
+    def resized(self, frame_size: tuple[int, int]) -> Segmentation:
         """The same result at another output size (mask, confidence and colours follow it)."""
         source = self.confidence_source
         if source is not None and "confidence_low" in self.__dict__:
@@ -173,9 +173,9 @@ class Segmenter:
         """A raw backend output -> (NxHxWxC scores or NxHxW ids at the input size, their kind)."""
         artifact = self.backend.artifact
         try:
-            canonical, kind = scores.standardize(output, artifact.output, artifact.output_layout,
+            canonical, kind = model_outputs.standardize(output, artifact.output, artifact.output_layout,
                                                  self.input_size)
-        except scores.OutputError as exc:
+        except model_outputs.OutputError as exc:
             raise BundleError(f"{self.backend.path}: {exc}; the card ({artifact.output}, "
                               f"{artifact.output_layout}) and the model file do not belong together") from None
         if not self._checked:
@@ -226,13 +226,13 @@ class Segmenter:
         if confidence is not None:
             layout = self.backend.artifact.output_layout
             try:
-                low = scores.standardize_confidence(confidence, layout, self.input_size)
-            except scores.OutputError as exc:
+                low = model_outputs.standardize_confidence(confidence, layout, self.input_size)
+            except model_outputs.OutputError as exc:
                 raise BundleError(f"{self.backend.path}: confidence output: {exc}") from None
             return list(low)
         if kind == "argmax":
             return [None] * n
-        return [lambda s=canonical[i]: scores.top_probability(s, kind) for i in range(n)]
+        return [lambda s=canonical[i]: model_outputs.top_probability(s, kind) for i in range(n)]
 
     def _segment_fused(self, frames: Sequence[np.ndarray], channel_order: str) -> list[Segmentation]:
         """Camera-size frames -> the fused graph -> masks (and confidence) already at frame resolution."""

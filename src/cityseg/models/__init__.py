@@ -17,7 +17,7 @@ layers with Keras, so ``keras.saving.load_model`` can read saved models.
 from __future__ import annotations
 
 import inspect
-from typing import Callable
+from collections.abc import Callable
 
 from cityseg.models.common import ModelError
 from cityseg.models.layers import ScheduledDropout, dropout_layers, set_dropout_rate

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import keras
 
-from cityseg.models.common import (check_input_shape, check_positive, check_rate, conv_bn_relu,
-                                   separable_bn_relu)
+from cityseg.models.common import check_input_shape, check_positive, check_rate, conv_bn_relu, separable_bn_relu
 from cityseg.models.layers import FixedResample, ScheduledDropout
 
 PYRAMID_BINS = (1, 2, 3, 6)

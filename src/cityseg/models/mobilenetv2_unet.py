@@ -15,8 +15,15 @@ from pathlib import Path
 
 import keras
 
-from cityseg.models.common import (ModelError, check_input_shape, check_positive, check_rate,
-                                   light_decoder_step, separable_bn_relu, softmax_head)
+from cityseg.models.common import (
+    ModelError,
+    check_input_shape,
+    check_positive,
+    check_rate,
+    light_decoder_step,
+    separable_bn_relu,
+    softmax_head,
+)
 
 SKIP_LAYERS = ("block_1_expand_relu", "block_3_expand_relu", "block_6_expand_relu",
                "block_13_expand_relu")

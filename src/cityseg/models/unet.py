@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import keras
 
-from cityseg.models.common import (check_choice, check_input_shape, check_positive, check_rate,
-                                   softmax_head)
+from cityseg.models.common import check_choice, check_input_shape, check_positive, check_rate, softmax_head
 from cityseg.models.layers import ScheduledDropout
 
 UPSAMPLING = ("transpose", "resize")

@@ -10,8 +10,15 @@ from __future__ import annotations
 
 import keras
 
-from cityseg.models.common import (check_input_shape, check_positive, check_rate, conv_bn_relu,
-                                   light_decoder_step, separable_bn_relu, softmax_head)
+from cityseg.models.common import (
+    check_input_shape,
+    check_positive,
+    check_rate,
+    conv_bn_relu,
+    light_decoder_step,
+    separable_bn_relu,
+    softmax_head,
+)
 from cityseg.models.layers import ScheduledDropout
 
 

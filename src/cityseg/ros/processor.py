@@ -13,8 +13,9 @@ from typing import Any, Collection, Sequence
 
 import numpy as np
 
+from cityseg import labels
 from cityseg.bundle import Bundle
-from cityseg.errors import BundleError, InputError
+from cityseg.errors import InputError
 from cityseg.inference import Segmentation, Segmenter, postprocess
 from cityseg.preprocess import resize_image
 from cityseg.ros.images import DecodedImage, decode_message, encode_compressed
@@ -253,12 +254,5 @@ class OutputWriter:
 
 
 def mask_id_space(wanted: str | None, bundle: Bundle) -> str | None:
-    """The id space to build the Segmenter with: 'auto' is labelid for Cityscapes models (the ids of
-    ``*_labelIds.png``) and the bundle's own label set (None) otherwise."""
-    space = bundle.card.space
-    if wanted == "auto":
-        return "labelid" if space.is_cityscapes else None
-    if wanted is not None and not space.is_cityscapes:
-        raise BundleError(f"{bundle.path}: id_space {wanted!r} needs a Cityscapes model, but this bundle's "
-                          f"label set is {space.name!r}; use id_space 'auto' (its own ids)")
-    return wanted
+    """The id space to build the Segmenter with (:func:`cityseg.labels.mask_id_space`, the one rule)."""
+    return labels.mask_id_space(wanted, bundle.card.space, where=str(bundle.path), option="id_space")

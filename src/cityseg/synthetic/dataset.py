@@ -15,18 +15,18 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator, Mapping
 
 import cv2
 import numpy as np
 
 from cityseg.data.cityscapes import DatasetError
-from cityseg.synthetic.render import render_world
-from cityseg.synthetic.street import make_world
 from cityseg.fileio import write_json_atomic, write_png
 from cityseg.labels import class_space
+from cityseg.synthetic.render import render_world
+from cityseg.synthetic.street import make_world
 
 DEFAULT_SIZE = (1024, 512)
 """(width, height) of generated images: half the Cityscapes resolution, twice the default

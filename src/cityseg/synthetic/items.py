@@ -9,9 +9,25 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cityseg.synthetic.geometry import (BICYCLE, BUILDING, CAR, MOTORCYCLE, NEAR, PERSON, POLE, RIDER,
-                                        TRAFFIC_LIGHT, TRAFFIC_SIGN, VEGETATION, WALL, Canvas, Color, View,
-                                        draw_box, shade)
+from cityseg.synthetic.geometry import (
+    BICYCLE,
+    BUILDING,
+    CAR,
+    MOTORCYCLE,
+    NEAR,
+    PERSON,
+    POLE,
+    RIDER,
+    TRAFFIC_LIGHT,
+    TRAFFIC_SIGN,
+    VEGETATION,
+    WALL,
+    Canvas,
+    Color,
+    View,
+    draw_box,
+    shade,
+)
 
 
 @dataclass

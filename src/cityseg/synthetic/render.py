@@ -19,9 +19,27 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from cityseg.synthetic.geometry import (BUILDING, EGO, FAR, FENCE, NEAR, PARKING, ROAD, SHIFT, SIDEWALK,
-                                        SKY, TERRAIN, VEGETATION, WALL, Camera, Canvas, Color, View,
-                                        fixed_point, shade)
+from cityseg.synthetic.geometry import (
+    BUILDING,
+    EGO,
+    FAR,
+    FENCE,
+    NEAR,
+    PARKING,
+    ROAD,
+    SHIFT,
+    SIDEWALK,
+    SKY,
+    TERRAIN,
+    VEGETATION,
+    WALL,
+    Camera,
+    Canvas,
+    Color,
+    View,
+    fixed_point,
+    shade,
+)
 from cityseg.synthetic.items import Item
 
 # Per-class texture strength: fine grain and large blotches (multiplicative, in image units).

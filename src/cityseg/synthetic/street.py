@@ -12,8 +12,23 @@ import colorsys
 
 import numpy as np
 
-from cityseg.synthetic.geometry import (BUILDING, BUS, CAR, FAR, FENCE, PARKING, ROAD, SIDEWALK,
-                                        TERRAIN, TRUCK, VEGETATION, WALL, Camera, Color, shade)
+from cityseg.synthetic.geometry import (
+    BUILDING,
+    BUS,
+    CAR,
+    FAR,
+    FENCE,
+    PARKING,
+    ROAD,
+    SIDEWALK,
+    TERRAIN,
+    TRUCK,
+    VEGETATION,
+    WALL,
+    Camera,
+    Color,
+    shade,
+)
 from cityseg.synthetic.items import Building, PoleItem, Slab, Tree, Vehicle, Walker
 from cityseg.synthetic.render import World
 

@@ -1,75 +1,30 @@
 """Keras callbacks of a training run: checkpoints + run state, schedules, plots, NaN guard.
 
-The run state (``checkpoints/state.json``) is what ``--resume`` reads: epochs done, optimizer
-step, best metric, history so far. Checkpoints and state are written atomically (temp file +
-rename), ``last.keras`` before ``state.json``, so a run killed at any moment leaves a loadable
-``last.keras`` and a state that does not claim more than it holds.
+The run state itself (:class:`~cityseg.training.run_state.RunState`, what ``--resume`` reads) is
+:mod:`cityseg.training.run_state`, free of Keras. Checkpoints and state are written atomically
+(temp file + rename), ``last.keras`` before ``state.json``, so a run killed at any moment leaves a
+loadable ``last.keras`` and a state that does not claim more than it holds.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import keras
 import numpy as np
 
-from cityseg.config import ConfigError, from_mapping, to_mapping
-from cityseg.errors import CitysegError
-from cityseg.fileio import atomic_path, write_json_atomic
+from cityseg.fileio import atomic_path
 from cityseg.models import dropout_layers, set_dropout_rate
 from cityseg.preprocess import Normalization, normalize
 from cityseg.training.plots import plot_history, plot_predictions
+from cityseg.training.run_state import BEST_CHECKPOINT, LAST_CHECKPOINT, MONITOR, STATE_FILE, RunState, TrainingError
 from cityseg.training.schedules import dropout_rate_at
 
 log = logging.getLogger(__name__)
-
-LAST_CHECKPOINT = "last.keras"
-BEST_CHECKPOINT = "best.keras"
-STATE_FILE = "state.json"
-
-
-class TrainingError(CitysegError):
-    """A training run cannot start, resume or continue."""
-
-
-@dataclass
-class RunState:
-    """What a run has done so far; saved as ``checkpoints/state.json`` after every epoch."""
-
-    epochs_done: int = 0
-    iterations: int = 0
-    """Optimizer steps done (the learning-rate schedule's clock)."""
-    monitor: str = "val_miou"
-    best_value: float | None = None
-    best_epoch: int | None = None
-    """1-based number of the epoch that gave ``best_value``."""
-    dropout_rate: float | None = None
-    """Rate set by the dropout schedule (None: the model's own rate)."""
-    train_seconds: float = 0.0
-    normalization: dict[str, Any] | None = None
-    """The Normalization fitted on the training split at the start of the run."""
-    history: list[dict[str, float]] = field(default_factory=list)
-    """One record of logged values per completed epoch (Keras' 0-based ``epoch`` included)."""
-
-    def save(self, path: Path) -> None:
-        write_json_atomic(path, to_mapping(self))
-
-    @classmethod
-    def load(cls, path: Path) -> "RunState":
-        try:
-            raw = json.loads(Path(path).read_text())
-            return from_mapping(cls, raw, where=str(path))
-        except (OSError, json.JSONDecodeError, ConfigError) as exc:
-            raise TrainingError(f"{path}: cannot read the run state ({exc}); the run directory is "
-                                "damaged - start a new run, or pass --force to restart this one") from None
-
 
 def _scalars(logs: dict | None) -> dict[str, float]:
     return {k: float(v) for k, v in (logs or {}).items() if np.ndim(v) == 0}
@@ -207,7 +162,7 @@ class PredictionPreview(keras.callbacks.Callback):
             return
         scores = np.asarray(self.model.predict_on_batch(self.inputs))
         predictions = scores.argmax(axis=-1).astype(np.uint8)
-        miou = (logs or {}).get("val_miou")
+        miou = (logs or {}).get(MONITOR)
         title = f"epoch {epoch + 1}" + (f" - val mIoU {float(miou):.3f}" if miou is not None else "")
         plot_predictions(self.images, self.labels, predictions, self.palette,
                          self.directory / f"epoch_{epoch + 1:03d}.png", title)

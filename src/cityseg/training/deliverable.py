@@ -7,14 +7,14 @@ from typing import Any
 from cityseg.bundle import Artifact, Bundle, ModelCard, class_fields, framework_versions
 from cityseg.config import TrainConfig, to_mapping
 from cityseg.fileio import atomic_path
-from cityseg.labels import ClassSpace
-from cityseg.training.callbacks import RunState
+from cityseg.labels import LabelSet
 from cityseg.training.model_setup import build_run_model
 from cityseg.training.run_data import RunData
 from cityseg.training.run_dir import RunPaths
+from cityseg.training.run_state import RunState
 
 
-def write_bundle(paths: RunPaths, cfg: TrainConfig, space: ClassSpace, state: RunState,
+def write_bundle(paths: RunPaths, cfg: TrainConfig, space: LabelSet, state: RunState,
                  data: RunData, *, mixed: bool, replicas: int) -> Bundle:
     """Write ``bundle/`` from the best checkpoint: a float32 model.keras and its model card."""
     checkpoint = paths.best if paths.best.is_file() else paths.last
@@ -34,7 +34,7 @@ def write_bundle(paths: RunPaths, cfg: TrainConfig, space: ClassSpace, state: Ru
     return Bundle.create(paths.bundle, card, overwrite=True)
 
 
-def card_metrics(state: RunState, split: str, space: ClassSpace) -> dict[str, Any]:
+def card_metrics(state: RunState, split: str, space: LabelSet) -> dict[str, Any]:
     """Validation metrics of the best epoch, plus the per-epoch validation curves."""
     best = state.history[state.best_epoch - 1] if state.best_epoch else {}
     metrics: dict[str, Any] = {k[len("val_"):]: v for k, v in best.items() if k.startswith("val_")}

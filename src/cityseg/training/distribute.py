@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from cityseg.training.callbacks import TrainingError
+from cityseg.training.fence import check_versions
+from cityseg.training.run_state import TrainingError
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +231,8 @@ def broadcast_from_chief(strategy, values, chief_index: int = 0) -> np.ndarray:
 
 
 def adapt_to_strategy(model, dataset, strategy) -> None:
-    """Work around two Keras 3 (<= 3.15) gaps with several replicas; a no-op with one.
+    """Work around two Keras 3 (<= 3.15, see :mod:`cityseg.training.fence`) gaps with several
+    replicas; a no-op with one.
 
     1. ``fit`` builds metric/loss/optimizer state from a first batch that it *reduces across
        replicas*, which fails under MultiWorkerMirroredStrategy ("Attempt to convert a value
@@ -243,6 +245,7 @@ def adapt_to_strategy(model, dataset, strategy) -> None:
     """
     if strategy.num_replicas_in_sync == 1 and num_workers(strategy) == 1:
         return
+    check_versions("training with several replicas (cityseg.training.distribute.adapt_to_strategy)")
     with strategy.scope():
         model._symbolic_build(data_batch=dataset.element_spec)
     model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None

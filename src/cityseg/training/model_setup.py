@@ -6,13 +6,14 @@ import logging
 from pathlib import Path
 
 from cityseg.config import ConfigError, OptimizerConfig, TrainConfig
-from cityseg.labels import ClassSpace
-from cityseg.training.callbacks import STATE_FILE, RunState, TrainingError
+from cityseg.labels import LabelSet
+from cityseg.training.fence import check_versions
+from cityseg.training.run_state import STATE_FILE, RunState, TrainingError
 
 log = logging.getLogger(__name__)
 
 
-def build_run_model(cfg: TrainConfig, space: ClassSpace, *, sync_batchnorm: bool = False):
+def build_run_model(cfg: TrainConfig, space: LabelSet, *, sync_batchnorm: bool = False):
     """The configured architecture with the configured BatchNorm momentum (float32 or the dtype
     policy in force). ``sync_batchnorm``: batch statistics over all replicas (the global batch)."""
     from cityseg.models import build_model
@@ -28,14 +29,16 @@ def build_run_model(cfg: TrainConfig, space: ClassSpace, *, sync_batchnorm: bool
 
 
 def batchnorm_layers(model) -> list:
-    """Every BatchNormalization layer of ``model``, nested ones included."""
+    """Every BatchNormalization layer of ``model``, nested ones included (through the private
+    ``_flatten_layers``: Keras has no public recursive walk; see :mod:`cityseg.training.fence`)."""
     import keras
 
+    check_versions("finding nested BatchNormalization layers (cityseg.training.model_setup.batchnorm_layers)")
     return [layer for layer in model._flatten_layers(include_self=False)
             if isinstance(layer, keras.layers.BatchNormalization)]
 
 
-def build_and_compile(cfg: TrainConfig, space: ClassSpace, *, steps_per_epoch: int, class_weights,
+def build_and_compile(cfg: TrainConfig, space: LabelSet, *, steps_per_epoch: int, class_weights,
                       sync_batchnorm: bool = False):
     """Build the run's model and compile it with loss, optimizer (+ LR schedule) and metrics."""
     from cityseg.training.losses import make_loss

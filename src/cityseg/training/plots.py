@@ -6,8 +6,8 @@ written atomically, so a viewer refreshing the PNG never sees a half-written fil
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 

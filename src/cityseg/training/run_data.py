@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from cityseg.config import TrainConfig, from_mapping, to_mapping
-from cityseg.labels import ClassSpace
+from cityseg.labels import LabelSet
 from cityseg.preprocess import Normalization
-from cityseg.training.callbacks import RunState, TrainingError
+from cityseg.training.run_state import RunState, TrainingError
 
 
 @dataclass
@@ -42,7 +43,7 @@ def compute_here(compute: Callable[[], Any], size: int) -> np.ndarray:
     return np.asarray(compute(), dtype=np.float64).reshape(size)
 
 
-def prepare_data(cfg: TrainConfig, space: ClassSpace, state: RunState, *, progress: bool = True,
+def prepare_data(cfg: TrainConfig, space: LabelSet, state: RunState, *, progress: bool = True,
                  share: Share = compute_here) -> RunData:
     """Splits -> normalisation (fitted on train) -> class weights -> tf.data datasets.
 

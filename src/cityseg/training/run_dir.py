@@ -25,11 +25,7 @@ import yaml
 from cityseg.bundle import CARD_FILE
 from cityseg.config import TrainConfig, load_train_config, to_mapping
 from cityseg.fileio import write_bytes_atomic
-from cityseg.training.callbacks import (BEST_CHECKPOINT, LAST_CHECKPOINT, STATE_FILE, RunState,
-                                        TrainingError)
-
-MONITOR = "val_miou"
-"""The validation metric that selects the best checkpoint (higher is better)."""
+from cityseg.training.run_state import BEST_CHECKPOINT, LAST_CHECKPOINT, MONITOR, STATE_FILE, RunState, TrainingError
 
 RESUME_MAY_CHANGE = ("epochs", "data.root", "data.cache_dir", "tensorboard", "preview_count")
 """Config keys that may differ between a run and its resumption."""

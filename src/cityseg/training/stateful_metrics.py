@@ -1,6 +1,6 @@
 """Keras stateful metrics over a running confusion matrix: pixel accuracy, mean IoU, mean Dice.
 
-They score the network's class space (trainIds or labelIds) at training resolution, leaving out
+They score the network's label set (trainIds or labelIds) at training resolution, leaving out
 pixels labelled ``ignore_index``. A class whose IoU/Dice denominator is 0 (absent from both the
 labels and the predictions seen so far) is left out of the mean. The official Cityscapes score
 is :class:`cityseg.evaluation.scoring.ConfusionMatrix` (labelIds, full resolution).

@@ -13,20 +13,28 @@ import logging
 import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from cityseg.bundle import Bundle
 from cityseg.config import TrainConfig, to_mapping
 from cityseg.errors import CitysegError
-from cityseg.labels import ClassSpace
-from cityseg.training.callbacks import RunState, TrainingError
-from cityseg.training.distribute import (JOIN_TIMEOUT_S, WORKER_LOCAL_KEYS, agree,
-                                         broadcast_from_chief, config_digest, is_chief,
-                                         join_watchdog, make_strategy, num_workers)
+from cityseg.labels import LabelSet
+from cityseg.training.distribute import (
+    JOIN_TIMEOUT_S,
+    WORKER_LOCAL_KEYS,
+    agree,
+    broadcast_from_chief,
+    config_digest,
+    is_chief,
+    join_watchdog,
+    make_strategy,
+    num_workers,
+)
 from cityseg.training.run_data import RunData, Share, compute_here, prepare_data
-from cityseg.training.run_dir import (MONITOR, RunPaths, flatten, prepare_run_dir,
-                                      resumable_state, write_run_config)
+from cityseg.training.run_dir import RunPaths, flatten, prepare_run_dir, resumable_state, write_run_config
+from cityseg.training.run_state import MONITOR, RunState, TrainingError
 
 log = logging.getLogger(__name__)
 
@@ -125,12 +133,11 @@ def chief_shares(strategy) -> Share:
 
 
 def fit(cfg: TrainConfig, strategy, paths: RunPaths, shared: RunPaths, state: RunState,
-        data: RunData, space: ClassSpace, *, mixed: bool, extra_callbacks: Sequence[Any],
+        data: RunData, space: LabelSet, *, mixed: bool, extra_callbacks: Sequence[Any],
         progress: bool) -> None:
     """Build (or restore) the model under ``strategy`` and train it from ``state.epochs_done``."""
     from cityseg.training.distribute import adapt_to_strategy
-    from cityseg.training.model_setup import (build_and_compile, check_dropout_schedule,
-                                              restore_checkpoint)
+    from cityseg.training.model_setup import build_and_compile, check_dropout_schedule, restore_checkpoint
 
     replicas = strategy.num_replicas_in_sync
     with dtype_policy("mixed_float16" if mixed else "float32"):
@@ -185,7 +192,7 @@ def dtype_policy(name: str):
 # --------------------------------------------------------------------------------------------
 
 def make_callbacks(cfg: TrainConfig, paths: RunPaths, state: RunState, data: RunData,
-                   space: ClassSpace):
+                   space: LabelSet):
     """(NaN guard, the epoch's callbacks in the order they must run).
 
     Keras calls callbacks in list order at every hook, and each one depends on those before it:
@@ -205,9 +212,16 @@ def make_callbacks(cfg: TrainConfig, paths: RunPaths, state: RunState, data: Run
     """
     import keras
 
-    from cityseg.training.callbacks import (DropoutScheduler, GoodEpochCSVLogger, HistoryPlot,
-                                            LearningRateLogger, NonFiniteLossGuard,
-                                            PredictionPreview, RunCheckpoint, rewrite_history_csv)
+    from cityseg.training.callbacks import (
+        DropoutScheduler,
+        GoodEpochCSVLogger,
+        HistoryPlot,
+        LearningRateLogger,
+        NonFiniteLossGuard,
+        PredictionPreview,
+        RunCheckpoint,
+        rewrite_history_csv,
+    )
 
     guard = NonFiniteLossGuard()
     callbacks = [LearningRateLogger(), guard]

@@ -15,7 +15,7 @@ class Backend(abc.ABC):
     a fused-I/O artifact takes uint8 NxHxWx3 camera frames and returns uint8 class maps at camera size.
 
     Output is the artifact's own: scores ('probabilities'/'logits'/'sigmoid') or class indices
-    ('argmax'), in its ``output_layout`` and at its stride; :mod:`cityseg.scores` reads it.
+    ('argmax'), in its ``output_layout`` and at its stride; :mod:`cityseg.bundle.outputs` reads it.
     """
 
     name: ClassVar[str]
@@ -54,5 +54,5 @@ class Backend(abc.ABC):
         """One line naming the backend, the file and the device it runs on."""
         return f"{self.name} ({self.path.name})"
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (optional hook: a backend without device resources keeps this no-op)
         """Release device resources (optional)."""

@@ -3,20 +3,22 @@
 Before loading, the engine's sidecar is checked against this GPU, this TensorRT and the bundle's
 ONNX. If the engine was built elsewhere, a matching sibling engine in the bundle is used, or the
 engine is rebuilt from the ONNX (minutes, once; set CITYSEG_TENSORRT_REBUILD=0 to refuse instead;
-the converter is imported only then). The rules are :mod:`cityseg.engine_cache`, the runtime
-:mod:`cityseg.tensorrt_runtime`. The engine then runs with one execution context on one CUDA stream, from pinned host buffers,
-with the batch size set per call (the engine's optimisation profile bounds it; larger batches are
-split). Argmax-head engines return uint8 class maps, so one byte per pixel leaves the GPU.
+the converter is imported only then). The rules are :mod:`cityseg.tensorrt.engine_cache`, the
+runtime :mod:`cityseg.tensorrt.runtime`. The engine then runs with one execution context on one
+CUDA stream, from pinned host buffers, with the batch size set per call (the engine's optimisation
+profile bounds it; larger batches are split). Argmax-head engines return uint8 class maps, so one
+byte per pixel leaves the GPU.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from cityseg import engine_cache, tensorrt_runtime
 from cityseg.bundle import Bundle
 from cityseg.errors import BundleError
 from cityseg.inference.backends.base import Backend
+from cityseg.tensorrt import engine_cache
+from cityseg.tensorrt import runtime as tensorrt_runtime
 
 
 class TensorRTBackend(Backend):

@@ -1,40 +1,26 @@
-"""Model bundles: a directory with ``model.json`` (the model card) and the model files.
+"""The model card: ``model.json``, what a bundle's model is and how to feed and read it.
 
 The card records everything inference needs to preprocess exactly as in training (input size,
-channel order, resize method, normalisation), what the outputs mean (class space, class names,
-output kind) and where each artifact lives. Loading validates all of it.
-
-Layout::
-
-    <bundle>/model.json       the card (this module)
-    <bundle>/model.keras      written by the trainer
-    <bundle>/model.onnx       written by ``cityseg export --onnx``
-    <bundle>/*.engine         written by ``cityseg export --tensorrt``
-
-A bare bundle name (``unet_lite``, no path separator) is looked up in ``./models``, then
-``$CITYSEG_MODELS``, then the installed share directory (:func:`resolve_bundle`).
+channel order, resize method, normalisation), what the outputs mean (label set, class names,
+output kind) and where each artifact lives. Loading validates all of it. The directory that holds
+the card and the model files is :class:`cityseg.bundle.directory.Bundle`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
-import json
-import os
 import platform
-import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
 from cityseg import __version__
-from cityseg.config import ConfigError, from_mapping, to_mapping
-from cityseg.errors import BundleError
-from cityseg.fileio import write_json_atomic
-from cityseg.labels import ID_SPACES, ClassSpace, class_space, label_set_to_dict, parse_label_set
+from cityseg.config import to_mapping
+from cityseg.labels import ID_SPACES, LabelSet, class_space, label_set_to_dict, parse_label_set
 from cityseg.preprocess import RESIZE_METHODS, Normalization, normalize, prepare_frame, to_layout
 
 CARD_FILE = "model.json"
@@ -148,7 +134,7 @@ class ModelCard:
         expected = self.space.names
         if tuple(self.class_names) != expected:
             raise ValueError(f"class_names ({len(self.class_names)} names) do not match the "
-                             f"{self.space.name} class space ({len(expected)} classes: "
+                             f"{self.space.name} label set ({len(expected)} classes: "
                              f"{', '.join(expected[:3])}, ...)")
         if self.format_version > CARD_FORMAT_VERSION:
             raise ValueError(f"card format {self.format_version} is newer than this cityseg "
@@ -159,7 +145,7 @@ class ModelCard:
         return len(self.class_names)
 
     @cached_property
-    def space(self) -> ClassSpace:
+    def space(self) -> LabelSet:
         """The label set the model's class indices belong to."""
         if self.class_space == CUSTOM_SPACE:
             return parse_label_set(self.labels, "model card labels")
@@ -185,7 +171,7 @@ class ModelCard:
         return to_layout(normalize(batch, self.normalization), self.input_layout)
 
 
-def class_fields(space: ClassSpace, *, with_label_map: bool | None = None) -> dict[str, Any]:
+def class_fields(space: LabelSet, *, with_label_map: bool | None = None) -> dict[str, Any]:
     """The card fields that record ``space``: ``class_space``, ``class_names`` and, for a label set
     that is not a Cityscapes one, ``labels`` (for ``ModelCard(..., **class_fields(space))``).
 
@@ -207,118 +193,6 @@ def framework_versions(*packages: str) -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             continue
     return versions
-
-
-class Bundle:
-    """A model bundle directory and its validated card."""
-
-    def __init__(self, path: Path, card: ModelCard):
-        self.path = Path(path)
-        self.card = card
-
-    @classmethod
-    def load(cls, path: str | Path) -> "Bundle":
-        """Load and validate the bundle at ``path`` (a directory or its ``model.json``, or a bare
-        bundle name found by :func:`resolve_bundle`)."""
-        root = resolve_bundle(path)
-        if root.name == CARD_FILE:
-            root = root.parent
-        card_path = root / CARD_FILE
-        if not root.is_dir():
-            raise BundleError(f"{root}: no such model bundle directory; train one with "
-                              "`cityseg train` or `cityseg demo`, or check the path")
-        if not card_path.is_file():
-            raise BundleError(f"{root}: not a model bundle, {CARD_FILE} is missing")
-        try:
-            raw = json.loads(card_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise BundleError(f"{card_path}: corrupt model card ({exc}); restore it from the "
-                              "training run directory") from None
-        try:
-            card = from_mapping(ModelCard, raw, where=str(card_path))
-        except ConfigError as exc:
-            raise BundleError(f"invalid model card: {exc}") from None
-        bundle = cls(root, card)
-        for key, artifact in card.artifacts.items():
-            if not (root / artifact.path).is_file():
-                raise BundleError(f"{root / artifact.path}: the card lists artifact {key!r} but "
-                                  "the file is missing; copy the whole bundle directory, or "
-                                  "re-run `cityseg export` to recreate it")
-        return bundle
-
-    @classmethod
-    def create(cls, path: str | Path, card: ModelCard, *, overwrite: bool = False) -> "Bundle":
-        """Start a new bundle directory holding ``card``; refuse to replace one unless ``overwrite``."""
-        root = Path(path)
-        if (root / CARD_FILE).exists() and not overwrite:
-            raise BundleError(f"{root}: a model bundle already exists there; choose another "
-                              "output directory or pass --force to replace it")
-        root.mkdir(parents=True, exist_ok=True)
-        bundle = cls(root, card)
-        bundle.save()
-        return bundle
-
-    def save(self) -> None:
-        """Write the card atomically."""
-        write_json_atomic(self.path / CARD_FILE, self.card.to_dict())
-
-    def artifact_path(self, key: str) -> Path:
-        return self.path / self.card.artifacts[key].path
-
-    def artifacts(self, fmt: str) -> dict[str, Artifact]:
-        """The card's artifacts of one format (keras, onnx, tensorrt), in card order."""
-        return {k: a for k, a in self.card.artifacts.items() if a.format == fmt}
-
-    def add_artifact(self, key: str, artifact: Artifact) -> None:
-        """Record an artifact (its file must already be in place) and save the card."""
-        if not (self.path / artifact.path).is_file():
-            raise BundleError(f"{self.path / artifact.path}: cannot record a missing artifact")
-        self.card.artifacts[key] = artifact
-        self.save()
-
-    def __repr__(self) -> str:
-        return f"Bundle({str(self.path)!r}, {self.card.architecture}, {list(self.card.artifacts)})"
-
-
-def resolve_bundle(path: str | Path) -> Path:
-    """Where the bundle ``path`` is. A path with a separator (or ``.``, ``..``, ``model.json``) is
-    returned as given; a bare name is the first ``<dir>/<name>`` holding a model card among
-    :func:`bundle_dirs`, else ``./<name>``; BundleError naming every place searched when none is."""
-    text = os.fspath(path)
-    separators = {os.sep, os.altsep} - {None}
-    if any(s in text for s in separators) or text in ("", ".", "..", CARD_FILE):
-        return Path(path)
-    searched = []
-    for where, directory in bundle_dirs():
-        candidate = directory / text
-        if (candidate / CARD_FILE).is_file():
-            return candidate
-        searched.append(f"{candidate} ({where})")
-    if Path(text).is_dir():
-        return Path(text)
-    if not os.environ.get(MODELS_ENV):
-        searched.insert(1, f"${MODELS_ENV} (not set)")
-    searched.append(f"{Path(text).resolve()} (as a path)")
-    raise BundleError(f"{text}: no model bundle of that name; looked in\n  " + "\n  ".join(searched)
-                      + f"\nPut the bundle directory (with its {CARD_FILE}) in ./models/ (see models/README.md) "
-                      f"or in a folder named by {MODELS_ENV}, or give the bundle's path (e.g. ./{text})")
-
-
-def bundle_dirs() -> list[tuple[str, Path]]:
-    """The folders searched for bare bundle names, in order, as (why searched, folder)."""
-    dirs = [("./models", Path("models"))]
-    dirs += [(f"${MODELS_ENV}", Path(d)) for d in os.environ.get(MODELS_ENV, "").split(os.pathsep) if d]
-    dirs.append(("installed", Path(sys.prefix) / "share" / "cityseg" / "models"))
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        dirs.append(("ament share", Path(get_package_share_directory("cityseg")) / "models"))
-    except (ImportError, LookupError, ValueError, OSError):  # no ROS 2, AMENT_PREFIX_PATH unset
-        pass  # (rclpy from PyPI), or cityseg not in the ament index
-    unique = {}
-    for where, directory in dirs:
-        unique.setdefault(directory.resolve(), (where, directory))
-    return list(unique.values())
 
 
 def replace_card(card: ModelCard, **changes) -> ModelCard:

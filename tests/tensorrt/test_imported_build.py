@@ -6,14 +6,17 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper
 
-import cityseg.export.tensorrt as trt_export
+import cityseg.tensorrt.build as trt_export
 from cityseg.bundle import Bundle
-from cityseg.engine_cache import BatchProfile, EngineSidecar, Platform, sidecar_path
+from cityseg.bundle.importer import ImportOptions, import_onnx
 from cityseg.export import parity
 from cityseg.export.onnx import onnxruntime_runner
-from cityseg.importer import ImportOptions, import_onnx
 from cityseg.labels import class_space
-from test_import import H, RGB_MEAN, RGB_STD, W, conv_weights, save_model
+from cityseg.tensorrt.engine_cache import BatchProfile, EngineSidecar, Platform, sidecar_path
+
+from support import FOREIGN_H as H
+from support import FOREIGN_W as W
+from support import RGB_MEAN, RGB_STD, conv_weights, save_model
 
 RTX = Platform("10.3.0", "NVIDIA GeForce RTX 4090", "8.9")
 
@@ -67,7 +70,8 @@ def test_imported_bundle_builds_an_engine_in_its_own_layout(tmp_path, fake_tenso
     assert bundle.card.artifacts["onnx"].details["tensorrt_check"] == []
     result = trt_export.export_tensorrt(bundle, precision="fp32", profile=BatchProfile(1, 1, 2))
     assert result.built and result.report.passed and result.report.argmax_agreement == 1.0
-    assert fake_tensorrt["shapes"] == {"min": (1, 3, H, W), "opt": (1, 3, H, W), "max": (1, 3, H, W)}  # batch fixed at 1
+    # batch fixed at 1
+    assert fake_tensorrt["shapes"] == {"min": (1, 3, H, W), "opt": (1, 3, H, W), "max": (1, 3, H, W)}
     card = Bundle.load(bundle.path).card
     engine = card.artifacts[result.key]
     assert (engine.output, engine.output_layout) == ("logits", "NCHW")

@@ -2,15 +2,16 @@
 
 import re
 
+import numpy as np
 import pytest
 
-from cityseg.bench import study_postprocess, update_doc
+from cityseg.benchmarking.baseline import study_postprocess
+from cityseg.benchmarking.report import update_doc
 from cityseg.cli import main
 from cityseg.inference import postprocess
 from cityseg.labels import class_space
-from support import make_palette_bundle, painted_scene
 
-import numpy as np
+from support import make_palette_bundle, painted_scene
 
 
 def test_bench_bundle_with_baseline(tmp_path, capsys):

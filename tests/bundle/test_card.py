@@ -12,6 +12,7 @@ from cityseg.bundle import MODELS_ENV, Artifact, Bundle, ModelCard
 from cityseg.errors import BundleError
 from cityseg.inference import Segmenter
 from cityseg.labels import class_space
+
 from support import make_palette_bundle, palette_card
 
 
@@ -193,7 +194,7 @@ def test_custom_label_card_roundtrip_and_nchw_preprocess(tmp_path):
 @pytest.mark.parametrize("changes, message", [
     ({"class_space": "custom"}, "needs the card's 'labels'"),
     ({"class_space": "custom", "labels": {"classes": []}}, "non-empty list"),
-    ({"class_space": "custom", "labels": LANE_LABELS}, "do not match the lane class space"),
+    ({"class_space": "custom", "labels": LANE_LABELS}, "do not match the lane label set"),
 ])
 def test_custom_cards_are_validated(changes, message):
     fields = dict(name="x", architecture="a", input_height=8, input_width=16, class_space="trainid",

@@ -1,12 +1,12 @@
 """TensorRT 10 engines from a bundle's ONNX: build (FP32/FP16/INT8), check, record in the card.
 
 The build uses the ONNX parser, one optimisation profile for the batch range, FP16, or INT8 with
-an entropy calibrator over ``--calib-images`` (:mod:`cityseg.export.calibration`, its cache kept
+an entropy calibrator over ``--calib-images`` (:mod:`cityseg.tensorrt.calibration`, its cache kept
 beside the engine), a timing cache file and a workspace limit. A fresh engine is checked for
 parity against ONNX Runtime before it is written with its sidecar.
 
-Engine names, sidecars and the rebuild-or-refuse rules live in :mod:`cityseg.engine_cache`; the
-CUDA runtime and :class:`~cityseg.tensorrt_runtime.EngineRunner` in :mod:`cityseg.tensorrt_runtime`
+Engine names, sidecars and the rebuild-or-refuse rules live in :mod:`cityseg.tensorrt.engine_cache`; the
+CUDA runtime and :class:`~cityseg.tensorrt.runtime.EngineRunner` in :mod:`cityseg.tensorrt.runtime`
 (the inference backend uses those two without importing this module).
 """
 
@@ -20,16 +20,25 @@ from pathlib import Path
 import numpy as np
 
 from cityseg.bundle import Artifact, Bundle, ModelCard
-from cityseg.engine_cache import (PRECISIONS, BatchProfile, EngineSidecar, calibration_cache_path,
-                                  engine_decision, engine_filename, engine_key, sidecar_path,
-                                  timing_cache_path, write_engine)
 from cityseg.errors import InputError
 from cityseg.export import parity
-from cityseg.export.calibration import DEFAULT_CALIB_BATCH, DEFAULT_CALIB_LIMIT, calibrator_for
 from cityseg.export.errors import ExportError
 from cityseg.export.onnx import onnx_artifact, onnxruntime_runner
 from cityseg.fileio import sha256_file, write_bytes_atomic
-from cityseg.tensorrt_runtime import EngineRunner, current_platform, runtime_unavailable_reason, trt_logger
+from cityseg.tensorrt.calibration import DEFAULT_CALIB_BATCH, DEFAULT_CALIB_LIMIT, calibrator_for
+from cityseg.tensorrt.engine_cache import (
+    PRECISIONS,
+    BatchProfile,
+    EngineSidecar,
+    calibration_cache_path,
+    engine_decision,
+    engine_filename,
+    engine_key,
+    sidecar_path,
+    timing_cache_path,
+    write_engine,
+)
+from cityseg.tensorrt.runtime import EngineRunner, current_platform, runtime_unavailable_reason, trt_logger
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +58,8 @@ class EngineResult:
 
 
 def export_tensorrt(bundle: Bundle, *, precision: str = "fp16", argmax_head: bool = False,
-                    onnx_key: str | None = None, calib_images: Path | None = None, calib_batch: int = DEFAULT_CALIB_BATCH,
+                    onnx_key: str | None = None, calib_images: Path | None = None,
+                    calib_batch: int = DEFAULT_CALIB_BATCH,
                     calib_limit: int | None = DEFAULT_CALIB_LIMIT, profile: BatchProfile = BatchProfile(),
                     workspace_mb: int = DEFAULT_WORKSPACE_MB, force: bool = False, rebuild: bool = True,
                     frames: list[np.ndarray] | None = None) -> EngineResult:
@@ -110,7 +120,7 @@ def export_tensorrt(bundle: Bundle, *, precision: str = "fp16", argmax_head: boo
 def rebuild_engine(bundle: Bundle, preferred: str) -> str:
     """Rebuild engine artifact ``preferred`` for this machine from its ONNX, with the settings its
     card entry records (precision, batch profile, workspace, calibration batch); returns the new key.
-    The TensorRT backend calls this (through :func:`cityseg.engine_cache.resolve_engine`)."""
+    The TensorRT backend calls this (through :func:`cityseg.tensorrt.engine_cache.resolve_engine`)."""
     details = bundle.card.artifacts[preferred].details
     result = export_tensorrt(bundle, precision=details.get("precision", "fp16"),
                              onnx_key=details.get("onnx_artifact") or "onnx",

@@ -2,21 +2,21 @@
 
 Calibration images are preprocessed exactly as the model card says (the same entry point as
 inference); the entropy calibrator copies each batch to the GPU and keeps TensorRT's cache
-beside the engines (named by :func:`cityseg.engine_cache.calibration_cache_path`).
+beside the engines (named by :func:`cityseg.tensorrt.engine_cache.calibration_cache_path`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from cityseg.bundle import ModelCard
 from cityseg.errors import InputError
 from cityseg.fileio import read_image, write_bytes_atomic
-from cityseg.tensorrt_runtime import DeviceBuffer, cuda_call, import_cudart
+from cityseg.tensorrt.runtime import DeviceBuffer, cuda_call, import_cudart
 
 log = logging.getLogger(__name__)
 

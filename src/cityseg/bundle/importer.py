@@ -1,8 +1,9 @@
 """Bring your own ONNX: inspect a model cityseg did not train and write a bundle for it.
 
 :func:`inspect_graph` reads what the graph says (input layout and size, output kind and class
-axis); :func:`resolve_options` merges that with what the user gave, refusing (and naming the
-option) what can be neither detected nor defaulted; :func:`import_onnx` runs the model once on a
+axis); :func:`detect_layout`, :func:`detect_size`, :func:`detect_output` and :func:`output_layout`
+merge that with what the user gave, and :func:`require_given` refuses (naming the option) what can
+be neither detected nor defaulted; :func:`import_onnx` runs the model once on a
 street frame, refuses what cannot work (rank, class count, NaNs), and writes the bundle: the card
 (preprocessing, output kind and layout, classes) and the ONNX as ``model.onnx``.
 """
@@ -16,13 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from cityseg import scores
-from cityseg.bundle import Artifact, Bundle, ModelCard, class_fields, framework_versions
+from cityseg.bundle import outputs as model_outputs
+from cityseg.bundle.card import Artifact, ModelCard, class_fields, framework_versions
+from cityseg.bundle.directory import Bundle
 from cityseg.errors import BundleError, InputError
-from cityseg.export import parity, trt_compat
+from cityseg.export import parity
 from cityseg.fileio import sha256_file
-from cityseg.labels import ClassSpace
+from cityseg.labels import LabelSet
 from cityseg.preprocess import Normalization
+from cityseg.tensorrt import compat as trt_compat
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +192,7 @@ def require_given(options: ImportOptions, dynamic_size: bool = False) -> None:
                          "docs/MODELS.md lists them for mmsegmentation, PaddleSeg and torchvision models)")
 
 
-def build_card(path: Path, facts: GraphFacts, options: ImportOptions, space: ClassSpace, name: str) -> ModelCard:
+def build_card(path: Path, facts: GraphFacts, options: ImportOptions, space: LabelSet, name: str) -> ModelCard:
     """The model card of an imported ONNX (validated)."""
     layout = detect_layout(facts, options.layout)
     spatial = facts.input_shape[2:] if layout == "NCHW" else facts.input_shape[1:3]
@@ -236,9 +239,9 @@ def trial_run(path: Path, card: ModelCard, facts: GraphFacts, frames: list[np.nd
         raise InputError(f"{path}: the output holds NaN or infinite values on a street frame; the model "
                          "or its preprocessing (--scale/--mean/--std) is broken")
     try:
-        canonical, kind = scores.standardize(raw, artifact.output, artifact.output_layout,
+        canonical, kind = model_outputs.standardize(raw, artifact.output, artifact.output_layout,
                                                (card.input_height, card.input_width))
-    except scores.OutputError as exc:
+    except model_outputs.OutputError as exc:
         raise InputError(f"{path}: output {facts.output_name!r} {list(raw.shape)}: {exc}; check "
                          "--output and --layout") from None
     classes = card.num_classes
@@ -257,7 +260,7 @@ def trial_run(path: Path, card: ModelCard, facts: GraphFacts, frames: list[np.nd
             "output_stride": stride}
 
 
-def import_onnx(path: str | Path, out: str | Path, space: ClassSpace, options: ImportOptions, *,
+def import_onnx(path: str | Path, out: str | Path, space: LabelSet, options: ImportOptions, *,
                 name: str | None = None, force: bool = False, frames: list[np.ndarray] | None = None) -> Bundle:
     """Inspect, check and bundle the ONNX at ``path`` into ``out``; returns the new bundle."""
     import onnx

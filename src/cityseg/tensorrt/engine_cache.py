@@ -12,19 +12,18 @@ An engine only runs on the GPU model and TensorRT version it was built with, so:
 * writes are atomic and the old sidecar is removed before a new engine is written, so a
   half-written or mismatched engine is never taken for a good one.
 
-Plain Python (no TensorRT, no GPU): the converter (:mod:`cityseg.export.tensorrt`) and the
-TensorRT inference backend share these rules; :mod:`cityseg.tensorrt_runtime` runs the engines.
+Plain Python (no TensorRT, no GPU): the converter (:mod:`cityseg.tensorrt.build`) and the
+TensorRT inference backend share these rules; :mod:`cityseg.tensorrt.runtime` runs the engines.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 from cityseg.bundle import Bundle
 from cityseg.errors import BundleError, EngineMismatch, InputError
@@ -36,8 +35,6 @@ PRECISIONS = ("fp32", "fp16", "int8")
 SIDECAR_FORMAT = 1
 REBUILD_ENV = "CITYSEG_TENSORRT_REBUILD"
 """Set to 0 to make the TensorRT backend refuse a mismatched engine instead of rebuilding it."""
-ENGINE_BUILDER = "cityseg.export.tensorrt:rebuild_engine"
-"""The converter function that rebuilds an engine from the bundle's ONNX; loaded only when needed."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +50,7 @@ class BatchProfile:
             raise InputError(f"batch profile {self.min},{self.opt},{self.max}: need 1 <= min <= opt <= max")
 
     @classmethod
-    def parse(cls, text: str) -> "BatchProfile":
+    def parse(cls, text: str) -> BatchProfile:
         """'MIN,OPT,MAX' or a single 'N' (min=opt=max=N)."""
         try:
             values = [int(v) for v in text.split(",")]
@@ -66,7 +63,7 @@ class BatchProfile:
         return cls(*values)
 
     @classmethod
-    def up_to(cls, max_batch: int) -> "BatchProfile":
+    def up_to(cls, max_batch: int) -> BatchProfile:
         """Any batch of 1..``max_batch`` frames, tuned for ``max_batch`` (``--max-batch N``: every
         camera of an N-camera node in one engine call)."""
         if max_batch < 1:
@@ -125,7 +122,7 @@ class EngineSidecar:
         return asdict(self)
 
     @classmethod
-    def read(cls, path: Path) -> "EngineSidecar":
+    def read(cls, path: Path) -> EngineSidecar:
         """Load a sidecar; BundleError naming the file when it is missing or not a sidecar."""
         if not path.is_file():
             raise BundleError(f"{path}: the engine's sidecar is missing, so nothing says which GPU "
@@ -263,7 +260,7 @@ def resolve_engine(bundle: Bundle, preferred: str, platform: Platform, *, rebuil
                    build: Callable[[Bundle, str], str] | None = None) -> str:
     """The key of an engine that runs on ``platform``: ``preferred`` or a matching sibling; else
     ``build(bundle, preferred)`` rebuilds it from the bundle's ONNX with the same settings (the
-    converter's :func:`~cityseg.export.tensorrt.rebuild_engine` by default), or EngineMismatch
+    converter's :func:`~cityseg.tensorrt.build.rebuild_engine` by default), or EngineMismatch
     when ``rebuild`` is False or there is no ONNX to rebuild from."""
     key, rejected = select_engine(bundle, preferred, platform)
     if key is not None:
@@ -282,7 +279,9 @@ def resolve_engine(bundle: Bundle, preferred: str, platform: Platform, *, rebuil
 
 
 def converter_rebuild(bundle: Bundle, preferred: str) -> str:
-    """Rebuild ``preferred`` with the converter (:data:`ENGINE_BUILDER`, imported only now, so
-    running engines never loads the exporter unless one has to be rebuilt)."""
-    module_name, function_name = ENGINE_BUILDER.split(":")
-    return getattr(importlib.import_module(module_name), function_name)(bundle, preferred)
+    """Rebuild ``preferred`` with the converter's :func:`cityseg.tensorrt.build.rebuild_engine`,
+    imported only now, so running engines never loads the exporter (TensorFlow, tf2onnx, parity)
+    unless one has to be rebuilt. (``build`` imports this module, hence the import in the body.)"""
+    from cityseg.tensorrt.build import rebuild_engine
+
+    return rebuild_engine(bundle, preferred)

@@ -3,7 +3,7 @@
 :class:`EngineRunner` runs an engine on one CUDA stream with pinned host buffers (cuda-python);
 the TensorRT inference backend wraps it, and the converter uses it for its parity check.
 TensorRT and cuda-python are imported inside the functions that need them, so importing this
-module needs neither. Which engine file to run is decided by :mod:`cityseg.engine_cache`.
+module needs neither. Which engine file to run is decided by :mod:`cityseg.tensorrt.engine_cache`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cityseg.engine_cache import Platform
 from cityseg.errors import BundleError, DeviceError, InputError
+from cityseg.tensorrt.engine_cache import Platform
 
 INSTALL_HINT = ("pip install 'cityseg[tensorrt]' (TensorRT 10.x + cuda-python) on a machine with an NVIDIA GPU")
 
@@ -148,7 +148,7 @@ class EngineRunner:
             self.context.set_tensor_address(out, self.device_out[out].ptr)
 
     @classmethod
-    def from_file(cls, path: Path) -> "EngineRunner":
+    def from_file(cls, path: Path) -> EngineRunner:
         """Deserialize the engine file at ``path``."""
         return cls(Path(path).read_bytes(), name=str(path))
 

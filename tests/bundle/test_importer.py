@@ -5,17 +5,19 @@ preprocessing, upsampling, argmax and confidence (no cityseg preprocess/postproc
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from cityseg.bundle import Bundle
+from cityseg.bundle.importer import ImportOptions, import_onnx
 from cityseg.cli import main
 from cityseg.errors import InputError
-from cityseg.importer import ImportOptions, import_onnx
 from cityseg.inference import ConfidenceUnavailable, Segmenter
 from cityseg.labels import class_space, load_label_set
 
-H, W = 64, 128
-RGB_MEAN, RGB_STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
+from support import FOREIGN_H as H
+from support import FOREIGN_W as W
+from support import RGB_MEAN, RGB_STD, conv_weights, save_model
+
 BINARY_YAML = """\
 name: lane
 ignore_id: 255
@@ -23,24 +25,6 @@ classes:
   - {id: 10, name: background, color: [0, 0, 0]}
   - {id: 20, name: lane, color: [255, 255, 0]}
 """
-
-
-def save_model(path, nodes, input_shape, output_name, output_type, output_shape, initializers, opset=17):
-    graph = helper.make_graph(nodes, path.stem,
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, input_shape)],
-                              [helper.make_tensor_value_info(output_name, output_type, output_shape)],
-                              initializer=[numpy_helper.from_array(v, k) for k, v in initializers.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="pytorch")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
-
-
-def conv_weights(classes, kernel, seed=0):
-    rng = np.random.default_rng(seed)
-    return (rng.normal(0, 0.05, (classes, 3, kernel, kernel)).astype(np.float32),
-            rng.normal(0, 0.5, classes).astype(np.float32))
 
 
 def frame(seed=1, height=H, width=W):
@@ -161,7 +145,7 @@ def test_argmax_int64_output_at_stride_four(tmp_path):
     assert np.array_equal(result.mask, expected)
     assert not result.has_confidence
     with pytest.raises(ConfidenceUnavailable, match="argmax head"):
-        result.confidence
+        _ = result.confidence
 
 
 def test_one_channel_sigmoid_is_a_two_class_model_with_custom_ids(tmp_path):
@@ -192,7 +176,8 @@ def dynamic_model(tmp_path, classes=19):
     weight, bias = conv_weights(classes, 1, seed=17)
     return save_model(tmp_path / "dynamic.onnx", [
         helper.make_node("Conv", ["input", "w", "b"], ["logits"], kernel_shape=[1, 1])],
-        ["n", 3, "h", "w"], "logits", TensorProto.FLOAT, ["n", classes, "h", "w"], {"w": weight, "b": bias}), weight, bias
+        ["n", 3, "h", "w"], "logits", TensorProto.FLOAT, ["n", classes, "h", "w"],
+        {"w": weight, "b": bias}), weight, bias
 
 
 def test_dynamic_size_model_needs_and_uses_input_size(tmp_path):
@@ -240,7 +225,8 @@ def test_missing_preprocessing_options_are_named(tmp_path):
         import_onnx(path, tmp_path / "b", class_space("trainid"), ImportOptions(input_size=(H, W)))
     assert "--input-size" not in str(info.value)
     with pytest.raises(InputError, match=r"--resize area\|linear\|nearest, --input-size HxW \(the model's"):
-        import_onnx(path, tmp_path / "b", class_space("trainid"), ImportOptions(**{**options().__dict__, "resize": None}))
+        import_onnx(path, tmp_path / "b", class_space("trainid"),
+                    ImportOptions(**{**options().__dict__, "resize": None}))
 
 
 def test_cli_import_then_segment_writes_confidence(tmp_path, capsys):

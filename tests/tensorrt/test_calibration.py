@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from cityseg.errors import InputError
-from cityseg.export.calibration import CalibrationBatches, calibration_files
+from cityseg.tensorrt.calibration import CalibrationBatches, calibration_files
+
 from support import painted_scene, palette_card
 
 

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from cityseg.timing import median_ms
+from cityseg.benchmarking.timing import median_ms
 
 
 def test_warmup_calls_are_not_timed_and_the_median_is_in_milliseconds():

@@ -1,25 +1,37 @@
 """TensorRT engine files without TensorRT: names, sidecars, rebuild-or-refuse, engine selection,
 atomic engine writes - with real files and fake sidecars, no TensorRT needed."""
 
-import importlib
 import json
 import subprocess
 import sys
 
 import pytest
 
-import cityseg.engine_cache as engine_cache
-from cityseg import tensorrt_runtime
+import cityseg.tensorrt.engine_cache as engine_cache
 from cityseg.bundle import Artifact
-from cityseg.engine_cache import (BatchProfile, EngineSidecar, Platform, calibration_cache_path,
-                                  engine_decision, engine_filename, engine_key, mismatches,
-                                  rebuild_allowed_by_env, resolve_engine, select_engine, sidecar_path,
-                                  timing_cache_path, write_engine)
 from cityseg.errors import BackendUnavailable, BundleError, InputError
 from cityseg.export import EngineMismatch, ExportError
-from cityseg.export.tensorrt import require_runtime
 from cityseg.fileio import atomic_path, sha256_file
 from cityseg.inference import Segmenter
+from cityseg.tensorrt import runtime as tensorrt_runtime
+from cityseg.tensorrt.build import require_runtime
+from cityseg.tensorrt.engine_cache import (
+    BatchProfile,
+    EngineSidecar,
+    Platform,
+    calibration_cache_path,
+    engine_decision,
+    engine_filename,
+    engine_key,
+    mismatches,
+    rebuild_allowed_by_env,
+    resolve_engine,
+    select_engine,
+    sidecar_path,
+    timing_cache_path,
+    write_engine,
+)
+
 from support import make_palette_bundle
 
 ORIN = Platform("10.3.0", "Orin", "8.7")
@@ -233,10 +245,17 @@ def test_resolve_engine_refuses_when_there_is_no_onnx_to_rebuild_from(tmp_path):
 
 
 def test_the_tensorrt_backend_does_not_import_the_converter():
-    code = ("import sys, cityseg.inference.backends.tensorrt, cityseg.engine_cache, cityseg.tensorrt_runtime; "
-            "print(sorted(m for m in sys.modules if m.startswith('cityseg.export')))")
+    code = ("import sys, cityseg.inference.backends.tensorrt, cityseg.tensorrt.engine_cache, "
+            "cityseg.tensorrt.runtime; print(sorted(m for m in sys.modules if m.startswith("
+            "('cityseg.export', 'cityseg.tensorrt.build', 'cityseg.tensorrt.calibration'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
-    assert engine_cache.ENGINE_BUILDER == "cityseg.export.tensorrt:rebuild_engine"
-    module_name, function_name = engine_cache.ENGINE_BUILDER.split(":")
-    assert callable(getattr(importlib.import_module(module_name), function_name))
+
+
+def test_converter_rebuild_calls_the_converter(monkeypatch):
+    import cityseg.tensorrt.build as build
+
+    calls = []
+    monkeypatch.setattr(build, "rebuild_engine", lambda b, k: calls.append((b, k)) or "rebuilt")
+    assert engine_cache.converter_rebuild("bundle", "key") == "rebuilt"
+    assert calls == [("bundle", "key")]

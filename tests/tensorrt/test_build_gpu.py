@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cityseg.tensorrt_runtime import runtime_unavailable_reason
+from cityseg.tensorrt.runtime import runtime_unavailable_reason
 
 pytestmark = [pytest.mark.tensorrt, pytest.mark.gpu]
 
@@ -20,11 +20,12 @@ if _REASON:
 from cityseg.bundle import Bundle  # noqa: E402
 from cityseg.cli import main  # noqa: E402
 from cityseg.export import EngineMismatch, export_onnx  # noqa: E402
-from cityseg.engine_cache import BatchProfile, EngineSidecar, sidecar_path  # noqa: E402
-from cityseg.export.tensorrt import export_tensorrt  # noqa: E402
-from cityseg.tensorrt_runtime import EngineRunner, current_platform  # noqa: E402
 from cityseg.inference import Segmenter  # noqa: E402
 from cityseg.inference.backends.tensorrt import TensorRTBackend  # noqa: E402
+from cityseg.tensorrt.build import export_tensorrt  # noqa: E402
+from cityseg.tensorrt.engine_cache import BatchProfile, EngineSidecar, sidecar_path  # noqa: E402
+from cityseg.tensorrt.runtime import EngineRunner, current_platform  # noqa: E402
+
 from support import make_palette_bundle, painted_scene  # noqa: E402
 
 
@@ -126,9 +127,10 @@ def test_argmax_head_engine_keeps_its_confidence_output(bundle):
 def test_imported_nchw_model_with_strided_logits(tmp_path):
     from onnx import TensorProto, helper
 
-    from cityseg.importer import ImportOptions, import_onnx
+    from cityseg.bundle.importer import ImportOptions, import_onnx
     from cityseg.labels import class_space
-    from test_import import RGB_MEAN, RGB_STD, conv_weights, save_model
+
+    from support import RGB_MEAN, RGB_STD, conv_weights, save_model
 
     weight, bias = conv_weights(19, 8)
     path = save_model(tmp_path / "seg.onnx", [

@@ -6,7 +6,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from cityseg.export import ExportError
-from cityseg.export.trt_compat import check_model, describe, enforce
+from cityseg.tensorrt.compat import check_model, describe, enforce
+
 from support import write_palette_onnx
 
 SHAPE = ["N", 3, 16, 16]

@@ -1,12 +1,12 @@
-"""cityseg.scores: every output layout, kind and stride read as class scores at the input size;
+"""cityseg.bundle.outputs: every output layout, kind and stride read as class scores at the input size;
 Segmentation's confidence (lazy, at the mask's resolution, carried by resized views)."""
 
 import numpy as np
 import pytest
 
+from cityseg.bundle.outputs import OutputError, standardize, standardize_confidence, top_probability
 from cityseg.inference import ConfidenceUnavailable, Segmentation
 from cityseg.labels import class_space
-from cityseg.scores import OutputError, standardize, standardize_confidence, top_probability
 
 rng = np.random.default_rng(0)
 
@@ -83,4 +83,4 @@ def test_no_confidence_raises_with_the_reason():
                           unavailable_reason="model_argmax.onnx outputs class ids only")
     assert not result.has_confidence and not result.resized((4, 4)).has_confidence
     with pytest.raises(ConfidenceUnavailable, match="class ids only"):
-        result.confidence
+        _ = result.confidence

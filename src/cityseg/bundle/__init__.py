@@ -1,0 +1,37 @@
+"""The model bundle and what it means: the one thing that flows from the trainer to the node.
+
+* :mod:`cityseg.bundle.card` - the model card (``model.json``): input, preprocessing, label set,
+  output kind and layout, artifacts; validated on load.
+* :mod:`cityseg.bundle.directory` - :class:`Bundle`, the directory holding the card and the model
+  files, and where a bare bundle name is looked up.
+* :mod:`cityseg.bundle.outputs` - what a model's raw output means (layout, kind, stride) read as
+  class scores at the input size, for the Segmenter and the converter's parity check.
+* :mod:`cityseg.bundle.importer` - ``cityseg import``: a bundle for an ONNX model cityseg did not
+  train. It runs the model (parity, TensorRT compatibility), so it builds on :mod:`cityseg.export`
+  and :mod:`cityseg.tensorrt` and is not imported here: import it as ``cityseg.bundle.importer``.
+
+``from cityseg.bundle import Bundle, ModelCard, Artifact, ...`` keeps working for the card and the
+directory.
+"""
+
+from cityseg.bundle.card import (
+                                 CARD_FILE,
+                                 CARD_FORMAT_VERSION,
+                                 CUSTOM_SPACE,
+                                 MODELS_ENV,
+                                 Artifact,
+                                 ArtifactFormat,
+                                 CameraInput,
+                                 IOKind,
+                                 Layout,
+                                 ModelCard,
+                                 OutputKind,
+                                 class_fields,
+                                 framework_versions,
+                                 replace_card,
+)
+from cityseg.bundle.directory import Bundle, bundle_dirs, resolve_bundle
+
+__all__ = ["CARD_FILE", "CARD_FORMAT_VERSION", "CUSTOM_SPACE", "MODELS_ENV", "Artifact",
+           "ArtifactFormat", "Bundle", "CameraInput", "IOKind", "Layout", "ModelCard", "OutputKind", "bundle_dirs",
+           "class_fields", "framework_versions", "replace_card", "resolve_bundle"]
