@@ -138,7 +138,8 @@ def main() -> int:
         update_doc(args.update_doc, table(one, four, ratios), f"Measured on {machine_description()} with "
                    f"`python benchmarks/camera_rig.py --model {args.model}` ({time.strftime('%Y-%m-%d')}).",
                    marker="camera-rig")
-    print(json.dumps({"one_process": one, "four_processes": four, "ratios": {k: round(v, 3) for k, v in ratios.items()}}))
+    rounded = {k: round(v, 3) for k, v in ratios.items()}
+    print(json.dumps({"one_process": one, "four_processes": four, "ratios": rounded}))
     return 0
 
 

@@ -14,17 +14,19 @@ import os
 
 import yaml
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, GroupAction, IncludeLaunchDescription, OpaqueFunction
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode
 
+from launch import LaunchDescription
+
 CAMERAS = ("front", "left", "right")
 """The default rig (the `cameras` launch argument overrides it)."""
 ARGUMENTS = (
     ("model", "", "model bundle directory; empty: the params file's `model`"),
-    ("cameras", "[front, left, right]", "camera names (default: CAMERAS): camera c reads /c/image_raw, publishes /c/segmentation/*"),
+    ("cameras", "[front, left, right]",
+     "camera names (default: CAMERAS): camera c reads /c/image_raw, publishes /c/segmentation/*"),
     ("one_process", "true", "true: one process, one model, batched across cameras; false: one process per camera"),
     ("backend", "", "auto, tensorrt, onnxruntime or tensorflow; empty: as in params_file"),
     ("params_file", "", "ROS 2 parameters YAML; empty: the installed config/segmentation.yaml"),

@@ -4,19 +4,21 @@
 
 subscribes /front/image_raw (+ /front/camera_info) and publishes /front/segmentation/{mask,
 color_mask, overlay, camera_info, label_info}. The node is a lifecycle node that configures and
-activates itself (autostart:=false leaves that to a lifecycle manager). Several cameras: include this file once per camera
-with a different namespace (see multi_camera.launch.py). The parameters (params_file plus the
-overrides given here) are validated before the node starts. The node gets the Fast DDS profile
-for large images (config/fastdds_large_images.xml) unless dds_profile says otherwise.
+activates itself (autostart:=false leaves that to a lifecycle manager). Several cameras: one
+process for the rig with multi_camera.launch.py, or this file once per camera in its namespace.
+The parameters (params_file plus the overrides given here) are validated before the node
+starts. The node gets the Fast DDS profile for large images (config/fastdds_large_images.xml)
+unless dds_profile says otherwise.
 """
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode
+
+from launch import LaunchDescription
 
 ARGUMENTS = (
     ("model", "", "model bundle directory; empty: the params file's `model`"),

@@ -12,6 +12,7 @@ import os
 import pytest
 
 from cityseg.fleet.run import LOOPBACK_VARIABLE
+
 from support import make_palette_bundle
 
 os.environ.setdefault(LOOPBACK_VARIABLE, "0")  # a local Ray on 127.0.0.1 only, as cityseg fleet starts it

@@ -15,6 +15,7 @@ import pytest
 
 from cityseg.ros.middleware import PROFILE_FILE
 from cityseg.ros.probe import graph_environment
+
 from support import make_palette_bundle, painted_scene
 
 PROFILE = Path(__file__).resolve().parents[2] / "config" / PROFILE_FILE

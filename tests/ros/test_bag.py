@@ -12,10 +12,11 @@ from cityseg.cli import main as cli_main
 from cityseg.errors import CitysegError, InputError
 from cityseg.ros.bag import load_processor, output_topics, replay_bag
 from cityseg.ros.bagio import normalize_topic, topic_namespace
-from cityseg.synthetic.camera_bag import RigCamera, write_camera_bag, write_rig_bag
 from cityseg.ros.images import encode_rgb
 from cityseg.ros.messages import RosbagsMessages
 from cityseg.ros.processor import ProcessorConfig
+from cityseg.synthetic.camera_bag import RigCamera, write_camera_bag, write_rig_bag
+
 from support import painted_scene, write_ros1_bag
 
 F = RosbagsMessages()
@@ -285,7 +286,11 @@ def recording_processor(bundle):
     """A processor whose process_batch records the cameras (frame_ids) of every batch."""
     processor = load_processor(bundle, TRAINID, "onnxruntime")
     batches, inner = [], processor.process_batch
-    processor.process_batch = lambda requests: batches.append([r.msg.header.frame_id for r in requests]) or inner(requests)
+
+    def recording(requests):
+        batches.append([r.msg.header.frame_id for r in requests])
+        return inner(requests)
+    processor.process_batch = recording
     return processor, batches
 
 

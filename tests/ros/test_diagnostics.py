@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from cityseg.ros.diagnostics import (ERROR, OK, WARN, NodeStats, batch_status, camera_statuses, diagnostic_status,
-                                     log_line)
+from cityseg.ros.diagnostics import (
+    ERROR,
+    OK,
+    WARN,
+    NodeStats,
+    batch_status,
+    camera_statuses,
+    diagnostic_status,
+    log_line,
+)
 from cityseg.ros.messages import RosbagsMessages
 
 

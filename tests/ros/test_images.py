@@ -9,8 +9,17 @@ import numpy as np
 import pytest
 
 from cityseg.preprocess import as_rgb
-from cityseg.ros.images import (SUPPORTED_ENCODINGS, ImageError, RawImage, bayer_mosaic, decode_compressed,
-                                decode_image, decode_message, encode_compressed, encode_rgb)
+from cityseg.ros.images import (
+    SUPPORTED_ENCODINGS,
+    ImageError,
+    RawImage,
+    bayer_mosaic,
+    decode_compressed,
+    decode_image,
+    decode_message,
+    encode_compressed,
+    encode_rgb,
+)
 from cityseg.ros.messages import RosbagsMessages
 
 F = RosbagsMessages()

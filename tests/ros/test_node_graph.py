@@ -22,8 +22,8 @@ pytestmark = pytest.mark.ros
 rclpy = pytest.importorskip("rclpy", reason="needs rclpy: `pip install -e .[ros]` (ROS 2 Jazzy wheels) "
                                             "or a sourced ROS 2")
 
-from cityseg.ros.probe import (NodeProcess, Probe, diagnostic_totals as totals, graph_environment,  # noqa: E402
-                               percentile, wait_until)
+from cityseg.ros.probe import NodeProcess, Probe, graph_environment, percentile, wait_until  # noqa: E402
+from cityseg.ros.probe import diagnostic_totals as totals
 
 from support import READY, painted_scene, start_node  # noqa: E402
 
@@ -243,7 +243,7 @@ def test_malformed_messages_are_reported_and_the_next_frame_is_segmented(graph, 
         bad = malformed(probe, rgb)
         for i, (_, msg) in enumerate(bad):
             probe.publish(msg)
-            assert wait_until(lambda: totals(probe.last_diagnostics()).get("failed", 0) > i, 20.0), bad[i][0]
+            assert wait_until(lambda i=i: totals(probe.last_diagnostics()).get("failed", 0) > i, 20.0), bad[i][0]
         diag = probe.last_diagnostics()
         assert diag["level"] == "1" and "malformed images" in diag["message"]
         probe.publish(frame(probe, rgb, 10))

@@ -46,8 +46,7 @@ def test_node_segments_images_and_survives_bad_ones(ros, bundle, scene):
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CameraInfo, Image
 
-    from cityseg.ros.messages import CameraInfoValues
-    from cityseg.ros.messages import RclpyMessages
+    from cityseg.ros.messages import CameraInfoValues, RclpyMessages
     from cityseg.ros.node import SegmentationNode
 
     segmentation = SegmentationNode(namespace="/test_cam", parameter_overrides=overrides(bundle))

@@ -19,7 +19,8 @@ rclpy = pytest.importorskip("rclpy", reason="needs rclpy: `pip install -e .[ros]
 
 from cityseg.ros.images import encode_rgb  # noqa: E402
 from cityseg.ros.messages import CameraInfoValues, RosbagsMessages  # noqa: E402
-from cityseg.ros.probe import NodeProcess, Probe, diagnostic_totals as totals, wait_until  # noqa: E402
+from cityseg.ros.probe import NodeProcess, Probe, wait_until  # noqa: E402
+from cityseg.ros.probe import diagnostic_totals as totals
 from cityseg.ros.processor import FrameProcessor, ProcessorConfig  # noqa: E402
 
 from support import Lifecycle, painted_scene  # noqa: E402
@@ -112,7 +113,7 @@ def test_a_silent_camera_and_a_camera_sending_malformed_frames_affect_no_other(g
         scenes = {c: painted_scene(128, 256, space_name="trainid", seed=2)[0] for c in rig}
         bad = frame_of(rig["left"], scenes["left"], 0, 10.0)
         bad.encoding = "float64"
-        for i in range(3):
+        for _ in range(3):
             rig["left"].image_pub.publish(bad)  # malformed, every one
             time.sleep(0.05)
         sent = stream(rig, scenes, 12, 10.0, skip=lambda camera, i: camera != "front")  # rear silent
@@ -172,7 +173,7 @@ def test_one_lifecycle_for_the_whole_rig(graph, bundle):
         assert all(wait_until(lambda p=p: p.count("mask") >= 3, 10.0) for p in rig.values())
         assert lifecycle.set(Transition.TRANSITION_DEACTIVATE) and lifecycle.state() == "inactive"
         counts = {c: p.count("mask") for c, p in rig.items()}
-        for camera, probe in rig.items():  # no camera is subscribed any more: nothing comes out
+        for probe in rig.values():  # no camera is subscribed any more: nothing comes out
             assert wait_until(lambda p=probe: p.image_pub.get_subscription_count() == 0, 10.0)
         time.sleep(0.3)
         assert {c: p.count("mask") for c, p in rig.items()} == counts and sent["front"] == 5

@@ -8,9 +8,8 @@ import pytest
 from cityseg.errors import BundleError, InputError
 from cityseg.inference import Segmenter
 from cityseg.labels import class_space, convert_ids
-from cityseg.ros.messages import CameraInfoValues
 from cityseg.ros.images import ImageError, encode_compressed, encode_rgb
-from cityseg.ros.messages import RosbagsMessages
+from cityseg.ros.messages import CameraInfoValues, RosbagsMessages
 from cityseg.ros.outputs import OUTPUTS
 from cityseg.ros.processor import STAGES, FrameProcessor, ProcessorConfig
 

@@ -19,13 +19,21 @@ from pathlib import Path
 
 from cityseg.bundle import Bundle
 from cityseg.errors import CitysegError, InputError
-from cityseg.ros.bagio import (latched_qos, normalize_topic, offered_qos, open_reader, open_writer,
-                               staged_directory, topic_namespace)
 from cityseg.ros.bagbatch import BagBatcher, CameraReplay
+from cityseg.ros.bagio import (
+    latched_qos,
+    normalize_topic,
+    offered_qos,
+    open_reader,
+    open_writer,
+    staged_directory,
+    topic_namespace,
+)
 from cityseg.ros.bagsummary import BagSummary, CameraSummary, FailedFrame
 from cityseg.ros.messages import CAMERA_INFO, IMAGE_TYPES, CameraInfoValues, RosbagsMessages
-from cityseg.ros.outputs import (BY_SUFFIX, CAMERA_INFO as CAMERA_INFO_OUT, LABEL_INFO as LABEL_INFO_OUT,
-                                 NODE_NAME, OUTPUTS, output_topic)
+from cityseg.ros.outputs import BY_SUFFIX, NODE_NAME, OUTPUTS, output_topic
+from cityseg.ros.outputs import CAMERA_INFO as CAMERA_INFO_OUT
+from cityseg.ros.outputs import LABEL_INFO as LABEL_INFO_OUT
 from cityseg.ros.processor import FrameProcessor, ProcessorConfig
 
 __all__ = ["BagSummary", "CameraSummary", "FailedFrame", "load_processor", "output_topics", "replay_bag"]

@@ -10,8 +10,8 @@ import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from cityseg.errors import CitysegError, InputError
 from cityseg.ros.messages import RosbagsMessages

@@ -9,8 +9,9 @@ megabytes under the GIL. rclpy is imported by the caller; this module only uses 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from cityseg.ros.diagnostics import NodeStats
 from cityseg.ros.outputs import LABEL_INFO, OUTPUTS
@@ -34,12 +35,12 @@ class CameraTopics:
     compressed: bool = False
 
     @classmethod
-    def single(cls, compressed: bool) -> "CameraTopics":
+    def single(cls, compressed: bool) -> CameraTopics:
         """The node's own topics: image (remappable), camera_info, ~/<output>."""
         return cls("", "image/compressed" if compressed else "image", "camera_info", "~", compressed)
 
     @classmethod
-    def from_patterns(cls, camera: str, image: str, info: str, outputs: str, compressed: bool) -> "CameraTopics":
+    def from_patterns(cls, camera: str, image: str, info: str, outputs: str, compressed: bool) -> CameraTopics:
         """Camera ``camera`` of a multi-camera node: each pattern with ``{camera}`` replaced."""
         image_topic = image.format(camera=camera)
         return cls(camera, f"{image_topic}/compressed" if compressed else image_topic,

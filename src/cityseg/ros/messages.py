@@ -12,9 +12,10 @@ Incoming messages are read duck-typed, so ROS 1 messages deserialised by rosbags
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -59,7 +60,7 @@ class CameraInfoValues:
     """(x_offset, y_offset, height, width, do_rectify)."""
 
     @classmethod
-    def from_message(cls, msg) -> "CameraInfoValues":
+    def from_message(cls, msg) -> CameraInfoValues:
         """Read a CameraInfo message (ROS 2 ``d k r p`` or ROS 1 ``D K R P`` spelling)."""
         def matrix(name: str, size: int | None) -> tuple[float, ...]:
             values = getattr(msg, name, None)
@@ -78,7 +79,7 @@ class CameraInfoValues:
                                         int(roi.width), bool(roi.do_rectify)))
 
     @classmethod
-    def pinhole(cls, height: int, width: int, hfov_deg: float = 60.0) -> "CameraInfoValues":
+    def pinhole(cls, height: int, width: int, hfov_deg: float = 60.0) -> CameraInfoValues:
         """An ideal pinhole camera (no distortion) with ``hfov_deg`` horizontal field of view."""
         f = (width / 2.0) / np.tan(np.radians(hfov_deg) / 2.0)
         cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
@@ -86,7 +87,7 @@ class CameraInfoValues:
                    (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0),
                    (f, 0.0, cx, 0.0, 0.0, f, cy, 0.0, 0.0, 0.0, 1.0, 0.0))
 
-    def resized(self, image_size: tuple[int, int], output_size: tuple[int, int]) -> "CameraInfoValues":
+    def resized(self, image_size: tuple[int, int], output_size: tuple[int, int]) -> CameraInfoValues:
         """This camera info for images resized from ``image_size`` to ``output_size`` ((h, w) each).
 
         Follows image_proc's resize node: fx, cx (and P's x terms) scale with the width ratio,
@@ -153,7 +154,7 @@ class MessageFactory(abc.ABC):
         """A sensor_msgs/Image of an HxW or HxWxC uint8 array already in ``encoding``."""
         return self.image(header, raw_image(array, encoding))
 
-    def image_buffer(self, header: Any, height: int, width: int, encoding: str, channels: int) -> "OutgoingImage":
+    def image_buffer(self, header: Any, height: int, width: int, encoding: str, channels: int) -> OutgoingImage:
         """An Image of this size to be filled in place: write ``.pixels``, then send ``.message()``."""
         return ArrayImage(self, header, height, width, encoding, channels)
 

@@ -9,8 +9,8 @@ at startup when it runs on Fast DDS without any profile. No ROS.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from cityseg.config import ConfigError
 

@@ -174,8 +174,8 @@ class SegmentationNode:
 
     def _create_cameras(self) -> None:
         """One CameraIO (single-camera mode) or one per camera, each with its publishers."""
-        from cityseg.ros.camera_io import CameraIO, CameraTopics
         from cityseg.ros.batcher import CameraBatcher
+        from cityseg.ros.camera_io import CameraIO, CameraTopics
         from cityseg.ros.worker import LatestFrameSlot
 
         p, enabled = self.params, self.processor.config.outputs

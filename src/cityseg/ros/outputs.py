@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cityseg.ros.messages import (CAMERA_INFO as CAMERA_INFO_TYPE, COMPRESSED_IMAGE, IMAGE,
-                                  LABEL_INFO as LABEL_INFO_TYPE)
+from cityseg.ros.messages import CAMERA_INFO as CAMERA_INFO_TYPE
+from cityseg.ros.messages import COMPRESSED_IMAGE, IMAGE
+from cityseg.ros.messages import LABEL_INFO as LABEL_INFO_TYPE
 
 NODE_NAME = "segmentation"
 """The node's name: its outputs are ``/<namespace>/segmentation/<suffix>``."""

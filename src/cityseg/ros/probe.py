@@ -17,9 +17,10 @@ import sys
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from cityseg.ros.outputs import BY_SUFFIX, NODE_EXECUTABLE, NODE_NAME, OUTPUTS, RAW_DEFAULT_OUTPUTS, node_fqn
 

@@ -7,9 +7,10 @@ message factory they pass and in what they do with the returned messages.
 from __future__ import annotations
 
 import time
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Collection, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -20,8 +21,19 @@ from cityseg.inference import Segmentation, Segmenter, postprocess
 from cityseg.preprocess import resize_image
 from cityseg.ros.images import DecodedImage, decode_message, encode_compressed
 from cityseg.ros.messages import CameraInfoValues, MessageFactory, header_fields
-from cityseg.ros.outputs import (BY_SUFFIX, CAMERA_INFO, COLOR_MASK, COMPRESSED_OUTPUTS, CONFIDENCE, MASK,
-                                 OVERLAY, RAW_DEFAULT_OUTPUTS, check_outputs, raw_of, sources)
+from cityseg.ros.outputs import (
+    BY_SUFFIX,
+    CAMERA_INFO,
+    COLOR_MASK,
+    COMPRESSED_OUTPUTS,
+    CONFIDENCE,
+    MASK,
+    OVERLAY,
+    RAW_DEFAULT_OUTPUTS,
+    check_outputs,
+    raw_of,
+    sources,
+)
 
 STAGES = ("convert", "preprocess", "infer", "postprocess", "publish")
 """Per-frame stages timed in milliseconds; 'publish' is filled in by the caller."""
@@ -92,7 +104,7 @@ class FrameProcessor:
 
     @classmethod
     def from_bundle(cls, model: Bundle | str | Path, factory: MessageFactory,
-                    config: ProcessorConfig | None = None, backend: str = "auto") -> "FrameProcessor":
+                    config: ProcessorConfig | None = None, backend: str = "auto") -> FrameProcessor:
         """Open ``model`` with ``backend`` in the config's id space and wrap it."""
         config = config or ProcessorConfig()
         bundle = model if isinstance(model, Bundle) else Bundle.load(model)
@@ -133,7 +145,7 @@ class FrameProcessor:
             raise result
         return result
 
-    def process_batch(self, requests: Sequence["FrameRequest"]) -> list["ProcessedFrame | InputError"]:
+    def process_batch(self, requests: Sequence[FrameRequest]) -> list[ProcessedFrame | InputError]:
         """Several frames (any sizes, e.g. one per camera) through one backend call; each result in
         its request's place, with its own header. A frame that cannot be decoded gets its
         InputError in its place and does not affect the others."""
@@ -152,7 +164,7 @@ class FrameProcessor:
                 results[i] = self._outputs(requests[i], *decoded[i], result)
         return results  # type: ignore[return-value]
 
-    def _outputs(self, request: "FrameRequest", decoded: DecodedImage, convert_ms: float,
+    def _outputs(self, request: FrameRequest, decoded: DecodedImage, convert_ms: float,
                  result: Segmentation) -> ProcessedFrame:
         wanted = self.config.outputs if request.outputs is None else self.config.outputs & frozenset(request.outputs)
         t0 = time.perf_counter()

@@ -9,8 +9,9 @@ The period is the median of the recent *short* intervals (those within 1.5x the 
 so jitter around the period and the gaps themselves do not skew it. When most frames are lost,
 few intervals are one period long; then the period is the largest fraction 1/k of the shortest
 interval of which (nearly) every interval is a whole multiple - the stamps of a camera sit on its
-frame grid. A gap of ``dt`` then counts ``round(dt / period) - 1`` lost frames. Stamp jitter up to about +-20 % of the period (each stamp)
-is tolerated; the arrival times of messages (a bag played back, a busy network) play no part. Duplicate stamps count nothing; a stamp that goes back in
+frame grid. A gap of ``dt`` then counts ``round(dt / period) - 1`` lost frames. Stamp jitter up
+to about +-20 % of the period (each stamp) is tolerated; the arrival times of messages (a bag
+played back, a busy network) play no part. Duplicate stamps count nothing; a stamp that goes back in
 time (a bag played in a loop, a camera restarted) starts the estimate afresh. A camera whose
 frames are all decimated evenly (every other frame lost) looks like a slower camera and is not
 reported.
