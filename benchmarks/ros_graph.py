@@ -109,9 +109,9 @@ def run_frame_cost(model: str, width: int, height: int, subscribers: tuple[str, 
     import numpy as np
     import rclpy
 
+    from cityseg.benchmarking.ros_probe import NodeProcess, Probe, diagnostic_totals, percentile
     from cityseg.ros.images import encode_rgb
     from cityseg.ros.messages import CameraInfoValues
-    from cityseg.ros.probe import NodeProcess, Probe, diagnostic_totals, percentile
 
     if echo:
         node = NodeProcess("/bench", {}, command=[sys.executable, __file__, "--echo", echo])
@@ -154,9 +154,9 @@ def run_scenario(model: str, width: int, height: int, rate: float, seconds: floa
     import numpy as np
     import rclpy
 
+    from cityseg.benchmarking.ros_probe import NodeProcess, Probe, diagnostic_totals, percentile
     from cityseg.ros.images import encode_rgb
     from cityseg.ros.messages import CameraInfoValues
-    from cityseg.ros.probe import NodeProcess, Probe, diagnostic_totals, percentile
 
     node = NodeProcess("/bench", {"model": model, "backend": "onnxruntime", "diagnostics_period": 0.5,
                                   "stats_window": 60.0, "log_period": 0.0})
@@ -193,8 +193,8 @@ def run_scenario(model: str, width: int, height: int, rate: float, seconds: floa
 
 def spawn(args, width: int, height: int, rate: float, seconds: float, profile: bool, domain: int) -> dict:
     """Run one scenario in a child process with its own middleware settings."""
+    from cityseg.benchmarking.ros_probe import graph_environment
     from cityseg.ros.middleware import PROFILE_FILE
-    from cityseg.ros.probe import graph_environment
 
     env = graph_environment(domain, str(REPO / "config" / PROFILE_FILE) if profile else None)
     command = [sys.executable, __file__, "--child", json.dumps([width, height, rate, seconds, profile]),
@@ -272,8 +272,8 @@ def loss_runs(args) -> list[dict]:
 def frame_cost(args) -> list[dict]:
     """The node against the echo floor at both sizes, mask-only and all-image subscribers; the
     node's rows carry ``beyond_inference_ms``."""
+    from cityseg.benchmarking.ros_probe import graph_environment
     from cityseg.ros.middleware import PROFILE_FILE
-    from cityseg.ros.probe import graph_environment
 
     results = []
     for i, (width, height) in enumerate(FRAME_COST_SIZES):

@@ -147,7 +147,7 @@ class Lifecycle:
 
     @staticmethod
     def _call(client, request, timeout: float = 60.0):
-        from cityseg.ros.probe import wait_until
+        from cityseg.benchmarking.ros_probe import wait_until
 
         future = client.call_async(request)
         assert wait_until(future.done, timeout), "no answer from the lifecycle service"
@@ -169,7 +169,7 @@ READY = "segmenting "
 
 def start_node(graph, bundle, namespace: str, **params):
     """The real ``segmentation_node`` in ``namespace`` on the palette bundle, started and ready."""
-    from cityseg.ros.probe import NodeProcess
+    from cityseg.benchmarking.ros_probe import NodeProcess
 
     values = {"model": str(bundle.path), "backend": "onnxruntime", "id_space": "trainid",
               "diagnostics_period": 0.25, "log_period": 0.0, **params}

@@ -54,15 +54,15 @@ def write_stereo_bag(path: Path, count: int, storage: str = "sqlite3") -> Path:
     """A rosbag2 with two cameras: /left and /right, each an Image and a CameraInfo topic."""
     from cityseg.ros.bagio import open_writer, sensor_data_qos
     from cityseg.ros.images import encode_rgb
-    from cityseg.ros.messages import CAMERA_INFO, IMAGE, CameraInfoValues, RosbagsMessages
+    from cityseg.ros.messages import CAMERA_INFO_TYPE, IMAGE_TYPE, CameraInfoValues, RosbagsMessages
 
     factory = RosbagsMessages()
     with open_writer(path, storage) as writer:
         conns = {}
         for side in ("left", "right"):
-            conns[side] = (writer.add_connection(f"/{side}/image_raw", IMAGE, typestore=factory.typestore,
+            conns[side] = (writer.add_connection(f"/{side}/image_raw", IMAGE_TYPE, typestore=factory.typestore,
                                                  offered_qos_profiles=sensor_data_qos()),
-                           writer.add_connection(f"/{side}/camera_info", CAMERA_INFO, typestore=factory.typestore,
+                           writer.add_connection(f"/{side}/camera_info", CAMERA_INFO_TYPE, typestore=factory.typestore,
                                                  offered_qos_profiles=sensor_data_qos()))
         for i in range(count):
             stamp = T0 + i * 10**8

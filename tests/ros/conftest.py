@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cityseg.benchmarking.ros_probe import graph_environment
 from cityseg.ros.middleware import PROFILE_FILE
-from cityseg.ros.probe import graph_environment
 
 from support import make_palette_bundle, painted_scene
 

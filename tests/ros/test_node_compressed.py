@@ -18,11 +18,11 @@ pytestmark = pytest.mark.ros
 rclpy = pytest.importorskip("rclpy", reason="needs rclpy: `pip install -e .[ros]` (ROS 2 Jazzy wheels) "
                                             "or a sourced ROS 2")
 
+from cityseg.benchmarking.ros_probe import Probe, wait_until
+from cityseg.benchmarking.ros_probe import diagnostic_totals as totals
 from cityseg.ros.diagnostics import EVENTS
 from cityseg.ros.images import encode_rgb
 from cityseg.ros.messages import RosbagsMessages
-from cityseg.ros.probe import Probe, wait_until
-from cityseg.ros.probe import diagnostic_totals as totals
 from cityseg.ros.processor import FrameProcessor, ProcessorConfig
 
 from support import start_node  # noqa: E402

@@ -1,10 +1,10 @@
 """The real ``segmentation_node`` executable in a real ROS 2 graph (rclpy + Fast DDS, separate processes).
 
 Each test starts the node as its own process, as ``ros2 launch`` does, and talks to it over DDS
-from this process (cityseg.ros.probe). The graph is private and loopback-only (tests/ros/conftest.py): a domain id
-of its own, ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``, and the shipped large-images Fast DDS
-profile on both sides (as docs/ROS.md tells users to do). Needs rclpy: ``pip install -e .[ros]``
-(``make test`` installs it).
+from this process (cityseg.benchmarking.ros_probe). The graph is private and loopback-only
+(tests/ros/conftest.py): a domain id of its own, ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``,
+and the shipped large-images Fast DDS profile on both sides (as docs/ROS.md tells users to do).
+Needs rclpy: ``pip install -e .[ros]`` (``make test`` installs it).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ pytestmark = pytest.mark.ros
 rclpy = pytest.importorskip("rclpy", reason="needs rclpy: `pip install -e .[ros]` (ROS 2 Jazzy wheels) "
                                             "or a sourced ROS 2")
 
-from cityseg.ros.probe import NodeProcess, Probe, graph_environment, percentile, wait_until  # noqa: E402
-from cityseg.ros.probe import diagnostic_totals as totals
+from cityseg.benchmarking.ros_probe import NodeProcess, Probe, graph_environment, percentile, wait_until  # noqa: E402
+from cityseg.benchmarking.ros_probe import diagnostic_totals as totals
 
 from support import READY, painted_scene, start_node  # noqa: E402
 

@@ -16,9 +16,9 @@ pytest.importorskip("lifecycle_msgs.srv", reason="needs lifecycle_msgs (ros-jazz
 
 from lifecycle_msgs.msg import Transition  # noqa: E402
 
+from cityseg.benchmarking.ros_probe import NodeProcess, Probe, wait_until  # noqa: E402
+from cityseg.benchmarking.ros_probe import diagnostic_totals as totals
 from cityseg.ros.images import encode_rgb  # noqa: E402
-from cityseg.ros.probe import NodeProcess, Probe, wait_until  # noqa: E402
-from cityseg.ros.probe import diagnostic_totals as totals
 
 from support import Lifecycle, painted_scene  # noqa: E402
 

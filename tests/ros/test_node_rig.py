@@ -17,10 +17,10 @@ pytestmark = pytest.mark.ros
 rclpy = pytest.importorskip("rclpy", reason="needs rclpy: `pip install -e .[ros]` (ROS 2 Jazzy wheels) "
                                             "or a sourced ROS 2")
 
+from cityseg.benchmarking.ros_probe import NodeProcess, Probe, wait_until  # noqa: E402
+from cityseg.benchmarking.ros_probe import diagnostic_totals as totals
 from cityseg.ros.images import encode_rgb  # noqa: E402
 from cityseg.ros.messages import CameraInfoValues, RosbagsMessages  # noqa: E402
-from cityseg.ros.probe import NodeProcess, Probe, wait_until  # noqa: E402
-from cityseg.ros.probe import diagnostic_totals as totals
 from cityseg.ros.processor import FrameProcessor, ProcessorConfig  # noqa: E402
 
 from support import Lifecycle, painted_scene  # noqa: E402

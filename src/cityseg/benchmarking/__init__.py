@@ -7,6 +7,9 @@
   and the doc patcher that refreshes a table between markers.
 * :mod:`cityseg.benchmarking.timing` - median wall time of repeated calls.
 
-Model facts (parameters, GFLOPs) are :mod:`cityseg.models.profile`; the ROS graph probe used by the
-node tests and ``benchmarks/ros_graph.py`` is still :mod:`cityseg.ros.probe`.
+* :mod:`cityseg.benchmarking.ros_probe` - a camera and an output recorder around a real
+  ``segmentation_node`` process over DDS (the node tests, ``benchmarks/ros_graph.py``,
+  ``benchmarks/camera_rig.py``).
+
+Model facts (parameters, GFLOPs) are :mod:`cityseg.models.profile`.
 """

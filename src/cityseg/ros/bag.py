@@ -30,7 +30,7 @@ from cityseg.ros.bagio import (
     topic_namespace,
 )
 from cityseg.ros.bagsummary import BagSummary, CameraSummary, FailedFrame
-from cityseg.ros.messages import CAMERA_INFO, IMAGE_TYPES, CameraInfoValues, RosbagsMessages
+from cityseg.ros.messages import CAMERA_INFO_TYPE, IMAGE_TYPES, CameraInfoValues, RosbagsMessages
 from cityseg.ros.outputs import BY_SUFFIX, NODE_NAME, OUTPUTS, output_topic
 from cityseg.ros.outputs import CAMERA_INFO as CAMERA_INFO_OUT
 from cityseg.ros.outputs import LABEL_INFO as LABEL_INFO_OUT
@@ -87,14 +87,14 @@ def _pick_camera_info(topics: dict[str, str], wanted: str | None, image_topic: s
     the bag's only CameraInfo topic."""
     if wanted is None:
         sibling = f"{topic_namespace(image_topic)}/camera_info"
-        if topics.get(sibling) == CAMERA_INFO:
+        if topics.get(sibling) == CAMERA_INFO_TYPE:
             return sibling
         if rig:
             log.warning("%s: no CameraInfo beside %s (%s); its ~/camera_info is not written", bag, image_topic,
                         sibling)
             return None
     try:
-        return _pick_topic(topics, wanted, (CAMERA_INFO,), "CameraInfo", "--camera-info-topic", bag)
+        return _pick_topic(topics, wanted, (CAMERA_INFO_TYPE,), "CameraInfo", "--camera-info-topic", bag)
     except InputError:
         if wanted is not None:
             raise

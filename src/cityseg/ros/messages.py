@@ -22,12 +22,12 @@ import numpy as np
 from cityseg.errors import InputError
 from cityseg.ros.images import RawImage, raw_image
 
-IMAGE = "sensor_msgs/msg/Image"
-COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
-CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
-LABEL_INFO = "vision_msgs/msg/LabelInfo"
-DIAGNOSTIC_ARRAY = "diagnostic_msgs/msg/DiagnosticArray"
-IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
+IMAGE_TYPE = "sensor_msgs/msg/Image"
+COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"
+CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
+LABEL_INFO_TYPE = "vision_msgs/msg/LabelInfo"
+DIAGNOSTIC_ARRAY_TYPE = "diagnostic_msgs/msg/DiagnosticArray"
+IMAGE_TYPES = (IMAGE_TYPE, COMPRESSED_IMAGE_TYPE)
 
 VISION_MSGS_DEFINITIONS = {
     # From ros-perception/vision_msgs (ros2 branch); not in rosbags' built-in stores.
@@ -212,18 +212,18 @@ class RosbagsMessages(MessageFactory):
         return self._t["std_msgs/msg/Header"](stamp=time, frame_id=frame_id)
 
     def image(self, header, raw: RawImage):
-        return self._t[IMAGE](header=header, height=raw.height, width=raw.width, encoding=raw.encoding,
+        return self._t[IMAGE_TYPE](header=header, height=raw.height, width=raw.width, encoding=raw.encoding,
                               is_bigendian=raw.is_bigendian, step=raw.step, data=raw.data)
 
     def compressed_image(self, header, fmt: str, data: np.ndarray):
-        return self._t[COMPRESSED_IMAGE](header=header, format=fmt, data=np.asarray(data, np.uint8))
+        return self._t[COMPRESSED_IMAGE_TYPE](header=header, format=fmt, data=np.asarray(data, np.uint8))
 
     def camera_info(self, header, info: CameraInfoValues):
         x, y, h, w, rect = info.roi
         roi = self._t["sensor_msgs/msg/RegionOfInterest"](x_offset=x, y_offset=y, height=h, width=w,
                                                           do_rectify=rect)
         f64 = lambda values: np.asarray(values, dtype=np.float64)  # noqa: E731
-        return self._t[CAMERA_INFO](header=header, height=info.height, width=info.width,
+        return self._t[CAMERA_INFO_TYPE](header=header, height=info.height, width=info.width,
                                     distortion_model=info.distortion_model, d=f64(info.d), k=f64(info.k),
                                     r=f64(info.r), p=f64(info.p), binning_x=info.binning_x,
                                     binning_y=info.binning_y, roi=roi)
@@ -231,12 +231,12 @@ class RosbagsMessages(MessageFactory):
     def label_info(self, header, classes, threshold):
         vision_class = self._t["vision_msgs/msg/VisionClass"]
         class_map = [vision_class(class_id=int(i), class_name=str(n)) for i, n in classes]
-        return self._t[LABEL_INFO](header=header, class_map=class_map, threshold=float(threshold))
+        return self._t[LABEL_INFO_TYPE](header=header, class_map=class_map, threshold=float(threshold))
 
     def diagnostics(self, header, statuses):
         key_value = self._t["diagnostic_msgs/msg/KeyValue"]
         status = self._t["diagnostic_msgs/msg/DiagnosticStatus"]
-        return self._t[DIAGNOSTIC_ARRAY](header=header, status=[
+        return self._t[DIAGNOSTIC_ARRAY_TYPE](header=header, status=[
             status(level=s.level, name=s.name, message=s.message, hardware_id=s.hardware_id,
                    values=[key_value(key=k, value=v) for k, v in s.values]) for s in statuses])
 
@@ -323,8 +323,8 @@ class RclpyMessages(MessageFactory):
     def message_class(self, type_name: str):
         """The rclpy class of ``type_name`` (e.g. 'sensor_msgs/msg/Image'); None when its package
         is not installed (vision_msgs)."""
-        return {IMAGE: self.Image, COMPRESSED_IMAGE: self.CompressedImage, CAMERA_INFO: self.CameraInfo,
-                LABEL_INFO: self.LabelInfo, DIAGNOSTIC_ARRAY: self.DiagnosticArray}[type_name]
+        return {IMAGE_TYPE: self.Image, COMPRESSED_IMAGE_TYPE: self.CompressedImage, CAMERA_INFO_TYPE: self.CameraInfo,
+                LABEL_INFO_TYPE: self.LabelInfo, DIAGNOSTIC_ARRAY_TYPE: self.DiagnosticArray}[type_name]
 
     def label_info(self, header, classes, threshold):
         if self.LabelInfo is None:

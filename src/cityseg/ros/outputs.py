@@ -14,9 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cityseg.ros.messages import CAMERA_INFO as CAMERA_INFO_TYPE
-from cityseg.ros.messages import COMPRESSED_IMAGE, IMAGE
-from cityseg.ros.messages import LABEL_INFO as LABEL_INFO_TYPE
+from cityseg.ros.messages import CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE, IMAGE_TYPE, LABEL_INFO_TYPE
 
 NODE_NAME = "segmentation"
 """The node's name: its outputs are ``/<namespace>/segmentation/<suffix>``."""
@@ -60,21 +58,21 @@ class Output:
 
 
 OUTPUTS: tuple[Output, ...] = (
-    Output(MASK, IMAGE, "mono8 class ids at the input resolution (times output_scale)",
+    Output(MASK, IMAGE_TYPE, "mono8 class ids at the input resolution (times output_scale)",
            param="publish_mask", image=True),
-    Output(COLOR_MASK, IMAGE, "rgb8 palette colours of the mask", param="publish_color", image=True),
-    Output(OVERLAY, IMAGE, "the colour mask blended over the input image", param="publish_overlay",
+    Output(COLOR_MASK, IMAGE_TYPE, "rgb8 palette colours of the mask", param="publish_color", image=True),
+    Output(OVERLAY, IMAGE_TYPE, "the colour mask blended over the input image", param="publish_overlay",
            image=True),
-    Output(CONFIDENCE, IMAGE, "mono8 top-class probability x 255 at the mask's resolution (what Nav2's "
+    Output(CONFIDENCE, IMAGE_TYPE, "mono8 top-class probability x 255 at the mask's resolution (what Nav2's "
            "semantic segmentation layer reads next to the mask); needs a model that gives scores",
            param="publish_confidence", default=False),
-    Output(compressed_of(MASK), COMPRESSED_IMAGE, "~/mask as lossless PNG (decodes to exactly the raw mask)",
+    Output(compressed_of(MASK), COMPRESSED_IMAGE_TYPE, "~/mask as lossless PNG (decodes to exactly the raw mask)",
            param="publish_mask_compressed", image=True, codec="png"),
-    Output(compressed_of(COLOR_MASK), COMPRESSED_IMAGE, "~/color_mask as JPEG (jpeg_quality)",
+    Output(compressed_of(COLOR_MASK), COMPRESSED_IMAGE_TYPE, "~/color_mask as JPEG (jpeg_quality)",
            param="publish_color_compressed", image=True, codec="jpeg"),
-    Output(compressed_of(OVERLAY), COMPRESSED_IMAGE, "~/overlay as JPEG (jpeg_quality)",
+    Output(compressed_of(OVERLAY), COMPRESSED_IMAGE_TYPE, "~/overlay as JPEG (jpeg_quality)",
            param="publish_overlay_compressed", image=True, codec="jpeg"),
-    Output(compressed_of(CONFIDENCE), COMPRESSED_IMAGE, "~/confidence as lossless PNG; needs a model that "
+    Output(compressed_of(CONFIDENCE), COMPRESSED_IMAGE_TYPE, "~/confidence as lossless PNG; needs a model that "
            "gives scores", param="publish_confidence_compressed", default=False, codec="png"),
     Output(CAMERA_INFO, CAMERA_INFO_TYPE, "the input CameraInfo, stamped like the mask and resized "
            "with output_scale", param="publish_camera_info"),

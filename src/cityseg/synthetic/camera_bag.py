@@ -15,7 +15,7 @@ import numpy as np
 from cityseg.errors import CitysegError
 from cityseg.ros.bagio import normalize_topic, open_writer, sensor_data_qos, staged_directory
 from cityseg.ros.images import encode_compressed, encode_rgb
-from cityseg.ros.messages import CAMERA_INFO, COMPRESSED_IMAGE, IMAGE, CameraInfoValues, RosbagsMessages
+from cityseg.ros.messages import CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE, IMAGE_TYPE, CameraInfoValues, RosbagsMessages
 
 
 def write_camera_bag(path: Path, frames: Iterable[np.ndarray], *, image_topic: str = "/camera/image_raw",
@@ -71,11 +71,12 @@ def write_rig_bag(path: Path, cameras: Sequence[RigCamera], *, fps: float = 10.0
 
 def _connections(writer, factory: RosbagsMessages, camera: RigCamera):
     compressed = camera.encoding.lower() in ("jpeg", "png")
-    image_conn = writer.add_connection(normalize_topic(camera.image_topic), COMPRESSED_IMAGE if compressed else IMAGE,
+    kind = COMPRESSED_IMAGE_TYPE if compressed else IMAGE_TYPE
+    image_conn = writer.add_connection(normalize_topic(camera.image_topic), kind,
                                        typestore=factory.typestore, offered_qos_profiles=sensor_data_qos())
     info_conn = None
     if camera.camera_info_topic:
-        info_conn = writer.add_connection(normalize_topic(camera.camera_info_topic), CAMERA_INFO,
+        info_conn = writer.add_connection(normalize_topic(camera.camera_info_topic), CAMERA_INFO_TYPE,
                                           typestore=factory.typestore, offered_qos_profiles=sensor_data_qos())
     return image_conn, info_conn
 
