@@ -19,6 +19,7 @@ CAMERAS = ("front", "left", "right", "rear")
 class Frame:  # the shape of ProcessedFrame the worker relies on
     messages: dict
     timings: dict = field(default_factory=dict)
+    sent: bool = False
 
 
 def stats_for(cameras=CAMERAS) -> dict[str, NodeStats]:

@@ -307,3 +307,14 @@ def test_a_batch_of_cameras_of_different_sizes_matches_one_by_one(bundle, scene)
         assert set(alone.messages) == set(result.messages)
         for suffix, msg in alone.messages.items():
             np.testing.assert_array_equal(pixels(result.messages[suffix]), pixels(msg))
+
+
+def test_a_sink_gets_each_output_as_soon_as_it_is_built(bundle, scene):
+    rgb, mask = scene
+    proc = processor(bundle, id_space="trainid")
+    sent = []
+    frame = proc.process(image(rgb), camera_info(128, 256), sink=lambda suffix, msg: sent.append((suffix, msg)))
+    assert frame.sent and [s for s, _ in sent] == ["mask", "color_mask", "overlay", "camera_info"]
+    assert all(frame.messages[s] is m for s, m in sent)  # the same messages, handed out once each
+    np.testing.assert_array_equal(pixels(sent[0][1]), mask)
+    assert "publish" in frame.timings and not proc.process(image(rgb)).sent

@@ -17,6 +17,7 @@ from cityseg.ros.worker import FrameWorker, LatestFrameSlot
 class Frame:  # the shape of ProcessedFrame the worker relies on
     messages: dict
     timings: dict = field(default_factory=dict)
+    sent: bool = False
 
 
 def test_slot_hands_over_the_latest_item_and_counts_replacements():

@@ -138,6 +138,10 @@ class CameraIO:
         for suffix, msg in messages.items():
             self.publishers[suffix].publish(msg)
 
+    def publish_one(self, suffix: str, message) -> None:
+        """Publish one output message (the processor's sink: outputs leave as they are built)."""
+        self.publishers[suffix].publish(message)
+
     def publish_label_info(self, message) -> None:
         """Publish the (latched) LabelInfo (there is no publisher without vision_msgs)."""
         if LABEL_INFO in self.publishers:

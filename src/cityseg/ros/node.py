@@ -220,12 +220,13 @@ class SegmentationNode:
     # -- per frame --------------------------------------------------------------------------
 
     def _process(self, camera, item):
-        """One frame through the processor, building only the outputs someone listens to."""
+        """One frame through the processor, building only the outputs someone listens to; each is
+        published as soon as it is built (the mask does not wait for the overlay)."""
         live = camera.live_outputs()
         if not live:
             return None
         msg, camera_info = item
-        return self.processor.process(msg, camera_info, live)
+        return self.processor.process(msg, camera_info, live, sink=camera.publish_one)
 
     def _process_batch(self, entries):
         """Frames of several cameras through one backend call; None for a camera nobody listens to."""
@@ -235,7 +236,8 @@ class SegmentationNode:
         wanted = [(i, name, item) for i, (name, item) in enumerate(entries) if live[name]]
         results: list = [None] * len(entries)
         if wanted:
-            requests = [FrameRequest(item[0], item[1], live[name]) for _, name, item in wanted]
+            requests = [FrameRequest(item[0], item[1], live[name], self.cameras[name].publish_one)
+                        for _, name, item in wanted]
             for (i, _, _), result in zip(wanted, self.processor.process_batch(requests)):
                 results[i] = result
         return results

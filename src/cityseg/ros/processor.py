@@ -7,7 +7,7 @@ message factory they pass and in what they do with the returned messages.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -78,10 +78,12 @@ class ProcessedFrame:
     messages: dict[str, Any]
     """Topic suffix (see cityseg.ros.outputs) -> message; only the enabled outputs."""
     timings: dict[str, float] = field(default_factory=dict)
-    """Milliseconds per stage (STAGES); the caller adds 'publish'."""
+    """Milliseconds per stage (STAGES); 'publish' is the sink's time, or added by the caller."""
     input_size: tuple[int, int] = (0, 0)
     output_size: tuple[int, int] = (0, 0)
     segmentation: Segmentation | None = None
+    sent: bool = False
+    """True: every message went to the request's sink as soon as it was built (do not send again)."""
 
 
 class FrameProcessor:
@@ -133,14 +135,15 @@ class FrameProcessor:
             return input_size
         return max(1, round(input_size[0] * scale)), max(1, round(input_size[1] * scale))
 
-    def process(self, msg, camera_info=None, outputs: Collection[str] | None = None) -> ProcessedFrame:
+    def process(self, msg, camera_info=None, outputs: Collection[str] | None = None,
+                sink: Callable[[str, Any], None] | None = None) -> ProcessedFrame:
         """Segment one image message into the enabled outputs that are also in ``outputs`` (None:
         every enabled one); raise ImageError (an InputError) if it cannot be decoded.
 
         Each output image is written once, at output resolution, straight into the buffer of its
         message (the factory's :meth:`~cityseg.ros.messages.MessageFactory.image_buffer`).
         """
-        result = self.process_batch([FrameRequest(msg, camera_info, outputs)])[0]
+        result = self.process_batch([FrameRequest(msg, camera_info, outputs, sink)])[0]
         if isinstance(result, InputError):
             raise result
         return result
@@ -171,11 +174,13 @@ class FrameProcessor:
         out_size = self.output_size(decoded.size)
         header = self.factory.header(*header_fields(request.msg))
         writer = OutputWriter(self.factory, self.config, header, decoded, result, out_size)
-        messages = writer.build(wanted, request.camera_info)
+        messages = writer.build(wanted, request.camera_info, request.sink)
+        build_ms = (time.perf_counter() - t0) * 1e3 - writer.sink_ms
         timings = {"convert": convert_ms, "preprocess": result.timings["preprocess"],
-                   "infer": result.timings["infer"],
-                   "postprocess": result.timings["argmax"] + (time.perf_counter() - t0) * 1e3}
-        return ProcessedFrame(messages, timings, decoded.size, out_size, result)
+                   "infer": result.timings["infer"], "postprocess": result.timings["argmax"] + build_ms}
+        if request.sink is not None:
+            timings["publish"] = writer.sink_ms
+        return ProcessedFrame(messages, timings, decoded.size, out_size, result, sent=request.sink is not None)
 
 
 @dataclass(frozen=True)
@@ -187,6 +192,9 @@ class FrameRequest:
     camera_info: Any = None
     outputs: Collection[str] | None = None
     """The outputs to build (None: every enabled one)."""
+    sink: Callable[[str, Any], None] | None = None
+    """Called with (suffix, message) as each output is built, to publish it at once (the node);
+    None: the messages are only returned (the bag tool)."""
 
 
 class OutputWriter:
@@ -211,25 +219,41 @@ class OutputWriter:
                      CONFIDENCE: ("mono8", self._fill_confidence)}
         """Raw image output -> (encoding, writer of its pixels into an array or a new one)."""
 
-    def build(self, wanted: frozenset[str], camera_info=None) -> dict[str, Any]:
-        """Suffix -> message (or CDR bytes) of each output in ``wanted``, in publishing order."""
+    def build(self, wanted: frozenset[str], camera_info=None, sink=None) -> dict[str, Any]:
+        """Suffix -> message (or CDR bytes) of each output in ``wanted``, in publishing order.
+
+        ``sink(suffix, message)``, when given, is called with each message as soon as it is built
+        (the node publishes it at once: the mask leaves before the overlay is computed); the time
+        spent in it is :attr:`sink_ms`.
+        """
         messages: dict[str, Any] = {}
         pixels: dict[str, np.ndarray] = {}
+        self.sink_ms = 0.0
+        emit = self._emitter(messages, sink)
         for suffix, (encoding, fill) in self._raw.items():
             if suffix in wanted:
                 out = self._image(encoding, 1 if encoding == "mono8" else 3)
                 pixels[suffix] = fill(out.pixels)
-                messages[suffix] = out.message()  # the bytes stay alive in ``messages`` while encoding
+                emit(suffix, out.message())  # the bytes stay alive in ``messages`` while encoding
         for suffix in COMPRESSED_OUTPUTS:
             if suffix in wanted:
                 raw = raw_of(suffix)
                 if raw not in pixels:
                     pixels[raw] = self._raw[raw][1](None)
-                messages[suffix] = self._compressed(suffix, pixels[raw], self._raw[raw][0])
+                emit(suffix, self._compressed(suffix, pixels[raw], self._raw[raw][0]))
         if CAMERA_INFO in wanted and camera_info is not None:
             info = CameraInfoValues.from_message(camera_info).resized(self.decoded.size, (self.height, self.width))
-            messages[CAMERA_INFO] = self.factory.camera_info(self.header, info)
+            emit(CAMERA_INFO, self.factory.camera_info(self.header, info))
         return messages
+
+    def _emitter(self, messages: dict[str, Any], sink):
+        def emit(suffix: str, message) -> None:
+            messages[suffix] = message
+            if sink is not None:
+                t0 = time.perf_counter()
+                sink(suffix, message)
+                self.sink_ms += (time.perf_counter() - t0) * 1e3
+        return emit
 
     def _image(self, encoding: str, channels: int):
         return self.factory.image_buffer(self.header, self.height, self.width, encoding, channels)

@@ -155,13 +155,15 @@ class FrameWorker(WorkerLoop):
 
 
 def deliver(frame, publish: Callable[[dict], None], stats: NodeStats) -> None:
-    """Publish a ProcessedFrame and count it (timing 'publish'); None counts as unwatched."""
+    """Publish a ProcessedFrame (unless its outputs were sent as they were built) and count it
+    (timing 'publish'); None counts as unwatched."""
     if frame is None:
         stats.unwatched()
         return
-    t0 = time.perf_counter()
-    publish(frame.messages)
-    frame.timings["publish"] = (time.perf_counter() - t0) * 1e3
+    if not frame.sent:
+        t0 = time.perf_counter()
+        publish(frame.messages)
+        frame.timings["publish"] = (time.perf_counter() - t0) * 1e3
     stats.processed(frame.timings, frame.messages)
 
 
