@@ -109,6 +109,8 @@ def main() -> None:
     if args.update_doc:
         table = "\n".join(["| stage | ms |", "|---|---:|"] + [f"| {n} | {ms:.2f} |" for n, ms in rows]
                           + [f"| **ours, whole postprocess** | **{ours_ms:.2f}** |",
+                             f"| the node: same outputs written into their CDR messages | {node_ms:.2f} "
+                             f"({node_ms / ours_ms:.2f}×) |",
                              f"| study baseline | {base_ms:.1f} |",
                              f"| speed-up | {base_ms / ours_ms:.1f}× |"])
         update_doc(args.update_doc, table, f"Measured on {machine_description()}; medians of "
