@@ -19,7 +19,7 @@ this host (a private domain, ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST).
   message objects): the difference to it is the node's own work without any transport saving.
 * ``loss``: frames in / out with and without the profile (256x128 to 2048x1024).
 
-    python benchmarks/ros_graph.py --model demo_output/bundle --update-doc docs/ROS.md
+    python benchmarks/ros_graph.py --model demo_output/bundle --update-doc docs/ROS.md docs/PERFORMANCE.md
 
 The last line printed is JSON: {"frame_cost": [...], "loss": [...]}, one object per scenario.
 """
@@ -227,7 +227,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=REPO / "demo_output" / "bundle",
                         help="model bundle the node runs (default: make demo's)")
-    parser.add_argument("--update-doc", type=Path, help="write the table into this Markdown file")
+    parser.add_argument("--update-doc", type=Path, nargs="+", default=[],
+                        help="write the tables into these Markdown files (docs/ROS.md docs/PERFORMANCE.md)")
     parser.add_argument("--only", choices=("frame-cost", "loss"), help="run one part only")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--cost-child", help=argparse.SUPPRESS)
@@ -253,10 +254,11 @@ def main() -> int:
 
         where = (f"Measured on {machine_description()} with `python benchmarks/ros_graph.py --model "
                  f"{args.model}` ({time.strftime('%Y-%m-%d')}).")
-        if cost:
-            update_doc(args.update_doc, cost_table(cost), where, marker="frame-cost")
-        if loss:
-            update_doc(args.update_doc, table(loss), where, marker="ros-graph")
+        for doc in args.update_doc:  # each table where the doc has (or, for the first doc, gets) its markers
+            text = doc.read_text() if doc.exists() else ""
+            for marker, rows, text_table in (("frame-cost", cost, cost_table), ("ros-graph", loss, table)):
+                if rows and (f"<!-- {marker}:start -->" in text or doc == args.update_doc[0]):
+                    update_doc(doc, text_table(rows), where, marker=marker)
     print(json.dumps({"frame_cost": cost, "loss": loss}))
     return 0
 
