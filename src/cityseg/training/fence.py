@@ -17,11 +17,12 @@ the bounds in ``setup.py`` together.
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 import re
 import warnings
 from functools import cache
+
+from cityseg.bundle.card import framework_versions
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +47,7 @@ def minor(version: str) -> tuple[int, int]:
 
 def installed_versions() -> dict[str, str]:
     """The installed versions of the fenced packages (those not installed are left out)."""
-    found = {}
-    for name in TESTED:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return found
+    return {name: version for name, version in framework_versions(*TESTED).items() if name in TESTED}
 
 
 def untested(installed: dict[str, str] | None = None) -> list[str]:
