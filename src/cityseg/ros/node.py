@@ -39,7 +39,7 @@ class SegmentationNode:
         self.node = LifecycleNode(NODE_NAME, **node_kwargs)
         self.node.add_managed_entity(NodeTransitions(self))
         self.msgs = RclpyMessages()
-        self.worker = self.processor = self.params = self.batcher = self.diag_pub = None
+        self.worker = self.processor = self.params = self.slot = self.batcher = self.diag_pub = None
         self.cameras: dict = {}
         """Camera name ('' in single-camera mode) -> its CameraIO."""
         self._timers: list = []
@@ -174,23 +174,20 @@ class SegmentationNode:
 
     def _create_cameras(self) -> None:
         """One CameraIO (single-camera mode) or one per camera, each with its publishers."""
-        from cityseg.ros.batcher import CameraBatcher
         from cityseg.ros.camera_io import CameraIO, CameraTopics
-        from cityseg.ros.worker import LatestFrameSlot
 
         p, enabled = self.params, self.processor.config.outputs
         if not p.cameras:
-            self.slot = LatestFrameSlot()
             topics = [CameraTopics.single(p.input_compressed)]
         else:
-            self.batcher = CameraBatcher(p.cameras)
             topics = [CameraTopics.from_patterns(c, p.camera_image_topic, p.camera_info_topic,
                                                  p.camera_output_prefix, p.input_compressed) for c in p.cameras]
         self.cameras = {t.name: CameraIO(self.node, self.msgs, p, t, enabled, self._deliver_to(t.name),
                                          self._error_reporter(t.name)) for t in topics}
 
     def _deliver_to(self, camera: str):
-        """How camera ``camera``'s frames reach the inference thread (True: a pending frame was replaced)."""
+        """How camera ``camera``'s frames reach the inference thread (True: a pending frame was replaced);
+        the slot or batcher is made on activate (the camera is subscribed only while active)."""
         if camera == "":
             return lambda item: self.slot.put(item)
         return lambda item: self.batcher.put(camera, item)
@@ -199,7 +196,7 @@ class SegmentationNode:
         from cityseg.ros.worker import FrameWorker, LatestFrameSlot
 
         camera = self.cameras[""]
-        self.slot = LatestFrameSlot()  # a fresh one: deactivate closed the last
+        self.slot = LatestFrameSlot()  # one per activation: deactivate closes it
         return FrameWorker(self.slot, lambda item: self._process(camera, item), camera.publish, camera.stats,
                            on_error=self._error_reporter(""), max_rate_hz=self.params.max_rate_hz)
 
@@ -207,7 +204,7 @@ class SegmentationNode:
         from cityseg.ros.batcher import BatchWorker, CameraBatcher, batch_capacity_note
 
         p = self.params
-        self.batcher = CameraBatcher(p.cameras)  # a fresh one: deactivate closed the last
+        self.batcher = CameraBatcher(p.cameras)  # one per activation: deactivate closes it
         note = batch_capacity_note(len(p.cameras), self.processor.segmenter.max_batch)
         if note:
             self.node.get_logger().warning(note)
@@ -292,7 +289,8 @@ class SegmentationNode:
         from cityseg.ros.diagnostics import OK
 
         fqn = self.node.get_fully_qualified_name()
-        statuses = self._camera_statuses(fqn)
+        snapshots = {name: camera.stats.snapshot() for name, camera in self.cameras.items()}
+        statuses = self._camera_statuses(fqn, snapshots)
         state = ("lifecycle state", self.state)
         statuses = [replace(s, values=(state, *s.values)) for s in statuses]
         if not self._active:
@@ -301,25 +299,27 @@ class SegmentationNode:
         sec, nsec = self.node.get_clock().now().seconds_nanoseconds()
         self.diag_pub.publish(self.msgs.diagnostics(self.msgs.header(sec, nsec, ""), statuses))
         if self._active:
-            self._warn_upstream_loss()
+            self._warn_upstream_loss(snapshots)
 
-    def _camera_statuses(self, fqn: str) -> list:
+    def _camera_statuses(self, fqn: str, snapshots: dict) -> list:
         from cityseg.ros.diagnostics import batch_status, camera_statuses, diagnostic_status
 
         model, warn = self.processor.segmenter.bundle.card.name, self.params.upstream_loss_warn
-        live = {name: tuple(s for s in cam.publishers if s in cam.live_outputs()) for name, cam in self.cameras.items()}
+        live = {}
+        for name, camera in self.cameras.items():
+            listened = camera.live_outputs()  # one subscription count per publisher, in publishing order
+            live[name] = tuple(s for s in camera.publishers if s in listened)
         if not self.multi_camera:
-            return [diagnostic_status(self.cameras[""].stats.snapshot(), fqn, model, warn, live[""])]
-        snapshots = {name: camera.stats.snapshot() for name, camera in self.cameras.items()}
+            return [diagnostic_status(snapshots[""], fqn, model, warn, live[""])]
         sizes = self.worker.batch_sizes.snapshot() if self.worker is not None else {}
         return [*camera_statuses(snapshots, fqn, model, warn, live),
                 batch_status(sizes, fqn, model, len(self.cameras), self.params.max_batch or len(self.cameras))]
 
-    def _warn_upstream_loss(self) -> None:
+    def _warn_upstream_loss(self, snapshots: dict) -> None:
         from cityseg.ros.diagnostics import LOSS_HINT
 
-        for camera in self.cameras.values():
-            lost = camera.stats.snapshot().upstream_lost_percent
+        for name, camera in self.cameras.items():
+            lost = snapshots[name].upstream_lost_percent
             if lost > self.params.upstream_loss_warn:
                 self.node.get_logger().warning(
                     f"{lost:.0f} % of the frames on {camera.image_topic} were lost before they reached this "
@@ -330,10 +330,6 @@ class SegmentationNode:
 
         for name, camera in self.cameras.items():
             self.node.get_logger().info((f"{name}: " if name else "") + log_line(camera.stats.snapshot()))
-
-    def live_outputs(self, camera: str = "") -> frozenset[str]:
-        """The per-frame outputs of ``camera`` that have a subscriber now."""
-        return self.cameras[camera].live_outputs()
 
     def close(self) -> None:
         """Stop the inference thread, release the model and destroy the node (from any state)."""
