@@ -1,0 +1,128 @@
+"""The bird's-eye semantic grid, ROS-free: a cost grid (nav_msgs/OccupancyGrid values: 0..100,
+-1 unknown) and a class-id grid (255 unknown) of the same geometry, from labelled points or, for
+camera-only vehicles, from the masks' ground classes projected onto the ground plane.
+
+Cell (row r, column c) covers x in [origin_x + c*res, +res), y in [origin_y + r*res, +res) of the
+grid frame (z up, the ground at z = 0), row-major from the origin as OccupancyGrid.data is.
+Several points in one cell: the cell takes the highest cost among them (an obstacle beats the
+road under it) and that point's class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from cityseg.fusion.cloud import UNKNOWN
+from cityseg.fusion.labelling import CameraMask, label_points
+
+UNKNOWN_COST = -1
+FREE, LOW, LETHAL = 0, 20, 100
+DEFAULT_COSTS: dict[str, int] = {
+    "road": FREE, "parking": FREE,
+    "sidewalk": LOW, "terrain": LOW, "ground": LOW, "rail track": LETHAL,
+    "building": LETHAL, "wall": LETHAL, "fence": LETHAL, "guard rail": LETHAL, "bridge": LETHAL,
+    "tunnel": LETHAL, "pole": LETHAL, "polegroup": LETHAL, "traffic light": LETHAL,
+    "traffic sign": LETHAL, "vegetation": LETHAL, "person": LETHAL, "rider": LETHAL, "car": LETHAL,
+    "truck": LETHAL, "bus": LETHAL, "caravan": LETHAL, "trailer": LETHAL, "train": LETHAL,
+    "motorcycle": LETHAL, "bicycle": LETHAL, "static": LETHAL, "dynamic": LETHAL,
+}
+"""Cost per class name (Cityscapes names); any other class (sky, unlabeled, ego vehicle) is -1."""
+GROUND_CLASSES = ("road", "sidewalk", "parking", "terrain", "ground")
+"""The classes a camera-only grid projects onto the ground plane (nothing else lies on it)."""
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """Grid geometry: frame, metres per cell, size in cells, origin of cell (0, 0)'s corner."""
+
+    frame: str = "base_link"
+    resolution: float = 0.2
+    width: int = 250
+    height: int = 250
+    origin_x: float = -25.0
+    origin_y: float = -25.0
+
+    def __post_init__(self) -> None:
+        if self.resolution <= 0 or self.width <= 0 or self.height <= 0:
+            raise ValueError(f"grid resolution, width and height must be positive, got {self}")
+
+    def cell_centres(self) -> np.ndarray:
+        """float64 (height*width, 3) centres of the cells on the ground plane, row-major."""
+        xs = self.origin_x + (np.arange(self.width) + 0.5) * self.resolution
+        ys = self.origin_y + (np.arange(self.height) + 0.5) * self.resolution
+        gx, gy = np.meshgrid(xs, ys)
+        return np.stack([gx.ravel(), gy.ravel(), np.zeros(gx.size)], 1)
+
+
+@dataclass
+class SemanticGrid:
+    """int8 (H, W) costs (-1 unknown) and uint8 (H, W) class ids (255 unknown)."""
+
+    spec: GridSpec
+    cost: np.ndarray
+    label: np.ndarray
+
+
+def cost_table(classes: Iterable[tuple[int, str]], costs: Mapping[str, int] | None = None) -> np.ndarray:
+    """int16[256]: mask id -> cost, from (id, name) pairs and a name -> cost table (default
+    DEFAULT_COSTS; names it lacks: -1). Refuses costs outside -1..100 and names no class has."""
+    table = dict(DEFAULT_COSTS if costs is None else costs)
+    names = {name for _, name in classes}
+    if costs is not None:
+        unknown = sorted(set(table) - names)
+        if unknown:
+            raise ValueError(f"grid cost table names unknown class(es) {unknown}; classes: {sorted(names)}")
+    bad = {k: v for k, v in table.items() if not -1 <= int(v) <= 100}
+    if bad:
+        raise ValueError(f"grid costs must be within -1..100 (OccupancyGrid), got {bad}")
+    lut = np.full(256, UNKNOWN_COST, np.int16)
+    for mask_id, name in classes:
+        lut[mask_id] = int(table.get(name, UNKNOWN_COST))
+    return lut
+
+
+def class_ids(classes: Iterable[tuple[int, str]], names: Iterable[str]) -> list[int]:
+    """Mask ids of the classes called ``names`` (ValueError naming any unknown name)."""
+    by_name = {name: mask_id for mask_id, name in classes}
+    missing = sorted(set(names) - set(by_name))
+    if missing:
+        raise ValueError(f"unknown class name(s) {missing}; classes: {sorted(by_name)}")
+    return [by_name[n] for n in names]
+
+
+def grid_from_points(spec: GridSpec, points: np.ndarray, label: np.ndarray, costs: np.ndarray) -> SemanticGrid:
+    """Grid from grid-frame points (N, 3) and their labels; ``costs`` from :func:`cost_table`."""
+    cost_of = costs[label]
+    x = np.floor((points[:, 0] - spec.origin_x) / spec.resolution)
+    y = np.floor((points[:, 1] - spec.origin_y) / spec.resolution)
+    ok = (label != UNKNOWN) & (cost_of >= 0) & (x >= 0) & (x < spec.width) & (y >= 0) & (y < spec.height)
+    cell = y[ok].astype(np.int64) * spec.width + x[ok].astype(np.int64)
+    key = np.full(spec.width * spec.height, -1, np.int32)
+    np.maximum.at(key, cell, cost_of[ok].astype(np.int32) * 256 + label[ok])
+    return _grid(spec, key)
+
+
+def _grid(spec: GridSpec, key: np.ndarray) -> SemanticGrid:
+    known = key >= 0
+    cost = np.where(known, key // 256, UNKNOWN_COST).astype(np.int8).reshape(spec.height, spec.width)
+    label = np.where(known, key % 256, UNKNOWN).astype(np.uint8).reshape(spec.height, spec.width)
+    return SemanticGrid(spec, cost, label)
+
+
+def grid_from_masks(spec: GridSpec, cameras: Sequence[CameraMask | None], ground_ids: Sequence[int],
+                    costs: np.ndarray, max_range: float = 30.0) -> SemanticGrid:
+    """Camera-only grid: each cell centre on the ground plane takes the class of the pixel it
+    projects to, when that class is a ground class and the cell is within ``max_range`` of the
+    camera (each CameraMask's transform maps *grid-frame* points into the camera). A pixel of any
+    other class (a car, a wall) leaves the cell unknown: flat-ground projection places only the
+    ground correctly; anything standing on it would be smeared far behind its foot."""
+    centres = spec.cell_centres()
+    labels = label_points(centres, cameras, occlusion=None, max_range=max_range).label
+    ground = np.isin(labels, np.asarray(list(ground_ids), np.uint8))
+    key = np.where(ground, costs[labels].astype(np.int32) * 256 + labels, -1)
+    key[costs[labels] < 0] = -1
+    return _grid(spec, key.astype(np.int32))
+
