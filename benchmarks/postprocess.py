@@ -46,15 +46,16 @@ def ours(scores: np.ndarray, frame: np.ndarray, palette: np.ndarray, alpha: floa
 
 def node_outputs(scores: np.ndarray, frame: np.ndarray, alpha: float):
     """The node's postprocess + message building for mask, colour mask and overlay (None without rclpy)."""
-    try:
-        from cityseg.ros.messages import RclpyMessages
-    except ImportError:
-        return None
     from cityseg.inference import Segmentation
     from cityseg.ros.images import DecodedImage
+    from cityseg.ros.messages import RclpyMessages
     from cityseg.ros.processor import OutputWriter, ProcessorConfig
 
-    factory, config = RclpyMessages(), ProcessorConfig(overlay_alpha=alpha)
+    try:
+        factory = RclpyMessages()  # imports the ROS message packages
+    except ImportError:
+        return None
+    config = ProcessorConfig(overlay_alpha=alpha)
     header, decoded = factory.header(1, 2, "cam"), DecodedImage(frame, "RGB", "rgb8")
     space, wanted = class_space("trainid"), frozenset({"mask", "color_mask", "overlay"})
 

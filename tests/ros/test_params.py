@@ -147,3 +147,9 @@ def test_values_are_typed_as_rcl_delivers_them(tmp_path):
         path.write_text(f"/**:\n  ros__parameters:\n    {body}\n")
         with pytest.raises(ConfigError, match=message):
             check_params_file(str(path), {"model": "m"})
+
+
+def test_one_publish_switch_per_switchable_output():
+    """NodeParams declares its publish_* fields by hand (readable, greppable); they must match the table."""
+    switches = {f.name: f.default for f in dataclasses.fields(NodeParams) if f.name.startswith("publish_")}
+    assert switches == {o.param: o.default for o in SWITCHABLE}

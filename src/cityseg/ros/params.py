@@ -14,7 +14,17 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from cityseg.config import ConfigError, from_mapping, load_yaml
-from cityseg.ros.outputs import SWITCHABLE, check_outputs
+from cityseg.ros.outputs import (
+    BY_SUFFIX,
+    CAMERA_INFO,
+    COLOR_MASK,
+    CONFIDENCE,
+    MASK,
+    OVERLAY,
+    SWITCHABLE,
+    check_outputs,
+    compressed_of,
+)
 from cityseg.ros.processor import ProcessorConfig
 
 
@@ -113,13 +123,26 @@ class _Settings:
                                jpeg_quality=self.jpeg_quality)
 
 
-NodeParams = dataclasses.make_dataclass(
-    "NodeParams",
-    [(o.param, bool, _param(o.default, f"publish ~/{o.suffix}: {o.description}")) for o in SWITCHABLE],
-    bases=(_Settings,), frozen=True)
-NodeParams.__module__ = __name__
-NodeParams.__doc__ = """Parameters of ``segmentation_node`` (see docs/ROS.md): the settings above plus one
-``publish_<output>`` switch per row of cityseg.ros.outputs.SWITCHABLE, made from that table."""
+def _switch(suffix: str) -> Any:
+    """The ``publish_*`` field of output ``suffix``: default and description from the outputs table."""
+    output = BY_SUFFIX[suffix]
+    return _param(output.default, f"publish ~/{output.suffix}: {output.description}")
+
+
+@dataclass(frozen=True)
+class NodeParams(_Settings):
+    """Parameters of ``segmentation_node`` (see docs/ROS.md): the settings above plus one
+    ``publish_<output>`` switch per row of cityseg.ros.outputs.SWITCHABLE (a test keeps them equal)."""
+
+    publish_mask: bool = _switch(MASK)
+    publish_color: bool = _switch(COLOR_MASK)
+    publish_overlay: bool = _switch(OVERLAY)
+    publish_confidence: bool = _switch(CONFIDENCE)
+    publish_mask_compressed: bool = _switch(compressed_of(MASK))
+    publish_color_compressed: bool = _switch(compressed_of(COLOR_MASK))
+    publish_overlay_compressed: bool = _switch(compressed_of(OVERLAY))
+    publish_confidence_compressed: bool = _switch(compressed_of(CONFIDENCE))
+    publish_camera_info: bool = _switch(CAMERA_INFO)
 
 
 @dataclass(frozen=True)
