@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo_output
 COLCON_DIR ?= /tmp/cityseg-colcon
 
-.PHONY: install demo test test-fast lint bench bench-postprocess colcon-check clean
+.PHONY: install demo test test-fast lint bench bench-postprocess colcon-check smoke-node clean
 
 install: $(STAMP)
 
@@ -46,6 +46,10 @@ colcon-check: $(STAMP)
 	$(VENV)/bin/colcon --log-base $(COLCON_DIR)/log build --base-paths . \
 		--build-base $(COLCON_DIR)/build --install-base $(COLCON_DIR)/install
 	$(PY) tests/tools/check_colcon_install.py $(COLCON_DIR)/install
+
+# The installed node with the installed params file, as README starts it, must reach active.
+smoke-node: colcon-check
+	$(PY) tests/tools/smoke_node.py $(COLCON_DIR)/install
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info $(COLCON_DIR)

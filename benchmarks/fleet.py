@@ -30,7 +30,7 @@ BAGS = 8
 def write_bags(root: Path, count: int, frames: int, width: int, height: int) -> list[Path]:
     """``count`` camera bags of ``frames`` painted frames each."""
     sys.path.insert(0, str(REPO / "tests"))
-    from cityseg.synthetic.camera_bag import write_camera_bag
+    from cityseg.ros.camera_bag import write_camera_bag
 
     from support import painted_scene
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from cityseg.benchmarking.timing import median_ms
+from cityseg.preprocess import upsample_nearest
 
 DEMO_PARAMS = {"base_filters": 8, "depth": 4, "dropout": 0.0, "max_filters": 64}
 
@@ -53,7 +54,7 @@ def measure(bundle, camera_size: tuple[int, int], repeats: int, warmup: int) -> 
     """Medians (ms) of the unfused and fused paths for one camera size (height, width)."""
     from cityseg.bundle import CameraInput
     from cityseg.export.fused_io import export_fused
-    from cityseg.inference import Segmenter, postprocess
+    from cityseg.inference import Segmenter
     from cityseg.synthetic.dataset import render_scene
 
     height, width = camera_size
@@ -69,7 +70,7 @@ def measure(bundle, camera_size: tuple[int, int], repeats: int, warmup: int) -> 
         "fused_ms": median_ms(lambda: fused.segment(frame).mask, repeats, warmup),
         "network_ms": median_ms(lambda: unfused.backend.infer(batch), repeats, warmup),
         "preprocess_ms": median_ms(lambda: unfused.preprocess([frame]), repeats, warmup),
-        "upsample_ms": median_ms(lambda: postprocess.upsample_nearest(low, height, width), repeats, warmup),
+        "upsample_ms": median_ms(lambda: upsample_nearest(low, height, width), repeats, warmup),
     }
     row["fused_prepost_ms"] = row["fused_ms"] - row["network_ms"]
     row["unfused_prepost_ms"] = row["unfused_ms"] - row["network_ms"]

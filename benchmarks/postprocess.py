@@ -33,27 +33,29 @@ from cityseg.benchmarking.report import machine_description, update_doc
 from cityseg.benchmarking.timing import median_ms
 from cityseg.inference import postprocess
 from cityseg.labels import class_space
+from cityseg.preprocess import upsample_nearest
 
 
 def ours(scores: np.ndarray, frame: np.ndarray, palette: np.ndarray, alpha: float):
     classes = postprocess.scores_to_classes(scores)
     height, width = frame.shape[:2]
-    mask = postprocess.upsample_nearest(classes, height, width)
-    color = postprocess.upsample_nearest(postprocess.colorize(classes, palette), height, width)
+    mask = upsample_nearest(classes, height, width)
+    color = upsample_nearest(postprocess.colorize(classes, palette), height, width)
     return mask, color, postprocess.overlay(frame, color, alpha)
 
 
 def node_outputs(scores: np.ndarray, frame: np.ndarray, alpha: float):
     """The node's postprocess + message building for mask, colour mask and overlay (None without rclpy)."""
-    try:
-        from cityseg.ros.messages import RclpyMessages
-    except ImportError:
-        return None
     from cityseg.inference import Segmentation
     from cityseg.ros.images import DecodedImage
+    from cityseg.ros.messages import RclpyMessages
     from cityseg.ros.processor import OutputWriter, ProcessorConfig
 
-    factory, config = RclpyMessages(), ProcessorConfig(overlay_alpha=alpha)
+    try:
+        factory = RclpyMessages()  # imports the ROS message packages
+    except ImportError:
+        return None
+    config = ProcessorConfig(overlay_alpha=alpha)
     header, decoded = factory.header(1, 2, "cam"), DecodedImage(frame, "RGB", "rgb8")
     space, wanted = class_space("trainid"), frozenset({"mask", "color_mask", "overlay"})
 
@@ -86,12 +88,12 @@ def main() -> None:
 
     classes = postprocess.scores_to_classes(scores)
     color_low = postprocess.colorize(classes, palette)
-    color_full = postprocess.upsample_nearest(color_low, 1024, 2048)
+    color_full = upsample_nearest(color_low, 1024, 2048)
     stages = {
         "argmax (256x512x19)": lambda: postprocess.scores_to_classes(scores),
-        "mask upsample": lambda: postprocess.upsample_nearest(classes, 1024, 2048),
+        "mask upsample": lambda: upsample_nearest(classes, 1024, 2048),
         "colour (LUT, low res)": lambda: postprocess.colorize(classes, palette),
-        "colour upsample": lambda: postprocess.upsample_nearest(color_low, 1024, 2048),
+        "colour upsample": lambda: upsample_nearest(color_low, 1024, 2048),
         "overlay": lambda: postprocess.overlay(frame, color_full, args.alpha),
     }
     print(f"machine: {machine_description()}, {cv2.getNumThreads()} OpenCV threads")

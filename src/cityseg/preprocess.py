@@ -2,6 +2,7 @@
 
 The training cache is built with :func:`resize_image` and inference resizes with the same
 function and the method recorded in the model card; normalisation is one affine map per channel.
+Masks go back to the frame's size with :func:`upsample_nearest` (inference, export parity, the node).
 """
 
 from __future__ import annotations
@@ -65,6 +66,26 @@ def resize_image(image: np.ndarray, height: int, width: int, method: str) -> np.
 def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
     """Resize a label mask with nearest-neighbour sampling (labels are never interpolated)."""
     return resize_image(mask, height, width, "nearest")
+
+
+def upsample_nearest(image: np.ndarray, height: int, width: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Nearest-neighbour resize of a mask or colour image (pixel-centre aligned); written into
+    ``out`` (a contiguous uint8 array of the result's shape) when given."""
+    if image.shape[:2] == (height, width):
+        if out is None:
+            return image
+        np.copyto(out, image)
+        return out
+    if out is None:
+        return cv2.resize(image, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
+    return into_out(out, cv2.resize(image, (width, height), dst=out, interpolation=cv2.INTER_NEAREST_EXACT))
+
+
+def into_out(out: np.ndarray, result: np.ndarray) -> np.ndarray:
+    """``out`` after an OpenCV call given ``dst=out`` (copied over if OpenCV had to allocate)."""
+    if result is not out and not np.shares_memory(result, out):
+        np.copyto(out, result)
+    return out
 
 
 def as_rgb(frame: np.ndarray, channel_order: str) -> np.ndarray:

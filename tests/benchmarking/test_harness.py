@@ -10,6 +10,7 @@ from cityseg.benchmarking.report import update_doc
 from cityseg.cli import main
 from cityseg.inference import postprocess
 from cityseg.labels import class_space
+from cityseg.preprocess import upsample_nearest
 
 from support import make_palette_bundle, painted_scene
 
@@ -42,8 +43,8 @@ def test_study_postprocess_agrees_with_ours():
     palette = class_space("trainid").palette
     mask, color, overlay = study_postprocess(scores, image, palette, 0.5)
     classes = postprocess.scores_to_classes(scores)
-    assert np.array_equal(mask, postprocess.upsample_nearest(classes, 128, 256))
-    assert np.array_equal(color, postprocess.upsample_nearest(postprocess.colorize(classes, palette), 128, 256))
+    assert np.array_equal(mask, upsample_nearest(classes, 128, 256))
+    assert np.array_equal(color, upsample_nearest(postprocess.colorize(classes, palette), 128, 256))
     assert np.abs(overlay.astype(int) - postprocess.overlay(image, color, 0.5)).max() <= 1
 
 

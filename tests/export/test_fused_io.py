@@ -14,9 +14,9 @@ from cityseg.cli import main
 from cityseg.errors import BundleError, InputError
 from cityseg.export import ExportError, ParityError, fused
 from cityseg.export.fused_io import export_fused
+from cityseg.export.tensorrt_compat import check_model
 from cityseg.inference import Segmenter
 from cityseg.preprocess import Normalization
-from cityseg.tensorrt.compat import check_model
 from cityseg.tensorrt.runtime import runtime_unavailable_reason
 
 from support import make_palette_bundle, painted_scene

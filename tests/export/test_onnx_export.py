@@ -13,10 +13,10 @@ from cityseg.bundle import Artifact, Bundle, ModelCard
 from cityseg.errors import BundleError
 from cityseg.export import ExportError, ParityError, export_onnx
 from cityseg.export.onnx import sha256_file
+from cityseg.export.tensorrt_compat import check_model
 from cityseg.inference import Segmenter
 from cityseg.labels import class_space
 from cityseg.preprocess import Normalization
-from cityseg.tensorrt.compat import check_model
 
 from support import make_palette_bundle, painted_scene
 

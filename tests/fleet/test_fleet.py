@@ -32,8 +32,8 @@ from cityseg.fleet.plan import (
     read_manifest,
 )
 from cityseg.ros.bag import replay_bag
+from cityseg.ros.camera_bag import write_camera_bag
 from cityseg.ros.processor import ProcessorConfig
-from cityseg.synthetic.camera_bag import write_camera_bag
 
 from support import painted_scene, write_ros1_bag
 

@@ -5,6 +5,7 @@ import pytest
 
 from cityseg.inference import postprocess
 from cityseg.labels import class_space
+from cityseg.preprocess import upsample_nearest
 
 
 def test_threaded_argmax_equals_numpy():
@@ -23,7 +24,7 @@ def test_to_classes_passes_argmax_output_through():
 
 def test_upsample_is_pixel_centre_nearest():
     low = np.array([[1, 2], [3, 4]], np.uint8)
-    up = postprocess.upsample_nearest(low, 4, 6)
+    up = upsample_nearest(low, 4, 6)
     assert np.array_equal(up, np.repeat(np.repeat(low, 2, axis=0), 3, axis=1))
 
 
@@ -39,8 +40,8 @@ def test_colorize_uses_palette_in_both_orders():
 def test_colour_then_upsample_equals_upsample_then_colour():
     space = class_space("labelid")
     mask = np.random.default_rng(2).integers(0, 34, (32, 64)).astype(np.uint8)
-    a = postprocess.upsample_nearest(postprocess.colorize(mask, space.palette), 100, 300)
-    b = space.palette[postprocess.upsample_nearest(mask, 100, 300)]
+    a = upsample_nearest(postprocess.colorize(mask, space.palette), 100, 300)
+    b = space.palette[upsample_nearest(mask, 100, 300)]
     assert np.array_equal(a, b)
 
 

@@ -12,10 +12,10 @@ from cityseg.cli import main as cli_main
 from cityseg.errors import CitysegError, InputError
 from cityseg.ros.bag import load_processor, output_topics, replay_bag
 from cityseg.ros.bagio import normalize_topic, topic_namespace
+from cityseg.ros.camera_bag import RigCamera, write_camera_bag, write_rig_bag
 from cityseg.ros.images import encode_rgb
 from cityseg.ros.messages import RosbagsMessages
 from cityseg.ros.processor import ProcessorConfig
-from cityseg.synthetic.camera_bag import RigCamera, write_camera_bag, write_rig_bag
 
 from support import painted_scene, write_ros1_bag
 

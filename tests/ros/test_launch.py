@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 SINGLE = REPO / "launch" / "segmentation.launch.py"
@@ -40,50 +41,81 @@ def strings(tree: ast.AST) -> set[str]:
 
 
 def test_single_camera_launch_declares_its_arguments():
+    from cityseg.ros.launch_plan import SINGLE_CAMERA_ARGUMENTS
+
     tree = parse(SINGLE)
-    arguments = constant(tree, "ARGUMENTS")
-    assert {name for name, _, _ in arguments} == EXPECTED_ARGUMENTS
-    assert all(description for _, _, description in arguments)
-    assert dict((n, d) for n, d, _ in arguments)["use_sim_time"] == "false"
+    assert "SINGLE_CAMERA_ARGUMENTS" in {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    assert {name for name, _, _ in SINGLE_CAMERA_ARGUMENTS} == EXPECTED_ARGUMENTS
+    assert all(description for _, _, description in SINGLE_CAMERA_ARGUMENTS)
+    assert dict((n, d) for n, d, _ in SINGLE_CAMERA_ARGUMENTS)["use_sim_time"] == "false"
     assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in tree.body)
 
 
-def test_single_camera_launch_starts_the_installed_node():
-    tree = parse(SINGLE)
+def test_launch_files_start_what_launch_plan_decides():
+    """Both launch files hand every argument to cityseg.ros.launch_plan and wrap its result in a
+    LifecycleNode of the installed executable; the tests start the node from the same functions."""
     from cityseg.ros.outputs import NODE_EXECUTABLE, NODE_NAME
 
-    (node,) = keywords(tree, "LifecycleNode")
-    assert node["package"] == "cityseg"
-    assert (node["executable"].id, node["name"].id) == ("NODE_EXECUTABLE", "NODE_NAME")  # the one definition
+    for path, planner in ((SINGLE, "single_camera"), (MULTI, "rig")):
+        names = {n.id for n in ast.walk(parse(path)) if isinstance(n, ast.Name)}
+        assert {planner, "lifecycle_node"} <= names, path
     assert (NODE_EXECUTABLE, NODE_NAME) == ("segmentation_node", "segmentation")
     setup = (REPO / "setup.py").read_text()
     assert re.search(r'"segmentation_node = cityseg\.ros\.node:main"', setup)
-    assert "PROFILE_FILE" in {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}  # large-images profile
-    assert {"config", "segmentation.yaml", "cityseg"} <= strings(tree)  # default params file
     assert (REPO / "config" / "segmentation.yaml").is_file()
 
 
-def test_launch_remappings_match_the_node_topics():
-    tree = parse(SINGLE)
-    (node,) = keywords(tree, "LifecycleNode")
-    remapped = {pair.elts[0].value for pair in node["remappings"].elts}
-    assert remapped == {"image", "image/compressed", "camera_info"}
+def test_launch_plan_of_one_camera(tmp_path):
+    from cityseg.ros.launch_plan import single_camera
+
+    share = tmp_path / "share"
+    (share / "config").mkdir(parents=True)
+    for name in ("segmentation.yaml", "fastdds_large_images.xml"):
+        (share / "config" / name).write_text((REPO / "config" / name).read_text())
+    plan = single_camera({"model": "/m", "namespace": "front", "image": "/cam/image_raw/"}, share)
+    assert plan.fqn == "/front/segmentation" and plan.overrides == {"model": "/m", "use_sim_time": False}
+    assert dict(plan.remappings) == {"image": "/cam/image_raw", "image/compressed": "/cam/image_raw/compressed",
+                                     "camera_info": "camera_info"}
     node_source = parse(REPO / "src" / "cityseg" / "ros" / "camera_io.py")  # where the node subscribes
-    assert remapped <= strings(node_source)
+    assert set(dict(plan.remappings)) <= strings(node_source)
+    args = plan.ros_arguments("/tmp/over.yaml")
+    assert args[:5] == ["--ros-args", "-r", "__node:=segmentation", "-r", "__ns:=/front"]
+    assert ["--params-file", str(share / "config" / "segmentation.yaml"), "--params-file", "/tmp/over.yaml"] \
+        == args[5:9]
+    assert yaml.safe_load(plan.overrides_yaml()) == {"/**": {"ros__parameters": plan.overrides}}
 
 
-def test_multi_camera_launch_one_process_or_one_per_camera():
-    tree = parse(MULTI)
-    cameras = constant(tree, "CAMERAS")
-    assert len(cameras) >= 2 and len(set(cameras)) == len(cameras)
-    assert "segmentation.launch.py" in strings(tree)  # one_process:=false includes it per camera
-    names = {name for name, _, _ in constant(tree, "ARGUMENTS")}
+def test_launch_plan_refuses_bad_arguments(tmp_path):
+    from cityseg.config import ConfigError
+    from cityseg.ros.launch_plan import rig, single_camera
+
+    share = tmp_path / "share"
+    (share / "config").mkdir(parents=True)
+    (share / "config" / "segmentation.yaml").write_text((REPO / "config" / "segmentation.yaml").read_text())
+    with pytest.raises(ConfigError, match="autostart: expected true or false"):
+        single_camera({"model": "/m", "autostart": "yes please", "dds_profile": "none"}, share)
+    with pytest.raises(ConfigError, match="cameras: expected a list"):
+        rig({"model": "/m", "cameras": "{a: 1}", "dds_profile": "none"}, share)
+    with pytest.raises(ConfigError, match="model is required"):  # the params file has no model
+        single_camera({"dds_profile": "none"}, share)
+
+
+def test_multi_camera_launch_one_process_or_one_per_camera(tmp_path):
+    from cityseg.ros.launch_plan import RIG_ARGUMENTS, RIG_CAMERAS, rig
+
+    assert len(RIG_CAMERAS) >= 2 and len(set(RIG_CAMERAS)) == len(RIG_CAMERAS)
+    names = {name for name, _, _ in RIG_ARGUMENTS}
     assert {"model", "cameras", "one_process"} <= names and names - {"cameras", "one_process"} <= EXPECTED_ARGUMENTS
-    assert dict((n, d) for n, d, _ in constant(tree, "ARGUMENTS"))["one_process"] == "true"
-    (node,) = keywords(tree, "LifecycleNode")  # one process: the same executable, the cameras parameter
-    assert (node["executable"].id, node["name"].id) == ("NODE_EXECUTABLE", "NODE_NAME")
-    default = dict((n, d) for n, d, _ in constant(tree, "ARGUMENTS"))["cameras"]
-    assert default == "[" + ", ".join(cameras) + "]"
+    defaults = dict((n, d) for n, d, _ in RIG_ARGUMENTS)
+    assert defaults["one_process"] == "true" and defaults["cameras"] == "[" + ", ".join(RIG_CAMERAS) + "]"
+    share = tmp_path / "share"
+    (share / "config").mkdir(parents=True)
+    (share / "config" / "segmentation.yaml").write_text((REPO / "config" / "segmentation.yaml").read_text())
+    (one,) = rig({"model": "/m", "dds_profile": "none"}, share)
+    assert one.fqn == "/segmentation" and one.overrides["cameras"] == list(RIG_CAMERAS)
+    per_camera = rig({"model": "/m", "dds_profile": "none", "one_process": "false"}, share)
+    assert [p.fqn for p in per_camera] == [f"/{c}/segmentation" for c in RIG_CAMERAS]
+    assert dict(per_camera[0].remappings)["image"] == f"/{RIG_CAMERAS[0]}/image_raw"
 
 
 def _load(path: Path):

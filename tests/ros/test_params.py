@@ -125,3 +125,31 @@ def test_params_file_values_are_checked_per_node(tmp_path):
     assert section_applies("/*/segmentation", "/left/segmentation")
     assert not section_applies("/*/segmentation", "/a/b/segmentation")
     assert section_applies("/**", "/a/b/segmentation")
+
+
+def test_values_are_typed_as_rcl_delivers_them(tmp_path):
+    """rcl gives an empty sequence no type (rclpy reports it unset): an unset list parameter is its
+    default, any other unset parameter is refused; integers and floats keep rcl's types."""
+    from cityseg.ros.params import load_node_params
+
+    assert load_node_params({"model": "m", "cameras": None}).cameras == ()
+    with pytest.raises(ConfigError, match="overlay_alpha has no value"):
+        load_node_params({"model": "m", "overlay_alpha": None})
+    path = tmp_path / "p.yaml"
+    for body, expect in (("cameras: []", ()), ("cameras: [front, left]", ("front", "left"))):
+        path.write_text(f"/**:\n  ros__parameters:\n    {body}\n")
+        assert check_params_file(str(path), {"model": "m"}).cameras == expect
+    path.write_text("/**:\n  ros__parameters:\n    overlay_alpha: 1\n")  # an integer where a float is declared
+    assert check_params_file(str(path), {"model": "m"}).overlay_alpha == 1.0
+    for body, message in (("overlay_alpha: []", "overlay_alpha has no value"),
+                          ("cameras: [front, 1]", "mixes types"),
+                          ("jpeg_quality: 80.0", "jpeg_quality")):
+        path.write_text(f"/**:\n  ros__parameters:\n    {body}\n")
+        with pytest.raises(ConfigError, match=message):
+            check_params_file(str(path), {"model": "m"})
+
+
+def test_one_publish_switch_per_switchable_output():
+    """NodeParams declares its publish_* fields by hand (readable, greppable); they must match the table."""
+    switches = {f.name: f.default for f in dataclasses.fields(NodeParams) if f.name.startswith("publish_")}
+    assert switches == {o.param: o.default for o in SWITCHABLE}

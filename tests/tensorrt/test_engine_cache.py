@@ -252,10 +252,11 @@ def test_the_tensorrt_backend_does_not_import_the_converter():
     assert out.strip() == "[]"
 
 
-def test_converter_rebuild_calls_the_converter(monkeypatch):
+def test_the_backend_rebuilds_through_the_converter(monkeypatch):
     import cityseg.tensorrt.build as build
+    from cityseg.inference.backends.tensorrt import rebuild_engine
 
     calls = []
     monkeypatch.setattr(build, "rebuild_engine", lambda b, k: calls.append((b, k)) or "rebuilt")
-    assert engine_cache.converter_rebuild("bundle", "key") == "rebuilt"
+    assert rebuild_engine("bundle", "key") == "rebuilt"
     assert calls == [("bundle", "key")]

@@ -30,6 +30,7 @@ from cityseg.benchmarking.fixtures import (
 from cityseg.benchmarking.report import BenchRow
 from cityseg.benchmarking.timing import median_ms
 from cityseg.inference import postprocess
+from cityseg.preprocess import upsample_nearest
 
 
 def _frame_processor(segmenter):
@@ -60,7 +61,7 @@ def bench_bundle(bundle, backend: str, frame: np.ndarray, repeats: int, warmup: 
     output = segmenter.backend.infer(batch)
     classes = segmenter.to_ids(*segmenter.standardize(output))[0]
     color_low = postprocess.colorize(classes, card.space.palette)
-    color = postprocess.upsample_nearest(color_low, FRAME_HEIGHT, FRAME_WIDTH)
+    color = upsample_nearest(color_low, FRAME_HEIGHT, FRAME_WIDTH)
 
     def convert():
         from cityseg.ros.images import decode_message
@@ -78,9 +79,9 @@ def bench_bundle(bundle, backend: str, frame: np.ndarray, repeats: int, warmup: 
         "convert": convert if message is not None else None,
         "preprocess": lambda: segmenter.preprocess([frame]),
         "infer": lambda: segmenter.backend.infer(batch),
-        "postprocess": lambda: postprocess.upsample_nearest(  # incl. the upsampling of strided scores
+        "postprocess": lambda: upsample_nearest(  # incl. the upsampling of strided scores
             segmenter.to_ids(*segmenter.standardize(output))[0], FRAME_HEIGHT, FRAME_WIDTH),
-        "colour": lambda: postprocess.upsample_nearest(
+        "colour": lambda: upsample_nearest(
             postprocess.colorize(classes, card.space.palette), FRAME_HEIGHT, FRAME_WIDTH),
         "overlay": lambda: postprocess.overlay(frame, color, alpha),
         "frame": whole_frame,

@@ -137,11 +137,13 @@ class Probe:
 
     def __init__(self, namespace: str, *, compressed: bool = False, reliable: bool = False,
                  outputs: frozenset[str] = RAW_DEFAULT_OUTPUTS, keep: tuple[str, ...] = (),
-                 history: tuple[str, ...] = (), name: str = "cityseg_probe", status: str | None = None):
+                 history: tuple[str, ...] = (), name: str = "cityseg_probe", status: str | None = None,
+                 image_topic: str = "image", info_topic: str = "camera_info"):
         """Record the per-frame ``outputs`` (and label_info) of the node in ``namespace``; keep the
         last message of the outputs in ``keep`` and every message of those in ``history``. ``status``:
         the DiagnosticStatus to record (default: the node's own; a multi-camera node reports camera
-        c as '<node>: c')."""
+        c as '<node>: c'). Frames go to ``image_topic`` (``<image_topic>/compressed`` when
+        ``compressed``) and ``info_topic``, relative names resolving in ``namespace``."""
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -159,9 +161,9 @@ class Probe:
         self._lock = threading.Lock()
         camera_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE if reliable
                                 else ReliabilityPolicy.BEST_EFFORT)
-        kind, topic = (m.CompressedImage, "image/compressed") if compressed else (m.Image, "image")
+        kind, topic = (m.CompressedImage, f"{image_topic}/compressed") if compressed else (m.Image, image_topic)
         self.image_pub = self.node.create_publisher(kind, topic, camera_qos)
-        self.info_pub = self.node.create_publisher(m.CameraInfo, "camera_info", camera_qos)
+        self.info_pub = self.node.create_publisher(m.CameraInfo, info_topic, camera_qos)
         self._deep = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
         self._latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                                    durability=DurabilityPolicy.TRANSIENT_LOCAL)

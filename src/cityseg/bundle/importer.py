@@ -22,10 +22,10 @@ from cityseg.bundle.card import Artifact, ModelCard, class_fields, framework_ver
 from cityseg.bundle.directory import Bundle
 from cityseg.errors import BundleError, InputError
 from cityseg.export import parity
+from cityseg.export import tensorrt_compat as trt_compat
 from cityseg.fileio import sha256_file
 from cityseg.labels import LabelSet
 from cityseg.preprocess import Normalization
-from cityseg.tensorrt import compat as trt_compat
 
 log = logging.getLogger(__name__)
 

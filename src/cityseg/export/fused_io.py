@@ -14,10 +14,10 @@ import numpy as np
 
 from cityseg.bundle import Artifact, Bundle, CameraInput, framework_versions
 from cityseg.export import fused, parity
+from cityseg.export import tensorrt_compat as trt_compat
 from cityseg.export.errors import ExportError, ParityError
 from cityseg.export.onnx import io_details, onnxruntime_runner, refuse_overwrite
 from cityseg.fileio import atomic_path, sha256_file
-from cityseg.tensorrt import compat as trt_compat
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def check_confidence(bundle: Bundle, source_key: str, path, frames: list[np.ndar
     """Fused confidence vs the unfused path's (top-class probability x 255, nearest-upsampled):
     share of pixels within CONFIDENCE_TOLERANCE; ParityError below CONFIDENCE_AGREEMENT."""
     from cityseg.bundle import outputs as model_outputs
-    from cityseg.inference.postprocess import upsample_nearest
+    from cityseg.preprocess import upsample_nearest
 
     card, artifact = bundle.card, bundle.card.artifacts[source_key]
     run = onnxruntime_runner(bundle.artifact_path(source_key),

@@ -18,9 +18,9 @@ import numpy as np
 from cityseg.bundle import Artifact, Bundle, ModelCard
 from cityseg.errors import BundleError
 from cityseg.export import parity
+from cityseg.export import tensorrt_compat as trt_compat
 from cityseg.export.errors import ExportError, ParityError
 from cityseg.fileio import atomic_path, sha256_file
-from cityseg.tensorrt import compat as trt_compat
 
 log = logging.getLogger(__name__)
 

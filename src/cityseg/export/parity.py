@@ -260,7 +260,7 @@ def check_camera_parity(run_reference: Callable[[np.ndarray], np.ndarray], refer
     """Parity of a fused-I/O model (uint8 camera frames -> NxHxW class ids at camera resolution) with
     the unfused path: the card's CPU preprocessing, ``run_reference`` (the source artifact), argmax,
     nearest upsampling (INTER_NEAREST_EXACT) to the frame size. Near ties are the reference's, upsampled."""
-    from cityseg.inference.postprocess import upsample_nearest
+    from cityseg.preprocess import upsample_nearest
 
     canonical_run, kind = canonical_runner(run_reference, reference_artifact, card)
     height, width = frames[0].shape[:2]

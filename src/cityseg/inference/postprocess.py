@@ -15,6 +15,8 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from cityseg.preprocess import into_out
+
 _ARGMAX_MIN_ROWS = 64
 _ARGMAX_WORKERS = max(1, min(4, os.cpu_count() or 1))
 """Threads of the argmax pool (kept here: ThreadPoolExecutor has no public worker count)."""
@@ -69,26 +71,6 @@ def remap(classes: np.ndarray, lut: np.ndarray | None) -> np.ndarray:
     return lut[classes]
 
 
-def upsample_nearest(image: np.ndarray, height: int, width: int, out: np.ndarray | None = None) -> np.ndarray:
-    """Nearest-neighbour resize of a mask or colour image (pixel-centre aligned); written into
-    ``out`` (a contiguous uint8 array of the result's shape) when given."""
-    if image.shape[:2] == (height, width):
-        if out is None:
-            return image
-        np.copyto(out, image)
-        return out
-    if out is None:
-        return cv2.resize(image, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
-    return _into(out, cv2.resize(image, (width, height), dst=out, interpolation=cv2.INTER_NEAREST_EXACT))
-
-
-def _into(out: np.ndarray, result: np.ndarray) -> np.ndarray:
-    """``out`` after an OpenCV call given ``dst=out`` (copied over if OpenCV had to allocate)."""
-    if result is not out and not np.shares_memory(result, out):
-        np.copyto(out, result)
-    return out
-
-
 @lru_cache(maxsize=16)
 def _color_lut(palette_bytes: bytes, bgr: bool) -> np.ndarray:
     palette = np.frombuffer(palette_bytes, dtype=np.uint8).reshape(256, 3)
@@ -112,4 +94,4 @@ def overlay(frame: np.ndarray, color: np.ndarray, alpha: float, out: np.ndarray 
         raise ValueError(f"overlay needs frame and colour of one shape, got {frame.shape} and {color.shape}")
     if out is None:
         return cv2.addWeighted(color, alpha, frame, 1.0 - alpha, 0.0)
-    return _into(out, cv2.addWeighted(color, alpha, frame, 1.0 - alpha, 0.0, dst=out))
+    return into_out(out, cv2.addWeighted(color, alpha, frame, 1.0 - alpha, 0.0, dst=out))

@@ -17,7 +17,7 @@ from cityseg.errors import BundleError, CitysegError, InputError
 from cityseg.inference import postprocess
 from cityseg.inference.backends import open_backend
 from cityseg.labels import LabelSet, class_space, conversion_lut
-from cityseg.preprocess import to_channel_order
+from cityseg.preprocess import to_channel_order, upsample_nearest
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class Segmentation:
     @cached_property
     def mask(self) -> np.ndarray:
         """uint8 HxW class ids at the input frame's resolution."""
-        return postprocess.upsample_nearest(self.classes, *self.frame_size)
+        return upsample_nearest(self.classes, *self.frame_size)
 
     @property
     def has_confidence(self) -> bool:
@@ -70,7 +70,7 @@ class Segmentation:
     def confidence(self) -> np.ndarray:
         """uint8 HxW top-class probability x 255 at the mask's resolution (the frame's); raises
         ConfidenceUnavailable for argmax-only models (check :attr:`has_confidence`)."""
-        return postprocess.upsample_nearest(self.confidence_low, *self.frame_size)
+        return upsample_nearest(self.confidence_low, *self.frame_size)
 
     def resized(self, frame_size: tuple[int, int]) -> Segmentation:
         """The same result at another output size (mask, confidence and colours follow it)."""
@@ -87,7 +87,7 @@ class Segmentation:
         key = order.upper()
         if key not in self._colors:
             low = postprocess.colorize(self.classes, self.space.palette, key)
-            self._colors[key] = postprocess.upsample_nearest(low, *self.frame_size)
+            self._colors[key] = upsample_nearest(low, *self.frame_size)
         return self._colors[key]
 
     def overlay(self, frame: np.ndarray, alpha: float = 0.5, order: str = "RGB") -> np.ndarray:

@@ -1,7 +1,7 @@
 """Reading and writing rosbags with rosbags (no ROS): topics, storage, staged output, QoS profiles.
 
 Shared by the replay (:mod:`cityseg.ros.bag`) and the synthetic camera bags
-(:mod:`cityseg.synthetic.camera_bag`).
+(:mod:`cityseg.ros.camera_bag`).
 """
 
 from __future__ import annotations

@@ -27,8 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cityseg.ros.images import ImageError, RawImage
-from cityseg.ros.messages import OutgoingImage
+from cityseg.ros.images import ImageError, OutgoingImage, RawImage
 
 ENCAPSULATION_LE = b"\x00\x01\x00\x00"
 """CDR_LE, no options: what every little-endian ROS 2 host writes."""

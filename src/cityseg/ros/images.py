@@ -26,8 +26,10 @@ Overlay encoding ("same family as the input"): ``bgr8`` for bgr8/bgra8 and compr
 
 from __future__ import annotations
 
+import abc
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -303,3 +305,14 @@ def encode_compressed(pixels: np.ndarray, codec: str = "jpeg", quality: int = 95
         raise ValueError(f"OpenCV could not encode a {pixels.shape} frame as {codec}")
     target = "" if encoding == "mono8" else "bgr8"
     return f"{encoding}; {codec} compressed {target}", encoded.reshape(-1)
+
+
+class OutgoingImage(abc.ABC):
+    """An output Image whose pixels are written in place before it is sent."""
+
+    pixels: np.ndarray
+    """Writable uint8 HxW or HxWxC array: the message's pixels."""
+
+    @abc.abstractmethod
+    def message(self) -> Any:
+        """What the publisher or bag writer takes: a message object or its CDR bytes."""

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from cityseg.errors import InputError
-from cityseg.ros.images import RawImage, raw_image
+from cityseg.ros.cdr import ImageBuffer, compressed_image_bytes
+from cityseg.ros.images import OutgoingImage, RawImage, raw_image
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"
@@ -163,17 +164,6 @@ class MessageFactory(abc.ABC):
         return self.compressed_image(header, fmt, data)
 
 
-class OutgoingImage(abc.ABC):
-    """An output Image whose pixels are written in place before it is sent."""
-
-    pixels: np.ndarray
-    """Writable uint8 HxW or HxWxC array: the message's pixels."""
-
-    @abc.abstractmethod
-    def message(self) -> Any:
-        """What the publisher or bag writer takes: a message object or its CDR bytes."""
-
-
 class ArrayImage(OutgoingImage):
     """Pixels in a fresh array, wrapped by the factory's ``image`` (rosbags keeps the array as is)."""
 
@@ -308,15 +298,11 @@ class RclpyMessages(MessageFactory):
     def image_buffer(self, header, height: int, width: int, encoding: str, channels: int) -> OutgoingImage:
         """CDR bytes laid out once (cityseg.ros.cdr): the pixels are written straight into what is
         published, with no array -> bytes -> message -> serialisation copies."""
-        from cityseg.ros.cdr import ImageBuffer
-
         stamp = header.stamp
         return ImageBuffer(stamp.sec, stamp.nanosec, header.frame_id, height, width, encoding, channels)
 
     def compressed_output(self, header, fmt: str, data: np.ndarray) -> bytes:
         """CDR bytes (cityseg.ros.cdr), published as they are, like the node's raw images."""
-        from cityseg.ros.cdr import compressed_image_bytes
-
         stamp = header.stamp
         return compressed_image_bytes(stamp.sec, stamp.nanosec, header.frame_id, fmt, data)
 

@@ -14,7 +14,17 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from cityseg.config import ConfigError, from_mapping, load_yaml
-from cityseg.ros.outputs import SWITCHABLE, check_outputs
+from cityseg.ros.outputs import (
+    BY_SUFFIX,
+    CAMERA_INFO,
+    COLOR_MASK,
+    CONFIDENCE,
+    MASK,
+    OVERLAY,
+    SWITCHABLE,
+    check_outputs,
+    compressed_of,
+)
 from cityseg.ros.processor import ProcessorConfig
 
 
@@ -113,13 +123,26 @@ class _Settings:
                                jpeg_quality=self.jpeg_quality)
 
 
-NodeParams = dataclasses.make_dataclass(
-    "NodeParams",
-    [(o.param, bool, _param(o.default, f"publish ~/{o.suffix}: {o.description}")) for o in SWITCHABLE],
-    bases=(_Settings,), frozen=True)
-NodeParams.__module__ = __name__
-NodeParams.__doc__ = """Parameters of ``segmentation_node`` (see docs/ROS.md): the settings above plus one
-``publish_<output>`` switch per row of cityseg.ros.outputs.SWITCHABLE, made from that table."""
+def _switch(suffix: str) -> Any:
+    """The ``publish_*`` field of output ``suffix``: default and description from the outputs table."""
+    output = BY_SUFFIX[suffix]
+    return _param(output.default, f"publish ~/{output.suffix}: {output.description}")
+
+
+@dataclass(frozen=True)
+class NodeParams(_Settings):
+    """Parameters of ``segmentation_node`` (see docs/ROS.md): the settings above plus one
+    ``publish_<output>`` switch per row of cityseg.ros.outputs.SWITCHABLE (a test keeps them equal)."""
+
+    publish_mask: bool = _switch(MASK)
+    publish_color: bool = _switch(COLOR_MASK)
+    publish_overlay: bool = _switch(OVERLAY)
+    publish_confidence: bool = _switch(CONFIDENCE)
+    publish_mask_compressed: bool = _switch(compressed_of(MASK))
+    publish_color_compressed: bool = _switch(compressed_of(COLOR_MASK))
+    publish_overlay_compressed: bool = _switch(compressed_of(OVERLAY))
+    publish_confidence_compressed: bool = _switch(compressed_of(CONFIDENCE))
+    publish_camera_info: bool = _switch(CAMERA_INFO)
 
 
 @dataclass(frozen=True)
@@ -150,9 +173,39 @@ def _constraints(hint: Any) -> str:
     return ""
 
 
+def _sequence_parameters() -> frozenset[str]:
+    hints = typing.get_type_hints(NodeParams)
+    return frozenset(name for name, hint in hints.items() if typing.get_origin(hint) is tuple)
+
+
 def load_node_params(values: dict[str, Any], where: str = "segmentation_node parameters") -> NodeParams:
-    """Validate parameter values; raise ConfigError naming the bad parameter and the fix."""
-    return from_mapping(NodeParams, values, where=where)
+    """Validate parameter values as rclpy reports them; raise ConfigError naming the bad one and the fix.
+
+    rcl gives an empty sequence in a params file no type, so rclpy reports it unset (None): an
+    unset list parameter means its default (``cameras: []`` is one camera). Any other unset
+    parameter is refused, never silently defaulted.
+    """
+    sequences = _sequence_parameters()
+    given = {name: value for name, value in values.items() if not (value is None and name in sequences)}
+    unset = sorted(name for name, value in given.items() if value is None)
+    if unset:
+        raise ConfigError(f"{where}: {', '.join(unset)} has no value (an empty value such as `[]` or `~` in a "
+                          "params file arrives unset); give it a value or remove the line to keep the default")
+    return from_mapping(NodeParams, given, where=where)
+
+
+def rcl_value(name: str, value: Any, where: str) -> Any:
+    """A params-file YAML value as rcl hands it to the node: an empty sequence is unset (None); a
+    sequence must hold one scalar type (rcl refuses a mixed or nested one, so the node would not start)."""
+    if not isinstance(value, list):
+        return value
+    if not value:
+        return None
+    kinds = {type(item) for item in value}
+    if len(kinds) > 1 or kinds & {list, dict, type(None)}:
+        raise ConfigError(f"{where}: {name}: {value!r} mixes types or nests; a ROS 2 parameter array holds "
+                          "one type (all strings, all integers, all floats or all booleans)")
+    return value
 
 
 ROS_WIDE_PARAMETERS = ("use_sim_time",)
@@ -173,7 +226,8 @@ def check_params_file(path: str, overrides: dict[str, Any] | None = None,
     """Validate a ROS 2 params file plus ``overrides`` as the node ``node_name`` will see them.
 
     Every section is checked for unknown keys (typos); the values are validated for the sections
-    that apply to ``node_name`` (all sections when None), merged in file order as rcl does. The
+    that apply to ``node_name`` (all sections when None), merged in file order and typed as rcl
+    delivers them (an empty sequence is unset, ``1`` an integer, ``1.0`` a float). The
     launch file calls this before starting the node, so a typo or a bad value is reported with the
     file name instead of being ignored by rclpy.
     """
@@ -190,8 +244,8 @@ def check_params_file(path: str, overrides: dict[str, Any] | None = None,
             raise ConfigError(f"{path}: unknown parameter(s) {', '.join(unknown)} in {section!r}; "
                               f"allowed: {', '.join(sorted(known))}")
         if node_name is None or section_applies(str(section), node_name):
-            merged.update(params)
-    merged.update(overrides or {})
+            merged.update({name: rcl_value(name, value, f"{path}: {section!r}") for name, value in params.items()})
+    merged.update({name: rcl_value(name, value, "overrides") for name, value in (overrides or {}).items()})
     for name in ROS_WIDE_PARAMETERS:
         merged.pop(name, None)
     return load_node_params(merged, where=str(path))

@@ -18,7 +18,7 @@ from cityseg import labels
 from cityseg.bundle import Bundle
 from cityseg.errors import InputError
 from cityseg.inference import Segmentation, Segmenter, postprocess
-from cityseg.preprocess import resize_image
+from cityseg.preprocess import resize_image, upsample_nearest
 from cityseg.ros.images import DecodedImage, decode_message, encode_compressed
 from cityseg.ros.messages import CameraInfoValues, MessageFactory, header_fields
 from cityseg.ros.outputs import (
@@ -263,16 +263,16 @@ class OutputWriter:
         return self.factory.compressed_output(self.header, fmt, data)
 
     def _fill_mask(self, out: np.ndarray | None) -> np.ndarray:
-        return postprocess.upsample_nearest(self.result.classes, self.height, self.width, out=out)
+        return upsample_nearest(self.result.classes, self.height, self.width, out=out)
 
     def _fill_confidence(self, out: np.ndarray | None) -> np.ndarray:
-        return postprocess.upsample_nearest(self.result.confidence_low, self.height, self.width, out=out)
+        return upsample_nearest(self.result.confidence_low, self.height, self.width, out=out)
 
     def _color(self, order: str, out: np.ndarray | None = None) -> np.ndarray:
         """The colour mask at output resolution in ``order`` (written into ``out`` when given)."""
         if order not in self._colors:
             low = postprocess.colorize(self.result.classes, self.result.space.palette, order)
-            self._colors[order] = postprocess.upsample_nearest(low, self.height, self.width, out=out)
+            self._colors[order] = upsample_nearest(low, self.height, self.width, out=out)
         elif out is not None:
             np.copyto(out, self._colors[order])
         return self._colors[order] if out is None else out

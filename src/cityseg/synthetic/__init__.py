@@ -6,9 +6,7 @@
 * :mod:`cityseg.synthetic.render` - the street world and its rendering to (RGB, labelIds).
 * :mod:`cityseg.synthetic.items` - buildings, slabs, trees, poles, vehicles, walkers.
 * :mod:`cityseg.synthetic.geometry` - label ids, pinhole camera, the image+label canvas.
-* :mod:`cityseg.synthetic.camera_bag` - frames written as a camera rosbag2 (Image or
-  CompressedImage + CameraInfo), as a driver would have recorded them; it builds on
-  :mod:`cityseg.ros` (message encoders, rosbag I/O) and is the only module here that does.
 
-It sits just above :mod:`cityseg.data` (it writes the layout ``cityseg.data.cityscapes`` reads).
+It sits just above :mod:`cityseg.data` (it writes the layout ``cityseg.data.cityscapes`` reads);
+camera bags of its frames are written by :mod:`cityseg.ros.camera_bag`.
 """

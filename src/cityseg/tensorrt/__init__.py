@@ -1,7 +1,5 @@
 """Everything TensorRT, in one package (TensorRT and CUDA themselves are imported lazily).
 
-* :mod:`cityseg.tensorrt.compat` - static check for ONNX that TensorRT 10 cannot parse (run by
-  every ONNX export and import; needs only ``onnx``).
 * :mod:`cityseg.tensorrt.engine_cache` - engine file names, sidecars, rebuild-or-refuse rules
   (plain Python).
 * :mod:`cityseg.tensorrt.runtime` - CUDA buffers and the engine runner.
@@ -9,7 +7,7 @@
 * :mod:`cityseg.tensorrt.build` - the converter: engine build (FP32/FP16/INT8), parity, the card
   entry; builds on :mod:`cityseg.export` (ONNX, parity).
 
-Inference imports ``engine_cache`` and ``runtime``, never ``build``: the one way up is
-:func:`cityseg.tensorrt.engine_cache.converter_rebuild`, which imports ``build`` only when an
-engine built for another GPU has to be rebuilt.
+Inference imports ``engine_cache`` and ``runtime``; the TensorRT backend imports ``build`` only
+when an engine built for another GPU has to be rebuilt (it hands ``engine_cache.resolve_engine``
+the converter's ``rebuild_engine``), so nothing in this package imports upwards or in a ring.
 """

@@ -257,11 +257,11 @@ def write_engine(engine: Path, serialized: bytes, sidecar: EngineSidecar) -> Non
 
 
 def resolve_engine(bundle: Bundle, preferred: str, platform: Platform, *, rebuild: bool,
-                   build: Callable[[Bundle, str], str] | None = None) -> str:
+                   build: Callable[[Bundle, str], str]) -> str:
     """The key of an engine that runs on ``platform``: ``preferred`` or a matching sibling; else
     ``build(bundle, preferred)`` rebuilds it from the bundle's ONNX with the same settings (the
-    converter's :func:`~cityseg.tensorrt.build.rebuild_engine` by default), or EngineMismatch
-    when ``rebuild`` is False or there is no ONNX to rebuild from."""
+    TensorRT backend passes the converter's :func:`~cityseg.tensorrt.build.rebuild_engine`), or
+    EngineMismatch when ``rebuild`` is False or there is no ONNX to rebuild from."""
     key, rejected = select_engine(bundle, preferred, platform)
     if key is not None:
         return key
@@ -275,13 +275,4 @@ def resolve_engine(bundle: Bundle, preferred: str, platform: Platform, *, rebuil
                              f"{details.get('precision', 'fp16')}` on this machine")
     log.warning("%s: rebuilding the TensorRT engine for %s from %s (%s); this takes a while",
                 bundle.path, platform.describe(), details["onnx_artifact"], why)
-    return (build or converter_rebuild)(bundle, preferred)
-
-
-def converter_rebuild(bundle: Bundle, preferred: str) -> str:
-    """Rebuild ``preferred`` with the converter's :func:`cityseg.tensorrt.build.rebuild_engine`,
-    imported only now, so running engines never loads the exporter (TensorFlow, tf2onnx, parity)
-    unless one has to be rebuilt. (``build`` imports this module, hence the import in the body.)"""
-    from cityseg.tensorrt.build import rebuild_engine
-
-    return rebuild_engine(bundle, preferred)
+    return build(bundle, preferred)

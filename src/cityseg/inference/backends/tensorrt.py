@@ -21,6 +21,14 @@ from cityseg.tensorrt import engine_cache
 from cityseg.tensorrt import runtime as tensorrt_runtime
 
 
+def rebuild_engine(bundle: Bundle, preferred: str) -> str:
+    """The converter's :func:`cityseg.tensorrt.build.rebuild_engine`, imported only when an engine
+    built for another GPU must be rebuilt, so running engines never loads the exporter."""
+    from cityseg.tensorrt.build import rebuild_engine as converter_rebuild
+
+    return converter_rebuild(bundle, preferred)
+
+
 class TensorRTBackend(Backend):
     name = "tensorrt"
     format = "tensorrt"
@@ -33,7 +41,7 @@ class TensorRTBackend(Backend):
         if rebuild is None:
             rebuild = engine_cache.rebuild_allowed_by_env()
         key = engine_cache.resolve_engine(bundle, artifact_key, tensorrt_runtime.current_platform(),
-                                          rebuild=rebuild)
+                                          rebuild=rebuild, build=rebuild_engine)
         super().__init__(bundle, key)
         self.runner = tensorrt_runtime.EngineRunner.from_file(self.path)
         self._check_engine()

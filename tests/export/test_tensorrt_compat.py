@@ -6,7 +6,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from cityseg.export import ExportError
-from cityseg.tensorrt.compat import check_model, describe, enforce
+from cityseg.export.tensorrt_compat import check_model, describe, enforce
 
 from support import write_palette_onnx
 
