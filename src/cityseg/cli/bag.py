@@ -66,11 +66,57 @@ def add_replay_options(p, copy_target: str, several_image_topics: bool = False) 
                    help="ids written in the mask (default: auto = labelid for Cityscapes models, else "
                         "the bundle's own label set)")
     p.add_argument("--alpha", type=float, help="overlay opacity of the colour mask, 0-1 (default 0.5)")
+    add_fusion_options(p)
     p.add_argument("--outputs",
                    help=f"comma-separated outputs to write, from {','.join(PER_FRAME)} (default: the raw "
                         f"outputs the node enables; the compressed ones, {','.join(COMPRESSED_OUTPUTS)}, "
                         f"only when named here: e.g. mask/compressed,overlay/compressed records a drive "
                         f"small; {LABEL_INFO} is always written)")
+
+
+def add_fusion_options(p) -> None:
+    """Labelled LiDAR clouds and the bird's-eye grid (docs/FUSION.md)."""
+    g = p.add_argument_group("LiDAR fusion (docs/FUSION.md)")
+    g.add_argument("--points-topic", metavar="TOPIC",
+                   help="PointCloud2 topic to label with the cameras' masks: writes <ns>/segmentation/points")
+    g.add_argument("--extrinsics", type=Path, metavar="YAML",
+                   help="static transforms (parent, child, translation, rotation) instead of the bag's /tf_static")
+    g.add_argument("--sync-tolerance-ms", type=float, default=50.0,
+                   help="a camera's mask is used for a cloud when stamped within this of it (default 50)")
+    g.add_argument("--points-drop-labels", metavar="NAMES", default="",
+                   help="comma-separated class names whose points are left out of the cloud (e.g. sky,road)")
+    g.add_argument("--grid-frame", metavar="FRAME",
+                   help="also write <ns>/segmentation/grid and grid/labels in this frame (e.g. base_link)")
+    g.add_argument("--grid-resolution", type=float, default=0.2, help="metres per grid cell (default 0.2)")
+    g.add_argument("--grid-cells", type=int, default=250, help="cells per side of the square grid (default 250)")
+    g.add_argument("--grid-origin", metavar="X,Y",
+                   help="corner of cell (0, 0) in the grid frame (default: the frame's origin at the centre)")
+
+
+def fusion_config(args: argparse.Namespace):
+    """The FusionConfig the --points-topic options give, or None without --points-topic."""
+    from cityseg.errors import CitysegError
+    from cityseg.fusion.extrinsics import load_extrinsics
+    from cityseg.fusion.grid import GridSpec
+    from cityseg.ros.fusion_runner import FusionConfig
+
+    if not getattr(args, "points_topic", None):
+        for flag in ("extrinsics", "grid_frame"):
+            if getattr(args, flag, None):
+                raise CitysegError(f"--{flag.replace('_', '-')} needs --points-topic")
+        return None
+    grid = None
+    try:
+        if args.grid_frame:
+            half = args.grid_cells * args.grid_resolution / 2
+            x0, y0 = (-half, -half) if not args.grid_origin else (float(v) for v in args.grid_origin.split(","))
+            grid = GridSpec(args.grid_frame, args.grid_resolution, args.grid_cells, args.grid_cells, x0, y0)
+        if args.extrinsics is not None:
+            load_extrinsics(args.extrinsics)  # refused now, naming the file and the entry
+        drop = tuple(n.strip() for n in args.points_drop_labels.split(",") if n.strip())
+        return FusionConfig(args.points_topic, args.extrinsics, args.sync_tolerance_ms, drop, grid)
+    except ValueError as exc:
+        raise CitysegError(f"fusion options: {exc}") from None
 
 
 def parse_outputs(text: str) -> set[str]:
@@ -122,7 +168,8 @@ def run(args: argparse.Namespace) -> int:
     summary = replay_bag(args.input, args.output, settings.model, image_topic=args.image_topic,
                          camera_info_topic=args.camera_info_topic, copy_input=args.copy_input,
                          force=args.force, backend=settings.backend, progress=not args.no_progress,
-                         storage=args.storage, config=settings.processor_config())
+                         storage=args.storage, config=settings.processor_config(),
+                         fusion=fusion_config(args))
     print(summary.format())
     if args.json is not None:
         write_json_atomic(args.json, summary.to_json())

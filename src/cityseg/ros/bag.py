@@ -20,6 +20,7 @@ from pathlib import Path
 from cityseg.bundle import Bundle
 from cityseg.errors import CitysegError, InputError
 from cityseg.ros.bagbatch import BagBatcher, CameraReplay
+from cityseg.ros.bagfusion import BagFusion
 from cityseg.ros.bagio import (
     latched_qos,
     normalize_topic,
@@ -30,6 +31,7 @@ from cityseg.ros.bagio import (
     topic_namespace,
 )
 from cityseg.ros.bagsummary import BagSummary, CameraSummary, FailedFrame
+from cityseg.ros.fusion_runner import FusionConfig
 from cityseg.ros.messages import CAMERA_INFO_TYPE, IMAGE_TYPES, CameraInfoValues, RosbagsMessages
 from cityseg.ros.outputs import BY_SUFFIX, NODE_NAME, OUTPUTS, output_topic
 from cityseg.ros.outputs import CAMERA_INFO as CAMERA_INFO_OUT
@@ -208,7 +210,8 @@ def replay_bag(input: Path, output: Path, model: Path | Bundle | FrameProcessor,
                image_topic: str | Sequence[str] | None = None, camera_info_topic: str | None = None,
                copy_input: bool = False, force: bool = False, backend: str = "auto",
                progress: bool = True, storage: str = "sqlite3", config: ProcessorConfig | None = None,
-               on_frame: Callable[[], None] | None = None, max_batch: int | None = None) -> BagSummary:
+               on_frame: Callable[[], None] | None = None, max_batch: int | None = None,
+               fusion: FusionConfig | None = None) -> BagSummary:
     """Segment every image of a bag's camera(s) and write the node's output topics to a new rosbag2.
 
     ``image_topic``: one topic or several; None: every Image/CompressedImage topic of the bag.
@@ -218,6 +221,7 @@ def replay_bag(input: Path, output: Path, model: Path | Bundle | FrameProcessor,
     ``force`` (it is then replaced once the new bag is complete). ``config`` defaults to the node's
     defaults (labelid masks, every output). ``model`` may be a processor from :func:`load_processor`
     (``backend`` and ``config`` are then its own). ``on_frame`` is called after each image message.
+    ``fusion``: also label the clouds of its points topic (:mod:`cityseg.ros.bagfusion`).
     """
     from tqdm import tqdm
 
@@ -237,8 +241,14 @@ def replay_bag(input: Path, output: Path, model: Path | Bundle | FrameProcessor,
         with staged_directory(output) as staged:
             writer = open_writer(staged, storage)
             with writer:
-                batcher = BagBatcher(processor, writer, max_batch or len(cameras), on_frame)
-                _replay(reader, writer, batcher, summary, copy_input, progress, tqdm)
+                fuser = None if fusion is None else BagFusion(fusion, processor, [c for c, _ in cameras], reader,
+                                                              writer, input)
+                batcher = BagBatcher(processor, writer, max_batch or len(cameras), on_frame,
+                                     fuser.on_frame if fuser else None)
+                _replay(reader, writer, batcher, summary, copy_input, progress, tqdm, fuser)
+                if fuser is not None:
+                    fuser.finish()
+                    summary.fusion = {"topics": fuser.topics, **vars(fuser.runner.counters)}
         summary.wall_s = time.perf_counter() - started
         return summary
     finally:
@@ -266,7 +276,7 @@ def _output_connections(reader, writer, camera: CameraSummary, typestore) -> dic
 
 
 def _replay(reader, writer, batcher: BagBatcher, summary: BagSummary, copy_input: bool,
-            progress: bool, tqdm) -> None:
+            progress: bool, tqdm, fuser: BagFusion | None = None) -> None:
     """Read the bag once, segment every image message of the cameras, write the outputs (and copies)."""
     typestore = batcher.processor.factory.typestore
     cameras = {c.image_topic: CameraReplay(c, _output_connections(reader, writer, c, typestore))
@@ -285,12 +295,15 @@ def _replay(reader, writer, batcher: BagBatcher, summary: BagSummary, copy_input
         for camera in sharing:
             camera.camera_info = first
     image_conns = [c for c in reader.connections if c.topic in cameras]
-    wanted = () if copier else image_conns + [c for c in reader.connections if c.topic in by_info]  # (): all
+    fused = fuser.input_topics if fuser else set()
+    wanted = () if copier else image_conns + [c for c in reader.connections if c.topic in by_info or c.topic in fused]
     with tqdm(total=sum(c.msgcount for c in image_conns), unit="frame", disable=not progress,
               desc="segmenting") as bar:
         for conn, stamp, raw in reader.messages(connections=wanted):
             if copier:
                 copier.copy(conn, stamp, raw)
+            if conn.topic in fused:
+                fuser.on_message(reader, conn, stamp, raw)
             if conn.topic in by_info:
                 info = _read_camera_info(reader, raw, conn.msgtype, by_info[conn.topic][0].camera_info)
                 for camera in by_info[conn.topic]:

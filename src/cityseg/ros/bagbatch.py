@@ -46,11 +46,14 @@ class BagBatcher:
     """Collects deserialised image messages into batches, segments and writes them."""
 
     def __init__(self, processor: FrameProcessor, writer, max_batch: int,
-                 on_frame: Callable[[], None] | None = None):
+                 on_frame: Callable[[], None] | None = None,
+                 on_result: Callable[[str, Any, Any, ProcessedFrame], None] | None = None):
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.processor, self.writer, self.max_batch = processor, writer, max_batch
         self.on_frame = on_frame or (lambda: None)
+        self.on_result = on_result
+        """Called with (image topic, image message, CameraInfo, result) after each frame is written."""
         self._batch: list[_Frame] = []
 
     def add(self, camera: CameraReplay, stamp: int, msgtype: str, deserialize: Callable[[], Any]) -> None:
@@ -110,6 +113,8 @@ class BagBatcher:
             self.writer.write(out[suffix], frame.stamp, serialize(message))
         result.timings["publish"] = (time.perf_counter() - t0) * 1e3
         summary.written(result.timings)
+        if self.on_result is not None:
+            self.on_result(summary.image_topic, frame.msg, frame.camera_info, result)
         self.on_frame()
 
     def _failed(self, frame: _Frame, reason: str) -> None:

@@ -73,6 +73,8 @@ class BagSummary:
     cameras: list[CameraSummary]
     wall_s: float = 0.0
     copied_topics: list[str] = field(default_factory=list)
+    fusion: dict | None = None
+    """With --points-topic: the fusion's output topics and counters (clouds, bad_clouds, no_mask, no_transform)."""
 
     @property
     def image_topic(self) -> str:
@@ -115,7 +117,8 @@ class BagSummary:
                 "input": self.input, "output": self.output, "image_topic": self.image_topic,
                 "camera_info_topic": self.camera_info_topic, "output_topics": self.output_topics,
                 "cameras": [c.to_json() for c in self.cameras],
-                "copied_topics": self.copied_topics, "wall_s": round(self.wall_s, 3)}
+                "copied_topics": self.copied_topics, "wall_s": round(self.wall_s, 3),
+                **({"fusion": self.fusion} if self.fusion is not None else {})}
 
     def __str__(self) -> str:
         return self.format()
@@ -133,6 +136,12 @@ class BagSummary:
         lines += [f"  failed {where(f)}#{f.index} at {f.stamp}: {f.reason}" for f in failed[:10]]
         if len(failed) > 10:
             lines.append(f"  ... and {len(failed) - 10} more (see --json)")
+        if self.fusion is not None:
+            f = self.fusion
+            lines.append(f"  fusion: {f['clouds']} clouds labelled, {f['bad_clouds']} bad -> "
+                         + ", ".join(f["topics"].values())
+                         + "".join(f"; {k} {v}" for k, v in (("no mask", f["no_mask"]),
+                                                             ("no transform", f["no_transform"])) if v))
         if self.stage_ms:
             lines.append("  mean per frame: " + ", ".join(f"{k} {v:.1f} ms" for k, v in self.stage_ms.items()))
         return "\n".join(lines)

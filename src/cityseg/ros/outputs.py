@@ -81,6 +81,17 @@ OUTPUTS: tuple[Output, ...] = (
 )
 """Every output, in publishing order."""
 
+POINTS, GRID, GRID_LABELS = "points", "grid", "grid/labels"
+FUSION_OUTPUTS: tuple[Output, ...] = (
+    Output(POINTS, "sensor_msgs/msg/PointCloud2", "the points_topic cloud, its header and fields unchanged, plus "
+           "label, confidence, camera (uint8; 255 / 0 / 255 where no camera saw the point)", per_frame=False),
+    Output(GRID, "nav_msgs/msg/OccupancyGrid", "bird's-eye cost grid from the labelled points (grid_* "
+           "parameters; -1 unknown)", per_frame=False),
+    Output(GRID_LABELS, IMAGE_TYPE, "mono8 class id per grid cell (255 unknown), the grid's geometry",
+           per_frame=False),
+)
+"""Outputs per LiDAR cloud (on when points_topic is set), not per camera frame: no publish_* switch."""
+
 BY_SUFFIX = {output.suffix: output for output in OUTPUTS}
 SWITCHABLE = tuple(output for output in OUTPUTS if output.param)
 """Outputs with a ``publish_*`` parameter, in order."""

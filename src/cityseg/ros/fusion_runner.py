@@ -1,0 +1,180 @@
+"""Labelling clouds with the cameras' masks as they come, for the bag replay and the node: each
+camera's recent masks by header stamp, the clouds waiting for masks, the extrinsics, the counters.
+
+ROS-free apart from the message fields it reads; the geometry is :mod:`cityseg.fusion`. A cloud is
+labelled once every camera has a mask stamped at least ``sync_tolerance`` after it (or at
+:meth:`FusionRunner.finish`), with each camera's mask nearest its stamp within the tolerance.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cityseg.errors import InputError
+from cityseg.fusion.camera import CameraModel
+from cityseg.fusion.cloud import CloudLayout, read_xyz, write_labelled
+from cityseg.fusion.extrinsics import FrameTree, load_extrinsics
+from cityseg.fusion.grid import GridSpec, SemanticGrid, class_ids, cost_table, grid_from_points
+from cityseg.fusion.labelling import CameraMask, MaskHistory, OcclusionConfig, drop_labels, label_points
+
+log = logging.getLogger(__name__)
+MAX_PENDING = 32
+"""Clouds waiting for masks beyond this are labelled with what is there."""
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """What the node's fusion parameters (and ``cityseg bag``'s options) say."""
+
+    points_topic: str
+    extrinsics_file: Path | None = None
+    sync_tolerance_ms: float = 50.0
+    drop_labels: tuple[str, ...] = ()
+    grid: GridSpec | None = None
+    grid_costs: dict[str, int] | None = None
+    occlusion: OcclusionConfig = field(default_factory=OcclusionConfig)
+
+    def __post_init__(self) -> None:
+        if self.sync_tolerance_ms < 0:
+            raise ValueError(f"sync_tolerance_ms must be >= 0, got {self.sync_tolerance_ms}")
+
+
+@dataclass
+class FusionCounters:
+    """Diagnostics counters: clouds labelled, bad clouds, cameras without a mask in tolerance,
+    missing transforms (per camera frame)."""
+
+    clouds: int = 0
+    bad_clouds: int = 0
+    no_mask: dict[str, int] = field(default_factory=dict)
+    no_transform: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class LabelledCloud:
+    """One labelled cloud: the input header's stamp and frame, its layout and data, the grid."""
+
+    stamp_ns: int
+    frame_id: str
+    layout: CloudLayout
+    data: bytes
+    grid: SemanticGrid | None
+    tag: Any = None
+    """What the caller gave with the cloud (the bag tool: its bag timestamp and header)."""
+
+
+@dataclass
+class _Camera:
+    name: str
+    history: MaskHistory = field(default_factory=lambda: MaskHistory(16))
+    latest_ns: int = -1
+
+
+class FusionRunner:
+    """Masks in (:meth:`add_mask`), clouds in (:meth:`add_cloud`), labelled clouds out (``emit``)."""
+
+    def __init__(self, config: FusionConfig, classes: Sequence[tuple[int, str]], cameras: Sequence[str],
+                 emit: Callable[[LabelledCloud], None], tree: FrameTree | None = None):
+        self.config, self.emit = config, emit
+        self.tree = tree if tree is not None else (load_extrinsics(config.extrinsics_file)
+                                                   if config.extrinsics_file else FrameTree("/tf_static"))
+        self.drop_ids = class_ids(classes, config.drop_labels) if config.drop_labels else []
+        self.costs = cost_table(classes, config.grid_costs) if config.grid else None
+        self.cameras = [_Camera(name) for name in cameras]
+        self.counters = FusionCounters()
+        self._pending: list[tuple[int, str, Any, Any]] = []
+        self._said: set[str] = set()
+        self._tolerance_ns = int(config.sync_tolerance_ms * 1e6)
+
+    def add_mask(self, camera: int, stamp_ns: int, frame_id: str, mask: np.ndarray,
+                 confidence: np.ndarray | None, camera_info) -> None:
+        """Camera ``camera``'s mask (and confidence) for the image stamped ``stamp_ns``."""
+        cam = self.cameras[camera]
+        cam.history.add(stamp_ns, (frame_id, mask, confidence, camera_info))
+        cam.latest_ns = max(cam.latest_ns, stamp_ns)
+        self._drain(final=False)
+
+    def add_cloud(self, stamp_ns: int, frame_id: str, msg, tag: Any = None) -> None:
+        """A PointCloud2 message stamped ``stamp_ns`` in ``frame_id``; labelled when its masks are in
+        (or when more than MAX_PENDING clouds wait: a camera that stopped does not hold them all)."""
+        self._pending.append((stamp_ns, frame_id, msg, tag))
+        self._drain(final=False)
+
+    def finish(self) -> None:
+        """Label every cloud still waiting (the bag ended: no later mask will come)."""
+        self._drain(final=True)
+
+    def _drain(self, final: bool) -> None:
+        ready = min((c.latest_ns for c in self.cameras), default=-1) - self._tolerance_ns
+        waiting = []
+        overflow = len(self._pending) - MAX_PENDING
+        for i, item in enumerate(self._pending):
+            if final or item[0] <= ready or i < overflow:
+                self._label(*item)
+            else:
+                waiting.append(item)
+        self._pending = waiting
+
+    def warn_once(self, key: str, text: str) -> None:
+        if key not in self._said:
+            self._said.add(key)
+            log.warning(text)
+
+    def camera_masks(self, stamp_ns: int, cloud_frame: str) -> list[CameraMask | None]:
+        """Each camera's mask nearest ``stamp_ns`` within tolerance and its transform, or None."""
+        out: list[CameraMask | None] = []
+        for cam in self.cameras:
+            item = cam.history.nearest(stamp_ns, self._tolerance_ns)
+            if item is None:
+                self.counters.no_mask[cam.name] = self.counters.no_mask.get(cam.name, 0) + 1
+                out.append(None)
+                continue
+            frame_id, mask, confidence, info = item
+            if info is None:
+                self.warn_once(f"info:{cam.name}", f"{cam.name}: no CameraInfo yet; its points stay 255")
+                out.append(None)
+                continue
+            try:
+                transform = self.tree.lookup(frame_id, cloud_frame)
+                model = CameraModel.from_camera_info(info)
+            except InputError as exc:
+                self.counters.no_transform[cam.name] = self.counters.no_transform.get(cam.name, 0) + 1
+                self.warn_once(f"tf:{cam.name}", f"{cam.name}: {exc}; its points stay 255")
+                out.append(None)
+                continue
+            out.append(CameraMask(model, transform, mask, confidence))
+        return out
+
+    def _label(self, stamp_ns: int, frame_id: str, msg, tag: Any) -> None:
+        try:
+            layout = CloudLayout.from_message(msg)
+            data = np.asarray(msg.data, np.uint8)
+            xyz = read_xyz(layout, data)
+        except InputError as exc:
+            self.counters.bad_clouds += 1
+            self.warn_once(f"cloud:{exc}", f"skipping a PointCloud2 in {frame_id!r}: {exc}")
+            return
+        labels = label_points(xyz, self.camera_masks(stamp_ns, frame_id), self.config.occlusion)
+        keep = drop_labels(labels.label, self.drop_ids)
+        out_layout, out_data = write_labelled(layout, data, labels.label, labels.confidence, labels.camera, keep)
+        grid = self._grid(xyz, labels.label, frame_id)
+        self.counters.clouds += 1
+        self.emit(LabelledCloud(stamp_ns, frame_id, out_layout, out_data, grid, tag))
+
+    def _grid(self, xyz: np.ndarray, label: np.ndarray, cloud_frame: str) -> SemanticGrid | None:
+        spec = self.config.grid
+        if spec is None:
+            return None
+        try:
+            to_grid = self.tree.lookup(spec.frame, cloud_frame)
+        except InputError as exc:
+            self.warn_once("tf:grid", f"grid: {exc}; no grid")
+            return None
+        finite = np.isfinite(xyz).all(axis=1)
+        return grid_from_points(spec, to_grid.apply(xyz[finite]), label[finite], self.costs)
