@@ -110,3 +110,15 @@ def test_cli_refuses_a_missing_points_topic(rig_bag, labelid_bundle, tmp_path, c
                      "--points-topic", "/velodyne_points", "--no-progress"])
     assert code == 2
     assert "no PointCloud2 topic '/velodyne_points'" in capsys.readouterr().err
+
+
+def test_cli_refuses_bad_extrinsics_naming_file_and_entry(rig_bag, labelid_bundle, tmp_path, capsys):
+    _, path, _ = rig_bag
+    ext = tmp_path / "bad.yaml"
+    ext.write_text("- {parent: base_link, child: lidar, translation: [0, 0, 1.9], rotation: [0, 0, 0.5, 0.5]}\n")
+    args = ["bag", str(path), str(tmp_path / "o"), "--model", str(labelid_bundle.path), "--no-progress"]
+    assert cli_main([*args, "--points-topic", "/lidar/points", "--extrinsics", str(ext)]) == 2
+    assert f"{ext} entry 0 (base_link -> lidar): rotation" in capsys.readouterr().err
+    assert cli_main([*args, "--extrinsics", str(ext)]) == 2
+    assert "--extrinsics needs --points-topic" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -49,7 +49,7 @@ def _positive_int(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cityseg.cli.bag import node_settings
+    from cityseg.cli.bag import fusion_config, node_settings
     from cityseg.fleet.plan import ReplayOptions, collect_bags
     from cityseg.fleet.run import FleetConfig, import_ray, run_fleet
     from cityseg.fleet.summary import SUMMARY_FILE, format_summary
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     options = ReplayOptions(model=settings.model, backend=settings.backend,
                             config=settings.processor_config(), storage=args.storage,
                             image_topic=args.image_topic, camera_info_topic=args.camera_info_topic,
-                            copy_input=args.copy_input)
+                            copy_input=args.copy_input, fusion=fusion_config(args))
     config = FleetConfig(args.out, workers=args.workers, cpus_per_worker=args.cpus_per_worker,
                          gpus_per_worker=args.gpus_per_worker, address=args.address, force=args.force,
                          progress=not args.no_progress)

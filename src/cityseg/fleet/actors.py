@@ -118,7 +118,8 @@ class BagWorker:
             opts = self.options
             summary = replay_bag(Path(task.input), staged, self.processor(), image_topic=opts.image_topic,
                                  camera_info_topic=opts.camera_info_topic, copy_input=opts.copy_input,
-                                 progress=False, storage=opts.storage, on_frame=reporter.frame).to_json()
+                                 progress=False, storage=opts.storage, on_frame=reporter.frame,
+                                 fusion=opts.fusion).to_json()
             write_json_atomic(staged / MARKER, make_marker(task, self.model_id, self.params_id, summary))
             commit(staged, output, staging, self.force)
             return summary

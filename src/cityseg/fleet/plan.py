@@ -22,6 +22,7 @@ from pathlib import Path
 
 from cityseg import __version__
 from cityseg.errors import InputError, listing
+from cityseg.ros.fusion_runner import FusionConfig
 from cityseg.ros.processor import ProcessorConfig
 
 MARKER = "cityseg-fleet.json"
@@ -43,16 +44,30 @@ class ReplayOptions:
     image_topic: str | None = None
     camera_info_topic: str | None = None
     copy_input: bool = False
+    fusion: FusionConfig | None = None
+    """--points-topic and its options (labelled clouds, grids); None: off."""
 
     def params(self) -> dict:
         """The parameters as JSON values (fleet.json and the params id)."""
         config = dataclasses.asdict(self.config)
         config["outputs"] = sorted(config["outputs"])
-        return {"backend": self.backend, **config, "storage": self.storage, "image_topic": self.image_topic,
-                "camera_info_topic": self.camera_info_topic, "copy_input": self.copy_input}
+        out = {"backend": self.backend, **config, "storage": self.storage, "image_topic": self.image_topic,
+               "camera_info_topic": self.camera_info_topic, "copy_input": self.copy_input}
+        if self.fusion is not None:
+            out["fusion"] = _fusion_params(self.fusion)
+        return out
 
     def params_id(self) -> str:
         return _digest(self.params())[:16]
+
+
+def _fusion_params(fusion: FusionConfig) -> dict:
+    """The fusion options as JSON, the extrinsics file by path and content digest (an edited file
+    is a new parameter set, so a rerun labels the bags again)."""
+    params = json.loads(json.dumps(dataclasses.asdict(fusion), default=str))
+    if fusion.extrinsics_file is not None:
+        params["extrinsics_sha256"] = hashlib.sha256(Path(fusion.extrinsics_file).read_bytes()).hexdigest()
+    return params
 
 
 @dataclass

@@ -1,0 +1,33 @@
+"""`cityseg fleet` passes the --points-topic options to each bag's replay (part of the params id)."""
+
+from __future__ import annotations
+
+import argparse
+
+from cityseg.cli import fleet as fleet_cli
+from cityseg.cli.bag import fusion_config
+from cityseg.fleet.plan import ReplayOptions
+from cityseg.ros.processor import ProcessorConfig
+
+
+def _args(*argv):
+    parser = argparse.ArgumentParser()
+    fleet_cli.add_parser(parser.add_subparsers())
+    return parser.parse_args(["fleet", "bags", "--out", "o", *argv])
+
+
+def test_fleet_parses_fusion_options_into_the_params_id(tmp_path):
+    ext = tmp_path / "rig.yaml"
+    ext.write_text("- {parent: base_link, child: lidar, translation: [0, 0, 1.9], rotation: [0, 0, 0, 1]}\n")
+    args = _args("--points-topic", "/lidar/points", "--extrinsics", str(ext), "--grid-frame", "base_link",
+                 "--points-drop-labels", "sky")
+    fusion = fusion_config(args)
+    assert fusion.points_topic == "/lidar/points" and fusion.drop_labels == ("sky",)
+    assert fusion.grid.frame == "base_link" and fusion.grid.origin_x == -25.0
+    plain = ReplayOptions("m", "onnxruntime", ProcessorConfig())
+    fused = ReplayOptions("m", "onnxruntime", ProcessorConfig(), fusion=fusion)
+    assert "fusion" not in plain.params() and fused.params()["fusion"]["points_topic"] == "/lidar/points"
+    first = fused.params_id()
+    ext.write_text("- {parent: base_link, child: lidar, translation: [0, 0, 2.0], rotation: [0, 0, 0, 1]}\n")
+    assert fused.params_id() != first != plain.params_id()
+    assert fusion_config(_args()) is None
