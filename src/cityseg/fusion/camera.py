@@ -130,18 +130,31 @@ class CameraModel:
         return k[0, 0] * xd + k[0, 2], k[1, 1] * yd + k[1, 2], inside
 
     def project(self, points: np.ndarray) -> Projection:
-        """Camera-frame points (N, 3) -> :class:`Projection` in the received image's pixels."""
+        """Camera-frame points (N, 3) -> :class:`Projection` in the received image's pixels.
+
+        Points behind the camera or outside the calibrated field of view are culled before the
+        distortion model runs (their u, v are NaN)."""
         p = np.asarray(points, np.float64)
         z = p[:, 2]
-        front = z > NEAR
-        safe = np.where(front, z, 1.0)
-        u, v, inside = self.distort(p[:, 0] / safe, p[:, 1] / safe)
+        with np.errstate(invalid="ignore"):
+            front = np.flatnonzero(z > NEAR)
+        zf = z[front]
+        x, y = p[front, 0] / zf, p[front, 1] / zf
+        limit = np.tan(min(self._max_radius, 1.55)) if self.model == "equidistant" else self._max_radius
+        near_axis = (np.abs(x) <= limit) & (np.abs(y) <= limit)
+        front, x, y = front[near_axis], x[near_axis], y[near_axis]
+        uf, vf, inside = self.distort(x, y)
         x0, y0, _, _ = self.roi
         bx, by = self.binning
-        u, v = (u - x0) / bx, (v - y0) / by
+        uf, vf = (uf - x0) / bx, (vf - y0) / by
         w, h = self.image_size
-        valid = front & inside & (u >= -0.5) & (u < w - 0.5) & (v >= -0.5) & (v < h - 0.5)
-        valid &= np.isfinite(u) & np.isfinite(v)
+        ok = inside & (uf >= -0.5) & (uf < w - 0.5) & (vf >= -0.5) & (vf < h - 0.5)
+        ok &= np.isfinite(uf) & np.isfinite(vf)
+        u = np.full(len(p), np.nan)
+        v = np.full(len(p), np.nan)
+        u[front], v[front] = uf, vf
+        valid = np.zeros(len(p), bool)
+        valid[front] = ok
         return Projection(u, v, z, valid)
 
     def pixel_rays(self, width: int | None = None, height: int | None = None) -> np.ndarray:
@@ -162,14 +175,16 @@ class CameraModel:
         return np.concatenate([norm, np.ones((height, width, 1))], -1)
 
 
-def mask_index(projection: Projection, image_size: tuple[int, int],
-               mask_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column (int) in a mask of ``mask_shape`` (H, W) of each projected point; the mask
-    covers the received image (``image_size`` W, H) resampled, as the node's output_scale does."""
+def mask_index(projection: Projection, image_size: tuple[int, int], mask_shape: tuple[int, int],
+               index: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column (int) in a mask of ``mask_shape`` (H, W) of the projected points ``index``
+    (default: the valid ones); the mask covers the received image (``image_size`` W, H)
+    resampled, as the node's output_scale does."""
+    index = np.flatnonzero(projection.valid) if index is None else index
     w, h = image_size
     mh, mw = mask_shape
-    col = np.floor((projection.u + 0.5) * (mw / w)).astype(np.int64)
-    row = np.floor((projection.v + 0.5) * (mh / h)).astype(np.int64)
+    col = np.floor((projection.u[index] + 0.5) * (mw / w)).astype(np.int64)
+    row = np.floor((projection.v[index] + 0.5) * (mh / h)).astype(np.int64)
     np.clip(col, 0, mw - 1, out=col)
     np.clip(row, 0, mh - 1, out=row)
     return row, col

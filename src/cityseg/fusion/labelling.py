@@ -78,16 +78,21 @@ class PointLabels:
 
 def visible(row: np.ndarray, col: np.ndarray, depth: np.ndarray, shape: tuple[int, int],
             config: OcclusionConfig, focal_px: float) -> np.ndarray:
-    """bool per point: no point nearer by the margin lies within the window around its pixel."""
-    h, w = shape
-    flat = row * w + col
+    """bool per point: no point nearer by the margin lies within the window around its pixel.
+    The z-buffer covers only the box the points fall in (plus the window)."""
+    if not len(row):
+        return np.ones(0, bool)
+    half = config.window_px // 2
+    r0, c0 = max(int(row.min()) - half, 0), max(int(col.min()) - half, 0)
+    h = min(int(row.max()) + half + 1, shape[0]) - r0
+    w = min(int(col.max()) + half + 1, shape[1]) - c0
+    flat = (row - r0) * w + (col - c0)
     zbuf = np.full(h * w, np.inf, np.float32)
     np.minimum.at(zbuf, flat, depth.astype(np.float32))
-    zbuf = zbuf.reshape(h, w)
     if config.window_px > 1:
         k = config.window_px
-        zbuf = cv2.erode(zbuf, np.ones((k, k), np.uint8), borderType=cv2.BORDER_REPLICATE)
-    nearest = zbuf.ravel()[flat]
+        zbuf = cv2.erode(zbuf.reshape(h, w), np.ones((k, k), np.uint8), borderType=cv2.BORDER_REPLICATE).ravel()
+    nearest = zbuf[flat]
     return depth <= nearest + config.margin_m + config.margin_ratio(focal_px) * nearest
 
 
@@ -123,8 +128,7 @@ def label_points(xyz: np.ndarray, cameras: Sequence[CameraMask | None],
         if not len(seen):
             continue
         u, v, depth = proj.u[seen], proj.v[seen], proj.depth[seen]
-        row, col = mask_index(proj, cam.model.image_size, cam.mask.shape[:2])
-        row, col = row[seen], col[seen]
+        row, col = mask_index(proj, cam.model.image_size, cam.mask.shape[:2], seen)
         label = cam.mask[row, col]
         if occlusion is None:
             keep = np.ones(len(seen), bool)
