@@ -7,8 +7,8 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-LAYERS = ("errors", "labels", "fileio", "config", "preprocess", "bundle", "data", "synthetic", "models",
-          "training", "export", "tensorrt", "inference", "evaluation", "fusion", "ros", "fleet", "benchmarking",
+LAYERS = ("errors", "labels", "fileio", "config", "preprocess", "fusion", "bundle", "data", "synthetic", "models",
+          "training", "export", "tensorrt", "inference", "evaluation", "ros", "fleet", "benchmarking",
           "demo", "cli", "__main__")
 """Top-level modules and packages of cityseg, lowest first (the order of the package docstring)."""
 

@@ -2,7 +2,7 @@
 
 The package reads top-down as a one-way pipeline::
 
-    errors -> labels -> fileio -> config -> preprocess -> bundle (card, directory, outputs)
+    errors -> labels -> fileio -> config -> preprocess -> fusion -> bundle (card, directory, outputs)
            -> data -> synthetic -> models -> training -> export -> tensorrt -> inference
            -> evaluation -> ros -> fleet -> benchmarking -> demo -> cli
 
@@ -12,7 +12,9 @@ Segmenter. ``export`` is the converter (ONNX, parity, fused I/O, the ONNX-only T
 compatibility check); ``tensorrt`` builds engines on it and holds what the TensorRT backend runs
 (``engine_cache``, ``runtime``); the backend imports the engine builder only to rebuild an engine
 made for another GPU. ``preprocess`` holds the resizes both directions use (frame to network
-input, mask back to the frame).
+input, mask back to the frame). ``fusion`` is ROS-free geometry (camera models, extrinsics, LiDAR
+point labelling, the bird's-eye grid) on numpy and OpenCV alone, low enough that the synthetic
+3-D street renders and scans through its camera models; ``ros`` wires it into the bag tool.
 
 Nothing lower imports anything higher, lazy imports included (tests/test_layers.py checks it);
 TensorFlow, TensorRT and rclpy are imported lazily.
