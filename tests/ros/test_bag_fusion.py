@@ -11,11 +11,11 @@ from cityseg.fusion.cloud import CloudLayout, read_xyz
 from cityseg.fusion.extrinsics import FrameTree
 from cityseg.fusion.grid import GridSpec
 from cityseg.fusion.labelling import CameraMask, label_points
-from cityseg.ros.bag import replay_bag
-from cityseg.ros.fusion_runner import FusionConfig
+from cityseg.ros.bag import load_processor, replay_bag
+from cityseg.ros.fusion_runner import FusionConfig, frame_masks
 from cityseg.ros.lidar_bag import street_rig, write_lidar_rig_bag
 from cityseg.ros.messages import RosbagsMessages
-from cityseg.ros.processor import ProcessorConfig
+from cityseg.ros.processor import FrameRequest, ProcessorConfig
 
 F = RosbagsMessages()
 LABELID = ProcessorConfig(id_space="labelid")
@@ -57,7 +57,8 @@ def test_bag_labels_clouds_like_the_fusion_core(rig_bag, labelid_bundle, tmp_pat
     clouds = topics["/lidar/segmentation/points"]
     inputs = read_bag(path)["/lidar/points"]
     assert [s for s, _ in clouds] == [s for s, _ in inputs]
-    masks = {f"cam{i}": topics[f"/cam{i}/segmentation/mask"] for i in range(3)}
+    processor = load_processor(labelid_bundle, LABELID)
+    images = {c.name: read_bag(path)[f"/{c.name}/image_raw"] for c in rig.cameras}
     tree = FrameTree()
     for parent, child, t in rig.transforms():
         tree.add(parent, child, t)
@@ -67,13 +68,15 @@ def test_bag_labels_clouds_like_the_fusion_core(rig_bag, labelid_bundle, tmp_pat
         layout, label, conf, cam = _labels(msg)
         xyz = read_xyz(CloudLayout.from_message(src), np.asarray(src.data, np.uint8))
         cams = []
-        for c in rig.cameras:
-            m = masks[c.name][k][1]
-            mask = np.asarray(m.data, np.uint8).reshape(m.height, m.width)
-            cams.append(CameraMask(CameraModel.from_camera_info(c.info), tree.lookup(c.name, "lidar"), mask))
+        batch = processor.process_batch([FrameRequest(images[c.name][k][1]) for c in rig.cameras])  # as replayed
+        for c, result in zip(rig.cameras, batch):
+            mask, confidence = frame_masks(result)
+            cams.append(CameraMask(CameraModel.from_camera_info(c.info), tree.lookup(c.name, "lidar"), mask,
+                                   confidence))
         expected = label_points(xyz, cams)
         np.testing.assert_array_equal(label, expected.label)
         np.testing.assert_array_equal(cam, expected.camera)
+        np.testing.assert_array_equal(conf, expected.confidence)
         hit = truth.labels[k] != 255
         assert (label[~hit] == 255).all()
         assert (label[hit] == truth.labels[k][hit]).mean() > 0.5  # the palette model sees the rendered truth

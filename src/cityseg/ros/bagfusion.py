@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from cityseg.errors import InputError
 from cityseg.ros.bagio import normalize_topic, offered_qos, topic_namespace
 from cityseg.ros.fusion_msgs import (
@@ -25,9 +23,9 @@ from cityseg.ros.fusion_msgs import (
     occupancy_grid,
     point_cloud,
 )
-from cityseg.ros.fusion_runner import FusionConfig, FusionRunner, LabelledCloud
+from cityseg.ros.fusion_runner import FusionConfig, FusionRunner, LabelledCloud, frame_masks
 from cityseg.ros.messages import IMAGE_TYPE
-from cityseg.ros.outputs import CONFIDENCE, GRID, GRID_LABELS, MASK, POINTS, output_topic
+from cityseg.ros.outputs import GRID, GRID_LABELS, POINTS, output_topic
 
 
 def fusion_topics(points_topic: str) -> dict[str, str]:
@@ -47,8 +45,6 @@ class BagFusion:
             clouds = sorted(t for t, kind in topics.items() if kind == POINT_CLOUD_TYPE)
             raise InputError(f"{bag}: no PointCloud2 topic {config.points_topic!r}; PointCloud2 topics in the "
                              f"bag: {', '.join(clouds) or 'none'}")
-        if MASK not in processor.config.outputs:
-            raise InputError(f"--points-topic labels points with the masks: enable the {MASK} output")
         self.points_topic = match[0]
         self.tf_topic = TF_STATIC_TOPIC if topics.get(TF_STATIC_TOPIC) == TF_TYPE and not config.extrinsics_file \
             else None
@@ -89,10 +85,7 @@ class BagFusion:
 
     def on_frame(self, image_topic: str, image_msg, camera_info, result) -> None:
         """A segmented frame of camera ``image_topic``: its mask (and confidence) go to the runner."""
-        mask = _array(self.factory, result.messages.get(MASK))
-        if mask is None:
-            return
-        conf = _array(self.factory, result.messages.get(CONFIDENCE))
+        mask, conf = frame_masks(result)
         header = image_msg.header
         stamp_ns = int(header.stamp.sec) * 10**9 + int(header.stamp.nanosec)
         self.runner.add_mask(self.image_topics.index(image_topic), stamp_ns, str(header.frame_id).lstrip("/"),
@@ -113,12 +106,3 @@ class BagFusion:
             image = self.factory.image_from_array(grid_header, cloud.grid.label, "mono8")
             self.writer.write(self.conns[GRID_LABELS], bag_stamp, self.factory.serialize(image))
 
-
-def _array(factory, message) -> np.ndarray | None:
-    """A mono8 Image message (or its CDR bytes) as a uint8 (H, W) array."""
-    if message is None:
-        return None
-    if isinstance(message, (bytes, bytearray, memoryview)):
-        message = factory.typestore.deserialize_cdr(bytes(message), IMAGE_TYPE)
-    data = np.asarray(message.data, np.uint8)
-    return data.reshape(message.height, message.step)[:, :message.width].copy()

@@ -76,6 +76,15 @@ class _Camera:
     latest_ns: int = -1
 
 
+def frame_masks(result) -> tuple[np.ndarray, np.ndarray | None]:
+    """The class ids (and confidence x 255, None without scores) a ProcessedFrame labels points
+    with: the network-resolution arrays ``~/mask`` and ``~/confidence`` are upsampled from (the
+    camera model maps image pixels onto them), so the node and the bag tool label alike and
+    neither upsamples for the fusion."""
+    seg = result.segmentation
+    return seg.classes, (seg.confidence_low if seg.has_confidence else None)
+
+
 class FusionRunner:
     """Masks in (:meth:`add_mask`), clouds in (:meth:`add_cloud`), labelled clouds out (``emit``)."""
 
