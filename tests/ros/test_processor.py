@@ -202,7 +202,7 @@ def test_a_custom_label_set_drives_mask_ids_colours_and_label_info(tmp_path):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from cityseg.bundle.importer import ImportOptions, import_onnx
+    from cityseg.export.importer import ImportOptions, import_onnx
     from cityseg.labels import load_label_set
 
     weight = np.array([[[[0.02]], [[0.0]], [[0.0]]]], np.float32)  # lane where red > 127.5

@@ -127,7 +127,7 @@ def test_argmax_head_engine_keeps_its_confidence_output(bundle):
 def test_imported_nchw_model_with_strided_logits(tmp_path):
     from onnx import TensorProto, helper
 
-    from cityseg.bundle.importer import ImportOptions, import_onnx
+    from cityseg.export.importer import ImportOptions, import_onnx
     from cityseg.labels import class_space
 
     from support import RGB_MEAN, RGB_STD, conv_weights, save_model

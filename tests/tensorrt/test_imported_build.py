@@ -8,8 +8,8 @@ from onnx import TensorProto, helper
 
 import cityseg.tensorrt.build as trt_export
 from cityseg.bundle import Bundle
-from cityseg.bundle.importer import ImportOptions, import_onnx
 from cityseg.export import parity
+from cityseg.export.importer import ImportOptions, import_onnx
 from cityseg.export.onnx import onnxruntime_runner
 from cityseg.labels import class_space
 from cityseg.tensorrt.engine_cache import BatchProfile, EngineSidecar, Platform, sidecar_path

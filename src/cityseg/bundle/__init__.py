@@ -6,9 +6,9 @@
   files, and where a bare bundle name is looked up.
 * :mod:`cityseg.bundle.outputs` - what a model's raw output means (layout, kind, stride) read as
   class scores at the input size, for the Segmenter and the converter's parity check.
-* :mod:`cityseg.bundle.importer` - ``cityseg import``: a bundle for an ONNX model cityseg did not
-  train. It runs the model (parity, TensorRT compatibility), so it builds on :mod:`cityseg.export`
-  and :mod:`cityseg.tensorrt` and is not imported here: import it as ``cityseg.bundle.importer``.
+
+``cityseg import`` (a bundle for a model cityseg did not train) is the converter's inverse and
+lives with it: :mod:`cityseg.export.importer`.
 
 ``from cityseg.bundle import Bundle, ModelCard, Artifact, ...`` keeps working for the card and the
 directory.

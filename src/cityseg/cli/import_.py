@@ -55,7 +55,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cityseg.bundle.importer import ImportOptions, import_onnx
+    from cityseg.export.importer import ImportOptions, import_onnx
     from cityseg.labels import load_label_set
 
     space = load_label_set(args.labels)

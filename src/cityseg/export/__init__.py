@@ -3,6 +3,8 @@
 * :mod:`cityseg.export.onnx` - :func:`export_onnx` (model.onnx / model_argmax.onnx).
 * :mod:`cityseg.export.parity` - run source and export on the same frames, compare.
 * :mod:`cityseg.export.tensorrt_compat` - static check for ONNX that TensorRT 10 cannot parse.
+* :mod:`cityseg.export.importer` - ``cityseg import``: the converter's inverse, a bundle for an ONNX
+  model cityseg did not train (checked like an export: parity, TensorRT compatibility).
 * :mod:`cityseg.tensorrt.build` - engine build (FP32/FP16/INT8), parity, the card entry; engine
   names, sidecars and rebuild-or-refuse rules are :mod:`cityseg.tensorrt.engine_cache`, the engine runner
   :mod:`cityseg.tensorrt.runtime` (shared with the TensorRT inference backend).

@@ -8,9 +8,9 @@ import pytest
 from onnx import TensorProto, helper
 
 from cityseg.bundle import Bundle
-from cityseg.bundle.importer import ImportOptions, import_onnx
 from cityseg.cli import main
 from cityseg.errors import InputError
+from cityseg.export.importer import ImportOptions, import_onnx
 from cityseg.inference import ConfidenceUnavailable, Segmenter
 from cityseg.labels import class_space, load_label_set
 
