@@ -74,6 +74,7 @@ class _Camera:
     name: str
     history: MaskHistory = field(default_factory=lambda: MaskHistory(16))
     latest_ns: int = -1
+    camera_info: Any = None
 
 
 def frame_masks(result) -> tuple[np.ndarray, np.ndarray | None]:
@@ -105,6 +106,9 @@ class FusionRunner:
                  confidence: np.ndarray | None, camera_info) -> None:
         """Camera ``camera``'s mask (and confidence) for the image stamped ``stamp_ns``."""
         cam = self.cameras[camera]
+        if camera_info is None:  # a frame that came before (or without) its CameraInfo: the last one
+            camera_info = cam.camera_info
+        cam.camera_info = camera_info
         cam.history.add(stamp_ns, (frame_id, mask, confidence, camera_info))
         cam.latest_ns = max(cam.latest_ns, stamp_ns)
         self._drain(final=False)

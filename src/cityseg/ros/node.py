@@ -40,6 +40,8 @@ class SegmentationNode:
         self.node.add_managed_entity(NodeTransitions(self))
         self.msgs = RclpyMessages()
         self.worker = self.processor = self.params = self.slot = self.batcher = self.diag_pub = None
+        self.fusion = None
+        """cityseg.ros.node_fusion.NodeFusion when points_topic is set."""
         self.cameras: dict = {}
         """Camera name ('' in single-camera mode) -> its CameraIO."""
         self._timers: list = []
@@ -90,6 +92,10 @@ class SegmentationNode:
         self.processor = FrameProcessor.from_bundle(p.model, self.msgs, p.processor_config(), p.backend)
         self._warm_up()
         self._create_cameras()
+        if p.points_topic:
+            from cityseg.ros.node_fusion import NodeFusion
+
+            self.fusion = NodeFusion(self.node, self.msgs, p, self.processor, list(self.cameras))
         self.diag_pub = self.node.create_publisher(self.msgs.DiagnosticArray, "/diagnostics", 10)
         self._timers = [self.node.create_timer(p.diagnostics_period, self._publish_diagnostics)]
         if p.log_period > 0:
@@ -104,6 +110,8 @@ class SegmentationNode:
         for camera in self.cameras.values():
             camera.subscribe()
         self._active = True
+        if self.fusion is not None:
+            self.fusion.start()
         self.worker.start()
         self._publish_label_info()
         topics = ", ".join(camera.image_topic for camera in self.cameras.values())
@@ -117,6 +125,8 @@ class SegmentationNode:
         if self.worker is not None:
             self.worker.stop()
             self.worker = None
+        if self.fusion is not None:
+            self.fusion.stop()
         self.node.get_logger().info("inactive: frames are not processed and nothing is published")
 
     def cleanup(self) -> None:
@@ -133,6 +143,9 @@ class SegmentationNode:
             camera.destroy()
         if self.diag_pub is not None:
             self.node.destroy_publisher(self.diag_pub)
+        if self.fusion is not None:
+            self.fusion.destroy()
+            self.fusion = None
         self._timers, self.cameras, self.processor, self.diag_pub = [], {}, None, None
         gc.collect()
         release_freed_memory()
@@ -220,23 +233,29 @@ class SegmentationNode:
         """One frame through the processor, building only the outputs someone listens to; each is
         published as soon as it is built (the mask does not wait for the overlay)."""
         live = camera.live_outputs()
-        if not live:
+        if not live and self.fusion is None:
             return None
         msg, camera_info = item
-        return self.processor.process(msg, camera_info, live, sink=camera.publish_one)
+        result = self.processor.process(msg, camera_info, live, sink=camera.publish_one)
+        if self.fusion is not None:
+            self.fusion.feed("", msg, camera_info, result)
+        return result if live else None
 
     def _process_batch(self, entries):
         """Frames of several cameras through one backend call; None for a camera nobody listens to."""
         from cityseg.ros.processor import FrameRequest
 
         live = {name: self.cameras[name].live_outputs() for name, _ in entries}
-        wanted = [(i, name, item) for i, (name, item) in enumerate(entries) if live[name]]
+        fused = self.fusion is not None
+        wanted = [(i, name, item) for i, (name, item) in enumerate(entries) if live[name] or fused]
         results: list = [None] * len(entries)
         if wanted:
             requests = [FrameRequest(item[0], item[1], live[name], self.cameras[name].publish_one)
                         for _, name, item in wanted]
-            for (i, _, _), result in zip(wanted, self.processor.process_batch(requests)):
-                results[i] = result
+            for (i, name, item), result in zip(wanted, self.processor.process_batch(requests)):
+                if fused and not isinstance(result, Exception):
+                    self.fusion.feed(name, item[0], item[1], result)
+                results[i] = result if live[name] or isinstance(result, Exception) else None
         return results
 
     def _error_reporter(self, camera: str):
@@ -292,6 +311,8 @@ class SegmentationNode:
         snapshots = {name: camera.stats.snapshot() for name, camera in self.cameras.items()}
         statuses = self._camera_statuses(fqn, snapshots)
         state = ("lifecycle state", self.state)
+        if self.fusion is not None:
+            statuses.append(self.fusion.status(fqn))
         statuses = [replace(s, values=(state, *s.values)) for s in statuses]
         if not self._active:
             statuses = [replace(s, level=OK, message="inactive (lifecycle): frames are not processed; "
@@ -336,6 +357,8 @@ class SegmentationNode:
         if self.worker is not None:
             self.worker.stop()
             self.worker = None
+        if self.fusion is not None:
+            self.fusion.stop()
         self._active = False
         self.processor = None
         self.node.destroy_node()

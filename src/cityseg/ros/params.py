@@ -80,6 +80,18 @@ class _Settings:
     upstream_loss_warn: float = _param(
         1.0, "warn when more than this percentage of the camera's frames never reached the node "
              "(estimated from header stamp gaps), in [0, 100]")
+    points_topic: str = _param(
+        "", "sensor_msgs/PointCloud2 topic labelled with every camera's mask: ~/points, and ~/grid with "
+            "grid_frame (docs/FUSION.md); empty: off")
+    extrinsics_file: str = _param(
+        "", "YAML of static transforms (parent, child, translation, rotation quaternion) from the cloud's "
+            "frame to the cameras' frames; needed with points_topic (tf2 lookups are not built yet)")
+    sync_tolerance_ms: float = _param(50.0, "a camera's mask labels a cloud stamped within this of it, >= 0")
+    points_drop_labels: tuple[str, ...] = _param(
+        (), "class names whose points ~/points leaves out (e.g. [sky, vegetation, road], Autoware's filter)")
+    grid_frame: str = _param("", "frame of ~/grid and ~/grid/labels (e.g. base_link); empty: no grid")
+    grid_resolution: float = _param(0.2, "metres per grid cell, > 0")
+    grid_cells: int = _param(250, "cells per side of the square grid, centred on grid_frame's origin, >= 1")
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -95,6 +107,35 @@ class _Settings:
         check_outputs(self.outputs(), where="publish_*")
         self._check_cameras()
         self.processor_config()  # validates overlay_alpha, output_scale, mono16_max, jpeg_quality
+        self._check_fusion()
+
+    def _check_fusion(self) -> None:
+        if not self.points_topic:
+            return
+        if not self.extrinsics_file:
+            raise ValueError("points_topic needs extrinsics_file (a YAML of the static transforms, docs/FUSION.md); "
+                             "tf2 lookups are not built yet")
+        if self.sync_tolerance_ms < 0 or self.grid_resolution <= 0 or self.grid_cells < 1:
+            raise ValueError("sync_tolerance_ms must be >= 0, grid_resolution > 0 and grid_cells >= 1")
+
+    def fusion_config(self):
+        """The FusionConfig of points_topic and its parameters, or None when points_topic is empty;
+        the extrinsics file is read here (refused naming the file and the entry)."""
+        if not self.points_topic:
+            return None
+        from pathlib import Path
+
+        from cityseg.fusion.extrinsics import load_extrinsics
+        from cityseg.fusion.grid import GridSpec
+        from cityseg.ros.fusion_runner import FusionConfig
+
+        load_extrinsics(self.extrinsics_file)
+        grid = None
+        if self.grid_frame:
+            half = self.grid_cells * self.grid_resolution / 2
+            grid = GridSpec(self.grid_frame, self.grid_resolution, self.grid_cells, self.grid_cells, -half, -half)
+        return FusionConfig(self.points_topic, Path(self.extrinsics_file), self.sync_tolerance_ms,
+                            tuple(self.points_drop_labels), grid)
 
     def _check_cameras(self) -> None:
         names = list(self.cameras)
