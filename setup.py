@@ -22,7 +22,8 @@ EXTRAS = {
     # Real ROS 2 Jazzy Python (rclpy + Fast DDS and the message packages the node uses) from PyPI,
     # for tests and workstations without a ROS installation. A sourced ROS 2 needs none of it.
     "ros": ["ros-jazzy-rclpy[fastrtps]", "ros-jazzy-sensor-msgs", "ros-jazzy-std-msgs",
-            "ros-jazzy-diagnostic-msgs", "ros-jazzy-lifecycle-msgs"],
+            "ros-jazzy-diagnostic-msgs", "ros-jazzy-lifecycle-msgs", "ros-jazzy-nav-msgs",
+            "ros-jazzy-geometry-msgs"],
 }
 EXTRAS["all"] = sorted({req for name, reqs in EXTRAS.items() if name not in ("tensorrt", "ros") for req in reqs})
 
