@@ -62,6 +62,7 @@ def _bag_labels(rig, tmp_path, bundle, extrinsics):
 
 
 def test_rig_node_labels_every_cloud_like_the_bag_tool(graph, labelid_bundle, tmp_path):
+    from nav_msgs.msg import OccupancyGrid
     from sensor_msgs.msg import PointCloud2, PointField
 
     rig = street_rig(seed=3, cameras=3, width=256, height=128)
@@ -70,7 +71,8 @@ def test_rig_node_labels_every_cloud_like_the_bag_tool(graph, labelid_bundle, tm
     values = {"model": str(labelid_bundle.path), "backend": "onnxruntime", "id_space": "labelid",
               "cameras": "[" + ",".join(names) + "]", "camera_image_topic": "/{camera}/image_raw",
               "diagnostics_period": 0.25, "log_period": 0.0, "batch_wait_ms": 60.0,
-              "points_topic": "/lidar/points", "extrinsics_file": str(extrinsics)}
+              "points_topic": "/lidar/points", "extrinsics_file": str(extrinsics), "grid_frame": "base_link",
+              "grid_resolution": 0.5, "grid_cells": 80}
     node = NodeProcess("/rig", values, env=graph)
     assert node.wait_for_output("segmenting ", 30.0), node.output
     probes = {c: Probe(f"/{c}", name=f"probe_{c}", outputs=frozenset(), image_topic="image_raw",
@@ -79,6 +81,8 @@ def test_rig_node_labels_every_cloud_like_the_bag_tool(graph, labelid_bundle, tm
     cloud_pub = lidar.node.create_publisher(PointCloud2, "/lidar/points", 5)
     received = []
     lidar.node.create_subscription(PointCloud2, "/rig/segmentation/points", received.append, 10)
+    grids = []
+    lidar.node.create_subscription(OccupancyGrid, "/rig/segmentation/grid", grids.append, 10)
     try:
         assert wait_until(lambda: cloud_pub.get_subscription_count() > 0
                           and all(p.image_pub.get_subscription_count() for p in probes.values()), 20.0), node.output
@@ -119,6 +123,11 @@ def test_rig_node_labels_every_cloud_like_the_bag_tool(graph, labelid_bundle, tm
             np.testing.assert_array_equal(label, expected[key][0])
             np.testing.assert_array_equal(camera, expected[key][1])
             assert (label != 255).sum() > 1000 and set(np.unique(camera)) == {0, 1, 2, 255}
+        assert wait_until(lambda: len(grids) == FRAMES - 1, 5.0)
+        grid = grids[0]
+        cost = np.asarray(grid.data, np.int8)
+        assert (grid.header.frame_id, grid.info.width, grid.info.height) == ("base_link", 80, 80)
+        assert grid.info.origin.position.x == -20.0 and (cost == 0).sum() > 50 and (cost == 100).sum() > 20
         assert wait_until(lambda: lidar.record.diagnostics and lidar.record.diagnostics[-1].get("clouds labelled")
                           == str(FRAMES - 1), 5.0), lidar.record.diagnostics[-3:]
     finally:
@@ -126,3 +135,13 @@ def test_rig_node_labels_every_cloud_like_the_bag_tool(graph, labelid_bundle, tm
             p.close()
         code, _ = node.stop()
     assert code == 0 and "Traceback" not in node.output, node.output
+
+
+def test_bad_extrinsics_file_stops_the_node_naming_file_and_entry(graph, labelid_bundle, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- {parent: base_link, child: lidar, translation: [0, 0, 1.9], rotation: [0, 0, 0.5, 0.5]}\n")
+    values = {"model": str(labelid_bundle.path), "backend": "onnxruntime", "log_period": 0.0,
+              "points_topic": "/lidar/points", "extrinsics_file": str(bad)}
+    node = NodeProcess("/bad", values, env=graph)
+    assert node.wait(30.0) == 2, node.output
+    assert f"{bad} entry 0 (base_link -> lidar): rotation" in node.output and "Traceback" not in node.output
