@@ -135,27 +135,35 @@ class CameraModel:
         Points behind the camera or outside the calibrated field of view are culled before the
         distortion model runs (their u, v are NaN)."""
         p = np.asarray(points, np.float64)
-        z = p[:, 2]
+        index, uf, vf = self.project_xyz(p[:, 0], p[:, 1], p[:, 2])
+        u = np.full(len(p), np.nan)
+        v = np.full(len(p), np.nan)
+        u[index], v[index] = uf, vf
+        valid = np.zeros(len(p), bool)
+        valid[index] = True
+        return Projection(u, v, p[:, 2], valid)
+
+    def project_xyz(self, x: np.ndarray, y: np.ndarray, z: np.ndarray,
+                    index: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Camera-frame coordinates (1-D each) -> (indices of the points that land in the image,
+        their u, their v). ``index``: the points' own indices (default 0..N-1)."""
         with np.errstate(invalid="ignore"):
             front = np.flatnonzero(z > NEAR)
         zf = z[front]
-        x, y = p[front, 0] / zf, p[front, 1] / zf
+        xn, yn = x[front] / zf, y[front] / zf
         limit = np.tan(min(self._max_radius, 1.55)) if self.model == "equidistant" else self._max_radius
-        near_axis = (np.abs(x) <= limit) & (np.abs(y) <= limit)
-        front, x, y = front[near_axis], x[near_axis], y[near_axis]
-        uf, vf, inside = self.distort(x, y)
+        near_axis = np.flatnonzero((np.abs(xn) <= limit) & (np.abs(yn) <= limit))
+        front, xn, yn = front[near_axis], xn[near_axis], yn[near_axis]
+        uf, vf, inside = self.distort(xn, yn)
         x0, y0, _, _ = self.roi
         bx, by = self.binning
         uf, vf = (uf - x0) / bx, (vf - y0) / by
         w, h = self.image_size
         ok = inside & (uf >= -0.5) & (uf < w - 0.5) & (vf >= -0.5) & (vf < h - 0.5)
         ok &= np.isfinite(uf) & np.isfinite(vf)
-        u = np.full(len(p), np.nan)
-        v = np.full(len(p), np.nan)
-        u[front], v[front] = uf, vf
-        valid = np.zeros(len(p), bool)
-        valid[front] = ok
-        return Projection(u, v, z, valid)
+        ok = np.flatnonzero(ok)
+        front = front[ok]
+        return (front if index is None else index[front]), uf[ok], vf[ok]
 
     def pixel_rays(self, width: int | None = None, height: int | None = None) -> np.ndarray:
         """Unit-depth rays (H, W, 3) through the centre of every pixel of an image of this camera
@@ -181,10 +189,16 @@ def mask_index(projection: Projection, image_size: tuple[int, int], mask_shape: 
     (default: the valid ones); the mask covers the received image (``image_size`` W, H)
     resampled, as the node's output_scale does."""
     index = np.flatnonzero(projection.valid) if index is None else index
+    return pixel_index(projection.u[index], projection.v[index], image_size, mask_shape)
+
+
+def pixel_index(u: np.ndarray, v: np.ndarray, image_size: tuple[int, int],
+                mask_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column in a mask of ``mask_shape`` of image pixels (u, v) (see :func:`mask_index`)."""
     w, h = image_size
     mh, mw = mask_shape
-    col = np.floor((projection.u[index] + 0.5) * (mw / w)).astype(np.int64)
-    row = np.floor((projection.v[index] + 0.5) * (mh / h)).astype(np.int64)
+    col = np.floor((u + 0.5) * (mw / w)).astype(np.int64)
+    row = np.floor((v + 0.5) * (mh / h)).astype(np.int64)
     np.clip(col, 0, mw - 1, out=col)
     np.clip(row, 0, mh - 1, out=row)
     return row, col

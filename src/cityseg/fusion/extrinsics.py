@@ -60,6 +60,15 @@ class Transform:
         rt = self.rotation.T
         return Transform(rt, -rt @ self.translation)
 
+    def apply_row(self, i: int, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Coordinate ``i`` of the transformed points, from contiguous 1-D x, y, z."""
+        r = self.rotation[i]
+        out = x * r[0]
+        out += y * r[1]
+        out += z * r[2]
+        out += self.translation[i]
+        return out
+
     def apply(self, points: np.ndarray) -> np.ndarray:
         """Points (N, 3) in the child frame -> float64 (N, 3) in the parent frame.
 

@@ -22,7 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from cityseg.fusion.camera import CameraModel, mask_index
+from cityseg.fusion.camera import NEAR, CameraModel, pixel_index
 from cityseg.fusion.cloud import UNKNOWN
 from cityseg.fusion.extrinsics import Transform
 
@@ -116,19 +116,23 @@ def label_points(xyz: np.ndarray, cameras: Sequence[CameraMask | None],
         return out
     best = np.full(n, -1, np.int64)
     points = np.asarray(xyz, np.float64)[finite]
+    px, py, pz = (np.ascontiguousarray(points[:, i]) for i in range(3))
     for index, cam in enumerate(cameras):
         if cam is None:
             continue
-        in_camera = cam.cloud_to_camera.apply(points)
-        proj = cam.model.project(in_camera)
-        valid = proj.valid
+        t = cam.cloud_to_camera
+        z = t.apply_row(2, px, py, pz)
+        ahead = np.flatnonzero(z > NEAR)
+        x, y, z = t.apply_row(0, px[ahead], py[ahead], pz[ahead]), t.apply_row(1, px[ahead], py[ahead], pz[ahead]), \
+            z[ahead]
         if max_range is not None:
-            valid = valid & (np.einsum("ij,ij->i", in_camera, in_camera) <= max_range ** 2)
-        seen = np.flatnonzero(valid)
-        if not len(seen):
+            near = np.flatnonzero(x * x + y * y + z * z <= max_range ** 2)
+            ahead, x, y, z = ahead[near], x[near], y[near], z[near]
+        local, u, v = cam.model.project_xyz(x, y, z)
+        if not len(local):
             continue
-        u, v, depth = proj.u[seen], proj.v[seen], proj.depth[seen]
-        row, col = mask_index(proj, cam.model.image_size, cam.mask.shape[:2], seen)
+        seen, depth = ahead[local], z[local]
+        row, col = pixel_index(u, v, cam.model.image_size, cam.mask.shape[:2])
         label = cam.mask[row, col]
         if occlusion is None:
             keep = np.ones(len(seen), bool)
