@@ -96,13 +96,20 @@ def class_ids(classes: Iterable[tuple[int, str]], names: Iterable[str]) -> list[
 def grid_from_points(spec: GridSpec, points: np.ndarray, label: np.ndarray, costs: np.ndarray) -> SemanticGrid:
     """Grid from grid-frame points (N, 3) and their labels; ``costs`` from :func:`cost_table`."""
     cost_of = costs[label]
-    x = np.floor((points[:, 0] - spec.origin_x) / spec.resolution)
-    y = np.floor((points[:, 1] - spec.origin_y) / spec.resolution)
-    ok = (label != UNKNOWN) & (cost_of >= 0) & (x >= 0) & (x < spec.width) & (y >= 0) & (y < spec.height)
-    cell = y[ok].astype(np.int64) * spec.width + x[ok].astype(np.int64)
+    known = np.flatnonzero((label != UNKNOWN) & (cost_of >= 0))
+    x = np.floor((points[known, 0] - spec.origin_x) / spec.resolution)
+    y = np.floor((points[known, 1] - spec.origin_y) / spec.resolution)
+    inside = np.flatnonzero((x >= 0) & (x < spec.width) & (y >= 0) & (y < spec.height))
+    known = known[inside]
+    cell = y[inside].astype(np.int64) * spec.width + x[inside].astype(np.int64)
     key = np.full(spec.width * spec.height, -1, np.int32)
-    np.maximum.at(key, cell, cost_of[ok].astype(np.int32) * 256 + label[ok])
+    np.maximum.at(key, cell, cost_of[known].astype(np.int32) * 256 + label[known])
     return _grid(spec, key)
+
+
+def points_for_grid(label: np.ndarray, costs: np.ndarray) -> np.ndarray:
+    """Indices of the points a grid uses (labelled, with a cost): transform only these."""
+    return np.flatnonzero((label != UNKNOWN) & (costs[label] >= 0))
 
 
 def _grid(spec: GridSpec, key: np.ndarray) -> SemanticGrid:
