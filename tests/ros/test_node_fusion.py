@@ -25,7 +25,7 @@ from cityseg.ros.processor import ProcessorConfig  # noqa: E402
 from cityseg.synthetic.lidar import scan, velodyne_cloud  # noqa: E402
 from cityseg.synthetic.scene3d import render_labels  # noqa: E402
 
-T0, FPS, FRAMES, CLOUD_OFFSET = 1_700_000_000 * 10**9, 10.0, 4, 3_000_000
+T0, FPS, FRAMES, CLOUD_OFFSET = 1_700_000_000 * 10**9, 10.0, 8, 3_000_000
 
 
 def _extrinsics(rig, path):
@@ -75,7 +75,7 @@ def test_rig_node_labels_every_cloud_like_the_bag_tool(graph, labelid_bundle, tm
               "grid_resolution": 0.5, "grid_cells": 80}
     node = NodeProcess("/rig", values, env=graph)
     assert node.wait_for_output("segmenting ", 30.0), node.output
-    probes = {c: Probe(f"/{c}", name=f"probe_{c}", outputs=frozenset(), image_topic="image_raw",
+    probes = {c: Probe(f"/{c}", name=f"probe_{c}", outputs=frozenset({"mask"}), image_topic="image_raw",
                        status="/rig/segmentation: fusion") for c in names}
     lidar = probes[names[0]]
     cloud_pub = lidar.node.create_publisher(PointCloud2, "/lidar/points", 5)
@@ -85,7 +85,7 @@ def test_rig_node_labels_every_cloud_like_the_bag_tool(graph, labelid_bundle, tm
     lidar.node.create_subscription(OccupancyGrid, "/rig/segmentation/grid", grids.append, 10)
     try:
         assert wait_until(lambda: cloud_pub.get_subscription_count() > 0
-                          and all(p.image_pub.get_subscription_count() for p in probes.values()), 20.0), node.output
+                          and all(p.wait_connected() for p in probes.values()), 20.0), node.output
         palette = class_space("labelid").palette
         images = {c.name: palette[render_labels(rig.scene, c.model, c.pose)] for c in rig.cameras}
         layout, data, _ = velodyne_cloud(scan(rig.scene, rig.lidar_pose, rig.spec))
@@ -123,6 +123,7 @@ def test_rig_node_labels_every_cloud_like_the_bag_tool(graph, labelid_bundle, tm
             np.testing.assert_array_equal(label, expected[key][0])
             np.testing.assert_array_equal(camera, expected[key][1])
             assert (label != 255).sum() > 1000 and set(np.unique(camera)) == {0, 1, 2, 255}
+        assert all(len(p.record.outputs["mask"]) == FRAMES for p in probes.values())  # masks still out at 10 Hz
         assert wait_until(lambda: len(grids) == FRAMES - 1, 5.0)
         grid = grids[0]
         cost = np.asarray(grid.data, np.int8)
