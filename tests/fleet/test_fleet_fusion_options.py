@@ -31,3 +31,15 @@ def test_fleet_parses_fusion_options_into_the_params_id(tmp_path):
     ext.write_text("- {parent: base_link, child: lidar, translation: [0, 0, 2.0], rotation: [0, 0, 0, 1]}\n")
     assert fused.params_id() != first != plain.params_id()
     assert fusion_config(_args()) is None
+
+
+def test_grid_costs_option_and_its_refusal(tmp_path):
+    import pytest
+
+    from cityseg.errors import CitysegError
+
+    fusion = fusion_config(_args("--points-topic", "/p", "--grid-frame", "base_link", "--grid-costs",
+                                 "sidewalk:50,vegetation:-1"))
+    assert fusion.grid_costs == {"sidewalk": 50, "vegetation": -1}
+    with pytest.raises(CitysegError, match="not 'class name:cost'"):
+        fusion_config(_args("--points-topic", "/p", "--grid-costs", "sidewalk=50"))

@@ -2,7 +2,15 @@ import numpy as np
 import pytest
 
 from cityseg.fusion.camera import CameraModel
-from cityseg.fusion.grid import GROUND_CLASSES, GridSpec, class_ids, cost_table, grid_from_masks, grid_from_points
+from cityseg.fusion.grid import (
+    GROUND_CLASSES,
+    GridSpec,
+    class_ids,
+    cost_table,
+    grid_from_masks,
+    grid_from_points,
+    parse_costs,
+)
 from cityseg.fusion.labelling import CameraMask
 from cityseg.labels import class_space
 from cityseg.synthetic.geometry import CAR, ROAD, SIDEWALK, SKY
@@ -51,3 +59,12 @@ def test_camera_only_grid_projects_ground_classes_within_range():
     assert (grid.label[(x > 8.5) & (x < 11.5) & (np.abs(y) < 0.5)] == 255).all()  # under / behind the car
     assert (grid.label[x > 26] == 255).all()  # beyond the range limit
     assert set(np.unique(grid.cost)) <= {-1, 0, 20}
+
+
+def test_cost_overrides_merge_onto_the_defaults():
+    lut = cost_table(CLASSES, overrides=parse_costs(["sidewalk:50", "vegetation:-1"]))
+    assert (lut[SIDEWALK], lut[ROAD], lut[CAR]) == (50, 0, 100)
+    with pytest.raises(ValueError, match="unknown class"):
+        cost_table(CLASSES, overrides={"sidewalkk": 5})
+    with pytest.raises(ValueError, match="not 'class name:cost'"):
+        parse_costs(["sidewalk=5"])

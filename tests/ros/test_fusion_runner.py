@@ -82,3 +82,23 @@ def test_drop_labels_and_the_pending_cap():
     assert out[-1].layout.width == 0  # both points were road: dropped
     assert out[0].layout.width == 2  # labelled before the mask came: nothing to drop
     assert isinstance(out[0].layout, CloudLayout) and Field("label", 12, 2) in out[0].layout.fields
+
+
+def test_node_parameters_give_the_fusion_config(tmp_path):
+    import pytest
+
+    from cityseg.config import ConfigError
+    from cityseg.ros.params import load_node_params
+
+    ext = tmp_path / "rig.yaml"
+    ext.write_text("- {parent: lidar, child: cam, translation: [0, 0, 0], rotation: [0, 0, 0, 1]}\n")
+    base = {"model": "m", "points_topic": "/points", "extrinsics_file": str(ext)}
+    config = load_node_params({**base, "grid_frame": "base_link", "grid_costs": ["sidewalk:50"],
+                               "points_drop_labels": ["sky"]}).fusion_config()
+    assert config.grid_costs == {"sidewalk": 50} and config.drop_labels == ("sky",)
+    assert config.grid.origin_x == -25.0 and config.extrinsics_file == ext
+    assert load_node_params({"model": "m"}).fusion_config() is None
+    with pytest.raises(ConfigError, match="points_topic needs extrinsics_file"):
+        load_node_params({"model": "m", "points_topic": "/points"})
+    with pytest.raises(ConfigError, match="grid_costs must be within -1..100"):
+        load_node_params({**base, "grid_costs": ["road:300"]})

@@ -89,6 +89,9 @@ def add_fusion_options(p) -> None:
                    help="also write <ns>/segmentation/grid and grid/labels in this frame (e.g. base_link)")
     g.add_argument("--grid-resolution", type=float, default=0.2, help="metres per grid cell (default 0.2)")
     g.add_argument("--grid-cells", type=int, default=250, help="cells per side of the square grid (default 250)")
+    g.add_argument("--grid-costs", metavar="NAME:COST,...", default="",
+                   help="grid costs by class name on top of the defaults (road 0, sidewalk 20, obstacles 100, "
+                        "unknown -1), e.g. sidewalk:50,vegetation:-1")
     g.add_argument("--grid-origin", metavar="X,Y",
                    help="corner of cell (0, 0) in the grid frame (default: the frame's origin at the centre)")
 
@@ -97,7 +100,7 @@ def fusion_config(args: argparse.Namespace):
     """The FusionConfig the --points-topic options give, or None without --points-topic."""
     from cityseg.errors import CitysegError
     from cityseg.fusion.extrinsics import load_extrinsics
-    from cityseg.fusion.grid import GridSpec
+    from cityseg.fusion.grid import GridSpec, parse_costs
     from cityseg.ros.fusion_runner import FusionConfig
 
     if not getattr(args, "points_topic", None):
@@ -114,7 +117,8 @@ def fusion_config(args: argparse.Namespace):
         if args.extrinsics is not None:
             load_extrinsics(args.extrinsics)  # refused now, naming the file and the entry
         drop = tuple(n.strip() for n in args.points_drop_labels.split(",") if n.strip())
-        return FusionConfig(args.points_topic, args.extrinsics, args.sync_tolerance_ms, drop, grid)
+        costs = parse_costs(c for c in args.grid_costs.split(",") if c.strip()) or None
+        return FusionConfig(args.points_topic, args.extrinsics, args.sync_tolerance_ms, drop, grid, costs)
     except ValueError as exc:
         raise CitysegError(f"fusion options: {exc}") from None
 

@@ -66,15 +66,19 @@ class SemanticGrid:
     label: np.ndarray
 
 
-def cost_table(classes: Iterable[tuple[int, str]], costs: Mapping[str, int] | None = None) -> np.ndarray:
+def cost_table(classes: Iterable[tuple[int, str]], costs: Mapping[str, int] | None = None,
+               overrides: Mapping[str, int] | None = None) -> np.ndarray:
     """int16[256]: mask id -> cost, from (id, name) pairs and a name -> cost table (default
-    DEFAULT_COSTS; names it lacks: -1). Refuses costs outside -1..100 and names no class has."""
+    DEFAULT_COSTS; names it lacks: -1), with ``overrides`` on top. Refuses costs outside -1..100
+    and names no class has (in ``costs`` and ``overrides``)."""
+    classes = list(classes)
     table = dict(DEFAULT_COSTS if costs is None else costs)
     names = {name for _, name in classes}
-    if costs is not None:
-        unknown = sorted(set(table) - names)
-        if unknown:
-            raise ValueError(f"grid cost table names unknown class(es) {unknown}; classes: {sorted(names)}")
+    given = set(costs or ()) | set(overrides or ())
+    unknown = sorted(given - names)
+    if unknown:
+        raise ValueError(f"grid cost table names unknown class(es) {unknown}; classes: {sorted(names)}")
+    table.update(overrides or {})
     bad = {k: v for k, v in table.items() if not -1 <= int(v) <= 100}
     if bad:
         raise ValueError(f"grid costs must be within -1..100 (OccupancyGrid), got {bad}")
@@ -82,6 +86,21 @@ def cost_table(classes: Iterable[tuple[int, str]], costs: Mapping[str, int] | No
     for mask_id, name in classes:
         lut[mask_id] = int(table.get(name, UNKNOWN_COST))
     return lut
+
+
+def parse_costs(entries: Iterable[str]) -> dict[str, int]:
+    """'name:cost' entries (e.g. ['sidewalk:50', 'vegetation:-1']) -> {name: cost}; ValueError
+    naming a malformed entry."""
+    out = {}
+    for entry in entries:
+        name, sep, value = str(entry).rpartition(":")
+        try:
+            if not sep or not name.strip():
+                raise ValueError
+            out[name.strip()] = int(value)
+        except ValueError:
+            raise ValueError(f"grid cost {entry!r} is not 'class name:cost' (e.g. 'sidewalk:50')") from None
+    return out
 
 
 def class_ids(classes: Iterable[tuple[int, str]], names: Iterable[str]) -> list[int]:

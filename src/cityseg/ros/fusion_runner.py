@@ -38,6 +38,7 @@ class FusionConfig:
     drop_labels: tuple[str, ...] = ()
     grid: GridSpec | None = None
     grid_costs: dict[str, int] | None = None
+    """Costs by class name on top of cityseg.fusion.grid.DEFAULT_COSTS."""
     occlusion: OcclusionConfig = field(default_factory=OcclusionConfig)
 
     def __post_init__(self) -> None:
@@ -95,7 +96,7 @@ class FusionRunner:
         self.tree = tree if tree is not None else (load_extrinsics(config.extrinsics_file)
                                                    if config.extrinsics_file else FrameTree("/tf_static"))
         self.drop_ids = class_ids(classes, config.drop_labels) if config.drop_labels else []
-        self.costs = cost_table(classes, config.grid_costs) if config.grid else None
+        self.costs = cost_table(classes, overrides=config.grid_costs) if config.grid else None
         self.cameras = [_Camera(name) for name in cameras]
         self.counters = FusionCounters()
         self._pending: list[tuple[int, str, Any, Any]] = []

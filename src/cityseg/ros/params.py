@@ -92,6 +92,8 @@ class _Settings:
     grid_frame: str = _param("", "frame of ~/grid and ~/grid/labels (e.g. base_link); empty: no grid")
     grid_resolution: float = _param(0.2, "metres per grid cell, > 0")
     grid_cells: int = _param(250, "cells per side of the square grid, centred on grid_frame's origin, >= 1")
+    grid_costs: tuple[str, ...] = _param(
+        (), "grid costs by class name on top of the defaults, as 'name:cost' (e.g. [sidewalk:50]); cost in -1..100")
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -117,6 +119,11 @@ class _Settings:
                              "tf2 lookups are not built yet")
         if self.sync_tolerance_ms < 0 or self.grid_resolution <= 0 or self.grid_cells < 1:
             raise ValueError("sync_tolerance_ms must be >= 0, grid_resolution > 0 and grid_cells >= 1")
+        from cityseg.fusion.grid import parse_costs
+
+        bad = {k: v for k, v in parse_costs(self.grid_costs).items() if not -1 <= v <= 100}
+        if bad:
+            raise ValueError(f"grid_costs must be within -1..100 (OccupancyGrid), got {bad}")
 
     def fusion_config(self):
         """The FusionConfig of points_topic and its parameters, or None when points_topic is empty;
@@ -126,7 +133,7 @@ class _Settings:
         from pathlib import Path
 
         from cityseg.fusion.extrinsics import load_extrinsics
-        from cityseg.fusion.grid import GridSpec
+        from cityseg.fusion.grid import GridSpec, parse_costs
         from cityseg.ros.fusion_runner import FusionConfig
 
         load_extrinsics(self.extrinsics_file)
@@ -135,7 +142,7 @@ class _Settings:
             half = self.grid_cells * self.grid_resolution / 2
             grid = GridSpec(self.grid_frame, self.grid_resolution, self.grid_cells, self.grid_cells, -half, -half)
         return FusionConfig(self.points_topic, Path(self.extrinsics_file), self.sync_tolerance_ms,
-                            tuple(self.points_drop_labels), grid)
+                            tuple(self.points_drop_labels), grid, parse_costs(self.grid_costs) or None)
 
     def _check_cameras(self) -> None:
         names = list(self.cameras)
