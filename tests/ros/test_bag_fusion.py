@@ -125,3 +125,12 @@ def test_cli_refuses_bad_extrinsics_naming_file_and_entry(rig_bag, labelid_bundl
     assert cli_main([*args, "--extrinsics", str(ext)]) == 2
     assert "--extrinsics needs --points-topic" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_cli_refuses_an_unknown_class_to_drop(rig_bag, labelid_bundle, tmp_path, capsys):
+    _, path, _ = rig_bag
+    code = cli_main(["bag", str(path), str(tmp_path / "o"), "--model", str(labelid_bundle.path), "--no-progress",
+                     "--points-topic", "/lidar/points", "--points-drop-labels", "skyy"])
+    assert code == 2
+    assert "unknown class name(s) ['skyy']" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -95,8 +95,11 @@ class FusionRunner:
         self.config, self.emit = config, emit
         self.tree = tree if tree is not None else (load_extrinsics(config.extrinsics_file)
                                                    if config.extrinsics_file else FrameTree("/tf_static"))
-        self.drop_ids = class_ids(classes, config.drop_labels) if config.drop_labels else []
-        self.costs = cost_table(classes, overrides=config.grid_costs) if config.grid else None
+        try:
+            self.drop_ids = class_ids(classes, config.drop_labels) if config.drop_labels else []
+            self.costs = cost_table(classes, overrides=config.grid_costs) if config.grid else None
+        except ValueError as exc:  # a class name the model's label set lacks
+            raise InputError(f"points_drop_labels / grid costs: {exc}") from None
         self.cameras = [_Camera(name) for name in cameras]
         self.counters = FusionCounters()
         self._pending: list[tuple[int, str, Any, Any]] = []
