@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
                     "Normalised pixel = (pixel * scale - mean) / std, pixel 0-255 after the channel order. "
                     "The model is run once on a street frame and refused, naming the problem, when its "
                     "output cannot work. See docs/MODELS.md.")
-    p.add_argument("model", type=Path, metavar="MODEL.onnx", help="the ONNX file")
+    p.add_argument("model", type=Path, metavar="MODEL", help="the ONNX file, or a TFLite file (converted with tf2onnx)")
     p.add_argument("--out", required=True, type=Path, metavar="BUNDLE", help="bundle directory to write")
     p.add_argument("--labels", required=True, metavar="LABELS",
                    help="cityscapes (19 trainIds), cityscapes-labelid (34 labelIds), or a label-set YAML file")
