@@ -7,6 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
+CORAL_FILE = "shared/models/coral_deeplab_edgetpu_cityscapes/deeplab_mobilenet_edgetpu_slim_cityscapes_quant.tflite"
+_REPO = Path(__file__).resolve().parents[1]
+CORAL = next((p for p in (_REPO.parent / CORAL_FILE, _REPO.parent.parent / CORAL_FILE) if p.is_file()),
+             _REPO.parent / CORAL_FILE)
+"""The shared Coral model beside the repository (or beside the folder of git worktrees holding it)."""
+
 SIZE = (32, 64)
 """(height, width) of the test models' input."""
 CLASSES = 19

@@ -4,11 +4,10 @@ ONNX and the same uint8 input, on every pixel; the shared Coral model (when pres
 
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-from tflite_models import SIZE, build_tflite
+from tflite_models import CORAL, SIZE, build_tflite
 
 from cityseg.cli import main
 from cityseg.errors import InputError
@@ -17,11 +16,6 @@ from cityseg.export.tflite import tflite_to_onnx
 from cityseg.inference import Segmenter
 from cityseg.labels import class_space
 
-CORAL_FILE = "shared/models/coral_deeplab_edgetpu_cityscapes/deeplab_mobilenet_edgetpu_slim_cityscapes_quant.tflite"
-_REPO = Path(__file__).resolve().parents[2]
-CORAL = next((p for p in (_REPO.parent / CORAL_FILE, _REPO.parent.parent / CORAL_FILE) if p.is_file()),
-             _REPO.parent / CORAL_FILE)
-"""The shared Coral model beside the repository (or beside the folder of git worktrees holding it)."""
 UINT8_OPTIONS = ImportOptions(channel_order="RGB", resize="nearest")
 
 
