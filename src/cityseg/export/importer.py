@@ -68,6 +68,7 @@ class ImportOptions:
     std: tuple[float, float, float] | None = None
     resize: str | None = None
     output: str = "auto"
+    fit: str = "stretch"
 
 
 def _dims(value) -> list:
@@ -216,7 +217,7 @@ def build_card(path: Path, facts: GraphFacts, options: ImportOptions, space: Lab
         name=name, architecture=f"imported:{facts.producer or 'onnx'}", input_height=height,
         input_width=width, **class_fields(space), channel_order=order, resize=RESIZE_CHOICES[options.resize],
         normalization=Normalization() if uint8_input else normalization(options, order), input_layout=layout,
-        input_dtype="uint8" if uint8_input else "float32",
+        input_dtype="uint8" if uint8_input else "float32", fit=options.fit,
         frameworks=framework_versions("onnx", "onnxruntime"),
         imported={"source": str(source or path), "sha256": sha256_file(source or path),
                   "converted": "tf2onnx (TFLite)" if source else None, "producer": facts.producer,
