@@ -67,3 +67,17 @@ def test_stretch_is_the_default_and_old_cards_stretch(tmp_path):
     mask = Segmenter(bundle.path, backend="onnxruntime").segment(frame).mask
     np.testing.assert_array_equal(mask, (frame[..., 0] > 127).astype(np.uint8))  # stretched back exactly
     assert bundle.card.preprocess([frame]).shape == (1, SIDE, SIDE, 3)
+
+
+def test_fused_io_export_refuses_uint8_and_letterbox_cards(tmp_path):
+    import pytest
+
+    from cityseg.bundle.card import CameraInput
+    from cityseg.export.errors import ExportError
+    from cityseg.export.fused_io import export_fused
+
+    options = ImportOptions(channel_order="RGB", resize="nearest", fit="letterbox")
+    bundle = import_onnx(threshold_model(tmp_path / "t.onnx"), tmp_path / "b", class_space("trainid"), options)
+    with pytest.raises(ExportError, match="uint8 input and fit letterbox"):
+        export_fused(bundle, CameraInput(128, 256))
+    assert sorted(p.name for p in bundle.path.iterdir()) == ["model.json", "model.onnx"]

@@ -111,3 +111,6 @@ def test_coral_model_imports_and_segments_synthetic_streets(tmp_path):
         hits.append((mask[road] == 0).mean())  # trainId 0 = road
     assert time.perf_counter() - start < 20
     assert np.mean(hits) > 0.5, f"road recall on synthetic streets {hits}"
+    image = next(drive_frames(1, 513, 513, seed=4))[0]  # network-size frame: masks compare 1:1
+    converted = tflite_to_onnx(CORAL, tmp_path / "coral.onnx")
+    np.testing.assert_array_equal(segmenter.segment(image).mask, reference_ids(converted, image[None])[0])
