@@ -117,7 +117,9 @@ def pull(model: PretrainedModel, out: Path, source: str | None = None, force: bo
         raise BundleError(f"{out}: exists and is not a model bundle; choose another --out")
     staging = staging_dir(out)
     shutil.rmtree(staging, ignore_errors=True)
+    made_parent = not out.parent.exists()
     staging.mkdir(parents=True)
+    done = False
     try:
         path = fetch(model, source, staging)
         import_onnx(path, staging / "bundle", load_label_set(model.labels), model.import_options,
@@ -126,8 +128,11 @@ def pull(model: PretrainedModel, out: Path, source: str | None = None, force: bo
         if out.exists():
             shutil.rmtree(out)
         os.replace(staging / "bundle", out)
+        done = True
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if made_parent and not done and not any(out.parent.iterdir()):
+            out.parent.rmdir()  # the models/ folder this pull made, empty again
     return Bundle.load(out)
 
 
