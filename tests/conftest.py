@@ -15,6 +15,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 _spec = importlib.util.spec_from_file_location("support", Path(__file__).with_name("support.py"))
 support = sys.modules["support"] = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(support)
+_spec = importlib.util.spec_from_file_location("tflite_models", Path(__file__).with_name("tflite_models.py"))
+sys.modules["tflite_models"] = importlib.util.module_from_spec(_spec)  # small TFLite models, built by TF
+_spec.loader.exec_module(sys.modules["tflite_models"])
 
 
 def pytest_addoption(parser):

@@ -142,6 +142,35 @@ def prepare_frame(frame: np.ndarray, channel_order: str, height: int, width: int
     return np.ascontiguousarray(resized)
 
 
+FIT_POLICIES = ("stretch", "letterbox")
+"""How a frame whose aspect differs from the model input's fills it: ``stretch`` resizes it to the
+input size (aspect lost); ``letterbox`` keeps the aspect, pads the rest with black, and the mask is
+cut back to the frame's part (:func:`letterbox_box`) before it goes to the frame's size."""
+
+
+def letterbox_box(frame_size: tuple[int, int], height: int, width: int) -> tuple[int, int, int, int]:
+    """Where a letterboxed frame of ``frame_size`` (H, W) lies in the height x width input:
+    (top, left, content height, content width), centred."""
+    scale = min(height / frame_size[0], width / frame_size[1])
+    inner_h = min(height, max(1, round(frame_size[0] * scale)))
+    inner_w = min(width, max(1, round(frame_size[1] * scale)))
+    return (height - inner_h) // 2, (width - inner_w) // 2, inner_h, inner_w
+
+
+def prepare_frame_fit(frame: np.ndarray, channel_order: str, height: int, width: int, method: str,
+                      model_order: str = "RGB", fit: str = "stretch") -> np.ndarray:
+    """:func:`prepare_frame` under a fit policy (:data:`FIT_POLICIES`)."""
+    if fit == "stretch":
+        return prepare_frame(frame, channel_order, height, width, method, model_order)
+    if fit != "letterbox":
+        raise ValueError(f"unknown fit {fit!r}; use one of {', '.join(FIT_POLICIES)}")
+    top, left, inner_h, inner_w = letterbox_box(frame.shape[:2], height, width)
+    canvas = np.zeros((height, width, 3), np.uint8)
+    canvas[top:top + inner_h, left:left + inner_w] = prepare_frame(frame, channel_order, inner_h, inner_w,
+                                                                    method, model_order)
+    return canvas
+
+
 LAYOUTS = ("NHWC", "NCHW")
 
 

@@ -21,7 +21,14 @@ import numpy as np
 from cityseg import __version__
 from cityseg.config import to_mapping
 from cityseg.labels import ID_SPACES, LabelSet, class_space, label_set_to_dict, parse_label_set
-from cityseg.preprocess import RESIZE_METHODS, Normalization, normalize, prepare_frame, to_layout
+from cityseg.preprocess import (
+    FIT_POLICIES,
+    RESIZE_METHODS,
+    Normalization,
+    normalize,
+    prepare_frame_fit,
+    to_layout,
+)
 
 CARD_FILE = "model.json"
 MODELS_ENV = "CITYSEG_MODELS"
@@ -113,6 +120,12 @@ class ModelCard:
     labels: dict[str, Any] | None = None
     """A custom label set (name, ignore_id, classes [{id, name, color}], optionally label_map:
     dataset label id -> class id); see cityseg.labels. Cards without label_map still load."""
+    input_dtype: Literal["float32", "uint8"] = "float32"
+    """'float32': normalised input (cards without the field); 'uint8': the resized frame as it is,
+    no normalisation (int8 TFLite models and other uint8-input graphs)."""
+    fit: Literal["stretch", "letterbox"] = "stretch"
+    """How frames of another aspect fill the input (cityseg.preprocess.FIT_POLICIES); cards without
+    the field stretch."""
     imported: dict[str, Any] = field(default_factory=dict)
     """For a model cityseg did not train: the source file, its sha256, and what was detected or given."""
     frameworks: dict[str, str] = field(default_factory=dict)
@@ -125,6 +138,10 @@ class ModelCard:
             raise ValueError(f"input size must be positive, got {self.input_height}x{self.input_width}")
         if self.resize not in RESIZE_METHODS:
             raise ValueError(f"resize {self.resize!r} is not one of {', '.join(RESIZE_METHODS)}")
+        if self.fit not in FIT_POLICIES:
+            raise ValueError(f"fit {self.fit!r} is not one of {', '.join(FIT_POLICIES)}")
+        if self.input_dtype not in ("float32", "uint8"):
+            raise ValueError(f"input_dtype {self.input_dtype!r} is not float32 or uint8")
         if self.class_space == CUSTOM_SPACE and self.labels is None:
             raise ValueError("class_space 'custom' needs the card's 'labels' (the classes with ids, "
                              "names and colours); re-import the model with --labels")
@@ -163,11 +180,13 @@ class ModelCard:
     def preprocess(self, frames: Sequence[np.ndarray], channel_order: str = "RGB") -> np.ndarray:
         """Frames (uint8, any size, in ``channel_order``) -> float32 network input (NxHxWx3, or
         Nx3xHxW for an NCHW card), exactly as this model was trained: the card's resize method,
-        channel order and normalisation."""
+        channel order and normalisation (none for a uint8-input card: the resized uint8 frame)."""
         batch = np.empty((len(frames), self.input_height, self.input_width, 3), dtype=np.uint8)
         for i, frame in enumerate(frames):
-            batch[i] = prepare_frame(frame, channel_order, self.input_height, self.input_width,
-                                     self.resize, self.channel_order)
+            batch[i] = prepare_frame_fit(frame, channel_order, self.input_height, self.input_width,
+                                         self.resize, self.channel_order, self.fit)
+        if self.input_dtype == "uint8":
+            return to_layout(batch, self.input_layout)
         return to_layout(normalize(batch, self.normalization), self.input_layout)
 
 

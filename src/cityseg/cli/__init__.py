@@ -15,7 +15,7 @@ import sys
 from cityseg import __version__
 from cityseg.errors import CitysegError
 
-COMMANDS = ("synth", "train", "evaluate", "export", "import", "segment", "bag", "fleet", "bench", "demo")
+COMMANDS = ("synth", "train", "evaluate", "export", "import", "pull", "segment", "bag", "fleet", "bench", "demo")
 """Commands, in the order `--help` lists them; each is the module cityseg.cli.<name> (``import``:
 ``import_``, a keyword)."""
 

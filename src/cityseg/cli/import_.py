@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
                     "Normalised pixel = (pixel * scale - mean) / std, pixel 0-255 after the channel order. "
                     "The model is run once on a street frame and refused, naming the problem, when its "
                     "output cannot work. See docs/MODELS.md.")
-    p.add_argument("model", type=Path, metavar="MODEL.onnx", help="the ONNX file")
+    p.add_argument("model", type=Path, metavar="MODEL", help="the ONNX file, or a TFLite file (converted with tf2onnx)")
     p.add_argument("--out", required=True, type=Path, metavar="BUNDLE", help="bundle directory to write")
     p.add_argument("--labels", required=True, metavar="LABELS",
                    help="cityscapes (19 trainIds), cityscapes-labelid (34 labelIds), or a label-set YAML file")
@@ -49,6 +49,9 @@ def add_parser(sub) -> None:
                    help="how frames are resized to the input size (mmsegmentation/PaddleSeg: linear)")
     p.add_argument("--output", choices=("auto", "logits", "probabilities", "sigmoid", "argmax"), default="auto",
                    help="what the first output is (default: from its dtype and the operator before it)")
+    p.add_argument("--fit", choices=("stretch", "letterbox"), default="stretch",
+                   help="frames of another aspect than the input: stretch them (default) or letterbox them "
+                        "(pad with black, the mask cut back to the frame)")
     p.add_argument("--name", help="model name on the card (default: the file's stem)")
     p.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
     p.set_defaults(run=run)
@@ -63,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     if scale is None and args.mean is not None and args.std is not None and max(args.mean) > 1.0:
         scale = 1.0  # mean/std in the 0-255 domain (mmsegmentation, PaddleSeg): no rescale before them
     options = ImportOptions(layout=args.layout, input_size=args.input_size, channel_order=args.channel_order,
-                            scale=scale, mean=args.mean, std=args.std, resize=args.resize, output=args.output)
+                            scale=scale, mean=args.mean, std=args.std, resize=args.resize, output=args.output,
+                            fit=args.fit)
     bundle = import_onnx(args.model, args.out, space, options, name=args.name, force=args.force)
     card = bundle.card
     artifact = card.artifacts["onnx"]

@@ -133,6 +133,10 @@ def export_fused(bundle: Bundle, camera: CameraInput, *, confidence: bool = Fals
     key, filename = fused_artifact(camera)
     target = bundle.path / filename
     refuse_overwrite(bundle, key, target, force)
+    if bundle.card.input_dtype != "float32" or bundle.card.fit != "stretch":
+        raise ExportError(f"{bundle.path}: --fused-io builds float32-input, stretched graphs; this card has "
+                          f"a {bundle.card.input_dtype} input and fit {bundle.card.fit} - run the bundle's "
+                          "model.onnx as it is")
     if bundle.card.num_classes > 256:
         raise ExportError(f"{bundle.path}: {bundle.card.num_classes} classes do not fit the uint8 mask")
     source_key = source_artifact(bundle, confidence, source)

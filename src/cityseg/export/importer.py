@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from cityseg.bundle import outputs as model_outputs
 from cityseg.bundle.card import Artifact, ModelCard, class_fields, framework_versions
 from cityseg.bundle.directory import Bundle
 from cityseg.errors import BundleError, InputError
-from cityseg.export import parity
+from cityseg.export import parity, tflite
 from cityseg.export import tensorrt_compat as trt_compat
 from cityseg.fileio import sha256_file
 from cityseg.labels import LabelSet
@@ -67,6 +68,7 @@ class ImportOptions:
     std: tuple[float, float, float] | None = None
     resize: str | None = None
     output: str = "auto"
+    fit: str = "stretch"
 
 
 def _dims(value) -> list:
@@ -177,13 +179,19 @@ def normalization(options: ImportOptions, channel_order: str) -> Normalization:
         raise InputError(f"--scale/--mean/--std: {exc}") from None
 
 
-def require_given(options: ImportOptions, dynamic_size: bool = False) -> None:
+INPUT_DTYPES = ("float32", "uint8")
+"""Input types cityseg feeds: normalised float32, or the resized uint8 frame (no normalisation)."""
+
+
+def require_given(options: ImportOptions, dynamic_size: bool = False, uint8_input: bool = False) -> None:
     """InputError naming every preprocessing option the graph cannot tell and the user left out
-    (and --input-size when the graph's height/width are dynamic)."""
-    missing = [flag for flag, value in (("--channel-order rgb|bgr", options.channel_order),
-                                        ("--scale S", options.scale), ("--mean R,G,B", options.mean),
-                                        ("--std R,G,B", options.std), ("--resize area|linear|nearest",
-                                                                       options.resize)) if value is None]
+    (and --input-size when the graph's height/width are dynamic). A uint8 input takes the frame
+    as it is, so it needs no --scale/--mean/--std."""
+    wanted = [("--channel-order rgb|bgr", options.channel_order)]
+    if not uint8_input:
+        wanted += [("--scale S", options.scale), ("--mean R,G,B", options.mean), ("--std R,G,B", options.std)]
+    wanted.append(("--resize area|linear|nearest", options.resize))
+    missing = [flag for flag, value in wanted if value is None]
     if missing and dynamic_size and options.input_size is None:
         missing.append("--input-size HxW (the model's height/width are dynamic)")
     if missing:
@@ -192,11 +200,14 @@ def require_given(options: ImportOptions, dynamic_size: bool = False) -> None:
                          "docs/MODELS.md lists them for mmsegmentation, PaddleSeg and torchvision models)")
 
 
-def build_card(path: Path, facts: GraphFacts, options: ImportOptions, space: LabelSet, name: str) -> ModelCard:
-    """The model card of an imported ONNX (validated)."""
+def build_card(path: Path, facts: GraphFacts, options: ImportOptions, space: LabelSet, name: str,
+               source: Path | None = None) -> ModelCard:
+    """The model card of an imported ONNX (validated); ``source``: the file it was converted from."""
     layout = detect_layout(facts, options.layout)
     spatial = facts.input_shape[2:] if layout == "NCHW" else facts.input_shape[1:3]
-    require_given(options, dynamic_size=not all(isinstance(d, int) and d > 0 for d in spatial))
+    uint8_input = facts.input_dtype == "uint8"
+    require_given(options, dynamic_size=not all(isinstance(d, int) and d > 0 for d in spatial),
+                  uint8_input=uint8_input)
     height, width = detect_size(facts, layout, options.input_size)
     kind = detect_output(facts, options.output)
     order = options.channel_order.upper()
@@ -205,9 +216,11 @@ def build_card(path: Path, facts: GraphFacts, options: ImportOptions, space: Lab
     card = ModelCard(
         name=name, architecture=f"imported:{facts.producer or 'onnx'}", input_height=height,
         input_width=width, **class_fields(space), channel_order=order, resize=RESIZE_CHOICES[options.resize],
-        normalization=normalization(options, order), input_layout=layout,
+        normalization=Normalization() if uint8_input else normalization(options, order), input_layout=layout,
+        input_dtype="uint8" if uint8_input else "float32", fit=options.fit,
         frameworks=framework_versions("onnx", "onnxruntime"),
-        imported={"source": str(path), "sha256": sha256_file(path), "producer": facts.producer,
+        imported={"source": str(source or path), "sha256": sha256_file(source or path),
+                  "converted": "tf2onnx (TFLite)" if source else None, "producer": facts.producer,
                   "opset": facts.opset, "detected": detected,
                   "output_producer": facts.output_producer, "ignored_outputs": facts.other_outputs})
     card.artifacts["onnx"] = Artifact("model.onnx", "onnx", kind, {},
@@ -224,11 +237,11 @@ def trial_run(path: Path, card: ModelCard, facts: GraphFacts, frames: list[np.nd
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped errors
         raise InputError(f"{path}: ONNX Runtime cannot load this model ({exc})") from None
+    if facts.input_dtype not in INPUT_DTYPES:
+        raise InputError(f"{path}: input {facts.input_name!r} is {facts.input_dtype}; cityseg feeds float32 "
+                         "(normalised) or uint8 (the frame as it is) images - export the model with one of those")
     frames, source = parity.parity_frames(card, frames, count=1)
     batch = card.preprocess(frames)
-    if facts.input_dtype != "float32":
-        raise InputError(f"{path}: input {facts.input_name!r} is {facts.input_dtype}; cityseg feeds float32 "
-                         "images - export the model with a float32 input")
     try:
         raw = session.run([facts.output_name], {facts.input_name: batch})[0]
     except Exception as exc:  # a shape the graph cannot take, mostly
@@ -262,15 +275,25 @@ def trial_run(path: Path, card: ModelCard, facts: GraphFacts, frames: list[np.nd
 
 def import_onnx(path: str | Path, out: str | Path, space: LabelSet, options: ImportOptions, *,
                 name: str | None = None, force: bool = False, frames: list[np.ndarray] | None = None) -> Bundle:
-    """Inspect, check and bundle the ONNX at ``path`` into ``out``; returns the new bundle."""
-    import onnx
-    from onnx.external_data_helper import load_external_data_for_model, uses_external_data
-
+    """Inspect, check and bundle the ONNX (or TFLite, converted with tf2onnx) at ``path`` into
+    ``out``; returns the new bundle."""
     path, out = Path(path), Path(out)
     if (out / "model.json").exists() and not force:
         raise BundleError(f"{out}: a model bundle already exists there; choose another --out or pass --force")
     if not path.is_file():
-        raise InputError(f"{path}: no such ONNX file")
+        raise InputError(f"{path}: no such ONNX or TFLite file")
+    if tflite.is_tflite(path):
+        with tempfile.TemporaryDirectory(prefix="cityseg-tflite-") as scratch:
+            converted = tflite.tflite_to_onnx(path, Path(scratch) / f"{path.stem}.onnx")
+            return _import(converted, out, space, options, name or path.stem, force, frames, source=path)
+    return _import(path, out, space, options, name or path.stem, force, frames)
+
+
+def _import(path: Path, out: Path, space: LabelSet, options: ImportOptions, name: str, force: bool,
+            frames: list[np.ndarray] | None, source: Path | None = None) -> Bundle:
+    import onnx
+    from onnx.external_data_helper import load_external_data_for_model, uses_external_data
+
     try:
         model = onnx.load(str(path), load_external_data=False)
         external = any(uses_external_data(t) for t in model.graph.initializer)
@@ -280,7 +303,7 @@ def import_onnx(path: str | Path, out: str | Path, space: LabelSet, options: Imp
         raise InputError(f"{path}: not an ONNX model, or its external weight files are missing beside "
                          f"it ({exc})") from None
     facts = inspect_graph(model)
-    card = build_card(path, facts, options, space, name or path.stem)
+    card = build_card(path, facts, options, space, name, source)
     seen = trial_run(path, card, facts, frames)
     findings = trt_compat.check_model(model)
     if findings:

@@ -17,7 +17,7 @@ from cityseg.errors import BundleError, CitysegError, InputError
 from cityseg.inference import postprocess
 from cityseg.inference.backends import open_backend
 from cityseg.labels import LabelSet, class_space, conversion_lut
-from cityseg.preprocess import to_channel_order, upsample_nearest
+from cityseg.preprocess import letterbox_box, to_channel_order, upsample_nearest
 
 log = logging.getLogger(__name__)
 
@@ -219,8 +219,19 @@ class Segmenter:
                    "argmax": (t3 - t2) * 1e3 / n}
         sources = self._confidence_sources(canonical, kind, confidence, n)
         reason = self.confidence_unavailable_reason
-        return [Segmentation(classes[i], frames[i].shape[:2], self.space, dict(timings), sources[i], reason)
-                for i in range(n)]
+        results = [Segmentation(classes[i], frames[i].shape[:2], self.space, dict(timings), sources[i], reason)
+                   for i in range(n)]
+        return [self._fit_back(r) for r in results] if self.bundle.card.fit != "stretch" else results
+
+    def _fit_back(self, result: Segmentation) -> Segmentation:
+        """A letterboxed result cut back to the frame's part of the input (padding dropped)."""
+        top, left, h, w = letterbox_box(result.frame_size, *self.input_size)
+        source = result.confidence_source
+        if source is not None:
+            full = source() if callable(source) else source
+            source = full[top:top + h, left:left + w]
+        return Segmentation(result.classes[top:top + h, left:left + w], result.frame_size, result.space,
+                            result.timings, source, result.unavailable_reason, result.io)
 
     def _confidence_sources(self, canonical, kind, confidence, n) -> list[ConfidenceSource | None]:
         if confidence is not None:
