@@ -10,7 +10,7 @@ The package reads top-down as a one-way pipeline::
 output (layout, kind, stride) as class scores for both the converter's parity check and the
 Segmenter; ``bundle.importer`` bundles an ONNX cityseg did not train (it runs the model, so it
 sits above export and tensorrt, and ``cityseg.bundle`` does not import it).
-``tensorrt`` holds everything TensorRT: the converter (``build``, ``calibration``, ``compat``) and
+``tensorrt`` holds everything TensorRT: the converter (``build``, ``compat``) and
 what the TensorRT inference backend uses (``engine_cache``: engine names, sidecars,
 rebuild-or-refuse; ``runtime``: CUDA buffers, the engine runner); inference never imports the
 converter, except ``engine_cache.converter_rebuild``, which imports it only when an engine built
