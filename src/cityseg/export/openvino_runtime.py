@@ -74,6 +74,7 @@ class OpenVinoRunner:
         config = {hints.performance_mode: hints.PerformanceMode.LATENCY,
                   hints.inference_precision: PRECISION_HINTS[precision],
                   "NUM_STREAMS": "1", "INFERENCE_NUM_THREADS": thread_count(), "ENABLE_CPU_PINNING": False}
+        self.thread_count = config["INFERENCE_NUM_THREADS"]
         try:
             self.compiled = core.compile_model(core.read_model(str(self.path)), "CPU", config)
         except RuntimeError as exc:
