@@ -152,9 +152,35 @@ def argmax_twin(scores: Path, target: Path, artifact: Artifact) -> bool:
     shape = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in dims]
     del model.graph.output[:]
     model.graph.output.append(helper.make_tensor_value_info(classes, TensorProto.UINT8, shape))
+    skip_quantized_softmax(model.graph, "twin_argmax")
     drop_softmax_before_argmax(model.graph)
     onnx.save(model, str(target))
     return True
+
+
+def softmax_axis(node, rank: int = 4) -> int:
+    return next((a.i for a in node.attribute if a.name == "axis"), -1) % rank
+
+
+def skip_quantized_softmax(graph, argmax_name: str) -> None:
+    """ArgMax(DQ(Q(Softmax(x)))) -> ArgMax(x): the classes are the same, the quantized probabilities
+    are not needed (a softmax left in float is dropped by drop_softmax_before_argmax instead)."""
+    producers = {out: n for n in graph.node for out in n.output}
+    argmax = next(n for n in graph.node if n.name == argmax_name)
+    chain, tensor = [], argmax.input[0]
+    for op in ("DequantizeLinear", "QuantizeLinear", "Softmax"):
+        node = producers.get(tensor)
+        if node is None or node.op_type != op or sum(tensor in n.input for n in graph.node) != 1:
+            return
+        chain.append(node)
+        tensor = node.input[0]
+    if any(o.name in {out for n in chain for out in n.output} for o in graph.output):
+        return
+    if softmax_axis(chain[-1]) != next((a.i for a in argmax.attribute if a.name == "axis"), 0) % 4:
+        return
+    argmax.input[0] = tensor
+    for node in chain:
+        graph.node.remove(node)
 
 
 def next_step(precision: str, method: str) -> str:
