@@ -200,17 +200,19 @@ def require_gate(report: accuracy_gate.GateReport, target: Path, precision: str,
 
 def export_precision(bundle: Bundle, precision: str, *, calibration: FrameSet | None = None,
                      evaluation: FrameSet, method: str = "minmax", force: bool = False,
-                     keep_head_float: bool = True, for_tensorrt: bool = False) -> PrecisionResult:
+                     keep_head_float: bool = True, for_tensorrt: bool = False,
+                     refuse_failed: bool = True) -> PrecisionResult:
     """Write (int8, fp16) or record (bf16) a reduced-precision variant of the bundle's fp32 ONNX,
     gated against it on ``evaluation`` frames; GateFailed (nothing written) when it fails.
-    ``for_tensorrt``: int8 activations symmetric (what TensorRT's Q/DQ takes)."""
+    ``for_tensorrt``: int8 activations symmetric (what TensorRT's Q/DQ takes). ``refuse_failed=False``
+    (benchmarks only) writes a failing variant too, recorded with its failed gate, so it is never picked."""
     if precision not in REDUCED_PRECISIONS:
         raise InputError(f"precision {precision!r}: use one of {', '.join(REDUCED_PRECISIONS)}")
     if method not in CALIB_METHODS:
         raise InputError(f"--calib-method {method!r}: use one of {', '.join(CALIB_METHODS)}")
     source_key, source = source_artifact(bundle)
     if precision == "bf16":
-        return record_bf16(bundle, source_key, evaluation, force)
+        return record_bf16(bundle, source_key, evaluation, force, refuse_failed)
     if precision == "int8" and calibration is None:
         raise InputError("--precision int8 needs calibration frames: --calib-images DIR, or --calib-data ROOT "
                          "--calib-split NAME (a few dozen frames of the target camera)")
@@ -232,13 +234,14 @@ def export_precision(bundle: Bundle, precision: str, *, calibration: FrameSet | 
         fp32 = class_runner(source_path, source, card)
         report = accuracy_gate.run_gate(card, fp32, class_runner(staged, candidate, card), evaluation,
                                         candidate=f"onnxruntime:{filename}")
-        require_gate(report, bundle.path / filename, precision, method)
+        if refuse_failed:
+            require_gate(report, bundle.path / filename, precision, method)
         staged_twin = workdir / twin_name
         has_twin = argmax_twin(staged, staged_twin, source)
         twin = Artifact(twin_name, "onnx", "argmax", precision=precision)
         twin_report = (accuracy_gate.run_gate(card, fp32, class_runner(staged_twin, twin, card), evaluation,
                                               candidate=f"onnxruntime:{twin_name}") if has_twin else None)
-        if twin_report is not None:
+        if twin_report is not None and refuse_failed:
             require_gate(twin_report, bundle.path / twin_name, precision, method)
         timings = latency.measure(card, {"fp32": source_path, precision: staged}, precision)
         facts = {"precision": precision, "source_artifact": source_key, "source_sha256": sha256_file(source_path),
@@ -268,7 +271,8 @@ def head_nodes_of(path: Path) -> list[str]:
                   & set(head_nodes(graph)))
 
 
-def record_bf16(bundle: Bundle, source_key: str, evaluation: FrameSet, force: bool) -> PrecisionResult:
+def record_bf16(bundle: Bundle, source_key: str, evaluation: FrameSet, force: bool,
+                refuse_failed: bool = True) -> PrecisionResult:
     """Gate OpenVINO's bf16 run of the fp32 ONNX and record it as card entry ``onnx_bf16``."""
     reason = ov_runtime.unavailable_reason()
     if reason:
@@ -284,7 +288,8 @@ def record_bf16(bundle: Bundle, source_key: str, evaluation: FrameSet, force: bo
     report = accuracy_gate.run_gate(card, class_runner(path, source, card),
                                     class_runner(path, source, card, "openvino", "bf16"), evaluation,
                                     candidate=f"openvino-bf16:{source.path}")
-    require_gate(report, path, "bf16", "minmax")
+    if refuse_failed:
+        require_gate(report, path, "bf16", "minmax")
     timings = latency.measure(card, {"fp32": path}, "bf16")
     artifact = Artifact(source.path, "onnx", source.output, output_layout=source.output_layout,
                         confidence=source.confidence, precision="bf16", runtime="openvino",
