@@ -161,3 +161,18 @@ def test_quantization_works_from_any_bundles_onnx(tmp_path):
     frames = FrameSet([painted_scene(128, 256, seed=i)[0] for i in range(8)], "given")
     result = export_precision(Bundle.load(bundle.path), "int8", calibration=frames, evaluation=frames)
     assert result.keys[0] == "onnx_int8"
+
+
+def test_bf16_is_recorded_for_openvino_only(tmp_path):
+    from cityseg.export import openvino_runtime
+
+    if openvino_runtime.unavailable_reason() or not openvino_runtime.cpu_has_bf16():
+        pytest.skip("needs OpenVINO on a CPU that reports BF16")
+    bundle = make_palette_bundle(tmp_path / "b", formats=("onnx", "onnx_argmax"))
+    result = export_precision(bundle, "bf16", evaluation=painted(2))
+    assert result.keys == ["onnx_bf16", "onnx_argmax_bf16"] and all(r.passed for r in result.reports)
+    entry = Bundle.load(bundle.path).card.artifacts["onnx_argmax_bf16"]
+    assert entry.path == "model_argmax.onnx" and entry.runtime == "openvino" and entry.precision == "bf16"
+    assert "openvino:bf16" in entry.details["latency_ms"]
+    with pytest.raises(Exception, match="already recorded"):
+        export_precision(bundle, "bf16", evaluation=painted(2))

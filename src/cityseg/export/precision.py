@@ -273,28 +273,38 @@ def head_nodes_of(path: Path) -> list[str]:
 
 def record_bf16(bundle: Bundle, source_key: str, evaluation: FrameSet, force: bool,
                 refuse_failed: bool = True) -> PrecisionResult:
-    """Gate OpenVINO's bf16 run of the fp32 ONNX and record it as card entry ``onnx_bf16``."""
+    """Gate OpenVINO's bf16 run of the fp32 ONNX (and of model_argmax.onnx when the bundle has it) and
+    record them as card entries ``onnx_bf16`` / ``onnx_argmax_bf16`` (runtime openvino, no new file)."""
     reason = ov_runtime.unavailable_reason()
     if reason:
         raise ExportError(f"--precision bf16 runs on OpenVINO: {reason}")
     if not ov_runtime.cpu_has_bf16():
         raise ExportError(f"--precision bf16: this CPU does not report BF16 to OpenVINO "
                           f"({', '.join(ov_runtime.cpu_capabilities())}); use --precision int8 instead")
-    key = "onnx_bf16"
-    if key in bundle.card.artifacts and not force:
-        raise ExportError(f"{bundle.path}: {key} is already recorded; pass --force to gate it again")
-    card, source = bundle.card, bundle.card.artifacts[source_key]
-    path = bundle.artifact_path(source_key)
-    report = accuracy_gate.run_gate(card, class_runner(path, source, card),
-                                    class_runner(path, source, card, "openvino", "bf16"), evaluation,
-                                    candidate=f"openvino-bf16:{source.path}")
-    if refuse_failed:
-        require_gate(report, path, "bf16", "minmax")
-    timings = latency.measure(card, {"fp32": path}, "bf16")
-    artifact = Artifact(source.path, "onnx", source.output, output_layout=source.output_layout,
-                        confidence=source.confidence, precision="bf16", runtime="openvino",
-                        details={"precision": "bf16", "source_artifact": source_key,
-                                 "sha256": sha256_file(path), "gate": report.to_dict(), "latency_ms": timings})
-    bundle.add_artifact(key, artifact)
-    return PrecisionResult([key], [report], timings)
-
+    card = bundle.card
+    keys = [k for k in (source_key, ARGMAX_KEY) if k in card.artifacts and not card.artifacts[k].fused
+            and card.artifacts[k].precision == "fp32"]
+    for key in keys:
+        if f"{key}_bf16" in card.artifacts and not force:
+            raise ExportError(f"{bundle.path}: {key}_bf16 is already recorded; pass --force to gate it again")
+    source_path = bundle.artifact_path(source_key)
+    fp32 = class_runner(source_path, card.artifacts[source_key], card)
+    timings = latency.measure(card, {"fp32": source_path}, "bf16")
+    checked = []
+    for key in keys:
+        source, path = card.artifacts[key], bundle.artifact_path(key)
+        report = accuracy_gate.run_gate(card, fp32, class_runner(path, source, card, "openvino", "bf16"),
+                                        evaluation, candidate=f"openvino-bf16:{source.path}")
+        if refuse_failed:
+            require_gate(report, path, "bf16", "minmax")
+        checked.append((key, source, report))
+    result = PrecisionResult(latency_ms=timings)
+    for key, source, report in checked:
+        artifact = Artifact(source.path, "onnx", source.output, output_layout=source.output_layout,
+                            confidence=source.confidence, precision="bf16", runtime="openvino",
+                            details={"precision": "bf16", "source_artifact": key, "sha256": sha256_file(
+                                bundle.artifact_path(key)), "gate": report.to_dict(), "latency_ms": timings})
+        bundle.add_artifact(f"{key}_bf16", artifact)
+        result.keys.append(f"{key}_bf16")
+        result.reports.append(report)
+    return result
