@@ -58,8 +58,9 @@ def measure(card, files: dict[str, Path], precision: str, repeats: int = REPEATS
     if ov_runtime.unavailable_reason() is None:
         for name, path in files.items():
             if name != "fp16":  # OpenVINO's CPU plugin runs fp16 ONNX in fp32: nothing to learn
-                timings[f"openvino:{name}"] = median_ms(ov_runtime.OpenVinoRunner(path, "fp32").infer, batch, repeats)
+                runner = ov_runtime.OpenVinoRunner(path, "fp32", card.input_shape)
+                timings[f"openvino:{name}"] = median_ms(runner.infer, batch, repeats)
         if precision == "bf16":
-            timings["openvino:bf16"] = median_ms(ov_runtime.OpenVinoRunner(files["fp32"], "bf16").infer,
-                                                 batch, repeats)
+            runner = ov_runtime.OpenVinoRunner(files["fp32"], "bf16", card.input_shape)
+            timings["openvino:bf16"] = median_ms(runner.infer, batch, repeats)
     return timings

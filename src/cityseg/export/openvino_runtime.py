@@ -10,7 +10,10 @@ inference backend, which uses it without importing the converter. OpenVINO is im
   in ``OPTIMIZATION_CAPABILITIES``;
 * ``PERFORMANCE_HINT=LATENCY``, one stream, ``INFERENCE_NUM_THREADS`` = the cores this process may
   use (``CITYSEG_OPENVINO_THREADS`` lowers it), no CPU pinning (the cores are shared with
-  postprocessing and the ROS executor, as with ONNX Runtime's no-spinning setting).
+  postprocessing and the ROS executor, as with ONNX Runtime's no-spinning setting);
+* a dynamic batch is fixed to one frame (given ``frame_shape``): OpenVINO's CPU plugin cannot compile
+  some graphs with a dynamic batch (fast_scnn's channel shuffle), and a latency-hinted CPU request
+  runs one frame anyway; larger batches are split into calls of one frame.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ def thread_count() -> int:
 class OpenVinoRunner:
     """One compiled ONNX model on the CPU: ``infer_all(batch)`` -> {output name: array}."""
 
-    def __init__(self, path: Path, precision: str = "fp32"):
+    def __init__(self, path: Path, precision: str = "fp32", frame_shape: tuple[int, ...] | None = None):
         reason = unavailable_reason()
         if reason:
             raise BackendUnavailable(f"OpenVINO cannot run {path}: {reason}")
@@ -76,7 +79,10 @@ class OpenVinoRunner:
                   "NUM_STREAMS": "1", "INFERENCE_NUM_THREADS": thread_count(), "ENABLE_CPU_PINNING": False}
         self.thread_count = config["INFERENCE_NUM_THREADS"]
         try:
-            self.compiled = core.compile_model(core.read_model(str(self.path)), "CPU", config)
+            model = core.read_model(str(self.path))
+            if frame_shape is not None and model.input(0).get_partial_shape()[0].is_dynamic:
+                model.reshape({model.input(0): [1, *frame_shape]})  # one frame per request (see module doc)
+            self.compiled = core.compile_model(model, "CPU", config)
         except RuntimeError as exc:
             raise BackendUnavailable(f"{self.path}: OpenVINO cannot compile this model ({exc}); run it on "
                                      "onnxruntime instead") from None

@@ -80,7 +80,7 @@ def class_runner(path: Path, artifact: Artifact, card, backend: str = "onnxrunti
     from cityseg.export.onnx import onnxruntime_runner
 
     run = (onnxruntime_runner(path) if backend == "onnxruntime"
-           else ov_runtime.OpenVinoRunner(path, precision).infer)
+           else ov_runtime.OpenVinoRunner(path, precision, artifact.frame_shape(card)).infer)
     canonical, kind = parity.canonical_runner(run, artifact, card)
     return lambda batch: parity.class_ids(canonical(batch), kind)
 

@@ -2,7 +2,8 @@
 
 Compiled by :mod:`cityseg.export.openvino_runtime` (latency hint, one stream, threads bounded to the
 cores this process may use, the precision hint of the card entry: bf16 only for an ``onnx_bf16``
-entry, which the CPU must report BF16 for). Batches of any size run as one request.
+entry, which the CPU must report BF16 for). A dynamic batch is compiled for one frame, so larger
+batches run frame by frame (``max_batch`` 1).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ class OpenVinoBackend(Backend):
 
     def __init__(self, bundle: Bundle, artifact_key: str):
         super().__init__(bundle, artifact_key)
-        self.runner = openvino_runtime.OpenVinoRunner(self.path, self.artifact.precision)
+        self.runner = openvino_runtime.OpenVinoRunner(self.path, self.artifact.precision,
+                                                      self.artifact.frame_shape(bundle.card))
         shape = self.runner.input_shape
         expected = self.artifact.frame_shape(bundle.card)
         dims = [d.get_length() if d.is_static else None for d in shape] if shape.rank.is_static else []
