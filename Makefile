@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= train,onnx,bag,dev,ros,fleet
+EXTRAS ?= train,onnx,bag,dev,ros,fleet,openvino
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo_output
 COLCON_DIR ?= /tmp/cityseg-colcon

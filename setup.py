@@ -16,8 +16,11 @@ EXTRAS = {
     "bag": ["rosbags>=0.10"],
     # `cityseg fleet`: many bags on a Ray cluster (or a local Ray).
     "fleet": ["ray>=2.9"],
-    # TensorRT engines and runtime (NVIDIA GPU only).
-    "tensorrt": ["tensorrt>=10,<11", "cuda-python>=12"],
+    # TensorRT engines and runtime (NVIDIA GPU only). Engines are built strongly typed (precision in
+    # the ONNX), the one code path of TensorRT 10.x and 11.x.
+    "tensorrt": ["tensorrt>=10,<12", "cuda-python>=12"],
+    # The OpenVINO CPU backend (fp32 / int8 Q/DQ ONNX, bf16 where the CPU has it).
+    "openvino": ["openvino>=2024.4"],
     "dev": ["pytest>=7", "pytest-timeout", "catkin_pkg", "colcon-common-extensions", "ruff>=0.4"],
     # Real ROS 2 Jazzy Python (rclpy + Fast DDS and the message packages the node uses) from PyPI,
     # for tests and workstations without a ROS installation. A sourced ROS 2 needs none of it.

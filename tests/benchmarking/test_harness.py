@@ -66,3 +66,20 @@ def test_bench_row_for_an_imported_model(tmp_path, capsys):
     assert cells[:3] == ["stride8_nchw (imported)", "64x128", "onnxruntime"]
     assert all(float(c) >= 0 for c in cells[3:11] if c != "–")  # every stage timed
     assert out.strip().splitlines()[-1].startswith("RESULT frame_ms=")
+
+
+def test_bench_rows_per_precision_leave_the_given_bundle_alone(tmp_path, capsys):
+    from support import make_palette_bundle
+
+    bundle = make_palette_bundle(tmp_path / "palette", formats=("onnx",))
+    before = sorted(p.name for p in bundle.path.iterdir())
+    out_file = tmp_path / "table.md"
+    assert main(["bench", "--model", str(bundle.path), "--sizes", "64x128", "--repeats", "1", "--warmup", "0",
+                 "--backends", "onnxruntime", "--precisions", "fp32", "int8", "fp16", "--no-baseline",
+                 "--out", str(out_file)]) == 0
+    lines = out_file.read_text().splitlines()
+    assert "| precision | gate |" in lines[2]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[4:]]
+    assert [(r[2], r[3]) for r in rows] == [("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("onnxruntime", "fp16")]
+    assert rows[0][4] == "–" and rows[1][4].split()[0] in ("ok", "FAILED") and rows[1][4].endswith("%")
+    assert sorted(p.name for p in bundle.path.iterdir()) == before

@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.tensorrt, pytest.mark.gpu]
 
 _REASON = runtime_unavailable_reason()
 if _REASON:
-    pytest.skip(f"needs TensorRT 10, cuda-python and an NVIDIA GPU: {_REASON}", allow_module_level=True)
+    pytest.skip(f"needs TensorRT 10 or 11, cuda-python and an NVIDIA GPU: {_REASON}", allow_module_level=True)
 
 from cityseg.bundle import Bundle  # noqa: E402
 from cityseg.cli import main  # noqa: E402
@@ -81,10 +81,16 @@ def test_int8_with_calibration_images(bundle, tmp_path):
     for i in range(16):
         rgb, _ = painted_scene(256, 512, seed=100 + i)
         cv2.imwrite(str(calib / f"{i:02d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    result = export_tensorrt(bundle, precision="int8", calib_images=calib, calib_batch=4)
+    from cityseg.export.calibration import folder_frames, generated_frames
+    from cityseg.export.precision import export_precision
+
+    export_precision(bundle, "int8", calibration=folder_frames(calib), evaluation=generated_frames(bundle.card, 4),
+                     for_tensorrt=True)
+    result = export_tensorrt(bundle, precision="int8")
     assert result.built and result.report.passed and result.report.threshold == 0.99
     sidecar = EngineSidecar.read(sidecar_path(result.path))
-    assert sidecar.calibration["images"] == 16 and (bundle.path / sidecar.calibration["cache"]).is_file()
+    assert sidecar.onnx_artifact == "onnx_int8" and sidecar.onnx_file == "model_int8.onnx"
+    assert sidecar.calibration["frames"] == 16 and sidecar.precision == "int8"
 
 
 def test_engine_from_elsewhere_is_rebuilt_or_refused(bundle, monkeypatch):

@@ -19,7 +19,6 @@ from cityseg.tensorrt.engine_cache import (
     BatchProfile,
     EngineSidecar,
     Platform,
-    calibration_cache_path,
     engine_decision,
     engine_filename,
     engine_key,
@@ -66,9 +65,6 @@ def test_engine_names_say_precision_gpu_and_tensorrt():
 
 def test_cache_file_names(tmp_path):
     assert timing_cache_path(tmp_path, ORIN).name == "timing.sm87.trt10.3.0.cache"
-    calib = calibration_cache_path(tmp_path, "model.onnx", RTX, "0123456789abcdef" * 4)
-    assert calib == tmp_path / "model.int8.trt10.3.0.onnx-0123456789ab.calib"
-    assert calibration_cache_path(tmp_path, "model.onnx", L4, "0123456789abcdef" * 4) == calib  # GPU-portable
 
 
 def test_batch_profile_parsing():
@@ -201,7 +197,7 @@ def test_no_tensorrt_here_is_explained(tmp_path):
     if reason is None:
         pytest.skip("TensorRT and a GPU are present; this checks the message where they are not")
     assert "TensorRT" in reason or "cuda-python" in reason or "GPU" in reason
-    with pytest.raises(ExportError, match="--tensorrt needs TensorRT 10 and an NVIDIA GPU"):
+    with pytest.raises(ExportError, match="--tensorrt needs TensorRT 10 or 11 and an NVIDIA GPU"):
         require_runtime()
     bundle = make_palette_bundle(tmp_path / "b")
     engine = fake_engine(bundle.path, RTX)
@@ -247,7 +243,7 @@ def test_resolve_engine_refuses_when_there_is_no_onnx_to_rebuild_from(tmp_path):
 def test_the_tensorrt_backend_does_not_import_the_converter():
     code = ("import sys, cityseg.inference.backends.tensorrt, cityseg.tensorrt.engine_cache, "
             "cityseg.tensorrt.runtime; print(sorted(m for m in sys.modules if m.startswith("
-            "('cityseg.export', 'cityseg.tensorrt.build', 'cityseg.tensorrt.calibration'))))")
+            "('cityseg.export', 'cityseg.tensorrt.build'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

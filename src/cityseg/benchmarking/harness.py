@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -29,7 +30,9 @@ from cityseg.benchmarking.fixtures import (
 )
 from cityseg.benchmarking.report import BenchRow
 from cityseg.benchmarking.timing import median_ms
+from cityseg.bundle.directory import resolve_bundle
 from cityseg.inference import postprocess
+from cityseg.inference.backends.choice import CPU_BACKENDS
 from cityseg.preprocess import upsample_nearest
 
 
@@ -44,13 +47,15 @@ def _frame_processor(segmenter):
 
 
 def bench_bundle(bundle, backend: str, frame: np.ndarray, repeats: int, warmup: int,
-                 alpha: float = 0.5) -> BenchRow:
-    """Time every stage of one bundle on one backend."""
+                 alpha: float = 0.5, variant=None) -> BenchRow:
+    """Time every stage of one bundle on one backend (its fp32 pick, or ``variant``'s artifact)."""
     from cityseg.inference import Segmenter
 
-    segmenter = Segmenter(bundle, backend=backend)
+    artifact = variant.artifact if variant is not None else None
+    segmenter = Segmenter(bundle, backend=backend, artifact=artifact)
     card = segmenter.bundle.card
-    row = BenchRow(row_name(card), f"{card.input_height}x{card.input_width}", backend)
+    row = BenchRow(row_name(card), f"{card.input_height}x{card.input_width}", backend,
+                   precision=variant.precision if variant else "fp32", gate=variant.gate if variant else "")
     processor = _frame_processor(segmenter)
     message = None
     if processor is not None:
@@ -134,19 +139,30 @@ def available_backends(bundle, wanted: list[str]) -> list[str]:
 
 
 def _time_bundle(path: Path, backends: list[str], frame: np.ndarray, repeats: int, warmup: int,
-                 baseline: bool) -> tuple[list[BenchRow], float | None]:
-    """Rows for every usable backend of one bundle, and the study baseline (None if skipped)."""
+                 baseline: bool, precisions: tuple[str, ...] = ("fp32",)) -> tuple[list[BenchRow], float | None]:
+    """Rows for every usable backend (and precision variant) of one bundle, and the study baseline
+    (None if skipped)."""
+    from cityseg.benchmarking.precision_rows import RUNS_ON, make_variants
     from cityseg.bundle import Bundle
 
     bundle = Bundle.load(path)
     model = load_keras(bundle)
     params, flops, size_mb = model_facts(bundle, model)
     rows = []
-    for backend in available_backends(bundle, backends):
-        print(f"timing {path.name} on {backend} ...", flush=True)
-        row = bench_bundle(bundle, backend, frame, repeats, warmup)
-        row.params, row.gflops, row.file_mb = params, flops, size_mb
-        rows.append(row)
+    usable = available_backends(bundle, backends)
+    variants = make_variants(bundle, list(precisions)) if "onnx" in bundle.card.artifacts else []
+    variants = variants or [None]
+    for variant in variants:
+        for backend in [b for b in usable if variant is None or b in RUNS_ON[variant.precision]]:
+            label = f"{backend} {variant.precision}" if variant else backend
+            print(f"timing {path.name} on {label} ...", flush=True)
+            if variant is not None and variant.artifact is None and backend in CPU_BACKENDS:
+                variant = replace(variant, artifact=pick_fp32(bundle))  # not the measured choice: fp32 itself
+            row = bench_bundle(bundle, backend, frame, repeats, warmup, variant=variant)
+            if variant is not None and variant.precision == "fp32":
+                variant = replace(variant, artifact=None)
+            row.params, row.gflops, row.file_mb = params, flops, size_mb
+            rows.append(row)
     base = None
     if baseline and rows and model is None:
         why = _keras_missing() or "the bundle has no Keras model"
@@ -155,6 +171,13 @@ def _time_bundle(path: Path, backends: list[str], frame: np.ndarray, repeats: in
         print(f"timing the study's approach on {path.name} ...", flush=True)
         base = bench_study_baseline(bundle, model, frame, max(3, repeats // 3), 1)
     return rows, base
+
+
+def pick_fp32(bundle) -> str | None:
+    """The fp32 ONNX artifact a CPU backend runs by default (the measured choice left out)."""
+    from cityseg.inference.backends import pick_artifact
+
+    return pick_artifact(bundle, "onnx")
 
 
 def _release_keras() -> None:
@@ -172,9 +195,10 @@ def _release_keras() -> None:
 
 def run_bench(bundles: list[Path], models: list[str], sizes: list[tuple[int, int]],
               backends: list[str], repeats: int, warmup: int, baseline: bool = True,
-              imported: bool = False) -> tuple[list[BenchRow], dict]:
+              imported: bool = False, precisions: tuple[str, ...] = ("fp32",)) -> tuple[list[BenchRow], dict]:
     """Benchmark given bundles, or registered models at ``sizes``; returns rows and baselines.
     ``imported``: also an imported-style ONNX (:func:`make_imported_bundle`) at each size.
+    ``precisions``: also time these variants (:mod:`cityseg.benchmarking.precision_rows`).
 
     Registered models are built (random weights), timed and deleted one at a time.
     """
@@ -191,7 +215,9 @@ def run_bench(bundles: list[Path], models: list[str], sizes: list[tuple[int, int
             elif spec is not None:
                 print(f"building {spec[0]} at {spec[1]}x{spec[2]} (random weights) ...", flush=True)
                 path = make_random_bundle(workdir, *spec)
-            new_rows, base = _time_bundle(path, backends, frame, repeats, warmup, baseline)
+            elif set(precisions) != {"fp32"}:  # the variants are made in a copy: the user's bundle stays as it is
+                path = Path(shutil.copytree(resolve_bundle(path), workdir / Path(path).name))
+            new_rows, base = _time_bundle(path, backends, frame, repeats, warmup, baseline, precisions)
             rows += new_rows
             if base is not None:
                 baselines[(new_rows[0].model, new_rows[0].size)] = base

@@ -21,6 +21,9 @@ class BenchRow:
     params: int | None = None
     gflops: float | None = None
     file_mb: float | None = None
+    precision: str = "fp32"
+    gate: str = ""
+    """The accuracy gate of a reduced-precision row ('ok 99.2%' / 'FAILED ...': pixel agreement with fp32)."""
 
     @property
     def frame_ms(self) -> float:
@@ -30,13 +33,14 @@ class BenchRow:
 def format_table(rows: list[BenchRow], baselines: dict[tuple[str, str], float]) -> str:
     """Markdown table: one row per model x size x backend, ratios against the study baseline."""
     stage_names = ["decode", "convert", "preprocess", "infer", "postprocess", "colour", "overlay", "frame"]
-    head = (["model", "size", "backend"] + [f"{s} ms" for s in stage_names]
-            + ["overhead", "study ms", "speedup", "params", "GFLOPs", "MB"])
+    precisions = any(r.precision != "fp32" for r in rows)
+    head = (["model", "size", "backend"] + (["precision", "gate"] if precisions else [])
+            + [f"{s} ms" for s in stage_names] + ["overhead", "study ms", "speedup", "params", "GFLOPs", "MB"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         base = baselines.get((row.model, row.size))
         overhead = row.frame_ms / row.stages["infer"] - 1
-        cells = [row.model, row.size, row.backend]
+        cells = [row.model, row.size, row.backend] + ([row.precision, row.gate or "–"] if precisions else [])
         cells += [f"{row.stages[s]:.1f}" if s in row.stages else "–" for s in stage_names]
         cells += [f"{overhead:+.0%}", f"{base:.0f}" if base else "–",
                   f"{base / row.frame_ms:.1f}×" if base else "–",

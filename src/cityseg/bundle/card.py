@@ -38,6 +38,7 @@ OutputKind = Literal["probabilities", "logits", "sigmoid", "argmax"]
 ArtifactFormat = Literal["keras", "onnx", "tensorrt"]
 Layout = Literal["NHWC", "NCHW"]
 IOKind = Literal["tensor", "fused"]
+Precision = Literal["fp32", "fp16", "int8", "bf16"]
 CUSTOM_SPACE = "custom"
 """``class_space`` of a card whose classes are its own ``labels`` (not a Cityscapes set)."""
 
@@ -83,6 +84,11 @@ class Artifact:
     the graph, the uint8 mask (and confidence) at camera resolution out (``cityseg export --fused-io``)."""
     camera: CameraInput | None = None
     """The frames a fused artifact takes (None for tensor I/O)."""
+    precision: Precision = "fp32"
+    """The numbers the model computes in: 'fp32' (cards without the field), 'fp16' / 'int8' (an fp16
+    or Q/DQ ONNX, `cityseg export --precision`), 'bf16' (the fp32 ONNX run by OpenVINO in bf16)."""
+    runtime: str | None = None
+    """The only backend that runs this entry as recorded (e.g. 'openvino' for bf16); None: any."""
 
     def __post_init__(self) -> None:
         if self.io == "fused" and (self.camera is None or self.output != "argmax"):
@@ -92,6 +98,11 @@ class Artifact:
     @property
     def fused(self) -> bool:
         return self.io == "fused"
+
+    @property
+    def gated(self) -> bool:
+        """fp32, or a reduced precision whose accuracy gate (details['gate']) passed: may be picked."""
+        return self.precision == "fp32" or bool(self.details.get("gate", {}).get("passed"))
 
     def frame_shape(self, card: ModelCard) -> tuple[int, int, int]:
         """One frame of this artifact's input: the camera's HxWx3 (fused) or the card's network input."""

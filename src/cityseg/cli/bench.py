@@ -34,6 +34,9 @@ def add_parser(sub) -> None:
     p.add_argument("--sizes", nargs="+", type=parse_size, default=[(256, 512), (512, 1024)], metavar="HxW",
                    help="network input sizes HEIGHTxWIDTH for registered models (default 256x512 512x1024)")
     p.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=list(BACKENDS))
+    p.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "int8", "fp16", "bf16"],
+                   help="also time these precision variants of each model (made and gated like `cityseg export "
+                        "--precision`, calibrated on generated scenes; rows say the gate's verdict)")
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--no-baseline", action="store_true", help="skip the study-approach baseline")
@@ -70,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     models = models or []
     rows, baselines = run_bench(args.model, models, args.sizes, args.backends,
                                 args.repeats, args.warmup, baseline=not args.no_baseline,
-                                imported=args.imported)
+                                imported=args.imported, precisions=tuple(args.precisions))
     if not rows:
         raise CitysegError("no backend could run any of the models here; install the `onnx` or "
                            "`train` extra")

@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8", "bf16")
+CALIB_METHODS = ("minmax", "entropy", "percentile")
+DEFAULT_CALIB_LIMIT = 64
+GATE_FRAMES = 8
+"""Generated street scenes the gate uses without --eval-data."""
 
 
 def add_parser(sub) -> None:
@@ -19,12 +23,25 @@ def add_parser(sub) -> None:
     p.add_argument("--onnx", action="store_true", help="export model.onnx (tf2onnx)")
     p.add_argument("--tensorrt", action="store_true",
                    help="build a TensorRT engine for this GPU (exports the ONNX first when missing)")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp16", help="TensorRT precision (default fp16)")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="the model file's precision: int8 writes model_int8.onnx (static Q/DQ, calibrated) and "
+                        "fp16 model_fp16.onnx (fp32 I/O), each with its argmax-head twin; bf16 records the fp32 "
+                        "ONNX run by OpenVINO in bf16. Each must pass the accuracy gate. With --tensorrt: the "
+                        "engine is built strongly typed from that ONNX (default fp16)")
     p.add_argument("--calib-images", type=Path, metavar="DIR",
-                   help="INT8: folder of representative frames for the entropy calibrator")
-    p.add_argument("--calib-batch", type=int, default=8, metavar="N", help="INT8 calibration batch size")
-    p.add_argument("--calib-limit", type=int, default=512, metavar="N",
-                   help="INT8: use at most N calibration images, spread over the folder")
+                   help="int8: folder of representative frames of the target camera")
+    p.add_argument("--calib-data", type=Path, metavar="ROOT",
+                   help="int8: calibrate on a split of a dataset in the Cityscapes layout (with --calib-split)")
+    p.add_argument("--calib-split", default="train", metavar="NAME", help="split of --calib-data (default train)")
+    p.add_argument("--calib-method", choices=CALIB_METHODS, default="minmax",
+                   help="int8 activation ranges: minmax (default), entropy or percentile")
+    p.add_argument("--calib-limit", type=int, default=DEFAULT_CALIB_LIMIT, metavar="N",
+                   help=f"int8: use at most N calibration frames, spread over the set (default {DEFAULT_CALIB_LIMIT})")
+    p.add_argument("--eval-data", type=Path, metavar="ROOT",
+                   help="accuracy gate on a labelled split (Cityscapes layout): mIoU drop <= 1 point, no class "
+                        "drops > 3; without it the fp32 model's masks on generated scenes are the reference")
+    p.add_argument("--eval-split", default="val", metavar="NAME", help="split of --eval-data (default val)")
+    p.add_argument("--eval-limit", type=int, default=100, metavar="N", help="gate on at most N frames (default 100)")
     p.add_argument("--argmax-head", action="store_true",
                    help="export the variant that outputs the uint8 class map (argmax on the device)")
     p.add_argument("--confidence", action="store_true",
@@ -64,12 +81,62 @@ def read_frames(directory: Path, limit: int = 16) -> list:
     import cv2
 
     from cityseg.errors import InputError
+    from cityseg.export.calibration import image_files
     from cityseg.fileio import read_image
-    from cityseg.tensorrt.calibration import calibration_files
 
     if not directory.is_dir():
         raise InputError(f"--parity-images {directory}: no such directory")
-    return [cv2.cvtColor(read_image(p), cv2.COLOR_BGR2RGB) for p in calibration_files(directory, limit)]
+    return [cv2.cvtColor(read_image(p), cv2.COLOR_BGR2RGB) for p in image_files(directory, limit, "--parity-images")]
+
+
+def check_precision_args(args: argparse.Namespace) -> None:
+    """InputError for calibration / gate options that do not fit --precision (before any work)."""
+    from cityseg.errors import InputError
+
+    calib = args.calib_images is not None or args.calib_data is not None
+    if calib and args.precision != "int8":
+        raise InputError("--calib-images / --calib-data are used only by --precision int8; drop them or add it")
+    if args.calib_images is not None and args.calib_data is not None:
+        raise InputError("--calib-images and --calib-data both give calibration frames; give one")
+    if args.precision == "int8" and not calib:
+        raise InputError("--precision int8 needs calibration frames: --calib-images DIR, or --calib-data ROOT "
+                         "[--calib-split train] (a few dozen frames of the target camera)")
+    if args.eval_data is not None and args.precision in (None, "fp32"):
+        raise InputError("--eval-data is the accuracy gate of --precision int8/fp16/bf16; drop it or add one")
+    if args.precision == "bf16" and args.tensorrt:
+        raise InputError("--precision bf16 is OpenVINO's CPU precision; TensorRT builds fp32, fp16 or int8")
+    if args.calib_limit < 1 or args.eval_limit < 1:
+        raise InputError("--calib-limit and --eval-limit must be at least 1")
+
+
+def precision_frames(args: argparse.Namespace, card):
+    """(calibration FrameSet or None, evaluation FrameSet) of the options, checked."""
+    from cityseg.export import calibration
+
+    calib = None
+    if args.calib_images is not None:
+        calib = calibration.folder_frames(args.calib_images, args.calib_limit)
+    elif args.calib_data is not None:
+        calib = calibration.dataset_frames(args.calib_data, args.calib_split, args.calib_limit)
+    if args.eval_data is not None:
+        evaluation = calibration.dataset_frames(args.eval_data, args.eval_split, args.eval_limit, minimum=1,
+                                                option="--eval-data", with_labels=True)
+    else:
+        evaluation = calibration.generated_frames(card, GATE_FRAMES)
+    return calib, evaluation
+
+
+def export_precision(args: argparse.Namespace, bundle) -> None:
+    """Write (or record) the --precision variant, gated; print the figures."""
+    from cityseg.export.precision import export_precision as write_variant
+
+    calib, evaluation = precision_frames(args, bundle.card)
+    result = write_variant(bundle, args.precision, calibration=calib, evaluation=evaluation,
+                           method=args.calib_method, force=args.force, for_tensorrt=args.tensorrt)
+    for key, report in zip(result.keys, result.reports):
+        print(f"wrote {bundle.artifact_path(key)}" if args.precision != "bf16" else f"recorded {key}")
+        print(report.summary())
+    print("latency per frame (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in result.latency_ms.items()))
 
 
 def camera_input(args: argparse.Namespace):
@@ -107,14 +174,12 @@ def run(args: argparse.Namespace) -> int:
     from cityseg.tensorrt import build as trt_export
 
     camera = camera_input(args)
-    want_onnx = args.onnx or args.argmax_head if camera else args.onnx or not args.tensorrt
+    precision = args.precision or ("fp16" if args.tensorrt else "fp32")
+    want_onnx = args.onnx or args.argmax_head if camera else args.onnx or not (args.tensorrt or precision != "fp32")
     profile = batch_profile(args)
     if args.tensorrt:
         trt_export.require_runtime()  # one clear message before any work
-    if args.calib_images is not None and not (args.tensorrt and args.precision == "int8"):
-        raise InputError("--calib-images is used only by --tensorrt --precision int8; drop it or add those")
-    if args.calib_images is not None and not args.calib_images.is_dir():
-        raise InputError(f"--calib-images {args.calib_images}: no such directory")
+    check_precision_args(args)
     bundle = Bundle.load(args.bundle)
     frames = read_frames(args.parity_images) if args.parity_images else None
     onnx_key, _ = onnx_artifact(args.argmax_head)
@@ -137,11 +202,19 @@ def run(args: argparse.Namespace) -> int:
                                         source=onnx_key if want_onnx or onnx_key in unfused else None)
         print(f"wrote {bundle.artifact_path(onnx_key)}")
         print(report.summary())
+    if precision != "fp32":
+        from cityseg.export.precision import precision_artifact
+
+        if camera:
+            raise InputError("--fused-io takes the fp32 ONNX; reduced precision of a fused graph is not "
+                             "supported - drop --precision (or --fused-io)")
+        variant, _ = precision_artifact(precision, onnx_key)
+        if variant not in bundle.card.artifacts or not args.tensorrt or args.force:
+            export_precision(args, bundle)
+        onnx_key = variant if precision != "bf16" else onnx_key
     if args.tensorrt:
         result = trt_export.export_tensorrt(
-            bundle, precision=args.precision, argmax_head=args.argmax_head, onnx_key=onnx_key if camera else None,
-            calib_images=args.calib_images,
-            calib_batch=args.calib_batch, calib_limit=args.calib_limit, profile=profile,
+            bundle, precision=precision, onnx_key=onnx_key, profile=profile,
             workspace_mb=args.workspace_mb, force=args.force, rebuild=not args.no_rebuild, frames=frames)
         if result.built:
             print(f"built {result.path} ({'; '.join(result.reasons)})")

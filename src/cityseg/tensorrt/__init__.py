@@ -3,8 +3,7 @@
 * :mod:`cityseg.tensorrt.engine_cache` - engine file names, sidecars, rebuild-or-refuse rules
   (plain Python).
 * :mod:`cityseg.tensorrt.runtime` - CUDA buffers and the engine runner.
-* :mod:`cityseg.tensorrt.calibration` - INT8 calibration images, batches and calibrator.
-* :mod:`cityseg.tensorrt.build` - the converter: engine build (FP32/FP16/INT8), parity, the card
+* :mod:`cityseg.tensorrt.build` - the converter: strongly typed build from the fp32/fp16/int8 ONNX, parity, the card
   entry; builds on :mod:`cityseg.export` (ONNX, parity).
 
 Inference imports ``engine_cache`` and ``runtime``; the TensorRT backend imports ``build`` only

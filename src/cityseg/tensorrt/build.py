@@ -1,9 +1,12 @@
-"""TensorRT 10 engines from a bundle's ONNX: build (FP32/FP16/INT8), check, record in the card.
+"""TensorRT 10 and 11 engines from a bundle's ONNX: build strongly typed, check, record in the card.
 
-The build uses the ONNX parser, one optimisation profile for the batch range, FP16, or INT8 with
-an entropy calibrator over ``--calib-images`` (:mod:`cityseg.tensorrt.calibration`, its cache kept
-beside the engine), a timing cache file and a workspace limit. A fresh engine is checked for
-parity against ONNX Runtime before it is written with its sidecar.
+Precision lives in the ONNX (:mod:`cityseg.export.precision`): an fp32 ``model.onnx``, an fp16
+``model_fp16.onnx`` or a Q/DQ ``model_int8.onnx``. The network is created with
+``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` - no builder precision flags, no calibrator - which
+is the one code path TensorRT 10.x and 11.x share (11 removed the others). The build uses the ONNX
+parser, one optimisation profile for the batch range, a timing cache file and a workspace limit. A
+fresh engine is checked for parity against ONNX Runtime before it is written with its sidecar, which
+records the ONNX artifact and precision it was built from.
 
 Engine names, sidecars and the rebuild-or-refuse rules live in :mod:`cityseg.tensorrt.engine_cache`; the
 CUDA runtime and :class:`~cityseg.tensorrt.runtime.EngineRunner` in :mod:`cityseg.tensorrt.runtime`
@@ -25,12 +28,10 @@ from cityseg.export import parity
 from cityseg.export.errors import ExportError
 from cityseg.export.onnx import onnx_artifact, onnxruntime_runner
 from cityseg.fileio import sha256_file, write_bytes_atomic
-from cityseg.tensorrt.calibration import DEFAULT_CALIB_BATCH, DEFAULT_CALIB_LIMIT, calibrator_for
 from cityseg.tensorrt.engine_cache import (
     PRECISIONS,
     BatchProfile,
     EngineSidecar,
-    calibration_cache_path,
     engine_decision,
     engine_filename,
     engine_key,
@@ -58,27 +59,26 @@ class EngineResult:
 
 
 def export_tensorrt(bundle: Bundle, *, precision: str = "fp16", argmax_head: bool = False,
-                    onnx_key: str | None = None, calib_images: Path | None = None,
-                    calib_batch: int = DEFAULT_CALIB_BATCH,
-                    calib_limit: int | None = DEFAULT_CALIB_LIMIT, profile: BatchProfile = BatchProfile(),
+                    onnx_key: str | None = None, profile: BatchProfile = BatchProfile(),
                     workspace_mb: int = DEFAULT_WORKSPACE_MB, force: bool = False, rebuild: bool = True,
                     frames: list[np.ndarray] | None = None) -> EngineResult:
     """Build (or reuse) a TensorRT engine from the bundle's ONNX, check its parity against ONNX
     Runtime, and record it in the card. Reuses a matching engine; rebuilds a mismatched one (or
     raises EngineMismatch when ``rebuild`` is False). ``onnx_key``: build from that ONNX artifact
-    (e.g. a fused-I/O one) instead of the one ``argmax_head`` names."""
+    (e.g. a fused-I/O one) instead of the ``precision`` variant ``argmax_head`` names; its precision
+    must be ``precision`` (the engine is strongly typed: it computes in the ONNX's types)."""
     if precision not in PRECISIONS:
         raise InputError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     require_runtime()
-    onnx_key = onnx_key or onnx_artifact(argmax_head)[0]
+    onnx_key = onnx_key or precision_onnx_key(precision, argmax_head)
+    if precision == "fp16" and onnx_key not in bundle.card.artifacts and "onnx" in bundle.card.artifacts:
+        write_fp16_onnx(bundle, frames)
     if onnx_key not in bundle.card.artifacts:
-        raise ExportError(f"{bundle.path}: no {onnx_key} artifact to build from; run "
-                          f"`cityseg export {bundle.path} --onnx{' --argmax-head' if argmax_head else ''}` first")
+        raise ExportError(f"{bundle.path}: no {onnx_key} artifact to build from; run `cityseg export "
+                          f"{bundle.path}{' --argmax-head' if argmax_head else ''} --precision {precision}` first")
     onnx_path = bundle.artifact_path(onnx_key)
     source = bundle.card.artifacts[onnx_key]
-    if source.fused and precision == "int8":
-        raise ExportError(f"{onnx_path}: INT8 calibration feeds normalised float batches, a fused-I/O graph "
-                          "takes uint8 camera frames; build it with --precision fp16 (or int8 from model.onnx)")
+    check_source_precision(source, onnx_path, precision)
     profile = fixed_batch_profile(source, profile)
     platform = current_platform()
     engine = bundle.path / engine_filename(onnx_path.name, precision, platform)
@@ -92,13 +92,9 @@ def export_tensorrt(bundle: Bundle, *, precision: str = "fp16", argmax_head: boo
             bundle.add_artifact(key, _engine_artifact(engine, bundle, onnx_key, sidecar))
         return EngineResult(key, engine, built=False)
     log.info("building %s (%s)", engine.name, "; ".join(reasons))
-    cache = calibration_cache_path(bundle.path, onnx_path.name, platform, digest)
-    calibrator, calibration = calibrator_for(bundle.card, cache, precision, calib_images, calib_batch,
-                                             calib_limit, recalibrate=force and calib_images is not None)
     serialized = build_serialized_engine(onnx_path, bundle.card, precision=precision, profile=profile,
                                          workspace_mb=workspace_mb, frame_shape=source.frame_shape(bundle.card),
-                                         timing_cache=timing_cache_path(bundle.path, platform),
-                                         calibrator=calibrator, calib_batch=calib_batch)
+                                         timing_cache=timing_cache_path(bundle.path, platform))
     report = engine_parity(bundle, serialized, onnx_key, precision, engine, frames)
     parity.require_parity(report, engine)
     sidecar = EngineSidecar(
@@ -108,7 +104,8 @@ def export_tensorrt(bundle: Bundle, *, precision: str = "fp16", argmax_head: boo
         input_shape=list(source.frame_shape(bundle.card)),
         output_name=bundle.card.artifacts[onnx_key].details.get("output", {}).get("name", ""),
         output_kind=bundle.card.artifacts[onnx_key].output, profile=profile.to_dict(),
-        onnx_file=onnx_path.name, onnx_sha256=digest, workspace_mb=workspace_mb, calibration=calibration,
+        onnx_file=onnx_path.name, onnx_sha256=digest, workspace_mb=workspace_mb,
+        calibration=source.details.get("calibration"), onnx_artifact=onnx_key,
         built_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
     write_engine(engine, serialized, sidecar)
     artifact = _engine_artifact(engine, bundle, onnx_key, sidecar)
@@ -119,14 +116,13 @@ def export_tensorrt(bundle: Bundle, *, precision: str = "fp16", argmax_head: boo
 
 def rebuild_engine(bundle: Bundle, preferred: str) -> str:
     """Rebuild engine artifact ``preferred`` for this machine from its ONNX, with the settings its
-    card entry records (precision, batch profile, workspace, calibration batch); returns the new key.
+    card entry records (precision, source ONNX, batch profile, workspace); returns the new key.
     The TensorRT backend calls this (through :func:`cityseg.tensorrt.engine_cache.resolve_engine`)."""
     details = bundle.card.artifacts[preferred].details
     result = export_tensorrt(bundle, precision=details.get("precision", "fp16"),
                              onnx_key=details.get("onnx_artifact") or "onnx",
                              profile=BatchProfile(**details.get("profile", {})),
-                             workspace_mb=details.get("workspace_mb", DEFAULT_WORKSPACE_MB),
-                             calib_batch=(details.get("calibration") or {}).get("batch", DEFAULT_CALIB_BATCH))
+                             workspace_mb=details.get("workspace_mb", DEFAULT_WORKSPACE_MB))
     return result.key
 
 
@@ -134,7 +130,7 @@ def require_runtime() -> None:
     """ExportError with the reason when TensorRT engines cannot be built here."""
     reason = runtime_unavailable_reason()
     if reason:
-        raise ExportError(f"--tensorrt needs TensorRT 10 and an NVIDIA GPU: {reason}. Engines are "
+        raise ExportError(f"--tensorrt needs TensorRT 10 or 11 and an NVIDIA GPU: {reason}. Engines are "
                           "specific to a GPU and TensorRT version, so build them on the target machine; "
                           "the ONNX export works anywhere (`cityseg export BUNDLE --onnx`)")
 
@@ -197,19 +193,46 @@ def fused_engine_parity(bundle: Bundle, serialized: bytes, onnx_key: str, precis
         runner.close()
 
 
+def write_fp16_onnx(bundle: Bundle, frames: list[np.ndarray] | None) -> None:
+    """model_fp16.onnx (and its argmax twin) from model.onnx, gated on ``frames`` or generated scenes."""
+    from cityseg.export.calibration import FrameSet, generated_frames
+    from cityseg.export.precision import export_precision
+
+    evaluation = FrameSet(frames, "given") if frames else generated_frames(bundle.card, 8)
+    for report in export_precision(bundle, "fp16", evaluation=evaluation).reports:
+        log.info("%s", report.summary())
+
+
+def precision_onnx_key(precision: str, argmax_head: bool = False) -> str:
+    """The card key of the ONNX a ``precision`` engine is built from: 'onnx', 'onnx_int8', 'onnx_argmax_fp16'..."""
+    base = onnx_artifact(argmax_head)[0]
+    return base if precision == "fp32" else f"{base}_{precision}"
+
+
+def check_source_precision(source: Artifact, onnx_path: Path, precision: str) -> None:
+    """ExportError unless the ONNX carries ``precision`` (and, for int8, TensorRT's symmetric Q/DQ)."""
+    if source.precision != precision:
+        raise ExportError(f"{onnx_path} is a {source.precision} ONNX; a strongly typed engine computes in its "
+                          f"types, so a {precision} engine needs the {precision} ONNX - run `cityseg export "
+                          f"BUNDLE --precision {precision} --tensorrt`")
+    if precision == "int8" and source.details.get("activations") != "int8-symmetric":
+        raise ExportError(f"{onnx_path}: its activations are {source.details.get('activations', 'unknown')} "
+                          "(the CPU encoding); TensorRT takes symmetric int8 Q/DQ - re-export with "
+                          "`cityseg export BUNDLE --precision int8 --tensorrt --force` and calibration frames")
+
+
 def build_serialized_engine(onnx_path: Path, card: ModelCard, *, precision: str, profile: BatchProfile,
                             workspace_mb: int = DEFAULT_WORKSPACE_MB, timing_cache: Path | None = None,
-                            calibrator=None, calib_batch: int = DEFAULT_CALIB_BATCH,
                             frame_shape: tuple[int, ...] | None = None) -> bytes:
-    """Parse ``onnx_path`` and build an engine; returns the serialized engine (nothing written
-    except the timing cache). ``frame_shape``: one frame of the input (default the card's network
-    input; a fused-I/O ONNX takes uint8 HxWx3 camera frames, which TensorRT 10 accepts as a UINT8
-    network input followed by the graph's Cast)."""
+    """Parse ``onnx_path`` into a strongly typed network and build an engine; returns the serialized
+    engine (nothing written except the timing cache). ``precision`` only names the build in messages:
+    the ONNX's types decide. ``frame_shape``: one frame of the input (default the card's network
+    input; a fused-I/O ONNX takes uint8 HxWx3 camera frames)."""
     import tensorrt as trt
 
     logger = trt_logger()
     builder = trt.Builder(logger)
-    network = builder.create_network(0)  # TensorRT 10: networks are always explicit-batch
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         raise ExportError(f"{onnx_path}: the TensorRT {trt.__version__} ONNX parser rejected the model:\n"
@@ -217,24 +240,11 @@ def build_serialized_engine(onnx_path: Path, card: ModelCard, *, precision: str,
                           "to see what TensorRT cannot parse")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
-    if precision in ("fp16", "int8"):
-        if not builder.platform_has_fast_fp16:
-            log.warning("this GPU has no fast FP16; the %s engine may be slow", precision)
-        config.set_flag(trt.BuilderFlag.FP16)
     image = network.get_input(0)
     shapes = profile_shapes(card, profile, frame_shape)
     opt_profile = builder.create_optimization_profile()
     opt_profile.set_shape(image.name, shapes["min"], shapes["opt"], shapes["max"])
     config.add_optimization_profile(opt_profile)
-    if precision == "int8":
-        if calibrator is None:
-            raise ExportError("INT8 needs calibration images (--calib-images DIR) or a calibration cache")
-        config.set_flag(trt.BuilderFlag.INT8)
-        config.int8_calibrator = calibrator
-        calib_profile = builder.create_optimization_profile()
-        calib_shape = (calib_batch, *card.input_shape)
-        calib_profile.set_shape(image.name, calib_shape, calib_shape, calib_shape)
-        config.set_calibration_profile(calib_profile)
     cache = None
     if timing_cache is not None:
         cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.is_file() else b"")

@@ -111,6 +111,9 @@ class EngineSidecar:
     onnx_sha256: str
     workspace_mb: int
     calibration: dict | None = None
+    """The int8 ONNX's calibration record (frames, method, set hash), copied from its card entry."""
+    onnx_artifact: str = ""
+    """Card key of the ONNX the engine was built from ('onnx', 'onnx_int8', ...); its precision is ``precision``."""
     built_at: str = ""
     format_version: int = SIDECAR_FORMAT
 
@@ -155,13 +158,6 @@ def sidecar_path(engine: Path) -> Path:
 def timing_cache_path(directory: Path, platform: Platform) -> Path:
     """Timing caches are per GPU and TensorRT version, shared by every engine in the bundle."""
     return directory / f"timing.{platform.sm}.trt{platform.tensorrt_version}.cache"
-
-
-def calibration_cache_path(directory: Path, onnx_file: str, platform: Platform, onnx_sha256: str) -> Path:
-    """INT8 calibration cache beside the engines, keyed by the ONNX it calibrated and the TensorRT
-    version (the cache is portable across GPUs, not guaranteed across TensorRT versions)."""
-    stem = Path(onnx_file).stem
-    return directory / f"{stem}.int8.trt{platform.tensorrt_version}.onnx-{onnx_sha256[:12]}.calib"
 
 
 def mismatches(sidecar: EngineSidecar, platform: Platform, *, onnx_sha256: str | None = None,

@@ -1,4 +1,4 @@
-"""Run TensorRT 10 engines: the CUDA runtime, device and pinned host buffers, the engine runner.
+"""Run TensorRT 10 / 11 engines: the CUDA runtime, device and pinned host buffers, the engine runner.
 
 :class:`EngineRunner` runs an engine on one CUDA stream with pinned host buffers (cuda-python);
 the TensorRT inference backend wraps it, and the converter uses it for its parity check.
@@ -16,7 +16,8 @@ import numpy as np
 from cityseg.errors import BundleError, DeviceError, InputError
 from cityseg.tensorrt.engine_cache import Platform
 
-INSTALL_HINT = ("pip install 'cityseg[tensorrt]' (TensorRT 10.x + cuda-python) on a machine with an NVIDIA GPU")
+INSTALL_HINT = ("pip install 'cityseg[tensorrt]' (TensorRT 10.x or 11.x + cuda-python) on a machine with an NVIDIA GPU")
+SUPPORTED_MAJORS = (10, 11)
 
 
 def import_cudart():
@@ -29,14 +30,14 @@ def import_cudart():
 
 
 def runtime_unavailable_reason() -> str | None:
-    """Why engines cannot be built or run here (None when TensorRT 10, cuda-python and a GPU exist)."""
+    """Why engines cannot be built or run here (None when TensorRT 10 or 11, cuda-python and a GPU exist)."""
     try:
         import tensorrt as trt
     except ImportError:
         return f"TensorRT is not installed ({INSTALL_HINT})"
-    if int(trt.__version__.split(".")[0]) != 10:
-        return (f"TensorRT {trt.__version__} is installed; cityseg uses the TensorRT 10 API (TensorRT 11 "
-                "removed the FP16/INT8 builder flags and the INT8 calibrator): pip install 'tensorrt-cu12>=10,<11'")
+    if int(trt.__version__.split(".")[0]) not in SUPPORTED_MAJORS:
+        return (f"TensorRT {trt.__version__} is installed; cityseg builds strongly typed engines with the "
+                "TensorRT 10 and 11 API: pip install 'tensorrt-cu12>=10,<12'")
     try:
         cudart = import_cudart()
     except ImportError:

@@ -1,7 +1,10 @@
 """Backend registry: pick a backend by name, or the fastest one that can run here.
 
-``auto`` tries TensorRT (needs an engine, TensorRT and a GPU), then ONNX Runtime (needs
-``model.onnx``), then TensorFlow (needs ``model.keras``).
+``auto`` tries TensorRT (needs an engine, TensorRT and a GPU), then the CPU backends - ONNX Runtime
+and OpenVINO, whichever are installed - with the bundle's gated ONNX artifacts, by the rule of
+:mod:`cityseg.inference.backends.choice` (the lowest latency measured at export relative to fp32
+ONNX Runtime; nothing ungated), then TensorFlow (needs ``model.keras``). A named CPU backend
+applies the same rule to its own artifacts.
 """
 
 from __future__ import annotations
@@ -10,14 +13,17 @@ import importlib
 
 from cityseg.bundle import Bundle
 from cityseg.errors import BackendUnavailable, CitysegError
+from cityseg.inference.backends import choice
 from cityseg.inference.backends.base import Backend
+from cityseg.inference.backends.choice import CPU_BACKENDS
 
 BACKENDS = {
     "tensorrt": "cityseg.inference.backends.tensorrt:TensorRTBackend",
     "onnxruntime": "cityseg.inference.backends.onnxruntime:OnnxRuntimeBackend",
+    "openvino": "cityseg.inference.backends.openvino:OpenVinoBackend",
     "tensorflow": "cityseg.inference.backends.tensorflow:TensorFlowBackend",
 }
-AUTO_ORDER = ("tensorrt", "onnxruntime", "tensorflow")
+AUTO_ORDER = ("tensorrt", "onnxruntime", "openvino", "tensorflow")
 BACKEND_CHOICES = ("auto",) + tuple(BACKENDS)
 
 
@@ -29,7 +35,7 @@ def backend_class(name: str) -> type[Backend]:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-FUSED_IO_PREFERRED = {"tensorrt": False, "onnxruntime": False, "tensorflow": False}
+FUSED_IO_PREFERRED = {"tensorrt": False, "onnxruntime": False, "openvino": False, "tensorflow": False}
 """Whether the automatic pick prefers a fused-I/O artifact (uint8 camera frame in, mask out) over the
 unfused ones, per backend. Only where it measured faster: on ONNX Runtime's CPU provider it measured
 slower (benchmarks/fused_io.py, docs/EXPORT.md "Fused I/O"); on a GPU it is not measured here, so not
@@ -37,12 +43,14 @@ preferred either. Choose a fused artifact by name (``artifact=``) to run it."""
 
 
 def pick_artifact(bundle: Bundle, fmt: str, need_confidence: bool = False, *, io: str | None = None,
-                  prefer_fused: bool = False) -> str | None:
-    """The bundle's artifact of ``fmt`` to run: an argmax-head variant first (less data out); with
-    ``need_confidence``, one that gives a per-pixel confidence first (scores, or an argmax head
-    with a confidence output). Fused-I/O artifacts come after the others unless ``prefer_fused``;
-    ``io`` ('tensor' or 'fused') keeps only that kind."""
-    candidates = {k: a for k, a in bundle.artifacts(fmt).items() if io is None or a.io == io}
+                  prefer_fused: bool = False, precision: str = "fp32", backend: str | None = None) -> str | None:
+    """The bundle's artifact of ``fmt`` and ``precision`` to run (gated, and runnable by ``backend``
+    when given): an argmax-head variant first (less data out); with ``need_confidence``, one that gives
+    a per-pixel confidence first (scores, or an argmax head with a confidence output). Fused-I/O
+    artifacts come after the others unless ``prefer_fused``; ``io`` ('tensor' or 'fused') keeps only that kind."""
+    candidates = {k: a for k, a in bundle.artifacts(fmt).items()
+                  if (io is None or a.io == io) and a.precision == precision and a.gated
+                  and (backend is None or a.runtime in (None, backend))}
     if not candidates:
         return None
 
@@ -81,9 +89,12 @@ def open_backend(bundle: Bundle, name: str = "auto", artifact: str | None = None
         name = next(n for n in AUTO_ORDER if backend_class(n).format == fmt) if name == "auto" else name
     if name == "auto":
         reasons = []
+        cpu = [n for n in CPU_BACKENDS if unavailable_reason(bundle, n, io) is None]
         for candidate in AUTO_ORDER:
             why = unavailable_reason(bundle, candidate, io)
             if why is None:
+                if candidate in CPU_BACKENDS:
+                    return open_cpu_backend(bundle, cpu, need_confidence, io)
                 return open_backend(bundle, candidate, need_confidence=need_confidence, io=io)
             reasons.append(f"{candidate}: {why}")
         raise BackendUnavailable(f"{bundle.path}: no backend can run this bundle here - "
@@ -91,6 +102,20 @@ def open_backend(bundle: Bundle, name: str = "auto", artifact: str | None = None
     why = unavailable_reason(bundle, name, io) if artifact is None else backend_class(name).unavailable_reason()
     if why:
         raise BackendUnavailable(f"backend {name} cannot run {bundle.path}: {why}")
+    if artifact is None and name in CPU_BACKENDS:
+        return open_cpu_backend(bundle, [name], need_confidence, io)
     cls = backend_class(name)
     return cls(bundle, artifact or pick_artifact(bundle, cls.format, need_confidence, io=io,
                                                  prefer_fused=FUSED_IO_PREFERRED.get(name, False)))
+
+
+def open_cpu_backend(bundle: Bundle, backends: list[str], need_confidence: bool, io: str | None) -> Backend:
+    """The CPU backend and precision :func:`cityseg.inference.backends.choice.choose` picks, on its
+    artifact; fp32 on the first of ``backends`` when that precision has no artifact of the wanted kind."""
+    chosen = choice.choose(bundle, backends)
+    for name, precision in ([chosen] if chosen else []) + [(backends[0], "fp32")]:
+        key = pick_artifact(bundle, "onnx", need_confidence, io=io, precision=precision, backend=name,
+                            prefer_fused=FUSED_IO_PREFERRED.get(name, False))
+        if key is not None:
+            return backend_class(name)(bundle, key)
+    raise BackendUnavailable(f"{bundle.path}: no ONNX artifact that {backends[0]} can run here")
