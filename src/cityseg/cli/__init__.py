@@ -10,7 +10,9 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
+import threading
 
 from cityseg import __version__
 from cityseg.errors import CitysegError
@@ -44,6 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """Raised in the main thread on SIGTERM (what launch, systemd and docker send), so staged
+    outputs are cleaned up exactly as on Ctrl-C."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `cityseg` console script."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -51,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
         return int(args.run(args) or 0)
     except CitysegError as exc:
@@ -61,6 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"cityseg {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"cityseg {args.command}: terminated (SIGTERM); partial output removed", file=sys.stderr)
+        return 143
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

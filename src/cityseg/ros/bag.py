@@ -19,6 +19,7 @@ from pathlib import Path
 
 from cityseg.bundle import Bundle
 from cityseg.errors import CitysegError, InputError
+from cityseg.fileio import check_replaceable
 from cityseg.ros.bagbatch import BagBatcher, CameraReplay
 from cityseg.ros.bagio import (
     latched_qos,
@@ -124,8 +125,7 @@ def _check_output(input_path: Path, output: Path, force: bool) -> None:
     if dst == src or dst in src.parents or src in dst.parents:
         raise CitysegError(f"{output}: the output must not be the input bag {input_path}, contain it "
                            "or lie inside it; choose another output path")
-    if (output.exists() or output.is_symlink()) and not force:
-        raise CitysegError(f"{output} already exists; choose another output path or pass --force to replace it")
+    check_replaceable(output, "bag", force)
 
 
 # ------------------------------------------------------------------------------------------
@@ -215,9 +215,10 @@ def replay_bag(input: Path, output: Path, model: Path | Bundle | FrameProcessor,
     Frames of different cameras are segmented in batches of at most ``max_batch`` (default: one
     frame per camera) with the same result as alone. A message that cannot be deserialised or
     decoded is recorded in its camera's ``failed`` and skipped. ``output`` must not exist unless
-    ``force`` (it is then replaced once the new bag is complete). ``config`` defaults to the node's
-    defaults (labelid masks, every output). ``model`` may be a processor from :func:`load_processor`
-    (``backend`` and ``config`` are then its own). ``on_frame`` is called after each image message.
+    ``force`` and it is an earlier replay's output (replaced once the new bag is complete).
+    ``config`` defaults to the node's defaults (labelid masks, every output). ``model`` may be a
+    processor from :func:`load_processor` (``backend`` and ``config`` are then its own).
+    ``on_frame`` is called after each image message.
     """
     from tqdm import tqdm
 
@@ -234,7 +235,7 @@ def replay_bag(input: Path, output: Path, model: Path | Bundle | FrameProcessor,
             CameraSummary(image, info, _enabled_outputs(output_topics(image), processor.config, info))
             for image, info in cameras])
         started = time.perf_counter()
-        with staged_directory(output) as staged:
+        with staged_directory(output, "bag", force) as staged:
             writer = open_writer(staged, storage)
             with writer:
                 batcher = BagBatcher(processor, writer, max_batch or len(cameras), on_frame)
