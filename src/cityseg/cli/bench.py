@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cityseg.cli import parse_dimensions
+from cityseg.cli import parse_dimensions, positive_int
 from cityseg.inference.backends import BACKENDS
 
 
@@ -34,7 +34,7 @@ def add_parser(sub) -> None:
     p.add_argument("--sizes", nargs="+", type=parse_size, default=[(256, 512), (512, 1024)], metavar="HxW",
                    help="network input sizes HEIGHTxWIDTH for registered models (default 256x512 512x1024)")
     p.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=list(BACKENDS))
-    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--repeats", type=positive_int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--no-baseline", action="store_true", help="skip the study-approach baseline")
     p.add_argument("--out", type=Path, help="also write the table (markdown) to this new file")
