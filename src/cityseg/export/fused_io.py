@@ -152,9 +152,9 @@ def export_fused(bundle: Bundle, camera: CameraInput, *, confidence: bool = Fals
             precision="fp32", frame_source=frame_source)
         parity.require_parity(report, target)
         confidence_check = check_confidence(bundle, source_key, tmp, frames, camera, target) if confidence else None
-        digest = sha256_file(tmp)
+        digest, size = sha256_file(tmp), tmp.stat().st_size
     details = {"opset": fused.default_opset(proto), "source": artifact.path, "source_artifact": source_key,
-               "sha256": digest, **io_details(proto),
+               "sha256": digest, "bytes": size, **io_details(proto),
                "resize": {"method": bundle.card.resize, "op": plan.op, "attributes": plan.attributes,
                           "fidelity": plan.fidelity, "note": plan.note},
                "versions": {k: v for k, v in framework_versions("onnx", "onnxruntime").items() if k != "python"},

@@ -298,5 +298,6 @@ def import_onnx(path: str | Path, out: str | Path, space: LabelSet, options: Imp
     else:
         shutil.copyfile(path, out / artifact.path)
     artifact.details["sha256"] = sha256_file(out / artifact.path)
+    artifact.details["bytes"] = (out / artifact.path).stat().st_size
     bundle.add_artifact("onnx", artifact)
     return bundle
