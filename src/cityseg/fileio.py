@@ -68,14 +68,25 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def require_file(path: str | os.PathLike, what: str, *, empty_ok: bool = True) -> Path:
+    """``path`` as a Path if it is a regular file; InputError saying what it is instead (missing, a
+    directory, or - unless ``empty_ok`` - an empty file), ``what`` naming the expected file."""
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{p}: is a directory, not a file; give the {what} file itself")
+    if not p.is_file():
+        raise InputError(f"{p}: no such {what} file; check the path")
+    if not empty_ok and p.stat().st_size == 0:
+        raise InputError(f"{p}: empty file (0 bytes), not a usable {what} file; copy it again or give another")
+    return p
+
+
 def read_image(path: str | os.PathLike, *, grayscale: bool = False) -> np.ndarray:
     """Read an 8-bit image file: BGR uint8 HxWx3 (or HxW with ``grayscale``).
 
     Raises InputError naming the file when it is missing, not an image, or empty.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p}: no such file; check the path")
+    p = require_file(path, "image")
     raw = np.fromfile(p, dtype=np.uint8)
     if raw.size == 0:
         raise InputError(f"{p}: the file is empty; it is not an image")

@@ -43,15 +43,14 @@ def run(args: argparse.Namespace) -> int:
 
     from cityseg.bundle import Bundle
     from cityseg.errors import CitysegError, InputError
-    from cityseg.fileio import read_image, write_png
+    from cityseg.fileio import read_image, require_file, write_png
     from cityseg.inference import Segmenter
     from cityseg.labels import AUTO_ID_SPACE, mask_id_space
 
     if not 0.0 <= args.alpha <= 1.0:
         raise CitysegError(f"--alpha must be within [0, 1], got {args.alpha}")
     for image in args.images:  # fail before loading the model on a bad path
-        if not image.is_file():
-            raise InputError(f"{image}: no such image file")
+        require_file(image, "image")
     bundle = Bundle.load(args.model)
     id_space = mask_id_space(args.id_space or AUTO_ID_SPACE, bundle.card.space, where=str(bundle.path),
                              option="--id-space")

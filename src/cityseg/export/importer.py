@@ -23,7 +23,7 @@ from cityseg.bundle.directory import Bundle
 from cityseg.errors import BundleError, InputError
 from cityseg.export import parity
 from cityseg.export import tensorrt_compat as trt_compat
-from cityseg.fileio import sha256_file
+from cityseg.fileio import require_file, sha256_file
 from cityseg.labels import LabelSet
 from cityseg.preprocess import Normalization
 
@@ -269,8 +269,7 @@ def import_onnx(path: str | Path, out: str | Path, space: LabelSet, options: Imp
     path, out = Path(path), Path(out)
     if (out / "model.json").exists() and not force:
         raise BundleError(f"{out}: a model bundle already exists there; choose another --out or pass --force")
-    if not path.is_file():
-        raise InputError(f"{path}: no such ONNX file")
+    require_file(path, "ONNX", empty_ok=False)
     try:
         model = onnx.load(str(path), load_external_data=False)
         external = any(uses_external_data(t) for t in model.graph.initializer)
