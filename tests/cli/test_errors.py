@@ -135,3 +135,22 @@ def test_fleet_errors_name_the_command_once(tmp_path, capsys):
     (tmp_path / "bags").mkdir()
     assert main(["fleet", str(tmp_path / "bags"), "--out", str(tmp_path / "o")]) == 2
     assert one_error_line(capsys, "fleet").startswith("cityseg fleet: error: --model is required")
+
+
+def test_a_full_disk_during_segment_leaves_no_half_outputs(tmp_path, capsys):
+    import cv2
+    import numpy as np
+
+    from support import make_palette_bundle, painted_scene
+
+    bundle = make_palette_bundle(tmp_path / "bundle", "trainid", 64, 128)
+    scene = painted_scene(512, 1024, "trainid", seed=3)[0]
+    noisy = (scene.astype(int) + np.random.default_rng(0).integers(-40, 40, scene.shape)).clip(0, 255)
+    image = tmp_path / "frame.png"
+    cv2.imwrite(str(image), noisy.astype(np.uint8))
+    with tmpfs(tmp_path / "full") as full:
+        argv = ["segment", str(image), "--model", str(bundle.path), "--out", str(full), "--backend", "onnxruntime"]
+        assert main(argv) == 2
+        line = one_error_line(capsys, "segment")
+        assert "the disk is full" in line
+        assert list(full.iterdir()) == []

@@ -81,15 +81,28 @@ def run(args: argparse.Namespace) -> int:
             failed.append(str(exc))
             continue
         mask_path, color_path, overlay_path, confidence_path = targets[image]
-        write_png(mask_path, result.mask)
-        color = result.color("BGR")
-        write_png(color_path, color)
-        write_png(overlay_path, result.overlay(frame, args.alpha, "BGR"))
+        outputs = [(mask_path, result.mask), (color_path, result.color("BGR")),
+                   (overlay_path, result.overlay(frame, args.alpha, "BGR"))]
         if result.has_confidence:
-            write_png(confidence_path, result.confidence)
+            outputs.append((confidence_path, result.confidence))
+        _write_all_or_none(outputs, write_png)
     done = len(args.images) - len(failed)
     print(f"wrote {(4 if segmenter.has_confidence else 3) * done} files to {args.out}")
     if failed:
         raise InputError(f"{len(failed)} of {len(args.images)} image(s) could not be segmented: "
                          + "; ".join(failed))
     return 0
+
+
+def _write_all_or_none(outputs: list, write_png) -> None:
+    """Write every (path, image) of one input image; on a failure (a full disk) remove the ones
+    just written, so no image is left with half its outputs."""
+    written = []
+    try:
+        for path, image in outputs:
+            write_png(path, image)
+            written.append(path)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
