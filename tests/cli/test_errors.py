@@ -154,3 +154,10 @@ def test_a_full_disk_during_segment_leaves_no_half_outputs(tmp_path, capsys):
         line = one_error_line(capsys, "segment")
         assert "the disk is full" in line
         assert list(full.iterdir()) == []
+
+
+def test_a_non_utf8_manifest_is_named(tmp_path, capsys):
+    manifest = tmp_path / "bags.txt"
+    manifest.write_bytes(b"bag\xff\n")
+    assert main(["fleet", "--manifest", str(manifest), "--model", "m", "--out", str(tmp_path / "o")]) == 2
+    assert f"{manifest}: the manifest is not UTF-8 text (byte 0xff" in one_error_line(capsys, "fleet")
