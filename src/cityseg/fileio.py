@@ -81,6 +81,20 @@ def require_file(path: str | os.PathLike, what: str, *, empty_ok: bool = True) -
     return p
 
 
+def check_writable_location(path: str | os.PathLike, option: str) -> None:
+    """Before a long run: InputError unless ``path`` (a file to write later) can be created: its
+    nearest existing ancestor is a directory this process may write to."""
+    p = Path(path).absolute()
+    ancestor = p.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise InputError(f"{option} {path}: {ancestor} is a file, not a directory; choose another path")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InputError(f"{option} {path}: cannot write in {ancestor} (read-only or no permission); "
+                         "choose a writable location")
+
+
 def read_image(path: str | os.PathLike, *, grayscale: bool = False) -> np.ndarray:
     """Read an 8-bit image file: BGR uint8 HxWx3 (or HxW with ``grayscale``).
 

@@ -161,3 +161,12 @@ def test_a_non_utf8_manifest_is_named(tmp_path, capsys):
     manifest.write_bytes(b"bag\xff\n")
     assert main(["fleet", "--manifest", str(manifest), "--model", "m", "--out", str(tmp_path / "o")]) == 2
     assert f"{manifest}: the manifest is not UTF-8 text (byte 0xff" in one_error_line(capsys, "fleet")
+
+
+def test_bench_refuses_an_unwritable_out_before_running(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    assert main(["bench", "--out", str(tmp_path / "afile" / "table.md")]) == 2
+    assert "is a file, not a directory" in one_error_line(capsys, "bench")
+    with tmpfs(tmp_path / "ro", "ro") as ro:
+        assert main(["bench", "--out", str(ro / "table.md")]) == 2
+    assert "read-only or no permission" in one_error_line(capsys, "bench")

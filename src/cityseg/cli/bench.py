@@ -59,10 +59,12 @@ def run(args: argparse.Namespace) -> int:
     from cityseg.benchmarking.harness import run_bench
     from cityseg.benchmarking.report import format_table, machine_description, result_line, update_doc
     from cityseg.errors import CitysegError
-    from cityseg.fileio import write_bytes_atomic
+    from cityseg.fileio import check_writable_location, write_bytes_atomic
 
     if args.out and args.out.exists() and not args.force:
         raise CitysegError(f"{args.out}: already exists; pass --force to replace it or choose another --out")
+    if args.out:
+        check_writable_location(args.out, "--out")  # before minutes of benchmarking
 
     models = args.models
     if models is None and not args.model:
