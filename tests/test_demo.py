@@ -67,3 +67,17 @@ def test_demo_force_replaces_only_its_own_products(tmp_path):
     (tmp_path / "my_notes.txt").write_text("user data")
     _prepare_output_dir(paths, force=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([MARKER, "my_notes.txt"])
+
+
+def test_demo_force_removes_a_symlinked_product_not_its_target(tmp_path):
+    from cityseg.demo import MARKER, _outputs, _prepare_output_dir
+
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("user data")
+    (out / MARKER).write_text("")
+    (out / "bundle").symlink_to(elsewhere, target_is_directory=True)
+    _prepare_output_dir(_outputs(out), force=True)
+    assert not (out / "bundle").exists() and not (out / "bundle").is_symlink()
+    assert (elsewhere / "keep.txt").read_text() == "user data"

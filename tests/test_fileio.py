@@ -44,8 +44,11 @@ def test_png_roundtrip_and_label_checks(tmp_path):
 
 
 def test_read_errors_name_the_file(tmp_path):
-    with pytest.raises(InputError, match="nope.png: no such file"):
+    with pytest.raises(InputError, match="nope.png: no such image file"):
         read_image(tmp_path / "nope.png")
+    (tmp_path / "adir.png").mkdir()
+    with pytest.raises(InputError, match="adir.png: is a directory, not a file"):
+        read_image(tmp_path / "adir.png")
     (tmp_path / "text.png").write_text("hello")
     with pytest.raises(InputError, match="text.png: cannot decode"):
         read_image(tmp_path / "text.png")

@@ -50,7 +50,10 @@ def load_yaml(path: str | Path) -> dict:
     if not p.is_file():
         raise ConfigError(f"{p}: no such config file; check the path")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                          "re-save it as UTF-8") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: not valid YAML: {exc}") from None
     if data is None:
@@ -256,6 +259,12 @@ class OptimizerConfig:
     weight_decay: float = 0.0
     momentum: float = 0.9
     clipnorm: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.learning_rate > 0:
+            raise ValueError(f"optimizer.learning_rate must be > 0, got {self.learning_rate}")
+        if self.weight_decay < 0 or self.clipnorm is not None and not self.clipnorm > 0:
+            raise ValueError("optimizer.weight_decay must be >= 0 and optimizer.clipnorm > 0 (or null)")
 
 
 @dataclass

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from cityseg.errors import CitysegError
-from cityseg.fileio import write_bytes_atomic, write_json_atomic
+from cityseg.fileio import is_own_output, output_marker, write_bytes_atomic, write_json_atomic, write_output_marker
 
 
 @dataclass
@@ -128,7 +128,7 @@ def run_demo(out: Path, settings: DemoSettings | None = None, *, force: bool = F
     return paths
 
 
-MARKER = ".cityseg-demo"
+MARKER = output_marker("demo")
 """Written first into a demo output directory: --force only ever clears a directory holding it."""
 
 
@@ -146,17 +146,16 @@ def _prepare_output_dir(paths: DemoOutputs, force: bool) -> None:
         if not force:
             raise CitysegError(f"{root}: the demo output directory is not empty; pass --force to "
                                "replace an earlier demo's output there, or choose another --out")
-        if not (root / MARKER).exists():
+        if not is_own_output(root.resolve(), "demo"):
             raise CitysegError(f"{root}: not an earlier `cityseg demo` output ({MARKER} is missing); "
                                "--force only replaces demo output - choose an empty --out")
         for product in _products(paths):
-            if product.is_dir():
+            if product.is_dir() and not product.is_symlink():
                 shutil.rmtree(product)
-            elif product.exists():
-                product.unlink()
+            elif product.exists() or product.is_symlink():
+                product.unlink()  # a link: remove the link, never its target
     root.mkdir(parents=True, exist_ok=True)
-    (root / MARKER).write_text("written by `cityseg demo`; `cityseg demo --force` may replace this directory's "
-                               "demo products\n")
+    write_output_marker(root, "demo")
 
 
 def write_overlay_strip(path: Path, bundle: Path, frames: list[np.ndarray], count: int) -> None:

@@ -144,3 +144,9 @@ def test_argmax_only_model_writes_no_confidence_and_says_why(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "no _confidence.png" in out and "class ids only" in out and "wrote 3 files" in out
     assert not (tmp_path / "o" / "frame_confidence.png").exists()
+
+
+def test_a_directory_given_as_an_image_is_named_as_a_directory(tmp_path, capsys):
+    (tmp_path / "frames").mkdir()
+    assert main(["segment", str(tmp_path / "frames"), "--model", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "frames: is a directory, not a file; give the image file itself" in capsys.readouterr().err

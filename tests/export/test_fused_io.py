@@ -219,3 +219,24 @@ def test_tensorrt_engine_from_the_fused_onnx(palette):
     trt_seg = Segmenter(palette, backend="tensorrt", artifact=result.key)
     agreement = (trt_seg.segment(frame).mask == Segmenter(palette, artifact="onnx").segment(frame).mask).mean()
     assert agreement >= 0.999
+
+
+def test_a_non_integer_resize_factor_is_named_with_the_exact_sizes_near_it(palette):
+    from cityseg.export.fused_io import exact_camera_sizes
+
+    assert exact_camera_sizes((64, 128), (720, 1280)) == ["1280x704", "1280x768", "1280x640"]
+    camera = CameraInput(150, 300)  # 300x150 over the 128x64 input: 2.34375x2.34375
+    frames = [street(150, 300, seed) for seed in range(4)]
+    with pytest.raises(ParityError) as refused:
+        export_fused(palette, camera, frames=frames)
+    message = str(refused.value)
+    assert "--camera-size 300x150 resizes to the model's 128x64 input by a non-integer factor (2.34375x2.34375)" \
+        in message
+    assert "exactly: 256x128, 256x192, 384x128" in message and "custom layers" not in message
+    assert not (palette.path / "model_fused_300x150.onnx").exists()
+
+
+def test_an_absurd_camera_size_is_refused_at_once(palette, capsys):
+    assert main(["export", str(palette.path), "--fused-io", "--camera-size", "60000x60000"]) == 2
+    err = capsys.readouterr().err
+    assert "--camera-size '60000x60000': each side must be at most 8192 pixels" in err and err.count("\n") == 1

@@ -288,3 +288,15 @@ def test_missing_external_weights_are_named(tmp_path):
     (tmp_path / "w.bin").unlink()
     with pytest.raises(InputError, match="external weight files are missing"):
         import_onnx(path, tmp_path / "b", class_space("trainid"), options(input_size=(H, W)))
+
+
+def test_an_empty_or_directory_onnx_is_named_as_such(tmp_path, capsys):
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    assert main(["import", str(empty), "--out", str(tmp_path / "b"), "--labels", "cityscapes"]) == 2
+    err = capsys.readouterr().err
+    assert f"{empty}: empty file (0 bytes)" in err and "0 inputs" not in err and err.count("\n") == 1
+    (tmp_path / "dir.onnx").mkdir()
+    assert main(["import", str(tmp_path / "dir.onnx"), "--out", str(tmp_path / "b"), "--labels", "cityscapes"]) == 2
+    assert "is a directory, not a file; give the ONNX or TFLite file itself" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()

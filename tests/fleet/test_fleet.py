@@ -356,7 +356,7 @@ def test_cli_errors_are_one_line(local_ray, bags, bundle, tmp_path, capsys):
     assert cli_main(["fleet", "--out", str(tmp_path / "o"), "--model", str(bundle.path)]) == 2
     assert "error: no bags given" in capsys.readouterr().err
     assert cli_main(["fleet", str(bags / "front"), "--out", str(tmp_path / "o")]) == 2
-    assert "cityseg fleet: --model is required" in capsys.readouterr().err
+    assert "cityseg fleet: error: --model is required" in capsys.readouterr().err
 
 
 

@@ -145,17 +145,21 @@ def test_bad_messages_are_reported_and_skipped(tmp_path, bundle):
     assert summary.camera_info_topic is None and "camera_info" not in summary.output_topics
 
 
-def test_refuses_to_overwrite_without_force_and_replaces_with_it(tmp_path, bundle):
+def test_refuses_to_overwrite_without_force_and_replaces_only_its_own_output_with_it(tmp_path, bundle):
     src, dst = tmp_path / "cam", tmp_path / "out"
     write_camera_bag(src, [rgb for rgb, _ in scenes(2)])
     dst.mkdir()
     (dst / "precious.txt").write_text("user data")
     with pytest.raises(CitysegError, match="already exists; choose another output path or pass --force"):
         replay(src, dst, bundle)
+    with pytest.raises(CitysegError, match="did not write"):
+        replay(src, dst, bundle, force=True)
     assert (dst / "precious.txt").exists()
+    (dst / "precious.txt").unlink()
+    dst.rmdir()
+    replay(src, dst, bundle)
     summary = replay(src, dst, bundle, force=True)
-    assert summary.frames_out == 2 and not (dst / "precious.txt").exists()
-    assert (dst / "metadata.yaml").is_file()
+    assert summary.frames_out == 2 and (dst / "metadata.yaml").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cam", "out"]  # no staging left behind
 
 

@@ -274,6 +274,8 @@ def test_malformed_messages_are_reported_and_the_next_frame_is_segmented(graph, 
     ({"overlay_alpha": 3.0}, "overlay_alpha must be within [0, 1]"),
     ({"qos_depth": 0}, "qos_depth must be >= 1"),
     ({"model": "/nonexistent/bundle"}, "/nonexistent/bundle"),
+    ({"overlay_alpah": 0.3}, "unknown parameter(s) overlay_alpah (did you mean overlay_alpha?)"),
+    ({"model": ""}, "model is required"),
 ])
 def test_bad_parameters_or_a_missing_bundle_exit_2_with_one_clear_line(graph, bundle, params, message):
     node = NodeProcess("/cfg", {"model": str(bundle.path), "backend": "onnxruntime", **params}, env=graph)
@@ -282,6 +284,24 @@ def test_bad_parameters_or_a_missing_bundle_exit_2_with_one_clear_line(graph, bu
     lines = [line for line in node.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("segmentation_node: error:") and message in lines[0], lines
     assert "Traceback" not in node.output
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"/**:\n  ros__parameters:\n    overlay_alpah: 0.3\n",
+     "unknown parameter(s) overlay_alpah (did you mean overlay_alpha?)"),
+    (b"/**:\n  ros__parameters:\n    overlay_alpha: \"\xff\xfe\"\n", "not a readable UTF-8 YAML params file"),
+], ids=["typo", "not-utf8"])
+def test_a_bad_params_file_exits_2_with_one_clear_line(graph, bundle, tmp_path, content, message):
+    from cityseg.benchmarking.ros_probe import node_command
+
+    params = tmp_path / "params.yaml"
+    params.write_bytes(content)
+    command = node_command("/pf", {"model": str(bundle.path), "backend": "onnxruntime"}) + [
+        "--params-file", str(params)]
+    node = NodeProcess("/pf", {}, env=graph, command=command)
+    assert node.wait(30.0) == 2, node.output
+    lines = [line for line in node.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("segmentation_node: error:") and message in lines[0], lines
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])

@@ -21,7 +21,7 @@ from pathlib import Path
 from cityseg.bundle.card import CARD_FILE, MODELS_ENV, Artifact, ModelCard
 from cityseg.config import ConfigError, from_mapping
 from cityseg.errors import BundleError
-from cityseg.fileio import write_json_atomic
+from cityseg.fileio import sha256_file, write_json_atomic
 
 
 class Bundle:
@@ -39,6 +39,9 @@ class Bundle:
         if root.name == CARD_FILE:
             root = root.parent
         card_path = root / CARD_FILE
+        if root.is_file():
+            raise BundleError(f"{root}: is a file, not a model bundle directory; give the directory "
+                              f"holding {CARD_FILE}")
         if not root.is_dir():
             raise BundleError(f"{root}: no such model bundle directory; train one with "
                               "`cityseg train` or `cityseg demo`, or check the path")
@@ -55,6 +58,7 @@ class Bundle:
             raise BundleError(f"invalid model card: {exc}") from None
         bundle = cls(root, card)
         for key, artifact in card.artifacts.items():
+            _check_inside(root, key, artifact.path)
             if not (root / artifact.path).is_file():
                 raise BundleError(f"{root / artifact.path}: the card lists artifact {key!r} but "
                                   "the file is missing; copy the whole bundle directory, or "
@@ -80,6 +84,28 @@ class Bundle:
     def artifact_path(self, key: str) -> Path:
         return self.path / self.card.artifacts[key].path
 
+    def verified_artifact_path(self, key: str) -> Path:
+        """The artifact's file, checked against the card: its recorded size always, its recorded
+        sha256 once per (file, size, mtime) in this process; BundleError naming a file that does not
+        belong to the card (e.g. another graph copied over it)."""
+        path, details = self.artifact_path(key), self.card.artifacts[key].details
+        stat = path.stat()
+        fix = (f"restore the bundle's own file, or re-run `cityseg export` for {self.path} to "
+               "recreate it (--force)")
+        if isinstance(details.get("bytes"), int) and stat.st_size != details["bytes"]:
+            raise BundleError(f"{path}: this file does not belong to the card of {self.path} (artifact "
+                              f"{key!r}): {stat.st_size} bytes, the card records {details['bytes']}; {fix}")
+        want = details.get("sha256")
+        if isinstance(want, str):
+            seen = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+            if seen not in _VERIFIED:
+                _VERIFIED[seen] = sha256_file(path)
+            if _VERIFIED[seen] != want:
+                raise BundleError(f"{path}: this file does not belong to the card of {self.path} (artifact "
+                                  f"{key!r}): sha256 {_VERIFIED[seen][:12]}..., the card records "
+                                  f"{want[:12]}...; {fix}")
+        return path
+
     def artifacts(self, fmt: str) -> dict[str, Artifact]:
         """The card's artifacts of one format (keras, onnx, tensorrt), in card order."""
         return {k: a for k, a in self.card.artifacts.items() if a.format == fmt}
@@ -93,6 +119,20 @@ class Bundle:
 
     def __repr__(self) -> str:
         return f"Bundle({str(self.path)!r}, {self.card.architecture}, {list(self.card.artifacts)})"
+
+
+_VERIFIED: dict[tuple[str, int, int], str] = {}
+"""(resolved path, size, mtime_ns) -> sha256 of the artifact files checked in this process."""
+
+
+def _check_inside(root: Path, key: str, relative: str) -> None:
+    """An artifact path must be relative and stay inside the bundle directory."""
+    lexical = os.path.normpath(relative)  # lexical: a bundle's own symlinked file stays allowed
+    if Path(relative).is_absolute() or lexical == ".." or lexical.startswith(".." + os.sep):
+        raise BundleError(f"{root / CARD_FILE}: artifact {key!r} path {relative!r} is "
+                          f"{'absolute' if Path(relative).is_absolute() else 'outside the bundle directory'}; "
+                          "a card names its files relative to the bundle directory - fix the card or "
+                          "re-export the bundle")
 
 
 def resolve_bundle(path: str | Path) -> Path:

@@ -169,11 +169,16 @@ def run(args: argparse.Namespace) -> int:
     settings = node_settings(args)
     if args.json is not None and args.json.exists() and not args.force:
         raise CitysegError(f"{args.json} already exists; pass --force to overwrite it or choose another --json")
-    summary = replay_bag(args.input, args.output, settings.model, image_topic=args.image_topic,
-                         camera_info_topic=args.camera_info_topic, copy_input=args.copy_input,
-                         force=args.force, backend=settings.backend, progress=not args.no_progress,
-                         storage=args.storage, config=settings.processor_config(),
-                         fusion=fusion_config(args))
+    try:
+        summary = replay_bag(args.input, args.output, settings.model, image_topic=args.image_topic,
+                             camera_info_topic=args.camera_info_topic, copy_input=args.copy_input,
+                             force=args.force, backend=settings.backend, progress=not args.no_progress,
+                             storage=args.storage, config=settings.processor_config(),
+                             fusion=fusion_config(args))
+    except OSError as exc:  # the storage plugin's write (a full disk) names no file: it is OUTPUT
+        if exc.filename is None:
+            exc.filename = str(args.output)
+        raise
     print(summary.format())
     if args.json is not None:
         write_json_atomic(args.json, summary.to_json())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cityseg.cli import parse_dimensions
+from cityseg.cli import parse_dimensions, positive_int
 from cityseg.inference.backends import BACKENDS
 
 
@@ -37,7 +37,7 @@ def add_parser(sub) -> None:
     p.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "int8", "fp16", "bf16"],
                    help="also time these precision variants of each model (made and gated like `cityseg export "
                         "--precision`, calibrated on generated scenes; rows say the gate's verdict)")
-    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--repeats", type=positive_int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--no-baseline", action="store_true", help="skip the study-approach baseline")
     p.add_argument("--out", type=Path, help="also write the table (markdown) to this new file")
@@ -62,10 +62,12 @@ def run(args: argparse.Namespace) -> int:
     from cityseg.benchmarking.harness import run_bench
     from cityseg.benchmarking.report import format_table, machine_description, result_line, update_doc
     from cityseg.errors import CitysegError
-    from cityseg.fileio import write_bytes_atomic
+    from cityseg.fileio import check_writable_location, write_bytes_atomic
 
     if args.out and args.out.exists() and not args.force:
         raise CitysegError(f"{args.out}: already exists; pass --force to replace it or choose another --out")
+    if args.out:
+        check_writable_location(args.out, "--out")  # before minutes of benchmarking
 
     models = args.models
     if models is None and not args.model:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cityseg.cli import positive_int
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("demo", help="synthetic data -> train -> export -> bag replay -> report",
@@ -12,7 +14,7 @@ def add_parser(sub) -> None:
                                    "on a CPU and leaves the products and a report.md in --out.")
     p.add_argument("--out", type=Path, default=Path("demo_output"), help="output directory")
     p.add_argument("--force", action="store_true", help="replace a non-empty output directory")
-    p.add_argument("--epochs", type=int, default=None, help="override the demo config's epochs")
+    p.add_argument("--epochs", type=positive_int, default=None, help="override the demo config's epochs")
     p.set_defaults(run=run)
 
 

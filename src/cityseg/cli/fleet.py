@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from cityseg.cli import positive_float
 from cityseg.cli.bag import add_replay_options
 
 
@@ -28,7 +29,7 @@ def add_parser(sub) -> None:
     add_replay_options(p, copy_target="each output bag")
     p.add_argument("--workers", type=_positive_int, metavar="N",
                    help="Ray actors segmenting bags (default: as many as the cluster's CPUs/GPUs fit)")
-    p.add_argument("--cpus-per-worker", type=float, default=1.0, metavar="C", help="default 1")
+    p.add_argument("--cpus-per-worker", type=positive_float, default=1.0, metavar="C", help="default 1")
     p.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="G",
                    help="GPUs per worker on GPU clusters (default 0); e.g. 1 with --backend tensorrt")
     p.add_argument("--address", metavar="ADDR",

@@ -43,15 +43,14 @@ def run(args: argparse.Namespace) -> int:
 
     from cityseg.bundle import Bundle
     from cityseg.errors import CitysegError, InputError
-    from cityseg.fileio import read_image, write_png
+    from cityseg.fileio import read_image, require_file, write_png
     from cityseg.inference import Segmenter
     from cityseg.labels import AUTO_ID_SPACE, mask_id_space
 
     if not 0.0 <= args.alpha <= 1.0:
         raise CitysegError(f"--alpha must be within [0, 1], got {args.alpha}")
     for image in args.images:  # fail before loading the model on a bad path
-        if not image.is_file():
-            raise InputError(f"{image}: no such image file")
+        require_file(image, "image")
     bundle = Bundle.load(args.model)
     id_space = mask_id_space(args.id_space or AUTO_ID_SPACE, bundle.card.space, where=str(bundle.path),
                              option="--id-space")
@@ -82,15 +81,28 @@ def run(args: argparse.Namespace) -> int:
             failed.append(str(exc))
             continue
         mask_path, color_path, overlay_path, confidence_path = targets[image]
-        write_png(mask_path, result.mask)
-        color = result.color("BGR")
-        write_png(color_path, color)
-        write_png(overlay_path, result.overlay(frame, args.alpha, "BGR"))
+        outputs = [(mask_path, result.mask), (color_path, result.color("BGR")),
+                   (overlay_path, result.overlay(frame, args.alpha, "BGR"))]
         if result.has_confidence:
-            write_png(confidence_path, result.confidence)
+            outputs.append((confidence_path, result.confidence))
+        _write_all_or_none(outputs, write_png)
     done = len(args.images) - len(failed)
     print(f"wrote {(4 if segmenter.has_confidence else 3) * done} files to {args.out}")
     if failed:
         raise InputError(f"{len(failed)} of {len(args.images)} image(s) could not be segmented: "
                          + "; ".join(failed))
     return 0
+
+
+def _write_all_or_none(outputs: list, write_png) -> None:
+    """Write every (path, image) of one input image; on a failure (a full disk) remove the ones
+    just written, so no image is left with half its outputs."""
+    written = []
+    try:
+        for path, image in outputs:
+            write_png(path, image)
+            written.append(path)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise

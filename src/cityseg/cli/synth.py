@@ -7,10 +7,13 @@ from pathlib import Path
 
 from cityseg.cli import parse_dimensions
 
+MAX_SIDE = 8192
+"""Largest scene side (4x Cityscapes' 2048): bigger sizes are refused before any memory is taken."""
+
 
 def parse_size(text: str) -> tuple[int, int]:
     """'WIDTHxHEIGHT' -> (width, height), as image sizes are written (2048x1024)."""
-    return parse_dimensions(text, "WIDTHxHEIGHT")
+    return parse_dimensions(text, "WIDTHxHEIGHT", limit=MAX_SIDE)
 
 
 def parse_fractions(text: str) -> dict[str, float]:

@@ -44,7 +44,40 @@ def parse_camera_size(text: str) -> tuple[int, int]:
         raise InputError(f"--camera-size {text!r}: expected WIDTHxHEIGHT, e.g. 2048x1024") from None
     if width <= 0 or height <= 0:
         raise InputError(f"--camera-size {text!r}: width and height must be positive")
+    if max(width, height) > MAX_CAMERA_SIDE:
+        raise InputError(f"--camera-size {text!r}: each side must be at most {MAX_CAMERA_SIDE} pixels "
+                         "(a camera frame, not a mosaic)")
     return height, width
+
+
+MAX_CAMERA_SIDE = 8192
+"""Largest --camera-size side: bigger frames are refused before any graph or frame is built."""
+
+
+def exact_camera_sizes(network: tuple[int, int], camera: tuple[int, int], count: int = 3) -> list[str]:
+    """The ``count`` WIDTHxHEIGHT sizes nearest ``camera`` (height, width) that are an integer multiple
+    of the ``network`` input on each axis: the sizes an INTER_AREA card resizes exactly in the graph."""
+    (net_h, net_w), (cam_h, cam_w) = network, camera
+    heights = [k * net_h for k in range(max(1, cam_h // net_h - 1), cam_h // net_h + 3)]
+    widths = [k * net_w for k in range(max(1, cam_w // net_w - 1), cam_w // net_w + 3)]
+    ranked = sorted((abs(w - cam_w) / cam_w + abs(h - cam_h) / cam_h, w, h) for w in widths for h in heights)
+    return [f"{w}x{h}" for _, w, h in ranked[:count]]
+
+
+def resize_refusal(target, report: parity.ParityReport, plan, card, camera: CameraInput) -> str:
+    """Why an approximate in-graph resize failed parity, and the camera sizes that would be exact."""
+    network = (card.input_height, card.input_width)
+    said = f"{camera.width}x{camera.height}"
+    if card.resize == "area":
+        factors = f"{camera.width / network[1]:g}x{camera.height / network[0]:g}"
+        return (f"{target}: refused - --camera-size {said} resizes to the model's {network[1]}x{network[0]} "
+                f"input by a non-integer factor ({factors}), which the fused graph can only approximate "
+                f"({plan.note}): {report.summary()}. Nothing was written. Camera sizes this model resizes "
+                f"exactly: {', '.join(exact_camera_sizes(network, camera.size))} (integer factors), or "
+                "keep the CPU preprocessing (export without --fused-io)")
+    return (f"{target}: refused - the card's resize {card.resize!r} is approximated in the fused graph "
+            f"({plan.note}): {report.summary()}. Nothing was written. Keep the CPU preprocessing "
+            "(export without --fused-io)")
 
 
 def source_artifact(bundle: Bundle, confidence: bool, key: str | None = None) -> str:
@@ -154,11 +187,13 @@ def export_fused(bundle: Bundle, camera: CameraInput, *, confidence: bool = Fals
             fused_runner(tmp, camera_order=camera.channel_order),
             frames, reference=f"onnxruntime:{source_path.name}+cpu-io", candidate=f"onnxruntime:{filename}",
             precision="fp32", frame_source=frame_source)
+        if not report.passed and plan.fidelity != "exact":
+            raise ParityError(resize_refusal(target, report, plan, bundle.card, camera), report)
         parity.require_parity(report, target)
         confidence_check = check_confidence(bundle, source_key, tmp, frames, camera, target) if confidence else None
-        digest = sha256_file(tmp)
+        digest, size = sha256_file(tmp), tmp.stat().st_size
     details = {"opset": fused.default_opset(proto), "source": artifact.path, "source_artifact": source_key,
-               "sha256": digest, **io_details(proto),
+               "sha256": digest, "bytes": size, **io_details(proto),
                "resize": {"method": bundle.card.resize, "op": plan.op, "attributes": plan.attributes,
                           "fidelity": plan.fidelity, "note": plan.note},
                "versions": {k: v for k, v in framework_versions("onnx", "onnxruntime").items() if k != "python"},

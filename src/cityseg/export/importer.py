@@ -24,7 +24,7 @@ from cityseg.bundle.directory import Bundle
 from cityseg.errors import BundleError, InputError
 from cityseg.export import parity, tflite
 from cityseg.export import tensorrt_compat as trt_compat
-from cityseg.fileio import sha256_file
+from cityseg.fileio import require_file, sha256_file
 from cityseg.labels import LabelSet
 from cityseg.preprocess import Normalization
 
@@ -280,8 +280,7 @@ def import_onnx(path: str | Path, out: str | Path, space: LabelSet, options: Imp
     path, out = Path(path), Path(out)
     if (out / "model.json").exists() and not force:
         raise BundleError(f"{out}: a model bundle already exists there; choose another --out or pass --force")
-    if not path.is_file():
-        raise InputError(f"{path}: no such ONNX or TFLite file")
+    require_file(path, "ONNX or TFLite", empty_ok=False)
     if tflite.is_tflite(path):
         with tempfile.TemporaryDirectory(prefix="cityseg-tflite-") as scratch:
             converted = tflite.tflite_to_onnx(path, Path(scratch) / f"{path.stem}.onnx")
@@ -321,5 +320,6 @@ def _import(path: Path, out: Path, space: LabelSet, options: ImportOptions, name
     else:
         shutil.copyfile(path, out / artifact.path)
     artifact.details["sha256"] = sha256_file(out / artifact.path)
+    artifact.details["bytes"] = (out / artifact.path).stat().st_size
     bundle.add_artifact("onnx", artifact)
     return bundle

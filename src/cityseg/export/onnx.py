@@ -315,11 +315,12 @@ def export_onnx(bundle: Bundle, *, argmax_head: bool = False, opset: int = DEFAU
         confidence_check = (check_confidence(keras_runner(source), source_kind,
                                              onnxruntime_runner(tmp, CONFIDENCE_NAME), batch, target)
                             if confidence else None)
-        digest = sha256_file(tmp)
+        digest, size = sha256_file(tmp), tmp.stat().st_size
     details = {
         "opset": opset,
         "source": card.artifacts[source_key].path,
         "sha256": digest,
+        "bytes": size,
         **io_details(proto),
         "versions": _versions(),
         "parity": report.to_dict(),

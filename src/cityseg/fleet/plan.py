@@ -118,10 +118,13 @@ def read_manifest(path: Path) -> list[Path]:
     """Bag paths of a manifest: one a line; blank lines and ``#`` comments skipped; relative paths
     are relative to the manifest's directory."""
     try:
-        lines = Path(path).read_text().splitlines()
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise InputError(f"{path}: cannot read the manifest ({exc.strerror}); give a text file "
                          "with one bag path a line") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: the manifest is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+                         f"offset {exc.start}); re-save it as UTF-8, one bag path a line") from None
     entries = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
     return [Path(path).parent / entry for entry in entries]
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from cityseg.bundle import Bundle
 from cityseg.errors import CitysegError, InputError
+from cityseg.fileio import check_replaceable
 from cityseg.ros.bagbatch import BagBatcher, CameraReplay
 from cityseg.ros.bagfusion import BagFusion
 from cityseg.ros.bagio import (
@@ -126,8 +127,7 @@ def _check_output(input_path: Path, output: Path, force: bool) -> None:
     if dst == src or dst in src.parents or src in dst.parents:
         raise CitysegError(f"{output}: the output must not be the input bag {input_path}, contain it "
                            "or lie inside it; choose another output path")
-    if (output.exists() or output.is_symlink()) and not force:
-        raise CitysegError(f"{output} already exists; choose another output path or pass --force to replace it")
+    check_replaceable(output, "bag", force)
 
 
 # ------------------------------------------------------------------------------------------
@@ -218,10 +218,11 @@ def replay_bag(input: Path, output: Path, model: Path | Bundle | FrameProcessor,
     Frames of different cameras are segmented in batches of at most ``max_batch`` (default: one
     frame per camera) with the same result as alone. A message that cannot be deserialised or
     decoded is recorded in its camera's ``failed`` and skipped. ``output`` must not exist unless
-    ``force`` (it is then replaced once the new bag is complete). ``config`` defaults to the node's
-    defaults (labelid masks, every output). ``model`` may be a processor from :func:`load_processor`
-    (``backend`` and ``config`` are then its own). ``on_frame`` is called after each image message.
-    ``fusion``: also label the clouds of its points topic (:mod:`cityseg.ros.bagfusion`).
+    ``force`` and it is an earlier replay's output (replaced once the new bag is complete).
+    ``config`` defaults to the node's defaults (labelid masks, every output). ``model`` may be a
+    processor from :func:`load_processor` (``backend`` and ``config`` are then its own).
+    ``on_frame`` is called after each image message. ``fusion``: also label the clouds of its points
+    topic (:mod:`cityseg.ros.bagfusion`).
     """
     from tqdm import tqdm
 
@@ -238,7 +239,7 @@ def replay_bag(input: Path, output: Path, model: Path | Bundle | FrameProcessor,
             CameraSummary(image, info, _enabled_outputs(output_topics(image), processor.config, info))
             for image, info in cameras])
         started = time.perf_counter()
-        with staged_directory(output) as staged:
+        with staged_directory(output, "bag", force) as staged:
             writer = open_writer(staged, storage)
             with writer:
                 fuser = None if fusion is None else BagFusion(fusion, processor, [c for c, _ in cameras], reader,

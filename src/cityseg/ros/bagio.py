@@ -6,14 +6,10 @@ Shared by the replay (:mod:`cityseg.ros.bag`) and the synthetic camera bags
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 from cityseg.errors import CitysegError, InputError
+from cityseg.fileio import staged_output
 from cityseg.ros.messages import RosbagsMessages
 
 STORAGES = ("sqlite3", "mcap")
@@ -34,19 +30,10 @@ def topic_namespace(image_topic: str) -> str:
     return base.rsplit("/", 1)[0]
 
 
-@contextlib.contextmanager
-def staged_directory(target: Path) -> Iterator[Path]:
-    """Yield a fresh path beside ``target``; on success move it to ``target`` (replacing it)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
-    try:
-        staged = staging / target.name  # rosbags names the storage file after the directory
-        yield staged
-        if target.exists() or target.is_symlink():
-            os.replace(target, staging / f"{target.name}.replaced")
-        os.replace(staged, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+def staged_directory(target: Path, command: str, force: bool = False):
+    """Stage a bag directory for ``command`` (:func:`cityseg.fileio.staged_output`): moved to
+    ``target`` when complete, replacing only an earlier output of ``command`` with ``force``."""
+    return staged_output(target, command, force)
 
 
 def open_writer(path: Path, storage: str):

@@ -58,7 +58,7 @@ def write_rig_bag(path: Path, cameras: Sequence[RigCamera], *, fps: float = 10.0
     if fps <= 0:
         raise CitysegError(f"fps must be positive, got {fps}")
     factory = RosbagsMessages()
-    with staged_directory(path) as staged:
+    with staged_directory(path, "camera-bag") as staged:
         with open_writer(staged, storage) as writer:
             conns = [_connections(writer, factory, camera) for camera in cameras]
             for i in range(max((len(c.frames) for c in cameras), default=0)):

@@ -27,7 +27,7 @@ Argument = tuple[str, str, str]
 
 _COMMON: tuple[Argument, ...] = (
     ("model", "", "model bundle directory; empty: the params file's `model`"),
-    ("backend", "", "auto, tensorrt, onnxruntime or tensorflow; empty: as in params_file"),
+    ("backend", "", "auto, tensorrt, onnxruntime, openvino or tensorflow; empty: as in params_file"),
     ("params_file", "", "ROS 2 parameters YAML; empty: the installed config/segmentation.yaml"),
     ("use_sim_time", "false", "true when replaying a bag with `ros2 bag play --clock`"),
     ("autostart", "", "true: configure and activate at once; false: wait for a lifecycle manager "

@@ -177,6 +177,18 @@ class SegmentationNode:
             self.node.declare_parameter(spec.name, spec.default, ParameterDescriptor(
                 description=spec.description, additional_constraints=spec.constraints,
                 read_only=True, dynamic_typing=True))
+        self._refuse_undeclared_overrides()
+
+    def _refuse_undeclared_overrides(self) -> None:
+        """A misspelled `-p name:=value` or params-file key is an error, not a silent default.
+
+        rclpy has no public getter for the overrides rcl parsed from the command line and params
+        files for this node, so this reads ``Node._parameter_overrides`` (filled from both)."""
+        from cityseg.ros.params import check_known
+
+        overrides = getattr(self.node, "_parameter_overrides", {}) or {}
+        check_known(overrides, f"{self.node.get_fully_qualified_name()} parameters",
+                    "correct or remove the -p override or params-file key")
 
     def _read_parameters(self):
         from cityseg.ros.params import load_node_params, parameter_specs
@@ -383,7 +395,18 @@ def main(args: list[str] | None = None) -> int:
     retain_frame_memory()
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda signum, frame: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    from rclpy.impl.implementation_singleton import rclpy_implementation
+
+    from cityseg.ros.rcl_args import ros_arguments_problem, stderr_without
+
+    try:
+        with stderr_without("Failed to parse global arguments"):  # said below, in one line
+            rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    except rclpy_implementation.RCLError as exc:  # an unparsable -p rule or params file
+        print(f"{NODE_EXECUTABLE}: error: {ros_arguments_problem(str(exc))}", file=sys.stderr)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        return 2
     try:
         try:
             segmentation = SegmentationNode()

@@ -8,6 +8,7 @@ with the message of the :class:`cityseg.config.ConfigError`.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 import typing
 from dataclasses import dataclass, field
@@ -37,8 +38,9 @@ class _Settings:
     """The node's parameters other than the output switches (NodeParams adds those)."""
 
     model: str = _param("", "model bundle directory (required)")
-    backend: Literal["auto", "tensorrt", "onnxruntime", "tensorflow"] = _param(
-        "auto", "inference backend: auto, tensorrt, onnxruntime or tensorflow")
+    backend: Literal["auto", "tensorrt", "onnxruntime", "openvino", "tensorflow"] = _param(
+        "auto", "inference backend: auto, tensorrt, onnxruntime, openvino or tensorflow (auto: TensorRT on an "
+                "NVIDIA GPU, else the fastest gated CPU artifact measured at export)")
     artifact: str = _param(
         "", "the bundle's model file to run, by its card key (e.g. onnx_argmax, or a fused-I/O graph from "
             "`cityseg export --fused-io`); empty: an argmax head first, fused-I/O graphs only when named")
@@ -260,6 +262,24 @@ ROS_WIDE_PARAMETERS = ("use_sim_time",)
 """Parameters every rclpy node declares itself; allowed in a params file, not NodeParams fields."""
 
 
+def known_parameters() -> frozenset[str]:
+    """Every parameter the node declares: NodeParams' fields and the ROS-wide ones."""
+    return frozenset({f.name for f in dataclasses.fields(NodeParams)} | set(ROS_WIDE_PARAMETERS))
+
+
+def check_known(names, where: str, fix: str) -> None:
+    """The one rule for parameter names, offline and on the vehicle: ConfigError naming every
+    unknown one (and the nearest known name) in ``names``; ``fix`` says where to correct it."""
+    known = known_parameters()
+    unknown = sorted(set(names) - known)
+    if not unknown:
+        return
+    hints = [f"{name} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(name, known, 1)) else name
+             for name in unknown]
+    raise ConfigError(f"{where}: unknown parameter(s) {', '.join(hints)}; {fix} "
+                      f"(known: {', '.join(sorted(known))})")
+
+
 def section_applies(section: str, node_name: str) -> bool:
     """Whether a params-file section key (``/**``, ``/front/segmentation``, ``/*/segmentation``...)
     applies to the node ``node_name`` (fully qualified), with rcl's wildcard rules."""
@@ -280,17 +300,13 @@ def check_params_file(path: str, overrides: dict[str, Any] | None = None,
     file name instead of being ignored by rclpy.
     """
     data = load_yaml(path)
-    known = {f.name for f in dataclasses.fields(NodeParams)} | set(ROS_WIDE_PARAMETERS)
     merged: dict[str, Any] = {}
     for section, body in data.items():
         params = body.get("ros__parameters") if isinstance(body, dict) else None
         if not isinstance(params, dict):
             raise ConfigError(f"{path}: section {section!r} has no ros__parameters mapping; a ROS 2 "
                               "params file looks like `/**: {ros__parameters: {backend: auto}}`")
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise ConfigError(f"{path}: unknown parameter(s) {', '.join(unknown)} in {section!r}; "
-                              f"allowed: {', '.join(sorted(known))}")
+        check_known(params, f"{path}: {section!r}", "correct or remove it in the params file")
         if node_name is None or section_applies(str(section), node_name):
             merged.update({name: rcl_value(name, value, f"{path}: {section!r}") for name, value in params.items()})
     merged.update({name: rcl_value(name, value, "overrides") for name, value in (overrides or {}).items()})

@@ -25,7 +25,7 @@ class Backend(abc.ABC):
         self.bundle = bundle
         self.artifact_key = artifact_key
         self.artifact: Artifact = bundle.card.artifacts[artifact_key]
-        self.path = bundle.artifact_path(artifact_key)
+        self.path = bundle.verified_artifact_path(artifact_key)
 
     @property
     def output_kind(self) -> str:
