@@ -343,6 +343,21 @@ def test_two_nodes_in_two_namespaces_do_not_cross_talk(graph, bundle):
             stop(node)
 
 
+def test_two_nodes_with_one_name_are_warned_about(graph, bundle):
+    """Two nodes /twin/segmentation: each input would give two masks on one topic; they say so."""
+    first = start_node(graph, bundle, "/twin")
+    second = start_node(graph, bundle, "/twin")
+    try:
+        warned = "another node is also named /twin/segmentation"
+        assert wait_until(lambda: warned in first.output or warned in second.output, 10.0), second.output
+    finally:
+        for node in (first, second):
+            stop(node)
+    alone = start_node(graph, bundle, "/single")
+    time.sleep(3.0)  # past the name check
+    assert "another node is also named" not in stop(alone)
+
+
 def test_frames_lost_upstream_are_estimated_and_warned_about(graph, bundle):
     # reliable on both sides: only the frames the test leaves out may be missing
     node = start_node(graph, bundle, "/lossy", stats_window=30.0, qos_reliability="reliable", qos_depth=20)

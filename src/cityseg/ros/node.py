@@ -17,6 +17,9 @@ from cityseg.errors import CitysegError
 from cityseg.ros.camera_io import LOG_THROTTLE_S
 from cityseg.ros.outputs import NODE_EXECUTABLE, NODE_NAME
 
+NAME_CHECK_S = 2.0
+"""Seconds after configure when the node looks for another node of its name (discovery needs time)."""
+
 
 class SegmentationNode:
     """A managed (lifecycle) node serving one camera, or every camera of its ``cameras`` parameter
@@ -100,7 +103,20 @@ class SegmentationNode:
         self._timers = [self.node.create_timer(p.diagnostics_period, self._publish_diagnostics)]
         if p.log_period > 0:
             self._timers.append(self.node.create_timer(p.log_period, self._log_stats))
+        self._name_check = self.node.create_timer(NAME_CHECK_S, self._warn_namesakes)  # once discovery has run
+        self._timers.append(self._name_check)
         self._log_startup(time.monotonic() - started)
+
+    def _warn_namesakes(self) -> None:
+        """Warn once when another node in the graph has this node's fully qualified name."""
+        from cityseg.ros.outputs import namesakes
+
+        self._name_check.cancel()
+        fqn = self.node.get_fully_qualified_name()
+        if namesakes(fqn, self.node.get_node_names_and_namespaces()):
+            self.node.get_logger().warning(
+                f"another node is also named {fqn}: both publish on the same topics, so every input gives two "
+                f"masks; give each its own namespace (namespace:=<camera>) or stop the other one")
 
     def activate(self) -> None:
         """Subscriptions and the inference thread go live (only the inference thread publishes frames, so

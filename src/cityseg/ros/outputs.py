@@ -131,6 +131,13 @@ def node_fqn(namespace: str, node_name: str = NODE_NAME) -> str:
     return "/" + "/".join([*parts, node_name])
 
 
+def namesakes(fqn: str, graph_nodes: list[tuple[str, str]]) -> int:
+    """How many nodes of ``graph_nodes`` ((name, namespace) pairs, as rclpy's
+    ``get_node_names_and_namespaces`` gives them, this node included) have the name ``fqn``, besides one."""
+    same = sum(1 for name, namespace in graph_nodes if node_fqn(namespace, name) == fqn)
+    return max(0, same - 1)
+
+
 def output_topic(namespace: str, suffix: str, node_name: str = NODE_NAME) -> str:
     """The absolute topic of output ``suffix`` of the node ``node_name`` in ``namespace``."""
     return f"{node_fqn(namespace, node_name)}/{suffix}"
