@@ -8,7 +8,7 @@ PACKAGE = "cityseg"
 
 EXTRAS = {
     # Training and the TensorFlow inference backend. The upper bounds are the fence of the code
-    # that uses private Keras/TensorFlow APIs (cityseg/training/fence.py): raise them together.
+    # that uses private Keras/TensorFlow APIs (cityseg/training/version_fence.py): raise them together.
     "train": ["tensorflow>=2.16,<2.22", "keras>=3.3,<3.16", "tensorboard>=2.16", "matplotlib>=3.7"],
     # ONNX export and the ONNX Runtime backend (onnxruntime-gpu works too).
     "onnx": ["onnxruntime>=1.17", "onnx>=1.15", "tf2onnx>=1.16"],
@@ -66,7 +66,7 @@ setup(
     entry_points={
         "console_scripts": [
             "cityseg = cityseg.cli:main",
-            "segmentation_node = cityseg.ros.node:main",
+            "segmentation_node = cityseg.ros.live.node:main",
         ],
     },
 )

@@ -43,7 +43,7 @@ def run_setup(model: str, one_process: bool) -> dict:
     import rclpy
 
     from cityseg.benchmarking.ros_probe import NodeProcess, Probe, percentile
-    from cityseg.ros.images import encode_rgb
+    from cityseg.ros.core.images import encode_rgb
 
     common = {"model": model, "backend": "onnxruntime", "diagnostics_period": 0.5, "stats_window": 60.0,
               "log_period": 0.0}
@@ -91,7 +91,7 @@ def run_setup(model: str, one_process: bool) -> dict:
 
 def spawn(model: str, one_process: bool, domain: int) -> dict:
     from cityseg.benchmarking.ros_probe import graph_environment
-    from cityseg.ros.middleware import PROFILE_FILE
+    from cityseg.ros.live.dds_profile import PROFILE_FILE
 
     env = graph_environment(domain, str(REPO / "config" / PROFILE_FILE))
     command = [sys.executable, __file__, "--child", json.dumps(one_process), "--model", model]

@@ -5,8 +5,8 @@ noise), 2048x1024. The mask is the scene's ground-truth labelId map (a trained m
 more ragged edges, so its PNG is somewhat larger), the colour mask its Cityscapes palette, the
 overlay that colour blended over the frame at alpha 0.5: what the node publishes for a model that
 gets the scene right. Each output is measured as the serialized message the node publishes
-(cityseg.ros.cdr: a sensor_msgs/Image, or a CompressedImage from the very encoder the node runs,
-cityseg.ros.images.encode_compressed). Confidence is not measured (it needs a scores model).
+(cityseg.ros.core.cdr: a sensor_msgs/Image, or a CompressedImage from the very encoder the node runs,
+cityseg.ros.core.images.encode_compressed). Confidence is not measured (it needs a scores model).
 
 The last line is JSON: {"<output>": {"raw_bytes", "compressed_bytes", "ratio", "encode_ms"}, ...}.
 ``--update-doc docs/ROS.md`` writes the table between the ``compressed`` markers there.
@@ -25,9 +25,9 @@ from cityseg.benchmarking.report import machine_description, update_doc
 from cityseg.benchmarking.timing import median_ms
 from cityseg.inference import postprocess
 from cityseg.labels import class_space
-from cityseg.ros.cdr import ImageBuffer, compressed_image_bytes
-from cityseg.ros.images import encode_compressed
-from cityseg.ros.outputs import BY_SUFFIX, COLOR_MASK, MASK, OVERLAY, compressed_of
+from cityseg.ros.core.cdr import ImageBuffer, compressed_image_bytes
+from cityseg.ros.core.images import encode_compressed
+from cityseg.ros.core.outputs import BY_SUFFIX, COLOR_MASK, MASK, OVERLAY, compressed_of
 from cityseg.synthetic.dataset import drive_frames
 
 HEIGHT, WIDTH = 1024, 2048

@@ -30,7 +30,7 @@ BAGS = 8
 def write_bags(root: Path, count: int, frames: int, width: int, height: int) -> list[Path]:
     """``count`` camera bags of ``frames`` painted frames each."""
     sys.path.insert(0, str(REPO / "tests"))
-    from cityseg.ros.camera_bag import write_camera_bag
+    from cityseg.ros.bag.camera_bag import write_camera_bag
 
     from support import painted_scene
 
@@ -53,7 +53,7 @@ def measure(bags: list[Path], model: Path, out: Path, workers: int) -> dict:
     """One fleet run; its totals."""
     from cityseg.fleet.plan import ReplayOptions
     from cityseg.fleet.run import FleetConfig, run_fleet
-    from cityseg.ros.processor import ProcessorConfig
+    from cityseg.ros.core.processor import ProcessorConfig
 
     options = ReplayOptions(str(model), "onnxruntime", ProcessorConfig(id_space="trainid"))
     started = time.perf_counter()

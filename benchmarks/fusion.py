@@ -31,8 +31,8 @@ from cityseg.fusion.extrinsics import Transform
 from cityseg.fusion.grid import GridSpec, cost_table, grid_from_points, points_for_grid
 from cityseg.fusion.labelling import CameraMask, OcclusionConfig, label_points, visible
 from cityseg.labels import class_space
-from cityseg.ros.fusion_msgs import point_cloud
-from cityseg.ros.messages import CameraInfoValues, RosbagsMessages
+from cityseg.ros.core.fusion_messages import point_cloud
+from cityseg.ros.core.messages import CameraInfoValues, RosbagsMessages
 from cityseg.synthetic.lidar import LidarSpec, scan, velodyne_cloud
 from cityseg.synthetic.scene3d import camera_pose, make_street, render_labels
 

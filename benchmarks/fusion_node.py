@@ -22,9 +22,9 @@ import numpy as np
 from cityseg.benchmarking.fixtures import make_imported_bundle
 from cityseg.benchmarking.report import machine_description, update_doc
 from cityseg.benchmarking.ros_probe import NodeProcess, Probe, graph_environment, percentile, wait_until
-from cityseg.ros.images import encode_rgb
-from cityseg.ros.lidar_bag import LIDAR_FRAME, street_rig
-from cityseg.ros.middleware import PROFILE_FILE
+from cityseg.ros.bag.lidar_bag import LIDAR_FRAME, street_rig
+from cityseg.ros.core.images import encode_rgb
+from cityseg.ros.live.dds_profile import PROFILE_FILE
 from cityseg.synthetic.lidar import LidarSpec, scan, velodyne_cloud
 
 FPS = 10.0

@@ -12,7 +12,7 @@ alpha-blended overlay.
 
 * node: what the ROS node runs per frame for the same three outputs - the same argmax, then
   each output written once into its outgoing sensor_msgs/Image CDR buffer and turned into the
-  bytes rclpy publishes (cityseg.ros.processor.OutputWriter with RclpyMessages); needs the
+  bytes rclpy publishes (cityseg.ros.core.processor.OutputWriter with RclpyMessages); needs the
   ``ros`` extra. Its ratio to ``ours`` is the cost of message building.
 
 Both are checked to give identical masks and colours before timing. Medians over --repeats runs
@@ -47,9 +47,9 @@ def ours(scores: np.ndarray, frame: np.ndarray, palette: np.ndarray, alpha: floa
 def node_outputs(scores: np.ndarray, frame: np.ndarray, alpha: float):
     """The node's postprocess + message building for mask, colour mask and overlay (None without rclpy)."""
     from cityseg.inference import Segmentation
-    from cityseg.ros.images import DecodedImage
-    from cityseg.ros.messages import RclpyMessages
-    from cityseg.ros.processor import OutputWriter, ProcessorConfig
+    from cityseg.ros.core.images import DecodedImage
+    from cityseg.ros.core.messages import RclpyMessages
+    from cityseg.ros.core.processor import OutputWriter, ProcessorConfig
 
     try:
         factory = RclpyMessages()  # imports the ROS message packages

@@ -50,7 +50,7 @@ STAGE_KEYS = ("convert", "preprocess", "infer", "postprocess", "publish")
 
 def run_echo(namespace: str, raw: bool) -> None:
     """A floor: a bare rclpy node republishing every received frame as same-size images; ``raw``:
-    on the node's own transport path (CDR bytes in and out, cityseg.ros.cdr), else with ordinary
+    on the node's own transport path (CDR bytes in and out, cityseg.ros.core.cdr), else with ordinary
     deserialised messages as any rclpy node."""
     import array
 
@@ -58,8 +58,8 @@ def run_echo(namespace: str, raw: bool) -> None:
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
-    from cityseg.ros.cdr import ImageBuffer, read_image
-    from cityseg.ros.heap import retain_frame_memory
+    from cityseg.ros.core.cdr import ImageBuffer, read_image
+    from cityseg.ros.live.frame_memory import retain_frame_memory
 
     rclpy.init()
     node = rclpy.create_node("segmentation", namespace=namespace)
@@ -112,8 +112,8 @@ def run_frame_cost(model: str, width: int, height: int, subscribers: tuple[str, 
     import rclpy
 
     from cityseg.benchmarking.ros_probe import NodeProcess, Probe, diagnostic_totals, percentile
-    from cityseg.ros.images import encode_rgb
-    from cityseg.ros.messages import CameraInfoValues
+    from cityseg.ros.core.images import encode_rgb
+    from cityseg.ros.core.messages import CameraInfoValues
 
     if echo:
         node = NodeProcess("/bench", {}, command=[sys.executable, __file__, "--echo", echo])
@@ -158,8 +158,8 @@ def run_scenario(model: str, width: int, height: int, rate: float, seconds: floa
     import rclpy
 
     from cityseg.benchmarking.ros_probe import NodeProcess, Probe, diagnostic_totals, percentile
-    from cityseg.ros.images import encode_rgb
-    from cityseg.ros.messages import CameraInfoValues
+    from cityseg.ros.core.images import encode_rgb
+    from cityseg.ros.core.messages import CameraInfoValues
 
     node = NodeProcess("/bench", {"model": model, "backend": "onnxruntime", "diagnostics_period": 0.5,
                                   "stats_window": 60.0, "log_period": 0.0})
@@ -197,7 +197,7 @@ def run_scenario(model: str, width: int, height: int, rate: float, seconds: floa
 def spawn(args, width: int, height: int, rate: float, seconds: float, profile: bool, domain: int) -> dict:
     """Run one scenario in a child process with its own middleware settings."""
     from cityseg.benchmarking.ros_probe import graph_environment
-    from cityseg.ros.middleware import PROFILE_FILE
+    from cityseg.ros.live.dds_profile import PROFILE_FILE
 
     env = graph_environment(domain, str(REPO / "config" / PROFILE_FILE) if profile else None)
     command = [sys.executable, __file__, "--child", json.dumps([width, height, rate, seconds, profile]),
@@ -278,7 +278,7 @@ def frame_cost(args) -> list[dict]:
     """The node against the echo floor at both sizes, mask-only and all-image subscribers; the
     node's rows carry ``beyond_inference_ms``."""
     from cityseg.benchmarking.ros_probe import graph_environment
-    from cityseg.ros.middleware import PROFILE_FILE
+    from cityseg.ros.live.dds_profile import PROFILE_FILE
 
     results = []
     for i, (width, height) in enumerate(FRAME_COST_SIZES):

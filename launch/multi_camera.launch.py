@@ -8,14 +8,14 @@ consumers do not change. one_process:=true (default) starts one lifecycle node (
 `cameras` parameter: one model, frames of all cameras batched through it); one_process:=false
 starts segmentation.launch.py's node once per camera (a process, a model and a runtime each). The
 Fast DDS profile is handled as in segmentation.launch.py. What is started for each argument
-combination is decided by cityseg.ros.launch_plan.rig (tests start the installed node from it).
+combination is decided by cityseg.ros.live.launch_plan.rig (tests start the installed node from it).
 """
 
 from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 
-from cityseg.ros.launch_plan import RIG_ARGUMENTS, lifecycle_node, rig
+from cityseg.ros.live.launch_plan import RIG_ARGUMENTS, lifecycle_node, rig
 from launch import LaunchDescription
 
 

@@ -9,14 +9,14 @@ process for the rig with multi_camera.launch.py, or this file once per camera in
 The parameters (params_file plus the overrides given here) are validated before the node
 starts. The node gets the Fast DDS profile for large images (config/fastdds_large_images.xml)
 unless dds_profile says otherwise. What is started for each argument combination is decided by
-cityseg.ros.launch_plan.single_camera (tests start the installed node from the same function).
+cityseg.ros.live.launch_plan.single_camera (tests start the installed node from the same function).
 """
 
 from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 
-from cityseg.ros.launch_plan import SINGLE_CAMERA_ARGUMENTS, lifecycle_node, single_camera
+from cityseg.ros.live.launch_plan import SINGLE_CAMERA_ARGUMENTS, lifecycle_node, single_camera
 from launch import LaunchDescription
 
 

@@ -189,7 +189,7 @@ def write_ros1_bag(path: Path, images: list[np.ndarray], topic: str = "/camera/i
     from rosbags.rosbag1 import Writer
     from rosbags.typesys import Stores, get_typestore
 
-    from cityseg.ros.images import encode_rgb
+    from cityseg.ros.core.images import encode_rgb
 
     ros1 = get_typestore(Stores.ROS1_NOETIC)
     t = ros1.types

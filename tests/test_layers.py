@@ -80,3 +80,17 @@ def is_package_reexport(ring: str) -> bool:
     """``pkg -> pkg.mod -> pkg``: a module importing its own package's __init__ (which imports it)."""
     modules = ring.split(" -> ")
     return len(modules) == 3 and modules[0] == modules[2] and modules[1].startswith(modules[0] + ".")
+
+
+ROS_GROUPS = ("core", "bag", "live")
+"""Groups of cityseg.ros, lowest first: the ROS-free per-frame core, the offline replay, the live node."""
+
+
+def test_ros_groups_only_point_down():
+    def group(module: str) -> int:
+        parts = module.split(".")
+        return ROS_GROUPS.index(parts[2]) if len(parts) > 2 and parts[1] == "ros" and parts[2] in ROS_GROUPS else -1
+
+    upward = sorted(f"{source} imports {target}" for source, targets in import_graph().items() for target in targets
+                    if group(source) >= 0 and group(target) > group(source))
+    assert upward == []

@@ -41,7 +41,7 @@ def test_setup_installs_ros_entry_points():
     tree = ast.parse((ROOT / "setup.py").read_text())
     text = ast.unparse(tree)
     for needle in ("share/ament_index/resource_index/packages", "launch/*.launch.py", "config/*.yaml",
-                   "segmentation_node = cityseg.ros.node:main", "cityseg = cityseg.cli:main"):
+                   "segmentation_node = cityseg.ros.live.node:main", "cityseg = cityseg.cli:main"):
         assert needle in text
     assert (ROOT / "resource/cityseg").is_file()
     assert "install_scripts=$base/lib/cityseg" in (ROOT / "setup.cfg").read_text()
@@ -62,7 +62,7 @@ def test_viewer_configs_parse_name_real_topics_and_are_installed():
 
     import yaml
 
-    from cityseg.ros.outputs import BY_SUFFIX, output_topic
+    from cityseg.ros.core.outputs import BY_SUFFIX, output_topic
 
     rviz = yaml.safe_load((ROOT / "config/cityseg.rviz").read_text())
     displays = rviz["Visualization Manager"]["Displays"]

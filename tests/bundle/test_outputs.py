@@ -1,10 +1,10 @@
-"""cityseg.bundle.outputs: every output layout, kind and stride read as class scores at the input size;
+"""cityseg.bundle.raw_output: every output layout, kind and stride read as class scores at the input size;
 Segmentation's confidence (lazy, at the mask's resolution, carried by resized views)."""
 
 import numpy as np
 import pytest
 
-from cityseg.bundle.outputs import OutputError, standardize, standardize_confidence, top_probability
+from cityseg.bundle.raw_output import OutputError, standardize, standardize_confidence, top_probability
 from cityseg.inference import ConfidenceUnavailable, Segmentation
 from cityseg.labels import class_space
 

@@ -115,7 +115,7 @@ def test_memory_and_decode_failures_are_described():
 
 @pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
 def test_a_full_disk_during_bag_is_one_line_and_leaves_nothing(tmp_path, capsys, storage):
-    from cityseg.ros.camera_bag import write_camera_bag
+    from cityseg.ros.bag.camera_bag import write_camera_bag
 
     from support import make_palette_bundle, painted_scene
 

@@ -31,9 +31,9 @@ from cityseg.fleet.plan import (
     model_identity,
     read_manifest,
 )
-from cityseg.ros.bag import replay_bag
-from cityseg.ros.camera_bag import write_camera_bag
-from cityseg.ros.processor import ProcessorConfig
+from cityseg.ros.bag.camera_bag import write_camera_bag
+from cityseg.ros.bag.replay import replay_bag
+from cityseg.ros.core.processor import ProcessorConfig
 
 from support import painted_scene, write_ros1_bag
 
@@ -52,9 +52,9 @@ def frames(count: int, seed: int = 0) -> list[np.ndarray]:
 
 def write_stereo_bag(path: Path, count: int, storage: str = "sqlite3") -> Path:
     """A rosbag2 with two cameras: /left and /right, each an Image and a CameraInfo topic."""
-    from cityseg.ros.bagio import open_writer, sensor_data_qos
-    from cityseg.ros.images import encode_rgb
-    from cityseg.ros.messages import CAMERA_INFO_TYPE, IMAGE_TYPE, CameraInfoValues, RosbagsMessages
+    from cityseg.ros.bag.rosbag_io import open_writer, sensor_data_qos
+    from cityseg.ros.core.images import encode_rgb
+    from cityseg.ros.core.messages import CAMERA_INFO_TYPE, IMAGE_TYPE, CameraInfoValues, RosbagsMessages
 
     factory = RosbagsMessages()
     with open_writer(path, storage) as writer:

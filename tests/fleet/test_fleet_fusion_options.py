@@ -7,7 +7,7 @@ import argparse
 from cityseg.cli import fleet as fleet_cli
 from cityseg.cli.bag import fusion_config
 from cityseg.fleet.plan import ReplayOptions
-from cityseg.ros.processor import ProcessorConfig
+from cityseg.ros.core.processor import ProcessorConfig
 
 
 def _args(*argv):

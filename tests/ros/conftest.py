@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from cityseg.benchmarking.ros_probe import graph_environment
-from cityseg.ros.middleware import PROFILE_FILE
+from cityseg.ros.live.dds_profile import PROFILE_FILE
 
 from support import make_palette_bundle, painted_scene
 

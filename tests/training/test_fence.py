@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cityseg.training import fence
+from cityseg.training import version_fence as fence
 
 SETUP = Path(__file__).resolve().parents[2] / "setup.py"
 

@@ -39,8 +39,8 @@ from cityseg.preprocess import upsample_nearest
 def _frame_processor(segmenter):
     """The ROS node's FrameProcessor on rosbags' message classes, or None without rosbags."""
     try:
-        from cityseg.ros.messages import RosbagsMessages
-        from cityseg.ros.processor import FrameProcessor
+        from cityseg.ros.core.messages import RosbagsMessages
+        from cityseg.ros.core.processor import FrameProcessor
     except ImportError:
         return None
     return FrameProcessor(segmenter, RosbagsMessages())
@@ -69,7 +69,7 @@ def bench_bundle(bundle, backend: str, frame: np.ndarray, repeats: int, warmup: 
     color = upsample_nearest(color_low, FRAME_HEIGHT, FRAME_WIDTH)
 
     def convert():
-        from cityseg.ros.images import decode_message
+        from cityseg.ros.core.images import decode_message
 
         return decode_message(message)
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cityseg.ros.outputs import BY_SUFFIX, NODE_EXECUTABLE, NODE_NAME, OUTPUTS, RAW_DEFAULT_OUTPUTS, node_fqn
+from cityseg.ros.core.outputs import BY_SUFFIX, NODE_EXECUTABLE, NODE_NAME, OUTPUTS, RAW_DEFAULT_OUTPUTS, node_fqn
 
 Stamp = tuple[int, int]
 
@@ -30,7 +30,7 @@ Stamp = tuple[int, int]
 def node_command(namespace: str, params: Mapping[str, Any], remap: Mapping[str, str] | None = None) -> list[str]:
     """The command line of ``segmentation_node`` in ``namespace`` with ``params`` (``-p name:=value``)."""
     exe = shutil.which(NODE_EXECUTABLE, path=str(Path(sys.executable).parent)) or shutil.which(NODE_EXECUTABLE)
-    command = [exe] if exe else [sys.executable, "-m", "cityseg.ros.node"]
+    command = [exe] if exe else [sys.executable, "-m", "cityseg.ros.live.node"]
     command += ["--ros-args", "-r", f"__ns:={namespace}"]
     for name, value in params.items():
         text = str(value).lower() if isinstance(value, bool) else str(value)
@@ -148,7 +148,7 @@ class Probe:
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
-        from cityseg.ros.messages import RclpyMessages
+        from cityseg.ros.core.messages import RclpyMessages
 
         if not rclpy.ok():
             rclpy.init()
@@ -240,7 +240,7 @@ class Probe:
         self.image_pub.publish(image_msg)
 
     def stream(self, raw, count: int, rate_hz: float, info=None, first: int = 0, frame_id: str = "cam") -> int:
-        """Publish ``count`` frames of ``raw`` (a cityseg.ros.images.RawImage) at a steady ``rate_hz``,
+        """Publish ``count`` frames of ``raw`` (a cityseg.ros.core.images.RawImage) at a steady ``rate_hz``,
         stamped on the same grid from frame ``first`` on, each after its CameraInfo ``info`` (a
         CameraInfoValues) if given, as a camera driver does; the number published."""
         start = time.monotonic()
@@ -306,7 +306,7 @@ def percentile(values: list[float], q: float) -> float:
 def graph_environment(domain_id: int, profile: str | None, base: Mapping[str, str] = os.environ) -> dict[str, str]:
     """``base`` made into a private, loopback-only ROS 2 graph (tests, benchmarks): a domain of its
     own, discovery limited to this host, Fast DDS with ``profile`` (None: the middleware's defaults)."""
-    from cityseg.ros.middleware import PROFILE_VARIABLES
+    from cityseg.ros.live.dds_profile import PROFILE_VARIABLES
 
     env = {k: v for k, v in base.items() if k not in PROFILE_VARIABLES and k != "ROS_LOCALHOST_ONLY"}
     env.update(ROS_DOMAIN_ID=str(domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",

@@ -4,7 +4,7 @@
   output kind and layout, artifacts; validated on load.
 * :mod:`cityseg.bundle.directory` - :class:`Bundle`, the directory holding the card and the model
   files, and where a bare bundle name is looked up.
-* :mod:`cityseg.bundle.outputs` - what a model's raw output means (layout, kind, stride) read as
+* :mod:`cityseg.bundle.raw_output` - what a model's raw output means (layout, kind, stride) read as
   class scores at the input size, for the Segmenter and the converter's parity check.
 
 ``cityseg import`` (a bundle for a model cityseg did not train) is the converter's inverse and

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from cityseg.inference.backends import BACKEND_CHOICES
 from cityseg.labels import ID_SPACES
-from cityseg.ros.outputs import (
+from cityseg.ros.core.outputs import (
     COMPRESSED_OUTPUTS,
     IMAGE_OUTPUTS,
     LABEL_INFO,
@@ -101,7 +101,7 @@ def fusion_config(args: argparse.Namespace):
     from cityseg.errors import CitysegError
     from cityseg.fusion.extrinsics import load_extrinsics
     from cityseg.fusion.grid import GridSpec, parse_costs
-    from cityseg.ros.fusion_runner import FusionConfig
+    from cityseg.ros.core.fusion_runner import FusionConfig
 
     if not getattr(args, "points_topic", None):
         for flag in ("extrinsics", "grid_frame"):
@@ -126,7 +126,7 @@ def fusion_config(args: argparse.Namespace):
 def parse_outputs(text: str) -> set[str]:
     """'mask,overlay' -> {'mask', 'overlay'}; unknown names are an error."""
     from cityseg.errors import CitysegError
-    from cityseg.ros.outputs import check_outputs
+    from cityseg.ros.core.outputs import check_outputs
 
     chosen = {name.strip() for name in text.split(",") if name.strip()}
     try:
@@ -138,9 +138,9 @@ def parse_outputs(text: str) -> set[str]:
 def node_settings(args: argparse.Namespace, command: str = "cityseg bag"):
     """The node's parameters for this replay: the params file (if any) with the flags on top."""
     from cityseg.errors import CitysegError
-    from cityseg.ros.bagio import topic_namespace
-    from cityseg.ros.outputs import SWITCHABLE, node_fqn
-    from cityseg.ros.params import check_params_file, load_node_params
+    from cityseg.ros.bag.rosbag_io import topic_namespace
+    from cityseg.ros.core.outputs import SWITCHABLE, node_fqn
+    from cityseg.ros.live.params import check_params_file, load_node_params
 
     flags = {"model": args.model, "backend": args.backend, "artifact": args.artifact, "id_space": args.id_space,
              "overlay_alpha": args.alpha}
@@ -164,7 +164,7 @@ def node_settings(args: argparse.Namespace, command: str = "cityseg bag"):
 def run(args: argparse.Namespace) -> int:
     from cityseg.errors import CitysegError
     from cityseg.fileio import write_json_atomic
-    from cityseg.ros.bag import replay_bag
+    from cityseg.ros.bag.replay import replay_bag
 
     settings = node_settings(args)
     if args.json is not None and args.json.exists() and not args.force:

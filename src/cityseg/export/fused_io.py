@@ -123,7 +123,7 @@ def check_confidence(bundle: Bundle, source_key: str, path, frames: list[np.ndar
                      target) -> dict:
     """Fused confidence vs the unfused path's (top-class probability x 255, nearest-upsampled):
     share of pixels within CONFIDENCE_TOLERANCE; ParityError below CONFIDENCE_AGREEMENT."""
-    from cityseg.bundle import outputs as model_outputs
+    from cityseg.bundle import raw_output as model_outputs
     from cityseg.preprocess import upsample_nearest
 
     card, artifact = bundle.card, bundle.card.artifacts[source_key]

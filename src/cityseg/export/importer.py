@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cityseg.bundle import outputs as model_outputs
+from cityseg.bundle import raw_output as model_outputs
 from cityseg.bundle.card import Artifact, ModelCard, class_fields, framework_versions
 from cityseg.bundle.directory import Bundle
 from cityseg.errors import BundleError, InputError

@@ -252,7 +252,7 @@ def onnxruntime_runner(path: Path, output: str | None = None):
 def check_confidence(reference, source_kind: str, exported, batch: np.ndarray, target: Path) -> dict:
     """Compare the exported confidence output with the source's top-class probability x 255;
     ParityError when any pixel is off by more than CONFIDENCE_TOLERANCE."""
-    from cityseg.bundle import outputs as model_outputs
+    from cityseg.bundle import raw_output as model_outputs
 
     worst = 0
     for start in range(0, len(batch), parity.chunk_frames(batch.shape[1], batch.shape[2])):

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from cityseg.bundle import ModelCard
-from cityseg.bundle import outputs as model_outputs
+from cityseg.bundle import raw_output as model_outputs
 from cityseg.errors import InputError
 from cityseg.export.errors import ParityError
 
@@ -232,7 +232,7 @@ def check_parity(run_reference: Callable[[np.ndarray], np.ndarray], reference_ki
 
 def canonical_runner(run: Callable[[np.ndarray], np.ndarray], artifact, card: ModelCard):
     """(batch -> canonical output, its kind) for an artifact of any layout, kind and stride
-    (:func:`cityseg.bundle.outputs.standardize`); our own NHWC full-size outputs pass through unchanged."""
+    (:func:`cityseg.bundle.raw_output.standardize`); our own NHWC full-size outputs pass through unchanged."""
     size = (card.input_height, card.input_width)
 
     def canonical(batch: np.ndarray) -> np.ndarray:

@@ -3,7 +3,7 @@
 Plain classes: :mod:`cityseg.fleet.run` makes them remote with the resources asked for, so this
 module imports no Ray. A worker loads the model once (on the first call, so an actor Ray
 restarts after its process died loads it again) and replays each bag with
-:func:`cityseg.ros.bag.replay_bag` - the one function ``cityseg bag`` uses - into a staging
+:func:`cityseg.ros.bag.replay.replay_bag` - the one function ``cityseg bag`` uses - into a staging
 directory beside the output, writes the completion marker into it and renames it into place.
 """
 
@@ -69,7 +69,7 @@ class BagWorker:
     def processor(self):
         """The FrameProcessor, loaded on first use."""
         if self._processor is None:
-            from cityseg.ros.bag import load_processor
+            from cityseg.ros.bag.replay import load_processor
 
             self._processor = load_processor(self.options.model, self.options.config, self.options.backend)
         return self._processor
@@ -106,7 +106,7 @@ class BagWorker:
 
     def _write(self, task: BagTask, reporter: _Reporter) -> dict:
         """Replay into a staging directory, add the marker, rename it to the output."""
-        from cityseg.ros.bag import replay_bag
+        from cityseg.ros.bag.replay import replay_bag
 
         if not os.access(task.input, os.R_OK):
             raise InputError(f"worker on {socket.gethostname()} cannot read bag {task.input}; {SHARED_STORAGE}")

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from cityseg import __version__
 from cityseg.errors import InputError, listing
-from cityseg.ros.fusion_runner import FusionConfig
-from cityseg.ros.processor import ProcessorConfig
+from cityseg.ros.core.fusion_runner import FusionConfig
+from cityseg.ros.core.processor import ProcessorConfig
 
 MARKER = "cityseg-fleet.json"
 """File inside each complete output bag: what it was made from (rosbag2 ignores extra files)."""
@@ -262,8 +262,8 @@ def clear_stale_staging(out_dir: Path, name: str) -> None:
 
 def count_frames(bag: Path, image_topic: str | None) -> int | None:
     """Image messages the replay will read (for the progress bar), or None if it cannot tell."""
-    from cityseg.ros.bagio import normalize_topic, open_reader
-    from cityseg.ros.messages import IMAGE_TYPES
+    from cityseg.ros.bag.rosbag_io import normalize_topic, open_reader
+    from cityseg.ros.core.messages import IMAGE_TYPES
 
     try:
         reader = open_reader(Path(bag))

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from cityseg.bundle import Bundle
-from cityseg.bundle import outputs as model_outputs
+from cityseg.bundle import raw_output as model_outputs
 from cityseg.errors import BundleError, CitysegError, InputError
 from cityseg.inference import postprocess
 from cityseg.inference.backends import open_backend

@@ -8,5 +8,5 @@
 * :mod:`cityseg.synthetic.geometry` - label ids, pinhole camera, the image+label canvas.
 
 It sits just above :mod:`cityseg.data` (it writes the layout ``cityseg.data.cityscapes`` reads);
-camera bags of its frames are written by :mod:`cityseg.ros.camera_bag`.
+camera bags of its frames are written by :mod:`cityseg.ros.bag.camera_bag`.
 """

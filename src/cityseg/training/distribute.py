@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from cityseg.training.fence import check_versions
 from cityseg.training.run_state import TrainingError
+from cityseg.training.version_fence import check_versions
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +231,7 @@ def broadcast_from_chief(strategy, values, chief_index: int = 0) -> np.ndarray:
 
 
 def adapt_to_strategy(model, dataset, strategy) -> None:
-    """Work around two Keras 3 (<= 3.15, see :mod:`cityseg.training.fence`) gaps with several
+    """Work around two Keras 3 (<= 3.15, see :mod:`cityseg.training.version_fence`) gaps with several
     replicas; a no-op with one.
 
     1. ``fit`` builds metric/loss/optimizer state from a first batch that it *reduces across

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from cityseg.config import ConfigError, OptimizerConfig, TrainConfig
 from cityseg.labels import LabelSet
-from cityseg.training.fence import check_versions
 from cityseg.training.run_state import STATE_FILE, RunState, TrainingError
+from cityseg.training.version_fence import check_versions
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def build_run_model(cfg: TrainConfig, space: LabelSet, *, sync_batchnorm: bool =
 
 def batchnorm_layers(model) -> list:
     """Every BatchNormalization layer of ``model``, nested ones included (through the private
-    ``_flatten_layers``: Keras has no public recursive walk; see :mod:`cityseg.training.fence`)."""
+    ``_flatten_layers``: Keras has no public recursive walk; see :mod:`cityseg.training.version_fence`)."""
     import keras
 
     check_versions("finding nested BatchNormalization layers (cityseg.training.model_setup.batchnorm_layers)")

@@ -78,7 +78,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, progre
                 extra_callbacks=extra_callbacks, progress=progress)
         if paths is not shared:
             return None  # only the chief writes the bundle
-        from cityseg.training.deliverable import write_bundle
+        from cityseg.training.bundle_writer import write_bundle
 
         bundle = write_bundle(paths, cfg, space, state, data, mixed=mixed, replicas=replicas)
         log.info("best %s %.4f at epoch %s; bundle written to %s", state.monitor, state.best_value,

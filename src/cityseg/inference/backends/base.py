@@ -15,7 +15,7 @@ class Backend(abc.ABC):
     a fused-I/O artifact takes uint8 NxHxWx3 camera frames and returns uint8 class maps at camera size.
 
     Output is the artifact's own: scores ('probabilities'/'logits'/'sigmoid') or class indices
-    ('argmax'), in its ``output_layout`` and at its stride; :mod:`cityseg.bundle.outputs` reads it.
+    ('argmax'), in its ``output_layout`` and at its stride; :mod:`cityseg.bundle.raw_output` reads it.
     """
 
     name: ClassVar[str]

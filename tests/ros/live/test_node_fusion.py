@@ -1,0 +1,148 @@
+"""The real ``segmentation_node`` with ``points_topic`` over DDS: a rig of 3 cameras and a LiDAR
+cloud topic at 10 Hz; one ~/points per cloud, with the cloud's header and the labels the bag tool
+gives for the same inputs."""
+
+from __future__ import annotations
+
+import array
+import time
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.ros
+rclpy = pytest.importorskip("rclpy", reason="needs rclpy: `pip install -e .[ros]` (ROS 2 Jazzy wheels) "
+                                            "or a sourced ROS 2")
+
+from cityseg.benchmarking.ros_probe import NodeProcess, Probe, wait_until  # noqa: E402
+from cityseg.fusion.cloud import CloudLayout  # noqa: E402
+from cityseg.labels import class_space  # noqa: E402
+from cityseg.ros.bag.lidar_bag import LIDAR_FRAME, street_rig, write_lidar_rig_bag  # noqa: E402
+from cityseg.ros.bag.replay import replay_bag  # noqa: E402
+from cityseg.ros.core.fusion_runner import FusionConfig  # noqa: E402
+from cityseg.ros.core.images import encode_rgb  # noqa: E402
+from cityseg.ros.core.processor import ProcessorConfig  # noqa: E402
+from cityseg.synthetic.lidar import scan, velodyne_cloud  # noqa: E402
+from cityseg.synthetic.scene3d import render_labels  # noqa: E402
+
+T0, FPS, FRAMES, CLOUD_OFFSET = 1_700_000_000 * 10**9, 10.0, 8, 3_000_000
+
+
+def _extrinsics(rig, path):
+    lines = ["transforms:"]
+    for parent, child, t in rig.transforms():
+        lines.append(f"  - {{parent: {parent}, child: {child}, translation: {[float(v) for v in t.translation]}, "
+                     f"rotation: {list(t.quaternion())}}}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _labels(msg):
+    layout = CloudLayout.from_message(msg)
+    rows = np.asarray(msg.data, np.uint8).reshape(-1, layout.point_step)
+    off = {f.name: f.offset for f in layout.fields}
+    return rows[:, off["label"]], rows[:, off["camera"]]
+
+
+def _bag_labels(rig, tmp_path, bundle, extrinsics):
+    path = tmp_path / "rig"
+    write_lidar_rig_bag(path, rig, frames=FRAMES, layout="velodyne", start_ns=T0, cloud_offset_ns=CLOUD_OFFSET)
+    out = tmp_path / "out"
+    replay_bag(path, out, bundle, config=ProcessorConfig(id_space="labelid"), progress=False,
+               fusion=FusionConfig("/lidar/points", extrinsics))
+    from rosbags.rosbag2 import Reader
+
+    from cityseg.ros.core.messages import RosbagsMessages
+
+    store = RosbagsMessages().typestore
+    with Reader(out) as reader:
+        conns = [c for c in reader.connections if c.topic == "/lidar/segmentation/points"]
+        return {(m.header.stamp.sec, m.header.stamp.nanosec): _labels(m) for m in
+                (store.deserialize_cdr(raw, c.msgtype) for c, _, raw in reader.messages(connections=conns))}
+
+
+def test_rig_node_labels_every_cloud_like_the_bag_tool(graph, labelid_bundle, tmp_path):
+    from nav_msgs.msg import OccupancyGrid
+    from sensor_msgs.msg import PointCloud2, PointField
+
+    rig = street_rig(seed=3, cameras=3, width=256, height=128)
+    extrinsics = _extrinsics(rig, tmp_path / "rig.yaml")
+    names = [c.name for c in rig.cameras]
+    values = {"model": str(labelid_bundle.path), "backend": "onnxruntime", "id_space": "labelid",
+              "cameras": "[" + ",".join(names) + "]", "camera_image_topic": "/{camera}/image_raw",
+              "diagnostics_period": 0.25, "log_period": 0.0, "batch_wait_ms": 60.0,
+              "points_topic": "/lidar/points", "extrinsics_file": str(extrinsics), "grid_frame": "base_link",
+              "grid_resolution": 0.5, "grid_cells": 80}
+    node = NodeProcess("/rig", values, env=graph)
+    assert node.wait_for_output("segmenting ", 30.0), node.output
+    probes = {c: Probe(f"/{c}", name=f"probe_{c}", outputs=frozenset({"mask"}), image_topic="image_raw",
+                       status="/rig/segmentation: fusion") for c in names}
+    lidar = probes[names[0]]
+    cloud_pub = lidar.node.create_publisher(PointCloud2, "/lidar/points", 5)
+    received = []
+    lidar.node.create_subscription(PointCloud2, "/rig/segmentation/points", received.append, 10)
+    grids = []
+    lidar.node.create_subscription(OccupancyGrid, "/rig/segmentation/grid", grids.append, 10)
+    try:
+        assert wait_until(lambda: cloud_pub.get_subscription_count() > 0
+                          and all(p.wait_connected() for p in probes.values()), 20.0), node.output
+        palette = class_space("labelid").palette
+        images = {c.name: palette[render_labels(rig.scene, c.model, c.pose)] for c in rig.cameras}
+        layout, data, _ = velodyne_cloud(scan(rig.scene, rig.lidar_pose, rig.spec))
+        payload = array.array("B")
+        payload.frombytes(data)
+        fields = [PointField(name=f.name, offset=f.offset, datatype=f.datatype, count=f.count) for f in layout.fields]
+        for c in rig.cameras:  # a driver publishes its CameraInfo before the first frame
+            probe = probes[c.name]
+            probe.info_pub.publish(probe.msgs.camera_info(probe.msgs.header(T0 // 10**9, 0, c.name), c.info))
+        time.sleep(0.3)
+        start = time.monotonic()
+        for i in range(FRAMES):
+            time.sleep(max(0.0, start + i / FPS - time.monotonic()))
+            stamp = T0 + round(i * 1e9 / FPS)
+            for c in rig.cameras:
+                probe = probes[c.name]
+                header = probe.msgs.header(stamp // 10**9, stamp % 10**9, c.name)
+                probe.publish(probe.msgs.image(header, encode_rgb(images[c.name], "rgb8")),
+                              probe.msgs.camera_info(header, c.info))
+            if i < FRAMES - 1:  # the last cloud would wait for masks after it
+                cs = stamp + CLOUD_OFFSET
+                header = lidar.msgs.header(cs // 10**9, cs % 10**9, LIDAR_FRAME)
+                cloud_pub.publish(PointCloud2(header=header, height=layout.height, width=layout.width, fields=fields,
+                                              is_bigendian=False, point_step=layout.point_step,
+                                              row_step=layout.row_step, data=payload, is_dense=False))
+        assert wait_until(lambda: len(received) >= FRAMES - 1, 20.0), node.output
+        time.sleep(0.3)
+        assert len(received) == FRAMES - 1
+        expected = _bag_labels(rig, tmp_path, labelid_bundle, extrinsics)
+        for msg in received:
+            key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+            assert msg.header.frame_id == LIDAR_FRAME and key in expected
+            label, camera = _labels(msg)
+            assert (msg.height, msg.width) == (layout.height, layout.width)
+            np.testing.assert_array_equal(label, expected[key][0])
+            np.testing.assert_array_equal(camera, expected[key][1])
+            assert (label != 255).sum() > 1000 and set(np.unique(camera)) == {0, 1, 2, 255}
+        assert all(len(p.record.outputs["mask"]) == FRAMES for p in probes.values())  # masks still out at 10 Hz
+        assert wait_until(lambda: len(grids) == FRAMES - 1, 5.0)
+        grid = grids[0]
+        cost = np.asarray(grid.data, np.int8)
+        assert (grid.header.frame_id, grid.info.width, grid.info.height) == ("base_link", 80, 80)
+        assert grid.info.origin.position.x == -20.0 and (cost == 0).sum() > 50 and (cost == 100).sum() > 20
+        assert wait_until(lambda: lidar.record.diagnostics and lidar.record.diagnostics[-1].get("clouds labelled")
+                          == str(FRAMES - 1), 5.0), lidar.record.diagnostics[-3:]
+    finally:
+        for p in probes.values():
+            p.close()
+        code, _ = node.stop()
+    assert code == 0 and "Traceback" not in node.output, node.output
+
+
+def test_bad_extrinsics_file_stops_the_node_naming_file_and_entry(graph, labelid_bundle, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- {parent: base_link, child: lidar, translation: [0, 0, 1.9], rotation: [0, 0, 0.5, 0.5]}\n")
+    values = {"model": str(labelid_bundle.path), "backend": "onnxruntime", "log_period": 0.0,
+              "points_topic": "/lidar/points", "extrinsics_file": str(bad)}
+    node = NodeProcess("/bad", values, env=graph)
+    assert node.wait(30.0) == 2, node.output
+    assert f"{bad} entry 0 (base_link -> lidar): rotation" in node.output and "Traceback" not in node.output
