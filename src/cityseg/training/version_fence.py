@@ -10,7 +10,7 @@ Three places use what Keras and TensorFlow do not promise to keep:
 
 ``setup.py`` bounds the ``train`` extra below the next minor versions; a newer install (by hand,
 or a bound raised without re-testing) gets :class:`UntestedVersionWarning` where the private APIs
-are used, and ``tests/training/test_fence.py`` fails. To move the fence: run the whole suite
+are used, and ``tests/training/test_version_fence.py`` fails. To move the fence: run the whole suite
 (``make test``, distributed tests included) on the new versions, then raise ``TESTED_*`` here and
 the bounds in ``setup.py`` together.
 """
