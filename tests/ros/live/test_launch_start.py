@@ -35,10 +35,9 @@ def installed(tmp_path_factory) -> ColconInstall:
 
 
 @pytest.fixture
-def user_environment(monkeypatch, graph):
-    """The launching shell's environment: the private graph, no Fast DDS profile of the user's own."""
-    for name in PROFILE_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
+def user_environment(graph):
+    """The launching shell's environment: the private graph, no Fast DDS profile of the user's own.
+    (This process keeps its profile: Fast DDS reads the profile variables once per process.)"""
     return {k: v for k, v in graph.items() if k not in PROFILE_VARIABLES}
 
 
@@ -76,7 +75,7 @@ def stop(node: NodeProcess) -> None:
 
 def run_single_camera(args: dict, installed, environment, tmp_path, compressed: bool = False,
                       expect_state: str = "active") -> NodeLaunch:
-    plan = single_camera(args, installed.share)
+    plan = single_camera(args, installed.share, environment)
     node = start(plan, installed, environment, tmp_path)
     probe = Probe(plan.namespace, compressed=compressed, image_topic="image_raw", outputs=frozenset({"mask"}))
     try:
@@ -122,7 +121,8 @@ def test_single_camera_without_dds_profile(installed, user_environment, bundle, 
 
 @pytest.mark.parametrize("one_process", ["true", "false"])
 def test_rig_of_two_cameras(one_process, installed, user_environment, bundle, tmp_path):
-    plans = rig({"model": str(bundle.path), "cameras": "[front,left]", "one_process": one_process}, installed.share)
+    plans = rig({"model": str(bundle.path), "cameras": "[front,left]", "one_process": one_process}, installed.share,
+                user_environment)
     assert len(plans) == (1 if one_process == "true" else 2)
     nodes = [start(plan, installed, user_environment, tmp_path) for plan in plans]
     cameras = ("front", "left")

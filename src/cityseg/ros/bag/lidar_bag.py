@@ -89,7 +89,7 @@ def write_lidar_rig_bag(path: Path, rig: LidarRig, frames: int = 2, fps: float =
     s = scan(rig.scene, rig.lidar_pose, rig.spec)
     cloud_layout, cloud_data, idx = (velodyne_cloud if layout == "velodyne" else ouster_cloud)(s)
     truth = LidarBagTruth([], [])
-    with staged_directory(path) as staged, open_writer(staged, storage) as writer:
+    with staged_directory(path, "lidar-bag") as staged, open_writer(staged, storage) as writer:
         qos = sensor_data_qos()
         tf_conn = writer.add_connection(TF_STATIC_TOPIC, TF_TYPE, typestore=factory.typestore,
                                         offered_qos_profiles=latched_qos())

@@ -11,6 +11,7 @@ cannot drift from the launch files. The parameters are validated here, before an
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,22 +109,23 @@ def _with_defaults(args: dict[str, str], declared: tuple[Argument, ...]) -> dict
 
 
 def _node(args: dict[str, str], share_dir: str | os.PathLike, namespace: str, overrides: dict[str, Any],
-          remappings: tuple[tuple[str, str], ...] = ()) -> NodeLaunch:
+          remappings: tuple[tuple[str, str], ...] = (), environ: Mapping[str, str] = os.environ) -> NodeLaunch:
     config_dir = Path(share_dir) / "config"
     params_file = args["params_file"] or str(config_dir / "segmentation.yaml")
     check_params_file(params_file, overrides, node_fqn(namespace))  # fail here, naming the file, not in the node
-    env = profile_environment(args["dds_profile"], config_dir / PROFILE_FILE)
+    env = profile_environment(args["dds_profile"], config_dir / PROFILE_FILE, environ)
     overrides = {**overrides, "use_sim_time": _flag("use_sim_time", args["use_sim_time"])}
     return NodeLaunch(namespace, params_file, overrides, remappings, env)
 
 
-def single_camera(args: dict[str, str], share_dir: str | os.PathLike) -> NodeLaunch:
+def single_camera(args: dict[str, str], share_dir: str | os.PathLike,
+                  environ: Mapping[str, str] = os.environ) -> NodeLaunch:
     """The node segmentation.launch.py starts for launch arguments ``args`` (missing ones: defaults);
-    ``share_dir``: the installed share/cityseg."""
+    ``share_dir``: the installed share/cityseg; ``environ``: the launching shell's environment."""
     args = _with_defaults(args, SINGLE_CAMERA_ARGUMENTS)
     image = args["image"].rstrip("/")
     remappings = (("image", image), ("image/compressed", f"{image}/compressed"), ("camera_info", args["camera_info"]))
-    return _node(args, share_dir, args["namespace"], _overrides(args), remappings)
+    return _node(args, share_dir, args["namespace"], _overrides(args), remappings, environ)
 
 
 def parse_cameras(text: str) -> list[str]:
@@ -136,15 +138,16 @@ def parse_cameras(text: str) -> list[str]:
     return cameras
 
 
-def rig(args: dict[str, str], share_dir: str | os.PathLike) -> list[NodeLaunch]:
+def rig(args: dict[str, str], share_dir: str | os.PathLike,
+        environ: Mapping[str, str] = os.environ) -> list[NodeLaunch]:
     """The node(s) multi_camera.launch.py starts: one for the rig, or one per camera (one_process:=false)."""
     args = _with_defaults(args, RIG_ARGUMENTS)
     cameras = parse_cameras(args["cameras"])
     if _flag("one_process", args["one_process"]):
-        return [_node(args, share_dir, "", {"cameras": cameras, **_overrides(args)})]
+        return [_node(args, share_dir, "", {"cameras": cameras, **_overrides(args)}, environ=environ)]
     single = {name: value for name, value in args.items() if name not in ("cameras", "one_process")}
     return [single_camera({**single, "namespace": camera, "image": f"/{camera}/image_raw",
-                           "camera_info": f"/{camera}/camera_info"}, share_dir) for camera in cameras]
+                           "camera_info": f"/{camera}/camera_info"}, share_dir, environ) for camera in cameras]
 
 
 def lifecycle_node(plan: NodeLaunch):
