@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from cityseg.errors import CitysegError
-from cityseg.ros.bag.rosbag_io import normalize_topic, open_writer, sensor_data_qos, staged_directory
+from cityseg.fileio import staged_output
+from cityseg.ros.bag.rosbag_io import normalize_topic, open_writer, sensor_data_qos
 from cityseg.ros.core.images import encode_compressed, encode_rgb
 from cityseg.ros.core.messages import (
     CAMERA_INFO_TYPE,
@@ -64,7 +65,7 @@ def write_rig_bag(path: Path, cameras: Sequence[RigCamera], *, fps: float = 10.0
     if fps <= 0:
         raise CitysegError(f"fps must be positive, got {fps}")
     factory = RosbagsMessages()
-    with staged_directory(path, "camera-bag") as staged:
+    with staged_output(path, "camera-bag") as staged:
         with open_writer(staged, storage) as writer:
             conns = [_connections(writer, factory, camera) for camera in cameras]
             for i in range(max((len(c.frames) for c in cameras), default=0)):

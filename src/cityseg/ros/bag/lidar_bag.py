@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from cityseg.errors import CitysegError
+from cityseg.fileio import staged_output
 from cityseg.fusion.camera import CameraModel
 from cityseg.fusion.extrinsics import Transform
 from cityseg.labels import class_space
-from cityseg.ros.bag.rosbag_io import latched_qos, open_writer, sensor_data_qos, staged_directory
+from cityseg.ros.bag.rosbag_io import latched_qos, open_writer, sensor_data_qos
 from cityseg.ros.core.fusion_messages import POINT_CLOUD_TYPE, TF_STATIC_TOPIC, TF_TYPE, point_cloud, tf_message
 from cityseg.ros.core.images import encode_rgb
 from cityseg.ros.core.messages import CAMERA_INFO_TYPE, IMAGE_TYPE, CameraInfoValues, RosbagsMessages
@@ -89,7 +90,7 @@ def write_lidar_rig_bag(path: Path, rig: LidarRig, frames: int = 2, fps: float =
     s = scan(rig.scene, rig.lidar_pose, rig.spec)
     cloud_layout, cloud_data, idx = (velodyne_cloud if layout == "velodyne" else ouster_cloud)(s)
     truth = LidarBagTruth([], [])
-    with staged_directory(path, "lidar-bag") as staged, open_writer(staged, storage) as writer:
+    with staged_output(path, "lidar-bag") as staged, open_writer(staged, storage) as writer:
         qos = sensor_data_qos()
         tf_conn = writer.add_connection(TF_STATIC_TOPIC, TF_TYPE, typestore=factory.typestore,
                                         offered_qos_profiles=latched_qos())

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from cityseg.bundle import Bundle
 from cityseg.errors import CitysegError, InputError
-from cityseg.fileio import check_replaceable
+from cityseg.fileio import check_replaceable, staged_output
 from cityseg.ros.bag.batches import BagBatcher, CameraReplay
 from cityseg.ros.bag.fusion import BagFusion
 from cityseg.ros.bag.rosbag_io import (
@@ -28,7 +28,6 @@ from cityseg.ros.bag.rosbag_io import (
     offered_qos,
     open_reader,
     open_writer,
-    staged_directory,
     topic_namespace,
 )
 from cityseg.ros.bag.summary import BagSummary, CameraSummary, FailedFrame
@@ -239,7 +238,7 @@ def replay_bag(input: Path, output: Path, model: Path | Bundle | FrameProcessor,
             CameraSummary(image, info, _enabled_outputs(output_topics(image), processor.config, info))
             for image, info in cameras])
         started = time.perf_counter()
-        with staged_directory(output, "bag", force) as staged:
+        with staged_output(output, "bag", force) as staged:
             writer = open_writer(staged, storage)
             with writer:
                 fuser = None if fusion is None else BagFusion(fusion, processor, [c for c, _ in cameras], reader,

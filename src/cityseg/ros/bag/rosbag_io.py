@@ -1,4 +1,4 @@
-"""Reading and writing rosbags with rosbags (no ROS): topics, storage, staged output, QoS profiles.
+"""Reading and writing rosbags with rosbags (no ROS): topics, storage and QoS profiles.
 
 Shared by the replay (:mod:`cityseg.ros.bag.replay`) and the synthetic camera bags
 (:mod:`cityseg.ros.bag.camera_bag`).
@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from cityseg.errors import CitysegError, InputError
-from cityseg.fileio import staged_output
 from cityseg.ros.core.messages import RosbagsMessages
 
 STORAGES = ("sqlite3", "mcap")
@@ -29,11 +28,6 @@ def topic_namespace(image_topic: str) -> str:
         base = base[: -len("/compressed")]
     return base.rsplit("/", 1)[0]
 
-
-def staged_directory(target: Path, command: str, force: bool = False):
-    """Stage a bag directory for ``command`` (:func:`cityseg.fileio.staged_output`): moved to
-    ``target`` when complete, replacing only an earlier output of ``command`` with ``force``."""
-    return staged_output(target, command, force)
 
 
 def open_writer(path: Path, storage: str):
