@@ -349,7 +349,8 @@ def test_two_nodes_with_one_name_are_warned_about(graph, bundle):
     second = start_node(graph, bundle, "/twin")
     try:
         warned = "another node is also named /twin/segmentation"
-        assert wait_until(lambda: warned in first.output or warned in second.output, 10.0), second.output
+        # both say it: the first sees the second appear later (the graph is watched, not looked at once)
+        assert wait_until(lambda: warned in first.output and warned in second.output, 20.0), second.output
     finally:
         for node in (first, second):
             stop(node)

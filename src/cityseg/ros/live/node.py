@@ -19,7 +19,7 @@ from cityseg.ros.core.outputs import NODE_EXECUTABLE, NODE_NAME
 from cityseg.ros.live.camera_io import LOG_THROTTLE_S
 
 NAME_CHECK_S = 2.0
-"""Seconds after configure when the node looks for another node of its name (discovery needs time)."""
+"""Period of the node's look for another node of its name (from configure on; discovery needs time)."""
 
 
 class SegmentationNode:
@@ -104,17 +104,19 @@ class SegmentationNode:
         self._timers = [self.node.create_timer(p.diagnostics_period, self._publish_diagnostics)]
         if p.log_period > 0:
             self._timers.append(self.node.create_timer(p.log_period, self._log_stats))
-        self._name_check = self.node.create_timer(NAME_CHECK_S, self._warn_namesakes)  # once discovery has run
-        self._timers.append(self._name_check)
+        self._namesakes_warned = 0  # the graph is watched all along: a namesake may be started later
+        self._timers.append(self.node.create_timer(NAME_CHECK_S, self._warn_namesakes))
         self._log_startup(time.monotonic() - started)
 
     def _warn_namesakes(self) -> None:
-        """Warn once when another node in the graph has this node's fully qualified name."""
+        """Warn when another node in the graph takes this node's fully qualified name (once per namesake
+        that appears: the check runs every NAME_CHECK_S, as discovery and later launches may be slow)."""
         from cityseg.ros.core.outputs import namesakes
 
-        self._name_check.cancel()
         fqn = self.node.get_fully_qualified_name()
-        if namesakes(fqn, self.node.get_node_names_and_namespaces()):
+        count = namesakes(fqn, self.node.get_node_names_and_namespaces())
+        warn, self._namesakes_warned = count > self._namesakes_warned, count
+        if warn:
             self.node.get_logger().warning(
                 f"another node is also named {fqn}: both publish on the same topics, so every input gives two "
                 f"masks; give each its own namespace (namespace:=<camera>) or stop the other one")
