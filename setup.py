@@ -66,7 +66,7 @@ setup(
     entry_points={
         "console_scripts": [
             "cityseg = cityseg.cli:main",
-            "segmentation_node = cityseg.ros.live.node:main",
+            "segmentation_node = cityseg.ros.live.main:main",
         ],
     },
 )

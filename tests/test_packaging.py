@@ -41,7 +41,7 @@ def test_setup_installs_ros_entry_points():
     tree = ast.parse((ROOT / "setup.py").read_text())
     text = ast.unparse(tree)
     for needle in ("share/ament_index/resource_index/packages", "launch/*.launch.py", "config/*.yaml",
-                   "segmentation_node = cityseg.ros.live.node:main", "cityseg = cityseg.cli:main"):
+                   "segmentation_node = cityseg.ros.live.main:main", "cityseg = cityseg.cli:main"):
         assert needle in text
     assert (ROOT / "resource/cityseg").is_file()
     assert "install_scripts=$base/lib/cityseg" in (ROOT / "setup.cfg").read_text()

@@ -30,7 +30,7 @@ Stamp = tuple[int, int]
 def node_command(namespace: str, params: Mapping[str, Any], remap: Mapping[str, str] | None = None) -> list[str]:
     """The command line of ``segmentation_node`` in ``namespace`` with ``params`` (``-p name:=value``)."""
     exe = shutil.which(NODE_EXECUTABLE, path=str(Path(sys.executable).parent)) or shutil.which(NODE_EXECUTABLE)
-    command = [exe] if exe else [sys.executable, "-m", "cityseg.ros.live.node"]
+    command = [exe] if exe else [sys.executable, "-m", "cityseg.ros.live.main"]
     command += ["--ros-args", "-r", f"__ns:={namespace}"]
     for name, value in params.items():
         text = str(value).lower() if isinstance(value, bool) else str(value)

@@ -14,8 +14,8 @@ Read in this order:
   ``frame_memory`` (warm memory for frame buffers), ``dds_profile`` (the Fast DDS profile for large
   images), ``launch_plan`` (what the launch files start, as data), ``camera_io`` (one camera's
   subscriptions and publishers), ``fusion`` (the node's cloud topic and its thread), ``rcl_args``
-  (rcl's argument errors as one line), ``lifecycle`` (the lifecycle state machine's bridge) and
-  ``node`` (the lifecycle node run as ``segmentation_node``).
+  (rcl's argument errors as one line), ``node`` (the rclpy lifecycle node, a ``LifecycleNode``
+  subclass) and ``main`` (its ``segmentation_node`` entry point).
 * ``bag`` (offline, rosbags): ``rosbag_io``, ``batches``, ``summary``, ``fusion`` (a bag's clouds
   and ``/tf_static``), ``replay`` (``cityseg bag``), and ``camera_bag`` / ``lidar_bag`` (frames, and
   LiDAR rigs, written as a driver would record them, for the demo and the tests).

@@ -61,7 +61,7 @@ def test_launch_files_start_what_launch_plan_decides():
         assert {planner, "lifecycle_node"} <= names, path
     assert (NODE_EXECUTABLE, NODE_NAME) == ("segmentation_node", "segmentation")
     setup = (REPO / "setup.py").read_text()
-    assert re.search(r'"segmentation_node = cityseg\.ros\.live\.node:main"', setup)
+    assert re.search(r'"segmentation_node = cityseg\.ros\.live\.main:main"', setup)
     assert (REPO / "config" / "segmentation.yaml").is_file()
 
 

@@ -52,7 +52,7 @@ def test_node_segments_images_and_survives_bad_ones(ros, bundle, scene):
     segmentation = SegmentationNode(namespace="/test_cam", parameter_overrides=overrides(bundle))
     helper = rclpy.create_node("cityseg_test_helper")
     executor = SingleThreadedExecutor()
-    executor.add_node(segmentation.node)
+    executor.add_node(segmentation)
     executor.add_node(helper)
     masks, infos, labels = [], [], []
     helper.create_subscription(Image, "/test_cam/segmentation/mask", masks.append, 10)
@@ -105,8 +105,36 @@ def test_bad_parameters_raise_a_cityseg_error(ros, bundle):
 
 
 def test_main_exits_with_code_2_on_bad_parameters(bundle, capsys):
-    from cityseg.ros.live.node import main
+    from cityseg.ros.live.main import main
 
     code = main(["segmentation_node", "--ros-args", "-p", f"model:={bundle.path}", "-p", "overlay_alpha:=3.0"])
     assert code == 2
     assert "overlay_alpha must be within [0, 1]" in capsys.readouterr().err
+
+
+def test_outputs_are_lifecycle_publishers_rclpy_enables_on_activate(ros, bundle):
+    """The node is an rclpy LifecycleNode subclass: its outputs are lifecycle publishers that rclpy's
+    own on_activate / on_deactivate switch, created in on_configure and gone after cleanup."""
+    from rclpy.lifecycle import LifecyclePublisher, TransitionCallbackReturn
+
+    from cityseg.ros.live.node import SegmentationNode
+
+    segmentation = SegmentationNode(namespace="/cycle", parameter_overrides=overrides(bundle, autostart=False))
+    try:
+        baseline = len(list(segmentation.publishers))  # rclpy's own (parameter events, rosout)
+        assert segmentation.state == "unconfigured" and not segmentation.cameras
+        assert segmentation.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        outputs = list(segmentation.cameras[""].publishers.values())
+        assert outputs and all(isinstance(p, LifecyclePublisher) for p in outputs)
+        assert segmentation.state == "inactive" and not any(p.is_activated for p in outputs)
+        assert segmentation.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        assert segmentation.state == "active" and all(p.is_activated for p in outputs)
+        assert segmentation.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+        assert segmentation.state == "inactive" and not any(p.is_activated for p in outputs)
+        assert segmentation.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+        assert segmentation.state == "unconfigured"
+        assert len(list(segmentation.publishers)) == baseline  # outputs and /diagnostics destroyed
+        assert segmentation.trigger_configure() == TransitionCallbackReturn.SUCCESS  # and again
+        assert segmentation.state == "inactive"
+    finally:
+        segmentation.close()

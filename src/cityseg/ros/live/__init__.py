@@ -1,3 +1,3 @@
 """The live node on rclpy: parameters, one camera's endpoints, the inference threads, diagnostics,
-frames lost upstream, warm frame memory, the DDS profile, lifecycle and the launch plan.
+frames lost upstream, warm frame memory, the DDS profile, the launch plan, the lifecycle node and its entry point.
 """

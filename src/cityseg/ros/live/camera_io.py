@@ -83,7 +83,8 @@ class CameraIO:
             qos = image_qos if output.per_frame else latched
             topic = self.output_topic(output.suffix)
             events = events_class(incompatible_qos=self._incompatible("publisher", topic, qos))
-            self.publishers[output.suffix] = self.node.create_publisher(kind, topic, qos, event_callbacks=events)
+            self.publishers[output.suffix] = self.node.create_lifecycle_publisher(
+                kind, topic, qos, event_callbacks=events)
 
     def subscribe(self) -> None:
         """Start receiving this camera's images and CameraInfo."""
@@ -108,7 +109,7 @@ class CameraIO:
         """Remove subscriptions and publishers."""
         self.unsubscribe()
         for publisher in self.publishers.values():
-            self.node.destroy_publisher(publisher)
+            self.node.destroy_lifecycle_publisher(publisher)
         self.publishers = {}
 
     def _on_image(self, data: bytes) -> None:

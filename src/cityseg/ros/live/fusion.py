@@ -33,7 +33,7 @@ class NodeFusion:
         self.PointCloud2, self.PointField = PointCloud2, PointField
         self.cameras = cameras
         self.runner = FusionRunner(self.config, processor.label_classes(), cameras, self._publish)
-        self.publishers = {POINTS: node.create_publisher(PointCloud2, f"~/{POINTS}", 5)}
+        self.publishers = {POINTS: node.create_lifecycle_publisher(PointCloud2, f"~/{POINTS}", 5)}
         self.OccupancyGrid = None
         if self.config.grid is not None:
             try:
@@ -43,8 +43,8 @@ class NodeFusion:
                                           "~/grid/labels is published")
             else:
                 self.OccupancyGrid = OccupancyGrid
-                self.publishers[GRID] = node.create_publisher(OccupancyGrid, f"~/{GRID}", 5)
-            self.publishers[GRID_LABELS] = node.create_publisher(msgs.Image, f"~/{GRID_LABELS}", 5)
+                self.publishers[GRID] = node.create_lifecycle_publisher(OccupancyGrid, f"~/{GRID}", 5)
+            self.publishers[GRID_LABELS] = node.create_lifecycle_publisher(msgs.Image, f"~/{GRID_LABELS}", 5)
         self._queue: queue.Queue = queue.Queue(_QUEUE)
         self._thread: threading.Thread | None = None
         self._subscription = None
@@ -72,7 +72,7 @@ class NodeFusion:
     def destroy(self) -> None:
         self.stop()
         for publisher in self.publishers.values():
-            self.node.destroy_publisher(publisher)
+            self.node.destroy_lifecycle_publisher(publisher)
         self.publishers = {}
 
     # -- inputs ---------------------------------------------------------------------------
