@@ -8,9 +8,9 @@ Read in this order:
   (message factories for rclpy and rosbags), ``processor`` (FrameProcessor: decode -> segment ->
   build outputs, one frame or a batch of cameras), ``fusion_messages`` (PointCloud2, OccupancyGrid
   and TF in and out) and ``fusion_runner`` (labelled clouds and grids from the masks, for both runners).
-* ``live`` (the node on rclpy): ``params`` (node parameters), ``worker`` (latest-frame-wins thread),
-  ``camera_batcher`` (the same for a camera rig, batched), ``diagnostics`` (rates, latencies,
-  levels, per camera), ``upstream_loss`` (frames lost before the node, from stamp gaps),
+* ``live`` (the node on rclpy): ``params`` (node parameters), ``inference_worker`` (the
+  latest-frame-wins inference thread: one camera is a rig of one, batched), ``diagnostics``
+  (rates, latencies, levels, per camera), ``upstream_loss`` (frames lost before the node, from stamp gaps),
   ``frame_memory`` (warm memory for frame buffers), ``dds_profile`` (the Fast DDS profile for large
   images), ``launch_plan`` (what the launch files start, as data), ``camera_io`` (one camera's
   subscriptions and publishers), ``fusion`` (the node's cloud topic and its thread), ``rcl_args``

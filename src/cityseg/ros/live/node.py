@@ -3,7 +3,7 @@
 
 Everything that is not ROS plumbing lives in ROS-free modules: the outputs table and per-frame
 work in ``ros.core`` (outputs, processor), and here in ``ros.live`` the parameters (params), the
-latest-frame-wins threads (worker for one camera, camera_batcher for several), rates and latencies
+latest-frame-wins inference thread for one camera or a rig (inference_worker), rates and latencies
 (diagnostics), frames lost before the node (upstream_loss); one camera's endpoints are camera_io.
 """
 
@@ -42,7 +42,7 @@ class SegmentationNode(LifecycleNode):
 
         super().__init__(NODE_NAME, **node_kwargs)
         self.msgs = RclpyMessages()
-        self.worker = self.processor = self.params = self.slot = self.batcher = self.diag_pub = None
+        self.worker = self.processor = self.params = self.batcher = self.diag_pub = None
         self.fusion = None
         """cityseg.ros.live.fusion.NodeFusion when points_topic is set."""
         self.cameras: dict = {}
@@ -168,7 +168,7 @@ class SegmentationNode(LifecycleNode):
 
     def activate(self) -> None:
         """Subscriptions and the inference thread go live (the publishers are enabled already)."""
-        self.worker = self._batch_worker() if self.multi_camera else self._frame_worker()
+        self.worker = self._inference_worker()
         for camera in self.cameras.values():
             camera.subscribe()
         self._active = True
@@ -274,49 +274,31 @@ class SegmentationNode(LifecycleNode):
 
     def _deliver_to(self, camera: str):
         """How camera ``camera``'s frames reach the inference thread (True: a pending frame was replaced);
-        the slot or batcher is made on activate (the camera is subscribed only while active)."""
-        if camera == "":
-            return lambda item: self.slot.put(item)
+        the batcher is made on activate (the camera is subscribed only while active)."""
         return lambda item: self.batcher.put(camera, item)
 
-    def _frame_worker(self):
-        from cityseg.ros.live.worker import FrameWorker, LatestFrameSlot
-
-        camera = self.cameras[""]
-        self.slot = LatestFrameSlot()  # one per activation: deactivate closes it
-        return FrameWorker(self.slot, lambda item: self._process(camera, item), camera.publish, camera.stats,
-                           on_error=self._error_reporter(""), max_rate_hz=self.params.max_rate_hz)
-
-    def _batch_worker(self):
-        from cityseg.ros.live.camera_batcher import BatchWorker, CameraBatcher, batch_capacity_note
+    def _inference_worker(self):
+        """One camera is a rig of one: the same batcher and thread serve both."""
+        from cityseg.ros.live.inference_worker import CameraBatcher, InferenceWorker, batch_capacity_note
 
         p = self.params
-        self.batcher = CameraBatcher(p.cameras)  # one per activation: deactivate closes it
-        note = batch_capacity_note(len(p.cameras), self.processor.segmenter.max_batch)
+        self.batcher = CameraBatcher(list(self.cameras))  # one per activation: deactivate closes it
+        note = batch_capacity_note(len(self.cameras), self.processor.segmenter.max_batch)
         if note:
             self.get_logger().warning(note)
-        return BatchWorker(self.batcher, self._process_batch, lambda camera, msgs: self.cameras[camera].publish(msgs),
-                           {name: camera.stats for name, camera in self.cameras.items()},
-                           on_error=lambda camera, reason, internal: self._error_reporter(camera)(reason, internal),
-                           max_batch=p.max_batch or None, batch_wait_s=p.batch_wait_ms / 1e3,
-                           max_rate_hz=p.max_rate_hz)
+        return InferenceWorker(self.batcher, self._process_batch,
+                               lambda camera, msgs: self.cameras[camera].publish(msgs),
+                               {name: camera.stats for name, camera in self.cameras.items()},
+                               on_error=lambda camera, reason, internal: self._error_reporter(camera)(reason, internal),
+                               max_batch=p.max_batch or None, batch_wait_s=p.batch_wait_ms / 1e3,
+                               max_rate_hz=p.max_rate_hz)
 
     # -- per frame --------------------------------------------------------------------------
 
-    def _process(self, camera, item):
-        """One frame through the processor, building only the outputs someone listens to; each is
-        published as soon as it is built (the mask does not wait for the overlay)."""
-        live = camera.live_outputs()
-        if not live and self.fusion is None:
-            return None
-        msg, camera_info = item
-        result = self.processor.process(msg, camera_info, live, sink=camera.publish_one)
-        if self.fusion is not None:
-            self.fusion.feed("", msg, camera_info, result)
-        return result if live else None
-
     def _process_batch(self, entries):
-        """Frames of several cameras through one backend call; None for a camera nobody listens to."""
+        """The batch's frames (one per camera) through one backend call, building only the outputs someone
+        listens to, each published as soon as it is built (the mask does not wait for the overlay);
+        None for a camera nobody listens to (and no fusion needs)."""
         from cityseg.ros.core.processor import FrameRequest
 
         live = {name: self.cameras[name].live_outputs() for name, _ in entries}

@@ -1,23 +1,25 @@
-"""Several cameras, one model: latest-frame-wins per camera, batched inference. No ROS.
+"""The inference thread: latest-frame-wins per camera, batched inference. No ROS.
 
-The multi-camera counterpart of :mod:`cityseg.ros.live.worker`. Each camera's callback drops its frame
-into :class:`CameraBatcher` (one pending frame per camera; a newer one replaces it and counts as
-that camera's drop). :class:`BatchWorker` takes the cameras that have a frame, waits at most
-``batch_wait_s`` for the others, caps the batch at ``max_batch`` choosing cameras round robin (so
-none starves), runs one ``process_batch`` and publishes every camera's result on its own.
+One camera is a rig of one: every camera's callback (one camera or the rig) drops its frame into
+:class:`CameraBatcher` (one pending frame per camera; a newer one replaces it and counts as that
+camera's drop), so a callback never waits for inference and latency never builds up behind a
+queue. :class:`InferenceWorker` takes the cameras that have a frame, waits at most ``batch_wait_s``
+for the others, caps the batch at ``max_batch`` choosing cameras round robin (so none starves),
+runs one ``process_batch`` and publishes every camera's result on its own.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
+from cityseg.errors import InputError
 from cityseg.ros.live.diagnostics import NodeStats
-from cityseg.ros.live.worker import WorkerLoop, close_condition, deliver, report_failure
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +93,9 @@ class CameraBatcher:
 
     def close(self) -> None:
         """Wake every waiting :meth:`take_batch` (they return []) and hand out nothing more."""
-        close_condition(self)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
 
     @property
     def closed(self) -> bool:
@@ -115,18 +119,19 @@ class BatchSizes:
             return dict(sorted(self._counts.items()))
 
 
-class BatchWorker(WorkerLoop):
-    """The multi-camera inference loop: take a batch, process it in one call, publish per camera.
+class InferenceWorker:
+    """The inference loop: take a batch, process it in one call, publish per camera.
 
     ``process_batch(entries)`` returns one result per entry, in order: a ProcessedFrame, None
     (nobody listens to that camera: counted unwatched), or an exception instance (an InputError is
     that camera's malformed frame, anything else an internal error). If ``process_batch`` raises,
     every camera of the batch gets that internal error. ``publish(camera, messages)`` sends a
     camera's messages; ``on_error(camera, reason, internal)`` reports a failed frame. The loop
-    never stops for a frame. ``max_rate_hz`` > 0 spaces batch starts by 1/max_rate_hz seconds.
+    never stops for a frame. ``max_rate_hz`` > 0 spaces batch starts by at least 1/max_rate_hz
+    seconds (frames arriving meanwhile replace each other and count as dropped).
     """
 
-    thread_name = "cityseg-batch-inference"
+    thread_name = "cityseg-inference"
 
     def __init__(self, batcher: CameraBatcher, process_batch: Callable[[list[Entry]], Sequence[Any]],
                  publish: Callable[[str, dict], None], stats_by_camera: Mapping[str, NodeStats],
@@ -137,22 +142,43 @@ class BatchWorker(WorkerLoop):
             raise ValueError(f"no NodeStats for camera(s) {', '.join(missing)}")
         if batch_wait_s < 0:
             raise ValueError(f"batch_wait_s must be >= 0, got {batch_wait_s}")
-        super().__init__(max_rate_hz)
+        if max_rate_hz < 0:
+            raise ValueError(f"max_rate_hz must be >= 0, got {max_rate_hz}")
         self.max_batch = len(batcher.cameras) if max_batch is None else max_batch
         if self.max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.batcher, self.process_batch, self.publish = batcher, process_batch, publish
         self.stats, self.on_error, self.batch_wait_s = stats_by_camera, on_error, batch_wait_s
+        self.min_interval = 1.0 / max_rate_hz if max_rate_hz > 0 else 0.0
         self.batch_sizes = BatchSizes()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
-    def take(self, timeout: float) -> list[Entry] | None:
-        return self.batcher.take_batch(self.max_batch, self.batch_wait_s, timeout=timeout) or None
+    def run(self) -> None:
+        """Loop until :meth:`stop`."""
+        last_start = -float("inf")
+        while not self._stop.is_set():
+            wait = last_start + self.min_interval - time.monotonic()
+            if wait > 0 and self._stop.wait(wait):
+                break
+            entries = self.batcher.take_batch(self.max_batch, self.batch_wait_s, timeout=0.5)
+            if not entries:
+                continue
+            last_start = time.monotonic()
+            self.handle_batch(entries)
 
-    def handle(self, work: list[Entry]) -> int:
-        return self.handle_batch(work)
+    def start(self) -> threading.Thread:
+        """Run the loop in a daemon thread."""
+        self._thread = threading.Thread(target=self.run, name=self.thread_name, daemon=True)
+        self._thread.start()
+        return self._thread
 
-    def close_source(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """End the loop (after the batch in progress) and wait for the thread."""
+        self._stop.set()
         self.batcher.close()
+        if self._thread is not None:
+            self._thread.join(timeout)
 
     def handle_batch(self, entries: list[Entry]) -> int:
         """Process and publish one batch; returns how many of its frames were published or unwatched."""
@@ -169,15 +195,42 @@ class BatchWorker(WorkerLoop):
         """Publish and count one camera's result, or count and report its failure."""
         stats = self.stats[camera]
         report = partial(self.on_error, camera)
+        what = f"camera {camera}'s frame" if camera else "a frame"
         if isinstance(result, BaseException):
-            report_failure(result, stats, report, f"camera {camera}'s frame")
+            report_failure(result, stats, report, what)
             return False
         try:
             deliver(result, lambda messages: self.publish(camera, messages), stats)
-        except Exception as exc:  # publishing one camera must not stop the others
-            report_failure(exc, stats, report, f"camera {camera}'s frame")
+        except Exception as exc:  # the node must survive anything one frame can cause
+            report_failure(exc, stats, report, what)
             return False
         return True
+
+
+def deliver(frame, publish: Callable[[dict], None], stats: NodeStats) -> None:
+    """Publish a ProcessedFrame (unless its outputs were sent as they were built) and count it
+    (timing 'publish'); None counts as unwatched."""
+    if frame is None:
+        stats.unwatched()
+        return
+    if not frame.sent:
+        t0 = time.perf_counter()
+        publish(frame.messages)
+        frame.timings["publish"] = (time.perf_counter() - t0) * 1e3
+    stats.processed(frame.timings, frame.messages)
+
+
+def report_failure(exc: BaseException, stats: NodeStats, on_error: Callable[[str, bool], None],
+                   what: str = "a frame") -> None:
+    """Count and report a failed frame: an InputError is malformed input, anything else internal."""
+    if isinstance(exc, InputError):
+        stats.failed(str(exc))
+        on_error(str(exc), False)
+        return
+    log.error("segmentation of %s failed", what, exc_info=exc)
+    reason = f"internal error: {type(exc).__name__}: {exc}"
+    stats.error(reason)
+    on_error(reason, True)
 
 
 def batch_capacity_note(cameras: int, engine_max_batch: int | None) -> str | None:

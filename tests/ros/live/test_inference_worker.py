@@ -1,4 +1,5 @@
-"""Per-camera latest-frame-wins and batched inference across cameras, with real threads."""
+"""Per-camera latest-frame-wins and batched inference, for a rig and for one camera (a rig of one),
+with real threads."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from cityseg.ros.core.images import ImageError
-from cityseg.ros.live.camera_batcher import BatchWorker, CameraBatcher, batch_capacity_note
 from cityseg.ros.live.diagnostics import NodeStats, mean_batch
+from cityseg.ros.live.inference_worker import CameraBatcher, InferenceWorker, batch_capacity_note
 
 CAMERAS = ("front", "left", "right", "rear")
 
@@ -54,7 +55,7 @@ def test_unknown_camera_and_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="unique"):
         CameraBatcher(["a", "a"])
     with pytest.raises(ValueError, match="no NodeStats for camera"):
-        BatchWorker(batcher, lambda e: [], lambda c, m: None, {"front": NodeStats()})
+        InferenceWorker(batcher, lambda e: [], lambda c, m: None, {"front": NodeStats()})
 
 
 def test_round_robin_serves_every_camera_when_max_batch_is_smaller():
@@ -137,7 +138,7 @@ def test_one_cameras_errors_do_not_affect_the_others():
                 results.append(Frame({"mask": item}, {"infer": 2.0}))
         return results
 
-    worker = BatchWorker(CameraBatcher(CAMERAS), process_batch, lambda c, m: published.append((c, m)), stats,
+    worker = InferenceWorker(CameraBatcher(CAMERAS), process_batch, lambda c, m: published.append((c, m)), stats,
                          on_error=lambda *args: errors.append(args))
     assert worker.handle_batch([(c, i) for i, c in enumerate(CAMERAS)]) == 2
     assert published == [("front", {"mask": 0})]
@@ -166,7 +167,7 @@ def test_a_failing_batch_reports_every_camera_in_it_and_the_loop_goes_on():
             raise OSError("publisher gone")
         published.append(camera)
 
-    worker = BatchWorker(CameraBatcher(CAMERAS), process_batch, publish, stats,
+    worker = InferenceWorker(CameraBatcher(CAMERAS), process_batch, publish, stats,
                          on_error=lambda *args: errors.append(args))
     worker.handle_batch([("front", 1), ("rear", 1)])
     assert errors == [(c, "internal error: RuntimeError: CUDA out of memory", True) for c in ("front", "rear")]
@@ -179,7 +180,7 @@ def test_a_failing_batch_reports_every_camera_in_it_and_the_loop_goes_on():
 
 def test_wrong_result_count_is_an_internal_error_for_the_batch():
     stats, errors = stats_for(), []
-    worker = BatchWorker(CameraBatcher(CAMERAS), lambda entries: [], lambda c, m: None, stats,
+    worker = InferenceWorker(CameraBatcher(CAMERAS), lambda entries: [], lambda c, m: None, stats,
                          on_error=lambda *args: errors.append(args))
     worker.handle_batch([("front", 1)])
     assert errors == [("front", "internal error: RuntimeError: process_batch returned 0 results for 1 frames", True)]
@@ -197,7 +198,7 @@ def test_worker_batches_busy_cameras_keeps_headers_and_latest_frames():
             assert release.wait(5)
         return [Frame({"mask": (camera, item)}) for camera, item in entries]
 
-    worker = BatchWorker(batcher, process_batch, lambda c, m: published.append((c, m["mask"])), stats,
+    worker = InferenceWorker(batcher, process_batch, lambda c, m: published.append((c, m["mask"])), stats,
                          batch_wait_s=0.02)
     worker.start()
     try:
@@ -220,7 +221,7 @@ def test_worker_batches_busy_cameras_keeps_headers_and_latest_frames():
 
 def test_a_silent_camera_delays_the_others_by_at_most_batch_wait():
     batcher, stats, done = CameraBatcher(CAMERAS), stats_for(), []
-    worker = BatchWorker(batcher, lambda entries: [Frame({}) for _ in entries],
+    worker = InferenceWorker(batcher, lambda entries: [Frame({}) for _ in entries],
                          lambda c, m: done.append(time.monotonic()), stats, batch_wait_s=0.03)
     worker.start()
     try:
@@ -239,7 +240,7 @@ def test_a_silent_camera_delays_the_others_by_at_most_batch_wait():
 
 def test_stop_is_clean_and_idempotent():
     batcher = CameraBatcher(CAMERAS)
-    worker = BatchWorker(batcher, lambda entries: [Frame({}) for _ in entries], lambda c, m: None, stats_for())
+    worker = InferenceWorker(batcher, lambda entries: [Frame({}) for _ in entries], lambda c, m: None, stats_for())
     thread = worker.start()
     time.sleep(0.01)
     start = time.monotonic()
@@ -251,7 +252,7 @@ def test_stop_is_clean_and_idempotent():
 
 def test_max_rate_spaces_batches():
     batcher, handled = CameraBatcher(("a", "b")), []
-    worker = BatchWorker(batcher, lambda entries: handled.append(entries) or [Frame({}) for _ in entries],
+    worker = InferenceWorker(batcher, lambda entries: handled.append(entries) or [Frame({}) for _ in entries],
                          lambda c, m: None, stats_for(("a", "b")), max_rate_hz=20.0)
     worker.start()
     start = time.monotonic()
@@ -268,3 +269,78 @@ def test_batch_capacity_note():
     note = batch_capacity_note(6, 4)
     assert "6 cameras" in note and "2 engine calls" in note
     assert "cityseg export BUNDLE --tensorrt --max-batch 6 --force" in note
+
+
+# -- one camera: a rig of one (the node's single-camera mode) -------------------------------------
+
+ONE = ("",)
+
+
+def test_one_camera_hands_over_the_latest_frame_and_counts_replacements():
+    batcher = CameraBatcher(ONE)
+    assert batcher.put("", 1) is False
+    assert batcher.put("", 2) is True and batcher.put("", 3) is True
+    assert batcher.dropped[""] == 2
+    assert batcher.take_batch(1, wait_s=0.005, timeout=0) == [("", 3)]  # one camera: nothing to wait for
+    assert batcher.take_batch(1, timeout=0.01) == []  # empty again
+    assert batcher.put("", 4) is False  # nothing pending: not a drop
+    assert batcher.dropped[""] == 2
+
+
+def test_one_camera_frames_arriving_while_busy_replace_each_other():
+    """While the worker is busy with frame 0, frames 1..5 arrive: 1..4 are dropped, 5 is next."""
+    batcher, stats = CameraBatcher(ONE), stats_for(ONE)
+    busy, release, handled, published = threading.Event(), threading.Event(), [], []
+
+    def process_batch(entries):
+        (_, item), = entries
+        if item == 0:
+            busy.set()
+            assert release.wait(5)
+        handled.append(item)
+        return [Frame({"mask": item})]
+
+    worker = InferenceWorker(batcher, process_batch, lambda camera, m: published.append(m), stats)
+    worker.start()
+    try:
+        batcher.put("", 0)
+        assert busy.wait(5)
+        for item in range(1, 6):  # the camera callback: put, count drops
+            if batcher.put("", item):
+                stats[""].dropped()
+        release.set()
+        assert wait_until(lambda: len(handled) >= 2)
+    finally:
+        worker.stop()
+    assert handled == [0, 5] and published == [{"mask": 0}, {"mask": 5}]
+    assert batcher.dropped[""] == 4
+    snap = stats[""].snapshot()
+    assert snap.totals["dropped"] == 4 and snap.totals["processed"] == 2
+    assert worker.batch_sizes.snapshot() == {1: 2}
+
+
+def test_one_cameras_failing_frame_is_reported_and_the_loop_goes_on():
+    stats, errors, published = stats_for(ONE), [], []
+
+    def process_batch(entries):
+        (_, item), = entries
+        if item == "boom":
+            raise RuntimeError("backend exploded")
+        if item == "bad":
+            return [ImageError("step 2 is smaller than width*bytes_per_pixel")]
+        return [Frame({"mask": item}, {"infer": 1.0})]
+
+    worker = InferenceWorker(CameraBatcher(ONE), process_batch, lambda camera, m: published.append(m), stats,
+                             on_error=lambda camera, reason, internal: errors.append((camera, reason, internal)))
+    assert [worker.handle_batch([("", item)]) for item in ("bad", "boom", "good")] == [0, 0, 1]
+    assert errors == [("", "step 2 is smaller than width*bytes_per_pixel", False),
+                      ("", "internal error: RuntimeError: backend exploded", True)]
+    assert published == [{"mask": "good"}]
+    snap = stats[""].snapshot()
+    assert snap.totals["failed"] == 1 and snap.totals["errors"] == 1 and snap.totals["processed"] == 1
+    assert set(snap.stage_ms) == {"infer", "publish"}
+
+
+def test_negative_rate_is_refused():
+    with pytest.raises(ValueError, match="max_rate_hz"):
+        InferenceWorker(CameraBatcher(ONE), lambda e: [], lambda c, m: None, stats_for(ONE), max_rate_hz=-1)
