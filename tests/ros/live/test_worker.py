@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from cityseg.ros.core.images import ImageError
-from cityseg.ros.live.diagnostics import NodeStats
+from cityseg.ros.live.diagnostics import CameraStats
 from cityseg.ros.live.worker import FrameWorker, LatestFrameSlot
 
 
@@ -46,7 +46,7 @@ def test_close_wakes_a_waiting_taker():
 
 def test_frames_arriving_while_busy_replace_each_other():
     """While the worker is busy with frame 0, frames 1..5 arrive: 1..4 are dropped, 5 is next."""
-    slot, stats = LatestFrameSlot(), NodeStats()
+    slot, stats = LatestFrameSlot(), CameraStats()
     busy, release, handled = threading.Event(), threading.Event(), []
 
     def process(item):
@@ -79,7 +79,7 @@ def test_frames_arriving_while_busy_replace_each_other():
 
 
 def test_a_failing_frame_is_reported_and_the_loop_goes_on():
-    stats, errors = NodeStats(), []
+    stats, errors = CameraStats(), []
 
     def process(item):
         if item == "bad":
@@ -103,7 +103,7 @@ def test_a_failing_frame_is_reported_and_the_loop_goes_on():
 
 
 def test_max_rate_limits_the_frames_segmented():
-    slot, stats, handled = LatestFrameSlot(), NodeStats(), []
+    slot, stats, handled = LatestFrameSlot(), CameraStats(), []
     worker = FrameWorker(slot, lambda item: handled.append(item) or Frame({}), lambda m: None, stats,
                          max_rate_hz=10.0)
     worker.start()
@@ -121,4 +121,4 @@ def test_max_rate_limits_the_frames_segmented():
 
 def test_negative_rate_is_refused():
     with pytest.raises(ValueError, match="max_rate_hz"):
-        FrameWorker(LatestFrameSlot(), lambda i: i, lambda m: None, NodeStats(), max_rate_hz=-1)
+        FrameWorker(LatestFrameSlot(), lambda i: i, lambda m: None, CameraStats(), max_rate_hz=-1)

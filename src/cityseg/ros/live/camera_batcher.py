@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
-from cityseg.ros.live.diagnostics import NodeStats
-from cityseg.ros.live.worker import WorkerLoop, close_condition, deliver, report_failure
+from cityseg.ros.live.diagnostics import CameraStats
+from cityseg.ros.live.worker import WorkerLoop, close_condition, publish_outputs, report_failure
 
 log = logging.getLogger(__name__)
 
@@ -129,12 +129,12 @@ class BatchWorker(WorkerLoop):
     thread_name = "cityseg-batch-inference"
 
     def __init__(self, batcher: CameraBatcher, process_batch: Callable[[list[Entry]], Sequence[Any]],
-                 publish: Callable[[str, dict], None], stats_by_camera: Mapping[str, NodeStats],
+                 publish: Callable[[str, dict], None], stats_by_camera: Mapping[str, CameraStats],
                  on_error: Callable[[str, str, bool], None] = lambda camera, reason, internal: None,
                  max_batch: int | None = None, batch_wait_s: float = 0.0, max_rate_hz: float = 0.0):
         missing = [c for c in batcher.cameras if c not in stats_by_camera]
         if missing:
-            raise ValueError(f"no NodeStats for camera(s) {', '.join(missing)}")
+            raise ValueError(f"no CameraStats for camera(s) {', '.join(missing)}")
         if batch_wait_s < 0:
             raise ValueError(f"batch_wait_s must be >= 0, got {batch_wait_s}")
         super().__init__(max_rate_hz)
@@ -173,7 +173,7 @@ class BatchWorker(WorkerLoop):
             report_failure(result, stats, report, f"camera {camera}'s frame")
             return False
         try:
-            deliver(result, lambda messages: self.publish(camera, messages), stats)
+            publish_outputs(result, lambda messages: self.publish(camera, messages), stats)
         except Exception as exc:  # publishing one camera must not stop the others
             report_failure(exc, stats, report, f"camera {camera}'s frame")
             return False

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from cityseg.errors import InputError
-from cityseg.ros.live.diagnostics import NodeStats
+from cityseg.ros.live.diagnostics import CameraStats
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ class FrameWorker(WorkerLoop):
     """
 
     def __init__(self, slot: LatestFrameSlot, process: Callable[[Any], Any],
-                 publish: Callable[[dict], None], stats: NodeStats,
+                 publish: Callable[[dict], None], stats: CameraStats,
                  on_error: Callable[[str, bool], None] = lambda reason, internal: None,
                  max_rate_hz: float = 0.0):
         super().__init__(max_rate_hz)
@@ -147,14 +147,14 @@ class FrameWorker(WorkerLoop):
     def handle(self, item) -> bool:
         """Process and publish one item; False (reported, counted) if it failed."""
         try:
-            deliver(self.process(item), self.publish, self.stats)
+            publish_outputs(self.process(item), self.publish, self.stats)
         except Exception as exc:  # the node must survive anything one frame can cause
             report_failure(exc, self.stats, self.on_error)
             return False
         return True
 
 
-def deliver(frame, publish: Callable[[dict], None], stats: NodeStats) -> None:
+def publish_outputs(frame, publish: Callable[[dict], None], stats: CameraStats) -> None:
     """Publish a ProcessedFrame (unless its outputs were sent as they were built) and count it
     (timing 'publish'); None counts as unwatched."""
     if frame is None:
@@ -167,7 +167,7 @@ def deliver(frame, publish: Callable[[dict], None], stats: NodeStats) -> None:
     stats.processed(frame.timings, frame.messages)
 
 
-def report_failure(exc: BaseException, stats: NodeStats, on_error: Callable[[str, bool], None],
+def report_failure(exc: BaseException, stats: CameraStats, on_error: Callable[[str, bool], None],
                    what: str = "a frame") -> None:
     """Count and report a failed frame: an InputError is malformed input, anything else internal."""
     if isinstance(exc, InputError):
