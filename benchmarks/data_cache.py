@@ -42,9 +42,10 @@ def main() -> None:
     parser.add_argument("--warm-epochs", type=int, default=3, help="warm epochs to average")
     args = parser.parse_args()
 
-    from cityseg.config import DataConfig, TrainConfig
     from cityseg.data import find_samples
+    from cityseg.data.config import DataConfig
     from cityseg.synthetic.dataset import write_dataset
+    from cityseg.training.config import TrainConfig
 
     src_w, src_h = (int(v) for v in args.source_size.split("x"))
     train_w, train_h = (int(v) for v in args.train_size.split("x"))

@@ -82,12 +82,12 @@ def main() -> None:
 
     import numpy as np
 
-    from cityseg.config import load_train_config
     from cityseg.data import find_samples
     from cityseg.data.pipeline import load_arrays
     from cityseg.labels import class_space
     from cityseg.models import DEFAULT_MODEL
     from cityseg.synthetic.dataset import write_dataset
+    from cityseg.training.config import load_train_config
     from cityseg.training.train import train
 
     if args.out.exists() and any(args.out.iterdir()):

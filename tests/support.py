@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from cityseg.benchmarking.fixtures import save_onnx
 from cityseg.bundle import Artifact, Bundle, ModelCard
 from cityseg.fileio import write_png
 from cityseg.labels import class_space
@@ -35,7 +36,6 @@ def palette_weights(space_name: str = "trainid") -> tuple[np.ndarray, np.ndarray
 def write_palette_onnx(path: Path, space_name: str = "trainid", height: int | None = None,
                        width: int | None = None, argmax: bool = False, sharpness: float = 50.0) -> Path:
     """Write the palette classifier as ONNX: NHWC float input 'image' -> probabilities (or uint8 argmax)."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     kernel, bias = palette_weights(space_name)
@@ -58,11 +58,7 @@ def write_palette_onnx(path: Path, space_name: str = "trainid", height: int | No
         initializer=[numpy_helper.from_array(kernel, "kernel"), numpy_helper.from_array(bias, "bias"),
                      numpy_helper.from_array(np.array(sharpness, np.float32), "sharpness")],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
+    return save_onnx(path, graph)
 
 
 def build_palette_keras(space_name: str = "trainid", height: int = 64, width: int = 128):
@@ -205,26 +201,9 @@ def write_ros1_bag(path: Path, images: list[np.ndarray], topic: str = "/camera/i
     return path
 
 
-# --- foreign ONNX models (cityseg import) ----------------------------------------------------------
+# --- foreign ONNX models (cityseg import): written by cityseg.benchmarking.fixtures.save_foreign_onnx ---
 
 FOREIGN_H, FOREIGN_W = 64, 128
-RGB_MEAN, RGB_STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
-
-
-def save_model(path, nodes, input_shape, output_name, output_type, output_shape, initializers, opset=17):
-    """Save a one-input one-output ONNX graph the way a foreign (PyTorch) exporter would."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    graph = helper.make_graph(nodes, path.stem,
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, input_shape)],
-                              [helper.make_tensor_value_info(output_name, output_type, output_shape)],
-                              initializer=[numpy_helper.from_array(v, k) for k, v in initializers.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="pytorch")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
 
 
 def conv_weights(classes, kernel, seed=0):

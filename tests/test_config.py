@@ -2,7 +2,8 @@
 
 import pytest
 
-from cityseg.config import ConfigError, TrainConfig, from_mapping, load_train_config, to_mapping
+from cityseg.config import ConfigError, from_mapping, to_mapping
+from cityseg.training.config import TrainConfig, load_train_config
 
 
 def test_defaults_roundtrip_through_mapping():
@@ -47,7 +48,7 @@ def test_missing_and_invalid_yaml_files(tmp_path):
 
 
 def test_shipped_configs_are_found_and_load():
-    from cityseg.config import shipped_config
+    from cityseg.training.config import shipped_config
 
     assert load_train_config(shipped_config("demo.yaml")).name == "demo"
     assert shipped_config("seed/v01.yaml").is_file()

@@ -6,6 +6,8 @@ The package reads top-down as a one-way pipeline::
            -> data -> synthetic -> models -> training -> export -> tensorrt -> inference
            -> evaluation -> ros -> fleet -> benchmarking -> demo -> cli
 
+``config`` is the typed-YAML loader every config goes through; it holds no schema (each lives
+with its reader: ``data.config``, ``training.config``, ``ros.live.params``, ``bundle.card``).
 ``bundle`` is the model card and the bundle directory, and ``bundle.outputs`` reads any model
 output (layout, kind, stride) as class scores for both the converter's parity check and the
 Segmenter. ``export`` is the converter (ONNX, parity, fused I/O, the ONNX-only TensorRT

@@ -66,12 +66,12 @@ def _step(number: int, text: str) -> float:
 
 def run_demo(out: Path, settings: DemoSettings | None = None, *, force: bool = False) -> DemoOutputs:
     """Run every stage of the demo into ``out`` and return where each product is."""
-    from cityseg.config import load_train_config, shipped_config
     from cityseg.evaluation.run import evaluate_bundle, format_table
     from cityseg.export.onnx import export_onnx
     from cityseg.ros.bag.camera_bag import write_camera_bag
     from cityseg.ros.bag.replay import replay_bag
     from cityseg.synthetic import dataset as synth
+    from cityseg.training.config import load_train_config, shipped_config
     from cityseg.training.train import train
 
     settings = settings or DemoSettings()

@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cityseg.config import AugmentConfig, ConfigError, DataConfig, TrainConfig
+from cityseg.config import ConfigError
 from cityseg.data import find_samples
 from cityseg.data.augment import augment, check_augment
+from cityseg.data.config import AugmentConfig, DataConfig
 from cityseg.data.pipeline import make_dataset
 from cityseg.labels import IGNORE, class_space
 from cityseg.preprocess import Normalization
+from cityseg.training.config import TrainConfig
 
 PALETTE = class_space("trainid").colors.astype(np.float32)
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cityseg.config import DataConfig
 from cityseg.data import DatasetError, Sample, find_samples, make_splits, study_split, validation_split
+from cityseg.data.config import DataConfig
 from cityseg.fileio import read_image, read_label_png
 
 

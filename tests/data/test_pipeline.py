@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from cityseg.config import AugmentConfig, DataConfig, TrainConfig
 from cityseg.data import DatasetError, find_samples, pipeline
+from cityseg.data.config import AugmentConfig, DataConfig
 from cityseg.data.pipeline import (
     cache_path,
     class_pixel_counts,
@@ -20,6 +20,7 @@ from cityseg.data.pipeline import (
 from cityseg.fileio import read_image, read_label_png, write_png
 from cityseg.labels import class_space
 from cityseg.preprocess import Normalization, normalize, resize_image, resize_mask
+from cityseg.training.config import TrainConfig
 
 H, W = 32, 64
 

@@ -7,6 +7,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from cityseg.benchmarking.fixtures import MMSEG_MEAN, MMSEG_STD, save_foreign_onnx
 from cityseg.bundle import Bundle
 from cityseg.cli import main
 from cityseg.errors import InputError
@@ -16,7 +17,7 @@ from cityseg.labels import class_space, load_label_set
 
 from support import FOREIGN_H as H
 from support import FOREIGN_W as W
-from support import RGB_MEAN, RGB_STD, conv_weights, save_model
+from support import conv_weights
 
 BINARY_YAML = """\
 name: lane
@@ -83,7 +84,7 @@ def assert_same(result, ref_classes, ref_conf, scores=None):
 
 
 def options(**kw):
-    base = dict(channel_order="rgb", scale=1.0, mean=RGB_MEAN, std=RGB_STD, resize="linear")
+    base = dict(channel_order="rgb", scale=1.0, mean=MMSEG_MEAN, std=MMSEG_STD, resize="linear")
     return ImportOptions(**{**base, **kw})
 
 
@@ -91,7 +92,7 @@ def options(**kw):
 
 def test_nchw_bgr_logits_at_one_eighth(tmp_path):
     weight, bias = conv_weights(19, 8)
-    path = save_model(tmp_path / "pidnet.onnx", [
+    path = save_foreign_onnx(tmp_path / "pidnet.onnx", [
         helper.make_node("Conv", ["input", "w", "b"], ["logits"], kernel_shape=[8, 8], strides=[8, 8])],
         [1, 3, H, W], "logits", TensorProto.FLOAT, [1, 19, H // 8, W // 8], {"w": weight, "b": bias})
     bundle = import_onnx(path, tmp_path / "b", load_label_set("cityscapes"), options(channel_order="bgr"))
@@ -99,12 +100,12 @@ def test_nchw_bgr_logits_at_one_eighth(tmp_path):
     assert (card.input_layout, card.channel_order, artifact.output, artifact.output_layout) == \
         ("NCHW", "BGR", "logits", "NCHW")
     assert artifact.details["trial"]["output_stride"] == 8
-    assert card.normalization.mean == RGB_MEAN[::-1]  # stored in the model's channel order
+    assert card.normalization.mean == MMSEG_MEAN[::-1]  # stored in the model's channel order
     image = frame()
     segmenter = Segmenter(tmp_path / "b")
     assert segmenter.has_confidence
     result = segmenter.segment(image)
-    logits = ref_bilinear(ref_conv(ref_normalize(image, "bgr", 1.0, RGB_MEAN, RGB_STD), weight, bias, 8), H, W)
+    logits = ref_bilinear(ref_conv(ref_normalize(image, "bgr", 1.0, MMSEG_MEAN, MMSEG_STD), weight, bias, 8), H, W)
     assert_same(result, logits.argmax(axis=0), ref_softmax_top(logits), logits)
     # a frame of another size: the mask goes to the frame's size, nearest
     big = Segmenter(tmp_path / "b").segment(np.kron(image, np.ones((2, 2, 1), np.uint8)))
@@ -114,7 +115,7 @@ def test_nchw_bgr_logits_at_one_eighth(tmp_path):
 def test_nhwc_probabilities_full_resolution(tmp_path):
     rng = np.random.default_rng(3)
     kernel, bias = rng.normal(0, 1, (3, 19)).astype(np.float32), rng.normal(0, 1, 19).astype(np.float32)
-    path = save_model(tmp_path / "nhwc.onnx", [
+    path = save_foreign_onnx(tmp_path / "nhwc.onnx", [
         helper.make_node("MatMul", ["input", "k"], ["mm"]), helper.make_node("Add", ["mm", "b"], ["z"]),
         helper.make_node("Softmax", ["z"], ["probs"], axis=-1)],
         ["batch", H, W, 3], "probs", TensorProto.FLOAT, ["batch", H, W, 19], {"k": kernel, "b": bias})
@@ -130,7 +131,7 @@ def test_nhwc_probabilities_full_resolution(tmp_path):
 
 def test_argmax_int64_output_at_stride_four(tmp_path):
     weight, bias = conv_weights(19, 4, seed=7)
-    path = save_model(tmp_path / "mmseg_argmax.onnx", [
+    path = save_foreign_onnx(tmp_path / "mmseg_argmax.onnx", [
         helper.make_node("Conv", ["input", "w", "b"], ["logits"], kernel_shape=[4, 4], strides=[4, 4]),
         helper.make_node("ArgMax", ["logits"], ["seg"], axis=1, keepdims=1)],
         [1, 3, H, W], "seg", TensorProto.INT64, [1, 1, H // 4, W // 4], {"w": weight, "b": bias})
@@ -140,7 +141,7 @@ def test_argmax_int64_output_at_stride_four(tmp_path):
     assert "argmax head" in segmenter.confidence_unavailable_reason
     image = frame(9)
     result = segmenter.segment(image)
-    logits = ref_conv(ref_normalize(image, "rgb", 1.0, RGB_MEAN, RGB_STD), weight, bias, 4)
+    logits = ref_conv(ref_normalize(image, "rgb", 1.0, MMSEG_MEAN, MMSEG_STD), weight, bias, 4)
     expected = np.repeat(np.repeat(logits.argmax(axis=0), 4, axis=0), 4, axis=1)  # nearest x4
     assert np.array_equal(result.mask, expected)
     assert not result.has_confidence
@@ -151,7 +152,7 @@ def test_argmax_int64_output_at_stride_four(tmp_path):
 def test_one_channel_sigmoid_is_a_two_class_model_with_custom_ids(tmp_path):
     weight, bias = conv_weights(1, 1, seed=11)
     weight *= 40
-    path = save_model(tmp_path / "lane.onnx", [
+    path = save_foreign_onnx(tmp_path / "lane.onnx", [
         helper.make_node("Conv", ["input", "w", "b"], ["z"], kernel_shape=[1, 1]),
         helper.make_node("Sigmoid", ["z"], ["p"])],
         [1, 3, H, W], "p", TensorProto.FLOAT, [1, 1, H, W], {"w": weight, "b": bias})
@@ -164,7 +165,7 @@ def test_one_channel_sigmoid_is_a_two_class_model_with_custom_ids(tmp_path):
     assert segmenter.space.ids == (10, 20) and segmenter.space.names == ("background", "lane")
     image = frame(13)
     result = segmenter.segment(image)
-    z = ref_conv(ref_normalize(image, "rgb", 1.0, RGB_MEAN, RGB_STD), weight, bias, 1)[0]
+    z = ref_conv(ref_normalize(image, "rgb", 1.0, MMSEG_MEAN, MMSEG_STD), weight, bias, 1)[0]
     p = 1 / (1 + np.exp(-z))
     ok = np.abs(p - 0.5) > 1e-4
     assert np.array_equal(result.mask[ok], np.where(p > 0.5, 20, 10)[ok])
@@ -174,7 +175,7 @@ def test_one_channel_sigmoid_is_a_two_class_model_with_custom_ids(tmp_path):
 
 def dynamic_model(tmp_path, classes=19):
     weight, bias = conv_weights(classes, 1, seed=17)
-    return save_model(tmp_path / "dynamic.onnx", [
+    return save_foreign_onnx(tmp_path / "dynamic.onnx", [
         helper.make_node("Conv", ["input", "w", "b"], ["logits"], kernel_shape=[1, 1])],
         ["n", 3, "h", "w"], "logits", TensorProto.FLOAT, ["n", classes, "h", "w"],
         {"w": weight, "b": bias}), weight, bias
@@ -189,7 +190,7 @@ def test_dynamic_size_model_needs_and_uses_input_size(tmp_path):
     assert (card.input_height, card.input_width) == (H, W)
     image = frame(21)
     result = Segmenter(tmp_path / "b").segment(image)
-    logits = ref_conv(ref_normalize(image, "rgb", 1.0, RGB_MEAN, RGB_STD), weight, bias, 1)
+    logits = ref_conv(ref_normalize(image, "rgb", 1.0, MMSEG_MEAN, MMSEG_STD), weight, bias, 1)
     assert_same(result, logits.argmax(axis=0), ref_softmax_top(logits), logits)
 
 
@@ -205,14 +206,14 @@ def test_class_count_that_disagrees_with_the_labels_is_refused(tmp_path):
 
 
 def test_nan_output_is_refused(tmp_path):
-    path = save_model(tmp_path / "nan.onnx", [helper.make_node("Log", ["input"], ["out"])],
+    path = save_foreign_onnx(tmp_path / "nan.onnx", [helper.make_node("Log", ["input"], ["out"])],
                       [1, 3, H, W], "out", TensorProto.FLOAT, [1, 3, H, W], {})
     with pytest.raises(InputError, match="NaN"):
         import_onnx(path, tmp_path / "b", load_label_set("cityscapes"), options(output="logits"))
 
 
 def test_wrong_rank_is_refused(tmp_path):
-    path = save_model(tmp_path / "rank.onnx", [helper.make_node("ReduceMean", ["input"], ["out"], axes=[1],
+    path = save_foreign_onnx(tmp_path / "rank.onnx", [helper.make_node("ReduceMean", ["input"], ["out"], axes=[1],
                                                                 keepdims=0)],
                       [1, 3, H, W], "out", TensorProto.FLOAT, [1, H, W], {}, opset=13)
     with pytest.raises(InputError, match="expected rank 4"):
@@ -249,7 +250,7 @@ def test_segment_cli_writes_the_custom_label_sets_ids(tmp_path, capsys):
     import cv2
 
     weight, bias = conv_weights(1, 1, seed=11)
-    path = save_model(tmp_path / "lane.onnx", [
+    path = save_foreign_onnx(tmp_path / "lane.onnx", [
         helper.make_node("Conv", ["input", "w", "b"], ["z"], kernel_shape=[1, 1]),
         helper.make_node("Sigmoid", ["z"], ["p"])],
         [1, 3, H, W], "p", TensorProto.FLOAT, [1, 1, H, W], {"w": weight * 40, "b": bias})
@@ -278,7 +279,7 @@ def test_weights_in_an_external_file_end_up_inside_the_bundles_onnx(tmp_path):
     stored = onnx.load(str(bundle.artifact_path("onnx")), load_external_data=False)
     assert not any(t.external_data for t in stored.graph.initializer)
     image = frame(21)
-    logits = ref_conv(ref_normalize(image, "rgb", 1.0, RGB_MEAN, RGB_STD), weight, bias, 1)
+    logits = ref_conv(ref_normalize(image, "rgb", 1.0, MMSEG_MEAN, MMSEG_STD), weight, bias, 1)
     assert_same(Segmenter(bundle).segment(image), logits.argmax(axis=0), ref_softmax_top(logits), logits)
 
 

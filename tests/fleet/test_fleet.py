@@ -4,6 +4,7 @@ with single-process `cityseg bag` (replay_bag run here)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -16,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import cityseg.fleet.run
 from cityseg.cli import main as cli_main
 from cityseg.errors import InputError
-from cityseg.fleet.actors import TEST_KILL_ENV, BagWorker, check_access
+from cityseg.fleet.actors import BagWorker, check_access
 from cityseg.fleet.plan import (
     MARKER,
     STAGING_SUFFIX,
@@ -36,6 +38,11 @@ from cityseg.ros.bag.replay import replay_bag
 from cityseg.ros.core.processor import ProcessorConfig
 
 from support import painted_scene, write_ros1_bag
+
+FAULTS = Path(__file__).with_name("faults.py")
+_spec = importlib.util.spec_from_file_location("fleet_faults", FAULTS)
+faults = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(faults)
 
 pytest.importorskip("ray")
 
@@ -293,7 +300,7 @@ def test_rerun_skips_complete_outputs_force_redoes_and_others_are_kept(local_ray
 
 def test_a_killed_worker_has_its_bag_retried_once(local_ray, bags, reference, bundle, tmp_path, capsys,
                                                   monkeypatch):
-    monkeypatch.setenv(TEST_KILL_ENV, "front")
+    monkeypatch.setattr(cityseg.fleet.run, "BagWorker", faults.faulty_worker("front"))
     out = tmp_path / "out"
     code, summary = fleet(out, *(str(bags / n) for n in ("front", "rear", "drive.bag")), model=bundle.path,
                           capsys=capsys)
@@ -308,7 +315,7 @@ def test_a_killed_worker_has_its_bag_retried_once(local_ray, bags, reference, bu
 @pytest.mark.slow
 def test_a_bag_whose_worker_dies_twice_is_failed_and_the_others_finish(local_ray, bags, reference, bundle,
                                                                        tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv(TEST_KILL_ENV, "front:always")
+    monkeypatch.setattr(cityseg.fleet.run, "BagWorker", faults.faulty_worker("front", attempts=None))
     out = tmp_path / "out"
     code, summary = fleet(out, str(bags / "front"), str(bags / "rear"), model=bundle.path, capsys=capsys)
     bag = by_name(summary)
@@ -325,9 +332,10 @@ def test_a_killed_run_leaves_nothing_that_looks_complete_and_resumes(local_ray, 
     """A whole run (driver, its local Ray and workers) killed mid-bag; the rerun finishes it."""
     out = tmp_path / "out"
     order = [str(bags / n) for n in ("front", "rear", "drive.bag")]
-    env = {**os.environ, "PYTHONPATH": str(SRC), TEST_KILL_ENV: "rear:hang"}
-    command = [sys.executable, "-m", "cityseg", "fleet", *order, "--out", str(out), "--model", str(bundle.path),
-               "--backend", "onnxruntime", "--id-space", "trainid", "--workers", "1", "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    command = [sys.executable, str(FAULTS), "rear:hang", "fleet", *order, "--out", str(out),
+               "--model", str(bundle.path), "--backend", "onnxruntime", "--id-space", "trainid", "--workers", "1",
+               "--no-progress"]
     run = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
                            stderr=subprocess.PIPE)
     try:

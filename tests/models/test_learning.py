@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from cityseg.config import LossConfig
 from cityseg.models import build_model
+from cityseg.training.config import LossConfig
 from cityseg.training.losses import make_loss
 from cityseg.training.metrics import keras_metrics
 

@@ -133,16 +133,17 @@ def test_argmax_head_engine_keeps_its_confidence_output(bundle):
 def test_imported_nchw_model_with_strided_logits(tmp_path):
     from onnx import TensorProto, helper
 
+    from cityseg.benchmarking.fixtures import MMSEG_MEAN, MMSEG_STD, save_foreign_onnx
     from cityseg.export.importer import ImportOptions, import_onnx
     from cityseg.labels import class_space
 
-    from support import RGB_MEAN, RGB_STD, conv_weights, save_model
+    from support import conv_weights
 
     weight, bias = conv_weights(19, 8)
-    path = save_model(tmp_path / "seg.onnx", [
+    path = save_foreign_onnx(tmp_path / "seg.onnx", [
         helper.make_node("Conv", ["input", "w", "b"], ["logits"], kernel_shape=[8, 8], strides=[8, 8])],
         ["n", 3, 64, 128], "logits", TensorProto.FLOAT, ["n", 19, 8, 16], {"w": weight, "b": bias})
-    options = ImportOptions(channel_order="bgr", scale=1.0, mean=RGB_MEAN, std=RGB_STD, resize="area")
+    options = ImportOptions(channel_order="bgr", scale=1.0, mean=MMSEG_MEAN, std=MMSEG_STD, resize="area")
     bundle = import_onnx(path, tmp_path / "b", class_space("trainid"), options)
     assert main(["export", str(bundle.path), "--tensorrt", "--precision", "fp32", "--batch", "1,1,2"]) == 0
     trt_seg = Segmenter(bundle.path, backend="tensorrt")

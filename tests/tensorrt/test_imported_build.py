@@ -7,6 +7,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import cityseg.tensorrt.build as trt_export
+from cityseg.benchmarking.fixtures import MMSEG_MEAN, MMSEG_STD, save_foreign_onnx
 from cityseg.bundle import Bundle
 from cityseg.export import parity
 from cityseg.export.importer import ImportOptions, import_onnx
@@ -16,7 +17,7 @@ from cityseg.tensorrt.engine_cache import BatchProfile, EngineSidecar, Platform,
 
 from support import FOREIGN_H as H
 from support import FOREIGN_W as W
-from support import RGB_MEAN, RGB_STD, conv_weights, save_model
+from support import conv_weights
 
 RTX = Platform("10.3.0", "NVIDIA GeForce RTX 4090", "8.9")
 
@@ -29,11 +30,11 @@ def stride8_model(tmp_path, resize_mode=None):
         inits["scales"] = np.array([1, 1, 8, 8], np.float32)
         nodes.append(helper.make_node("Resize", ["low", "", "scales"], ["logits"], mode=resize_mode))
         out, shape = "logits", [1, 19, H, W]
-    return save_model(tmp_path / "seg.onnx", nodes, [1, 3, H, W], out, TensorProto.FLOAT, shape, inits)
+    return save_foreign_onnx(tmp_path / "seg.onnx", nodes, [1, 3, H, W], out, TensorProto.FLOAT, shape, inits)
 
 
 def imported(tmp_path, **model):
-    options = ImportOptions(channel_order="bgr", scale=1.0, mean=RGB_MEAN, std=RGB_STD, resize="area")
+    options = ImportOptions(channel_order="bgr", scale=1.0, mean=MMSEG_MEAN, std=MMSEG_STD, resize="area")
     return import_onnx(stride8_model(tmp_path, **model), tmp_path / "b", class_space("trainid"), options)
 
 

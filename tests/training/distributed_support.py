@@ -7,7 +7,8 @@ import json
 import socket
 from pathlib import Path
 
-from cityseg.config import TrainConfig, from_mapping
+from cityseg.config import from_mapping
+from cityseg.training.config import TrainConfig
 
 GLOBAL_BATCH = 2
 LOSS_TOLERANCE = 0.01

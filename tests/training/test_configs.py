@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cityseg.config import load_train_config, to_mapping
+from cityseg.config import to_mapping
+from cityseg.training.config import load_train_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "training_configs"
 ALL_YAML = sorted(CONFIGS.rglob("*.yaml"))

@@ -15,7 +15,8 @@ pytest.importorskip("tensorflow")
 
 from cityseg.bundle import Bundle  # noqa: E402
 from cityseg.cli import main  # noqa: E402
-from cityseg.config import ConfigError, load_train_config  # noqa: E402
+from cityseg.config import ConfigError  # noqa: E402
+from cityseg.training.config import load_train_config  # noqa: E402
 
 VEHICLE_LABEL_IDS = (26, 27, 28, 29, 30, 31, 32, 33)
 CLASSES = [{"id": 1, "name": "road", "color": [128, 64, 128]},

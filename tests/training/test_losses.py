@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from cityseg.config import LossConfig
+from cityseg.training.config import LossConfig
 from cityseg.training.losses import (
     LossError,
     SegmentationLoss,

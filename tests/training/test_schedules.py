@@ -10,7 +10,7 @@ import pytest
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
-from cityseg.config import ScheduleConfig  # noqa: E402
+from cityseg.training.config import ScheduleConfig  # noqa: E402
 from cityseg.training.schedules import (  # noqa: E402
     EpochLearningRate,
     dropout_rate_at,

@@ -20,9 +20,10 @@ pytest.importorskip("tensorflow")
 
 from cityseg.bundle import Bundle  # noqa: E402
 from cityseg.cli import main  # noqa: E402
-from cityseg.config import TrainConfig, from_mapping, load_train_config, merge_mappings, to_mapping  # noqa: E402
+from cityseg.config import from_mapping, merge_mappings, to_mapping  # noqa: E402
 from cityseg.errors import CitysegError  # noqa: E402
 from cityseg.fileio import read_image  # noqa: E402
+from cityseg.training.config import TrainConfig, load_train_config  # noqa: E402
 from cityseg.training.run_state import TrainingError  # noqa: E402
 from cityseg.training.schedules import learning_rate_at, make_lr_schedule  # noqa: E402
 from cityseg.training.train import TrainingDiverged, dtype_policy, train, use_mixed_precision  # noqa: E402

@@ -40,8 +40,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cityseg.config import load_train_config
     from cityseg.errors import CitysegError
+    from cityseg.training.config import load_train_config
     from cityseg.training.distribute import JOIN_TIMEOUT_S
     from cityseg.training.train import train
 

@@ -8,7 +8,8 @@ image and its label together. Only ``make_dataset(..., training=True)`` calls th
 
 from __future__ import annotations
 
-from cityseg.config import AugmentConfig, ConfigError
+from cityseg.config import ConfigError
+from cityseg.data.config import AugmentConfig
 
 
 def check_augment(aug: AugmentConfig) -> None:

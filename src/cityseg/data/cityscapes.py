@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cityseg.config import DataConfig
+from cityseg.data.config import DataConfig
 from cityseg.errors import CitysegError, listing
 
 IMAGE_SUFFIX = "_leftImg8bit.png"

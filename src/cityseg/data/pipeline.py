@@ -31,8 +31,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from cityseg.config import DataConfig, TrainConfig
 from cityseg.data.cityscapes import DatasetError, Sample
+from cityseg.data.config import DataConfig, DatasetSettings
 from cityseg.errors import InputError
 from cityseg.fileio import read_image, read_label_png, write_json_atomic
 from cityseg.labels import LABELS, LabelSet, load_label_set
@@ -250,7 +250,7 @@ def class_pixel_counts(samples: list[Sample], data: DataConfig) -> np.ndarray:
 # tf.data.
 # --------------------------------------------------------------------------------------------
 
-def make_dataset(samples: list[Sample], cfg: TrainConfig, normalization: Normalization, training: bool,
+def make_dataset(samples: list[Sample], cfg: DatasetSettings, normalization: Normalization, training: bool,
                  *, progress: bool = True):
     """A tf.data.Dataset of (float32 images (B,H,W,3), int32 labels (B,H,W)), one pass per epoch.
 

@@ -27,10 +27,6 @@ SHARED_STORAGE = ("cityseg fleet needs the bags and --out on storage every Ray n
                   "path (shared storage, see docs/FLEET.md)")
 REPORT_EVERY_S = 0.25
 """How often a worker tells the progress board how far it is in a bag."""
-TEST_KILL_ENV = "CITYSEG_FLEET_TEST_KILL"
-"""Test hook, read by the driver: ``NAME`` makes the worker replaying bag NAME exit abruptly after
-its first frame on the first attempt, as a killed process would; ``NAME:always`` on every attempt;
-``NAME:hang`` makes it hang there instead (the tests then kill the whole run)."""
 
 
 class ProgressBoard:
@@ -49,11 +45,10 @@ class ProgressBoard:
 class BagWorker:
     """Loads the model once and segments the bags it is given, one at a time."""
 
-    def __init__(self, options: ReplayOptions, model_id: str, force: bool, board: str | None = None,
-                 test_kill: str | None = None):
+    def __init__(self, options: ReplayOptions, model_id: str, force: bool, board: str | None = None):
         self.options, self.model_id, self.force = options, model_id, force
         self.params_id = options.params_id()
-        self.board_name, self.test_kill = board, test_kill
+        self.board_name = board
         self._processor = self._board = None
 
     @property
@@ -90,7 +85,7 @@ class BagWorker:
         result = {"index": task.index, "status": "failed", "frames": 0, "frames_in": 0, "failed_frames": 0,
                   "seconds": 0.0, "error": None, "worker": f"{socket.gethostname()}:{os.getpid()}",
                   "image_topic": None}
-        reporter = _Reporter(self.board, task, self._test_hook(task))
+        reporter = _Reporter(self.board, task)
         try:
             summary = self._write(task, reporter)
             result.update(status="done", frames=summary["frames_out"], frames_in=summary["frames_in"],
@@ -126,28 +121,17 @@ class BagWorker:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    def _test_hook(self, task: BagTask) -> str | None:
-        """'exit' or 'hang' after the first frame of this task (TEST_KILL_ENV), else None."""
-        name, _, mode = (self.test_kill or "").partition(":")
-        if name != task.name or not (task.attempt == 1 or mode == "always"):
-            return None
-        return "hang" if mode == "hang" else "exit"
-
 
 class _Reporter:
     """Counts a bag's frames and tells the progress board every REPORT_EVERY_S."""
 
-    def __init__(self, board, task: BagTask, test_hook: str | None = None):
-        self.board, self.task, self.test_hook = board, task, test_hook
+    def __init__(self, board, task: BagTask):
+        self.board, self.task = board, task
         self.frames, self.last = 0, 0.0
         self.flush()
 
     def frame(self) -> None:
         self.frames += 1
-        if self.test_hook == "exit":
-            os._exit(17)  # TEST_KILL_ENV: die as a killed process would, mid-bag
-        while self.test_hook == "hang":
-            time.sleep(1)  # TEST_KILL_ENV: stay mid-bag until the test kills the run
         if time.monotonic() - self.last >= REPORT_EVERY_S:
             self.flush()
 

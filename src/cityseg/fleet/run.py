@@ -17,7 +17,7 @@ from pathlib import Path
 
 from cityseg.errors import CitysegError
 from cityseg.fileio import write_json_atomic
-from cityseg.fleet.actors import TEST_KILL_ENV, BagWorker, ProgressBoard
+from cityseg.fleet.actors import BagWorker, ProgressBoard
 from cityseg.fleet.plan import (
     BagTask,
     ReplayOptions,
@@ -182,8 +182,7 @@ class _Fleet:
         self.board = ray.remote(ProgressBoard).options(num_cpus=0, name=board_name).remote()
         actor = ray.remote(BagWorker).options(num_cpus=config.cpus_per_worker, num_gpus=config.gpus_per_worker,
                                               max_restarts=MAX_RESTARTS, max_task_retries=0)
-        test_kill = os.environ.get(TEST_KILL_ENV) or None
-        self.workers = [actor.remote(options, model_id, config.force, board_name, test_kill)
+        self.workers = [actor.remote(options, model_id, config.force, board_name)
                         for _ in range(count)]
         self.deaths = [0] * count
         self.idle = list(range(count))

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from cityseg.bundle import Artifact, Bundle, ModelCard, class_fields, framework_versions
-from cityseg.config import TrainConfig, to_mapping
+from cityseg.config import to_mapping
 from cityseg.fileio import atomic_path
 from cityseg.labels import LabelSet
+from cityseg.training.config import TrainConfig
 from cityseg.training.model_setup import build_run_model
 from cityseg.training.run_data import RunData
 from cityseg.training.run_dir import RunPaths

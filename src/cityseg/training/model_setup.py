@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from cityseg.config import ConfigError, OptimizerConfig, TrainConfig
+from cityseg.config import ConfigError
 from cityseg.labels import LabelSet
+from cityseg.training.config import OptimizerConfig, TrainConfig
 from cityseg.training.run_state import STATE_FILE, RunState, TrainingError
 from cityseg.training.version_fence import check_versions
 

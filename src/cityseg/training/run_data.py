@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from cityseg.config import TrainConfig, from_mapping, to_mapping
+from cityseg.config import from_mapping, to_mapping
 from cityseg.labels import LabelSet
 from cityseg.preprocess import Normalization
+from cityseg.training.config import TrainConfig
 from cityseg.training.run_state import RunState, TrainingError
 
 

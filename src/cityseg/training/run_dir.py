@@ -23,8 +23,9 @@ from typing import Any
 import yaml
 
 from cityseg.bundle import CARD_FILE
-from cityseg.config import TrainConfig, load_train_config, to_mapping
+from cityseg.config import to_mapping
 from cityseg.fileio import write_bytes_atomic
+from cityseg.training.config import TrainConfig, load_train_config
 from cityseg.training.run_state import BEST_CHECKPOINT, LAST_CHECKPOINT, MONITOR, STATE_FILE, RunState, TrainingError
 
 RESUME_MAY_CHANGE = ("epochs", "data.root", "data.cache_dir", "tensorboard", "preview_count")

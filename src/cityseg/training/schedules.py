@@ -16,7 +16,7 @@ import math
 import keras
 from keras import ops
 
-from cityseg.config import ScheduleConfig
+from cityseg.training.config import ScheduleConfig
 
 LR_KINDS = ("constant", "step", "poly", "cosine")
 

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from cityseg.bundle import Bundle
-from cityseg.config import TrainConfig, to_mapping
+from cityseg.config import to_mapping
 from cityseg.errors import CitysegError
 from cityseg.labels import LabelSet
+from cityseg.training.config import TrainConfig
 from cityseg.training.distribute import (
     JOIN_TIMEOUT_S,
     WORKER_LOCAL_KEYS,

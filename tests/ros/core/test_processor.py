@@ -199,22 +199,17 @@ def test_auto_id_space_is_labelid_for_cityscapes_models(bundle):
 
 def test_a_custom_label_set_drives_mask_ids_colours_and_label_info(tmp_path):
     """A two-class model bundled with `cityseg import` and a label YAML (ids 10 and 20)."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
+    from cityseg.benchmarking.fixtures import save_foreign_onnx
     from cityseg.export.importer import ImportOptions, import_onnx
     from cityseg.labels import load_label_set
 
     weight = np.array([[[[0.02]], [[0.0]], [[0.0]]]], np.float32)  # lane where red > 127.5
-    graph = helper.make_graph(
-        [helper.make_node("Conv", ["input", "w", "b"], ["z"], kernel_shape=[1, 1]),
-         helper.make_node("Sigmoid", ["z"], ["p"])], "lane",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 64, 128])],
-        [helper.make_tensor_value_info("p", TensorProto.FLOAT, [1, 1, 64, 128])],
-        initializer=[numpy_helper.from_array(weight, "w"), numpy_helper.from_array(np.array([-2.55], np.float32), "b")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(tmp_path / "lane.onnx"))
+    nodes = [helper.make_node("Conv", ["input", "w", "b"], ["z"], kernel_shape=[1, 1]),
+             helper.make_node("Sigmoid", ["z"], ["p"])]
+    save_foreign_onnx(tmp_path / "lane.onnx", nodes, [1, 3, 64, 128], "p", TensorProto.FLOAT, [1, 1, 64, 128],
+                      {"w": weight, "b": np.array([-2.55], np.float32)})
     (tmp_path / "lane.yaml").write_text("name: lane\nignore_id: 255\nclasses:\n"
                                         "  - {id: 10, name: background, color: [0, 0, 0]}\n"
                                         "  - {id: 20, name: lane, color: [255, 255, 0]}\n")

@@ -9,7 +9,7 @@ from cityseg.ros.live.diagnostics import (
     ERROR,
     OK,
     WARN,
-    NodeStats,
+    CameraStats,
     batch_status,
     camera_statuses,
     diagnostic_status,
@@ -27,7 +27,7 @@ class Clock:
 
 def test_rates_over_the_window_and_totals_since_start():
     clock = Clock()
-    stats = NodeStats(window_s=2.0, clock=clock)
+    stats = CameraStats(window_s=2.0, clock=clock)
     for i in range(20):  # 10 Hz for 2 s, every other frame dropped
         clock.now += 0.1
         stats.received()
@@ -50,7 +50,7 @@ def test_rates_over_the_window_and_totals_since_start():
 
 def test_rates_before_a_full_window_use_the_elapsed_time():
     clock = Clock()
-    stats = NodeStats(window_s=10.0, clock=clock)
+    stats = CameraStats(window_s=10.0, clock=clock)
     clock.now += 1.0
     for _ in range(4):
         stats.received()
@@ -59,7 +59,7 @@ def test_rates_before_a_full_window_use_the_elapsed_time():
 
 def test_status_levels_and_values():
     clock = Clock()
-    stats = NodeStats(window_s=1.0, clock=clock)
+    stats = CameraStats(window_s=1.0, clock=clock)
     clock.now += 1.0
     status = diagnostic_status(stats.snapshot(), "/front/segmentation", "unet_lite")
     assert status.level == WARN and "no images received" in status.message
@@ -79,7 +79,7 @@ def test_status_levels_and_values():
 
 def test_internal_errors_are_counted_apart_and_reach_error_when_every_frame_fails():
     clock = Clock()
-    stats = NodeStats(window_s=1.0, clock=clock)
+    stats = CameraStats(window_s=1.0, clock=clock)
     clock.now += 1.0
     for _ in range(3):
         stats.received()
@@ -96,7 +96,7 @@ def test_internal_errors_are_counted_apart_and_reach_error_when_every_frame_fail
 
 def test_upstream_loss_is_a_percentage_of_the_cameras_frames():
     clock = Clock()
-    stats = NodeStats(window_s=2.0, clock=clock)
+    stats = CameraStats(window_s=2.0, clock=clock)
     for i in range(20):  # 10 frames received, 10 lost on the way
         clock.now += 0.1
         if i % 2:
@@ -111,7 +111,7 @@ def test_upstream_loss_is_a_percentage_of_the_cameras_frames():
     assert "Large images" in status.message
     assert dict(status.values)["upstream lost (%)"] == "50.00"
     assert diagnostic_status(snap, "n", "h", loss_warn_percent=60.0).level == OK
-    clean = NodeStats(window_s=2.0, clock=clock)
+    clean = CameraStats(window_s=2.0, clock=clock)
     clock.now += 1.0
     clean.received()
     clean.upstream_lost(0)
@@ -120,7 +120,7 @@ def test_upstream_loss_is_a_percentage_of_the_cameras_frames():
 
 def test_log_line():
     clock = Clock()
-    stats = NodeStats(window_s=1.0, clock=clock)
+    stats = CameraStats(window_s=1.0, clock=clock)
     clock.now += 1.0
     stats.received()
     stats.processed({"convert": 1.0, "preprocess": 2.0, "infer": 30.0, "postprocess": 3.0, "publish": 4.0})
@@ -131,12 +131,12 @@ def test_log_line():
 
 def test_window_must_be_positive():
     with pytest.raises(ValueError):
-        NodeStats(window_s=0)
+        CameraStats(window_s=0)
 
 
 def test_one_status_per_camera_each_judged_alone():
     clock = Clock()
-    stats = {camera: NodeStats(window_s=2.0, clock=clock) for camera in ("front", "left", "rear")}
+    stats = {camera: CameraStats(window_s=2.0, clock=clock) for camera in ("front", "left", "rear")}
     for _ in range(10):
         clock.now += 0.1
         stats["front"].received()

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from cityseg.ros.core.images import ImageError
-from cityseg.ros.live.diagnostics import NodeStats, mean_batch
+from cityseg.ros.live.diagnostics import CameraStats, mean_batch
 from cityseg.ros.live.inference_worker import CameraBatcher, InferenceWorker, batch_capacity_note
 
 CAMERAS = ("front", "left", "right", "rear")
@@ -23,8 +23,8 @@ class Frame:  # the shape of ProcessedFrame the worker relies on
     sent: bool = False
 
 
-def stats_for(cameras=CAMERAS) -> dict[str, NodeStats]:
-    return {c: NodeStats() for c in cameras}
+def stats_for(cameras=CAMERAS) -> dict[str, CameraStats]:
+    return {c: CameraStats() for c in cameras}
 
 
 def wait_until(condition, timeout: float = 5.0) -> bool:
@@ -54,8 +54,8 @@ def test_unknown_camera_and_bad_arguments_are_refused():
         batcher.take_batch(0)
     with pytest.raises(ValueError, match="unique"):
         CameraBatcher(["a", "a"])
-    with pytest.raises(ValueError, match="no NodeStats for camera"):
-        InferenceWorker(batcher, lambda e: [], lambda c, m: None, {"front": NodeStats()})
+    with pytest.raises(ValueError, match="no CameraStats for camera"):
+        InferenceWorker(batcher, lambda e: [], lambda c, m: None, {"front": CameraStats()})
 
 
 def test_round_robin_serves_every_camera_when_max_batch_is_smaller():

@@ -41,7 +41,7 @@ class Stamp:
 
 
 @dataclass(frozen=True)
-class Header:
+class HeaderFields:
     """std_msgs/Header fields, read duck-typed like the message classes."""
 
     stamp: Stamp
@@ -53,14 +53,14 @@ class ImageView(RawImage):
     """A received sensor_msgs/Image: the Image fields (``data`` a read-only uint8 view of the CDR
     bytes) and its header."""
 
-    header: Header
+    header: HeaderFields
 
 
 @dataclass(frozen=True)
 class CompressedImageView:
     """A received sensor_msgs/CompressedImage; ``data`` is a read-only uint8 view of the CDR bytes."""
 
-    header: Header
+    header: HeaderFields
     format: str
     data: np.ndarray
 
@@ -98,9 +98,9 @@ class _Reader:
         # A short sequence is reported by the decoder with the numbers (step * height vs bytes).
         return np.frombuffer(self.buffer, np.uint8, count=min(count, available), offset=start)
 
-    def header(self) -> Header:
+    def header(self) -> HeaderFields:
         sec, nanosec = self.scalar("i"), self.scalar("I")
-        return Header(Stamp(sec, nanosec), self.string())
+        return HeaderFields(Stamp(sec, nanosec), self.string())
 
 
 def read_image(buffer: bytes) -> ImageView:

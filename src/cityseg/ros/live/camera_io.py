@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cityseg.ros.core.outputs import LABEL_INFO, OUTPUTS
-from cityseg.ros.live.diagnostics import NodeStats
+from cityseg.ros.live.diagnostics import CameraStats
 from cityseg.ros.live.upstream_loss import UpstreamLossEstimator, stamp_seconds
 
 LOG_THROTTLE_S = 5.0
@@ -48,14 +48,14 @@ class CameraTopics:
 
 
 class CameraIO:
-    """Subscriptions, publishers and counters of one camera; ``deliver(item)`` hands a frame to the
+    """Subscriptions, publishers and counters of one camera; ``hand_to_inference(item)`` gives a frame to the
     inference thread and returns True when it replaced one not yet taken (a drop)."""
 
     def __init__(self, node, msgs, params, topics: CameraTopics, enabled: frozenset[str],
-                 deliver: Callable[[Any], bool], on_error: Callable[[str, bool], None]):
+                 hand_to_inference: Callable[[Any], bool], on_error: Callable[[str, bool], None]):
         self.node, self.msgs, self.params, self.topics = node, msgs, params, topics
-        self.deliver, self.on_error = deliver, on_error
-        self.stats = NodeStats(window_s=params.stats_window)
+        self.hand_to_inference, self.on_error = hand_to_inference, on_error
+        self.stats = CameraStats(window_s=params.stats_window)
         self.upstream = UpstreamLossEstimator()
         self.camera_info = None
         self.publishers: dict[str, Any] = {}
@@ -124,7 +124,7 @@ class CameraIO:
             self.on_error(str(exc), False)
             return
         self.stats.upstream_lost(self.upstream.observe(stamp_seconds(msg)))
-        if self.deliver((msg, self.camera_info)):
+        if self.hand_to_inference((msg, self.camera_info)):
             self.stats.dropped()
 
     def _on_camera_info(self, msg) -> None:

@@ -44,8 +44,8 @@ class StatsSnapshot:
         return 100.0 * lost / (lost + received) if lost > 0 else 0.0
 
 
-class NodeStats:
-    """Thread-safe counters: the subscription thread counts input, the worker counts output."""
+class CameraStats:
+    """Thread-safe counters of one camera: its subscription thread counts input, the worker counts output."""
 
     def __init__(self, window_s: float = 5.0, clock: Callable[[], float] = time.monotonic):
         if window_s <= 0:

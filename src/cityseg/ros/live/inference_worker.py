@@ -19,7 +19,7 @@ from functools import partial
 from typing import Any
 
 from cityseg.errors import InputError
-from cityseg.ros.live.diagnostics import NodeStats
+from cityseg.ros.live.diagnostics import CameraStats
 
 log = logging.getLogger(__name__)
 
@@ -134,12 +134,12 @@ class InferenceWorker:
     thread_name = "cityseg-inference"
 
     def __init__(self, batcher: CameraBatcher, process_batch: Callable[[list[Entry]], Sequence[Any]],
-                 publish: Callable[[str, dict], None], stats_by_camera: Mapping[str, NodeStats],
+                 publish: Callable[[str, dict], None], stats_by_camera: Mapping[str, CameraStats],
                  on_error: Callable[[str, str, bool], None] = lambda camera, reason, internal: None,
                  max_batch: int | None = None, batch_wait_s: float = 0.0, max_rate_hz: float = 0.0):
         missing = [c for c in batcher.cameras if c not in stats_by_camera]
         if missing:
-            raise ValueError(f"no NodeStats for camera(s) {', '.join(missing)}")
+            raise ValueError(f"no CameraStats for camera(s) {', '.join(missing)}")
         if batch_wait_s < 0:
             raise ValueError(f"batch_wait_s must be >= 0, got {batch_wait_s}")
         if max_rate_hz < 0:
@@ -200,14 +200,14 @@ class InferenceWorker:
             report_failure(result, stats, report, what)
             return False
         try:
-            deliver(result, lambda messages: self.publish(camera, messages), stats)
+            publish_outputs(result, lambda messages: self.publish(camera, messages), stats)
         except Exception as exc:  # the node must survive anything one frame can cause
             report_failure(exc, stats, report, what)
             return False
         return True
 
 
-def deliver(frame, publish: Callable[[dict], None], stats: NodeStats) -> None:
+def publish_outputs(frame, publish: Callable[[dict], None], stats: CameraStats) -> None:
     """Publish a ProcessedFrame (unless its outputs were sent as they were built) and count it
     (timing 'publish'); None counts as unwatched."""
     if frame is None:
@@ -220,7 +220,7 @@ def deliver(frame, publish: Callable[[dict], None], stats: NodeStats) -> None:
     stats.processed(frame.timings, frame.messages)
 
 
-def report_failure(exc: BaseException, stats: NodeStats, on_error: Callable[[str, bool], None],
+def report_failure(exc: BaseException, stats: CameraStats, on_error: Callable[[str, bool], None],
                    what: str = "a frame") -> None:
     """Count and report a failed frame: an InputError is malformed input, anything else internal."""
     if isinstance(exc, InputError):

@@ -269,10 +269,10 @@ class SegmentationNode(LifecycleNode):
         else:
             topics = [CameraTopics.from_patterns(c, p.camera_image_topic, p.camera_info_topic,
                                                  p.camera_output_prefix, p.input_compressed) for c in p.cameras]
-        self.cameras = {t.name: CameraIO(self, self.msgs, p, t, enabled, self._deliver_to(t.name),
+        self.cameras = {t.name: CameraIO(self, self.msgs, p, t, enabled, self._hand_to_inference(t.name),
                                          self._error_reporter(t.name)) for t in topics}
 
-    def _deliver_to(self, camera: str):
+    def _hand_to_inference(self, camera: str):
         """How camera ``camera``'s frames reach the inference thread (True: a pending frame was replaced);
         the batcher is made on activate (the camera is subscribed only while active)."""
         return lambda item: self.batcher.put(camera, item)
