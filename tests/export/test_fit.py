@@ -152,3 +152,19 @@ def test_fused_io_export_refuses_a_tiles_card(tmp_path):
     bundle = import_onnx(threshold_model(tmp_path / "t.onnx"), tmp_path / "b", class_space("trainid"), options)
     with pytest.raises(ExportError, match="fit tiles"):
         export_fused(bundle, CameraInput(128, 256))
+
+
+def test_letterboxed_confidence_from_scores_is_cut_back_when_first_used(tmp_path):
+    from cityseg.bundle.card import replace_card
+
+    from support import make_palette_bundle, painted_scene
+
+    bundle = make_palette_bundle(tmp_path / "p", height=SIDE, width=SIDE)
+    bundle.card = replace_card(bundle.card, fit="letterbox")
+    bundle.save()
+    frame, regions = painted_scene(64, 128, seed=9)
+    result = Segmenter(bundle.path, backend="onnxruntime").segment(frame)
+    assert callable(result.confidence_source)  # not computed until asked for
+    assert result.classes.shape == result.confidence_low.shape == (32, 64)
+    assert result.confidence.shape == frame.shape[:2] and result.confidence.min() > 0
+    np.testing.assert_array_equal(result.mask, regions)

@@ -96,6 +96,11 @@ class Segmentation:
         return postprocess.overlay(frame, self.color(order), alpha)
 
 
+def _cropped(source: Callable[[], np.ndarray], top: int, left: int, h: int, w: int) -> Callable[[], np.ndarray]:
+    """A lazily computed confidence, cut to the letterboxed frame's part when it is computed."""
+    return lambda: source()[top:top + h, left:left + w]
+
+
 def _stitched_source(grid, tiles: list[ConfidenceSource | None]) -> ConfidenceSource | None:
     """The tiles' confidence stitched like their classes: at once when the model gave it, on first
     use when it is computed from the scores; None when the tiles carry none."""
@@ -270,9 +275,10 @@ class Segmenter:
         """A letterboxed result cut back to the frame's part of the input (padding dropped)."""
         top, left, h, w = letterbox_box(result.frame_size, *self.input_size)
         source = result.confidence_source
-        if source is not None:
-            full = source() if callable(source) else source
-            source = full[top:top + h, left:left + w]
+        if callable(source):  # computed from the scores on first use, as for stretch
+            source = _cropped(source, top, left, h, w)
+        elif source is not None:
+            source = source[top:top + h, left:left + w]
         return Segmentation(result.classes[top:top + h, left:left + w], result.frame_size, result.space,
                             result.timings, source, result.unavailable_reason, result.io)
 
