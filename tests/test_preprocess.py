@@ -5,7 +5,19 @@ import pytest
 from PIL import Image
 
 from cityseg.errors import InputError
-from cityseg.preprocess import Normalization, as_rgb, normalize, prepare_frame, resize_image, resize_mask
+from cityseg.preprocess import (
+    Normalization,
+    as_rgb,
+    normalize,
+    prepare_frame,
+    prepare_frame_fit,
+    prepare_frame_tiles,
+    resize_image,
+    resize_mask,
+    tile_grid,
+    tile_spans,
+    tile_starts,
+)
 
 
 @pytest.fixture
@@ -84,3 +96,89 @@ def test_fast_normalize_is_bit_identical_to_numpy(shape):
         out = normalize(images, norm)
         assert out.dtype == np.float32 and out.shape == shape
         assert np.array_equal(out, expected)
+
+
+# Fit 'tiles': the tile geometry.
+
+@pytest.mark.parametrize("length, tile", [(100, 64), (128, 64), (129, 64), (2048, 513), (1024, 513), (513, 513),
+                                          (1000, 7)])
+def test_tiles_cover_the_axis_evenly_without_padding(length, tile):
+    starts = tile_starts(length, tile)
+    assert len(starts) == -(-length // tile)  # ceil(length / tile)
+    assert starts[0] == 0 and starts[-1] == length - tile  # inside the frame, first and last at its edges
+    gaps = np.diff(starts)
+    if len(starts) > 1:
+        assert gaps.max() <= tile and gaps.max() - gaps.min() <= 1  # no holes, spread evenly
+
+
+def test_an_axis_shorter_than_a_tile_gets_one_centred_padded_tile():
+    assert tile_starts(40, 64) == (-12,)
+    assert tile_starts(63, 64) == (0,)  # one black line at the end
+    assert tile_starts(1, 64) == (-31,)
+
+
+def test_overlaps_split_halfway_between_the_tile_centres():
+    assert tile_starts(100, 64) == (0, 36)  # centres 32 and 68: pixels 0-49 from the first, 50-99 the second
+    assert tile_spans((0, 36), 100, 64) == [(0, 0, 50), (1, 50, 100)]
+    assert tile_spans((0, 64), 128, 64) == [(0, 0, 64), (1, 64, 128)]  # abutting: each its own pixels
+    assert tile_spans((0, 35), 100, 65) == [(0, 0, 50), (1, 50, 100)]  # centres 32.5, 67.5: a tie at 50 goes first
+
+
+def nearest_centre(position: int, starts, tile: int) -> int:
+    """The tile whose centre is nearest the pixel's centre (the earlier one on a tie), by brute force."""
+    distances = [abs(position + 0.5 - (s + tile / 2)) for s in starts]
+    return distances.index(min(distances))
+
+
+@pytest.mark.parametrize("frame_size, scale", [((200, 300), 1.0), ((1024, 2048), 0.25), ((40, 150), 1.0),
+                                               ((128, 128), 1.0), ((97, 301), 0.7)])
+def test_stitched_pixels_come_from_the_nearest_tile_at_the_right_offset(frame_size, scale):
+    grid = tile_grid(frame_size, 64, 64, scale)
+    assert grid.count == len(grid.rows) * len(grid.cols) == len(grid.boxes)
+    ys, xs = np.mgrid[0:64, 0:64]
+    # every tile says which tile it is and which of its pixels each value is
+    tiles = np.stack([np.stack([np.full((64, 64), k), ys, xs], axis=-1) for k in range(grid.count)])
+    out = grid.stitch(tiles)
+    assert out.shape == (*grid.scaled, 3)
+    for y in range(grid.scaled[0]):
+        row = nearest_centre(y, grid.rows, 64)
+        cols = [nearest_centre(x, grid.cols, 64) for x in range(grid.scaled[1])]
+        np.testing.assert_array_equal(out[y, :, 0], [row * len(grid.cols) + c for c in cols])
+        assert (out[y, :, 1] == y - grid.rows[row]).all()  # the tile pixel that saw this frame pixel
+        np.testing.assert_array_equal(out[y, :, 2], np.arange(grid.scaled[1]) - np.take(grid.cols, cols))
+
+
+def test_every_pixel_is_assigned_exactly_once():
+    for length, tile in [(100, 64), (2048, 513), (40, 64), (1537, 512)]:
+        starts = tile_starts(length, tile)
+        spans = tile_spans(starts, length, tile)
+        assert [i for i, _, _ in spans] == list(range(len(starts)))
+        assert spans[0][1] == 0 and spans[-1][2] == length
+        assert all(a[2] == b[1] for a, b in zip(spans, spans[1:]))  # contiguous, no gap, no double
+        for i, first, end in spans:  # and each inside its own tile
+            assert max(starts[i], 0) <= first < end <= starts[i] + tile
+
+
+def test_tiles_of_a_camera_frame():
+    grid = tile_grid((1024, 2048), 513, 513)
+    assert grid.scaled == (1024, 2048) and grid.rows == (0, 511) and grid.cols == (0, 511, 1023, 1535)
+    half = tile_grid((1024, 2048), 513, 513, 0.5)
+    assert half.scaled == (512, 1024) and half.rows == (0,) and half.cols == (0, 511) and half.count == 2
+
+
+def test_cut_tiles_are_crops_of_the_scaled_frame_with_black_padding(frame):
+    tiles, grid = prepare_frame_tiles(frame, "RGB", 64, 64, "area", scale=0.5)  # 96x160 -> 48x80
+    scaled = resize_image(frame, 48, 80, "area")
+    assert grid.rows == (-8,) and grid.cols == (0, 16) and tiles.shape == (2, 64, 64, 3)
+    np.testing.assert_array_equal(tiles[0, 8:56], scaled[:, :64])
+    np.testing.assert_array_equal(tiles[1, 8:56], scaled[:, 16:])
+    assert tiles[:, :8].max() == 0 and tiles[:, 56:].max() == 0
+    np.testing.assert_array_equal(grid.stitch(tiles), scaled)  # cut then stitched: the scaled frame again
+    np.testing.assert_array_equal(prepare_frame_fit(frame, "RGB", 64, 64, "area", fit="tiles", tile_scale=0.5),
+                                  tiles[1])  # one input per frame: the middle tile
+
+
+@pytest.mark.parametrize("scale", [0.0, -1.0, float("nan")])
+def test_a_scale_that_is_not_positive_is_refused(scale):
+    with pytest.raises(ValueError, match="tile_scale must be positive"):
+        tile_grid((100, 100), 64, 64, scale)

@@ -7,6 +7,7 @@ Masks go back to the frame's size with :func:`upsample_nearest` (inference, expo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -142,10 +143,12 @@ def prepare_frame(frame: np.ndarray, channel_order: str, height: int, width: int
     return np.ascontiguousarray(resized)
 
 
-FIT_POLICIES = ("stretch", "letterbox")
+FIT_POLICIES = ("stretch", "letterbox", "tiles")
 """How a frame whose aspect differs from the model input's fills it: ``stretch`` resizes it to the
 input size (aspect lost); ``letterbox`` keeps the aspect, pads the rest with black, and the mask is
-cut back to the frame's part (:func:`letterbox_box`) before it goes to the frame's size."""
+cut back to the frame's part (:func:`letterbox_box`) before it goes to the frame's size; ``tiles``
+resizes the frame by the card's ``tile_scale`` and covers it with input-sized tiles (:func:`tile_grid`),
+one network input each, whose masks are stitched (each pixel from the tile whose centre is nearest)."""
 
 
 def letterbox_box(frame_size: tuple[int, int], height: int, width: int) -> tuple[int, int, int, int]:
@@ -157,11 +160,95 @@ def letterbox_box(frame_size: tuple[int, int], height: int, width: int) -> tuple
     return (height - inner_h) // 2, (width - inner_w) // 2, inner_h, inner_w
 
 
+def tile_starts(length: int, tile: int) -> tuple[int, ...]:
+    """Where the tiles covering ``length`` pixels start: ceil(length / tile) tiles spread evenly from
+    0 to length - tile (overlapping where they must); one centred tile, starting before 0 (black
+    padding), when ``length`` is shorter than a tile."""
+    if length <= tile:
+        return (-((tile - length) // 2),)
+    n = -(-length // tile)
+    return tuple(i * (length - tile) // (n - 1) for i in range(n))
+
+
+def tile_spans(starts: Sequence[int], length: int, tile: int) -> list[tuple[int, int, int]]:
+    """(tile index, first, end) of the pixels each tile gives the stitched mask along one axis: the
+    ones whose centre is nearest that tile's centre (overlaps split halfway, a tie to the earlier tile)."""
+    cuts = [(starts[i] + starts[i + 1] + tile + 1) // 2 for i in range(len(starts) - 1)]
+    edges = [0, *cuts, length]
+    return [(i, edges[i], edges[i + 1]) for i in range(len(starts))]
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """How one frame is covered by tiles (fit ``tiles``): the frame resized to ``scaled`` (H', W'),
+    tile rows starting at ``rows`` and columns at ``cols`` (row-major order, ``tile`` = input size)."""
+
+    scaled: tuple[int, int]
+    tile: tuple[int, int]
+    rows: tuple[int, ...]
+    cols: tuple[int, ...]
+
+    @property
+    def count(self) -> int:
+        """Number of tiles (network inputs) for the frame."""
+        return len(self.rows) * len(self.cols)
+
+    @property
+    def boxes(self) -> list[tuple[int, int]]:
+        """(top, left) of every tile in the scaled frame, row-major."""
+        return [(top, left) for top in self.rows for left in self.cols]
+
+    def cut(self, image: np.ndarray) -> np.ndarray:
+        """The scaled frame (H'xWx3 uint8) -> T x h x w x 3 tiles, black where a tile passes its edge."""
+        (h, w), (height, width) = self.tile, self.scaled
+        tiles = np.zeros((self.count, h, w, *image.shape[2:]), image.dtype)
+        for k, (top, left) in enumerate(self.boxes):
+            y0, x0 = max(top, 0), max(left, 0)
+            y1, x1 = min(top + h, height), min(left + w, width)
+            tiles[k, y0 - top:y1 - top, x0 - left:x1 - left] = image[y0:y1, x0:x1]
+        return tiles
+
+    def stitch(self, tiles: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+        """Per-tile outputs (T x h x w [x C], any dtype: class ids, scores, confidence) -> one
+        H' x W' [x C] array, each pixel from the tile whose centre is nearest."""
+        first = tiles[0]
+        out = np.empty((*self.scaled, *first.shape[2:]), first.dtype)
+        height, width = self.scaled
+        for r, y0, y1 in tile_spans(self.rows, height, self.tile[0]):
+            top = self.rows[r]
+            for c, x0, x1 in tile_spans(self.cols, width, self.tile[1]):
+                left = self.cols[c]
+                out[y0:y1, x0:x1] = tiles[r * len(self.cols) + c][y0 - top:y1 - top, x0 - left:x1 - left]
+        return out
+
+
+def tile_grid(frame_size: tuple[int, int], height: int, width: int, scale: float = 1.0) -> TileGrid:
+    """The tiles of a ``frame_size`` (H, W) frame resized by ``scale`` for a height x width input."""
+    if not scale > 0:
+        raise ValueError(f"tile_scale must be positive, got {scale}")
+    scaled = (max(1, round(frame_size[0] * scale)), max(1, round(frame_size[1] * scale)))
+    return TileGrid(scaled, (height, width), tile_starts(scaled[0], height), tile_starts(scaled[1], width))
+
+
+def prepare_frame_tiles(frame: np.ndarray, channel_order: str, height: int, width: int, method: str,
+                        model_order: str = "RGB", scale: float = 1.0) -> tuple[np.ndarray, TileGrid]:
+    """Any 8-bit frame -> (T x height x width x 3 uint8 tiles in the model's channel order, their grid):
+    the frame resized by ``scale`` with ``method``, then cut as :func:`tile_grid` says."""
+    grid = tile_grid(frame.shape[:2], height, width, scale)
+    scaled = prepare_frame(frame, channel_order, *grid.scaled, method, model_order)
+    return grid.cut(scaled), grid
+
+
 def prepare_frame_fit(frame: np.ndarray, channel_order: str, height: int, width: int, method: str,
-                      model_order: str = "RGB", fit: str = "stretch") -> np.ndarray:
-    """:func:`prepare_frame` under a fit policy (:data:`FIT_POLICIES`)."""
+                      model_order: str = "RGB", fit: str = "stretch", tile_scale: float = 1.0) -> np.ndarray:
+    """:func:`prepare_frame` under a fit policy (:data:`FIT_POLICIES`): one network input for the
+    frame (for ``tiles`` its middle tile, a sample of what the model sees; all tiles:
+    :func:`prepare_frame_tiles`)."""
     if fit == "stretch":
         return prepare_frame(frame, channel_order, height, width, method, model_order)
+    if fit == "tiles":
+        tiles, grid = prepare_frame_tiles(frame, channel_order, height, width, method, model_order, tile_scale)
+        return tiles[(len(grid.rows) // 2) * len(grid.cols) + len(grid.cols) // 2]
     if fit != "letterbox":
         raise ValueError(f"unknown fit {fit!r}; use one of {', '.join(FIT_POLICIES)}")
     top, left, inner_h, inner_w = letterbox_box(frame.shape[:2], height, width)

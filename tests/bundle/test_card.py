@@ -24,6 +24,24 @@ def test_card_roundtrip(tmp_path):
     assert Bundle.load(tmp_path / "b" / "model.json").path == tmp_path / "b"
 
 
+def test_tiles_card_roundtrip_and_old_cards_without_tile_scale(tmp_path):
+    from cityseg.bundle.card import replace_card
+
+    bundle = make_palette_bundle(tmp_path / "b")
+    assert bundle.card.fit == "stretch" and bundle.card.tile_scale == 1.0
+    bundle.card = replace_card(bundle.card, fit="tiles", tile_scale=0.5)
+    bundle.save()
+    raw = json.loads((tmp_path / "b" / "model.json").read_text())
+    assert (raw["fit"], raw["tile_scale"]) == ("tiles", 0.5)
+    loaded = Bundle.load(tmp_path / "b")
+    assert loaded.card == bundle.card and loaded.card.tile_grid((100, 400)).count == 2  # 50x200 in two 64x128 tiles
+    del raw["tile_scale"]
+    raw["fit"] = "letterbox"
+    (tmp_path / "b" / "model.json").write_text(json.dumps(raw))
+    old = Bundle.load(tmp_path / "b").card
+    assert (old.fit, old.tile_scale, old.tile_grid((100, 400))) == ("letterbox", 1.0, None)
+
+
 def test_create_refuses_to_overwrite(tmp_path):
     make_palette_bundle(tmp_path / "b")
     with pytest.raises(BundleError, match="already exists.*--force"):
@@ -60,6 +78,10 @@ def test_missing_artifact_file(tmp_path):
     ({"class_space": "coco"}, "class_space: 'coco' is not one of"),
     ({"normalization": {"scale": 1.0, "mean": [0, 0, 0], "std": [1, 0, 1]}}, "std must be positive"),
     ({"colour_order": "RGB"}, "unknown key"),
+    ({"fit": "squares"}, "fit: 'squares' is not one of 'stretch', 'letterbox', 'tiles'"),
+    ({"fit": "tiles", "tile_scale": 0}, r"tile_scale 0.0 is not a positive number .the factor frames are resized by"),
+    ({"fit": "tiles", "tile_scale": -0.5}, "tile_scale -0.5 is not a positive number"),
+    ({"tile_scale": "half"}, "tile_scale"),
 ])
 def test_inconsistent_cards_are_rejected(tmp_path, change, message):
     make_palette_bundle(tmp_path / "b")

@@ -64,7 +64,7 @@ def bench_bundle(bundle, backend: str, frame: np.ndarray, repeats: int, warmup: 
     encoded = cv2.imencode(".png", frame)[1]
     batch = segmenter.preprocess([frame])
     output = segmenter.backend.infer(batch)
-    classes = segmenter.to_ids(*segmenter.standardize(output))[0]
+    classes = segmenter.results(output, None, [frame.shape[:2]])[0].classes
     color_low = postprocess.colorize(classes, card.space.palette)
     color = upsample_nearest(color_low, FRAME_HEIGHT, FRAME_WIDTH)
 
@@ -84,8 +84,8 @@ def bench_bundle(bundle, backend: str, frame: np.ndarray, repeats: int, warmup: 
         "convert": convert if message is not None else None,
         "preprocess": lambda: segmenter.preprocess([frame]),
         "infer": lambda: segmenter.backend.infer(batch),
-        "postprocess": lambda: upsample_nearest(  # incl. the upsampling of strided scores
-            segmenter.to_ids(*segmenter.standardize(output))[0], FRAME_HEIGHT, FRAME_WIDTH),
+        "postprocess": lambda: upsample_nearest(  # incl. the upsampling of strided scores, fit, stitching
+            segmenter.results(output, None, [frame.shape[:2]])[0].classes, FRAME_HEIGHT, FRAME_WIDTH),
         "colour": lambda: upsample_nearest(
             postprocess.colorize(classes, card.space.palette), FRAME_HEIGHT, FRAME_WIDTH),
         "overlay": lambda: postprocess.overlay(frame, color, alpha),

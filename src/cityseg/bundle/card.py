@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import math
 import platform
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,8 +26,11 @@ from cityseg.preprocess import (
     FIT_POLICIES,
     RESIZE_METHODS,
     Normalization,
+    TileGrid,
     normalize,
     prepare_frame_fit,
+    prepare_frame_tiles,
+    tile_grid,
     to_layout,
 )
 
@@ -134,9 +138,12 @@ class ModelCard:
     input_dtype: Literal["float32", "uint8"] = "float32"
     """'float32': normalised input (cards without the field); 'uint8': the resized frame as it is,
     no normalisation (int8 TFLite models and other uint8-input graphs)."""
-    fit: Literal["stretch", "letterbox"] = "stretch"
+    fit: Literal["stretch", "letterbox", "tiles"] = "stretch"
     """How frames of another aspect fill the input (cityseg.preprocess.FIT_POLICIES); cards without
     the field stretch."""
+    tile_scale: float = 1.0
+    """For fit ``tiles``: the factor frames are resized by before they are cut into input-sized
+    tiles (1.0: the camera's own pixels; cards without the field). Unused by other fits."""
     imported: dict[str, Any] = field(default_factory=dict)
     """For a model cityseg did not train: the source file, its sha256, and what was detected or given."""
     frameworks: dict[str, str] = field(default_factory=dict)
@@ -151,6 +158,9 @@ class ModelCard:
             raise ValueError(f"resize {self.resize!r} is not one of {', '.join(RESIZE_METHODS)}")
         if self.fit not in FIT_POLICIES:
             raise ValueError(f"fit {self.fit!r} is not one of {', '.join(FIT_POLICIES)}")
+        if not (isinstance(self.tile_scale, (int, float)) and math.isfinite(self.tile_scale) and self.tile_scale > 0):
+            raise ValueError(f"tile_scale {self.tile_scale!r} is not a positive number (the factor frames are "
+                             "resized by before tiling, e.g. 1.0)")
         if self.input_dtype not in ("float32", "uint8"):
             raise ValueError(f"input_dtype {self.input_dtype!r} is not float32 or uint8")
         if self.class_space == CUSTOM_SPACE and self.labels is None:
@@ -190,12 +200,33 @@ class ModelCard:
 
     def preprocess(self, frames: Sequence[np.ndarray], channel_order: str = "RGB") -> np.ndarray:
         """Frames (uint8, any size, in ``channel_order``) -> float32 network input (NxHxWx3, or
-        Nx3xHxW for an NCHW card), exactly as this model was trained: the card's resize method,
-        channel order and normalisation (none for a uint8-input card: the resized uint8 frame)."""
+        Nx3xHxW for an NCHW card), one input per frame, exactly as this model was trained: the card's
+        resize method, fit, channel order and normalisation (none for a uint8-input card: the resized
+        uint8 frame). A ``tiles`` card gives each frame's middle tile here (what export checks and
+        calibration sample); :meth:`network_batch` gives every tile, as the Segmenter runs them."""
         batch = np.empty((len(frames), self.input_height, self.input_width, 3), dtype=np.uint8)
         for i, frame in enumerate(frames):
             batch[i] = prepare_frame_fit(frame, channel_order, self.input_height, self.input_width,
-                                         self.resize, self.channel_order, self.fit)
+                                         self.resize, self.channel_order, self.fit, self.tile_scale)
+        return self._finish(batch)
+
+    def tile_grid(self, frame_size: tuple[int, int]) -> TileGrid | None:
+        """The tiles a frame of ``frame_size`` (H, W) is cut into (None unless the fit is ``tiles``)."""
+        if self.fit != "tiles":
+            return None
+        return tile_grid(frame_size, self.input_height, self.input_width, self.tile_scale)
+
+    def network_batch(self, frames: Sequence[np.ndarray], channel_order: str = "RGB") -> np.ndarray:
+        """What the model runs on for ``frames``: :meth:`preprocess`, except that a ``tiles`` card gives
+        every tile of every frame (frame by frame, each frame's tiles row-major, :meth:`tile_grid`)."""
+        if self.fit != "tiles":
+            return self.preprocess(frames, channel_order)
+        tiles = [prepare_frame_tiles(frame, channel_order, self.input_height, self.input_width, self.resize,
+                                     self.channel_order, self.tile_scale)[0] for frame in frames]
+        return self._finish(tiles[0] if len(tiles) == 1 else np.concatenate(tiles))
+
+    def _finish(self, batch: np.ndarray) -> np.ndarray:
+        """A uint8 NHWC batch -> the network's input dtype and layout."""
         if self.input_dtype == "uint8":
             return to_layout(batch, self.input_layout)
         return to_layout(normalize(batch, self.normalization), self.input_layout)

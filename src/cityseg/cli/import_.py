@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cityseg.cli import parse_dimensions
+from cityseg.cli import parse_dimensions, positive_float
 
 
 def _triple(text: str) -> tuple[float, float, float]:
@@ -49,15 +49,20 @@ def add_parser(sub) -> None:
                    help="how frames are resized to the input size (mmsegmentation/PaddleSeg: linear)")
     p.add_argument("--output", choices=("auto", "logits", "probabilities", "sigmoid", "argmax"), default="auto",
                    help="what the first output is (default: from its dtype and the operator before it)")
-    p.add_argument("--fit", choices=("stretch", "letterbox"), default="stretch",
-                   help="frames of another aspect than the input: stretch them (default) or letterbox them "
-                        "(pad with black, the mask cut back to the frame)")
+    p.add_argument("--fit", choices=("stretch", "letterbox", "tiles"), default="stretch",
+                   help="frames of another aspect than the input: stretch them (default), letterbox them "
+                        "(pad with black, the mask cut back to the frame), or cover them with input-sized "
+                        "tiles and stitch the masks (models trained on crops; see --tile-scale)")
+    p.add_argument("--tile-scale", type=positive_float, default=None, metavar="S",
+                   help="with --fit tiles: resize frames by S before cutting them into tiles (default 1: the "
+                        "camera's pixels; e.g. 0.5 for a model trained on crops of half-resolution frames)")
     p.add_argument("--name", help="model name on the card (default: the file's stem)")
     p.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from cityseg.errors import InputError
     from cityseg.export.importer import ImportOptions, import_onnx
     from cityseg.labels import load_label_set
 
@@ -65,15 +70,19 @@ def run(args: argparse.Namespace) -> int:
     scale = args.scale
     if scale is None and args.mean is not None and args.std is not None and max(args.mean) > 1.0:
         scale = 1.0  # mean/std in the 0-255 domain (mmsegmentation, PaddleSeg): no rescale before them
+    if args.tile_scale is not None and args.fit != "tiles":
+        raise InputError(f"--tile-scale {args.tile_scale:g} only applies to --fit tiles (the fit is {args.fit})")
     options = ImportOptions(layout=args.layout, input_size=args.input_size, channel_order=args.channel_order,
                             scale=scale, mean=args.mean, std=args.std, resize=args.resize, output=args.output,
-                            fit=args.fit)
+                            fit=args.fit, tile_scale=1.0 if args.tile_scale is None else args.tile_scale)
     bundle = import_onnx(args.model, args.out, space, options, name=args.name, force=args.force)
     card = bundle.card
     artifact = card.artifacts["onnx"]
     trial = artifact.details["trial"]
+    fit = "" if card.fit == "stretch" else f", fit {card.fit}"
+    fit += f" (tile scale {card.tile_scale:g})" if card.fit == "tiles" else ""
     print(f"wrote {bundle.path}: {card.name}, {card.input_layout} {card.input_height}x{card.input_width} "
-          f"{card.channel_order}, {artifact.output} output ({artifact.output_layout}, stride "
+          f"{card.channel_order}{fit}, {artifact.output} output ({artifact.output_layout}, stride "
           f"{trial['output_stride']:g}), {card.num_classes} classes ({card.space.name})")
     findings = artifact.details["tensorrt_check"]
     print("TensorRT 10: " + (f"{len(findings)} problem(s), see the warning above" if findings

@@ -26,7 +26,7 @@ from cityseg.export import parity, tflite
 from cityseg.export import tensorrt_compat as trt_compat
 from cityseg.fileio import require_file, sha256_file
 from cityseg.labels import LabelSet
-from cityseg.preprocess import Normalization
+from cityseg.preprocess import FIT_POLICIES, Normalization
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,7 @@ class ImportOptions:
     resize: str | None = None
     output: str = "auto"
     fit: str = "stretch"
+    tile_scale: float = 1.0
 
 
 def _dims(value) -> list:
@@ -210,6 +211,7 @@ def build_card(path: Path, facts: GraphFacts, options: ImportOptions, space: Lab
                   uint8_input=uint8_input)
     height, width = detect_size(facts, layout, options.input_size)
     kind = detect_output(facts, options.output)
+    check_fit(options)
     order = options.channel_order.upper()
     detected = {"layout": options.layout == "auto", "input_size": options.input_size is None,
                 "output": options.output == "auto"}
@@ -218,6 +220,7 @@ def build_card(path: Path, facts: GraphFacts, options: ImportOptions, space: Lab
         input_width=width, **class_fields(space), channel_order=order, resize=RESIZE_CHOICES[options.resize],
         normalization=Normalization() if uint8_input else normalization(options, order), input_layout=layout,
         input_dtype="uint8" if uint8_input else "float32", fit=options.fit,
+        tile_scale=float(options.tile_scale),
         frameworks=framework_versions("onnx", "onnxruntime"),
         imported={"source": str(source or path), "sha256": sha256_file(source or path),
                   "converted": "tf2onnx (TFLite)" if source else None, "producer": facts.producer,
@@ -226,6 +229,19 @@ def build_card(path: Path, facts: GraphFacts, options: ImportOptions, space: Lab
     card.artifacts["onnx"] = Artifact("model.onnx", "onnx", kind, {},
                                       output_layout=output_layout(facts, layout, space.num_classes))
     return card
+
+
+def check_fit(options: ImportOptions) -> None:
+    """InputError for a fit the card cannot take: an unknown policy, a tile scale that is not a
+    positive number, or a tile scale without ``--fit tiles``."""
+    if options.fit not in FIT_POLICIES:
+        raise InputError(f"--fit {options.fit}: unknown fit policy; use one of {', '.join(FIT_POLICIES)}")
+    scale = options.tile_scale
+    if not (isinstance(scale, (int, float)) and 0 < scale < float("inf")):
+        raise InputError(f"--tile-scale {scale}: must be a positive number (the factor frames are resized by "
+                         "before they are cut into tiles, e.g. 1.0)")
+    if options.fit != "tiles" and scale != 1.0:
+        raise InputError(f"--tile-scale {scale} only applies to --fit tiles (the fit is {options.fit})")
 
 
 def trial_run(path: Path, card: ModelCard, facts: GraphFacts, frames: list[np.ndarray] | None = None) -> dict:

@@ -34,7 +34,8 @@ class Segmentation:
     """The result for one frame. Full-resolution images are computed on first access."""
 
     classes: np.ndarray
-    """uint8 class ids at network resolution (at the frame's for a fused-I/O model), in the requested id space."""
+    """uint8 class ids at network resolution (at the frame's for a fused-I/O model, the frame's times
+    ``tile_scale`` for a ``tiles`` card), in the requested id space."""
     frame_size: tuple[int, int]
     """(height, width) of the input frame."""
     space: LabelSet
@@ -93,6 +94,21 @@ class Segmentation:
     def overlay(self, frame: np.ndarray, alpha: float = 0.5, order: str = "RGB") -> np.ndarray:
         """The colour mask alpha-blended over ``frame`` (HxWx3 in ``order``)."""
         return postprocess.overlay(frame, self.color(order), alpha)
+
+
+def _cropped(source: Callable[[], np.ndarray], top: int, left: int, h: int, w: int) -> Callable[[], np.ndarray]:
+    """A lazily computed confidence, cut to the letterboxed frame's part when it is computed."""
+    return lambda: source()[top:top + h, left:left + w]
+
+
+def _stitched_source(grid, tiles: list[ConfidenceSource | None]) -> ConfidenceSource | None:
+    """The tiles' confidence stitched like their classes: at once when the model gave it, on first
+    use when it is computed from the scores; None when the tiles carry none."""
+    if tiles[0] is None:
+        return None
+    if not any(callable(s) for s in tiles):
+        return grid.stitch(tiles)
+    return lambda: grid.stitch([s() if callable(s) else s for s in tiles])
 
 
 class Segmenter:
@@ -166,8 +182,9 @@ class Segmenter:
                 "--confidence`)")
 
     def preprocess(self, frames: Sequence[np.ndarray], channel_order: str = "RGB") -> np.ndarray:
-        """Frames (uint8, any size) -> float32 network input, as the card says."""
-        return self.bundle.card.preprocess(frames, channel_order)
+        """Frames (uint8, any size) -> float32 network input, as the card says (for fit ``tiles``
+        every tile of every frame: :meth:`ModelCard.network_batch`)."""
+        return self.bundle.card.network_batch(frames, channel_order)
 
     def standardize(self, output: np.ndarray) -> tuple[np.ndarray, str]:
         """A raw backend output -> (NxHxWxC scores or NxHxW ids at the input size, their kind)."""
@@ -211,25 +228,57 @@ class Segmenter:
         t1 = time.perf_counter()
         output, confidence = self.backend.run(batch)
         t2 = time.perf_counter()
-        canonical, kind = self.standardize(output)
-        classes = self.to_ids(canonical, kind)
+        results = self.results(output, confidence, [frame.shape[:2] for frame in frames])
         t3 = time.perf_counter()
         n = len(frames)
         timings = {"preprocess": (t1 - t0) * 1e3 / n, "infer": (t2 - t1) * 1e3 / n,
                    "argmax": (t3 - t2) * 1e3 / n}
-        sources = self._confidence_sources(canonical, kind, confidence, n)
+        for result in results:
+            result.timings.update(timings)
+        return results
+
+    def results(self, output: np.ndarray, confidence: np.ndarray | None,
+                frame_sizes: Sequence[tuple[int, int]]) -> list[Segmentation]:
+        """The backend's output (and confidence output) for :meth:`preprocess` of frames of
+        ``frame_sizes`` -> one result per frame: class ids in :attr:`space`, a letterboxed mask cut
+        back to the frame's part, the tiles of a ``tiles`` card stitched into one mask."""
+        canonical, kind = self.standardize(output)
+        classes = self.to_ids(canonical, kind)
+        sources = self._confidence_sources(canonical, kind, confidence, len(classes))
         reason = self.confidence_unavailable_reason
-        results = [Segmentation(classes[i], frames[i].shape[:2], self.space, dict(timings), sources[i], reason)
-                   for i in range(n)]
-        return [self._fit_back(r) for r in results] if self.bundle.card.fit != "stretch" else results
+        card = self.bundle.card
+        if card.fit == "tiles":
+            return self._stitched(classes, sources, frame_sizes)
+        if len(classes) != len(frame_sizes):
+            raise BundleError(f"{self.backend.path}: {len(classes)} outputs for {len(frame_sizes)} frames")
+        results = [Segmentation(classes[i], tuple(size), self.space, {}, sources[i], reason)
+                   for i, size in enumerate(frame_sizes)]
+        return [self._fit_back(r) for r in results] if card.fit == "letterbox" else results
+
+    def _stitched(self, classes: np.ndarray, sources: list[ConfidenceSource | None],
+                  frame_sizes: Sequence[tuple[int, int]]) -> list[Segmentation]:
+        """Per-tile class ids (and confidence) -> one result per frame at its scaled size."""
+        grids = [self.bundle.card.tile_grid(size) for size in frame_sizes]
+        if sum(g.count for g in grids) != len(classes):
+            raise BundleError(f"{self.backend.path}: {len(classes)} outputs for {sum(g.count for g in grids)} tiles")
+        results, start = [], 0
+        for grid, size in zip(grids, frame_sizes):
+            end = start + grid.count
+            mask = grid.stitch(classes[start:end])
+            source = _stitched_source(grid, sources[start:end])
+            results.append(Segmentation(mask, tuple(size), self.space, {}, source,
+                                        self.confidence_unavailable_reason))
+            start = end
+        return results
 
     def _fit_back(self, result: Segmentation) -> Segmentation:
         """A letterboxed result cut back to the frame's part of the input (padding dropped)."""
         top, left, h, w = letterbox_box(result.frame_size, *self.input_size)
         source = result.confidence_source
-        if source is not None:
-            full = source() if callable(source) else source
-            source = full[top:top + h, left:left + w]
+        if callable(source):  # computed from the scores on first use, as for stretch
+            source = _cropped(source, top, left, h, w)
+        elif source is not None:
+            source = source[top:top + h, left:left + w]
         return Segmentation(result.classes[top:top + h, left:left + w], result.frame_size, result.space,
                             result.timings, source, result.unavailable_reason, result.io)
 
