@@ -45,7 +45,7 @@ class SegmentationNode:
         self.msgs = RclpyMessages()
         self.worker = self.processor = self.params = self.slot = self.batcher = self.diag_pub = None
         self.fusion = None
-        """cityseg.ros.live.fusion.NodeFusion when points_topic is set."""
+        """cityseg.ros.live.fusion.NodeFusion when points_topic (or grid_frame: camera-only grid) is set."""
         self.cameras: dict = {}
         """Camera name ('' in single-camera mode) -> its CameraIO."""
         self._timers: list = []
@@ -96,7 +96,7 @@ class SegmentationNode:
         self.processor = FrameProcessor.from_bundle(p.model, self.msgs, p.processor_config(), p.backend)
         self._warm_up()
         self._create_cameras()
-        if p.points_topic:
+        if p.points_topic or p.grid_frame:
             from cityseg.ros.live.fusion import NodeFusion
 
             self.fusion = NodeFusion(self.node, self.msgs, p, self.processor, list(self.cameras))
