@@ -302,23 +302,24 @@ class TransformBuffer(FrameTree):
                              f"(samples {samples.span()}, tolerance {self.tolerance_ns / 1e6:g} ms)")
         return t
 
-    def _to_root_at(self, frame: str, stamp_ns: int | None) -> tuple[str, Transform]:
+    def _to_ancestor(self, frame: str, ancestor: str, stamp_ns: int | None) -> Transform:
         out = Transform.identity()
-        while frame in self._parent:
+        while frame != ancestor:
             out = self._edge(frame, stamp_ns) @ out
             frame = self._parent[frame][0]
-        return frame, out
+        return out
 
     def lookup(self, target: str, source: str, stamp_ns: int | None = None) -> Transform:
-        """Points in ``source`` into ``target``, every dynamic edge at ``stamp_ns``; InputError when
-        the frames are not connected or a dynamic edge has no sample near the stamp."""
+        """Points in ``source`` into ``target``, every dynamic edge between them at ``stamp_ns`` (edges
+        above their common ancestor are not looked at); InputError when the frames are not connected
+        or a dynamic edge has no sample near the stamp."""
         if target == source:
             return Transform.identity()
         if not self.can_transform(target, source):
             super().lookup(target, source)  # raises, naming the frames
-        _, target_t = self._to_root_at(target, stamp_ns)
-        _, source_t = self._to_root_at(source, stamp_ns)
-        return target_t.inverse() @ source_t
+        above_target = set(self._chain(target))
+        common = next(f for f in self._chain(source) if f in above_target)
+        return self._to_ancestor(target, common, stamp_ns).inverse() @ self._to_ancestor(source, common, stamp_ns)
 
     def lookup_full(self, target: str, target_ns: int, source: str, source_ns: int, fixed: str) -> Transform:
         """As tf2's lookup_transform_full: ``source`` at ``source_ns`` into ``fixed``, then ``fixed``
