@@ -166,7 +166,8 @@ class GroundGridRunner:
     def __init__(self, config: FusionOptions, classes: Sequence[tuple[int, str]], cameras: Sequence[str],
                  emit: Callable[[GroundGrid], None], lookup: Lookup, say: Callable[[str], None] = log.warning):
         if config.grid is None:
-            raise ValueError("a camera-only grid needs a grid spec")
+            raise InputError("fusion without a points topic builds the camera-only grid: give it a grid "
+                             "(--grid-frame / grid_frame), or give a points topic")
         classes = list(classes)
         try:
             self.costs = cost_table(classes, overrides=config.grid_costs)
