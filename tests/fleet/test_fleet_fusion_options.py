@@ -31,6 +31,10 @@ def test_fleet_parses_fusion_options_into_the_params_id(tmp_path):
     ext.write_text("- {parent: base_link, child: lidar, translation: [0, 0, 2.0], rotation: [0, 0, 0, 1]}\n")
     assert fused.params_id() != first != plain.params_id()
     assert fusion_config(_args()) is None
+    camera_only = fusion_config(_args("--grid-frame", "base_link", "--grid-range", "12", "--fixed-frame", "odom"))
+    assert camera_only.camera_only and camera_only.grid_range_m == 12.0
+    params = ReplayOptions("m", "onnxruntime", ProcessorConfig(), fusion=camera_only).params()["fusion"]
+    assert (params["points_topic"], params["fixed_frame"], params["grid_range_m"]) == ("", "odom", 12.0)
 
 
 def test_grid_costs_option_and_its_refusal(tmp_path):

@@ -85,8 +85,17 @@ def add_fusion_options(p) -> None:
                    help="a camera's mask is used for a cloud when stamped within this of it (default 50)")
     g.add_argument("--points-drop-labels", metavar="NAMES", default="",
                    help="comma-separated class names whose points are left out of the cloud (e.g. sky,road)")
+    g.add_argument("--fixed-frame", metavar="FRAME",
+                   help="a frame that does not move with the vehicle (e.g. odom): with the bag's /tf, each "
+                        "sensor's pose is looked up at its own stamp through it (ego motion compensated)")
+    g.add_argument("--tf-tolerance-ms", type=float, default=100.0,
+                   help="a /tf lookup this far outside the transform's samples takes the nearest one; "
+                        "farther, the transform is missing (default 100)")
     g.add_argument("--grid-frame", metavar="FRAME",
-                   help="also write <ns>/segmentation/grid and grid/labels in this frame (e.g. base_link)")
+                   help="also write <ns>/segmentation/grid and grid/labels in this frame (e.g. base_link); "
+                        "without --points-topic: the camera-only grid of the masks' ground classes")
+    g.add_argument("--grid-range", type=float, default=30.0, metavar="M",
+                   help="camera-only grid: cells up to this far from a camera (default 30)")
     g.add_argument("--grid-resolution", type=float, default=0.2, help="metres per grid cell (default 0.2)")
     g.add_argument("--grid-cells", type=int, default=250, help="cells per side of the square grid (default 250)")
     g.add_argument("--grid-costs", metavar="NAME:COST,...", default="",
@@ -97,17 +106,21 @@ def add_fusion_options(p) -> None:
 
 
 def fusion_config(args: argparse.Namespace):
-    """The FusionConfig the --points-topic options give, or None without --points-topic."""
+    """The FusionOptions the fusion options give: labelled clouds with --points-topic, the camera-only
+    grid with --grid-frame alone; None with neither."""
     from cityseg.errors import CitysegError
     from cityseg.fusion.extrinsics import load_extrinsics
     from cityseg.fusion.grid import GridSpec, parse_costs
-    from cityseg.ros.core.fusion_runner import FusionConfig
+    from cityseg.ros.bag.stamped_fusion import FusionOptions
 
-    if not getattr(args, "points_topic", None):
-        for flag in ("extrinsics", "grid_frame"):
+    if not getattr(args, "points_topic", None) and not getattr(args, "grid_frame", None):
+        for flag in ("extrinsics", "fixed_frame"):
             if getattr(args, flag, None):
-                raise CitysegError(f"--{flag.replace('_', '-')} needs --points-topic")
+                raise CitysegError(f"--{flag.replace('_', '-')} needs --points-topic or --grid-frame")
         return None
+    if args.fixed_frame and args.extrinsics is not None:
+        raise CitysegError("--fixed-frame needs the bag's /tf (moving frames); --extrinsics holds static "
+                           "transforms only: drop one of them")
     grid = None
     try:
         if args.grid_frame:
@@ -118,7 +131,9 @@ def fusion_config(args: argparse.Namespace):
             load_extrinsics(args.extrinsics)  # refused now, naming the file and the entry
         drop = tuple(n.strip() for n in args.points_drop_labels.split(",") if n.strip())
         costs = parse_costs(c for c in args.grid_costs.split(",") if c.strip()) or None
-        return FusionConfig(args.points_topic, args.extrinsics, args.sync_tolerance_ms, drop, grid, costs)
+        return FusionOptions(args.points_topic or "", args.extrinsics, args.sync_tolerance_ms, drop, grid, costs,
+                             fixed_frame=args.fixed_frame or "", grid_range_m=args.grid_range,
+                             tf_tolerance_ms=args.tf_tolerance_ms)
     except ValueError as exc:
         raise CitysegError(f"fusion options: {exc}") from None
 

@@ -8,6 +8,7 @@ Convention as tf2: the transform of entry (parent, child) maps points given in `
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,3 +204,125 @@ def load_extrinsics(path: str | Path) -> FrameTree:
             raise InputError(f"{where}: rotation {rotation!r} is not [qx, qy, qz, qw]") from exc
         tree.add(parent, child, Transform.from_quaternion(translation, rotation), where)
     return tree
+
+
+# ------------------------------------------------------------------------------------------
+# Transforms that change over time (/tf)
+# ------------------------------------------------------------------------------------------
+
+TF_TOLERANCE_NS = 100_000_000
+"""How far outside a dynamic transform's samples a lookup may be (answered with the nearest sample)."""
+TF_CACHE_NS = 10 * 10**9
+"""Samples older than this behind a transform's newest are dropped (tf2's default cache is 10 s)."""
+
+
+def slerp(q0: np.ndarray, q1: np.ndarray, s: float) -> np.ndarray:
+    """Spherical linear interpolation of unit quaternions (qx, qy, qz, qw), s in [0, 1], the short way."""
+    q0, q1 = np.asarray(q0, np.float64), np.asarray(q1, np.float64)
+    dot = float(np.dot(q0, q1))
+    if dot < 0:
+        q1, dot = -q1, -dot
+    if dot > 0.9995:  # nearly equal: linear, normalized (slerp's sine ratio loses precision)
+        q = q0 + s * (q1 - q0)
+        return q / np.linalg.norm(q)
+    theta = np.arccos(min(dot, 1.0))
+    return (np.sin((1 - s) * theta) * q0 + np.sin(s * theta) * q1) / np.sin(theta)
+
+
+class _Samples:
+    """One dynamic edge's samples, sorted by stamp: translations and quaternions."""
+
+    def __init__(self) -> None:
+        self.stamps: list[int] = []
+        self.translations: list[np.ndarray] = []
+        self.quaternions: list[np.ndarray] = []
+
+    def add(self, stamp_ns: int, transform: Transform) -> None:
+        i = bisect.bisect_left(self.stamps, stamp_ns)
+        q, t = np.asarray(transform.quaternion()), np.asarray(transform.translation, np.float64)
+        if i < len(self.stamps) and self.stamps[i] == stamp_ns:
+            self.translations[i], self.quaternions[i] = t, q
+        else:
+            self.stamps.insert(i, stamp_ns)
+            self.translations.insert(i, t)
+            self.quaternions.insert(i, q)
+        old = bisect.bisect_left(self.stamps, self.stamps[-1] - TF_CACHE_NS)
+        if old:
+            del self.stamps[:old], self.translations[:old], self.quaternions[:old]
+
+    def at(self, stamp_ns: int, tolerance_ns: int) -> Transform | None:
+        """Interpolated at ``stamp_ns`` (translation linearly, rotation by slerp, between the two
+        nearest samples); the nearest sample within ``tolerance_ns`` outside the range; else None."""
+        s = self.stamps
+        if not s or stamp_ns < s[0] - tolerance_ns or stamp_ns > s[-1] + tolerance_ns:
+            return None
+        i = bisect.bisect_left(s, stamp_ns)
+        if i == 0 or i == len(s):
+            j = 0 if i == 0 else len(s) - 1
+            return Transform.from_quaternion(self.translations[j], self.quaternions[j])
+        if s[i] == stamp_ns:
+            return Transform.from_quaternion(self.translations[i], self.quaternions[i])
+        w = (stamp_ns - s[i - 1]) / (s[i] - s[i - 1])
+        t = (1 - w) * self.translations[i - 1] + w * self.translations[i]
+        return Transform.from_quaternion(t, slerp(self.quaternions[i - 1], self.quaternions[i], w))
+
+    def span(self) -> str:
+        return f"{self.stamps[0] / 1e9:.3f}..{self.stamps[-1] / 1e9:.3f} s" if self.stamps else "none"
+
+
+class TransformBuffer(FrameTree):
+    """A frame tree whose edges are static (:meth:`add`, as /tf_static) or dynamic
+    (:meth:`add_sample`, as /tf: looked up at a stamp, interpolated between samples)."""
+
+    def __init__(self, source: str = "transforms", tolerance_ns: int = TF_TOLERANCE_NS):
+        super().__init__(source)
+        self.tolerance_ns = int(tolerance_ns)
+        self._dynamic: dict[str, _Samples] = {}
+
+    def add(self, parent: str, child: str, transform: Transform, where: str = "") -> None:
+        super().add(parent, child, transform, where)
+        self._dynamic.pop(child, None)
+
+    def add_sample(self, parent: str, child: str, stamp_ns: int, transform: Transform, where: str = "") -> None:
+        """A sample of ``child``'s transform to ``parent`` at ``stamp_ns`` (a /tf entry)."""
+        if child not in self._dynamic or self._parent.get(child, (None,))[0] != parent:
+            FrameTree.add(self, parent, child, Transform.identity(), where)
+            self._dynamic[child] = _Samples()
+        self._dynamic[child].add(int(stamp_ns), transform)
+
+    def _edge(self, child: str, stamp_ns: int | None) -> Transform:
+        parent, static = self._parent[child]
+        samples = self._dynamic.get(child)
+        if samples is None:
+            return static
+        t = None if stamp_ns is None else samples.at(stamp_ns, self.tolerance_ns)
+        if t is None:
+            when = "without a stamp" if stamp_ns is None else f"at {stamp_ns / 1e9:.3f} s"
+            raise InputError(f"no transform from {child!r} to {parent!r} {when} in {self.source} "
+                             f"(samples {samples.span()}, tolerance {self.tolerance_ns / 1e6:g} ms)")
+        return t
+
+    def _to_ancestor(self, frame: str, ancestor: str, stamp_ns: int | None) -> Transform:
+        out = Transform.identity()
+        while frame != ancestor:
+            out = self._edge(frame, stamp_ns) @ out
+            frame = self._parent[frame][0]
+        return out
+
+    def lookup(self, target: str, source: str, stamp_ns: int | None = None) -> Transform:
+        """Points in ``source`` into ``target``, every dynamic edge between them at ``stamp_ns`` (edges
+        above their common ancestor are not looked at); InputError when the frames are not connected
+        or a dynamic edge has no sample near the stamp."""
+        if target == source:
+            return Transform.identity()
+        if not self.can_transform(target, source):
+            super().lookup(target, source)  # raises, naming the frames
+        above_target = set(self._chain(target))
+        common = next(f for f in self._chain(source) if f in above_target)
+        return self._to_ancestor(target, common, stamp_ns).inverse() @ self._to_ancestor(source, common, stamp_ns)
+
+    def lookup_full(self, target: str, target_ns: int, source: str, source_ns: int, fixed: str) -> Transform:
+        """As tf2's lookup_transform_full: ``source`` at ``source_ns`` into ``fixed``, then ``fixed``
+        into ``target`` at ``target_ns``; ego motion between the two stamps is compensated when
+        ``fixed`` does not move with the vehicle (odom, map)."""
+        return self.lookup(target, fixed, target_ns) @ self.lookup(fixed, source, source_ns)

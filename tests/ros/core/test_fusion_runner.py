@@ -98,7 +98,11 @@ def test_node_parameters_give_the_fusion_config(tmp_path):
     assert config.grid_costs == {"sidewalk": 50} and config.drop_labels == ("sky",)
     assert config.grid.origin_x == -25.0 and config.extrinsics_file == ext
     assert load_node_params({"model": "m"}).fusion_config() is None
-    with pytest.raises(ConfigError, match="points_topic needs extrinsics_file"):
-        load_node_params({"model": "m", "points_topic": "/points"})
+    tf2 = load_node_params({"model": "m", "points_topic": "/points", "fixed_frame": "odom"}).fusion_config()
+    assert tf2.extrinsics_file is None and tf2.fixed_frame == "odom"  # transforms from tf2 in the node
+    camera_only = load_node_params({"model": "m", "grid_frame": "base_link", "grid_range": 12.0}).fusion_config()
+    assert camera_only.camera_only and camera_only.grid_range_m == 12.0
+    with pytest.raises(ConfigError, match="fixed_frame needs tf2"):
+        load_node_params({**base, "fixed_frame": "odom"})
     with pytest.raises(ConfigError, match="grid_costs must be within -1..100"):
         load_node_params({**base, "grid_costs": ["road:300"]})

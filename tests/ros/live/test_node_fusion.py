@@ -1,6 +1,7 @@
 """The real ``segmentation_node`` with ``points_topic`` over DDS: a rig of 3 cameras and a LiDAR
 cloud topic at 10 Hz; one ~/points per cloud, with the cloud's header and the labels the bag tool
-gives for the same inputs."""
+gives for the same inputs. With ``grid_frame`` alone: the camera-only grid, one per rig frame, as
+the bag tool builds it; a camera without a transform said once and counted in /diagnostics."""
 
 from __future__ import annotations
 
@@ -146,3 +147,95 @@ def test_bad_extrinsics_file_stops_the_node_naming_file_and_entry(graph, labelid
     node = NodeProcess("/bad", values, env=graph)
     assert node.wait(30.0) == 2, node.output
     assert f"{bad} entry 0 (base_link -> lidar): rotation" in node.output and "Traceback" not in node.output
+
+
+def test_rig_node_camera_only_grid_like_the_bag_tool_and_a_missing_transform_in_diagnostics(
+        graph, labelid_bundle, tmp_path):
+    """grid_frame without points_topic: one ~/grid and ~/grid/labels per rig frame from the masks'
+    ground classes, equal to `cityseg bag`'s for the same inputs; a camera the extrinsics lack is said
+    once through the node's logger and counted in /diagnostics, the others serve on."""
+    from nav_msgs.msg import OccupancyGrid
+    from sensor_msgs.msg import Image
+
+    from cityseg.fusion.grid import GridSpec
+    from cityseg.ros.bag.stamped_fusion import FusionOptions
+
+    rig = street_rig(seed=3, cameras=3, width=256, height=128)
+    missing = rig.cameras[2].name
+    lines = ["transforms:"] + [
+        f"  - {{parent: {p}, child: {c}, translation: {[float(v) for v in t.translation]}, "
+        f"rotation: {list(t.quaternion())}}}" for p, c, t in rig.transforms() if c != missing]
+    extrinsics = tmp_path / "rig.yaml"
+    extrinsics.write_text("\n".join(lines) + "\n")
+    names = [c.name for c in rig.cameras]
+    values = {"model": str(labelid_bundle.path), "backend": "onnxruntime", "id_space": "labelid",
+              "cameras": "[" + ",".join(names) + "]", "camera_image_topic": "/{camera}/image_raw",
+              "diagnostics_period": 0.25, "log_period": 0.0, "batch_wait_ms": 60.0,
+              "extrinsics_file": str(extrinsics), "grid_frame": "base_link", "grid_resolution": 0.5,
+              "grid_cells": 80, "grid_range": 20.0}
+    node = NodeProcess("/rig", values, env=graph)
+    assert node.wait_for_output("segmenting ", 30.0), node.output
+    probes = {c: Probe(f"/{c}", name=f"probe_{c}", outputs=frozenset({"mask"}), image_topic="image_raw",
+                       status="/rig/segmentation: fusion") for c in names}
+    first = probes[names[0]]
+    grids, grid_labels = [], []
+    first.node.create_subscription(OccupancyGrid, "/rig/segmentation/grid", grids.append, 10)
+    first.node.create_subscription(Image, "/rig/segmentation/grid/labels", grid_labels.append, 10)
+    try:
+        assert wait_until(lambda: all(p.wait_connected() for p in probes.values()), 20.0), node.output
+        assert node.process.poll() is None, node.output
+        palette = class_space("labelid").palette
+        images = {c.name: palette[render_labels(rig.scene, c.model, c.pose)] for c in rig.cameras}
+        for c in rig.cameras:  # a driver publishes its CameraInfo before the first frame
+            probe = probes[c.name]
+            probe.info_pub.publish(probe.msgs.camera_info(probe.msgs.header(T0 // 10**9, 0, c.name), c.info))
+        time.sleep(0.3)
+        start = time.monotonic()
+        for i in range(FRAMES):
+            time.sleep(max(0.0, start + i / FPS - time.monotonic()))
+            stamp = T0 + round(i * 1e9 / FPS)
+            for c in rig.cameras:
+                probe = probes[c.name]
+                header = probe.msgs.header(stamp // 10**9, stamp % 10**9, c.name)
+                probe.publish(probe.msgs.image(header, encode_rgb(images[c.name], "rgb8")),
+                              probe.msgs.camera_info(header, c.info))
+        assert wait_until(lambda: len(grids) >= FRAMES and len(grid_labels) >= FRAMES, 20.0), node.output
+        time.sleep(0.3)
+        assert len(grids) == len(grid_labels) == FRAMES
+        stamps = [(g.header.stamp.sec, g.header.stamp.nanosec) for g in grids]
+        assert stamps == [((T0 + round(i * 1e9 / FPS)) // 10**9, (T0 + round(i * 1e9 / FPS)) % 10**9)
+                          for i in range(FRAMES)]
+        path = tmp_path / "rig_bag"
+        write_lidar_rig_bag(path, rig, frames=FRAMES, start_ns=T0)
+        out = tmp_path / "out"
+        spec = GridSpec("base_link", 0.5, 80, 80, -20.0, -20.0)
+        summary = replay_bag(path, out, labelid_bundle, config=ProcessorConfig(id_space="labelid"), progress=False,
+                             fusion=FusionOptions("", extrinsics, grid=spec, grid_range_m=20.0))
+        assert summary.fusion["no_transform"] == {f"/{missing}/image_raw": FRAMES}
+        from rosbags.rosbag2 import Reader
+
+        from cityseg.ros.core.messages import RosbagsMessages
+
+        store = RosbagsMessages().typestore
+        with Reader(out) as reader:
+            conns = [c for c in reader.connections if c.topic == "/segmentation/grid/labels"]
+            expected = [np.asarray(store.deserialize_cdr(raw, c.msgtype).data, np.uint8)
+                        for c, _, raw in reader.messages(connections=conns)]
+        for msg, want in zip(grid_labels, expected):
+            got = np.asarray(msg.data, np.uint8)
+            assert msg.encoding == "mono8" and (msg.height, msg.width) == (80, 80)
+            np.testing.assert_array_equal(got, want)
+            assert (got != 255).sum() > 300
+        cost = np.asarray(grids[0].data, np.int8)
+        assert (cost == 0).sum() > 100 and set(np.unique(cost)) <= {-1, 0, 20}
+        key = f"no transform: {missing}"
+        assert wait_until(lambda: first.record.diagnostics and first.record.diagnostics[-1].get(key) == str(FRAMES),
+                          5.0), first.record.diagnostics[-3:]
+        assert first.record.diagnostics[-1]["grids built"] == str(FRAMES)
+        said = [line for line in node.output.splitlines() if f"{missing}: no transform" in line]
+        assert len(said) == 1 and "adds nothing to the grid" in said[0] and "[WARN]" in said[0], node.output
+    finally:
+        for p in probes.values():
+            p.close()
+        code, _ = node.stop()
+    assert code == 0 and "Traceback" not in node.output, node.output

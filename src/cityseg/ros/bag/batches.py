@@ -47,13 +47,14 @@ class BagBatcher:
 
     def __init__(self, processor: FrameProcessor, writer, max_batch: int,
                  on_frame: Callable[[], None] | None = None,
-                 on_result: Callable[[str, Any, Any, ProcessedFrame], None] | None = None):
+                 on_result: Callable[[str, Any, Any, ProcessedFrame, int], None] | None = None):
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.processor, self.writer, self.max_batch = processor, writer, max_batch
         self.on_frame = on_frame or (lambda: None)
         self.on_result = on_result
-        """Called with (image topic, image message, CameraInfo, result) after each frame is written."""
+        """Called with (image topic, image message, CameraInfo, result, bag timestamp) after each frame
+        is written."""
         self._batch: list[_Frame] = []
 
     def add(self, camera: CameraReplay, stamp: int, msgtype: str, deserialize: Callable[[], Any]) -> None:
@@ -114,7 +115,7 @@ class BagBatcher:
         result.timings["publish"] = (time.perf_counter() - t0) * 1e3
         summary.written(result.timings)
         if self.on_result is not None:
-            self.on_result(summary.image_topic, frame.msg, frame.camera_info, result)
+            self.on_result(summary.image_topic, frame.msg, frame.camera_info, result, frame.stamp)
         self.on_frame()
 
     def _failed(self, frame: _Frame, reason: str) -> None:

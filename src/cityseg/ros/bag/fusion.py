@@ -1,10 +1,14 @@
 """The bag replay's fusion: the ``--points-topic`` clouds labelled with the replayed masks and
-written beside them, ``/tf_static`` (or ``--extrinsics``) for the transforms. One
-:class:`~cityseg.ros.core.fusion_runner.FusionRunner` does the work, as in the node.
+written beside them, or without a points topic the camera-only grid of the masks' ground
+classes. Transforms: the bag's ``/tf_static`` and ``/tf`` (each sensor looked up at its stamp,
+through ``--fixed-frame`` when given), or ``--extrinsics``. The runners of
+:mod:`cityseg.ros.bag.stamped_fusion` do the work, as in the node.
 
 Output topics, in the points topic's namespace as a node named ``segmentation`` there publishes
 them: ``<ns>/segmentation/points`` (and with a grid ``.../grid``, ``.../grid/labels``), each written
-at the input cloud's bag timestamp with its header.
+at the input cloud's bag timestamp with its header. Camera-only: ``<ns>/segmentation/grid`` and
+``.../grid/labels`` in the cameras' common namespace, at the bag timestamp and header stamp of the
+newest image of each rig frame.
 """
 
 from __future__ import annotations
@@ -13,7 +17,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cityseg.errors import InputError
+from cityseg.fusion.extrinsics import Transform, TransformBuffer, check_quaternion, load_extrinsics
 from cityseg.ros.bag.rosbag_io import normalize_topic, offered_qos, topic_namespace
+from cityseg.ros.bag.stamped_fusion import (
+    GroundGrid,
+    GroundGridRunner,
+    StampedFusionRunner,
+    options_of,
+    tree_lookup,
+)
 from cityseg.ros.core.fusion_messages import (
     OCCUPANCY_GRID_TYPE,
     POINT_CLOUD_TYPE,
@@ -23,9 +35,11 @@ from cityseg.ros.core.fusion_messages import (
     occupancy_grid,
     point_cloud,
 )
-from cityseg.ros.core.fusion_runner import FusionConfig, FusionRunner, LabelledCloud, frame_masks
+from cityseg.ros.core.fusion_runner import FusionConfig, LabelledCloud, frame_masks
 from cityseg.ros.core.messages import IMAGE_TYPE
 from cityseg.ros.core.outputs import GRID, GRID_LABELS, POINTS, output_topic
+
+TF_TOPIC = "/tf"
 
 
 def fusion_topics(points_topic: str) -> dict[str, str]:
@@ -34,10 +48,49 @@ def fusion_topics(points_topic: str) -> dict[str, str]:
     return {suffix: output_topic(namespace, suffix) for suffix in (POINTS, GRID, GRID_LABELS)}
 
 
+def camera_grid_topics(image_topics: Sequence[str]) -> dict[str, str]:
+    """Camera-only grid suffix -> topic: in the cameras' common namespace (one camera: its own), as
+    a node named ``segmentation`` there publishes them."""
+    parts = [topic_namespace(normalize_topic(t)).strip("/").split("/") for t in image_topics]
+    common: list[str] = []
+    for level in zip(*parts):
+        if len(set(level)) != 1 or not level[0]:
+            break
+        common.append(level[0])
+    namespace = "/" + "/".join(common) if common else ""
+    return {suffix: output_topic(namespace, suffix) for suffix in (GRID, GRID_LABELS)}
+
+
+def add_tf_samples(tree: TransformBuffer, msg, where: str) -> None:
+    """Add every transform of a /tf TFMessage to ``tree`` as a sample at its header stamp."""
+    for i, ts in enumerate(msg.transforms):
+        r, v = ts.transform.rotation, ts.transform.translation
+        parent, child = str(ts.header.frame_id).lstrip("/"), str(ts.child_frame_id).lstrip("/")
+        entry = f"{where} transform {i} ({parent} -> {child})"
+        check_quaternion((r.x, r.y, r.z, r.w), entry)
+        stamp = int(ts.header.stamp.sec) * 10**9 + int(ts.header.stamp.nanosec)
+        tree.add_sample(parent, child, stamp, Transform.from_quaternion((v.x, v.y, v.z), (r.x, r.y, r.z, r.w)),
+                        entry)
+
+
+def _tf_topics(topics: dict[str, str], options) -> dict[str, str]:
+    """/tf_static and /tf of the bag (TFMessage) -> 'static' / 'dynamic', unless --extrinsics."""
+    if options.extrinsics_file:
+        return {}
+    return {t: kind for t, kind in ((TF_STATIC_TOPIC, "static"), (TF_TOPIC, "dynamic")) if topics.get(t) == TF_TYPE}
+
+
+def _transforms(options, bag: Path):
+    if options.extrinsics_file:
+        return load_extrinsics(options.extrinsics_file)
+    return TransformBuffer(f"{bag} /tf_static and /tf", round(options.tf_tolerance_ms * 1e6))
+
+
 class BagFusion:
     """Feeds a FusionRunner from the replay and writes what it labels."""
 
     def __init__(self, config: FusionConfig, processor, image_topics: Sequence[str], reader, writer, bag: Path):
+        options = options_of(config)
         topics = {topic: info.msgtype for topic, info in reader.topics.items()}
         wanted = normalize_topic(config.points_topic)
         match = [t for t in topics if normalize_topic(t) == wanted]
@@ -46,11 +99,11 @@ class BagFusion:
             raise InputError(f"{bag}: no PointCloud2 topic {config.points_topic!r}; PointCloud2 topics in the "
                              f"bag: {', '.join(clouds) or 'none'}")
         self.points_topic = match[0]
-        self.tf_topic = TF_STATIC_TOPIC if topics.get(TF_STATIC_TOPIC) == TF_TYPE and not config.extrinsics_file \
-            else None
+        self.tf_topics = _tf_topics(topics, options)
         self.factory, self.writer, self.bag = processor.factory, writer, bag
         self.image_topics = list(image_topics)
-        self.runner = FusionRunner(config, processor.label_classes(), self.image_topics, self._write)
+        self.runner = StampedFusionRunner(options, processor.label_classes(), self.image_topics, self._write,
+                                          _transforms(options, bag))
         qos = offered_qos(next(c for c in reader.connections if c.topic == self.points_topic))
         out = fusion_topics(self.points_topic)
         store = self.factory.typestore
@@ -66,24 +119,24 @@ class BagFusion:
 
     @property
     def input_topics(self) -> set[str]:
-        return {self.points_topic} | ({self.tf_topic} if self.tf_topic else set())
+        return {self.points_topic} | set(self.tf_topics)
 
     def on_message(self, reader, conn, stamp: int, raw: bytes) -> None:
-        """A message of an input topic: a cloud (waits for its masks) or /tf_static."""
+        """A message of an input topic: a cloud (waits for its masks), /tf_static or /tf."""
         try:
             msg = reader.deserialize(raw, conn.msgtype)
         except Exception as exc:  # corrupt CDR: counted, the replay goes on
             self.runner.counters.bad_clouds += conn.topic == self.points_topic
             self.runner.warn_once(f"cdr:{conn.topic}", f"{conn.topic}: cannot deserialize a message: {exc}")
             return
-        if conn.topic == self.tf_topic:
-            add_tf_message(self.runner.tree, msg, f"{self.bag} {conn.topic}")
+        if conn.topic in self.tf_topics:
+            add_tf(self.runner.tree, self.tf_topics[conn.topic], msg, f"{self.bag} {conn.topic}")
             return
         header = msg.header
         stamp_ns = int(header.stamp.sec) * 10**9 + int(header.stamp.nanosec)
         self.runner.add_cloud(stamp_ns, str(header.frame_id).lstrip("/"), msg, (stamp, header))
 
-    def on_frame(self, image_topic: str, image_msg, camera_info, result) -> None:
+    def on_frame(self, image_topic: str, image_msg, camera_info, result, bag_stamp: int = 0) -> None:
         """A segmented frame of camera ``image_topic``: its mask (and confidence) go to the runner."""
         mask, conf = frame_masks(result)
         header = image_msg.header
@@ -93,6 +146,9 @@ class BagFusion:
 
     def finish(self) -> None:
         self.runner.finish()
+
+    def summary(self) -> dict:
+        return {"topics": self.topics, **vars(self.runner.counters)}
 
     def _write(self, cloud: LabelledCloud) -> None:
         bag_stamp, header = cloud.tag
@@ -106,3 +162,67 @@ class BagFusion:
             image = self.factory.image_from_array(grid_header, cloud.grid.label, "mono8")
             self.writer.write(self.conns[GRID_LABELS], bag_stamp, self.factory.serialize(image))
 
+
+
+def add_tf(tree, kind: str, msg, where: str) -> None:
+    """A /tf_static ('static') or /tf ('dynamic') message into the transform buffer."""
+    (add_tf_message if kind == "static" else add_tf_samples)(tree, msg, where)
+
+
+class BagGroundGrid:
+    """The camera-only grid of a replay (no points topic): a GroundGridRunner fed with the replayed
+    masks, /tf_static and /tf read from the bag (or --extrinsics), grids written as they are built."""
+
+    def __init__(self, config: FusionConfig, processor, image_topics: Sequence[str], reader, writer, bag: Path):
+        options = options_of(config)
+        topics = {topic: info.msgtype for topic, info in reader.topics.items()}
+        self.tf_topics = _tf_topics(topics, options)
+        self.tree = _transforms(options, bag)
+        self.factory, self.writer, self.bag = processor.factory, writer, bag
+        self.image_topics = list(image_topics)
+        self.runner = GroundGridRunner(options, processor.label_classes(), self.image_topics, self._write,
+                                       tree_lookup(self.tree, options.fixed_frame))
+        qos = offered_qos(next(c for c in reader.connections if c.topic == self.image_topics[0]))
+        store = self.factory.typestore
+        self.topics = camera_grid_topics(self.image_topics)
+        self.conns = {GRID: writer.add_connection(self.topics[GRID], OCCUPANCY_GRID_TYPE, typestore=store,
+                                                  offered_qos_profiles=qos),
+                      GRID_LABELS: writer.add_connection(self.topics[GRID_LABELS], IMAGE_TYPE, typestore=store,
+                                                         offered_qos_profiles=qos)}
+
+    @property
+    def input_topics(self) -> set[str]:
+        return set(self.tf_topics)
+
+    def on_message(self, reader, conn, stamp: int, raw: bytes) -> None:
+        """/tf_static or /tf."""
+        try:
+            msg = reader.deserialize(raw, conn.msgtype)
+        except Exception as exc:  # corrupt CDR: said, the replay goes on
+            self.runner.warn_once(f"cdr:{conn.topic}", f"{conn.topic}: cannot deserialize a message: {exc}")
+            return
+        add_tf(self.tree, self.tf_topics[conn.topic], msg, f"{self.bag} {conn.topic}")
+
+    def on_frame(self, image_topic: str, image_msg, camera_info, result, bag_stamp: int = 0) -> None:
+        mask, _ = frame_masks(result)
+        header = image_msg.header
+        stamp_ns = int(header.stamp.sec) * 10**9 + int(header.stamp.nanosec)
+        self.runner.add_mask(self.image_topics.index(image_topic), stamp_ns, str(header.frame_id).lstrip("/"),
+                             mask, None, camera_info, (bag_stamp, header))
+
+    def finish(self) -> None:
+        self.runner.finish()
+
+    def summary(self) -> dict:
+        c = self.runner.counters
+        return {"topics": self.topics, "grids": self.runner.grids, "no_mask": c.no_mask,
+                "no_transform": c.no_transform}
+
+    def _write(self, out: GroundGrid) -> None:
+        bag_stamp, header = out.tag
+        grid_header = self.factory.header(header.stamp.sec, header.stamp.nanosec, out.grid.spec.frame)
+        store = self.factory.typestore
+        self.writer.write(self.conns[GRID], bag_stamp,
+                          self.factory.serialize(occupancy_grid(store, grid_header, out.grid)))
+        image = self.factory.image_from_array(grid_header, out.grid.label, "mono8")
+        self.writer.write(self.conns[GRID_LABELS], bag_stamp, self.factory.serialize(image))

@@ -1,7 +1,9 @@
 """Synthetic rig bags with a LiDAR: camera images (the true labelId mask painted in the label
 palette, so a palette classifier segments them exactly), CameraInfo with each camera's own
 calibration, PointCloud2 scans of the same 3-D street and ``/tf_static`` with every sensor's pose.
-Written with rosbags (no ROS); test and benchmark data with ground truth.
+With a speed, the vehicle drives along the street: ``/tf`` carries ``odom -> base_link`` and each
+image and scan is taken from the pose at its own stamp. Written with rosbags (no ROS); test and
+benchmark data with ground truth.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from cityseg.synthetic.scene3d import Scene, camera_pose, make_street, render_la
 
 BASE_FRAME = "base_link"
 LIDAR_FRAME = "lidar"
+ODOM_FRAME = "odom"
+TF_TOPIC = "/tf"
 
 
 @dataclass
@@ -74,11 +78,19 @@ class LidarBagTruth:
     cloud_stamps: list[int]
 
 
+def vehicle_pose(speed_mps: float, t_s: float) -> Transform:
+    """odom -> base_link after ``t_s`` seconds along +x at ``speed_mps`` (base_link = odom at t = 0)."""
+    return Transform(np.eye(3), np.array([speed_mps * t_s, 0.0, 0.0]))
+
+
 def write_lidar_rig_bag(path: Path, rig: LidarRig, frames: int = 2, fps: float = 10.0, layout: str = "velodyne",
                         storage: str = "sqlite3", start_ns: int = 1_700_000_000 * 10**9,
-                        cloud_offset_ns: int = 3_000_000, points_topic: str = "/lidar/points") -> LidarBagTruth:
+                        cloud_offset_ns: int = 3_000_000, points_topic: str = "/lidar/points",
+                        speed_mps: float = 0.0, tf_rate_hz: float = 50.0) -> LidarBagTruth:
     """Write ``frames`` camera frames per camera and one scan per frame (stamped ``cloud_offset_ns``
-    after the images) plus ``/tf_static``; the scene is static, so every frame shows the same street."""
+    after the images) plus ``/tf_static``. ``speed_mps`` 0: the vehicle stands, every frame shows the
+    same street; else it drives along +x and ``/tf`` has ``odom -> base_link`` at ``tf_rate_hz`` from
+    a period before the first stamp to one after the last (the whole scan taken at its stamp)."""
     path = Path(path)
     if path.exists():
         raise CitysegError(f"{path} already exists; choose another path for the rig bag")
@@ -86,9 +98,17 @@ def write_lidar_rig_bag(path: Path, rig: LidarRig, frames: int = 2, fps: float =
         raise ValueError(f"layout must be velodyne or ouster, got {layout!r}")
     factory = RosbagsMessages()
     palette = class_space("labelid").palette
-    images = [palette[render_labels(rig.scene, c.model, c.pose)] for c in rig.cameras]
-    s = scan(rig.scene, rig.lidar_pose, rig.spec)
-    cloud_layout, cloud_data, idx = (velodyne_cloud if layout == "velodyne" else ouster_cloud)(s)
+    pack = velodyne_cloud if layout == "velodyne" else ouster_cloud
+
+    def at(stamp: int) -> Transform:
+        return vehicle_pose(speed_mps, (stamp - start_ns) / 1e9)
+
+    def sensors(stamp: int):
+        images = [palette[render_labels(rig.scene, c.model, at(stamp) @ c.pose)] for c in rig.cameras]
+        s = scan(rig.scene, at(stamp + cloud_offset_ns) @ rig.lidar_pose, rig.spec)
+        return images, s, pack(s)
+
+    still = None if speed_mps else sensors(start_ns)
     truth = LidarBagTruth([], [])
     with staged_output(path, "lidar-bag") as staged, open_writer(staged, storage) as writer:
         qos = sensor_data_qos()
@@ -103,8 +123,11 @@ def write_lidar_rig_bag(path: Path, rig: LidarRig, frames: int = 2, fps: float =
         tf = tf_message(factory.typestore, lambda frame: factory.header(start_ns // 10**9, start_ns % 10**9, frame),
                         rig.transforms())
         writer.write(tf_conn, start_ns, factory.serialize(tf))
+        if speed_mps:
+            _write_odometry(writer, factory, speed_mps, start_ns, start_ns + round(frames * 1e9 / fps), tf_rate_hz)
         for i in range(frames):
             stamp = start_ns + round(i * 1e9 / fps)
+            images, s, (cloud_layout, cloud_data, idx) = still or sensors(stamp)
             for camera, image, (image_conn, info_conn) in zip(rig.cameras, images, cams):
                 header = factory.header(stamp // 10**9, stamp % 10**9, camera.name)
                 writer.write(image_conn, stamp, factory.serialize(factory.image(header, encode_rgb(image, "rgb8"))))
@@ -118,3 +141,14 @@ def write_lidar_rig_bag(path: Path, rig: LidarRig, frames: int = 2, fps: float =
     return truth
 
 
+
+
+def _write_odometry(writer, factory: RosbagsMessages, speed_mps: float, start_ns: int, end_ns: int,
+                    rate_hz: float) -> None:
+    """/tf odom -> base_link samples from a period before ``start_ns`` to ``end_ns``, each written at its stamp."""
+    conn = writer.add_connection(TF_TOPIC, TF_TYPE, typestore=factory.typestore)
+    step = round(1e9 / rate_hz)
+    for stamp in range(start_ns - step, end_ns + step, step):
+        msg = tf_message(factory.typestore, lambda frame, s=stamp: factory.header(s // 10**9, s % 10**9, frame),
+                         [(ODOM_FRAME, BASE_FRAME, vehicle_pose(speed_mps, (stamp - start_ns) / 1e9))])
+        writer.write(conn, max(stamp, start_ns), factory.serialize(msg))

@@ -21,7 +21,7 @@ from cityseg.bundle import Bundle
 from cityseg.errors import CitysegError, InputError
 from cityseg.fileio import check_replaceable, staged_output
 from cityseg.ros.bag.batches import BagBatcher, CameraReplay
-from cityseg.ros.bag.fusion import BagFusion
+from cityseg.ros.bag.fusion import BagFusion, BagGroundGrid
 from cityseg.ros.bag.rosbag_io import (
     latched_qos,
     normalize_topic,
@@ -221,7 +221,7 @@ def replay_bag(input: Path, output: Path, model: Path | Bundle | FrameProcessor,
     ``config`` defaults to the node's defaults (labelid masks, every output). ``model`` may be a
     processor from :func:`load_processor` (``backend`` and ``config`` are then its own).
     ``on_frame`` is called after each image message. ``fusion``: also label the clouds of its points
-    topic (:mod:`cityseg.ros.bag.fusion`).
+    topic, or without one (and with a grid) build the camera-only grid (:mod:`cityseg.ros.bag.fusion`).
     """
     from tqdm import tqdm
 
@@ -241,14 +241,14 @@ def replay_bag(input: Path, output: Path, model: Path | Bundle | FrameProcessor,
         with staged_output(output, "bag", force) as staged:
             writer = open_writer(staged, storage)
             with writer:
-                fuser = None if fusion is None else BagFusion(fusion, processor, [c for c, _ in cameras], reader,
-                                                              writer, input)
+                fuser = None if fusion is None else (BagFusion if fusion.points_topic else BagGroundGrid)(
+                    fusion, processor, [c for c, _ in cameras], reader, writer, input)
                 batcher = BagBatcher(processor, writer, max_batch or len(cameras), on_frame,
                                      fuser.on_frame if fuser else None)
                 _replay(reader, writer, batcher, summary, copy_input, progress, tqdm, fuser)
                 if fuser is not None:
                     fuser.finish()
-                    summary.fusion = {"topics": fuser.topics, **vars(fuser.runner.counters)}
+                    summary.fusion = fuser.summary()
         summary.wall_s = time.perf_counter() - started
         return summary
     finally:
@@ -276,7 +276,7 @@ def _output_connections(reader, writer, camera: CameraSummary, typestore) -> dic
 
 
 def _replay(reader, writer, batcher: BagBatcher, summary: BagSummary, copy_input: bool,
-            progress: bool, tqdm, fuser: BagFusion | None = None) -> None:
+            progress: bool, tqdm, fuser: BagFusion | BagGroundGrid | None = None) -> None:
     """Read the bag once, segment every image message of the cameras, write the outputs (and copies)."""
     typestore = batcher.processor.factory.typestore
     cameras = {c.image_topic: CameraReplay(c, _output_connections(reader, writer, c, typestore))

@@ -74,7 +74,8 @@ class BagSummary:
     wall_s: float = 0.0
     copied_topics: list[str] = field(default_factory=list)
     fusion: dict | None = None
-    """With --points-topic: the fusion's output topics and counters (clouds, bad_clouds, no_mask, no_transform)."""
+    """With --points-topic: the fusion's output topics and counters (clouds, bad_clouds, no_mask, no_transform);
+    camera-only grid (--grid-frame alone): topics, grids, no_mask, no_transform."""
 
     @property
     def image_topic(self) -> str:
@@ -138,7 +139,9 @@ class BagSummary:
             lines.append(f"  ... and {len(failed) - 10} more (see --json)")
         if self.fusion is not None:
             f = self.fusion
-            lines.append(f"  fusion: {f['clouds']} clouds labelled, {f['bad_clouds']} bad -> "
+            done = f"{f['clouds']} clouds labelled, {f['bad_clouds']} bad" if "clouds" in f else \
+                f"{f['grids']} camera-only grids"
+            lines.append(f"  fusion: {done} -> "
                          + ", ".join(f["topics"].values())
                          + "".join(f"; {k} {v}" for k, v in (("no mask", f["no_mask"]),
                                                              ("no transform", f["no_transform"])) if v))

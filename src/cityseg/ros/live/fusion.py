@@ -1,25 +1,44 @@
 """The node's LiDAR fusion: the ``points_topic`` subscription, ``~/points`` / ``~/grid`` /
-``~/grid/labels`` publishers, and one thread that runs a
-:class:`~cityseg.ros.core.fusion_runner.FusionRunner` (the bag tool's), so labelling never delays a
-camera frame. rclpy is imported by the methods that need it (this module is loaded only when
-``points_topic`` is set).
+``~/grid/labels`` publishers, and one thread that runs the bag tool's runner
+(:class:`~cityseg.ros.bag.stamped_fusion.StampedFusionRunner`), so labelling never delays a
+camera frame. Without ``points_topic`` but with ``grid_frame``: the camera-only grid
+(:class:`~cityseg.ros.bag.stamped_fusion.GroundGridRunner`), one ``~/grid`` per rig frame (when
+every camera's mask for it is in). Transforms: ``extrinsics_file``, else tf2 (:mod:`tf_lookup`).
+Warnings (a missing transform, once per camera) go through the node's logger; the counters are
+the ``<node>: fusion`` /diagnostics entry. rclpy is imported by the methods that need it (this
+module is loaded only when points_topic or grid_frame is set).
 """
 
 from __future__ import annotations
 
 import array
-import logging
 import queue
 import threading
 
-from cityseg.ros.core.fusion_runner import FusionRunner, LabelledCloud, frame_masks
+from cityseg.errors import CitysegError
+from cityseg.fusion.extrinsics import load_extrinsics
+from cityseg.ros.bag.stamped_fusion import GroundGrid, GroundGridRunner, StampedFusionRunner, tree_lookup
+from cityseg.ros.core.fusion_runner import LabelledCloud, frame_masks
 from cityseg.ros.core.messages import StatusValues, header_fields
 from cityseg.ros.core.outputs import GRID, GRID_LABELS, POINTS
 from cityseg.ros.live.camera_io import LOG_THROTTLE_S
 from cityseg.ros.live.diagnostics import OK, WARN
 
-log = logging.getLogger(__name__)
 _QUEUE = 64
+
+
+def node_lookup(node, config):
+    """The transforms of the node's fusion: ``extrinsics_file`` (static), else tf2 at each stamp
+    (through ``fixed_frame``); CitysegError naming the fix when neither is there."""
+    from cityseg.ros.live.tf_lookup import Tf2Lookup, tf2_available
+
+    if config.extrinsics_file:
+        return tree_lookup(load_extrinsics(config.extrinsics_file)), None
+    if not tf2_available():
+        raise CitysegError("points_topic / grid_frame need transforms: set extrinsics_file (a YAML of the static "
+                           "transforms, docs/FUSION.md) or install tf2_ros (ros-$ROS_DISTRO-tf2-ros)")
+    tf2 = Tf2Lookup(node, config.fixed_frame)
+    return tf2, tf2
 
 
 class NodeFusion:
@@ -32,8 +51,16 @@ class NodeFusion:
         self.config = params.fusion_config()
         self.PointCloud2, self.PointField = PointCloud2, PointField
         self.cameras = cameras
-        self.runner = FusionRunner(self.config, processor.label_classes(), cameras, self._publish)
-        self.publishers = {POINTS: node.create_lifecycle_publisher(PointCloud2, f"~/{POINTS}", 5)}
+        lookup, self._tf2 = node_lookup(node, self.config)
+        say = node.get_logger().warning
+        self.publishers = {}
+        if self.config.camera_only:
+            self.runner = GroundGridRunner(self.config, processor.label_classes(), cameras, self._publish_ground,
+                                           lookup, say)
+        else:
+            self.runner = StampedFusionRunner(self.config, processor.label_classes(), cameras, self._publish,
+                                              lookup=lookup, say=say)
+            self.publishers[POINTS] = node.create_lifecycle_publisher(PointCloud2, f"~/{POINTS}", 5)
         self.OccupancyGrid = None
         if self.config.grid is not None:
             try:
@@ -57,8 +84,9 @@ class NodeFusion:
 
         self._thread = threading.Thread(target=self._run, name="fusion", daemon=True)
         self._thread.start()
-        self._subscription = self.node.create_subscription(self.PointCloud2, self.config.points_topic,
-                                                           self._on_cloud, qos_profile_sensor_data)
+        if self.config.points_topic:
+            self._subscription = self.node.create_subscription(self.PointCloud2, self.config.points_topic,
+                                                               self._on_cloud, qos_profile_sensor_data)
 
     def stop(self) -> None:
         if self._subscription is not None:
@@ -74,6 +102,9 @@ class NodeFusion:
         for publisher in self.publishers.values():
             self.node.destroy_lifecycle_publisher(publisher)
         self.publishers = {}
+        if self._tf2 is not None:
+            self._tf2.close()
+            self._tf2 = None
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -81,8 +112,8 @@ class NodeFusion:
         """A segmented frame of ``camera`` (its name; '' in single-camera mode)."""
         sec, nsec, frame_id = header_fields(msg)
         mask, conf = frame_masks(result)
-        self._put(("mask", self.cameras.index(camera), sec * 10**9 + nsec, frame_id.lstrip("/"), mask, conf,
-                   camera_info))
+        item = ("mask", self.cameras.index(camera), sec * 10**9 + nsec, frame_id.lstrip("/"), mask, conf, camera_info)
+        self._put(item + ((sec, nsec),) if self.config.camera_only else item)
 
     def _on_cloud(self, msg) -> None:
         sec, nsec, frame_id = header_fields(msg)
@@ -124,10 +155,14 @@ class NodeFusion:
             is_bigendian=layout.is_bigendian, point_step=layout.point_step, row_step=layout.row_step,
             data=data, is_dense=layout.is_dense))
         if cloud.grid is not None:
-            self._publish_grid(header, cloud.grid)
+            self._publish_grid(header.stamp.sec, header.stamp.nanosec, cloud.grid)
 
-    def _publish_grid(self, header, grid) -> None:
-        grid_header = self.msgs.header(header.stamp.sec, header.stamp.nanosec, grid.spec.frame)
+    def _publish_ground(self, out: GroundGrid) -> None:
+        """A camera-only grid, stamped as the newest image of its rig frame."""
+        self._publish_grid(*out.tag, out.grid)
+
+    def _publish_grid(self, sec: int, nanosec: int, grid) -> None:
+        grid_header = self.msgs.header(sec, nanosec, grid.spec.frame)
         if self.OccupancyGrid is not None:
             msg = self.OccupancyGrid(header=grid_header)
             spec = grid.spec
@@ -143,10 +178,13 @@ class NodeFusion:
         self.publishers[GRID_LABELS].publish(self.msgs.image_from_array(grid_header, grid.label, "mono8"))
 
     def status(self, fqn: str) -> StatusValues:
-        """The fusion's /diagnostics entry: clouds, bad clouds, cameras without masks, missing transforms."""
+        """The fusion's /diagnostics entry: clouds (or camera-only grids), bad clouds, cameras without
+        masks, missing transforms per camera."""
         c = self.runner.counters
-        values = (("points topic", self.config.points_topic), ("clouds labelled", str(c.clouds)),
-                  ("bad clouds", str(c.bad_clouds)), ("inputs dropped", str(self.dropped)),
+        done = (("points topic", self.config.points_topic), ("clouds labelled", str(c.clouds)),
+                ("bad clouds", str(c.bad_clouds))) if not self.config.camera_only else \
+            (("camera-only grid", self.config.grid.frame), ("grids built", str(self.runner.grids)))
+        values = (*done, ("inputs dropped", str(self.dropped)),
                   *((f"no mask in tolerance: {k or 'camera'}", str(v)) for k, v in c.no_mask.items()),
                   *((f"no transform: {k or 'camera'}", str(v)) for k, v in c.no_transform.items()))
         bad = c.bad_clouds or c.no_transform or self.dropped

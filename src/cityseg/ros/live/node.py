@@ -44,7 +44,7 @@ class SegmentationNode(LifecycleNode):
         self.msgs = RclpyMessages()
         self.worker = self.processor = self.params = self.batcher = self.diag_pub = None
         self.fusion = None
-        """cityseg.ros.live.fusion.NodeFusion when points_topic is set."""
+        """cityseg.ros.live.fusion.NodeFusion when points_topic (or grid_frame: camera-only grid) is set."""
         self.cameras: dict = {}
         """Camera name ('' in single-camera mode) -> its CameraIO."""
         self._own_timers: list = []  # not ``_timers``: rclpy's Node keeps its own list under that name
@@ -141,7 +141,7 @@ class SegmentationNode(LifecycleNode):
         self.processor = FrameProcessor.from_bundle(p.model, self.msgs, p.processor_config(), p.backend)
         self._warm_up()
         self._create_cameras()
-        if p.points_topic:
+        if p.points_topic or p.grid_frame:
             from cityseg.ros.live.fusion import NodeFusion
 
             self.fusion = NodeFusion(self, self.msgs, p, self.processor, list(self.cameras))

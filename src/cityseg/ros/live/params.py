@@ -84,18 +84,24 @@ class _Settings:
              "(estimated from header stamp gaps), in [0, 100]")
     points_topic: str = _param(
         "", "sensor_msgs/PointCloud2 topic labelled with every camera's mask: ~/points, and ~/grid with "
-            "grid_frame (docs/FUSION.md); empty: off")
+            "grid_frame (docs/FUSION.md); empty: off (with grid_frame: the camera-only grid)")
     extrinsics_file: str = _param(
         "", "YAML of static transforms (parent, child, translation, rotation quaternion) from the cloud's "
-            "frame to the cameras' frames; needed with points_topic (tf2 lookups are not built yet)")
+            "(or grid's) frame to the cameras' frames; empty: tf2 lookups at each sensor's stamp (needs tf2_ros)")
+    fixed_frame: str = _param(
+        "", "tf2 only: a frame that does not move with the vehicle (e.g. odom); each sensor's pose is looked "
+            "up at its own stamp through it, compensating ego motion; empty: one stamp per lookup")
     sync_tolerance_ms: float = _param(50.0, "a camera's mask labels a cloud stamped within this of it, >= 0")
     points_drop_labels: tuple[str, ...] = _param(
         (), "class names whose points ~/points leaves out (e.g. [sky, vegetation, road], Autoware's filter)")
-    grid_frame: str = _param("", "frame of ~/grid and ~/grid/labels (e.g. base_link); empty: no grid")
+    grid_frame: str = _param(
+        "", "frame of ~/grid and ~/grid/labels (e.g. base_link); empty: no grid. Without points_topic: the "
+            "camera-only grid of the masks' ground classes, one per rig frame")
     grid_resolution: float = _param(0.2, "metres per grid cell, > 0")
     grid_cells: int = _param(250, "cells per side of the square grid, centred on grid_frame's origin, >= 1")
     grid_costs: tuple[str, ...] = _param(
         (), "grid costs by class name on top of the defaults, as 'name:cost' (e.g. [sidewalk:50]); cost in -1..100")
+    grid_range: float = _param(30.0, "camera-only grid: cells up to this many metres from a camera, > 0")
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -114,13 +120,14 @@ class _Settings:
         self._check_fusion()
 
     def _check_fusion(self) -> None:
-        if not self.points_topic:
+        if not self.points_topic and not self.grid_frame:
             return
-        if not self.extrinsics_file:
-            raise ValueError("points_topic needs extrinsics_file (a YAML of the static transforms, docs/FUSION.md); "
-                             "tf2 lookups are not built yet")
-        if self.sync_tolerance_ms < 0 or self.grid_resolution <= 0 or self.grid_cells < 1:
-            raise ValueError("sync_tolerance_ms must be >= 0, grid_resolution > 0 and grid_cells >= 1")
+        if self.fixed_frame and self.extrinsics_file:
+            raise ValueError("fixed_frame needs tf2 (moving frames); extrinsics_file holds static transforms "
+                             "only: leave one of them empty")
+        if self.sync_tolerance_ms < 0 or self.grid_resolution <= 0 or self.grid_cells < 1 or self.grid_range <= 0:
+            raise ValueError("sync_tolerance_ms must be >= 0, grid_resolution > 0, grid_cells >= 1 and "
+                             "grid_range > 0")
         from cityseg.fusion.grid import parse_costs
 
         bad = {k: v for k, v in parse_costs(self.grid_costs).items() if not -1 <= v <= 100}
@@ -128,23 +135,27 @@ class _Settings:
             raise ValueError(f"grid_costs must be within -1..100 (OccupancyGrid), got {bad}")
 
     def fusion_config(self):
-        """The FusionConfig of points_topic and its parameters, or None when points_topic is empty;
-        the extrinsics file is read here (refused naming the file and the entry)."""
-        if not self.points_topic:
+        """The FusionOptions of points_topic / grid_frame and their parameters, or None with neither
+        (grid_frame alone: the camera-only grid); the extrinsics file is read here (refused naming
+        the file and the entry)."""
+        if not self.points_topic and not self.grid_frame:
             return None
         from pathlib import Path
 
         from cityseg.fusion.extrinsics import load_extrinsics
         from cityseg.fusion.grid import GridSpec, parse_costs
-        from cityseg.ros.core.fusion_runner import FusionConfig
+        from cityseg.ros.bag.stamped_fusion import FusionOptions
 
-        load_extrinsics(self.extrinsics_file)
+        if self.extrinsics_file:
+            load_extrinsics(self.extrinsics_file)
         grid = None
         if self.grid_frame:
             half = self.grid_cells * self.grid_resolution / 2
             grid = GridSpec(self.grid_frame, self.grid_resolution, self.grid_cells, self.grid_cells, -half, -half)
-        return FusionConfig(self.points_topic, Path(self.extrinsics_file), self.sync_tolerance_ms,
-                            tuple(self.points_drop_labels), grid, parse_costs(self.grid_costs) or None)
+        return FusionOptions(self.points_topic, Path(self.extrinsics_file) if self.extrinsics_file else None,
+                             self.sync_tolerance_ms, tuple(self.points_drop_labels), grid,
+                             parse_costs(self.grid_costs) or None, fixed_frame=self.fixed_frame,
+                             grid_range_m=self.grid_range)
 
     def _check_cameras(self) -> None:
         names = list(self.cameras)
