@@ -111,7 +111,7 @@ def fusion_config(args: argparse.Namespace):
     from cityseg.errors import CitysegError
     from cityseg.fusion.extrinsics import load_extrinsics
     from cityseg.fusion.grid import GridSpec, parse_costs
-    from cityseg.ros.bag.stamped_fusion import FusionOptions
+    from cityseg.ros.core.stamped_fusion import FusionOptions
 
     if not getattr(args, "points_topic", None) and not getattr(args, "grid_frame", None):
         for flag in ("extrinsics", "fixed_frame"):

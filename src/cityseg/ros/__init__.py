@@ -7,7 +7,9 @@ Read in this order:
   (Image / CompressedImage as CDR bytes: read as views, written in one buffer), ``messages``
   (message factories for rclpy and rosbags), ``processor`` (FrameProcessor: decode -> segment ->
   build outputs, one frame or a batch of cameras), ``fusion_messages`` (PointCloud2, OccupancyGrid
-  and TF in and out) and ``fusion_runner`` (labelled clouds and grids from the masks, for both runners).
+  and TF in and out), ``fusion_runner`` (labelled clouds and grids from the masks, for both runners)
+  and ``stamped_fusion`` (the same with transforms looked up at each sensor's stamp, and the
+  camera-only ground grid, one per rig frame).
 * ``live`` (the node on rclpy): ``params`` (node parameters), ``inference_worker`` (the
   latest-frame-wins inference thread: one camera is a rig of one, batched), ``diagnostics``
   (rates, latencies, levels, per camera), ``upstream_loss`` (frames lost before the node, from stamp gaps),

@@ -14,9 +14,9 @@ from cityseg.fusion.grid import GROUND_CLASSES, GridSpec
 from cityseg.labels import class_space
 from cityseg.ros.bag.lidar_bag import street_rig, write_lidar_rig_bag
 from cityseg.ros.bag.replay import replay_bag
-from cityseg.ros.bag.stamped_fusion import FusionOptions
 from cityseg.ros.core.messages import RosbagsMessages
 from cityseg.ros.core.processor import ProcessorConfig
+from cityseg.ros.core.stamped_fusion import FusionOptions
 
 F = RosbagsMessages()
 LABELID = ProcessorConfig(id_space="labelid")

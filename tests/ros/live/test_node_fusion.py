@@ -158,7 +158,7 @@ def test_rig_node_camera_only_grid_like_the_bag_tool_and_a_missing_transform_in_
     from sensor_msgs.msg import Image
 
     from cityseg.fusion.grid import GridSpec
-    from cityseg.ros.bag.stamped_fusion import FusionOptions
+    from cityseg.ros.core.stamped_fusion import FusionOptions
 
     rig = street_rig(seed=3, cameras=3, width=256, height=128)
     missing = rig.cameras[2].name

@@ -2,7 +2,7 @@
 written beside them, or without a points topic the camera-only grid of the masks' ground
 classes. Transforms: the bag's ``/tf_static`` and ``/tf`` (each sensor looked up at its stamp,
 through ``--fixed-frame`` when given), or ``--extrinsics``. The runners of
-:mod:`cityseg.ros.bag.stamped_fusion` do the work, as in the node.
+:mod:`cityseg.ros.core.stamped_fusion` do the work, as in the node.
 
 Output topics, in the points topic's namespace as a node named ``segmentation`` there publishes
 them: ``<ns>/segmentation/points`` (and with a grid ``.../grid``, ``.../grid/labels``), each written
@@ -19,13 +19,6 @@ from pathlib import Path
 from cityseg.errors import InputError
 from cityseg.fusion.extrinsics import Transform, TransformBuffer, check_quaternion, load_extrinsics
 from cityseg.ros.bag.rosbag_io import normalize_topic, offered_qos, topic_namespace
-from cityseg.ros.bag.stamped_fusion import (
-    GroundGrid,
-    GroundGridRunner,
-    StampedFusionRunner,
-    options_of,
-    tree_lookup,
-)
 from cityseg.ros.core.fusion_messages import (
     OCCUPANCY_GRID_TYPE,
     POINT_CLOUD_TYPE,
@@ -38,6 +31,13 @@ from cityseg.ros.core.fusion_messages import (
 from cityseg.ros.core.fusion_runner import FusionConfig, LabelledCloud, frame_masks
 from cityseg.ros.core.messages import IMAGE_TYPE
 from cityseg.ros.core.outputs import GRID, GRID_LABELS, POINTS, output_topic
+from cityseg.ros.core.stamped_fusion import (
+    GroundGrid,
+    GroundGridRunner,
+    StampedFusionRunner,
+    options_of,
+    tree_lookup,
+)
 
 TF_TOPIC = "/tf"
 

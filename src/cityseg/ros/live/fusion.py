@@ -1,8 +1,8 @@
 """The node's LiDAR fusion: the ``points_topic`` subscription, ``~/points`` / ``~/grid`` /
 ``~/grid/labels`` publishers, and one thread that runs the bag tool's runner
-(:class:`~cityseg.ros.bag.stamped_fusion.StampedFusionRunner`), so labelling never delays a
+(:class:`~cityseg.ros.core.stamped_fusion.StampedFusionRunner`), so labelling never delays a
 camera frame. Without ``points_topic`` but with ``grid_frame``: the camera-only grid
-(:class:`~cityseg.ros.bag.stamped_fusion.GroundGridRunner`), one ``~/grid`` per rig frame (when
+(:class:`~cityseg.ros.core.stamped_fusion.GroundGridRunner`), one ``~/grid`` per rig frame (when
 every camera's mask for it is in). Transforms: ``extrinsics_file``, else tf2 (:mod:`tf_lookup`).
 Warnings (a missing transform, once per camera) go through the node's logger; the counters are
 the ``<node>: fusion`` /diagnostics entry. rclpy is imported by the methods that need it (this
@@ -17,10 +17,10 @@ import threading
 
 from cityseg.errors import CitysegError
 from cityseg.fusion.extrinsics import load_extrinsics
-from cityseg.ros.bag.stamped_fusion import GroundGrid, GroundGridRunner, StampedFusionRunner, tree_lookup
 from cityseg.ros.core.fusion_runner import LabelledCloud, frame_masks
 from cityseg.ros.core.messages import StatusValues, header_fields
 from cityseg.ros.core.outputs import GRID, GRID_LABELS, POINTS
+from cityseg.ros.core.stamped_fusion import GroundGrid, GroundGridRunner, StampedFusionRunner, tree_lookup
 from cityseg.ros.live.camera_io import LOG_THROTTLE_S
 from cityseg.ros.live.diagnostics import OK, WARN
 

@@ -144,7 +144,7 @@ class _Settings:
 
         from cityseg.fusion.extrinsics import load_extrinsics
         from cityseg.fusion.grid import GridSpec, parse_costs
-        from cityseg.ros.bag.stamped_fusion import FusionOptions
+        from cityseg.ros.core.stamped_fusion import FusionOptions
 
         if self.extrinsics_file:
             load_extrinsics(self.extrinsics_file)

@@ -9,7 +9,7 @@ from cityseg.fusion.extrinsics import FrameTree
 from cityseg.fusion.grid import GridSpec
 from cityseg.labels import class_space
 from cityseg.ros.bag.lidar_bag import street_rig
-from cityseg.ros.bag.stamped_fusion import FusionOptions, GroundGridRunner, tree_lookup
+from cityseg.ros.core.stamped_fusion import FusionOptions, GroundGridRunner, tree_lookup
 from cityseg.synthetic.scene3d import render_labels
 
 CLASSES = [(c.id, c.name) for c in class_space("labelid").classes]
