@@ -28,7 +28,7 @@ from cityseg.benchmarking.timing import median_ms
 from cityseg.fusion.camera import CameraModel, mask_index
 from cityseg.fusion.cloud import read_xyz, write_labelled
 from cityseg.fusion.extrinsics import Transform
-from cityseg.fusion.grid import GridSpec, cost_table, grid_from_points, points_for_grid
+from cityseg.fusion.grid import GridSpec, cost_table, grid_from_cloud
 from cityseg.fusion.labelling import CameraMask, OcclusionConfig, label_points, visible
 from cityseg.labels import class_space
 from cityseg.ros.core.fusion_messages import point_cloud
@@ -99,8 +99,7 @@ def main() -> None:
             return factory.serialize(point_cloud(factory.typestore, header, out_layout, out_data))
 
         def grid(labels=labels):
-            used = points_for_grid(labels.label, costs)  # as the node and the bag tool do
-            return grid_from_points(spec, lidar.apply(xyz[used]), labels.label[used], costs)
+            return grid_from_cloud(spec, xyz, labels.label, costs, lidar)  # as the node and the bag tool do
 
         t = {"projection": median_ms(project, args.repeats, args.warmup),
              "occlusion": median_ms(occlude, args.repeats, args.warmup),

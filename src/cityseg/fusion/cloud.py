@@ -134,21 +134,25 @@ def labelled_layout(layout: CloudLayout, num_points: int, organized: bool) -> Cl
 
 
 def write_labelled(layout: CloudLayout, data, label: np.ndarray, confidence: np.ndarray,
-                   camera: np.ndarray, keep: np.ndarray | None = None) -> tuple[CloudLayout, bytes]:
+                   camera: np.ndarray, keep: np.ndarray | None = None) -> tuple[CloudLayout, bytearray]:
     """The labelled cloud's (layout, data): each input point's bytes unchanged, then its label,
-    confidence and camera. ``keep`` (bool per point) drops points; the cloud is then unorganized."""
+    confidence and camera, padding zero. ``keep`` (bool per point) drops points; the cloud is then
+    unorganized. The input's bytes are copied once, straight into the returned buffer."""
     rows = point_rows(layout, data)
     organized = keep is None or bool(keep.all())
     if not organized:
         rows, label, confidence, camera = rows[keep], label[keep], confidence[keep], camera[keep]
     out_layout = labelled_layout(layout, len(rows), organized)
-    out = np.zeros((len(rows), out_layout.point_step), np.uint8)
     step = layout.point_step
-    out[:, :step] = rows
-    out[:, step] = label
-    out[:, step + 1] = confidence
-    out[:, step + 2] = camera
-    return out_layout, out.tobytes()
+    names = ["point", *LABEL_FIELDS]
+    dtype = np.dtype({"names": names, "formats": [f"V{step}", "u1", "u1", "u1"],
+                      "offsets": [0, step, step + 1, step + 2], "itemsize": out_layout.point_step})
+    buffer = bytearray(len(rows) * out_layout.point_step)  # zeroed: the padding
+    out = np.frombuffer(buffer, dtype)
+    out["point"] = rows.view(f"V{step}")[:, 0]  # one copy of each point's bytes (a void per point)
+    for name, values in zip(LABEL_FIELDS, (label, confidence, camera)):
+        out[name] = values
+    return out_layout, buffer
 
 
 def make_cloud(columns: Sequence[tuple[str, np.ndarray]], point_step: int | None = None,

@@ -14,6 +14,7 @@ where it lands nearest the image centre.
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from cityseg.fusion.camera import NEAR, CameraModel, pixel_index
+from cityseg.fusion.camera import CameraModel, pixel_index
 from cityseg.fusion.cloud import UNKNOWN
 from cityseg.fusion.extrinsics import Transform
 
@@ -76,24 +77,86 @@ class PointLabels:
         return cls(np.full(n, UNKNOWN, np.uint8), np.zeros(n, np.uint8), np.full(n, UNKNOWN, np.uint8))
 
 
+def _threshold(nearest: np.ndarray, config: OcclusionConfig, ratio: float) -> np.ndarray:
+    """The farthest depth a point may have and still be seen past ``nearest`` (float32, as the
+    z-buffer; monotone in ``nearest``)."""
+    return nearest + config.margin_m + ratio * nearest
+
+
 def visible(row: np.ndarray, col: np.ndarray, depth: np.ndarray, shape: tuple[int, int],
             config: OcclusionConfig, focal_px: float) -> np.ndarray:
     """bool per point: no point nearer by the margin lies within the window around its pixel.
-    The z-buffer covers only the box the points fall in (plus the window)."""
-    if not len(row):
+
+    Two passes give exactly the window test: a coarse z-buffer of cells of window/2 pixels, whose
+    3 x 3 cells around a point cover its window (and a little more), clears nearly every point;
+    only the few it does not clear are tested against a z-buffer at mask resolution, in the box
+    they fall in. ``shape`` (the mask's) is where the window ends."""
+    n = len(row)
+    if not n:
         return np.ones(0, bool)
-    half = config.window_px // 2
-    r0, c0 = max(int(row.min()) - half, 0), max(int(col.min()) - half, 0)
-    h = min(int(row.max()) + half + 1, shape[0]) - r0
-    w = min(int(col.max()) + half + 1, shape[1]) - c0
+    k = config.window_px
+    half = k // 2
+    ratio = config.margin_ratio(focal_px)
+    depth32 = depth.astype(np.float32)
+    cell = max(half, 1)
+    if cell > 1:
+        crow, ccol = row // cell, col // cell
+    else:
+        crow, ccol = row, col
+    pad = 1 if k > 1 else 0
+    nearest = _window_min(crow, ccol, depth32, pad, 2 * pad + 1)
+    seen = depth <= _threshold(nearest, config, ratio)
+    if k in (1, 3):  # the coarse cells are pixels: that was the window test itself
+        return seen
+    doubt = np.flatnonzero(~seen)
+    if len(doubt):
+        seen[doubt] = depth[doubt] <= _threshold(_exact_min(row, col, depth32, doubt, k, shape), config, ratio)
+    return seen
+
+
+def _window_min(row: np.ndarray, col: np.ndarray, depth: np.ndarray, pad: int, k: int) -> np.ndarray:
+    """Per point the least depth within the k x k cells centred on its cell (a z-buffer over the
+    points' box plus ``pad`` cells of nothing on each side)."""
+    r0, c0 = int(row.min()) - pad, int(col.min()) - pad
+    h, w = int(row.max()) + pad + 1 - r0, int(col.max()) + pad + 1 - c0
     flat = (row - r0) * w + (col - c0)
     zbuf = np.full(h * w, np.inf, np.float32)
-    np.minimum.at(zbuf, flat, depth.astype(np.float32))
-    if config.window_px > 1:
-        k = config.window_px
+    np.minimum.at(zbuf, flat, depth)
+    if k > 1:
         zbuf = cv2.erode(zbuf.reshape(h, w), np.ones((k, k), np.uint8), borderType=cv2.BORDER_REPLICATE).ravel()
-    nearest = zbuf[flat]
-    return depth <= nearest + config.margin_m + config.margin_ratio(focal_px) * nearest
+    return zbuf[flat]
+
+
+class _Scratch(threading.local):
+    """A z-buffer at mask resolution per thread, all +inf between uses (filling a fresh one would
+    cost more than the points it holds)."""
+
+    def __init__(self) -> None:
+        self.zbuf = np.zeros(0, np.float32)
+
+    def buffer(self, size: int) -> np.ndarray:
+        if self.zbuf.size < size:
+            self.zbuf = np.full(size, np.inf, np.float32)
+        return self.zbuf
+
+
+_SCRATCH = _Scratch()
+
+
+def _exact_min(row: np.ndarray, col: np.ndarray, depth: np.ndarray, doubt: np.ndarray, k: int,
+               shape: tuple[int, int]) -> np.ndarray:
+    """The least depth in the k x k pixel window (as cv2.erode anchors it: k // 2 before, the rest
+    after; clipped to the mask ``shape``) around each point ``doubt``, over all points."""
+    half = k // 2
+    w = shape[1] + k  # k columns of nothing: a window never wraps onto the next row
+    keys = (row + half) * w + (col + half)
+    zbuf = _SCRATCH.buffer((shape[0] + k) * w)
+    try:
+        np.minimum.at(zbuf, keys, depth)
+        window = (np.arange(-half, k - half)[:, None] * w + np.arange(-half, k - half)).ravel()
+        return zbuf[keys[doubt][:, None] + window].min(axis=1)
+    finally:
+        zbuf[keys] = np.inf
 
 
 def _centre_closeness(model: CameraModel, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -103,52 +166,115 @@ def _centre_closeness(model: CameraModel, u: np.ndarray, v: np.ndarray) -> np.nd
     return ((_CENTRE_STEPS - 1) * (1 - np.clip(dist, 0, 1))).astype(np.int64)
 
 
+def _in_frustum(columns: np.ndarray, transform: Transform, limit: float) -> np.ndarray:
+    """Indices of the points (float32 x, y, z rows of ``columns``, (3, N)) that may land in a
+    camera whose projection culls |x/z| above ``limit``: the two side planes of its frustum,
+    in float32, loose enough that rounding drops no point the float64 projection keeps (the
+    cloud's points lie around the horizon: the top and bottom are left to the projection).
+    Points behind the camera and NaN points drop out."""
+    lim = limit * (1 + 1e-4)
+    r, t = transform.rotation, transform.translation
+    eps = np.float32(1e-2 + 1e-6 * float(np.abs(t).max()))
+    x, y, z = columns
+    side = None
+    for sign in (-1.0, 1.0):
+        a, b, c = (np.float32(lim * r[2, i] + sign * r[0, i]) for i in range(3))
+        plane = x * a
+        plane += y * b
+        plane += z * c
+        plane += np.float32(lim * t[2] + sign * t[0])
+        side = plane if side is None else np.minimum(side, plane, out=side)
+    return np.flatnonzero(side >= -eps)
+
+
+@dataclass
+class _Seen:
+    """The points one camera labels (ascending cloud indices), where they land, their confidence."""
+
+    model: CameraModel
+    target: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+    conf: np.ndarray
+
+    def priority(self, at: np.ndarray) -> np.ndarray:
+        """Overlap priority of the points ``at`` (positions in ``target``): confidence first, then
+        closeness to the image centre."""
+        return self.conf[at].astype(np.int64) * _CENTRE_STEPS + _centre_closeness(self.model, self.u[at], self.v[at])
+
+
+def _overlap_winners(current: np.ndarray, new: _Seen, earlier: dict[int, _Seen]) -> np.ndarray | slice:
+    """Which of ``new``'s points take its label: those no earlier camera labelled, and those whose
+    priority beats the labelling camera's (``current``: camera per point, 255 none). Priorities
+    are worked out only where cameras overlap."""
+    taken = np.flatnonzero(current != UNKNOWN)
+    if not len(taken):
+        return slice(None)
+    win = np.ones(len(current), bool)
+    mine = new.priority(taken)
+    for index, other in earlier.items():
+        here = np.flatnonzero(current[taken] == index)
+        if len(here):
+            theirs = other.priority(np.searchsorted(other.target, new.target[taken[here]]))
+            win[taken[here]] = mine[here] > theirs
+    return win
+
+
 def label_points(xyz: np.ndarray, cameras: Sequence[CameraMask | None],
                  occlusion: OcclusionConfig | None = OcclusionConfig(),
                  max_range: float | None = None) -> PointLabels:
     """Label cloud-frame points (N, 3; NaN kept, labelled 255) with the cameras' masks. ``cameras``
     is in the node's camera order; None (no mask in tolerance, no transform) contributes nothing.
-    ``occlusion`` None skips the z-buffer; ``max_range`` (metres from the camera) limits each camera."""
+    ``occlusion`` None skips the z-buffer; ``max_range`` (metres from the camera) limits each camera.
+
+    Each camera first culls the cloud in float32 (:func:`_in_frustum`); the points left are
+    transformed and projected in float64, as :meth:`CameraModel.project_xyz` alone would."""
     n = len(xyz)
     out = PointLabels.unknown(n)
-    finite = np.flatnonzero(np.isfinite(xyz).all(axis=1))
-    if not len(finite):
+    cloud = np.asarray(xyz)
+    if not n or all(cam is None for cam in cameras):
         return out
-    best = np.full(n, -1, np.int64)
-    points = np.asarray(xyz, np.float64)[finite]
-    px, py, pz = (np.ascontiguousarray(points[:, i]) for i in range(3))
+    columns = np.ascontiguousarray(cloud.T, np.float32)
+    earlier: dict[int, _Seen] = {}
     for index, cam in enumerate(cameras):
         if cam is None:
             continue
         t = cam.cloud_to_camera
-        z = t.apply_row(2, px, py, pz)
-        ahead = np.flatnonzero(z > NEAR)
-        x, y, z = t.apply_row(0, px[ahead], py[ahead], pz[ahead]), t.apply_row(1, px[ahead], py[ahead], pz[ahead]), \
-            z[ahead]
-        if max_range is not None:
-            near = np.flatnonzero(x * x + y * y + z * z <= max_range ** 2)
-            ahead, x, y, z = ahead[near], x[near], y[near], z[near]
-        local, u, v = cam.model.project_xyz(x, y, z)
+        ahead = _in_frustum(columns, t, cam.model.axis_limit)
+        source = columns if cloud.dtype == np.float32 else cloud.T
+        px, py, pz = (source[i][ahead].astype(np.float64) for i in range(3))
+        with np.errstate(invalid="ignore", divide="ignore"):  # infinite points: NaN, then culled
+            x, y, z = (t.apply_row(i, px, py, pz) for i in range(3))
+            if max_range is not None:
+                near = np.flatnonzero(x * x + y * y + z * z <= max_range ** 2)
+                ahead, x, y, z = ahead[near], x[near], y[near], z[near]
+            local, u, v = cam.model.project_xyz(x, y, z)
         if not len(local):
             continue
         seen, depth = ahead[local], z[local]
-        row, col = pixel_index(u, v, cam.model.image_size, cam.mask.shape[:2])
-        label = cam.mask[row, col]
-        if occlusion is None:
-            keep = np.ones(len(seen), bool)
+        mh, mw = cam.mask.shape[:2]
+        row, col = pixel_index(u, v, cam.model.image_size, (mh, mw))
+        flat = row * mw + col
+        label = cam.mask.reshape(-1)[flat] if cam.mask.ndim == 2 else cam.mask[row, col]
+        keep = label != UNKNOWN
+        if occlusion is not None:
+            focal = min(cam.model.focal_px[0] * mw / cam.model.image_size[0],
+                        cam.model.focal_px[1] * mh / cam.model.image_size[1])
+            keep &= visible(row, col, depth, (mh, mw), occlusion, focal)
+        kept = np.flatnonzero(keep)
+        target, label = seen[kept], label[kept]
+        if cam.confidence is not None and cam.confidence.shape == (mh, mw):
+            conf = cam.confidence.reshape(-1)[flat[kept]]
+        elif cam.confidence is not None:
+            conf = cam.confidence[row[kept], col[kept]]
         else:
-            focal = min(cam.model.focal_px[0] * cam.mask.shape[1] / cam.model.image_size[0],
-                        cam.model.focal_px[1] * cam.mask.shape[0] / cam.model.image_size[1])
-            keep = visible(row, col, depth, cam.mask.shape[:2], occlusion, focal)
-        keep &= label != UNKNOWN
-        conf = cam.confidence[row, col] if cam.confidence is not None else np.zeros(len(seen), np.uint8)
-        priority = conf.astype(np.int64) * _CENTRE_STEPS + _centre_closeness(cam.model, u, v)
-        target = finite[seen]
-        better = keep & (priority > best[target])
-        target = target[better]
-        best[target] = priority[better]
-        out.label[target] = label[better]
-        out.confidence[target] = conf[better]
+            conf = np.zeros(len(kept), np.uint8)
+        seen_by = _Seen(cam.model, target, u[kept], v[kept], conf)
+        win = _overlap_winners(out.camera[target], seen_by, earlier)
+        earlier[index] = seen_by
+        target = target[win]
+        out.label[target] = label[win]
+        out.confidence[target] = conf[win]
         out.camera[target] = index
     return out
 
