@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 
 from cityseg.fusion.camera import CameraModel, pixel_index
@@ -85,51 +84,60 @@ def _threshold(nearest: np.ndarray, config: OcclusionConfig, ratio: float) -> np
 
 def visible(row: np.ndarray, col: np.ndarray, depth: np.ndarray, shape: tuple[int, int],
             config: OcclusionConfig, focal_px: float) -> np.ndarray:
-    """bool per point: no point nearer by the margin lies within the window around its pixel.
+    """bool per point: no point nearer by the margin lies within the window around its pixel
+    (``window_px`` square, anchored as cv2.erode does: window // 2 before; clipped to the mask
+    ``shape``).
 
-    Two passes give exactly the window test: a coarse z-buffer of cells of window/2 pixels, whose
-    3 x 3 cells around a point cover its window (and a little more), clears nearly every point;
-    only the few it does not clear are tested against a z-buffer at mask resolution, in the box
-    they fall in. ``shape`` (the mask's) is where the window ends."""
-    n = len(row)
-    if not n:
+    Exactly that test, in two passes: a z-buffer of window x window cells, where the (at most)
+    2 x 2 cells a point's window overlaps clear nearly every point; the few they do not clear are
+    tested pixel by pixel against the points in those cells."""
+    if not len(row):
         return np.ones(0, bool)
     k = config.window_px
-    half = k // 2
     ratio = config.margin_ratio(focal_px)
     depth32 = depth.astype(np.float32)
-    cell = max(half, 1)
-    if cell > 1:
-        crow, ccol = row // cell, col // cell
-    else:
-        crow, ccol = row, col
-    pad = 1 if k > 1 else 0
-    nearest = _window_min(crow, ccol, depth32, pad, 2 * pad + 1)
-    seen = depth <= _threshold(nearest, config, ratio)
-    if k in (1, 3):  # the coarse cells are pixels: that was the window test itself
-        return seen
-    doubt = np.flatnonzero(~seen)
+    cells = _Cells(row, col, shape, k)
+    grid = np.full(cells.size, np.inf, np.float32)
+    np.minimum.at(grid, cells.own, depth32)
+    seen = depth <= _threshold(cells.window_min(grid), config, ratio)
+    doubt = np.flatnonzero(~seen) if k > 1 else ()  # 1 x 1 cells: that was the test itself
     if len(doubt):
-        seen[doubt] = depth[doubt] <= _threshold(_exact_min(row, col, depth32, doubt, k, shape), config, ratio)
+        mark = np.zeros(cells.size, bool)
+        mark[cells.window_cells(doubt)] = True
+        close = np.flatnonzero(mark[cells.own])  # every point that can lie in a doubtful window
+        nearest = _exact_min(row, col, depth32, doubt, close, k, shape)
+        seen[doubt] = depth[doubt] <= _threshold(nearest, config, ratio)
     return seen
 
 
-def _window_min(row: np.ndarray, col: np.ndarray, depth: np.ndarray, pad: int, k: int) -> np.ndarray:
-    """Per point the least depth within the k x k cells centred on its cell (a z-buffer over the
-    points' box plus ``pad`` cells of nothing on each side)."""
-    r0, c0 = int(row.min()) - pad, int(col.min()) - pad
-    h, w = int(row.max()) + pad + 1 - r0, int(col.max()) + pad + 1 - c0
-    flat = (row - r0) * w + (col - c0)
-    zbuf = np.full(h * w, np.inf, np.float32)
-    np.minimum.at(zbuf, flat, depth)
-    if k > 1:
-        zbuf = cv2.erode(zbuf.reshape(h, w), np.ones((k, k), np.uint8), borderType=cv2.BORDER_REPLICATE).ravel()
-    return zbuf[flat]
+class _Cells:
+    """The points' k x k cells (one cell of nothing around the mask), and the (at most 2 x 2)
+    cells each point's window overlaps: rows lo..hi, columns lo..hi."""
+
+    def __init__(self, row: np.ndarray, col: np.ndarray, shape: tuple[int, int], k: int):
+        half = k // 2
+        self.width = (shape[1] + k) // k + 2
+        self.size = ((shape[0] + k) // k + 2) * self.width
+        self.own = (row // k + 1) * self.width + (col // k + 1)
+        self.row_lo, self.row_hi = ((row - half) // k + 1) * self.width, ((row + k - 1 - half) // k + 1) * self.width
+        self.col_lo, self.col_hi = (col - half) // k + 1, (col + k - 1 - half) // k + 1
+
+    def window_min(self, grid: np.ndarray) -> np.ndarray:
+        """Per point the least of ``grid`` over its window's cells: at most its window's least depth."""
+        out = grid[self.row_lo + self.col_lo]
+        np.minimum(out, grid[self.row_lo + self.col_hi], out=out)
+        np.minimum(out, grid[self.row_hi + self.col_lo], out=out)
+        return np.minimum(out, grid[self.row_hi + self.col_hi], out=out)
+
+    def window_cells(self, at: np.ndarray) -> np.ndarray:
+        """The cells the windows of points ``at`` overlap (with repeats)."""
+        lo, hi = self.row_lo[at], self.row_hi[at]
+        return np.concatenate([lo + self.col_lo[at], lo + self.col_hi[at], hi + self.col_lo[at], hi + self.col_hi[at]])
 
 
 class _Scratch(threading.local):
     """A z-buffer at mask resolution per thread, all +inf between uses (filling a fresh one would
-    cost more than the points it holds)."""
+    cost more than the few points it holds)."""
 
     def __init__(self) -> None:
         self.zbuf = np.zeros(0, np.float32)
@@ -143,18 +151,18 @@ class _Scratch(threading.local):
 _SCRATCH = _Scratch()
 
 
-def _exact_min(row: np.ndarray, col: np.ndarray, depth: np.ndarray, doubt: np.ndarray, k: int,
-               shape: tuple[int, int]) -> np.ndarray:
-    """The least depth in the k x k pixel window (as cv2.erode anchors it: k // 2 before, the rest
-    after; clipped to the mask ``shape``) around each point ``doubt``, over all points."""
+def _exact_min(row: np.ndarray, col: np.ndarray, depth: np.ndarray, doubt: np.ndarray, close: np.ndarray,
+               k: int, shape: tuple[int, int]) -> np.ndarray:
+    """The least depth of the points ``close`` in the k x k pixel window around each point ``doubt``."""
     half = k // 2
     w = shape[1] + k  # k columns of nothing: a window never wraps onto the next row
-    keys = (row + half) * w + (col + half)
+    keys = (row[close] + half) * w + (col[close] + half)
     zbuf = _SCRATCH.buffer((shape[0] + k) * w)
     try:
-        np.minimum.at(zbuf, keys, depth)
+        np.minimum.at(zbuf, keys, depth[close])
         window = (np.arange(-half, k - half)[:, None] * w + np.arange(-half, k - half)).ravel()
-        return zbuf[keys[doubt][:, None] + window].min(axis=1)
+        centre = (row[doubt] + half) * w + (col[doubt] + half)
+        return zbuf[centre[:, None] + window].min(axis=1)
     finally:
         zbuf[keys] = np.inf
 
