@@ -110,8 +110,12 @@ def read_xyz(layout: CloudLayout, data) -> np.ndarray:
                              f"(fields: {found}); publish x/y/z as float32")
     rows = point_rows(layout, data)
     order = ">" if layout.is_bigendian else "<"
-    dtype = np.dtype({"names": ["x", "y", "z"], "formats": [order + "f4"] * 3,
-                      "offsets": [layout.field(n).offset for n in ("x", "y", "z")],
+    offsets = [layout.field(n).offset for n in ("x", "y", "z")]
+    if offsets[1:] == [offsets[0] + 4, offsets[0] + 8]:  # x, y, z packed (every driver): 12 bytes a point
+        packed = np.empty((layout.num_points, 3), order + "f4")
+        packed.view("V12")[:, 0] = rows[:, offsets[0]:offsets[0] + 12].view("V12")[:, 0]
+        return packed if order == "<" else packed.astype(np.float32)
+    dtype = np.dtype({"names": ["x", "y", "z"], "formats": [order + "f4"] * 3, "offsets": offsets,
                       "itemsize": layout.point_step})
     points = np.ascontiguousarray(rows).view(dtype).ravel()
     out = np.empty((layout.num_points, 3), np.float32)
