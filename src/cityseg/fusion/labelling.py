@@ -228,6 +228,37 @@ def _overlap_winners(current: np.ndarray, new: _Seen, earlier: dict[int, _Seen])
     return win
 
 
+def cloud_columns(xyz: np.ndarray) -> np.ndarray:
+    """float32 (3, N) x, y and z of a cloud's points (N, 3): what :func:`project_cloud` culls with,
+    made once per cloud."""
+    return np.ascontiguousarray(np.asarray(xyz).T, np.float32)
+
+
+def project_cloud(xyz: np.ndarray, columns: np.ndarray, model: CameraModel, cloud_to_camera: Transform,
+                  max_range: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The cloud points (N, 3) that land in one camera: their indices (ascending), pixel u and v,
+    and depth. The cloud is culled in float32 first (:func:`_in_frustum`, on ``columns`` from
+    :func:`cloud_columns`); the points left are transformed and projected in float64, as
+    :meth:`CameraModel.project_xyz` alone would. ``max_range``: metres from the camera."""
+    t = cloud_to_camera
+    ahead = _in_frustum(columns, t, model.axis_limit)
+    source = columns if xyz.dtype == np.float32 else np.asarray(xyz).T
+    px, py, pz = (source[i][ahead].astype(np.float64) for i in range(3))
+    with np.errstate(invalid="ignore", divide="ignore"):  # infinite points: NaN, then culled
+        x, y, z = (t.apply_row(i, px, py, pz) for i in range(3))
+        if max_range is not None:
+            near = np.flatnonzero(x * x + y * y + z * z <= max_range ** 2)
+            ahead, x, y, z = ahead[near], x[near], y[near], z[near]
+        local, u, v = model.project_xyz(x, y, z)
+    return ahead[local], u, v, z[local]
+
+
+def mask_focal(model: CameraModel, mask_shape: tuple[int, int]) -> float:
+    """The smaller focal length in pixels of a mask of ``mask_shape`` (H, W) over the camera's image."""
+    return min(model.focal_px[0] * mask_shape[1] / model.image_size[0],
+               model.focal_px[1] * mask_shape[0] / model.image_size[1])
+
+
 def label_points(xyz: np.ndarray, cameras: Sequence[CameraMask | None],
                  occlusion: OcclusionConfig | None = OcclusionConfig(),
                  max_range: float | None = None) -> PointLabels:
@@ -235,40 +266,27 @@ def label_points(xyz: np.ndarray, cameras: Sequence[CameraMask | None],
     is in the node's camera order; None (no mask in tolerance, no transform) contributes nothing.
     ``occlusion`` None skips the z-buffer; ``max_range`` (metres from the camera) limits each camera.
 
-    Each camera first culls the cloud in float32 (:func:`_in_frustum`); the points left are
-    transformed and projected in float64, as :meth:`CameraModel.project_xyz` alone would."""
+    Each camera's points come from :func:`project_cloud`."""
     n = len(xyz)
     out = PointLabels.unknown(n)
     cloud = np.asarray(xyz)
     if not n or all(cam is None for cam in cameras):
         return out
-    columns = np.ascontiguousarray(cloud.T, np.float32)
+    columns = cloud_columns(cloud)
     earlier: dict[int, _Seen] = {}
     for index, cam in enumerate(cameras):
         if cam is None:
             continue
-        t = cam.cloud_to_camera
-        ahead = _in_frustum(columns, t, cam.model.axis_limit)
-        source = columns if cloud.dtype == np.float32 else cloud.T
-        px, py, pz = (source[i][ahead].astype(np.float64) for i in range(3))
-        with np.errstate(invalid="ignore", divide="ignore"):  # infinite points: NaN, then culled
-            x, y, z = (t.apply_row(i, px, py, pz) for i in range(3))
-            if max_range is not None:
-                near = np.flatnonzero(x * x + y * y + z * z <= max_range ** 2)
-                ahead, x, y, z = ahead[near], x[near], y[near], z[near]
-            local, u, v = cam.model.project_xyz(x, y, z)
-        if not len(local):
+        seen, u, v, depth = project_cloud(cloud, columns, cam.model, cam.cloud_to_camera, max_range)
+        if not len(seen):
             continue
-        seen, depth = ahead[local], z[local]
         mh, mw = cam.mask.shape[:2]
         row, col = pixel_index(u, v, cam.model.image_size, (mh, mw))
         flat = row * mw + col
         label = cam.mask.reshape(-1)[flat] if cam.mask.ndim == 2 else cam.mask[row, col]
         keep = label != UNKNOWN
         if occlusion is not None:
-            focal = min(cam.model.focal_px[0] * mw / cam.model.image_size[0],
-                        cam.model.focal_px[1] * mh / cam.model.image_size[1])
-            keep &= visible(row, col, depth, (mh, mw), occlusion, focal)
+            keep &= visible(row, col, depth, (mh, mw), occlusion, mask_focal(cam.model, (mh, mw)))
         kept = np.flatnonzero(keep)
         target, label = seen[kept], label[kept]
         if cam.confidence is not None and cam.confidence.shape == (mh, mw):
