@@ -33,7 +33,7 @@ from cityseg.fusion.grid import GridSpec, cost_table, grid_from_cloud
 from cityseg.fusion.labelling import (
     CameraMask,
     OcclusionConfig,
-    cloud_columns,
+    cloud_points,
     label_points,
     mask_focal,
     project_cloud,
@@ -91,10 +91,10 @@ def main() -> None:
     for n in (1, 3, 6):
         cams = rig(n, scene, lidar)
 
-        columns = cloud_columns(xyz)
+        points = cloud_points(xyz)
 
-        def project(cams=cams, columns=columns):  # as label_points does it: float32 cull, float64 projection
-            return [project_cloud(xyz, columns, c.model, c.cloud_to_camera) for c in cams]
+        def project(cams=cams, points=points):  # as label_points does it: float32 cull, float64 projection
+            return [project_cloud(xyz, points, c.model, c.cloud_to_camera) for c in cams]
 
         projections = project()
 

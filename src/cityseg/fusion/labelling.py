@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 
 from cityseg.fusion.camera import CameraModel, pixel_index
@@ -174,25 +175,23 @@ def _centre_closeness(model: CameraModel, u: np.ndarray, v: np.ndarray) -> np.nd
     return ((_CENTRE_STEPS - 1) * (1 - np.clip(dist, 0, 1))).astype(np.int64)
 
 
-def _in_frustum(columns: np.ndarray, transform: Transform, limit: float) -> np.ndarray:
-    """Indices of the points (float32 x, y, z rows of ``columns``, (3, N)) that may land in a
-    camera whose projection culls |x/z| above ``limit``: the two side planes of its frustum,
-    in float32, loose enough that rounding drops no point the float64 projection keeps (the
-    cloud's points lie around the horizon: the top and bottom are left to the projection).
-    Points behind the camera and NaN points drop out."""
+def _in_frustum(points: np.ndarray, transform: Transform, limit: float) -> np.ndarray:
+    """Indices of the float32 points (N, 1, 3) that may land in a camera whose projection culls
+    |x/z| above ``limit``: the two side planes of its frustum (cv2.transform onto each, their
+    minimum, one comparison), loose enough that float32 rounding drops no point the float64
+    projection keeps (the cloud's points lie around the horizon: the top and bottom are left to
+    the projection). Points behind the camera and NaN points drop out."""
     lim = limit * (1 + 1e-4)
     r, t = transform.rotation, transform.translation
-    eps = np.float32(1e-2 + 1e-6 * float(np.abs(t).max()))
-    x, y, z = columns
-    side = None
+    eps = 1e-2 + 1e-6 * float(np.abs(t).max())
+    side = []
     for sign in (-1.0, 1.0):
-        a, b, c = (np.float32(lim * r[2, i] + sign * r[0, i]) for i in range(3))
-        plane = x * a
-        plane += y * b
-        plane += z * c
-        plane += np.float32(lim * t[2] + sign * t[0])
-        side = plane if side is None else np.minimum(side, plane, out=side)
-    return np.flatnonzero(side >= -eps)
+        plane = np.empty((1, 4), np.float64)
+        plane[0, :3] = lim * r[2] + sign * r[0]
+        plane[0, 3] = lim * t[2] + sign * t[0]
+        side.append(cv2.transform(points, plane.astype(np.float32)))
+    inside = cv2.compare(cv2.min(side[0], side[1]), -eps, cv2.CMP_GE)  # 255 / 0 (NaN: 0)
+    return np.flatnonzero(inside.view(bool))
 
 
 @dataclass
@@ -228,22 +227,23 @@ def _overlap_winners(current: np.ndarray, new: _Seen, earlier: dict[int, _Seen])
     return win
 
 
-def cloud_columns(xyz: np.ndarray) -> np.ndarray:
-    """float32 (3, N) x, y and z of a cloud's points (N, 3): what :func:`project_cloud` culls with,
-    made once per cloud."""
-    return np.ascontiguousarray(np.asarray(xyz).T, np.float32)
+def cloud_points(xyz: np.ndarray) -> np.ndarray:
+    """float32 (N, 1, 3) points of a cloud (N, 3) (no copy for float32): what :func:`project_cloud`
+    culls with, made once per cloud."""
+    cloud = np.asarray(xyz)
+    return np.ascontiguousarray(cloud, np.float32).reshape(len(cloud), 1, 3)
 
 
-def project_cloud(xyz: np.ndarray, columns: np.ndarray, model: CameraModel, cloud_to_camera: Transform,
+def project_cloud(xyz: np.ndarray, points: np.ndarray, model: CameraModel, cloud_to_camera: Transform,
                   max_range: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The cloud points (N, 3) that land in one camera: their indices (ascending), pixel u and v,
-    and depth. The cloud is culled in float32 first (:func:`_in_frustum`, on ``columns`` from
-    :func:`cloud_columns`); the points left are transformed and projected in float64, as
+    and depth. The cloud is culled in float32 first (:func:`_in_frustum`, on ``points`` from
+    :func:`cloud_points`); the points left are transformed and projected in float64, as
     :meth:`CameraModel.project_xyz` alone would. ``max_range``: metres from the camera."""
     t = cloud_to_camera
-    ahead = _in_frustum(columns, t, model.axis_limit)
-    source = columns if xyz.dtype == np.float32 else np.asarray(xyz).T
-    px, py, pz = (source[i][ahead].astype(np.float64) for i in range(3))
+    ahead = _in_frustum(points, t, model.axis_limit)
+    source = np.asarray(xyz)
+    px, py, pz = (source[ahead, i].astype(np.float64) for i in range(3))
     with np.errstate(invalid="ignore", divide="ignore"):  # infinite points: NaN, then culled
         x, y, z = (t.apply_row(i, px, py, pz) for i in range(3))
         if max_range is not None:
@@ -272,12 +272,12 @@ def label_points(xyz: np.ndarray, cameras: Sequence[CameraMask | None],
     cloud = np.asarray(xyz)
     if not n or all(cam is None for cam in cameras):
         return out
-    columns = cloud_columns(cloud)
+    points = cloud_points(cloud)
     earlier: dict[int, _Seen] = {}
     for index, cam in enumerate(cameras):
         if cam is None:
             continue
-        seen, u, v, depth = project_cloud(cloud, columns, cam.model, cam.cloud_to_camera, max_range)
+        seen, u, v, depth = project_cloud(cloud, points, cam.model, cam.cloud_to_camera, max_range)
         if not len(seen):
             continue
         mh, mw = cam.mask.shape[:2]
