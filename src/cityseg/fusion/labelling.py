@@ -178,9 +178,11 @@ def _centre_closeness(model: CameraModel, u: np.ndarray, v: np.ndarray) -> np.nd
 def _in_frustum(points: np.ndarray, transform: Transform, limit: float) -> np.ndarray:
     """Indices of the float32 points (N, 1, 3) that may land in a camera whose projection culls
     |x/z| above ``limit``: the two side planes of its frustum (cv2.transform onto each, their
-    minimum, one comparison), loose enough that float32 rounding drops no point the float64
+    minimum), loose enough that float32 rounding drops no point the float64
     projection keeps (the cloud's points lie around the horizon: the top and bottom are left to
     the projection). Points behind the camera and NaN points drop out."""
+    if not len(points):
+        return np.zeros(0, np.intp)
     lim = limit * (1 + 1e-4)
     r, t = transform.rotation, transform.translation
     eps = 1e-2 + 1e-6 * float(np.abs(t).max())
@@ -190,8 +192,7 @@ def _in_frustum(points: np.ndarray, transform: Transform, limit: float) -> np.nd
         plane[0, :3] = lim * r[2] + sign * r[0]
         plane[0, 3] = lim * t[2] + sign * t[0]
         side.append(cv2.transform(points, plane.astype(np.float32)))
-    inside = cv2.compare(cv2.min(side[0], side[1]), -eps, cv2.CMP_GE)  # 255 / 0 (NaN: 0)
-    return np.flatnonzero(inside.view(bool))
+    return np.flatnonzero(np.minimum(side[0], side[1], out=side[0]) >= -eps)  # NaN: False
 
 
 @dataclass
