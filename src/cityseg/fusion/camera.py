@@ -215,8 +215,12 @@ def pixel_index(u: np.ndarray, v: np.ndarray, image_size: tuple[int, int],
     """Row and column in a mask of ``mask_shape`` of image pixels (u, v) (see :func:`mask_index`)."""
     w, h = image_size
     mh, mw = mask_shape
-    col = np.floor((u + 0.5) * (mw / w)).astype(np.int64)
-    row = np.floor((v + 0.5) * (mh / h)).astype(np.int64)
+    col, row = u + 0.5, v + 0.5
+    if mw != w:
+        col *= mw / w
+    if mh != h:
+        row *= mh / h
+    col, row = col.astype(np.int64), row.astype(np.int64)  # truncation: floor where it is not clipped
     np.clip(col, 0, mw - 1, out=col)
     np.clip(row, 0, mh - 1, out=row)
     return row, col

@@ -119,9 +119,10 @@ class _Cells:
         half = k // 2
         self.width = (shape[1] + k) // k + 2
         self.size = ((shape[0] + k) // k + 2) * self.width
-        self.own = (row // k + 1) * self.width + (col // k + 1)
-        self.row_lo, self.row_hi = ((row - half) // k + 1) * self.width, ((row + k - 1 - half) // k + 1) * self.width
-        self.col_lo, self.col_hi = (col - half) // k + 1, (col + k - 1 - half) // k + 1
+        self.own = ((row + k) // k) * self.width + (col + k) // k
+        self.row_lo = ((row + (k - half)) // k) * self.width
+        self.row_hi = ((row + (2 * k - 1 - half)) // k) * self.width
+        self.col_lo, self.col_hi = (col + (k - half)) // k, (col + (2 * k - 1 - half)) // k
 
     def window_min(self, grid: np.ndarray) -> np.ndarray:
         """Per point the least of ``grid`` over its window's cells: at most its window's least depth."""
@@ -203,12 +204,16 @@ class _Seen:
     target: np.ndarray
     u: np.ndarray
     v: np.ndarray
+    kept: np.ndarray
+    """Positions in ``u`` and ``v`` (all the camera's projected points) of the points in ``target``."""
     conf: np.ndarray
 
     def priority(self, at: np.ndarray) -> np.ndarray:
         """Overlap priority of the points ``at`` (positions in ``target``): confidence first, then
         closeness to the image centre."""
-        return self.conf[at].astype(np.int64) * _CENTRE_STEPS + _centre_closeness(self.model, self.u[at], self.v[at])
+        where = self.kept[at]
+        return self.conf[at].astype(np.int64) * _CENTRE_STEPS + _centre_closeness(self.model, self.u[where],
+                                                                                   self.v[where])
 
 
 def _overlap_winners(current: np.ndarray, new: _Seen, earlier: dict[int, _Seen]) -> np.ndarray | slice:
@@ -296,7 +301,7 @@ def label_points(xyz: np.ndarray, cameras: Sequence[CameraMask | None],
             conf = cam.confidence[row[kept], col[kept]]
         else:
             conf = np.zeros(len(kept), np.uint8)
-        seen_by = _Seen(cam.model, target, u[kept], v[kept], conf)
+        seen_by = _Seen(cam.model, target, u, v, kept, conf)
         win = _overlap_winners(out.camera[target], seen_by, earlier)
         earlier[index] = seen_by
         target = target[win]
