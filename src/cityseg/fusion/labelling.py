@@ -225,11 +225,13 @@ def _overlap_winners(current: np.ndarray, new: _Seen, earlier: dict[int, _Seen])
         return slice(None)
     win = np.ones(len(current), bool)
     mine = new.priority(taken)
+    owner = current[taken]
     for index, other in earlier.items():
-        here = np.flatnonzero(current[taken] == index)
+        here = np.flatnonzero(owner == index) if len(earlier) > 1 else np.arange(len(taken))
         if len(here):
-            theirs = other.priority(np.searchsorted(other.target, new.target[taken[here]]))
-            win[taken[here]] = mine[here] > theirs
+            at = taken[here]
+            theirs = other.priority(other.target.searchsorted(new.target[at]))
+            win[at] = mine[here] > theirs
     return win
 
 
