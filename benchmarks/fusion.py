@@ -6,9 +6,10 @@ the roof with ground-truth masks (rendered at 256x128 and nearest-upsampled to 2
 the node's masks have at output_scale 1).
 
 Stages, each timed on its own (medians over --repeats after --warmup):
-* projection: every camera's transform + distortion model for every point (our vectorised numpy;
-  cv2.projectPoints on the same points for comparison, one camera);
-* occlusion: the z-buffer and window test for every camera;
+* projection: every camera's float32 frustum cull of the cloud, then the float64 transform and
+  distortion model of the points left (project_cloud, as label_points does it); the line above
+  the table compares CameraModel.project with cv2.projectPoints on one camera's full cloud;
+* occlusion: the z-buffer and window test (visible) for every camera;
 * labelling: cityseg.fusion.labelling.label_points end to end (projection, occlusion, overlap rule);
 * message: the labelled cloud's bytes (write_labelled) and its PointCloud2 CDR (rosbags);
 * grid: the 250x250 bird's-eye grid from the labelled points.
@@ -25,11 +26,19 @@ import numpy as np
 
 from cityseg.benchmarking.report import machine_description, update_doc
 from cityseg.benchmarking.timing import median_ms
-from cityseg.fusion.camera import CameraModel, mask_index
+from cityseg.fusion.camera import CameraModel, pixel_index
 from cityseg.fusion.cloud import read_xyz, write_labelled
 from cityseg.fusion.extrinsics import Transform
-from cityseg.fusion.grid import GridSpec, cost_table, grid_from_points, points_for_grid
-from cityseg.fusion.labelling import CameraMask, OcclusionConfig, label_points, visible
+from cityseg.fusion.grid import GridSpec, cost_table, grid_from_cloud
+from cityseg.fusion.labelling import (
+    CameraMask,
+    OcclusionConfig,
+    cloud_points,
+    label_points,
+    mask_focal,
+    project_cloud,
+    visible,
+)
 from cityseg.labels import class_space
 from cityseg.ros.core.fusion_messages import point_cloud
 from cityseg.ros.core.messages import CameraInfoValues, RosbagsMessages
@@ -82,15 +91,17 @@ def main() -> None:
     for n in (1, 3, 6):
         cams = rig(n, scene, lidar)
 
-        def project(cams=cams):
-            return [c.model.project(c.cloud_to_camera.apply(pts64)) for c in cams]
+        points = cloud_points(xyz)
+
+        def project(cams=cams, points=points):  # as label_points does it: float32 cull, float64 projection
+            return [project_cloud(xyz, points, c.model, c.cloud_to_camera) for c in cams]
 
         projections = project()
 
         def occlude(cams=cams, projections=projections):
-            for c, p in zip(cams, projections):
-                row, col = mask_index(p, c.model.image_size, c.mask.shape)
-                visible(row, col, p.depth[p.valid], c.mask.shape, occlusion, c.model.focal_px[0])
+            for c, (_, u, v, depth) in zip(cams, projections):
+                row, col = pixel_index(u, v, c.model.image_size, c.mask.shape)
+                visible(row, col, depth, c.mask.shape, occlusion, mask_focal(c.model, c.mask.shape))
 
         labels = label_points(xyz, cams, occlusion)
 
@@ -99,8 +110,7 @@ def main() -> None:
             return factory.serialize(point_cloud(factory.typestore, header, out_layout, out_data))
 
         def grid(labels=labels):
-            used = points_for_grid(labels.label, costs)  # as the node and the bag tool do
-            return grid_from_points(spec, lidar.apply(xyz[used]), labels.label[used], costs)
+            return grid_from_cloud(spec, xyz, labels.label, costs, lidar)  # as the node and the bag tool do
 
         t = {"projection": median_ms(project, args.repeats, args.warmup),
              "occlusion": median_ms(occlude, args.repeats, args.warmup),

@@ -103,9 +103,10 @@ def run_echo(namespace: str, raw: bool) -> None:
         rclpy.try_shutdown()
 
 
-def run_frame_cost(model: str, width: int, height: int, subscribers: tuple[str, ...], echo: str) -> dict:
-    """One frame-cost scenario in this process (the child): the node ('') or an echo floor
-    ('messages' or 'raw'), p50 latency."""
+def run_frame_cost(model: str, width: int, height: int, subscribers: tuple[str, ...], echo: str,
+                   backend: str = "onnxruntime") -> dict:
+    """One frame-cost scenario in this process (the child): the node ('') on ``backend`` or an echo
+    floor ('messages' or 'raw'), p50 latency."""
     import signal
 
     import numpy as np
@@ -118,9 +119,10 @@ def run_frame_cost(model: str, width: int, height: int, subscribers: tuple[str, 
     if echo:
         node = NodeProcess("/bench", {}, command=[sys.executable, __file__, "--echo", echo])
     else:
-        node = NodeProcess("/bench", {"model": model, "backend": "onnxruntime", "diagnostics_period": 0.5,
+        node = NodeProcess("/bench", {"model": model, "backend": backend, "diagnostics_period": 0.5,
                                       "stats_window": 60.0, "log_period": 0.0})
     node.wait_for_output("segmenting", 60.0)
+    runs_on = next((line for line in node.output.splitlines() if " on " in line and "segmenting" in line), "")
     rclpy.init()
     probe = Probe("/bench", outputs=frozenset(subscribers))
     try:
@@ -145,7 +147,8 @@ def run_frame_cost(model: str, width: int, height: int, subscribers: tuple[str, 
                 "last_output_p50_ms": round(percentile(probe.record.latencies_ms(subscribers[-1]), 50), 1),
                 "stage_ms": {k: round(float(diag[f"{k} mean (ms)"]), 2) for k in STAGE_KEYS
                              if f"{k} mean (ms)" in diag},
-                "live_outputs": diag.get("live outputs", "")}
+                "live_outputs": diag.get("live outputs", ""),
+                "runs_on": runs_on.split(" on ", 1)[-1].split(" (ready")[0] if runs_on else ""}
     finally:
         probe.close()
         rclpy.try_shutdown()
@@ -242,8 +245,8 @@ def main() -> int:
         print(json.dumps(run_scenario(str(args.model), width, height, rate, seconds, profile)))
         return 0
     if args.cost_child:
-        width, height, subscribers, echo = json.loads(args.cost_child)
-        print(json.dumps(run_frame_cost(str(args.model), width, height, tuple(subscribers), echo)))
+        width, height, subscribers, echo, *backend = json.loads(args.cost_child)
+        print(json.dumps(run_frame_cost(str(args.model), width, height, tuple(subscribers), echo, *backend)))
         return 0
     if not (args.model / "model.json").is_file():
         raise SystemExit(f"{args.model}: no model bundle; run `make demo` first or pass --model BUNDLE")

@@ -116,6 +116,9 @@ class CameraModel:
             scale = np.divide(theta_d, r, out=np.ones_like(r), where=r > 1e-12)
             xd, yd = x * scale, y * scale
             inside = theta <= self._max_radius
+        elif not self.dist.any():  # the polynomial below would give exactly x, y
+            xd, yd = x, y
+            inside = r2 <= self._max_radius ** 2
         else:
             k1, k2, p1, p2, k3, *rest = self.dist
             radial = 1 + r2 * (k1 + r2 * (k2 + r2 * k3))
@@ -143,26 +146,41 @@ class CameraModel:
         valid[index] = True
         return Projection(u, v, p[:, 2], valid)
 
+    @property
+    def axis_limit(self) -> float:
+        """Points with |x/z| or |y/z| above this do not project (what :meth:`project_xyz` culls
+        before the distortion model; a cheaper frustum test may use it)."""
+        return float(np.tan(min(self._max_radius, 1.55))) if self.model == "equidistant" else self._max_radius
+
     def project_xyz(self, x: np.ndarray, y: np.ndarray, z: np.ndarray,
                     index: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Camera-frame coordinates (1-D each) -> (indices of the points that land in the image,
-        their u, their v). ``index``: the points' own indices (default 0..N-1)."""
+        their u, their v). ``index``: the points' own indices (default 0..N-1).
+
+        Arrays are compacted only where points drop out (a caller that culled already pays no copy)."""
         with np.errstate(invalid="ignore"):
-            front = np.flatnonzero(z > NEAR)
-        zf = z[front]
-        xn, yn = x[front] / zf, y[front] / zf
-        limit = np.tan(min(self._max_radius, 1.55)) if self.model == "equidistant" else self._max_radius
-        near_axis = np.flatnonzero((np.abs(xn) <= limit) & (np.abs(yn) <= limit))
-        front, xn, yn = front[near_axis], xn[near_axis], yn[near_axis]
+            ahead = z > NEAR
+        front = None if ahead.all() else np.flatnonzero(ahead)
+        if front is not None:
+            x, y, z = x[front], y[front], z[front]
+        xn, yn = x / z, y / z
+        limit = self.axis_limit
+        near_axis = (np.abs(xn) <= limit) & (np.abs(yn) <= limit)
+        if not near_axis.all():
+            near_axis = np.flatnonzero(near_axis)
+            front = near_axis if front is None else front[near_axis]
+            xn, yn = xn[near_axis], yn[near_axis]
         uf, vf, inside = self.distort(xn, yn)
         x0, y0, _, _ = self.roi
         bx, by = self.binning
-        uf, vf = (uf - x0) / bx, (vf - y0) / by
+        if x0 or bx != 1:
+            uf = (uf - x0) / bx
+        if y0 or by != 1:
+            vf = (vf - y0) / by
         w, h = self.image_size
-        ok = inside & (uf >= -0.5) & (uf < w - 0.5) & (vf >= -0.5) & (vf < h - 0.5)
-        ok &= np.isfinite(uf) & np.isfinite(vf)
+        ok = inside & (uf >= -0.5) & (uf < w - 0.5) & (vf >= -0.5) & (vf < h - 0.5)  # False for NaN, inf
         ok = np.flatnonzero(ok)
-        front = front[ok]
+        front = ok if front is None else front[ok]
         return (front if index is None else index[front]), uf[ok], vf[ok]
 
     def pixel_rays(self, width: int | None = None, height: int | None = None) -> np.ndarray:
@@ -197,8 +215,12 @@ def pixel_index(u: np.ndarray, v: np.ndarray, image_size: tuple[int, int],
     """Row and column in a mask of ``mask_shape`` of image pixels (u, v) (see :func:`mask_index`)."""
     w, h = image_size
     mh, mw = mask_shape
-    col = np.floor((u + 0.5) * (mw / w)).astype(np.int64)
-    row = np.floor((v + 0.5) * (mh / h)).astype(np.int64)
+    col, row = u + 0.5, v + 0.5
+    if mw != w:
+        col *= mw / w
+    if mh != h:
+        row *= mh / h
+    col, row = col.astype(np.int64), row.astype(np.int64)  # truncation: floor where it is not clipped
     np.clip(col, 0, mw - 1, out=col)
     np.clip(row, 0, mh - 1, out=row)
     return row, col

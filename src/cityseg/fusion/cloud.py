@@ -110,8 +110,12 @@ def read_xyz(layout: CloudLayout, data) -> np.ndarray:
                              f"(fields: {found}); publish x/y/z as float32")
     rows = point_rows(layout, data)
     order = ">" if layout.is_bigendian else "<"
-    dtype = np.dtype({"names": ["x", "y", "z"], "formats": [order + "f4"] * 3,
-                      "offsets": [layout.field(n).offset for n in ("x", "y", "z")],
+    offsets = [layout.field(n).offset for n in ("x", "y", "z")]
+    if offsets[1:] == [offsets[0] + 4, offsets[0] + 8]:  # x, y, z packed (every driver): 12 bytes a point
+        packed = np.empty((layout.num_points, 3), order + "f4")
+        packed.view("V12")[:, 0] = rows[:, offsets[0]:offsets[0] + 12].view("V12")[:, 0]
+        return packed if order == "<" else packed.astype(np.float32)
+    dtype = np.dtype({"names": ["x", "y", "z"], "formats": [order + "f4"] * 3, "offsets": offsets,
                       "itemsize": layout.point_step})
     points = np.ascontiguousarray(rows).view(dtype).ravel()
     out = np.empty((layout.num_points, 3), np.float32)
@@ -134,21 +138,25 @@ def labelled_layout(layout: CloudLayout, num_points: int, organized: bool) -> Cl
 
 
 def write_labelled(layout: CloudLayout, data, label: np.ndarray, confidence: np.ndarray,
-                   camera: np.ndarray, keep: np.ndarray | None = None) -> tuple[CloudLayout, bytes]:
+                   camera: np.ndarray, keep: np.ndarray | None = None) -> tuple[CloudLayout, bytearray]:
     """The labelled cloud's (layout, data): each input point's bytes unchanged, then its label,
-    confidence and camera. ``keep`` (bool per point) drops points; the cloud is then unorganized."""
+    confidence and camera, padding zero. ``keep`` (bool per point) drops points; the cloud is then
+    unorganized. The input's bytes are copied once, straight into the returned buffer."""
     rows = point_rows(layout, data)
     organized = keep is None or bool(keep.all())
     if not organized:
         rows, label, confidence, camera = rows[keep], label[keep], confidence[keep], camera[keep]
     out_layout = labelled_layout(layout, len(rows), organized)
-    out = np.zeros((len(rows), out_layout.point_step), np.uint8)
     step = layout.point_step
-    out[:, :step] = rows
-    out[:, step] = label
-    out[:, step + 1] = confidence
-    out[:, step + 2] = camera
-    return out_layout, out.tobytes()
+    names = ["point", *LABEL_FIELDS]
+    dtype = np.dtype({"names": names, "formats": [f"V{step}", "u1", "u1", "u1"],
+                      "offsets": [0, step, step + 1, step + 2], "itemsize": out_layout.point_step})
+    buffer = bytearray(len(rows) * out_layout.point_step)  # zeroed: the padding
+    out = np.frombuffer(buffer, dtype)
+    out["point"] = rows.view(f"V{step}")[:, 0]  # one copy of each point's bytes (a void per point)
+    for name, values in zip(LABEL_FIELDS, (label, confidence, camera)):
+        out[name] = values
+    return out_layout, buffer
 
 
 def make_cloud(columns: Sequence[tuple[str, np.ndarray]], point_step: int | None = None,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cityseg.fusion.cloud import UNKNOWN
+from cityseg.fusion.extrinsics import Transform
 from cityseg.fusion.labelling import CameraMask, label_points
 
 UNKNOWN_COST = -1
@@ -114,27 +115,47 @@ def class_ids(classes: Iterable[tuple[int, str]], names: Iterable[str]) -> list[
 
 def grid_from_points(spec: GridSpec, points: np.ndarray, label: np.ndarray, costs: np.ndarray) -> SemanticGrid:
     """Grid from grid-frame points (N, 3) and their labels; ``costs`` from :func:`cost_table`."""
-    cost_of = costs[label]
-    known = np.flatnonzero((label != UNKNOWN) & (cost_of >= 0))
-    x = np.floor((points[known, 0] - spec.origin_x) / spec.resolution)
-    y = np.floor((points[known, 1] - spec.origin_y) / spec.resolution)
+    return grid_from_cloud(spec, points, label, costs)
+
+
+def grid_from_cloud(spec: GridSpec, xyz: np.ndarray, label: np.ndarray, costs: np.ndarray,
+                    to_grid: Transform | None = None) -> SemanticGrid:
+    """Grid from a cloud's points (N, 3) and their labels, ``to_grid`` mapping the cloud's frame
+    into the grid's (None: the points are in the grid's frame). Only the labelled points with a
+    cost are transformed (float64), and only their x and y: what the node and the bag tool call."""
+    keys = _cell_keys(costs)
+    used = np.flatnonzero((keys >= 0)[label])
+    points = np.asarray(xyz)
+    if to_grid is None:
+        gx, gy = points[used, 0], points[used, 1]
+    else:
+        px, py, pz = (points[used, i].astype(np.float64) for i in range(3))
+        gx, gy = to_grid.apply_row(0, px, py, pz), to_grid.apply_row(1, px, py, pz)
+    x = np.floor((gx - spec.origin_x) / spec.resolution)
+    y = np.floor((gy - spec.origin_y) / spec.resolution)
     inside = np.flatnonzero((x >= 0) & (x < spec.width) & (y >= 0) & (y < spec.height))
-    known = known[inside]
-    cell = y[inside].astype(np.int64) * spec.width + x[inside].astype(np.int64)
+    y *= spec.width
+    y += x  # the cell, exactly (whole numbers far below 2**53)
+    cell = y[inside].astype(np.intp)
     key = np.full(spec.width * spec.height, -1, np.int32)
-    np.maximum.at(key, cell, cost_of[known].astype(np.int32) * 256 + label[known])
+    np.maximum.at(key, cell, keys[label[used[inside]]])
     return _grid(spec, key)
 
 
-def points_for_grid(label: np.ndarray, costs: np.ndarray) -> np.ndarray:
-    """Indices of the points a grid uses (labelled, with a cost): transform only these."""
-    return np.flatnonzero((label != UNKNOWN) & (costs[label] >= 0))
+def _cell_keys(costs: np.ndarray) -> np.ndarray:
+    """int32[256]: per class id the key a cell keeps the largest of, cost x 256 + id (-1: the
+    class has no cost, and for UNKNOWN)."""
+    ids = np.arange(256, dtype=np.int32)
+    keys = np.where(costs >= 0, costs.astype(np.int32) * 256 + ids, -1).astype(np.int32)
+    keys[UNKNOWN] = -1
+    return keys
 
 
 def _grid(spec: GridSpec, key: np.ndarray) -> SemanticGrid:
-    known = key >= 0
-    cost = np.where(known, key // 256, UNKNOWN_COST).astype(np.int8).reshape(spec.height, spec.width)
-    label = np.where(known, key % 256, UNKNOWN).astype(np.uint8).reshape(spec.height, spec.width)
+    """Cost and class grids from per-cell keys (cost x 256 + id; -1 unknown, which the shift and
+    the mask turn into -1 and 255)."""
+    cost = (key >> 8).astype(np.int8).reshape(spec.height, spec.width)
+    label = (key & 255).astype(np.uint8).reshape(spec.height, spec.width)
     return SemanticGrid(spec, cost, label)
 
 

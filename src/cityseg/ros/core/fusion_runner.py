@@ -20,7 +20,7 @@ from cityseg.errors import InputError
 from cityseg.fusion.camera import CameraModel
 from cityseg.fusion.cloud import CloudLayout, read_xyz, write_labelled
 from cityseg.fusion.extrinsics import FrameTree, load_extrinsics
-from cityseg.fusion.grid import GridSpec, SemanticGrid, class_ids, cost_table, grid_from_points, points_for_grid
+from cityseg.fusion.grid import GridSpec, SemanticGrid, class_ids, cost_table, grid_from_cloud
 from cityseg.fusion.labelling import CameraMask, MaskHistory, OcclusionConfig, drop_labels, label_points
 
 log = logging.getLogger(__name__)
@@ -193,5 +193,4 @@ class FusionRunner:
         except InputError as exc:
             self.warn_once("tf:grid", f"grid: {exc}; no grid")
             return None
-        used = points_for_grid(label, self.costs)  # labelled points are finite
-        return grid_from_points(spec, to_grid.apply(xyz[used]), label[used], self.costs)
+        return grid_from_cloud(spec, xyz, label, self.costs, to_grid)  # labelled points are finite

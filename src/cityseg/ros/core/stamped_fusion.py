@@ -21,9 +21,8 @@ from cityseg.fusion.grid import (
     GROUND_CLASSES,
     SemanticGrid,
     cost_table,
+    grid_from_cloud,
     grid_from_masks,
-    grid_from_points,
-    points_for_grid,
 )
 from cityseg.fusion.labelling import CameraMask
 from cityseg.ros.core.fusion_runner import FusionConfig, FusionCounters, FusionRunner
@@ -141,8 +140,7 @@ class StampedFusionRunner(FusionRunner):
         except InputError as exc:
             self.warn_once("tf:grid", f"grid: {exc}; no grid")
             return None
-        used = points_for_grid(label, self.costs)
-        return grid_from_points(spec, to_grid.apply(xyz[used]), label[used], self.costs)
+        return grid_from_cloud(spec, xyz, label, self.costs, to_grid)  # labelled points are finite
 
 
 @dataclass

@@ -1,0 +1,125 @@
+"""The node at 2048x1024 on a CPU with a reduced-precision artifact against fp32 ONNX Runtime, one run.
+
+Issue 25's node goal: the frame time (node p50 minus the bare rclpy echo floor, measured in the
+same run) with the fastest gated CPU artifact at least 1.4x shorter than with fp32 ONNX Runtime,
+and every frame out at a rate fp32 could not hold. The bundle is ``unet_lite`` at 512x1024 with
+random weights (latency does not depend on them), exported as ``cityseg export`` does: fp32 ONNX,
+argmax head, then ``--precision bf16`` (OpenVINO, gated against fp32 on generated street frames;
+``auto`` picks it only where it measured faster than fp32 ONNX Runtime in that export run) and
+``--precision int8`` (attempted; random weights make near-tie class maps, so int8 may fail its gate
+and is then never picked). The node runs 2048x1024 rgb8 frames at 10 Hz (mask-only subscriber,
+shipped DDS profile) with ``backend:=onnxruntime`` and with ``backend:=auto``.
+
+    python benchmarks/node_precision.py [--rate 10] [--update-doc docs/PERFORMANCE.md]
+
+The last line printed is JSON: {"export": {...}, "runs": [...], "ratio": ...}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+ROS_GRAPH = REPO / "benchmarks" / "ros_graph.py"
+WIDTH, HEIGHT = 2048, 1024
+TARGETS = (("echo floor", "messages", ""), ("fp32 ONNX Runtime", "", "onnxruntime"), ("auto", "", "auto"))
+
+
+def make_bundle(root: Path) -> tuple[Path, dict]:
+    """The random-weights unet_lite bundle with its gated precision artifacts; what export printed."""
+    from cityseg.benchmarking.fixtures import make_random_bundle
+
+    bundle = make_random_bundle(root, "unet_lite", 512, 1024)
+    printed = {}
+    cityseg = [sys.executable, "-m", "cityseg"]
+    for precision, extra in (("bf16", []), ("int8", ["--calib-images", str(calibration_images(bundle))])):
+        started = time.monotonic()
+        done = subprocess.run([*cityseg, "export", str(bundle), "--precision", precision, *extra],
+                              capture_output=True, text=True)
+        printed[precision] = {"exit": done.returncode, "seconds": round(time.monotonic() - started, 1),
+                              "output": (done.stdout + done.stderr).strip().splitlines()[-3:]}
+        print(f"export --precision {precision}: exit {done.returncode}", *printed[precision]["output"],
+              sep="\n  ", flush=True)
+    return bundle, printed
+
+
+def calibration_images(bundle: Path) -> Path:
+    """16 generated street frames as PNGs (the calibration set of --precision int8), seeds apart
+    from the gate's."""
+    import cv2
+
+    from cityseg.bundle import Bundle
+    from cityseg.export.parity import parity_frames
+
+    folder = bundle.parent / "calib"
+    folder.mkdir(exist_ok=True)
+    frames, _ = parity_frames(Bundle.load(bundle).card, count=16, seed=1000)
+    for i, rgb in enumerate(frames):
+        cv2.imwrite(str(folder / f"{i:02d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return folder
+
+
+def run_target(bundle: Path, echo: str, backend: str, index: int) -> dict:
+    """One frame-cost scenario of ros_graph.py in its own process and DDS domain."""
+    from cityseg.benchmarking.ros_probe import graph_environment
+    from cityseg.ros.live.dds_profile import PROFILE_FILE
+
+    env = graph_environment(100 + (os.getpid() + index) % 50, str(REPO / "config" / PROFILE_FILE))
+    spec = [WIDTH, HEIGHT, ["mask"], echo] + ([backend] if backend else [])
+    done = subprocess.run([sys.executable, str(ROS_GRAPH), "--cost-child", json.dumps(spec), "--model", str(bundle)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise SystemExit(f"{echo or backend} failed:\n{done.stdout}\n{done.stderr}")
+    return json.loads(lines[-1])
+
+
+def table(runs: list[dict]) -> str:
+    """The runs as a Markdown table (frame time = p50 - echo floor p50)."""
+    rows = ["| node backend | runs on | out / sent | dropped in node | mask p50 / p90 | infer mean | "
+            "**frame time** (p50 − echo floor) |", "|" + "---|" * 7]
+    for r in runs:
+        rows.append(f"| {r['name']} | {r.get('runs_on') or '–'} | {r['out']} / {r['sent']} | {r['node_dropped']} | "
+                    f"{r['latency_p50_ms']:.1f} / {r['latency_p90_ms']:.1f} ms | "
+                    f"{r.get('stage_ms', {}).get('infer', float('nan')):.1f} ms | "
+                    f"**{r.get('frame_ms', r['latency_p50_ms']):.1f} ms** |")
+    return "\n".join(rows)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--update-doc", type=Path, help="write the table into this Markdown file")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="cityseg-node-precision-") as tmp:
+        bundle, exported = make_bundle(Path(tmp))
+        runs = []
+        for index, (name, echo, backend) in enumerate(TARGETS):
+            runs.append({"name": name, **run_target(bundle, echo, backend, index)})
+            print(f"{name}: p50 {runs[-1]['latency_p50_ms']} ms, {runs[-1]['out']} / {runs[-1]['sent']}", flush=True)
+    floor = runs[0]["latency_p50_ms"]
+    for r in runs[1:]:
+        r["frame_ms"] = round(r["latency_p50_ms"] - floor, 1)
+    fp32, auto = runs[1]["frame_ms"], runs[2]["frame_ms"]
+    ratio = round(fp32 / auto, 2) if auto > 0 else float("nan")
+    text = table(runs) + f"\n\nframe time fp32 ONNX Runtime / auto: **{ratio}×**"
+    print(text)
+    if args.update_doc:
+        from cityseg.benchmarking.report import machine_description, update_doc
+
+        where = (f"Measured on {machine_description()}: unet_lite 512x1024 (random weights), {WIDTH}x{HEIGHT} rgb8 "
+                 f"@ 10 Hz, mask only (`python benchmarks/node_precision.py --update-doc {args.update_doc}`, "
+                 f"{time.strftime('%Y-%m-%d')}).")
+        update_doc(args.update_doc, text, where, marker="node-precision")
+    print(json.dumps({"export": exported, "runs": runs, "ratio": ratio}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
