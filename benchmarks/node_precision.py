@@ -3,7 +3,8 @@
 Issue 25's node goal: the frame time (node p50 minus the bare rclpy echo floor, measured in the
 same run) with the fastest gated CPU artifact at least 1.4x shorter than with fp32 ONNX Runtime,
 and every frame out at a rate fp32 could not hold. The bundle is ``unet_lite`` at 512x1024 with
-random weights (latency does not depend on them), exported as ``cityseg export`` does: fp32 ONNX,
+the demo bundle's trained weights (``--weights-from``; a fully convolutional network takes them at
+any input size; random weights where that bundle is missing), exported as ``cityseg export`` does: fp32 ONNX,
 argmax head, then ``--precision bf16`` (OpenVINO, gated against fp32 on generated street frames;
 ``auto`` picks it only where it measured faster than fp32 ONNX Runtime in that export run) and
 ``--precision int8`` (attempted; random weights make near-tie class maps, so int8 may fail its gate
@@ -32,11 +33,13 @@ WIDTH, HEIGHT = 2048, 1024
 TARGETS = (("echo floor", "messages", ""), ("fp32 ONNX Runtime", "", "onnxruntime"), ("auto", "", "auto"))
 
 
-def make_bundle(root: Path) -> tuple[Path, dict]:
-    """The random-weights unet_lite bundle with its gated precision artifacts; what export printed."""
+def make_bundle(root: Path, weights_from: Path | None) -> tuple[Path, dict]:
+    """The unet_lite 512x1024 bundle (random weights, or ``weights_from``'s trained ones) with its
+    gated precision artifacts; what export printed."""
     from cityseg.benchmarking.fixtures import make_random_bundle
 
-    bundle = make_random_bundle(root, "unet_lite", 512, 1024)
+    bundle = (trained_at_size(root, weights_from, 512, 1024) if weights_from
+              else make_random_bundle(root, "unet_lite", 512, 1024))
     printed = {}
     cityseg = [sys.executable, "-m", "cityseg"]
     for precision, extra in (("bf16", []), ("int8", ["--calib-images", str(calibration_images(bundle))])):
@@ -48,6 +51,36 @@ def make_bundle(root: Path) -> tuple[Path, dict]:
         print(f"export --precision {precision}: exit {done.returncode}", *printed[precision]["output"],
               sep="\n  ", flush=True)
     return bundle, printed
+
+
+def trained_at_size(root: Path, source: Path, height: int, width: int) -> Path:
+    """``source``'s trained weights in the same fully convolutional architecture built for a
+    ``height`` x ``width`` input (what the network does per pixel does not depend on the input
+    size), as a bundle with its fp32 and argmax-head ONNX."""
+    from dataclasses import replace
+
+    import keras
+
+    from cityseg.bundle import Artifact, Bundle
+    from cityseg.export.onnx import export_onnx, load_keras_model
+
+    trained = Bundle.load(source)
+    card = trained.card
+    source_model = load_keras_model(trained.artifact_path("keras"))
+    config = source_model.get_config()  # the same layers with a bigger input
+    for layer in config["layers"]:
+        if layer["class_name"] == "InputLayer":
+            layer["config"]["batch_shape"] = [None, height, width, 3]
+    model = keras.Model.from_config(config)
+    model.set_weights(source_model.get_weights())
+    path = root / f"{card.architecture}_{height}x{width}_trained"
+    bundle = Bundle.create(path, replace(card, name=f"{card.name}-{height}x{width}", input_height=height,
+                                         input_width=width, artifacts={}))
+    model.save(path / "model.keras")
+    bundle.add_artifact("keras", Artifact("model.keras", "keras", "probabilities"))
+    export_onnx(bundle)
+    export_onnx(bundle, argmax_head=True)
+    return path
 
 
 def calibration_images(bundle: Path) -> Path:
@@ -96,9 +129,13 @@ def table(runs: list[dict]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--update-doc", type=Path, help="write the table into this Markdown file")
+    parser.add_argument("--weights-from", type=Path, default=REPO / "demo_output" / "bundle",
+                        help="a trained unet_lite bundle whose weights the 512x1024 model takes (default: make "
+                             "demo's; a missing one means random weights)")
     args = parser.parse_args()
+    weights = args.weights_from if (args.weights_from / "model.json").is_file() else None
     with tempfile.TemporaryDirectory(prefix="cityseg-node-precision-") as tmp:
-        bundle, exported = make_bundle(Path(tmp))
+        bundle, exported = make_bundle(Path(tmp), weights)
         runs = []
         for index, (name, echo, backend) in enumerate(TARGETS):
             runs.append({"name": name, **run_target(bundle, echo, backend, index)})
@@ -113,11 +150,12 @@ def main() -> int:
     if args.update_doc:
         from cityseg.benchmarking.report import machine_description, update_doc
 
-        where = (f"Measured on {machine_description()}: unet_lite 512x1024 (random weights), {WIDTH}x{HEIGHT} rgb8 "
+        origin = f"the weights of {args.weights_from}" if weights else "random weights"
+        where = (f"Measured on {machine_description()}: unet_lite 512x1024 ({origin}), {WIDTH}x{HEIGHT} rgb8 "
                  f"@ 10 Hz, mask only (`python benchmarks/node_precision.py --update-doc {args.update_doc}`, "
                  f"{time.strftime('%Y-%m-%d')}).")
         update_doc(args.update_doc, text, where, marker="node-precision")
-    print(json.dumps({"export": exported, "runs": runs, "ratio": ratio}))
+    print(json.dumps({"export": exported, "runs": runs, "ratio": ratio, "weights": str(weights or "random")}))
     return 0
 
 

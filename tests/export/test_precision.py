@@ -15,11 +15,24 @@ from cityseg.labels import class_space
 
 from support import make_palette_bundle, painted_scene, write_pair, write_palette_onnx
 
+SEPARATED = np.array([0, 1, 4, 7, 8, 9, 10, 12, 14, 17, 18], np.uint8)
+"""trainIds whose palette colours are >= 100 apart (RGB distance): the palette classifier's margins
+between them survive int8 on every CPU (between near colours, e.g. wall and fence, the 1x1
+classifier's logits differ by less than one int8 step: a quantization test of the test model, not of
+the quantizer)."""
+
+
+def separated_scene(height, width, seed):
+    """A painted scene (RGB, mask) of the :data:`SEPARATED` classes only."""
+    _, mask = painted_scene(height, width, seed=seed)
+    mask = SEPARATED[mask % len(SEPARATED)]
+    return class_space("trainid").palette[mask], mask
+
 
 def write_frames(folder, count, size=(128, 256), start=0):
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(start, start + count):
-        rgb, _ = painted_scene(*size, seed=i)
+        rgb, _ = separated_scene(*size, seed=i)
         cv2.imwrite(str(folder / f"{i:03d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     return folder
 
@@ -35,7 +48,7 @@ def write_labelled_split(root, count=4):
 
 def painted(count, seed=100):
     """Evaluation frames in the palette classifier's own domain (street scenes are near ties for it)."""
-    return FrameSet([painted_scene(128, 256, seed=seed + i)[0] for i in range(count)], "given")
+    return FrameSet([separated_scene(128, 256, seed=seed + i)[0] for i in range(count)], "given")
 
 
 @pytest.fixture
@@ -45,6 +58,13 @@ def bundle(tmp_path):
 
 def node_types(path):
     return [n.op_type for n in onnx.load(str(path)).graph.node]
+
+
+def int8_weights(model) -> list[np.ndarray]:
+    """The int8 weight initialisers that DequantizeLinear nodes read."""
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    return [inits[n.input[0]] for n in model.graph.node
+            if n.op_type == "DequantizeLinear" and n.input[0] in inits and inits[n.input[0]].dtype == np.int8]
 
 
 def bundle_files(bundle):
@@ -63,6 +83,10 @@ def test_int8_is_static_qdq_per_channel_symmetric_and_recorded(bundle, tmp_path)
                           if n.op_type == "DequantizeLinear" and inits.get(n.input[0]) is not None
                           and inits[n.input[0]].dtype == np.int8 and len(n.input) > 2]
     assert weight_zero_points and all(np.all(z == 0) for z in weight_zero_points)  # symmetric weights
+    bits = Bundle.load(bundle.path).card.artifacts["onnx_int8"].details["weight_bits"]
+    widest = max(int(np.abs(w).max()) for w in int8_weights(model))
+    # 7 bits (tried first) hold the separated palette classes
+    assert bits == 7 and widest <= 64
     activation_points = [inits[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear"]
     assert activation_points and all(z.dtype == np.uint8 for z in activation_points)  # the CPU encoding
     card = Bundle.load(bundle.path).card
@@ -78,6 +102,20 @@ def test_int8_is_static_qdq_per_channel_symmetric_and_recorded(bundle, tmp_path)
     assert not [p for p in bundle.path.iterdir() if p.name.startswith(".")]  # staging removed
 
 
+def test_seven_bit_weights_are_what_reduce_range_writes(bundle, tmp_path):
+    """7-bit weights (tried first for the CPU artifact: no U8S8 saturation on x86 without VNNI)."""
+    from cityseg.export.precision import WEIGHT_BITS, quantize_int8
+
+    assert WEIGHT_BITS == {False: (7, 8), True: (8,)}
+    frames = folder_frames(write_frames(tmp_path / "calib", 8))
+    for bits in (7, 8):
+        target = tmp_path / f"model_{bits}.onnx"
+        quantize_int8(bundle.artifact_path("onnx"), target, frames, bundle.card, "minmax", tmp_path,
+                      weight_bits=bits)
+        widest = max(int(np.abs(w).max()) for w in int8_weights(onnx.load(str(target))))
+        assert (widest <= 64) if bits == 7 else (widest > 64)
+
+
 def test_int8_for_tensorrt_has_symmetric_int8_activations(bundle, tmp_path):
     export_precision(bundle, "int8", calibration=folder_frames(write_frames(tmp_path / "c", 8)),
                      evaluation=painted(2), method="entropy", for_tensorrt=True)
@@ -85,7 +123,9 @@ def test_int8_for_tensorrt_has_symmetric_int8_activations(bundle, tmp_path):
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     points = [inits[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear"]
     assert points and all(z.dtype == np.int8 and np.all(z == 0) for z in points)
-    assert Bundle.load(bundle.path).card.artifacts["onnx_int8"].details["activations"] == "int8-symmetric"
+    assert max(int(np.abs(w).max()) for w in int8_weights(model)) > 64  # TensorRT: all 8 bits
+    details = Bundle.load(bundle.path).card.artifacts["onnx_int8"].details
+    assert details["activations"] == "int8-symmetric" and details["weight_bits"] == 8
 
 
 def test_fp16_keeps_fp32_inputs_and_outputs(bundle):
@@ -176,3 +216,28 @@ def test_bf16_is_recorded_for_openvino_only(tmp_path):
     assert "openvino:bf16" in entry.details["latency_ms"]
     with pytest.raises(Exception, match="already recorded"):
         export_precision(bundle, "bf16", evaluation=painted(2))
+
+
+def test_onnxruntime_runs_8_bit_int8_with_exact_kernels_and_7_bit_without(bundle, tmp_path):
+    """8-bit weights saturate ONNX Runtime's fast U8S8 kernels on x86 without VNNI: the backend runs
+    such a file with the exact kernels (as the gate did); 7-bit files and fp32 keep the fast ones."""
+    from cityseg.inference.backends.onnxruntime import OnnxRuntimeBackend
+
+    export_precision(bundle, "int8", calibration=folder_frames(write_frames(tmp_path / "calib", 8)),
+                     evaluation=painted(2))
+
+    def exact(key):
+        options = OnnxRuntimeBackend(Bundle.load(bundle.path), key).session.get_session_options()
+        try:
+            return options.get_session_config_entry("session.x64quantprecision") == "1"
+        except RuntimeError:  # "does not have configuration with key": not set
+            return False
+
+    assert not exact("onnx") and not exact("onnx_int8")  # 7 bits
+    loaded = Bundle.load(bundle.path)
+    loaded.card.artifacts["onnx_int8"].details["weight_bits"] = 8
+    loaded.save()
+    assert exact("onnx_int8")
+    del loaded.card.artifacts["onnx_int8"].details["weight_bits"]  # cards from before it was recorded
+    loaded.save()
+    assert exact("onnx_int8")

@@ -30,31 +30,32 @@ def median_ms(run, batch: np.ndarray, repeats: int = REPEATS, warmup: int = WARM
     return round(float(np.median(times)), 2)
 
 
-def onnxruntime_session(path: Path):
+def onnxruntime_session(path: Path, exact_int8: bool = False):
     """A CPU session configured like the inference backend's."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    from cityseg.export.onnx import cpu_session_options
+
+    return ort.InferenceSession(str(path), sess_options=cpu_session_options(exact_int8),
+                                providers=["CPUExecutionProvider"])
 
 
-def onnxruntime_call(path: Path):
-    session = onnxruntime_session(path)
+def onnxruntime_call(path: Path, exact_int8: bool = False):
+    session = onnxruntime_session(path, exact_int8)
     name = session.get_inputs()[0].name
     return lambda batch: session.run(None, {name: batch})
 
 
-def measure(card, files: dict[str, Path], precision: str, repeats: int = REPEATS) -> dict[str, float]:
+def measure(card, files: dict[str, Path], precision: str, repeats: int = REPEATS,
+            exact_int8: bool = False) -> dict[str, float]:
     """{'onnxruntime:fp32': ms, 'onnxruntime:<precision>': ms, 'openvino:...': ms} for one frame;
     ``files``: precision -> ONNX file (bf16 runs the fp32 file on OpenVINO). OpenVINO rows only where
     it is installed (and, for bf16, where the CPU reports BF16)."""
     batch = np.random.default_rng(0).uniform(-1, 1, (1, *card.input_shape)).astype(np.float32)
     timings = {}
     for name, path in files.items():
-        timings[f"onnxruntime:{name}"] = median_ms(onnxruntime_call(path), batch, repeats)
+        exact = exact_int8 and name == "int8"  # as the backend will run it
+        timings[f"onnxruntime:{name}"] = median_ms(onnxruntime_call(path, exact), batch, repeats)
     if ov_runtime.unavailable_reason() is None:
         for name, path in files.items():
             if name != "fp16":  # OpenVINO's CPU plugin runs fp16 ONNX in fp32: nothing to learn

@@ -29,12 +29,9 @@ class OnnxRuntimeBackend(Backend):
         if providers is None:
             preferred = ["CUDAExecutionProvider", "CPUExecutionProvider"]
             providers = [p for p in preferred if p in available]
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # No busy-waiting after a run: the cores are needed at once by postprocessing (and, in the
-        # node, by the ROS executor). Spinning threads slowed the frame around inference by ~2x.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        from cityseg.export.onnx import cpu_session_options, needs_exact_int8
+
+        options = cpu_session_options(exact_int8=needs_exact_int8(self.artifact))
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
