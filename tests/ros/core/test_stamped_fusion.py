@@ -9,7 +9,8 @@ from cityseg.fusion.extrinsics import FrameTree
 from cityseg.fusion.grid import GridSpec
 from cityseg.labels import class_space
 from cityseg.ros.bag.lidar_bag import street_rig
-from cityseg.ros.core.stamped_fusion import FusionOptions, GroundGridRunner, tree_lookup
+from cityseg.ros.core.fusion_runner import tree_lookup
+from cityseg.ros.core.stamped_fusion import FusionOptions, GroundGridRunner
 from cityseg.synthetic.scene3d import render_labels
 
 CLASSES = [(c.id, c.name) for c in class_space("labelid").classes]

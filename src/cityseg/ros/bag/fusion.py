@@ -28,15 +28,13 @@ from cityseg.ros.core.fusion_messages import (
     occupancy_grid,
     point_cloud,
 )
-from cityseg.ros.core.fusion_runner import FusionConfig, LabelledCloud, frame_masks
+from cityseg.ros.core.fusion_runner import FusionConfig, FusionRunner, LabelledCloud, frame_masks, tree_lookup
 from cityseg.ros.core.messages import IMAGE_TYPE
 from cityseg.ros.core.outputs import GRID, GRID_LABELS, POINTS, output_topic
 from cityseg.ros.core.stamped_fusion import (
     GroundGrid,
     GroundGridRunner,
-    StampedFusionRunner,
     options_of,
-    tree_lookup,
 )
 
 TF_TOPIC = "/tf"
@@ -102,8 +100,8 @@ class BagFusion:
         self.tf_topics = _tf_topics(topics, options)
         self.factory, self.writer, self.bag = processor.factory, writer, bag
         self.image_topics = list(image_topics)
-        self.runner = StampedFusionRunner(options, processor.label_classes(), self.image_topics, self._write,
-                                          _transforms(options, bag))
+        self.runner = FusionRunner(options, processor.label_classes(), self.image_topics, self._write,
+                                   _transforms(options, bag))
         qos = offered_qos(next(c for c in reader.connections if c.topic == self.points_topic))
         out = fusion_topics(self.points_topic)
         store = self.factory.typestore

@@ -19,13 +19,27 @@ import numpy as np
 from cityseg.errors import InputError
 from cityseg.fusion.camera import CameraModel
 from cityseg.fusion.cloud import CloudLayout, read_xyz, write_labelled
-from cityseg.fusion.extrinsics import FrameTree, load_extrinsics
+from cityseg.fusion.extrinsics import FrameTree, Transform, TransformBuffer, load_extrinsics
 from cityseg.fusion.grid import GridSpec, SemanticGrid, class_ids, cost_table, grid_from_cloud
 from cityseg.fusion.labelling import CameraMask, MaskHistory, OcclusionConfig, drop_labels, label_points
 
 log = logging.getLogger(__name__)
 MAX_PENDING = 32
 """Clouds waiting for masks beyond this are labelled with what is there."""
+
+Lookup = Callable[[str, int, str, int], Transform]
+"""(target frame, target stamp ns, source frame, source stamp ns) -> the transform mapping source
+points into target; InputError when it is not known."""
+
+
+def tree_lookup(tree: FrameTree, fixed_frame: str = "") -> Lookup:
+    """A Lookup over ``tree``: static (stamps ignored), or a TransformBuffer at the stamps, through
+    ``fixed_frame`` when one is given."""
+    if not isinstance(tree, TransformBuffer):
+        return lambda target, _t, source, _s: tree.lookup(target, source)
+    if fixed_frame:
+        return lambda target, t, source, s: tree.lookup_full(target, t, source, s, fixed_frame)
+    return lambda target, _t, source, s: tree.lookup(target, source, s)
 
 
 @dataclass(frozen=True)
@@ -88,13 +102,20 @@ def frame_masks(result) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 class FusionRunner:
-    """Masks in (:meth:`add_mask`), clouds in (:meth:`add_cloud`), labelled clouds out (``emit``)."""
+    """Masks in (:meth:`add_mask`), clouds in (:meth:`add_cloud`), labelled clouds out (``emit``).
+
+    Transforms come from ``lookup`` (a bag's /tf and /tf_static, an extrinsics file, or tf2 in the
+    node; default: ``tree`` at each sensor's stamp, through the config's ``fixed_frame`` when it has
+    one): each camera at its mask's stamp, the cloud at its own. Warnings go through ``say`` (the
+    node's logger), each once per key."""
 
     def __init__(self, config: FusionConfig, classes: Sequence[tuple[int, str]], cameras: Sequence[str],
-                 emit: Callable[[LabelledCloud], None], tree: FrameTree | None = None):
-        self.config, self.emit = config, emit
+                 emit: Callable[[LabelledCloud], None], tree: FrameTree | None = None,
+                 lookup: Lookup | None = None, say: Callable[[str], None] = log.warning):
+        self.config, self.emit, self.say = config, emit, say
         self.tree = tree if tree is not None else (load_extrinsics(config.extrinsics_file)
                                                    if config.extrinsics_file else FrameTree("/tf_static"))
+        self.lookup = lookup or tree_lookup(self.tree, getattr(config, "fixed_frame", ""))
         try:
             self.drop_ids = class_ids(classes, config.drop_labels) if config.drop_labels else []
             self.costs = cost_table(classes, overrides=config.grid_costs) if config.grid else None
@@ -105,6 +126,7 @@ class FusionRunner:
         self._pending: list[tuple[int, str, Any, Any]] = []
         self._said: set[str] = set()
         self._tolerance_ns = int(config.sync_tolerance_ms * 1e6)
+        self._cloud_ns = 0
 
     def add_mask(self, camera: int, stamp_ns: int, frame_id: str, mask: np.ndarray,
                  confidence: np.ndarray | None, camera_info) -> None:
@@ -113,7 +135,7 @@ class FusionRunner:
         if camera_info is None:  # a frame that came before (or without) its CameraInfo: the last one
             camera_info = cam.camera_info
         cam.camera_info = camera_info
-        cam.history.add(stamp_ns, (frame_id, mask, confidence, camera_info))
+        cam.history.add(stamp_ns, (frame_id, mask, confidence, camera_info, int(stamp_ns)))
         cam.latest_ns = max(cam.latest_ns, stamp_ns)
         self._drain(final=False)
 
@@ -141,10 +163,12 @@ class FusionRunner:
     def warn_once(self, key: str, text: str) -> None:
         if key not in self._said:
             self._said.add(key)
-            log.warning(text)
+            self.say(text)
 
     def camera_masks(self, stamp_ns: int, cloud_frame: str) -> list[CameraMask | None]:
-        """Each camera's mask nearest ``stamp_ns`` within tolerance and its transform, or None."""
+        """Each camera's mask nearest ``stamp_ns`` within tolerance, its transform looked up from the
+        cloud at ``stamp_ns`` to the camera at the mask's stamp; None without one."""
+        self._cloud_ns = stamp_ns
         out: list[CameraMask | None] = []
         for cam in self.cameras:
             item = cam.history.nearest(stamp_ns, self._tolerance_ns)
@@ -152,13 +176,13 @@ class FusionRunner:
                 self.counters.no_mask[cam.name] = self.counters.no_mask.get(cam.name, 0) + 1
                 out.append(None)
                 continue
-            frame_id, mask, confidence, info = item
+            frame_id, mask, confidence, info, mask_ns = item
             if info is None:
                 self.warn_once(f"info:{cam.name}", f"{cam.name}: no CameraInfo yet; its points stay 255")
                 out.append(None)
                 continue
             try:
-                transform = self.tree.lookup(frame_id, cloud_frame)
+                transform = self.lookup(frame_id, mask_ns, cloud_frame, stamp_ns)
                 model = CameraModel.from_camera_info(info)
             except InputError as exc:
                 self.counters.no_transform[cam.name] = self.counters.no_transform.get(cam.name, 0) + 1
@@ -189,7 +213,7 @@ class FusionRunner:
         if spec is None:
             return None
         try:
-            to_grid = self.tree.lookup(spec.frame, cloud_frame)
+            to_grid = self.lookup(spec.frame, self._cloud_ns, cloud_frame, self._cloud_ns)
         except InputError as exc:
             self.warn_once("tf:grid", f"grid: {exc}; no grid")
             return None

@@ -1,8 +1,7 @@
-"""Fusion with transforms looked up at each sensor's stamp, for the bag replay and the node:
-:class:`StampedFusionRunner` (labelled clouds: camera pose at the camera stamp, cloud pose at the
-cloud stamp) and :class:`GroundGridRunner` (the camera-only bird's-eye grid, one per rig frame).
-ROS-free; the transforms come from a :data:`Lookup` (a bag's /tf and /tf_static, an extrinsics
-file, or tf2 in the node).
+"""The stamped-transform and camera-only options (:class:`FusionOptions`) and the camera-only
+bird's-eye grid (:class:`GroundGridRunner`, one per rig frame), for the bag replay and the node.
+ROS-free; the transforms come from a :data:`cityseg.ros.core.fusion_runner.Lookup` (a bag's /tf and
+/tf_static, an extrinsics file, or tf2 in the node), as the labelled clouds' FusionRunner takes them.
 """
 
 from __future__ import annotations
@@ -16,23 +15,17 @@ import numpy as np
 
 from cityseg.errors import InputError
 from cityseg.fusion.camera import CameraModel
-from cityseg.fusion.extrinsics import TF_TOLERANCE_NS, FrameTree, Transform, TransformBuffer
+from cityseg.fusion.extrinsics import TF_TOLERANCE_NS
 from cityseg.fusion.grid import (
     GROUND_CLASSES,
     SemanticGrid,
     cost_table,
-    grid_from_cloud,
     grid_from_masks,
 )
 from cityseg.fusion.labelling import CameraMask
-from cityseg.ros.core.fusion_runner import FusionConfig, FusionCounters, FusionRunner
+from cityseg.ros.core.fusion_runner import FusionConfig, FusionCounters, Lookup
 
 log = logging.getLogger(__name__)
-
-Lookup = Callable[[str, int, str, int], Transform]
-"""(target frame, target stamp ns, source frame, source stamp ns) -> the transform mapping source
-points into target; InputError when it is not known."""
-
 
 @dataclass(frozen=True)
 class FusionOptions(FusionConfig):
@@ -65,82 +58,8 @@ def options_of(config: FusionConfig) -> FusionOptions:
     return FusionOptions(**{k: getattr(config, k) for k in FusionConfig.__dataclass_fields__})
 
 
-def tree_lookup(tree: FrameTree, fixed_frame: str = "") -> Lookup:
-    """A Lookup over ``tree``: static (stamps ignored), or a TransformBuffer at the stamps, through
-    ``fixed_frame`` when one is given."""
-    if not isinstance(tree, TransformBuffer):
-        return lambda target, _t, source, _s: tree.lookup(target, source)
-    if fixed_frame:
-        return lambda target, t, source, s: tree.lookup_full(target, t, source, s, fixed_frame)
-    return lambda target, _t, source, s: tree.lookup(target, source, s)
-
-
 def _count(counter: dict[str, int], key: str) -> None:
     counter[key] = counter.get(key, 0) + 1
-
-
-class StampedFusionRunner(FusionRunner):
-    """FusionRunner with stamped lookups (each camera at its mask's stamp, the cloud at its own)
-    and warnings through ``say`` (the node's logger), each once per key."""
-
-    def __init__(self, config: FusionConfig, classes, cameras: Sequence[str], emit, tree: FrameTree | None = None,
-                 lookup: Lookup | None = None, say: Callable[[str], None] = log.warning):
-        super().__init__(config, classes, cameras, emit, tree)
-        self.lookup = lookup or tree_lookup(self.tree, options_of(config).fixed_frame)
-        self.say = say
-        self._cloud_ns = 0
-
-    def warn_once(self, key: str, text: str) -> None:
-        if key not in self._said:
-            self._said.add(key)
-            self.say(text)
-
-    def add_mask(self, camera: int, stamp_ns: int, frame_id: str, mask: np.ndarray,
-                 confidence: np.ndarray | None, camera_info) -> None:
-        """As FusionRunner.add_mask; the mask's stamp is kept with it for the stamped lookup."""
-        cam = self.cameras[camera]
-        cam.camera_info = camera_info = camera_info if camera_info is not None else cam.camera_info
-        cam.history.add(stamp_ns, (frame_id, mask, confidence, camera_info, int(stamp_ns)))
-        cam.latest_ns = max(cam.latest_ns, stamp_ns)
-        self._drain(final=False)
-
-    def camera_masks(self, stamp_ns: int, cloud_frame: str) -> list[CameraMask | None]:
-        """Each camera's mask nearest ``stamp_ns`` within tolerance, its transform looked up from the
-        cloud at ``stamp_ns`` to the camera at the mask's stamp; None without one."""
-        self._cloud_ns = stamp_ns
-        out: list[CameraMask | None] = []
-        for cam in self.cameras:
-            found = cam.history.nearest(stamp_ns, self._tolerance_ns)
-            if found is None:
-                _count(self.counters.no_mask, cam.name)
-                out.append(None)
-                continue
-            frame_id, mask, confidence, info, mask_ns = found
-            if info is None:
-                self.warn_once(f"info:{cam.name}", f"{cam.name}: no CameraInfo yet; its points stay 255")
-                out.append(None)
-                continue
-            try:
-                transform = self.lookup(frame_id, mask_ns, cloud_frame, stamp_ns)
-                model = CameraModel.from_camera_info(info)
-            except InputError as exc:
-                _count(self.counters.no_transform, cam.name)
-                self.warn_once(f"tf:{cam.name}", f"{cam.name}: {exc}; its points stay 255")
-                out.append(None)
-                continue
-            out.append(CameraMask(model, transform, mask, confidence))
-        return out
-
-    def _grid(self, xyz: np.ndarray, label: np.ndarray, cloud_frame: str) -> SemanticGrid | None:
-        spec = self.config.grid
-        if spec is None:
-            return None
-        try:
-            to_grid = self.lookup(spec.frame, self._cloud_ns, cloud_frame, self._cloud_ns)
-        except InputError as exc:
-            self.warn_once("tf:grid", f"grid: {exc}; no grid")
-            return None
-        return grid_from_cloud(spec, xyz, label, self.costs, to_grid)  # labelled points are finite
 
 
 @dataclass

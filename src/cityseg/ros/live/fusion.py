@@ -1,6 +1,6 @@
 """The node's LiDAR fusion: the ``points_topic`` subscription, ``~/points`` / ``~/grid`` /
 ``~/grid/labels`` publishers, and one thread that runs the bag tool's runner
-(:class:`~cityseg.ros.core.stamped_fusion.StampedFusionRunner`), so labelling never delays a
+(:class:`~cityseg.ros.core.fusion_runner.FusionRunner`), so labelling never delays a
 camera frame. Without ``points_topic`` but with ``grid_frame``: the camera-only grid
 (:class:`~cityseg.ros.core.stamped_fusion.GroundGridRunner`), one ``~/grid`` per rig frame (when
 every camera's mask for it is in). Transforms: ``extrinsics_file``, else tf2 (:mod:`tf_lookup`).
@@ -17,10 +17,10 @@ import threading
 
 from cityseg.errors import CitysegError
 from cityseg.fusion.extrinsics import load_extrinsics
-from cityseg.ros.core.fusion_runner import LabelledCloud, frame_masks
+from cityseg.ros.core.fusion_runner import FusionRunner, LabelledCloud, frame_masks, tree_lookup
 from cityseg.ros.core.messages import StatusValues, header_fields
 from cityseg.ros.core.outputs import GRID, GRID_LABELS, POINTS
-from cityseg.ros.core.stamped_fusion import GroundGrid, GroundGridRunner, StampedFusionRunner, tree_lookup
+from cityseg.ros.core.stamped_fusion import GroundGrid, GroundGridRunner
 from cityseg.ros.live.camera_io import LOG_THROTTLE_S
 from cityseg.ros.live.diagnostics import OK, WARN
 
@@ -58,8 +58,8 @@ class NodeFusion:
             self.runner = GroundGridRunner(self.config, processor.label_classes(), cameras, self._publish_ground,
                                            lookup, say)
         else:
-            self.runner = StampedFusionRunner(self.config, processor.label_classes(), cameras, self._publish,
-                                              lookup=lookup, say=say)
+            self.runner = FusionRunner(self.config, processor.label_classes(), cameras, self._publish,
+                                       lookup=lookup, say=say)
             self.publishers[POINTS] = node.create_lifecycle_publisher(PointCloud2, f"~/{POINTS}", 5)
         self.OccupancyGrid = None
         if self.config.grid is not None:
