@@ -11,7 +11,7 @@ argmax head, then ``--precision bf16`` (OpenVINO, gated against fp32 on generate
 and is then never picked). The node runs 2048x1024 rgb8 frames at 10 Hz (mask-only subscriber,
 shipped DDS profile) with ``backend:=onnxruntime`` and with ``backend:=auto``.
 
-    python benchmarks/node_precision.py [--rate 10] [--update-doc docs/PERFORMANCE.md]
+    python benchmarks/node_precision.py [--weights-from BUNDLE] [--data ROOT] [--update-doc docs/PERFORMANCE.md]
 
 The last line printed is JSON: {"export": {...}, "runs": [...], "ratio": ...}.
 """
@@ -28,21 +28,24 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-ROS_GRAPH = REPO / "benchmarks" / "ros_graph.py"
 WIDTH, HEIGHT = 2048, 1024
 TARGETS = (("echo floor", "messages", ""), ("fp32 ONNX Runtime", "", "onnxruntime"), ("auto", "", "auto"))
 
 
-def make_bundle(root: Path, weights_from: Path | None) -> tuple[Path, dict]:
+def make_bundle(root: Path, weights_from: Path | None, data: Path | None = None) -> tuple[Path, dict]:
     """The unet_lite 512x1024 bundle (random weights, or ``weights_from``'s trained ones) with its
-    gated precision artifacts; what export printed."""
+    gated precision artifacts (calibrated on ``data``'s train split and gated with ground truth on
+    its val split when given); what export printed."""
     from cityseg.benchmarking.fixtures import make_random_bundle
 
     bundle = (trained_at_size(root, weights_from, 512, 1024) if weights_from
               else make_random_bundle(root, "unet_lite", 512, 1024))
     printed = {}
     cityseg = [sys.executable, "-m", "cityseg"]
-    for precision, extra in (("bf16", []), ("int8", ["--calib-images", str(calibration_images(bundle))])):
+    gate = ["--eval-data", str(data), "--eval-split", "val"] if data else []
+    calib = (["--calib-data", str(data), "--calib-split", "train"] if data
+             else ["--calib-images", str(calibration_images(bundle))])
+    for precision, extra in (("bf16", gate), ("int8", calib + gate)):
         started = time.monotonic()
         done = subprocess.run([*cityseg, "export", str(bundle), "--precision", precision, *extra],
                               capture_output=True, text=True)
@@ -101,17 +104,12 @@ def calibration_images(bundle: Path) -> Path:
 
 def run_target(bundle: Path, echo: str, backend: str, index: int) -> dict:
     """One frame-cost scenario of ros_graph.py in its own process and DDS domain."""
-    from cityseg.benchmarking.ros_probe import graph_environment
-    from cityseg.ros.live.dds_profile import PROFILE_FILE
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from ros_graph import run_child
 
-    env = graph_environment(100 + (os.getpid() + index) % 50, str(REPO / "config" / PROFILE_FILE))
     spec = [WIDTH, HEIGHT, ["mask"], echo] + ([backend] if backend else [])
-    done = subprocess.run([sys.executable, str(ROS_GRAPH), "--cost-child", json.dumps(spec), "--model", str(bundle)],
-                          env=env, capture_output=True, text=True, timeout=300)
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        raise SystemExit(f"{echo or backend} failed:\n{done.stdout}\n{done.stderr}")
-    return json.loads(lines[-1])
+    return run_child("--cost-child", spec, bundle, 100 + (os.getpid() + index) % 50, timeout=300,
+                     what=echo or backend)
 
 
 def table(runs: list[dict]) -> str:
@@ -132,10 +130,13 @@ def main() -> int:
     parser.add_argument("--weights-from", type=Path, default=REPO / "demo_output" / "bundle",
                         help="a trained unet_lite bundle whose weights the 512x1024 model takes (default: make "
                              "demo's; a missing one means random weights)")
+    parser.add_argument("--data", type=Path, help="a dataset in the Cityscapes layout: int8 calibrates on its "
+                        "train split and both artifacts are gated with ground truth on its val split "
+                        "(default: generated frames, fp32-reference gate)")
     args = parser.parse_args()
     weights = args.weights_from if (args.weights_from / "model.json").is_file() else None
     with tempfile.TemporaryDirectory(prefix="cityseg-node-precision-") as tmp:
-        bundle, exported = make_bundle(Path(tmp), weights)
+        bundle, exported = make_bundle(Path(tmp), weights, args.data)
         runs = []
         for index, (name, echo, backend) in enumerate(TARGETS):
             runs.append({"name": name, **run_target(bundle, echo, backend, index)})
@@ -151,6 +152,7 @@ def main() -> int:
         from cityseg.benchmarking.report import machine_description, update_doc
 
         origin = f"the weights of {args.weights_from}" if weights else "random weights"
+        origin += f"; calibrated and gated on {args.data}" if args.data else ""
         where = (f"Measured on {machine_description()}: unet_lite 512x1024 ({origin}), {WIDTH}x{HEIGHT} rgb8 "
                  f"@ 10 Hz, mask only (`python benchmarks/node_precision.py --update-doc {args.update_doc}`, "
                  f"{time.strftime('%Y-%m-%d')}).")

@@ -197,19 +197,26 @@ def run_scenario(model: str, width: int, height: int, rate: float, seconds: floa
         node.stop()
 
 
-def spawn(args, width: int, height: int, rate: float, seconds: float, profile: bool, domain: int) -> dict:
-    """Run one scenario in a child process with its own middleware settings."""
+def run_child(mode: str, spec: list, model, domain: int, profile: bool = True, timeout: float = 180,
+              what: str = "scenario") -> dict:
+    """One scenario of this script (``--child`` or ``--cost-child`` with ``spec``) in a child process
+    with its own DDS domain and middleware settings; the JSON it printed last."""
     from cityseg.benchmarking.ros_probe import graph_environment
     from cityseg.ros.live.dds_profile import PROFILE_FILE
 
     env = graph_environment(domain, str(REPO / "config" / PROFILE_FILE) if profile else None)
-    command = [sys.executable, __file__, "--child", json.dumps([width, height, rate, seconds, profile]),
-               "--model", str(args.model)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=seconds + 120)
+    command = [sys.executable, str(Path(__file__).resolve()), mode, json.dumps(spec), "--model", str(model)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
-        raise SystemExit(f"scenario {width}x{height}@{rate:g} failed:\n{done.stdout}\n{done.stderr}")
+        raise SystemExit(f"{what} failed:\n{done.stdout}\n{done.stderr}")
     return json.loads(lines[-1])
+
+
+def spawn(args, width: int, height: int, rate: float, seconds: float, profile: bool, domain: int) -> dict:
+    """Run one scenario in a child process with its own middleware settings."""
+    return run_child("--child", [width, height, rate, seconds, profile], args.model, domain, profile,
+                     seconds + 120, f"scenario {width}x{height}@{rate:g}")
 
 
 def table(results: list[dict]) -> str:
@@ -280,23 +287,14 @@ def loss_runs(args) -> list[dict]:
 def frame_cost(args) -> list[dict]:
     """The node against the echo floor at both sizes, mask-only and all-image subscribers; the
     node's rows carry ``beyond_inference_ms``."""
-    from cityseg.benchmarking.ros_probe import graph_environment
-    from cityseg.ros.live.dds_profile import PROFILE_FILE
-
     results = []
     for i, (width, height) in enumerate(FRAME_COST_SIZES):
         for j, subscribers in enumerate(SUBSCRIBERS.values()):
             runs = {}
             for k, echo in enumerate(("messages", "raw", "")):
                 domain = 100 + (os.getpid() + 6 * i + 3 * j + k) % 50
-                env = graph_environment(domain, str(REPO / "config" / PROFILE_FILE))
-                command = [sys.executable, __file__, "--cost-child", json.dumps([width, height, subscribers, echo]),
-                           "--model", str(args.model)]
-                done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
-                lines = done.stdout.strip().splitlines()
-                if done.returncode != 0 or not lines:
-                    raise SystemExit(f"frame-cost {width}x{height} failed:\n{done.stdout}\n{done.stderr}")
-                runs[echo] = json.loads(lines[-1])
+                runs[echo] = run_child("--cost-child", [width, height, subscribers, echo], args.model, domain,
+                                       what=f"frame-cost {width}x{height}")
             node, floor, raw_floor = runs[""], runs["messages"], runs["raw"]
             infer = node["stage_ms"].get("infer", 0.0)
             node.update(echo_p50_ms=floor["latency_p50_ms"], echo_out=floor["out"],

@@ -131,11 +131,19 @@ def model_facts(bundle, model) -> tuple[int | None, float | None, float | None]:
             bundle.artifact_path("keras").stat().st_size / 2**20)
 
 
-def available_backends(bundle, wanted: list[str]) -> list[str]:
-    """The backends of ``wanted`` that can run ``bundle`` on this machine."""
+def available_backends(bundle, wanted: list[str], name: str = "") -> list[str]:
+    """The backends of ``wanted`` that can run ``bundle`` on this machine; each other one is said
+    (with ``name``, the bundle's), never silently left out."""
     from cityseg.inference.backends import unavailable_reason
 
-    return [name for name in wanted if unavailable_reason(bundle, name) is None]
+    usable = []
+    for backend in wanted:
+        why = unavailable_reason(bundle, backend)
+        if why and name:
+            print(f"not timing {name} on {backend}: {why}", flush=True)
+        elif not why:
+            usable.append(backend)
+    return usable
 
 
 def _time_bundle(path: Path, backends: list[str], frame: np.ndarray, repeats: int, warmup: int,
@@ -149,7 +157,7 @@ def _time_bundle(path: Path, backends: list[str], frame: np.ndarray, repeats: in
     model = load_keras(bundle)
     params, flops, size_mb = model_facts(bundle, model)
     rows = []
-    usable = available_backends(bundle, backends)
+    usable = available_backends(bundle, backends, path.name)
     variants = make_variants(bundle, list(precisions)) if "onnx" in bundle.card.artifacts else []
     variants = variants or [None]
     for variant in variants:

@@ -106,12 +106,12 @@ def add_fusion_options(p) -> None:
 
 
 def fusion_config(args: argparse.Namespace):
-    """The FusionOptions the fusion options give: labelled clouds with --points-topic, the camera-only
+    """The FusionConfig the fusion options give: labelled clouds with --points-topic, the camera-only
     grid with --grid-frame alone; None with neither."""
     from cityseg.errors import CitysegError
     from cityseg.fusion.extrinsics import load_extrinsics
     from cityseg.fusion.grid import GridSpec, parse_costs
-    from cityseg.ros.core.stamped_fusion import FusionOptions
+    from cityseg.ros.core.fusion_runner import FusionConfig
 
     if not getattr(args, "points_topic", None) and not getattr(args, "grid_frame", None):
         for flag in ("extrinsics", "fixed_frame"):
@@ -131,7 +131,7 @@ def fusion_config(args: argparse.Namespace):
             load_extrinsics(args.extrinsics)  # refused now, naming the file and the entry
         drop = tuple(n.strip() for n in args.points_drop_labels.split(",") if n.strip())
         costs = parse_costs(c for c in args.grid_costs.split(",") if c.strip()) or None
-        return FusionOptions(args.points_topic or "", args.extrinsics, args.sync_tolerance_ms, drop, grid, costs,
+        return FusionConfig(args.points_topic or "", args.extrinsics, args.sync_tolerance_ms, drop, grid, costs,
                              fixed_frame=args.fixed_frame or "", grid_range_m=args.grid_range,
                              tf_tolerance_ms=args.tf_tolerance_ms)
     except ValueError as exc:

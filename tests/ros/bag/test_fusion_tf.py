@@ -14,9 +14,9 @@ from cityseg.fusion.grid import GROUND_CLASSES, GridSpec
 from cityseg.labels import class_space
 from cityseg.ros.bag.lidar_bag import street_rig, write_lidar_rig_bag
 from cityseg.ros.bag.replay import replay_bag
+from cityseg.ros.core.fusion_runner import FusionConfig
 from cityseg.ros.core.messages import RosbagsMessages
 from cityseg.ros.core.processor import ProcessorConfig
-from cityseg.ros.core.stamped_fusion import FusionOptions
 
 F = RosbagsMessages()
 LABELID = ProcessorConfig(id_space="labelid")
@@ -65,7 +65,7 @@ def test_bag_tf_is_read_and_a_fixed_frame_compensates_ego_motion(moving_bag, lab
     for fixed in ("", "odom"):
         out = tmp_path / f"out_{fixed or 'none'}"
         summary = replay_bag(path, out, labelid_bundle, config=LABELID, progress=False,
-                             fusion=FusionOptions("/lidar/points", fixed_frame=fixed))
+                             fusion=FusionConfig("/lidar/points", fixed_frame=fixed))
         assert summary.fusion["clouds"] == 3 and summary.fusion["no_transform"] == {}
         runs[fixed] = _accuracy(out, truth)
     # camera at the image stamp and LiDAR at the scan stamp, both through odom: the 0.9 m the vehicle
@@ -78,7 +78,7 @@ def test_a_missing_transform_is_said_once_per_camera_and_counted(moving_bag, lab
     _, path, truth = moving_bag
     with caplog.at_level(logging.WARNING):
         summary = replay_bag(path, tmp_path / "out", labelid_bundle, config=LABELID, progress=False,
-                             fusion=FusionOptions("/lidar/points", fixed_frame="map"))  # no map frame in /tf
+                             fusion=FusionConfig("/lidar/points", fixed_frame="map"))  # no map frame in /tf
     cameras = [f"/cam{i}/image_raw" for i in range(3)]
     assert summary.fusion["no_transform"] == {c: 3 for c in cameras}
     for camera in cameras:
@@ -114,7 +114,7 @@ def test_camera_only_grid_one_per_rig_frame_of_ground_classes(still_bag, labelid
     spec = GridSpec("base_link", 0.5, 80, 80, -20.0, -20.0)
     out = tmp_path / "out"
     summary = replay_bag(path, out, labelid_bundle, config=LABELID, progress=False,
-                         fusion=FusionOptions("", grid=spec, grid_range_m=20.0))
+                         fusion=FusionConfig("", grid=spec, grid_range_m=20.0))
     assert summary.fusion["grids"] == 2 and summary.fusion["no_mask"] == {} and "camera-only" in summary.format()
     topics = read_bag(out)
     assert "/segmentation/points" not in topics and "/lidar/segmentation/points" not in topics

@@ -9,8 +9,8 @@ from cityseg.fusion.extrinsics import FrameTree
 from cityseg.fusion.grid import GridSpec
 from cityseg.labels import class_space
 from cityseg.ros.bag.lidar_bag import street_rig
-from cityseg.ros.core.fusion_runner import tree_lookup
-from cityseg.ros.core.stamped_fusion import FusionOptions, GroundGridRunner
+from cityseg.ros.core.fusion_runner import FusionConfig, tree_lookup
+from cityseg.ros.core.stamped_fusion import GroundGridRunner
 from cityseg.synthetic.scene3d import render_labels
 
 CLASSES = [(c.id, c.name) for c in class_space("labelid").classes]
@@ -25,7 +25,7 @@ def _setup(cameras=2, tree_frames=None):
             tree.add(parent, child, t)
     masks = [render_labels(rig.scene, c.model, c.pose) for c in rig.cameras]
     grids, said = [], []
-    runner = GroundGridRunner(FusionOptions("", grid=GridSpec("base_link", 0.5, 60, 60, -15.0, -15.0)), CLASSES,
+    runner = GroundGridRunner(FusionConfig("", grid=GridSpec("base_link", 0.5, 60, 60, -15.0, -15.0)), CLASSES,
                               [c.name for c in rig.cameras], grids.append, tree_lookup(tree), said.append)
     return rig, masks, runner, grids, said
 

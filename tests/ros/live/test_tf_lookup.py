@@ -39,12 +39,12 @@ def test_transform_stamped_becomes_a_transform():
 
 
 def test_without_tf2_or_an_extrinsics_file_the_node_refuses_naming_both(monkeypatch):
-    from cityseg.ros.core.stamped_fusion import FusionOptions
+    from cityseg.ros.core.fusion_runner import FusionConfig
     from cityseg.ros.live.fusion import node_lookup
 
     monkeypatch.setattr(tf_lookup, "tf2_available", lambda: False)
     with pytest.raises(CitysegError, match=r"set extrinsics_file .* or install tf2_ros"):
-        node_lookup(None, FusionOptions("/lidar/points"))
+        node_lookup(None, FusionConfig("/lidar/points"))
 
 
 def test_tf2_lookups_match_the_bag_buffer_through_a_fixed_frame():

@@ -31,11 +31,7 @@ from cityseg.ros.core.fusion_messages import (
 from cityseg.ros.core.fusion_runner import FusionConfig, FusionRunner, LabelledCloud, frame_masks, tree_lookup
 from cityseg.ros.core.messages import IMAGE_TYPE
 from cityseg.ros.core.outputs import GRID, GRID_LABELS, POINTS, output_topic
-from cityseg.ros.core.stamped_fusion import (
-    GroundGrid,
-    GroundGridRunner,
-    options_of,
-)
+from cityseg.ros.core.stamped_fusion import GroundGrid, GroundGridRunner
 
 TF_TOPIC = "/tf"
 
@@ -71,24 +67,23 @@ def add_tf_samples(tree: TransformBuffer, msg, where: str) -> None:
                         entry)
 
 
-def _tf_topics(topics: dict[str, str], options) -> dict[str, str]:
+def _tf_topics(topics: dict[str, str], config: FusionConfig) -> dict[str, str]:
     """/tf_static and /tf of the bag (TFMessage) -> 'static' / 'dynamic', unless --extrinsics."""
-    if options.extrinsics_file:
+    if config.extrinsics_file:
         return {}
     return {t: kind for t, kind in ((TF_STATIC_TOPIC, "static"), (TF_TOPIC, "dynamic")) if topics.get(t) == TF_TYPE}
 
 
-def _transforms(options, bag: Path):
-    if options.extrinsics_file:
-        return load_extrinsics(options.extrinsics_file)
-    return TransformBuffer(f"{bag} /tf_static and /tf", round(options.tf_tolerance_ms * 1e6))
+def _transforms(config: FusionConfig, bag: Path):
+    if config.extrinsics_file:
+        return load_extrinsics(config.extrinsics_file)
+    return TransformBuffer(f"{bag} /tf_static and /tf", round(config.tf_tolerance_ms * 1e6))
 
 
 class BagFusion:
     """Feeds a FusionRunner from the replay and writes what it labels."""
 
     def __init__(self, config: FusionConfig, processor, image_topics: Sequence[str], reader, writer, bag: Path):
-        options = options_of(config)
         topics = {topic: info.msgtype for topic, info in reader.topics.items()}
         wanted = normalize_topic(config.points_topic)
         match = [t for t in topics if normalize_topic(t) == wanted]
@@ -97,11 +92,11 @@ class BagFusion:
             raise InputError(f"{bag}: no PointCloud2 topic {config.points_topic!r}; PointCloud2 topics in the "
                              f"bag: {', '.join(clouds) or 'none'}")
         self.points_topic = match[0]
-        self.tf_topics = _tf_topics(topics, options)
+        self.tf_topics = _tf_topics(topics, config)
         self.factory, self.writer, self.bag = processor.factory, writer, bag
         self.image_topics = list(image_topics)
-        self.runner = FusionRunner(options, processor.label_classes(), self.image_topics, self._write,
-                                   _transforms(options, bag))
+        self.runner = FusionRunner(config, processor.label_classes(), self.image_topics, self._write,
+                                   _transforms(config, bag))
         qos = offered_qos(next(c for c in reader.connections if c.topic == self.points_topic))
         out = fusion_topics(self.points_topic)
         store = self.factory.typestore
@@ -172,14 +167,13 @@ class BagGroundGrid:
     masks, /tf_static and /tf read from the bag (or --extrinsics), grids written as they are built."""
 
     def __init__(self, config: FusionConfig, processor, image_topics: Sequence[str], reader, writer, bag: Path):
-        options = options_of(config)
         topics = {topic: info.msgtype for topic, info in reader.topics.items()}
-        self.tf_topics = _tf_topics(topics, options)
-        self.tree = _transforms(options, bag)
+        self.tf_topics = _tf_topics(topics, config)
+        self.tree = _transforms(config, bag)
         self.factory, self.writer, self.bag = processor.factory, writer, bag
         self.image_topics = list(image_topics)
-        self.runner = GroundGridRunner(options, processor.label_classes(), self.image_topics, self._write,
-                                       tree_lookup(self.tree, options.fixed_frame))
+        self.runner = GroundGridRunner(config, processor.label_classes(), self.image_topics, self._write,
+                                       tree_lookup(self.tree, config.fixed_frame))
         qos = offered_qos(next(c for c in reader.connections if c.topic == self.image_topics[0]))
         store = self.factory.typestore
         self.topics = camera_grid_topics(self.image_topics)
@@ -202,7 +196,7 @@ class BagGroundGrid:
         add_tf(self.tree, self.tf_topics[conn.topic], msg, f"{self.bag} {conn.topic}")
 
     def on_frame(self, image_topic: str, image_msg, camera_info, result, bag_stamp: int = 0) -> None:
-        mask, _ = frame_masks(result)
+        mask, _ = frame_masks(result, with_confidence=False)  # the grid takes no scores
         header = image_msg.header
         stamp_ns = int(header.stamp.sec) * 10**9 + int(header.stamp.nanosec)
         self.runner.add_mask(self.image_topics.index(image_topic), stamp_ns, str(header.frame_id).lstrip("/"),

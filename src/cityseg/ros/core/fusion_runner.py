@@ -19,7 +19,7 @@ import numpy as np
 from cityseg.errors import InputError
 from cityseg.fusion.camera import CameraModel
 from cityseg.fusion.cloud import CloudLayout, read_xyz, write_labelled
-from cityseg.fusion.extrinsics import FrameTree, Transform, TransformBuffer, load_extrinsics
+from cityseg.fusion.extrinsics import TF_TOLERANCE_NS, FrameTree, Transform, TransformBuffer, load_extrinsics
 from cityseg.fusion.grid import GridSpec, SemanticGrid, class_ids, cost_table, grid_from_cloud
 from cityseg.fusion.labelling import CameraMask, MaskHistory, OcclusionConfig, drop_labels, label_points
 
@@ -44,7 +44,9 @@ def tree_lookup(tree: FrameTree, fixed_frame: str = "") -> Lookup:
 
 @dataclass(frozen=True)
 class FusionConfig:
-    """What the node's fusion parameters (and ``cityseg bag``'s options) say."""
+    """What the node's fusion parameters (and ``cityseg bag``'s and ``cityseg fleet``'s options) say.
+    ``points_topic`` empty with a ``grid``: the camera-only grid
+    (:class:`cityseg.ros.core.stamped_fusion.GroundGridRunner`)."""
 
     points_topic: str
     extrinsics_file: Path | None = None
@@ -54,10 +56,22 @@ class FusionConfig:
     grid_costs: dict[str, int] | None = None
     """Costs by class name on top of cityseg.fusion.grid.DEFAULT_COSTS."""
     occlusion: OcclusionConfig = field(default_factory=OcclusionConfig)
+    fixed_frame: str = ""
+    """A frame that does not move with the vehicle (odom): each sensor's pose is looked up at its own
+    stamp through it, compensating ego motion between them; empty: one stamp per lookup."""
+    grid_range_m: float = 30.0
+    """Camera-only grid: cells farther than this from a camera take nothing from it."""
+    tf_tolerance_ms: float = TF_TOLERANCE_NS / 1e6
+    """A /tf lookup this far outside the samples takes the nearest; farther: missing."""
 
     def __post_init__(self) -> None:
-        if self.sync_tolerance_ms < 0:
-            raise ValueError(f"sync_tolerance_ms must be >= 0, got {self.sync_tolerance_ms}")
+        if self.sync_tolerance_ms < 0 or self.grid_range_m <= 0 or self.tf_tolerance_ms < 0:
+            raise ValueError(f"sync_tolerance_ms and tf tolerance must be >= 0 and grid range > 0, got "
+                             f"{self.sync_tolerance_ms}, {self.tf_tolerance_ms}, {self.grid_range_m}")
+
+    @property
+    def camera_only(self) -> bool:
+        return not self.points_topic and self.grid is not None
 
 
 @dataclass
@@ -69,6 +83,45 @@ class FusionCounters:
     bad_clouds: int = 0
     no_mask: dict[str, int] = field(default_factory=dict)
     no_transform: dict[str, int] = field(default_factory=dict)
+
+    def missed_mask(self, camera: str) -> None:
+        self.no_mask[camera] = self.no_mask.get(camera, 0) + 1
+
+    def missed_transform(self, camera: str) -> None:
+        self.no_transform[camera] = self.no_transform.get(camera, 0) + 1
+
+
+class CameraResolver:
+    """Turns one camera's stored mask into a :class:`CameraMask` (its model from CameraInfo, its
+    transform from ``lookup``), or None, counting and saying (once per camera, through ``say``) why:
+    what the labelled clouds and the camera-only grid share."""
+
+    def __init__(self, lookup: Lookup, counters: FusionCounters, say: Callable[[str], None],
+                 consequence: str):
+        self.lookup, self.counters, self.say, self.consequence = lookup, counters, say, consequence
+        self._said: set[str] = set()
+
+    def warn_once(self, key: str, text: str) -> None:
+        if key not in self._said:
+            self._said.add(key)
+            self.say(text)
+
+    def camera_mask(self, name: str, frame_id: str, mask_ns: int, mask: np.ndarray, confidence, info,
+                    target_frame: str, target_ns: int) -> CameraMask | None:
+        """The mask of camera ``name`` (frame ``frame_id``, stamped ``mask_ns``) with the transform from
+        ``target_frame`` at ``target_ns``; None without CameraInfo or transform."""
+        label = name or "camera"
+        if info is None:
+            self.warn_once(f"info:{name}", f"{label}: no CameraInfo yet; {self.consequence}")
+            return None
+        try:
+            transform = self.lookup(frame_id, mask_ns, target_frame, target_ns)
+            model = CameraModel.from_camera_info(info)
+        except InputError as exc:
+            self.counters.missed_transform(name)
+            self.warn_once(f"tf:{name}", f"{label}: {exc}; {self.consequence}")
+            return None
+        return CameraMask(model, transform, mask, confidence)
 
 
 @dataclass
@@ -92,13 +145,13 @@ class _Camera:
     camera_info: Any = None
 
 
-def frame_masks(result) -> tuple[np.ndarray, np.ndarray | None]:
-    """The class ids (and confidence x 255, None without scores) a ProcessedFrame labels points
-    with: the network-resolution arrays ``~/mask`` and ``~/confidence`` are upsampled from (the
-    camera model maps image pixels onto them), so the node and the bag tool label alike and
-    neither upsamples for the fusion."""
+def frame_masks(result, with_confidence: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """The class ids (and confidence x 255, None without scores or ``with_confidence``) a
+    ProcessedFrame labels points with: the network-resolution arrays ``~/mask`` and
+    ``~/confidence`` are upsampled from (the camera model maps image pixels onto them), so the node
+    and the bag tool label alike and neither upsamples for the fusion."""
     seg = result.segmentation
-    return seg.classes, (seg.confidence_low if seg.has_confidence else None)
+    return seg.classes, (seg.confidence_low if with_confidence and seg.has_confidence else None)
 
 
 class FusionRunner:
@@ -115,7 +168,7 @@ class FusionRunner:
         self.config, self.emit, self.say = config, emit, say
         self.tree = tree if tree is not None else (load_extrinsics(config.extrinsics_file)
                                                    if config.extrinsics_file else FrameTree("/tf_static"))
-        self.lookup = lookup or tree_lookup(self.tree, getattr(config, "fixed_frame", ""))
+        self.lookup = lookup or tree_lookup(self.tree, config.fixed_frame)
         try:
             self.drop_ids = class_ids(classes, config.drop_labels) if config.drop_labels else []
             self.costs = cost_table(classes, overrides=config.grid_costs) if config.grid else None
@@ -123,8 +176,9 @@ class FusionRunner:
             raise InputError(f"points_drop_labels / grid costs: {exc}") from None
         self.cameras = [_Camera(name) for name in cameras]
         self.counters = FusionCounters()
+        self.resolver = CameraResolver(self.lookup, self.counters, say, "its points stay 255")
+        self.warn_once = self.resolver.warn_once
         self._pending: list[tuple[int, str, Any, Any]] = []
-        self._said: set[str] = set()
         self._tolerance_ns = int(config.sync_tolerance_ms * 1e6)
         self._cloud_ns = 0
 
@@ -160,11 +214,6 @@ class FusionRunner:
                 waiting.append(item)
         self._pending = waiting
 
-    def warn_once(self, key: str, text: str) -> None:
-        if key not in self._said:
-            self._said.add(key)
-            self.say(text)
-
     def camera_masks(self, stamp_ns: int, cloud_frame: str) -> list[CameraMask | None]:
         """Each camera's mask nearest ``stamp_ns`` within tolerance, its transform looked up from the
         cloud at ``stamp_ns`` to the camera at the mask's stamp; None without one."""
@@ -173,23 +222,12 @@ class FusionRunner:
         for cam in self.cameras:
             item = cam.history.nearest(stamp_ns, self._tolerance_ns)
             if item is None:
-                self.counters.no_mask[cam.name] = self.counters.no_mask.get(cam.name, 0) + 1
+                self.counters.missed_mask(cam.name)
                 out.append(None)
                 continue
             frame_id, mask, confidence, info, mask_ns = item
-            if info is None:
-                self.warn_once(f"info:{cam.name}", f"{cam.name}: no CameraInfo yet; its points stay 255")
-                out.append(None)
-                continue
-            try:
-                transform = self.lookup(frame_id, mask_ns, cloud_frame, stamp_ns)
-                model = CameraModel.from_camera_info(info)
-            except InputError as exc:
-                self.counters.no_transform[cam.name] = self.counters.no_transform.get(cam.name, 0) + 1
-                self.warn_once(f"tf:{cam.name}", f"{cam.name}: {exc}; its points stay 255")
-                out.append(None)
-                continue
-            out.append(CameraMask(model, transform, mask, confidence))
+            out.append(self.resolver.camera_mask(cam.name, frame_id, mask_ns, mask, confidence, info,
+                                                 cloud_frame, stamp_ns))
         return out
 
     def _label(self, stamp_ns: int, frame_id: str, msg, tag: Any) -> None:

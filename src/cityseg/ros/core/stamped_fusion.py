@@ -1,5 +1,5 @@
-"""The stamped-transform and camera-only options (:class:`FusionOptions`) and the camera-only
-bird's-eye grid (:class:`GroundGridRunner`, one per rig frame), for the bag replay and the node.
+"""The camera-only bird's-eye grid (:class:`GroundGridRunner`, one per rig frame), for the bag
+replay and the node.
 ROS-free; the transforms come from a :data:`cityseg.ros.core.fusion_runner.Lookup` (a bag's /tf and
 /tf_static, an extrinsics file, or tf2 in the node), as the labelled clouds' FusionRunner takes them.
 """
@@ -14,8 +14,6 @@ from typing import Any
 import numpy as np
 
 from cityseg.errors import InputError
-from cityseg.fusion.camera import CameraModel
-from cityseg.fusion.extrinsics import TF_TOLERANCE_NS
 from cityseg.fusion.grid import (
     GROUND_CLASSES,
     SemanticGrid,
@@ -23,44 +21,9 @@ from cityseg.fusion.grid import (
     grid_from_masks,
 )
 from cityseg.fusion.labelling import CameraMask
-from cityseg.ros.core.fusion_runner import FusionConfig, FusionCounters, Lookup
+from cityseg.ros.core.fusion_runner import CameraResolver, FusionConfig, FusionCounters, Lookup
 
 log = logging.getLogger(__name__)
-
-@dataclass(frozen=True)
-class FusionOptions(FusionConfig):
-    """FusionConfig plus the stamped-transform and camera-only grid settings. ``points_topic``
-    empty with a ``grid``: the camera-only grid (:class:`GroundGridRunner`)."""
-
-    fixed_frame: str = ""
-    """A frame that does not move with the vehicle (odom): each sensor's pose is looked up at its own
-    stamp through it, compensating ego motion between them; empty: one stamp per lookup."""
-    grid_range_m: float = 30.0
-    """Camera-only grid: cells farther than this from a camera take nothing from it."""
-    tf_tolerance_ms: float = TF_TOLERANCE_NS / 1e6
-    """A /tf lookup this far outside the samples takes the nearest; farther: missing."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.grid_range_m <= 0 or self.tf_tolerance_ms < 0:
-            raise ValueError(f"grid range must be > 0 and tf tolerance >= 0, got {self.grid_range_m}, "
-                             f"{self.tf_tolerance_ms}")
-
-    @property
-    def camera_only(self) -> bool:
-        return not self.points_topic and self.grid is not None
-
-
-def options_of(config: FusionConfig) -> FusionOptions:
-    """``config`` as FusionOptions (the defaults for the fields a plain FusionConfig lacks)."""
-    if isinstance(config, FusionOptions):
-        return config
-    return FusionOptions(**{k: getattr(config, k) for k in FusionConfig.__dataclass_fields__})
-
-
-def _count(counter: dict[str, int], key: str) -> None:
-    counter[key] = counter.get(key, 0) + 1
-
 
 @dataclass
 class GroundGrid:
@@ -80,7 +43,7 @@ class GroundGridRunner:
     built with what it has, that camera counted in ``no_mask``. A mask older than the open frame is
     ignored. The grid frame is looked up at the grid's stamp and each camera at its mask's stamp."""
 
-    def __init__(self, config: FusionOptions, classes: Sequence[tuple[int, str]], cameras: Sequence[str],
+    def __init__(self, config: FusionConfig, classes: Sequence[tuple[int, str]], cameras: Sequence[str],
                  emit: Callable[[GroundGrid], None], lookup: Lookup, say: Callable[[str], None] = log.warning):
         if config.grid is None:
             raise InputError("fusion without a points topic builds the camera-only grid: give it a grid "
@@ -99,12 +62,7 @@ class GroundGridRunner:
         self._open: dict[int, tuple] = {}
         self._first_ns = 0
         self._info: dict[int, Any] = {}
-        self._said: set[str] = set()
-
-    def warn_once(self, key: str, text: str) -> None:
-        if key not in self._said:
-            self._said.add(key)
-            self.say(text)
+        self.resolver = CameraResolver(lookup, self.counters, say, "it adds nothing to the grid")
 
     def add_mask(self, camera: int, stamp_ns: int, frame_id: str, mask: np.ndarray, confidence, camera_info,
                  tag: Any = None) -> None:
@@ -135,23 +93,12 @@ class GroundGridRunner:
         for index, name in enumerate(self.cameras):
             entry = entries.get(index)
             if entry is None:
-                _count(self.counters.no_mask, name)
+                self.counters.missed_mask(name)
                 masks.append(None)
                 continue
             stamp_ns, frame_id, mask, info, _ = entry
-            if info is None:
-                self.warn_once(f"info:{name}", f"{name or 'camera'}: no CameraInfo yet; it adds nothing to the grid")
-                masks.append(None)
-                continue
-            try:
-                transform = self.lookup(frame_id, stamp_ns, self.spec.frame, grid_ns)
-                model = CameraModel.from_camera_info(info)
-            except InputError as exc:
-                _count(self.counters.no_transform, name)
-                self.warn_once(f"tf:{name}", f"{name or 'camera'}: {exc}; it adds nothing to the grid")
-                masks.append(None)
-                continue
-            masks.append(CameraMask(model, transform, mask))
+            masks.append(self.resolver.camera_mask(name, frame_id, stamp_ns, mask, None, info, self.spec.frame,
+                                                   grid_ns))
         grid = grid_from_masks(self.spec, masks, self.ground_ids, self.costs, self.config.grid_range_m)
         self.grids += 1
         self.emit(GroundGrid(grid_ns, grid, tag))

@@ -135,7 +135,7 @@ class _Settings:
             raise ValueError(f"grid_costs must be within -1..100 (OccupancyGrid), got {bad}")
 
     def fusion_config(self):
-        """The FusionOptions of points_topic / grid_frame and their parameters, or None with neither
+        """The FusionConfig of points_topic / grid_frame and their parameters, or None with neither
         (grid_frame alone: the camera-only grid); the extrinsics file is read here (refused naming
         the file and the entry)."""
         if not self.points_topic and not self.grid_frame:
@@ -144,7 +144,7 @@ class _Settings:
 
         from cityseg.fusion.extrinsics import load_extrinsics
         from cityseg.fusion.grid import GridSpec, parse_costs
-        from cityseg.ros.core.stamped_fusion import FusionOptions
+        from cityseg.ros.core.fusion_runner import FusionConfig
 
         if self.extrinsics_file:
             load_extrinsics(self.extrinsics_file)
@@ -152,7 +152,7 @@ class _Settings:
         if self.grid_frame:
             half = self.grid_cells * self.grid_resolution / 2
             grid = GridSpec(self.grid_frame, self.grid_resolution, self.grid_cells, self.grid_cells, -half, -half)
-        return FusionOptions(self.points_topic, Path(self.extrinsics_file) if self.extrinsics_file else None,
+        return FusionConfig(self.points_topic, Path(self.extrinsics_file) if self.extrinsics_file else None,
                              self.sync_tolerance_ms, tuple(self.points_drop_labels), grid,
                              parse_costs(self.grid_costs) or None, fixed_frame=self.fixed_frame,
                              grid_range_m=self.grid_range)
