@@ -83,3 +83,16 @@ def test_bench_rows_per_precision_leave_the_given_bundle_alone(tmp_path, capsys)
     assert [(r[2], r[3]) for r in rows] == [("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("onnxruntime", "fp16")]
     assert rows[0][4] == "–" and rows[1][4].split()[0] in ("ok", "FAILED") and rows[1][4].endswith("%")
     assert sorted(p.name for p in bundle.path.iterdir()) == before
+
+
+def test_a_backend_that_cannot_run_a_given_bundle_is_said_with_the_fix(tmp_path, capsys):
+    """A bundle with only its Keras model (what `cityseg train` writes) on ONNX Runtime: the row is
+    not silently left out."""
+    bundle = make_palette_bundle(tmp_path / "palette", formats=("keras",))
+    assert main(["bench", "--model", str(bundle.path), "--repeats", "1", "--warmup", "0",
+                 "--backends", "onnxruntime", "--no-baseline"]) == 2
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "no backend could run any of the models here (why, per backend, above" in captured.err
+    assert "not timing palette on onnxruntime: the bundle has no onnx model (run `cityseg export BUNDLE --onnx`)" \
+        in out

@@ -77,8 +77,8 @@ def run(args: argparse.Namespace) -> int:
                                 args.repeats, args.warmup, baseline=not args.no_baseline,
                                 imported=args.imported, precisions=tuple(args.precisions))
     if not rows:
-        raise CitysegError("no backend could run any of the models here; install the `onnx` or "
-                           "`train` extra")
+        raise CitysegError("no backend could run any of the models here (why, per backend, above: export the "
+                           "bundle's ONNX, or install the `onnx` or `train` extra)")
     table = format_table(rows, baselines)
     header = (f"Measured on {machine_description()}; camera frame 2048x1024; medians of "
               f"{args.repeats} runs after {args.warmup} warm-up runs.")
