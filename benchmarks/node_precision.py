@@ -112,6 +112,11 @@ def run_target(bundle: Path, echo: str, backend: str, index: int) -> dict:
                      what=echo or backend)
 
 
+def infer_text(run: dict) -> str:
+    infer = run.get("stage_ms", {}).get("infer")
+    return "–" if infer is None else f"{infer:.1f} ms"
+
+
 def table(runs: list[dict]) -> str:
     """The runs as a Markdown table (frame time = p50 - echo floor p50)."""
     rows = ["| node backend | runs on | out / sent | dropped in node | mask p50 / p90 | infer mean | "
@@ -119,7 +124,7 @@ def table(runs: list[dict]) -> str:
     for r in runs:
         rows.append(f"| {r['name']} | {r.get('runs_on') or '–'} | {r['out']} / {r['sent']} | {r['node_dropped']} | "
                     f"{r['latency_p50_ms']:.1f} / {r['latency_p90_ms']:.1f} ms | "
-                    f"{r.get('stage_ms', {}).get('infer', float('nan')):.1f} ms | "
+                    f"{infer_text(r)} | "
                     f"**{r.get('frame_ms', r['latency_p50_ms']):.1f} ms** |")
     return "\n".join(rows)
 
