@@ -248,3 +248,17 @@ def colcon_install(root: Path) -> ColconInstall:
     result = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     return ColconInstall(root / "install" / "cityseg")
+
+
+def read_bag(path: Path) -> dict[str, list[tuple[int, object]]]:
+    """topic -> [(bag timestamp, message)], read back with rosbags' plain rosbag2 Reader."""
+    from rosbags.rosbag2 import Reader
+
+    from cityseg.ros.core.messages import RosbagsMessages
+
+    store = RosbagsMessages().typestore
+    topics: dict[str, list] = {}
+    with Reader(path) as reader:
+        for conn, stamp, raw in reader.messages():
+            topics.setdefault(conn.topic, []).append((stamp, store.deserialize_cdr(raw, conn.msgtype)))
+    return topics

@@ -14,21 +14,11 @@ from cityseg.fusion.labelling import CameraMask, label_points
 from cityseg.ros.bag.lidar_bag import street_rig, write_lidar_rig_bag
 from cityseg.ros.bag.replay import load_processor, replay_bag
 from cityseg.ros.core.fusion_runner import FusionConfig, frame_masks
-from cityseg.ros.core.messages import RosbagsMessages
 from cityseg.ros.core.processor import FrameRequest, ProcessorConfig
 
-F = RosbagsMessages()
+from support import read_bag
+
 LABELID = ProcessorConfig(id_space="labelid")
-
-
-def read_bag(path):
-    from rosbags.rosbag2 import Reader
-
-    topics: dict[str, list] = {}
-    with Reader(path) as reader:
-        for conn, stamp, raw in reader.messages():
-            topics.setdefault(conn.topic, []).append((stamp, F.typestore.deserialize_cdr(raw, conn.msgtype)))
-    return topics
 
 
 @pytest.fixture(scope="module")

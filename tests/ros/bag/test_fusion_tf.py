@@ -15,22 +15,12 @@ from cityseg.labels import class_space
 from cityseg.ros.bag.lidar_bag import street_rig, write_lidar_rig_bag
 from cityseg.ros.bag.replay import replay_bag
 from cityseg.ros.core.fusion_runner import FusionConfig
-from cityseg.ros.core.messages import RosbagsMessages
 from cityseg.ros.core.processor import ProcessorConfig
 
-F = RosbagsMessages()
+from support import read_bag
+
 LABELID = ProcessorConfig(id_space="labelid")
 SPEED, OFFSET = 20.0, 45_000_000  # 0.9 m driven between the images and the scan
-
-
-def read_bag(path):
-    from rosbags.rosbag2 import Reader
-
-    topics: dict[str, list] = {}
-    with Reader(path) as reader:
-        for conn, stamp, raw in reader.messages():
-            topics.setdefault(conn.topic, []).append((stamp, F.typestore.deserialize_cdr(raw, conn.msgtype)))
-    return topics
 
 
 def _label_column(msg) -> np.ndarray:

@@ -17,7 +17,7 @@ from cityseg.ros.core.images import encode_rgb
 from cityseg.ros.core.messages import RosbagsMessages
 from cityseg.ros.core.processor import ProcessorConfig
 
-from support import painted_scene, write_ros1_bag
+from support import painted_scene, read_bag, write_ros1_bag
 
 F = RosbagsMessages()
 T0 = 1_700_000_000 * 10**9
@@ -27,17 +27,6 @@ TRAINID = ProcessorConfig(id_space="trainid")
 
 def scenes(count: int = 4) -> list[tuple[np.ndarray, np.ndarray]]:
     return [painted_scene(128, 256, "trainid", seed=i) for i in range(count)]
-
-
-def read_bag(path: Path) -> dict[str, list[tuple[int, object]]]:
-    """topic -> [(bag timestamp, message)], read back with rosbags' plain rosbag2 Reader."""
-    from rosbags.rosbag2 import Reader
-
-    topics: dict[str, list] = {}
-    with Reader(path) as reader:
-        for conn, stamp, raw in reader.messages():
-            topics.setdefault(conn.topic, []).append((stamp, F.typestore.deserialize_cdr(raw, conn.msgtype)))
-    return topics
 
 
 def raw_messages(path: Path) -> dict[str, list[tuple[int, bytes]]]:
