@@ -29,7 +29,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 WIDTH, HEIGHT = 2048, 1024
-TARGETS = (("echo floor", "messages", ""), ("fp32 ONNX Runtime", "", "onnxruntime"), ("auto", "", "auto"))
+TARGETS = (("echo floor", "messages", "", ""), ("fp32 ONNX Runtime", "", "onnxruntime", "onnx_argmax"),
+           ("auto", "", "auto", ""))
+"""(row, echo floor kind, node backend, pinned card artifact): the fp32 row pins the fp32 argmax head,
+since a named backend would otherwise apply the auto rule to its own precision pairs."""
 
 
 def make_bundle(root: Path, weights_from: Path | None, data: Path | None = None) -> tuple[Path, dict]:
@@ -102,12 +105,12 @@ def calibration_images(bundle: Path) -> Path:
     return folder
 
 
-def run_target(bundle: Path, echo: str, backend: str, index: int) -> dict:
+def run_target(bundle: Path, echo: str, backend: str, artifact: str, index: int) -> dict:
     """One frame-cost scenario of ros_graph.py in its own process and DDS domain."""
     sys.path.insert(0, str(REPO / "benchmarks"))
     from ros_graph import run_child
 
-    spec = [WIDTH, HEIGHT, ["mask"], echo] + ([backend] if backend else [])
+    spec = [WIDTH, HEIGHT, ["mask"], echo] + ([backend, artifact] if backend else [])
     return run_child("--cost-child", spec, bundle, 100 + (os.getpid() + index) % 50, timeout=300,
                      what=echo or backend)
 
@@ -143,8 +146,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="cityseg-node-precision-") as tmp:
         bundle, exported = make_bundle(Path(tmp), weights, args.data)
         runs = []
-        for index, (name, echo, backend) in enumerate(TARGETS):
-            runs.append({"name": name, **run_target(bundle, echo, backend, index)})
+        for index, (name, echo, backend, artifact) in enumerate(TARGETS):
+            runs.append({"name": name, **run_target(bundle, echo, backend, artifact, index)})
             print(f"{name}: p50 {runs[-1]['latency_p50_ms']} ms, {runs[-1]['out']} / {runs[-1]['sent']}", flush=True)
     floor = runs[0]["latency_p50_ms"]
     for r in runs[1:]:

@@ -104,9 +104,9 @@ def run_echo(namespace: str, raw: bool) -> None:
 
 
 def run_frame_cost(model: str, width: int, height: int, subscribers: tuple[str, ...], echo: str,
-                   backend: str = "onnxruntime") -> dict:
-    """One frame-cost scenario in this process (the child): the node ('') on ``backend`` or an echo
-    floor ('messages' or 'raw'), p50 latency."""
+                   backend: str = "onnxruntime", artifact: str = "") -> dict:
+    """One frame-cost scenario in this process (the child): the node ('') on ``backend`` (and the
+    card's ``artifact``, when given) or an echo floor ('messages' or 'raw'), p50 latency."""
     import signal
 
     import numpy as np
@@ -120,7 +120,8 @@ def run_frame_cost(model: str, width: int, height: int, subscribers: tuple[str, 
         node = NodeProcess("/bench", {}, command=[sys.executable, __file__, "--echo", echo])
     else:
         node = NodeProcess("/bench", {"model": model, "backend": backend, "diagnostics_period": 0.5,
-                                      "stats_window": 60.0, "log_period": 0.0})
+                                      "stats_window": 60.0, "log_period": 0.0,
+                                      **({"artifact": artifact} if artifact else {})})
     node.wait_for_output("segmenting", 60.0)
     runs_on = next((line for line in node.output.splitlines() if " on " in line and "segmenting" in line), "")
     rclpy.init()

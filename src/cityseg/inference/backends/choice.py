@@ -6,7 +6,9 @@
    measured in the same export run on this machine (``details['latency_ms']`` of the precision
    artifacts, keys ``<backend>:<precision>``). fp32 on ONNX Runtime scores 1.0 by definition.
 3. The lowest score wins, so a reduced-precision artifact is chosen only where it measured faster
-   than fp32 ONNX Runtime; a pair never measured scores after every measured one (fp32 ONNX Runtime
+   than fp32 ONNX Runtime, and by a clear margin: one scoring above ``MIN_GAIN`` (less than 10 %
+   faster: within the noise of a one-frame measurement) is not worth its accuracy cost and ranks
+   after every fp32 pair. A pair never measured scores after every measured one (fp32 ONNX Runtime
    first among those). Within a pair, :func:`cityseg.inference.backends.pick_artifact`'s order
    (confidence if needed, tensor I/O before fused, the argmax head) decides.
 """
@@ -19,6 +21,8 @@ from cityseg.bundle import Artifact, Bundle
 
 CPU_BACKENDS = ("onnxruntime", "openvino")
 BASELINE = "onnxruntime:fp32"
+MIN_GAIN = 0.9
+"""A reduced precision must measure at most this fraction of fp32 ONNX Runtime's latency to be picked."""
 
 
 def relative_latency(bundle: Bundle) -> dict[str, float]:
@@ -50,4 +54,9 @@ def choose(bundle: Bundle, backends: list[str]) -> tuple[str, str] | None:
     if not pairs:
         return None
     unmeasured = [(b, p) for b, p in [("onnxruntime", "fp32")] + sorted(pairs) if (b, p) in pairs]
-    return min(pairs, key=lambda pair: (ratios.get(f"{pair[0]}:{pair[1]}", math.inf), unmeasured.index(pair)))
+
+    def score(pair: tuple[str, str]) -> tuple[bool, float, int]:
+        ratio = ratios.get(f"{pair[0]}:{pair[1]}", math.inf)
+        return pair[1] != "fp32" and not ratio <= MIN_GAIN, ratio, unmeasured.index(pair)
+
+    return min(pairs, key=score)
