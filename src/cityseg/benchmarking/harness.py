@@ -131,17 +131,17 @@ def model_facts(bundle, model) -> tuple[int | None, float | None, float | None]:
             bundle.artifact_path("keras").stat().st_size / 2**20)
 
 
-def available_backends(bundle, wanted: list[str], name: str = "") -> list[str]:
-    """The backends of ``wanted`` that can run ``bundle`` on this machine; each other one is said
-    (with ``name``, the bundle's), never silently left out."""
+def available_backends(bundle, wanted: list[str], name: str) -> list[str]:
+    """The backends of ``wanted`` that can run ``bundle`` (called ``name``) on this machine; each
+    other one is said with its reason, never silently left out."""
     from cityseg.inference.backends import unavailable_reason
 
     usable = []
     for backend in wanted:
         why = unavailable_reason(bundle, backend)
-        if why and name:
+        if why:
             print(f"not timing {name} on {backend}: {why}", flush=True)
-        elif not why:
+        else:
             usable.append(backend)
     return usable
 

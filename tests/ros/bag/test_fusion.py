@@ -60,7 +60,7 @@ def test_bag_labels_clouds_like_the_fusion_core(rig_bag, labelid_bundle, tmp_pat
         cams = []
         batch = processor.process_batch([FrameRequest(images[c.name][k][1]) for c in rig.cameras])  # as replayed
         for c, result in zip(rig.cameras, batch):
-            mask, confidence = frame_masks(result)
+            mask, confidence = frame_masks(result.segmentation)
             cams.append(CameraMask(CameraModel.from_camera_info(c.info), tree.lookup(c.name, "lidar"), mask,
                                    confidence))
         expected = label_points(xyz, cams)

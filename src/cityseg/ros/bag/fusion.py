@@ -131,7 +131,7 @@ class BagFusion:
 
     def on_frame(self, image_topic: str, image_msg, camera_info, result, bag_stamp: int = 0) -> None:
         """A segmented frame of camera ``image_topic``: its mask (and confidence) go to the runner."""
-        mask, conf = frame_masks(result)
+        mask, conf = frame_masks(result.segmentation)
         header = image_msg.header
         stamp_ns = int(header.stamp.sec) * 10**9 + int(header.stamp.nanosec)
         self.runner.add_mask(self.image_topics.index(image_topic), stamp_ns, str(header.frame_id).lstrip("/"),
@@ -196,7 +196,7 @@ class BagGroundGrid:
         add_tf(self.tree, self.tf_topics[conn.topic], msg, f"{self.bag} {conn.topic}")
 
     def on_frame(self, image_topic: str, image_msg, camera_info, result, bag_stamp: int = 0) -> None:
-        mask, _ = frame_masks(result, with_confidence=False)  # the grid takes no scores
+        mask, _ = frame_masks(result.segmentation, with_confidence=False)  # the grid takes no scores
         header = image_msg.header
         stamp_ns = int(header.stamp.sec) * 10**9 + int(header.stamp.nanosec)
         self.runner.add_mask(self.image_topics.index(image_topic), stamp_ns, str(header.frame_id).lstrip("/"),

@@ -145,12 +145,11 @@ class _Camera:
     camera_info: Any = None
 
 
-def frame_masks(result, with_confidence: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-    """The class ids (and confidence x 255, None without scores or ``with_confidence``) a
-    ProcessedFrame labels points with: the network-resolution arrays ``~/mask`` and
-    ``~/confidence`` are upsampled from (the camera model maps image pixels onto them), so the node
-    and the bag tool label alike and neither upsamples for the fusion."""
-    seg = result.segmentation
+def frame_masks(seg, with_confidence: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """The class ids (and confidence x 255, None without scores or ``with_confidence``) a frame's
+    Segmentation labels points with: the network-resolution arrays ``~/mask`` and ``~/confidence``
+    are upsampled from (the camera model maps image pixels onto them), so the node and the bag tool
+    label alike and neither upsamples for the fusion."""
     return seg.classes, (seg.confidence_low if with_confidence and seg.has_confidence else None)
 
 
@@ -165,7 +164,7 @@ class FusionRunner:
     def __init__(self, config: FusionConfig, classes: Sequence[tuple[int, str]], cameras: Sequence[str],
                  emit: Callable[[LabelledCloud], None], tree: FrameTree | None = None,
                  lookup: Lookup | None = None, say: Callable[[str], None] = log.warning):
-        self.config, self.emit, self.say = config, emit, say
+        self.config, self.emit = config, emit
         self.tree = tree if tree is not None else (load_extrinsics(config.extrinsics_file)
                                                    if config.extrinsics_file else FrameTree("/tf_static"))
         self.lookup = lookup or tree_lookup(self.tree, config.fixed_frame)

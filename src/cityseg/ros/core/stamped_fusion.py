@@ -54,7 +54,7 @@ class GroundGridRunner:
         except ValueError as exc:
             raise InputError(f"grid costs: {exc}") from None
         self.ground_ids = [i for i, name in classes if name in GROUND_CLASSES]
-        self.config, self.spec, self.emit, self.lookup, self.say = config, config.grid, emit, lookup, say
+        self.config, self.spec, self.emit = config, config.grid, emit
         self.cameras = list(cameras)
         self.counters = FusionCounters()
         self.grids = 0

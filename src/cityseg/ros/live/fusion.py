@@ -109,10 +109,12 @@ class NodeFusion:
     # -- inputs ---------------------------------------------------------------------------
 
     def feed(self, camera: str, msg, camera_info, result) -> None:
-        """A segmented frame of ``camera`` (its name; '' in single-camera mode). Its confidence is
-        worked out on the fusion thread (:meth:`_run`), not on the camera path."""
+        """A segmented frame of ``camera`` (its name; '' in single-camera mode). Only its
+        Segmentation is queued (not the frame's output messages); its confidence is worked out on
+        the fusion thread (:meth:`_run`), not on the camera path."""
         sec, nsec, frame_id = header_fields(msg)
-        item = ("mask", self.cameras.index(camera), sec * 10**9 + nsec, frame_id.lstrip("/"), result, camera_info)
+        item = ("mask", self.cameras.index(camera), sec * 10**9 + nsec, frame_id.lstrip("/"), result.segmentation,
+                camera_info)
         self._put(item + ((sec, nsec),) if self.config.camera_only else item)
 
     def _on_cloud(self, msg) -> None:
@@ -134,9 +136,9 @@ class NodeFusion:
                 return
             try:
                 if item[0] == "mask":
-                    camera, stamp_ns, frame_id, result, *rest = item[1:]
-                    self.runner.add_mask(camera, stamp_ns, frame_id, *frame_masks(result, not self.config.camera_only),
-                                         *rest)
+                    camera, stamp_ns, frame_id, segmentation, *rest = item[1:]
+                    masks = frame_masks(segmentation, with_confidence=not self.config.camera_only)
+                    self.runner.add_mask(camera, stamp_ns, frame_id, *masks, *rest)
                 else:
                     self.runner.add_cloud(*item[1:], tag=item[3].header)
             except Exception as exc:  # a bad input is logged; the node serves on
