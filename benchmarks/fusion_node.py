@@ -50,8 +50,8 @@ def run(model: Path, rig, fused: bool, seconds: float, work: Path) -> dict:
     node = NodeProcess("/rig", params)
     if not node.wait_for_output("segmenting ", 60.0):
         raise SystemExit(node.output)
-    probes = {c: Probe(f"/{c}", name=f"bench_{c}", outputs=frozenset({"mask"}), image_topic="image_raw")
-              for c in names}
+    probes = {c: Probe(f"/{c}", name=f"bench_{c}", outputs=frozenset({"mask"}), image_topic="image_raw",
+                       live_status=f"/rig/segmentation: {c}") for c in names}
     lidar = next(iter(probes.values()))
     cloud_pub = lidar.node.create_publisher(PointCloud2, "/lidar/points", 5)
     clouds = []

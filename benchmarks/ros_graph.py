@@ -127,7 +127,7 @@ def run_frame_cost(model: str, width: int, height: int, subscribers: tuple[str, 
     rclpy.init()
     probe = Probe("/bench", outputs=frozenset(subscribers))
     try:
-        if not probe.wait_connected(30.0):
+        if not probe.wait_connected(30.0, seen_by_node=not echo):
             raise RuntimeError(f"the node did not connect:\n{node.output}")
         rgb = np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8)
         raw = encode_rgb(rgb, "rgb8")

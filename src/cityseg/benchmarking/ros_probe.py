@@ -138,11 +138,12 @@ class Probe:
     def __init__(self, namespace: str, *, compressed: bool = False, reliable: bool = False,
                  outputs: frozenset[str] = RAW_DEFAULT_OUTPUTS, keep: tuple[str, ...] = (),
                  history: tuple[str, ...] = (), name: str = "cityseg_probe", status: str | None = None,
-                 image_topic: str = "image", info_topic: str = "camera_info"):
+                 image_topic: str = "image", info_topic: str = "camera_info", live_status: str | None = None):
         """Record the per-frame ``outputs`` (and label_info) of the node in ``namespace``; keep the
         last message of the outputs in ``keep`` and every message of those in ``history``. ``status``:
         the DiagnosticStatus to record (default: the node's own; a multi-camera node reports camera
-        c as '<node>: c'). Frames go to ``image_topic`` (``<image_topic>/compressed`` when
+        c as '<node>: c'); ``live_status``: the one whose 'live outputs' :meth:`wait_connected` reads
+        (default: ``status``). Frames go to ``image_topic`` (``<image_topic>/compressed`` when
         ``compressed``) and ``info_topic``, relative names resolving in ``namespace``."""
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
@@ -155,6 +156,8 @@ class Probe:
         self.msgs = m = RclpyMessages()
         self.fqn = node_fqn(namespace)
         self.status_name = status or self.fqn
+        self.live_status = live_status or self.status_name
+        self._live_outputs: set[str] | None = None
         self.node = rclpy.create_node(name, namespace=namespace)
         self.record = ProbeRecord()
         self._keep, self._history = set(keep), set(history)
@@ -216,6 +219,10 @@ class Probe:
 
     def _on_diagnostics(self, msg) -> None:
         for status in msg.status:
+            if status.name == self.live_status:
+                live = next((kv.value for kv in status.values if kv.key == "live outputs"), None)
+                with self._lock:
+                    self._live_outputs = None if live is None else set(live.split(", "))
             if status.name == self.status_name:
                 values = {kv.key: kv.value for kv in status.values}
                 values.update(level=str(status.level[0] if isinstance(status.level, bytes) else status.level),
@@ -223,11 +230,24 @@ class Probe:
                 with self._lock:
                     self.record.diagnostics.append(values)
 
-    def wait_connected(self, timeout: float = 20.0) -> bool:
-        """Wait until the node subscribes to our images and publishes every output we listen to."""
+    def wait_connected(self, timeout: float = 20.0, *, seen_by_node: bool = True) -> bool:
+        """Wait until the node subscribes to our images and publishes every output we listen to and,
+        with ``seen_by_node``, until its diagnostics count our per-frame subscriptions as live.
+
+        Discovery is not symmetric: our reader can see the node's writer before that writer has
+        matched our reader, and the node builds an output only for frames it sees a subscriber on,
+        so without the second check the first frame's output can be skipped. An echo node (no
+        diagnostics) needs ``seen_by_node=False``."""
+        wanted = {suffix for suffix in self.subscriptions if BY_SUFFIX[suffix].per_frame}
+
         def connected() -> bool:
             outputs = [s for suffix, s in self.subscriptions.items() if suffix != "label_info"]
-            return self.image_pub.get_subscription_count() > 0 and all(s.get_publisher_count() for s in outputs)
+            if not (self.image_pub.get_subscription_count() > 0 and all(s.get_publisher_count() for s in outputs)):
+                return False
+            if not (seen_by_node and wanted):
+                return True
+            with self._lock:
+                return self._live_outputs is not None and wanted <= self._live_outputs
         return wait_until(connected, timeout)
 
     def publish(self, image_msg, camera_info=None) -> None:

@@ -49,7 +49,7 @@ def _start_rig_node(rig, bundle, graph, **fusion):
     node = NodeProcess("/rig", values, env=graph)
     assert node.wait_for_output("segmenting ", 30.0), node.output
     probes = {c: Probe(f"/{c}", name=f"probe_{c}", outputs=frozenset({"mask"}), image_topic="image_raw",
-                       status="/rig/segmentation: fusion") for c in names}
+                       status="/rig/segmentation: fusion", live_status=f"/rig/segmentation: {c}") for c in names}
     return node, probes
 
 
