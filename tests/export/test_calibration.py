@@ -46,6 +46,11 @@ def test_folder_frames_are_rgb_hashed_and_fed_through_the_card(tmp_path):
     first = feed.get_next()["image"]
     assert first.dtype == np.float32 and np.array_equal(first, card.preprocess(frames.frames[:4]))
     assert feed.get_next() is not None and feed.get_next() is None  # 9 frames: two full batches
+    assert len(feed) == 2
+    feed.set_range(1, 5)  # a stride of ONNX Runtime's calibrator: the second batch only
+    assert np.array_equal(feed.get_next()["image"], card.preprocess(frames.frames[4:8])) and feed.get_next() is None
+    feed.rewind()
+    assert np.array_equal(feed.get_next()["image"], first) and feed.get_next() is not None and feed.get_next() is None
 
 
 @pytest.mark.parametrize("bad", ["few", "size", "unreadable", "grey", "rgba"])

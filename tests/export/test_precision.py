@@ -116,6 +116,54 @@ def test_seven_bit_weights_are_what_reduce_range_writes(bundle, tmp_path):
         assert (widest <= 64) if bits == 7 else (widest > 64)
 
 
+def quantized_constants(path) -> dict[str, np.ndarray]:
+    """Every initialiser of an ONNX file (weights, scales, zero points), by name."""
+    return {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
+
+
+def test_calibration_runs_in_strides_and_minmax_ranges_equal_one_pass(bundle, tmp_path, monkeypatch):
+    """ONNX Runtime's calibrator holds the activations of CALIB_STRIDE batches at a time (all of them,
+    without a stride: entropy and percentile were killed for memory at 512x1024), and the merged
+    min/max ranges are those of one pass over every frame."""
+    from cityseg.export.calibration import FrameFeed
+    from cityseg.export.precision import CALIB_STRIDE, calibration_stride, quantize_int8
+
+    assert [calibration_stride(n) for n in (64, 61, 6, 9, 1, 0)] == [4, 1, 3, 3, 1, 1] and CALIB_STRIDE == 4
+    ranges, set_range = [], FrameFeed.set_range
+    def spy(self, start_index, end_index):
+        ranges.append((start_index, end_index))
+        set_range(self, start_index, end_index)
+    monkeypatch.setattr(FrameFeed, "set_range", spy)
+    frames = folder_frames(write_frames(tmp_path / "calib", 12))
+    quantize_int8(bundle.artifact_path("onnx"), tmp_path / "strided.onnx", frames, bundle.card, "minmax", tmp_path)
+    assert ranges == [(0, 4), (4, 8), (8, 12)]
+    monkeypatch.setattr(precision_export, "CALIB_STRIDE", 12)
+    quantize_int8(bundle.artifact_path("onnx"), tmp_path / "one_pass.onnx", frames, bundle.card, "minmax", tmp_path)
+    assert ranges[3:] == [(0, 12)]
+    strided, one_pass = quantized_constants(tmp_path / "strided.onnx"), quantized_constants(tmp_path / "one_pass.onnx")
+    assert strided.keys() == one_pass.keys()
+    for name, value in strided.items():
+        np.testing.assert_array_equal(value, one_pass[name], err_msg=name)
+    for method in ("entropy", "percentile"):  # histograms merged across strides: they run and write Q/DQ
+        target = tmp_path / f"{method}.onnx"
+        quantize_int8(bundle.artifact_path("onnx"), target, frames, bundle.card, method, tmp_path)
+        assert "QuantizeLinear" in node_types(target)
+
+
+def test_a_refused_int8_suggests_the_method_that_measured_best_first():
+    assert precision_export.next_step("int8", "minmax").startswith("try --calib-method percentile (or entropy)")
+    assert precision_export.next_step("int8", "percentile").startswith("try --calib-method entropy (or minmax)")
+
+
+def test_the_cli_offers_the_exporters_methods_and_default_count():
+    from cityseg.cli import export as export_cli
+    from cityseg.export import calibration
+
+    assert export_cli.CALIB_METHODS == precision_export.CALIB_METHODS
+    assert set(precision_export.TRY_ORDER) == set(precision_export.CALIB_METHODS)
+    assert export_cli.DEFAULT_CALIB_LIMIT == calibration.DEFAULT_CALIB_LIMIT
+
+
 def test_int8_for_tensorrt_has_symmetric_int8_activations(bundle, tmp_path):
     export_precision(bundle, "int8", calibration=folder_frames(write_frames(tmp_path / "c", 8)),
                      evaluation=painted(2), method="entropy", for_tensorrt=True)

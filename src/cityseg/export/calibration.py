@@ -151,18 +151,29 @@ def generated_frames(card: ModelCard, count: int, seed: int = 1) -> FrameSet:
 class FrameFeed:
     """ONNX Runtime's CalibrationDataReader protocol: ``get_next()`` -> {input name: batch} or None.
 
-    Batches of ``batch`` frames preprocessed with the card (float32, the card's layout)."""
+    Batches of ``batch`` frames preprocessed with the card (float32, the card's layout). With
+    ``len()`` and ``set_range()`` it is also a strided reader (``CalibStridedMinMax``): the
+    calibrator then holds the activations of one range of batches at a time, not of the whole set."""
 
     def __init__(self, frames: FrameSet, card: ModelCard, input_name: str, batch: int = 1):
         self.frames, self.card, self.input_name, self.batch = frames.frames, card, input_name, max(1, batch)
-        self.position = 0
+        self.position, self.end = 0, len(self)
+
+    def __len__(self) -> int:
+        """Whole batches in the set (a last partial batch is left out)."""
+        return len(self.frames) // self.batch
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        """Read batches ``start_index`` to ``end_index`` (exclusive) next."""
+        self.position, self.end = start_index, min(end_index, len(self))
 
     def get_next(self) -> dict[str, np.ndarray] | None:
-        if self.position + self.batch > len(self.frames):
+        if self.position >= self.end:
             return None
-        chunk = self.frames[self.position:self.position + self.batch]
-        self.position += self.batch
+        first = self.position * self.batch
+        chunk = self.frames[first:first + self.batch]
+        self.position += 1
         return {self.input_name: np.ascontiguousarray(self.card.preprocess(chunk), dtype=np.float32)}
 
     def rewind(self) -> None:
-        self.position = 0
+        self.set_range(0, len(self))
