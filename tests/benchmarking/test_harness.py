@@ -76,13 +76,24 @@ def test_bench_rows_per_precision_leave_the_given_bundle_alone(tmp_path, capsys)
     out_file = tmp_path / "table.md"
     assert main(["bench", "--model", str(bundle.path), "--sizes", "64x128", "--repeats", "1", "--warmup", "0",
                  "--backends", "onnxruntime", "--precisions", "fp32", "int8", "fp16", "--no-baseline",
-                 "--out", str(out_file)]) == 0
+                 "--calib-method", "percentile", "--out", str(out_file)]) == 0
     lines = out_file.read_text().splitlines()
+    assert lines[0].endswith("; int8 calibrated with percentile.")
     assert "| precision | gate |" in lines[2]
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[4:]]
     assert [(r[2], r[3]) for r in rows] == [("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("onnxruntime", "fp16")]
     assert rows[0][4] == "–" and rows[1][4].split()[0] in ("ok", "FAILED") and rows[1][4].endswith("%")
     assert sorted(p.name for p in bundle.path.iterdir()) == before
+
+
+def test_int8_rows_are_calibrated_with_the_method_asked_for(tmp_path):
+    from cityseg.benchmarking.precision_rows import make_variants
+    from cityseg.bundle import Bundle
+
+    bundle = make_palette_bundle(tmp_path / "palette", formats=("onnx",))
+    [variant] = make_variants(bundle, ["int8"], "percentile")
+    entry = Bundle.load(bundle.path).card.artifacts[variant.artifact]
+    assert (variant.precision, entry.precision, entry.details["method"]) == ("int8", "int8", "percentile")
 
 
 def test_a_backend_that_cannot_run_a_given_bundle_is_said_with_the_fix(tmp_path, capsys):

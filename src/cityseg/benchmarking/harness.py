@@ -147,9 +147,10 @@ def available_backends(bundle, wanted: list[str], name: str) -> list[str]:
 
 
 def _time_bundle(path: Path, backends: list[str], frame: np.ndarray, repeats: int, warmup: int,
-                 baseline: bool, precisions: tuple[str, ...] = ("fp32",)) -> tuple[list[BenchRow], float | None]:
-    """Rows for every usable backend (and precision variant) of one bundle, and the study baseline
-    (None if skipped)."""
+                 baseline: bool, precisions: tuple[str, ...] = ("fp32",),
+                 calib_method: str = "minmax") -> tuple[list[BenchRow], float | None]:
+    """Rows for every usable backend (and precision variant, int8 calibrated with ``calib_method``)
+    of one bundle, and the study baseline (None if skipped)."""
     from cityseg.benchmarking.precision_rows import RUNS_ON, make_variants
     from cityseg.bundle import Bundle
 
@@ -158,7 +159,7 @@ def _time_bundle(path: Path, backends: list[str], frame: np.ndarray, repeats: in
     params, flops, size_mb = model_facts(bundle, model)
     rows = []
     usable = available_backends(bundle, backends, path.name)
-    variants = make_variants(bundle, list(precisions)) if "onnx" in bundle.card.artifacts else []
+    variants = make_variants(bundle, list(precisions), calib_method) if "onnx" in bundle.card.artifacts else []
     variants = variants or [None]
     for variant in variants:
         for backend in [b for b in usable if variant is None or b in RUNS_ON[variant.precision]]:
@@ -203,10 +204,12 @@ def _release_keras() -> None:
 
 def run_bench(bundles: list[Path], models: list[str], sizes: list[tuple[int, int]],
               backends: list[str], repeats: int, warmup: int, baseline: bool = True,
-              imported: bool = False, precisions: tuple[str, ...] = ("fp32",)) -> tuple[list[BenchRow], dict]:
+              imported: bool = False, precisions: tuple[str, ...] = ("fp32",),
+              calib_method: str = "minmax") -> tuple[list[BenchRow], dict]:
     """Benchmark given bundles, or registered models at ``sizes``; returns rows and baselines.
     ``imported``: also an imported-style ONNX (:func:`make_imported_bundle`) at each size.
-    ``precisions``: also time these variants (:mod:`cityseg.benchmarking.precision_rows`).
+    ``precisions``: also time these variants (:mod:`cityseg.benchmarking.precision_rows`; int8
+    calibrated with ``calib_method``).
 
     Registered models are built (random weights), timed and deleted one at a time.
     """
@@ -225,7 +228,8 @@ def run_bench(bundles: list[Path], models: list[str], sizes: list[tuple[int, int
                 path = make_random_bundle(workdir, *spec)
             elif set(precisions) != {"fp32"}:  # the variants are made in a copy: the user's bundle stays as it is
                 path = Path(shutil.copytree(resolve_bundle(path), workdir / Path(path).name))
-            new_rows, base = _time_bundle(path, backends, frame, repeats, warmup, baseline, precisions)
+            new_rows, base = _time_bundle(path, backends, frame, repeats, warmup, baseline, precisions,
+                                          calib_method)
             rows += new_rows
             if base is not None:
                 baselines[(new_rows[0].model, new_rows[0].size)] = base

@@ -29,8 +29,9 @@ class Variant:
     """'ok 99.2%' / 'FAILED 91.0%' (pixel agreement with fp32), or '' for fp32."""
 
 
-def make_variants(bundle: Bundle, precisions: list[str]) -> list[Variant]:
-    """fp32 plus each precision of ``precisions`` the bundle can get here (printed when one cannot)."""
+def make_variants(bundle: Bundle, precisions: list[str], calib_method: str = "minmax") -> list[Variant]:
+    """fp32 plus each precision of ``precisions`` the bundle can get here (printed when one cannot);
+    int8 calibrated with ``calib_method``."""
     from cityseg.errors import CitysegError
     from cityseg.export.calibration import generated_frames
     from cityseg.export.precision import export_precision
@@ -41,7 +42,7 @@ def make_variants(bundle: Bundle, precisions: list[str]) -> list[Variant]:
             calibration = generated_frames(bundle.card, CALIB_FRAMES, seed=7)
             result = export_precision(bundle, precision, calibration=calibration,
                                       evaluation=generated_frames(bundle.card, GATE_FRAMES, seed=11),
-                                      force=True, refuse_failed=False)
+                                      method=calib_method, force=True, refuse_failed=False)
         except CitysegError as exc:
             print(f"no {precision} rows for {bundle.path.name}: {exc}", flush=True)
             continue

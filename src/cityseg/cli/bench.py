@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from cityseg.cli import parse_dimensions, positive_int
+from cityseg.cli.export import CALIB_METHODS
 from cityseg.inference.backends import BACKENDS
 
 
@@ -37,6 +38,8 @@ def add_parser(sub) -> None:
     p.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "int8", "fp16", "bf16"],
                    help="also time these precision variants of each model (made and gated like `cityseg export "
                         "--precision`, calibrated on generated scenes; rows say the gate's verdict)")
+    p.add_argument("--calib-method", choices=CALIB_METHODS, default="minmax",
+                   help="how the int8 rows are calibrated (as `cityseg export --calib-method`; default minmax)")
     p.add_argument("--repeats", type=positive_int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--no-baseline", action="store_true", help="skip the study-approach baseline")
@@ -75,13 +78,15 @@ def run(args: argparse.Namespace) -> int:
     models = models or []
     rows, baselines = run_bench(args.model, models, args.sizes, args.backends,
                                 args.repeats, args.warmup, baseline=not args.no_baseline,
-                                imported=args.imported, precisions=tuple(args.precisions))
+                                imported=args.imported, precisions=tuple(args.precisions),
+                                calib_method=args.calib_method)
     if not rows:
         raise CitysegError("no backend could run any of the models here (why, per backend, above: export the "
                            "bundle's ONNX, or install the `onnx` or `train` extra)")
     table = format_table(rows, baselines)
     header = (f"Measured on {machine_description()}; camera frame 2048x1024; medians of "
-              f"{args.repeats} runs after {args.warmup} warm-up runs.")
+              f"{args.repeats} runs after {args.warmup} warm-up runs"
+              + (f"; int8 calibrated with {args.calib_method}." if "int8" in args.precisions else "."))
     print()
     print(header)
     print(table)
