@@ -160,6 +160,7 @@ def test_rig_node_labels_every_cloud_like_the_bag_tool(graph, labelid_bundle, tm
         assert grid.info.origin.position.x == -20.0 and (cost == 0).sum() > 50 and (cost == 100).sum() > 20
         assert wait_until(lambda: lidar.record.diagnostics and lidar.record.diagnostics[-1].get("clouds labelled")
                           == str(FRAMES - 1), 5.0), lidar.record.diagnostics[-3:]
+        assert lidar.record.diagnostics[-1]["queue depth"] == "64"  # a 64x128 model's frames: the most
     finally:
         _stop(node, probes)
 
@@ -222,6 +223,7 @@ def test_rig_node_camera_only_grid_like_the_bag_tool_and_a_missing_transform_in_
         assert wait_until(lambda: first.record.diagnostics and first.record.diagnostics[-1].get(key) == str(FRAMES),
                           5.0), first.record.diagnostics[-3:]
         assert first.record.diagnostics[-1]["grids built"] == str(FRAMES)
+        assert first.record.diagnostics[-1]["queue depth"] == "64"
         said = [line for line in node.output.splitlines() if f"{missing}: no transform" in line]
         assert len(said) == 1 and "adds nothing to the grid" in said[0] and "[WARN]" in said[0], node.output
     finally:

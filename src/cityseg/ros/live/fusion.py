@@ -24,7 +24,21 @@ from cityseg.ros.core.stamped_fusion import GroundGrid, GroundGridRunner
 from cityseg.ros.live.camera_io import LOG_THROTTLE_S
 from cityseg.ros.live.diagnostics import OK, WARN
 
-_QUEUE = 64
+QUEUE_DEPTH = (8, 64)
+"""Inputs (masks and clouds) the fusion thread may fall behind by, at the least and the most."""
+QUEUE_BYTES = 512 * 2**20
+"""What the queued frames may hold, roughly: a frame waiting for the labelling keeps its model's
+float32 scores (the confidence is worked out from them on the fusion thread), so the depth is cut to
+fit: 53 for a 256x512 19-class scores model (10 MB a frame), 13 at 512x1024, 8 at 1024x2048 (the
+least, 1.3 GB); 64 for an argmax head or the camera-only grid (class ids alone are queued)."""
+
+
+def queue_depth(input_size: tuple[int, int], classes: int, with_scores: bool) -> int:
+    """How many inputs the fusion queue holds for a model of ``input_size`` (H, W) and ``classes``:
+    :data:`QUEUE_BYTES` over one frame's class ids (and float32 scores), within :data:`QUEUE_DEPTH`."""
+    height, width = input_size
+    frame_bytes = height * width * (1 + (4 * classes if with_scores else 0))
+    return max(QUEUE_DEPTH[0], min(QUEUE_DEPTH[1], QUEUE_BYTES // max(frame_bytes, 1)))
 
 
 def node_lookup(node, config):
@@ -72,7 +86,11 @@ class NodeFusion:
                 self.OccupancyGrid = OccupancyGrid
                 self.publishers[GRID] = node.create_lifecycle_publisher(OccupancyGrid, f"~/{GRID}", 5)
             self.publishers[GRID_LABELS] = node.create_lifecycle_publisher(msgs.Image, f"~/{GRID_LABELS}", 5)
-        self._queue: queue.Queue = queue.Queue(_QUEUE)
+        segmenter = processor.segmenter  # a scores head keeps its float32 scores until the confidence is taken
+        with_scores = (not self.config.camera_only and segmenter.has_confidence
+                       and segmenter.backend.artifact.output != "argmax")
+        self.queue_depth = queue_depth(segmenter.input_size, segmenter.bundle.card.num_classes, with_scores)
+        self._queue: queue.Queue = queue.Queue(self.queue_depth)
         self._thread: threading.Thread | None = None
         self._subscription = None
         self.dropped = 0
@@ -109,13 +127,18 @@ class NodeFusion:
     # -- inputs ---------------------------------------------------------------------------
 
     def feed(self, camera: str, msg, camera_info, result) -> None:
-        """A segmented frame of ``camera`` (its name; '' in single-camera mode). Only its
-        Segmentation is queued (not the frame's output messages); its confidence is worked out on
-        the fusion thread (:meth:`_run`), not on the camera path."""
+        """A segmented frame of ``camera`` (its name; '' in single-camera mode). For the points, its
+        Segmentation is queued (not the frame's output messages): the confidence is worked out on the
+        fusion thread (:meth:`_run`), not on the camera path. The camera-only grid reads the class ids
+        alone, so only they are queued (the scores are let go)."""
         sec, nsec, frame_id = header_fields(msg)
-        item = ("mask", self.cameras.index(camera), sec * 10**9 + nsec, frame_id.lstrip("/"), result.segmentation,
-                camera_info)
-        self._put(item + ((sec, nsec),) if self.config.camera_only else item)
+        seg = result.segmentation
+        if self.config.camera_only:
+            masks = frame_masks(seg, with_confidence=False)
+            self._put(("mask", self.cameras.index(camera), sec * 10**9 + nsec, frame_id.lstrip("/"), masks,
+                       camera_info, (sec, nsec)))
+        else:
+            self._put(("mask", self.cameras.index(camera), sec * 10**9 + nsec, frame_id.lstrip("/"), seg, camera_info))
 
     def _on_cloud(self, msg) -> None:
         sec, nsec, frame_id = header_fields(msg)
@@ -126,7 +149,7 @@ class NodeFusion:
             self._queue.put_nowait(item)
         except queue.Full:
             self.dropped += 1
-            self.node.get_logger().warning("fusion is behind: an input was dropped",
+            self.node.get_logger().warning(f"fusion is {self.queue_depth} inputs behind: an input was dropped",
                                            throttle_duration_sec=LOG_THROTTLE_S)
 
     def _run(self) -> None:
@@ -136,8 +159,8 @@ class NodeFusion:
                 return
             try:
                 if item[0] == "mask":
-                    camera, stamp_ns, frame_id, segmentation, *rest = item[1:]
-                    masks = frame_masks(segmentation, with_confidence=not self.config.camera_only)
+                    camera, stamp_ns, frame_id, frame, *rest = item[1:]
+                    masks = frame if self.config.camera_only else frame_masks(frame)
                     self.runner.add_mask(camera, stamp_ns, frame_id, *masks, *rest)
                 else:
                     self.runner.add_cloud(*item[1:], tag=item[3].header)
@@ -188,7 +211,7 @@ class NodeFusion:
         done = (("points topic", self.config.points_topic), ("clouds labelled", str(c.clouds)),
                 ("bad clouds", str(c.bad_clouds))) if not self.config.camera_only else \
             (("camera-only grid", self.config.grid.frame), ("grids built", str(self.runner.grids)))
-        values = (*done, ("inputs dropped", str(self.dropped)),
+        values = (*done, ("queue depth", str(self.queue_depth)), ("inputs dropped", str(self.dropped)),
                   *((f"no mask in tolerance: {k or 'camera'}", str(v)) for k, v in c.no_mask.items()),
                   *((f"no transform: {k or 'camera'}", str(v)) for k, v in c.no_transform.items()))
         bad = c.bad_clouds or c.no_transform or self.dropped
