@@ -132,13 +132,10 @@ class NodeFusion:
         fusion thread (:meth:`_run`), not on the camera path. The camera-only grid reads the class ids
         alone, so only they are queued (the scores are let go)."""
         sec, nsec, frame_id = header_fields(msg)
-        seg = result.segmentation
-        if self.config.camera_only:
-            masks = frame_masks(seg, with_confidence=False)
-            self._put(("mask", self.cameras.index(camera), sec * 10**9 + nsec, frame_id.lstrip("/"), masks,
-                       camera_info, (sec, nsec)))
-        else:
-            self._put(("mask", self.cameras.index(camera), sec * 10**9 + nsec, frame_id.lstrip("/"), seg, camera_info))
+        camera_only = self.config.camera_only
+        frame = frame_masks(result.segmentation, with_confidence=False) if camera_only else result.segmentation
+        self._put(("mask", self.cameras.index(camera), sec * 10**9 + nsec, frame_id.lstrip("/"), frame, camera_info,
+                   *(((sec, nsec),) if camera_only else ())))
 
     def _on_cloud(self, msg) -> None:
         sec, nsec, frame_id = header_fields(msg)
