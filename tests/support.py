@@ -131,6 +131,50 @@ def flat_pair(value: int, height: int = 16, width: int = 32) -> tuple[np.ndarray
     return np.full((height, width, 3), value, np.uint8), np.full((height, width), value, np.uint8)
 
 
+# CamVid trees (SegNet's list-file layout) and paired trees, written file by file.
+
+CAMVID_PREFIX = "/SegNet/CamVid"
+"""The absolute prefix SegNet's list files carry; the layout resolves it against the data root."""
+
+
+def camvid_scene(height: int = 96, width: int = 128, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(RGB image painted in CamVid colours, uint8 annotation with void 11 in the top-left block)."""
+    image, mask = painted_scene(height, width, "camvid", seed)
+    mask = mask.copy()
+    mask[: height // 4, : width // 8] = 11
+    return image, mask
+
+
+def write_camvid_tree(root: Path, counts: dict[str, int] | None = None, size: tuple[int, int] = (96, 128),
+                      prefix: str = CAMVID_PREFIX, scene=camvid_scene) -> Path:
+    """A CamVid folder: <split>/, <split>annot/ PNGs and <split>.txt list files naming them under
+    ``prefix`` (absolute, like SegNet's). ``scene(h, w, seed)`` paints each (image, annotation)."""
+    counts = counts or {"train": 4, "val": 2, "test": 2}
+    for split, count in counts.items():
+        lines = []
+        for k in range(count):
+            name = f"0001TP_{split}{k:04d}.png"
+            image, mask = scene(*size, seed=hash((split, k)) % 1000)
+            write_png(root / split / name, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+            write_png(root / f"{split}annot" / name, mask)
+            lines.append(f"{prefix}/{split}/{name} {prefix}/{split}annot/{name}")
+        (root / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def camvid_bundle(root: Path, height: int = 96, width: int = 128) -> Bundle:
+    """The palette classifier as a bundle of the built-in CamVid label set (card as training writes it)."""
+    from cityseg.bundle import class_fields
+
+    space = class_space("camvid")
+    card = ModelCard(name="palette-camvid", architecture="palette_classifier", input_height=height,
+                     input_width=width, resize="area", **class_fields(space, with_label_map=True))
+    bundle = Bundle.create(root, card)
+    write_palette_onnx(root / "model.onnx", "camvid", height, width)
+    bundle.add_artifact("onnx", Artifact("model.onnx", "onnx", "probabilities", {"opset": 17}))
+    return bundle
+
+
 # ------------------------------------------------------------------------------------------
 # The node's lifecycle services, as `ros2 lifecycle set` uses them (tests over DDS).
 # ------------------------------------------------------------------------------------------

@@ -106,7 +106,7 @@ def test_a_missing_or_malformed_base_is_refused(tmp_path):
 
 def test_class_space_takes_a_built_in_set_or_a_label_set_yaml(tmp_path):
     assert from_mapping(TrainConfig, {"data": {"class_space": "cityscapes-labelid"}}).data.class_space
-    with pytest.raises(ConfigError, match=r"data.class_space: nope: not a label set; use cityscapes"):
+    with pytest.raises(ConfigError, match=r"data.class_space: nope: not a built-in label set; use cityscapes"):
         from_mapping(TrainConfig, {"data": {"class_space": "nope"}})
 
 
@@ -122,5 +122,5 @@ def test_a_label_set_path_is_relative_to_the_config_naming_it_even_in_a_base(tmp
     (tmp_path / "runs" / "own.yaml").write_text("data:\n  class_space: cityscapes\n")
     assert load_train_config(tmp_path / "runs" / "own.yaml").data.class_space == "cityscapes"
     (tmp_path / "runs" / "bad.yaml").write_text("data:\n  class_space: missing.yaml\n")
-    with pytest.raises(ConfigError, match=r"runs/missing\.yaml: not a label set"):
+    with pytest.raises(ConfigError, match=r"runs/missing\.yaml: no such file; use cityscapes"):
         load_train_config(tmp_path / "runs" / "bad.yaml")

@@ -148,7 +148,8 @@ def test_bad_label_set_yaml_is_named(tmp_path, text, problem):
 
 
 def test_unknown_label_set_name_says_what_is_accepted():
-    with pytest.raises(InputError, match="cityscapes, cityscapes-labelid or a YAML file"):
+    with pytest.raises(InputError, match="coco: not a built-in label set; use cityscapes, "
+                                         "cityscapes-labelid, camvid or a label-set YAML file"):
         load_label_set("coco")
 
 
@@ -210,3 +211,23 @@ def test_mask_id_space_one_rule_for_every_caller():
     with pytest.raises(BundleError, match=r"models/lane: --id-space 'labelid' needs a Cityscapes model.*"
                                           r"has its own label set \(lane\)"):
         mask_id_space("labelid", own, where="models/lane", option="--id-space")
+
+
+def test_the_built_in_camvid_set_is_segnets_eleven_classes_with_void_11():
+    camvid = load_label_set("camvid")
+    assert camvid.names == ("sky", "building", "pole", "road", "pavement", "tree", "sign symbol",
+                            "fence", "car", "pedestrian", "bicyclist")
+    assert camvid.ignore_index == 11 and not camvid.is_cityscapes and camvid.has_label_map
+    assert tuple(camvid.colors[3]) == (128, 64, 128) and tuple(camvid.colors[10]) == (0, 128, 192)
+    np.testing.assert_array_equal(camvid.from_label_id[:12], [*range(11), 255])
+    assert camvid.valid_values == frozenset(range(12))
+    assert load_label_set("CamVid") is camvid
+
+
+def test_a_custom_set_without_label_map_allows_only_its_ids_and_ignore():
+    from cityseg.labels import LabelClass, custom_space
+
+    space = custom_space("two", [LabelClass(1, "a", (1, 2, 3)), LabelClass(4, "b", (4, 5, 6))], ignore_id=255)
+    assert space.valid_values == frozenset({1, 4, 255})
+    mapped = custom_space("two", [LabelClass(1, "a", (1, 2, 3))], label_map={7: 1})
+    assert mapped.valid_values is None  # a label_map ignores what it does not name

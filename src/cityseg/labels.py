@@ -6,6 +6,9 @@ never retyped here):
 * ``trainid`` (alias ``cityscapes``) - the 19 evaluation classes; everything else is ``IGNORE`` (255).
 * ``labelid`` (alias ``cityscapes-labelid``) - all 34 labelIds (0-33), what the original study trained on.
 
+One more set is built in: ``camvid``, the 11 classes of SegNet's CamVid split (360x480) in SegNet's
+order with the usual CamVid colours; annotation value 11 is void (not scored).
+
 Any other set is a YAML file (:func:`load_label_set`), e.g.::
 
     name: lanes                 # optional (default: the file's stem)
@@ -24,7 +27,7 @@ whole mask is one indexing operation.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
@@ -44,6 +47,16 @@ CATEGORIES = tuple(dict.fromkeys(label.category for label in LABELS))
 
 ID_SPACES = ("trainid", "labelid")
 LABEL_SET_ALIASES = {"cityscapes": "trainid", "cityscapes-trainid": "trainid", "cityscapes-labelid": "labelid"}
+CAMVID = "camvid"
+CAMVID_VOID = 11
+CAMVID_CLASSES = (
+    ("sky", (128, 128, 128)), ("building", (128, 0, 0)), ("pole", (192, 192, 128)),
+    ("road", (128, 64, 128)), ("pavement", (60, 40, 222)), ("tree", (128, 128, 0)),
+    ("sign symbol", (192, 128, 128)), ("fence", (64, 64, 128)), ("car", (64, 0, 128)),
+    ("pedestrian", (64, 64, 0)), ("bicyclist", (0, 128, 192)))
+"""SegNet's CamVid classes in annotation-value order (0-10) with their usual colours; 11 is void."""
+BUILTIN_SETS = ("cityscapes", "cityscapes-labelid", CAMVID)
+"""The names of the built-in label sets, as users type them."""
 """Names ``--labels`` accepts for the built-in sets, besides a YAML file."""
 
 
@@ -78,6 +91,10 @@ class LabelSet:
     """'cityscapes' for the built-in sets, else the YAML file it was loaded from."""
     has_label_map: bool = False
     """True when ``from_label_id`` comes from an explicit label_map (always for the Cityscapes sets)."""
+    valid_values: frozenset[int] | None = None
+    """Every value a dataset annotation of this set may hold (its classes and void), or None
+    when any value is allowed (a label_map ignores what it does not name). Annotation values
+    outside it are refused by the data pipeline and ``cityseg data check``."""
 
     def __post_init__(self) -> None:
         if not self.ids:
@@ -166,9 +183,18 @@ def _build_labelid_space() -> LabelSet:
     )
 
 
+def _build_camvid_space() -> LabelSet:
+    classes = [LabelClass(i, name, color) for i, (name, color) in enumerate(CAMVID_CLASSES)]
+    space = custom_space(CAMVID, classes, ignore_id=CAMVID_VOID,
+                         label_map={c.id: c.id for c in classes}, source=CAMVID)
+    return replace(space, valid_values=frozenset(range(CAMVID_VOID + 1)))
+
+
 def builtin_name(name: str) -> str | None:
-    """'trainid'/'labelid' for a built-in set's name or alias ('cityscapes', 'train_id'...), else None."""
+    """'trainid'/'labelid'/'camvid' for a built-in set's name or alias ('cityscapes', 'train_id'...), else None."""
     lowered = name.lower()
+    if lowered == CAMVID:
+        return CAMVID
     if lowered in LABEL_SET_ALIASES:
         return LABEL_SET_ALIASES[lowered]
     key = lowered.replace("_", "").replace("-", "")
@@ -176,17 +202,19 @@ def builtin_name(name: str) -> str | None:
 
 
 def class_space(name: str) -> LabelSet:
-    """Return the built-in label set called ``name`` ('trainid'/'cityscapes' or 'labelid'/'cityscapes-labelid')."""
+    """Return the built-in label set called ``name`` ('trainid'/'cityscapes', 'labelid'/'cityscapes-labelid'
+    or 'camvid')."""
     key = builtin_name(name)
     if key is None:
         raise ValueError(f"unknown label set {name!r}; use one of "
-                         f"{', '.join(ID_SPACES + tuple(LABEL_SET_ALIASES))}")
+                         f"{', '.join(ID_SPACES + tuple(LABEL_SET_ALIASES) + (CAMVID,))}")
     return _builtin(key)
 
 
 @cache
 def _builtin(key: str) -> LabelSet:
-    return _build_trainid_space() if key == "trainid" else _build_labelid_space()
+    builders = {"trainid": _build_trainid_space, "labelid": _build_labelid_space, CAMVID: _build_camvid_space}
+    return builders[key]()
 
 
 def custom_space(name: str, classes: list[LabelClass] | tuple[LabelClass, ...], ignore_id: int | None = None,
@@ -223,7 +251,9 @@ def custom_space(name: str, classes: list[LabelClass] | tuple[LabelClass, ...], 
     return LabelSet(name=name, names=tuple(c.name for c in classes), ignore_index=ignore_id,
                       to_label_id=None, from_label_id=_lut(pairs, default=IGNORE),
                       palette=_palette({c.id: tuple(c.color) for c in classes}), ids=tuple(ids),
-                      source=source or name, has_label_map=has_label_map)
+                      source=source or name, has_label_map=has_label_map,
+                      valid_values=None if has_label_map else frozenset(ids) | (
+                          frozenset() if ignore_id is None else frozenset({ignore_id})))
 
 
 def conversion_lut(source: LabelSet, target: LabelSet) -> np.ndarray:
@@ -304,7 +334,8 @@ def label_set_to_dict(space: LabelSet, *, with_label_map: bool = False) -> dict:
 
 
 def load_label_set(spec: str | Path) -> LabelSet:
-    """'cityscapes' (19 trainIds), 'cityscapes-labelid' (34 labelIds), or a label-set YAML file.
+    """'cityscapes' (19 trainIds), 'cityscapes-labelid' (34 labelIds), 'camvid' (11 classes), or a
+    label-set YAML file.
 
     InputError naming the file and the problem when the YAML is missing or malformed."""
     text = str(spec)
@@ -312,7 +343,9 @@ def load_label_set(spec: str | Path) -> LabelSet:
         return class_space(text)
     path = Path(text)
     if not path.is_file():
-        raise InputError(f"{text}: not a label set; use cityscapes, cityscapes-labelid or a YAML file "
+        hint = ("no such file" if Path(text).suffix.lower() in (".yaml", ".yml") or "/" in text
+                else "not a built-in label set")
+        raise InputError(f"{text}: {hint}; use {', '.join(BUILTIN_SETS)} or a label-set YAML file "
                          "with classes (see docs/MODELS.md)")
     import yaml
 

@@ -111,3 +111,23 @@ def test_pipeline_augments_only_training_datasets(synth_root, tmp_path):
     for x, y in zip(aug_x, aug_y):  # every training sample is a mirrored eval sample, label included
         match = [i for i in range(6) if np.array_equal(x, plain_x[i][:, ::-1])]
         assert len(match) == 1 and np.array_equal(y, plain_y[match[0]][:, ::-1])
+
+
+def test_random_crops_cut_the_same_window_of_image_and_label_and_move_between_seeds():
+    image, label = painted(seed=4, height=48, width=96)
+    aug = AugmentConfig(crop=(24, 36), hflip_prob=0.5)  # no rescale: every pixel keeps its colour
+    windows = set()
+    for seed in range(6):
+        out_image, out_label = run(image, label, aug, seed=(seed, 7))
+        assert out_image.shape == (24, 36, 3) and out_label.shape == (24, 36)
+        inside = out_label != IGNORE
+        np.testing.assert_array_equal(classes_of(out_image)[inside], out_label[inside])
+        windows.add(out_label.tobytes())
+    assert len(windows) > 3
+
+
+def test_a_crop_larger_than_the_training_size_is_refused():
+    with pytest.raises(ValueError, match=r"augment.crop \[64, 96\] is larger than the training size 48x96"):
+        TrainConfig(data=DataConfig(height=48, width=96), augment=AugmentConfig(crop=(64, 96)))
+    with pytest.raises(ValueError, match=r"augment.crop must be \[height, width\], two positive integers"):
+        AugmentConfig(crop=(0, 32))

@@ -87,7 +87,7 @@ def test_the_label_set_path_is_resolved_against_the_config_file(config_path):
 def test_a_missing_or_bad_label_set_is_refused_naming_the_file(tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump({"data": {"class_space": "nowhere.yaml"}}))
-    with pytest.raises(ConfigError, match=r"nowhere\.yaml: not a label set"):
+    with pytest.raises(ConfigError, match=r"nowhere\.yaml: no such file"):
         load_train_config(config)
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"classes": [{"id": 1, "name": "a"}]}))
     config.write_text(yaml.safe_dump({"data": {"class_space": "bad.yaml"}}))

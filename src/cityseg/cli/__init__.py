@@ -20,7 +20,8 @@ import threading
 from cityseg import __version__
 from cityseg.errors import CitysegError
 
-COMMANDS = ("synth", "train", "evaluate", "export", "import", "pull", "segment", "bag", "fleet", "bench", "demo")
+COMMANDS = ("synth", "data", "train", "evaluate", "export", "import", "pull", "segment", "bag", "fleet", "bench",
+            "demo")
 """Commands, in the order `--help` lists them; each is the module cityseg.cli.<name> (``import``:
 ``import_``, a keyword)."""
 

@@ -34,7 +34,14 @@ def add_parser(sub) -> None:
     model.add_argument("--data-root", type=Path, metavar="DIR",
                        help="Cityscapes root holding leftImg8bit/ and gtFine/")
     model.add_argument("--split", default="val",
-                       help="train, val, or the study's study_train / study_dev / study_test (default val)")
+                       help="train, val, test, or the study's study_train / study_dev / study_test "
+                            "(default val)")
+    model.add_argument("--layout", choices=("cityscapes", "camvid", "paired"),
+                       help="how --data-root is laid out (default: the layout the bundle was trained "
+                            "on, else cityscapes; docs/DATA.md)")
+    model.add_argument("--label-map", metavar="MAP",
+                       help="score a model of another label set through a cross-dataset map: "
+                            "cityscapes-to-camvid (built in) or a label-map YAML (docs/DATA.md)")
     model.add_argument("--backend", default="auto", choices=BACKEND_CHOICES)
     p.add_argument("--json", type=Path, metavar="OUT",
                    help="also write {miou, class_iou, category_iou, pixel_accuracy, ...} as JSON")
@@ -50,6 +57,8 @@ def _check_mode(args: argparse.Namespace) -> str:
     if files == model:
         raise CitysegError("give either --predictions DIR --ground-truth DIR, or --model BUNDLE "
                            "--data-root DIR (not both)")
+    if (args.layout is not None or args.label_map is not None) and not model:
+        raise CitysegError("--layout and --label-map go with --model BUNDLE --data-root DIR")
     if args.labels is not None and not files:
         raise CitysegError("--labels goes with --predictions/--ground-truth; a model bundle's card "
                            "names its own label set")
@@ -74,7 +83,11 @@ def run(args: argparse.Namespace) -> int:
         space = load_label_set(args.labels) if args.labels is not None else None
         result = evaluate_directories(args.predictions, args.ground_truth, progress=True, space=space)
     else:
-        result = evaluate_bundle(args.model, args.data_root, args.split, args.backend, progress=True)
+        from cityseg.label_maps import load_label_map
+
+        label_map = load_label_map(args.label_map) if args.label_map is not None else None
+        result = evaluate_bundle(args.model, args.data_root, args.split, args.backend, progress=True,
+                                 layout=args.layout, label_map=label_map)
     print(format_table(result))
     if args.json is not None:
         write_json_atomic(args.json, result.to_json())

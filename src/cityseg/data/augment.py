@@ -53,6 +53,21 @@ def augment(image, label, seed, aug: AugmentConfig, pad_label: int):
         image, label = tf.cond(chance(4, aug.scale_crop_prob),
                                lambda: scale_crop(image, label, seeds[5], aug.scale_range, pad_label),
                                lambda: (image, label))
+    if aug.crop is not None:
+        image, label = random_crop(image, label, seeds[6], aug.crop)
+    return image, label
+
+
+def random_crop(image, label, seed, size: tuple[int, int]):
+    """The same random ``size`` = (height, width) window of image and label."""
+    import tensorflow as tf
+
+    crop_h, crop_w = size
+    s = tf.random.experimental.stateless_split(seed, num=2)
+    y = _randint(s[0], image.shape[0] - crop_h)
+    x = _randint(s[1], image.shape[1] - crop_w)
+    image = tf.ensure_shape(image[y:y + crop_h, x:x + crop_w], (crop_h, crop_w, 3))
+    label = tf.ensure_shape(label[y:y + crop_h, x:x + crop_w], (crop_h, crop_w))
     return image, label
 
 

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from cityseg.data.config import DataConfig
 from cityseg.errors import CitysegError, listing
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
@@ -37,7 +36,8 @@ class DatasetError(CitysegError):
 
 @dataclass(frozen=True)
 class Sample:
-    """One Cityscapes frame: its key, image file and labelIds file (None when unlabelled)."""
+    """One frame: its key (Cityscapes' city_seq_frame, else the file stem), image file and
+    annotation file (None when unlabelled), and the split it came from."""
 
     key: str
     image: Path
@@ -124,14 +124,28 @@ def png_header(path: Path) -> tuple[int, int, int, int]:
     return width, height, depth, color
 
 
+def _image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image from its header: a PNG's IHDR (8-bit grey/RGB/RGBA), else Pillow's."""
+    if path.suffix.lower() != ".png":
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as image:
+                return image.size
+        except UnidentifiedImageError:
+            raise ValueError("not an image Pillow can read") from None
+    w, h, depth, color = png_header(path)
+    if depth != 8 or color not in (0, 2, 6):
+        raise ValueError(f"expected an 8-bit RGB image, found bit depth {depth}, colour type {color}")
+    return w, h
+
+
 def check_readable(samples: list[Sample]) -> None:
     """Refuse samples whose PNG headers are unreadable, of the wrong kind, or of mismatched sizes."""
     problems = []
     for s in samples:
         try:
-            w, h, depth, color = png_header(s.image)
-            if depth != 8 or color not in (0, 2, 6):
-                raise ValueError(f"expected an 8-bit RGB image, found bit depth {depth}, colour type {color}")
+            w, h = _image_size(s.image)
         except (OSError, ValueError) as exc:
             problems.append(f"{s.image}: {exc}")
             continue
@@ -147,7 +161,7 @@ def check_readable(samples: list[Sample]) -> None:
             problems.append(f"{s.label}: {exc}")
     if problems:
         raise DatasetError(listing(problems, "unreadable or invalid files") +
-                           "\nre-extract these files from the Cityscapes archives (or regenerate them)")
+                           "\nre-extract these files from the dataset's archives (or regenerate them)")
 
 
 def study_split(samples: list[Sample], seed: int | None = None,
@@ -170,30 +184,3 @@ def study_split(samples: list[Sample], seed: int | None = None,
     n_dev = n * STUDY_FRACTIONS[1] // 100
     return {"train": ordered[:n_train], "dev": ordered[n_train:n_train + n_dev],
             "test": ordered[n_train + n_dev:]}
-
-
-def make_splits(data: DataConfig) -> dict[str, list[Sample]]:
-    """The splits of ``data``: official {"train", "val"} or study {"train", "dev", "test"}.
-
-    ``data.max_samples`` keeps the first N samples of each split.
-    """
-    if not data.root:
-        raise DatasetError("no data root: set data.root in the config or pass --data-root DIR "
-                           "(a Cityscapes download, or a folder written by `cityseg synth`)")
-    train, val = find_samples(data.root, "train"), find_samples(data.root, "val")
-    if data.split == "official":
-        splits = {"train": train, "val": val}
-    else:
-        splits = study_split(train + val, data.split_seed, data.study_order)
-    if data.max_samples is not None:
-        splits = {name: samples[: data.max_samples] for name, samples in splits.items()}
-    empty = [name for name, samples in splits.items() if not samples]
-    if empty:
-        raise DatasetError(f"{data.root}: split(s) {', '.join(empty)} are empty "
-                           f"(train {len(train)} and val {len(val)} images found); add more samples")
-    return splits
-
-
-def validation_split(data: DataConfig) -> str:
-    """Name of the split used for validation: 'val' (official) or 'dev' (study)."""
-    return "val" if data.split == "official" else "dev"

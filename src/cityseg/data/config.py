@@ -16,9 +16,19 @@ class DataConfig:
     """Where the data is, how it is split, and how frames become network input."""
 
     root: str | None = None
-    """Cityscapes root (holding leftImg8bit/ and gtFine/); `--data-root` overrides it."""
+    """Dataset root (for Cityscapes the folder holding leftImg8bit/ and gtFine/); `--data-root`
+    overrides it."""
+    layout: Literal["cityscapes", "camvid", "paired"] = "cityscapes"
+    """How the root is laid out (docs/DATA.md): cityscapes (leftImg8bit/ + gtFine/ by
+    city_seq_frame key), camvid (SegNet's train.txt / val.txt / test.txt list files of
+    "image annotation" pairs), paired (<paired_dirs[0]>/<split>/** and <paired_dirs[1]>/<split>/**
+    matched by file stem)."""
+    paired_dirs: tuple[str, str] = ("images", "labels")
+    """paired layout only: the image and label folders under the root (each holding one folder
+    per split)."""
     split: Literal["official", "study"] = "official"
-    """official: train / val; study: train+val pooled, sorted, split 60/15/25 (train/dev/test)."""
+    """official: train / val (and test where the layout has one); study (cityscapes layout only):
+    train+val pooled, sorted, split 60/15/25 (train/dev/test)."""
     split_seed: int | None = None
     """study split only: None keeps the study's sorted order; an int shuffles with that seed."""
     study_order: Literal["key", "path"] = "key"
@@ -48,9 +58,19 @@ class DataConfig:
         from cityseg.labels import load_label_set
 
         try:
-            load_label_set(self.class_space)
+            space = load_label_set(self.class_space)
         except InputError as exc:
             raise ValueError(f"data.class_space: {exc}") from None
+        if self.layout != "cityscapes" and space.is_cityscapes:
+            raise ValueError(f"data.layout {self.layout} holds annotations in the dataset's own class ids, "
+                             f"not Cityscapes labelIds: set data.class_space to its label set "
+                             f"(camvid for CamVid, or a label-set YAML), not {self.class_space}")
+        if self.layout != "cityscapes" and self.split == "study":
+            raise ValueError("data.split study pools Cityscapes' train and val folders; with data.layout "
+                             f"{self.layout} use split: official (the layout's own train/val/test)")
+        if len(self.paired_dirs) != 2 or not all(self.paired_dirs) or self.paired_dirs[0] == self.paired_dirs[1]:
+            raise ValueError(f"data.paired_dirs must name two different folders (images, labels), "
+                             f"got {list(self.paired_dirs)}")
 
 
 @dataclass
@@ -73,11 +93,18 @@ class AugmentConfig:
     scale_crop_prob: float = 0.0
     scale_range: tuple[float, float] = (0.75, 1.5)
     """Random scale then crop back to the training size (modern Cityscapes recipes)."""
+    crop: tuple[int, int] | None = None
+    """[height, width]: train on a random crop of this size of every (augmented) sample, each a
+    multiple of the model's stride and at most data.height x data.width; validation, the model
+    bundle and inference keep the full data.height x data.width (the models are fully
+    convolutional). Fewer pixels a step: the usual way to train faster on large frames."""
 
     def __post_init__(self) -> None:
         probs = (self.photometric_prob, self.hflip_prob, self.vflip_prob, self.scale_crop_prob)
         if any(not 0.0 <= p <= 1.0 for p in probs):
             raise ValueError("augment probabilities must be within [0, 1]")
+        if self.crop is not None and (len(self.crop) != 2 or min(self.crop) <= 0):
+            raise ValueError(f"augment.crop must be [height, width], two positive integers, got {self.crop}")
 
 
 class DatasetSettings(Protocol):

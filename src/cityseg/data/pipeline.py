@@ -56,18 +56,39 @@ def decode_sample(sample: Sample, data: DataConfig) -> tuple[np.ndarray, np.ndar
         image = cv2.cvtColor(read_image(sample.image), cv2.COLOR_BGR2RGB)
         label_ids = read_label_png(sample.label)
     except InputError as exc:
-        raise DatasetError(f"{exc}; re-extract the file from the Cityscapes archive (or regenerate it)") from None
+        raise DatasetError(f"{exc}; re-extract the file from the dataset's archive (or regenerate it)") from None
     if label_ids.shape != image.shape[:2]:
         raise DatasetError(f"{sample.label}: size {label_ids.shape[::-1]} differs from its image "
                            f"{sample.image} ({image.shape[1::-1]}); the pair does not belong together")
     space = data_space(data)
-    highest = int(label_ids.max())
-    if space.is_cityscapes and highest > _MAX_LABEL_ID:
-        raise DatasetError(f"{sample.label}: contains value {highest}, which is not a Cityscapes labelId "
-                           f"(0-{_MAX_LABEL_ID}); use the *_gtFine_labelIds.png files, not trainIds")
+    check_label_values(sample.label, label_ids, space)
     image = resize_image(image, data.height, data.width, data.resize)
     label = resize_mask(label_ids, data.height, data.width)
     return np.ascontiguousarray(image), space.from_label_id[label]
+
+
+def invalid_label_values(values: np.ndarray, space: LabelSet) -> list[int]:
+    """The values among ``values`` (distinct annotation values) that are neither a class nor void
+    of ``space``: above 33 for the Cityscapes sets, outside ``space.valid_values`` for the others."""
+    if space.is_cityscapes:
+        return [int(v) for v in values if v > _MAX_LABEL_ID]
+    if space.valid_values is None:
+        return []
+    return [int(v) for v in values if int(v) not in space.valid_values]
+
+
+def check_label_values(path: Path, label_ids: np.ndarray, space: LabelSet) -> None:
+    """DatasetError naming ``path`` when its annotation holds values the label set does not know."""
+    bad = invalid_label_values(np.flatnonzero(np.bincount(label_ids.ravel(), minlength=256)), space)
+    if not bad:
+        return
+    if space.is_cityscapes:
+        raise DatasetError(f"{path}: contains value {max(bad)}, which is not a Cityscapes labelId "
+                           f"(0-{_MAX_LABEL_ID}); use the *_gtFine_labelIds.png files, not trainIds")
+    allowed = sorted(space.valid_values)
+    raise DatasetError(f"{path}: contains value(s) {bad[:8]}, which are neither a class nor void of the "
+                       f"label set {space.name} (values {allowed[0]}-{allowed[-1]}); is it an annotation "
+                       "of this dataset, or is data.class_space the wrong label set?")
 
 
 def data_space(data: DataConfig) -> LabelSet:

@@ -23,13 +23,14 @@ from PIL import Image
 from cityseg.bundle import Bundle
 from cityseg.errors import listing
 from cityseg.evaluation.scoring import EvaluationError, EvaluationResult, confusion_for
+from cityseg.label_maps import LabelMap
 from cityseg.labels import AUTO_ID_SPACE, LabelSet, class_space, conversion_lut, mask_id_space
 
 GT_SUFFIX = "_gtFine_labelIds.png"
 PREDICTION_SUFFIX = "_labelIds.png"
 STUDY_SPLITS = {"study_train": "train", "study_dev": "dev", "study_test": "test"}
 """Split names of :func:`evaluate_bundle` for the study's pooled train+val split (sorted order)."""
-SPLITS = ("train", "val") + tuple(STUDY_SPLITS)
+SPLITS = ("train", "val", "test") + tuple(STUDY_SPLITS)
 _KEY = re.compile(r"^(?P<key>[^_]+_\d{6}_\d{6})_")
 
 
@@ -170,18 +171,27 @@ def evaluate_directories(predictions: Path, ground_truth: Path, *, progress: boo
 
 
 def split_samples(data_root: Path, split: str, study_seed: int | None = None,
-                  study_order: str = "key") -> list:
-    """Labelled samples of an official split (train/val) or of the study's split (study_*), cut
-    with ``study_seed`` / ``study_order`` (see DataConfig) - use the ones the model trained with."""
-    from cityseg.data.cityscapes import find_samples, study_split
+                  study_order: str = "key", *, layout: str = "cityscapes",
+                  paired_dirs: tuple[str, str] = ("images", "labels")) -> list:
+    """Labelled samples of a split (train / val / test of ``layout``) or of the study's split
+    (study_*, Cityscapes only), cut with ``study_seed`` / ``study_order`` (see DataConfig) - use
+    the ones the model trained with."""
+    from cityseg.data.cityscapes import study_split
+    from cityseg.data.layouts import find_split, has_split
 
-    if split not in SPLITS + ("test",):
+    if split not in SPLITS:
         raise EvaluationError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     if split in STUDY_SPLITS:
-        pooled = find_samples(data_root, "train") + find_samples(data_root, "val")
+        if layout != "cityscapes":
+            raise EvaluationError(f"--split {split}: the study's splits pool Cityscapes' train and val; "
+                                  f"with --layout {layout} use train, val or test")
+        pooled = find_split(data_root, layout, "train") + find_split(data_root, layout, "val")
         samples = study_split(pooled, study_seed, study_order)[STUDY_SPLITS[split]]
     else:
-        samples = find_samples(data_root, split)
+        if not has_split(data_root, layout, split, paired_dirs) and Path(data_root).is_dir():
+            raise EvaluationError(f"--split {split}: the {layout} data under {data_root} has no {split} "
+                                  f"split; use one it has (train, val{', test' if layout != 'cityscapes' else ''})")
+        samples = find_split(data_root, layout, split, paired_dirs=paired_dirs)
     unlabelled = [s.image for s in samples if s.label is None]
     if unlabelled:
         raise EvaluationError(listing(unlabelled, f"{split} images have no ground truth") +
@@ -196,14 +206,40 @@ def _batches(items: list, size: int) -> Iterator[list]:
         yield items[start:start + size]
 
 
-def evaluate_bundle(bundle: Path | Bundle, data_root: Path, split: str, backend: str = "auto", *,
-                    batch_size: int = 4, progress: bool = False) -> EvaluationResult:
-    """Run the bundle (preprocessing as its card says) on a split's images; score it officially.
+def _scored_space(bundle: Bundle, layout: str, label_map: LabelMap | None) -> LabelSet:
+    """The label set the ground truth is scored in (EvaluationError when the bundle's set and the
+    data cannot be compared without a map)."""
+    space = bundle.card.space
+    if label_map is not None:
+        if label_map.source.names != space.names:
+            raise EvaluationError(f"--label-map {label_map.name}: maps from the label set "
+                                  f"{label_map.source.name}, but {bundle.path} predicts {space.name} "
+                                  f"({space.num_classes} classes); use a map from its label set")
+        return label_map.target
+    if space.is_cityscapes and layout != "cityscapes":
+        raise EvaluationError(f"{bundle.path} predicts Cityscapes classes, which {layout} ground truth "
+                              "does not hold; score it through a label map, e.g. --label-map "
+                              "cityscapes-to-camvid")
+    if not space.is_cityscapes and not space.has_label_map:
+        raise EvaluationError(
+            f"{bundle.path}: its label set {space.name!r} has no label_map, so the ground truth's "
+            "labelIds cannot be put in its label space. Add label_map (dataset label id -> class id) "
+            f"to 'labels' in {bundle.path / 'model.json'} (or re-import the model with a --labels "
+            "YAML that has one), or score masks already in its ids with --predictions DIR "
+            "--ground-truth DIR --labels YAML")
+    return space
 
-    ``split``: train / val (official folders) or study_train / study_dev / study_test.
-    Predictions are mapped to labelIds and upsampled (nearest) to each image's full resolution.
-    A bundle with a label set of its own is scored over its classes, the ground truth mapped
-    through the ``label_map`` its card carries (EvaluationError when it has none).
+
+def evaluate_bundle(bundle: Path | Bundle, data_root: Path, split: str, backend: str = "auto", *,
+                    batch_size: int = 4, progress: bool = False, layout: str | None = None,
+                    label_map: LabelMap | None = None) -> EvaluationResult:
+    """Run the bundle (preprocessing as its card says) on a split's images; score it.
+
+    ``split``: train / val / test of the data's ``layout`` (default: the layout the bundle was
+    trained on, else cityscapes), or study_train / study_dev / study_test. A Cityscapes bundle is
+    scored officially (masks mapped to labelIds, upsampled nearest to full resolution); a bundle
+    with a label set of its own over its classes, the ground truth through its ``label_map``;
+    with ``label_map`` (a cross-dataset map) over the map's target classes.
     A study split is cut exactly as the model's training run cut it (seed and order from the card),
     so study_test never contains a training image.
     """
@@ -213,19 +249,15 @@ def evaluate_bundle(bundle: Path | Bundle, data_root: Path, split: str, backend:
     from cityseg.inference import Segmenter
 
     bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
-    space = bundle.card.space
-    if not space.is_cityscapes and not space.has_label_map:
-        raise EvaluationError(
-            f"{bundle.path}: its label set {space.name!r} has no label_map, so the ground truth's "
-            "labelIds cannot be put in its label space. Add label_map (dataset label id -> class id) "
-            f"to 'labels' in {bundle.path / 'model.json'} (or re-import the model with a --labels "
-            "YAML that has one), or score masks already in its ids with --predictions DIR "
-            "--ground-truth DIR --labels YAML")
     trained = bundle.card.training.get("config", {}).get("data", {})
+    layout = layout or trained.get("layout", "cityscapes")
+    scored = _scored_space(bundle, layout, label_map)
     samples = split_samples(Path(data_root), split, trained.get("split_seed"),
-                            trained.get("study_order", "key"))
-    segmenter = Segmenter(bundle, backend=backend, id_space=mask_id_space(AUTO_ID_SPACE, space))
-    matrix = confusion_for(space)
+                            trained.get("study_order", "key"), layout=layout,
+                            paired_dirs=tuple(trained.get("paired_dirs", ("images", "labels"))))
+    id_space = None if label_map is not None else mask_id_space(AUTO_ID_SPACE, bundle.card.space)
+    segmenter = Segmenter(bundle, backend=backend, id_space=id_space)
+    matrix = confusion_for(scored)
     with tqdm(total=len(samples), unit="img", disable=not progress) as bar:
         for batch in _batches(samples, max(1, batch_size)):
             frames = [read_image(s.image) for s in batch]
@@ -234,7 +266,8 @@ def evaluate_bundle(bundle: Path | Bundle, data_root: Path, split: str, backend:
                 if truth.shape != result.mask.shape:
                     raise EvaluationError(f"{sample.label}: size {truth.shape[::-1]} differs from "
                                           f"its image {sample.image} {result.mask.shape[::-1]}")
-                matrix.update(result.mask, truth)
+                mask = result.mask if label_map is None else label_map.target_ids(result.mask)
+                matrix.update(mask, truth)
             bar.update(len(batch))
     return matrix.result()
 

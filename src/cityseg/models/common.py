@@ -13,7 +13,12 @@ class ModelError(CitysegError):
 
 
 def check_input_shape(name: str, input_shape: tuple[int, int, int], stride: int) -> tuple[int, int, int]:
-    """Validate ``(height, width, channels)`` for a model whose coarsest feature map is 1/``stride``."""
+    """Validate ``(height, width, channels)`` for a model whose coarsest feature map is 1/``stride``.
+
+    ``(None, None, channels)`` builds a model for any size (training on crops); the caller checks
+    the sizes it feeds."""
+    if input_shape[:2] == (None, None):
+        return None, None, int(input_shape[2])
     try:
         height, width, channels = (int(v) for v in input_shape)
     except (TypeError, ValueError):

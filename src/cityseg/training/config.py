@@ -31,7 +31,11 @@ class ModelConfig:
 class LossConfig:
     name: Literal["ce", "weighted_ce", "dice", "ce_dice"] = "ce"
     class_weights: Literal["study_rank", "inverse", "median"] = "median"
-    """weighted_ce only: the study's rank weights (6,5,5,4,4,3,3,2x8), inverse or median frequency."""
+    """weighted_ce (and ce / ce_dice with weight_ce): the study's rank weights (6,5,5,4,4,3,3,2x8),
+    inverse or median frequency, from the training split's pixel counts."""
+    weight_ce: bool = False
+    """ce / ce_dice: weight the cross-entropy term by ``class_weights`` too (weighted_ce always
+    does): rare thin classes (poles, signs, cyclists) count more (SegNet's CamVid recipe)."""
     dice_smooth: float = 1.0
     dice_weight: float = 1.0
     """ce_dice only: total = ce + dice_weight * dice."""
@@ -90,6 +94,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.epochs <= 0:
             raise ValueError("epochs must be positive")
+        crop = self.augment.crop
+        if crop is not None and (crop[0] > self.data.height or crop[1] > self.data.width):
+            raise ValueError(f"augment.crop {list(crop)} is larger than the training size "
+                             f"{self.data.height}x{self.data.width} (data.height, data.width)")
 
 
 BASE_KEY = "base"

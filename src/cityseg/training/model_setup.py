@@ -14,13 +14,25 @@ from cityseg.training.version_fence import check_versions
 log = logging.getLogger(__name__)
 
 
-def build_run_model(cfg: TrainConfig, space: LabelSet, *, sync_batchnorm: bool = False):
+def build_run_model(cfg: TrainConfig, space: LabelSet, *, sync_batchnorm: bool = False,
+                    any_size: bool = False):
     """The configured architecture with the configured BatchNorm momentum (float32 or the dtype
-    policy in force). ``sync_batchnorm``: batch statistics over all replicas (the global batch)."""
-    from cityseg.models import build_model
+    policy in force). ``sync_batchnorm``: batch statistics over all replicas (the global batch).
+    ``any_size``: for training on ``augment.crop`` crops and validating on whole frames (checked
+    first: the crop must suit the model's stride)."""
+    from cityseg.models import ModelError, build_model
 
-    model = build_model(cfg.model.name, (cfg.data.height, cfg.data.width, 3), space.num_classes,
-                        **cfg.model.params)
+    shape = (cfg.data.height, cfg.data.width, 3)
+    if any_size:
+        build_model(cfg.model.name, (*cfg.augment.crop, 3), space.num_classes, **cfg.model.params)
+        shape = (None, None, 3)
+    try:
+        model = build_model(cfg.model.name, shape, space.num_classes, **cfg.model.params)
+    except (ModelError, ValueError, TypeError) as exc:
+        if not any_size:
+            raise
+        raise ConfigError(f"augment.crop: model {cfg.model.name} cannot be built for any input size "
+                          f"({exc}); train it without augment.crop") from None
     if cfg.model.batchnorm_momentum is not None:
         set_batchnorm_momentum(model, cfg.model.batchnorm_momentum)
     if sync_batchnorm:
@@ -46,7 +58,7 @@ def build_and_compile(cfg: TrainConfig, space: LabelSet, *, steps_per_epoch: int
     from cityseg.training.metrics import keras_metrics
     from cityseg.training.schedules import make_lr_schedule
 
-    model = build_run_model(cfg, space, sync_batchnorm=sync_batchnorm)
+    model = build_run_model(cfg, space, sync_batchnorm=sync_batchnorm, any_size=cfg.augment.crop is not None)
     schedule = make_lr_schedule(cfg.schedule, cfg.optimizer.learning_rate, steps_per_epoch,
                                 cfg.epochs)
     model.compile(optimizer=make_optimizer(cfg.optimizer, schedule),

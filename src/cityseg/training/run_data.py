@@ -51,7 +51,7 @@ def prepare_data(cfg: TrainConfig, space: LabelSet, state: RunState, *, progress
     Normalisation statistics and class weights are computed once through ``share`` (by the chief
     of a multi-worker run) so every worker trains with the same values.
     """
-    from cityseg.data.cityscapes import make_splits, validation_split
+    from cityseg.data.layouts import make_splits, validation_split
     from cityseg.data.pipeline import class_pixel_counts, fit_normalization, load_arrays, make_dataset
 
     splits = make_splits(cfg.data)
@@ -70,7 +70,7 @@ def prepare_data(cfg: TrainConfig, space: LabelSet, state: RunState, *, progress
     else:
         normalization = from_mapping(Normalization, state.normalization, where="state.normalization")
     weights = None
-    if cfg.loss.name == "weighted_ce":
+    if cfg.loss.name == "weighted_ce" or cfg.loss.weight_ce:
         from cityseg.training.losses import class_weights
 
         weights = share(lambda: class_weights(class_pixel_counts(train_samples, cfg.data),

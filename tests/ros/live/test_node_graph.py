@@ -25,8 +25,9 @@ rclpy = pytest.importorskip("rclpy", reason="needs rclpy: `pip install -e .[ros]
 
 from cityseg.benchmarking.ros_probe import NodeProcess, Probe, graph_environment, percentile, wait_until  # noqa: E402
 from cityseg.benchmarking.ros_probe import diagnostic_totals as totals
+from cityseg.labels import class_space  # noqa: E402
 
-from support import READY, painted_scene, start_node  # noqa: E402
+from support import READY, camvid_bundle, camvid_scene, painted_scene, start_node  # noqa: E402
 
 
 def stop(node: NodeProcess) -> str:
@@ -489,3 +490,24 @@ def test_without_vision_msgs_or_a_profile_the_node_says_so_once(graph, bundle):
     output = stop(node)
     assert output.count("Fast DDS runs without a profile") == 1
     assert output.count("~/label_info is off") == (0 if has_vision_msgs else 1)
+
+
+def test_the_node_runs_a_camvid_bundle_with_its_ids_and_colours(graph, tmp_path):
+    bundle = camvid_bundle(tmp_path / "camvid", 96, 128)
+    node = start_node(graph, bundle, "/camvid", id_space="auto")
+    probe = Probe("/camvid", keep=("mask", "color_mask"))
+    try:
+        assert probe.wait_connected(), node.output
+        rgb, annotation = camvid_scene(96, 128, seed=4)
+        sent = stream(probe, rgb, 3, 5.0)
+        probe.wait_settled(sent)
+        mask_msg, color_msg = probe.record.last_message["mask"], probe.record.last_message["color_mask"]
+        mask = np.frombuffer(bytes(mask_msg.data), np.uint8).reshape(96, 128)
+        scored = annotation < 11   # the void block is painted black: whatever class is nearest
+        np.testing.assert_array_equal(mask[scored], annotation[scored])
+        assert color_msg.encoding == "rgb8"
+        colours = np.frombuffer(bytes(color_msg.data), np.uint8).reshape(96, 128, 3)
+        np.testing.assert_array_equal(colours, class_space("camvid").palette[mask])
+    finally:
+        probe.close()
+        stop(node)

@@ -1,0 +1,107 @@
+"""Training throughput (images/s) of the trainer's own step on a real dataset: where the time goes
+(the tf.data pipeline alone, the model step alone, both together, as `cityseg train` runs them),
+and what the levers give, each variant measured in the same run, in alternating rounds.
+
+Variants (all: the recipe's model, loss, optimizer and augmentation; batch 8):
+  full     - whole 352x480 frames, float32 (the issue's baseline recipe shape)
+  crop     - 256x320 random crops (augment.crop, training_configs/camvid.yaml), float32
+  crop_bf16 - crops, Keras mixed_bfloat16 (AMX / AVX512-BF16 CPUs)
+  crop_xla - crops, float32, jit_compile (XLA)
+
+    python benchmarks/train_throughput.py --config training_configs/camvid.yaml --data-root DIR/CamVid
+
+Prints one table (images/s: median over --rounds rounds of --steps steps after a warm-up) and the
+ratio of each variant to ``full`` measured alongside it. Results: docs/PERFORMANCE.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from dataclasses import replace
+
+VARIANTS = ("full", "crop", "crop_bf16", "crop_xla")
+
+
+def build(cfg, variant: str):
+    """(compiled model, training dataset) of ``variant`` built as the trainer builds them."""
+    import keras
+
+    from cityseg.data.layouts import make_splits
+    from cityseg.data.pipeline import class_pixel_counts, data_space, fit_normalization, make_dataset
+    from cityseg.training.losses import class_weights
+    from cityseg.training.model_setup import build_and_compile
+
+    crop = None if variant == "full" else cfg.augment.crop
+    run_cfg = replace(cfg, augment=replace(cfg.augment, crop=crop))
+    space = data_space(cfg.data)
+    train = make_splits(cfg.data)["train"]
+    weights = class_weights(class_pixel_counts(train, cfg.data), cfg.loss.class_weights).astype("float32")
+    keras.config.set_dtype_policy("mixed_bfloat16" if variant == "crop_bf16" else "float32")
+    model = build_and_compile(run_cfg, space, steps_per_epoch=1000, class_weights=weights)
+    if variant == "crop_xla":
+        model.compile(optimizer=model.optimizer, loss=model.loss, jit_compile=True)
+    keras.config.set_dtype_policy("float32")
+    dataset = make_dataset(train, run_cfg, fit_normalization(train, cfg.data), training=True,
+                           progress=False).repeat()
+    return model, dataset
+
+
+def images_per_s(model, dataset, steps: int, batch: int) -> float:
+    start = time.perf_counter()
+    model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
+    return steps * batch / (time.perf_counter() - start)
+
+
+def pipeline_images_per_s(dataset, steps: int, batch: int) -> float:
+    """The tf.data pipeline alone (decode from cache, augment, crop, normalise, batch)."""
+    iterator = iter(dataset)
+    next(iterator)
+    start = time.perf_counter()
+    for _ in range(steps):
+        next(iterator)
+    return steps * batch / (time.perf_counter() - start)
+
+
+def model_images_per_s(model, dataset, steps: int, batch: int) -> float:
+    """The model's training step alone, on one batch held in memory (no pipeline)."""
+    import tensorflow as tf
+
+    x, y = next(iter(dataset))
+    fixed = tf.data.Dataset.from_tensors((x, y)).repeat()
+    return images_per_s(model, fixed, steps, batch)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--data-root", required=True)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    from cityseg.training.config import load_train_config
+
+    cfg = load_train_config(args.config, data__root=args.data_root)
+    batch = cfg.data.batch_size
+    built = {v: build(cfg, v) for v in args.variants.split(",")}
+    for model, dataset in built.values():  # warm-up: tracing, XLA compilation
+        images_per_s(model, dataset, 2, batch)
+    rates: dict[str, list[float]] = {v: [] for v in built}
+    for _ in range(args.rounds):
+        for variant, (model, dataset) in built.items():
+            rates[variant].append(images_per_s(model, dataset, args.steps, batch))
+    print(f"{'variant':<10} {'train img/s':>12} {'vs full':>8} {'pipeline img/s':>15} {'model img/s':>12}")
+    base = statistics.median(rates["full"]) if "full" in rates else None
+    for variant, (model, dataset) in built.items():
+        rate = statistics.median(rates[variant])
+        ratio = f"{rate / base:8.2f}" if base else f"{'':>8}"
+        pipe = pipeline_images_per_s(dataset, args.steps, batch)
+        alone = model_images_per_s(model, dataset, args.steps, batch)
+        print(f"{variant:<10} {rate:12.2f} {ratio} {pipe:15.1f} {alone:12.2f}")
+
+
+if __name__ == "__main__":
+    main()
