@@ -311,8 +311,14 @@ def load_label_set(spec: str | Path) -> LabelSet:
     if builtin_name(text) is not None and not Path(text).is_file():
         return class_space(text)
     path = Path(text)
+    if path.is_dir():
+        raise InputError(f"{text}: is a folder, not a label set; give the YAML file, or cityscapes / "
+                         "cityscapes-labelid")
     if not path.is_file():
-        raise InputError(f"{text}: not a label set; use cityscapes, cityscapes-labelid or a YAML file "
+        missing = path.suffix.lower() in (".yaml", ".yml", ".json") or len(path.parts) > 1
+        raise InputError(f"{text}: not a label set: no such file; check the path of the label-set YAML, or "
+                         "use cityscapes or cityscapes-labelid" if missing else
+                         f"{text}: not a label set; use cityscapes, cityscapes-labelid or a YAML file "
                          "with classes (see docs/MODELS.md)")
     import yaml
 

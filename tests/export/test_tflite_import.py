@@ -114,3 +114,15 @@ def test_coral_model_imports_and_segments_synthetic_streets(tmp_path):
     image = next(drive_frames(1, 513, 513, seed=4))[0]  # network-size frame: masks compare 1:1
     converted = tflite_to_onnx(CORAL, tmp_path / "coral.onnx")
     np.testing.assert_array_equal(segmenter.segment(image).mask, reference_ids(converted, image[None])[0])
+
+
+def test_a_refused_tflite_import_names_the_tflite_not_the_converted_onnx(tmp_path, int8_tflite):
+    labels = tmp_path / "two.yaml"
+    labels.write_text("name: two\nignore_id: 255\nclasses:\n  - {id: 0, name: a, color: [0, 0, 0]}\n"
+                      "  - {id: 1, name: b, color: [255, 255, 255]}\n")
+    from cityseg.labels import load_label_set
+
+    with pytest.raises(InputError) as info:
+        import_onnx(int8_tflite, tmp_path / "b", load_label_set(labels), UINT8_OPTIONS)
+    assert str(info.value).startswith(f"{int8_tflite}: ") and ".onnx" not in str(info.value)
+    assert not (tmp_path / "b").exists()
