@@ -126,3 +126,15 @@ def test_a_refused_tflite_import_names_the_tflite_not_the_converted_onnx(tmp_pat
         import_onnx(int8_tflite, tmp_path / "b", load_label_set(labels), UINT8_OPTIONS)
     assert str(info.value).startswith(f"{int8_tflite}: ") and ".onnx" not in str(info.value)
     assert not (tmp_path / "b").exists()
+
+
+def test_cli_import_prints_one_tensorrt_summary_line_and_the_result_last(tmp_path, int8_tflite, capsys, caplog):
+    out = tmp_path / "b"
+    assert main(["import", str(int8_tflite), "--out", str(out), "--labels", "cityscapes",
+                 "--channel-order", "rgb", "--resize", "nearest"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[-1].startswith(f"wrote {out}")
+    count = len(json.loads((out / "model.json").read_text())["artifacts"]["onnx"]["details"]["tensorrt_check"])
+    assert count > 0 and lines[0].startswith(f"TensorRT 10 would reject {count} thing(s) in this model (")
+    assert f"in {out / 'model.json'}" in lines[0]
+    assert not [r for r in caplog.records if r.levelno >= 30 and "TensorRT" in r.getMessage()]

@@ -37,6 +37,9 @@ def run(args: argparse.Namespace) -> int:
 
     bundle = pull(model, args.out or Path("models") / model.name, source=args.source, force=args.force)
     card = bundle.card
+    from cityseg.cli.import_ import tensorrt_line
+
+    print(tensorrt_line(bundle))
     print(f"wrote {bundle.path}: {card.name}, {card.input_height}x{card.input_width} {card.input_dtype} "
           f"{card.channel_order}, {card.num_classes} classes ({card.space.name}); licence {model.licence}. "
           f"Run it with --model {model.name}" + (" (a bundle outside ./models: give its path)"
