@@ -138,3 +138,28 @@ def test_cli_import_prints_one_tensorrt_summary_line_and_the_result_last(tmp_pat
     assert count > 0 and lines[0].startswith(f"TensorRT 10 would reject {count} thing(s) in this model (")
     assert f"in {out / 'model.json'}" in lines[0]
     assert not [r for r in caplog.records if r.levelno >= 30 and "TensorRT" in r.getMessage()]
+
+
+def test_a_trainid_model_given_the_labelid_set_is_refused_by_its_class_count(tmp_path, int8_tflite):
+    with pytest.raises(InputError, match=r"ArgMax picks among 19 classes, the label set 'labelid' has 34.*"
+                                         r"cityscapes, the trainIds") as info:
+        import_onnx(int8_tflite, tmp_path / "b", class_space("labelid"), UINT8_OPTIONS)
+    assert str(info.value).startswith(f"{int8_tflite}: ") and not (tmp_path / "b").exists()
+
+
+@pytest.mark.skipif(not CORAL.is_file(), reason=f"the shared Coral model is absent ({CORAL})")
+def test_coral_trainids_read_as_labelids_land_in_void_classes_and_are_refused(tmp_path):
+    """The second check (for graphs whose ArgMax width is unknown): the Coral model's trainIds on a
+    street frame, read as labelIds, are mostly void (road -> unlabeled, building -> rectification
+    border); the street's true labelIds are not."""
+    from cityseg.export.class_checks import check_void_share
+    from cityseg.synthetic.dataset import drive_frames
+
+    bundle = import_onnx(CORAL, tmp_path / "coral", class_space("trainid"),
+                         ImportOptions(channel_order="RGB", resize="bilinear"))
+    image, truth = next(drive_frames(1, 256, 512, seed=5))
+    mask = Segmenter(bundle.path, backend="onnxruntime").segment(image).mask
+    with pytest.raises(InputError, match=r"of a street frame lands in void classes of 'labelid' \(.*unlabeled"):
+        check_void_share(mask, class_space("labelid"), CORAL)
+    assert check_void_share(truth, class_space("labelid"), "truth") < 0.5
+    assert bundle.card.artifacts["onnx"].details["trial"]["void_share"] == 0.0  # trainIds have no void class

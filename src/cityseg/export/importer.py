@@ -23,7 +23,7 @@ from cityseg.bundle.card import Artifact, ModelCard, class_fields, framework_ver
 from cityseg.bundle.directory import Bundle
 from cityseg.bundle.staging import staged_bundle
 from cityseg.errors import InputError
-from cityseg.export import parity, tflite
+from cityseg.export import class_checks, parity, tflite
 from cityseg.export import tensorrt_compat as trt_compat
 from cityseg.fileio import require_file, sha256_file
 from cityseg.labels import LabelSet
@@ -285,13 +285,15 @@ def trial_run(path: Path, card: ModelCard, facts: GraphFacts, frames: list[np.nd
     if kind == "argmax" and int(canonical.max()) >= classes:
         raise InputError(f"{where}: the model outputs class index {int(canonical.max())}, the label set "
                          f"{card.space.name!r} has {classes} classes; give the --labels it was trained with")
+    void_share = class_checks.check_void_share(canonical if kind == "argmax" else canonical.argmax(-1),
+                                               card.space, where)
     if kind == "probabilities" and not (-1e-3 <= float(canonical.min()) and float(canonical.max()) <= 1 + 1e-3):
         raise InputError(f"{where}: output {facts.output_name!r} is not probabilities (values "
                          f"{float(canonical.min()):.3g}..{float(canonical.max()):.3g}); give --output logits")
     stride = card.input_height / (raw.shape[2] if artifact.output_layout == "NCHW" and raw.ndim == 4
                                   else raw.shape[1])
     return {"frame_source": source, "output_shape": list(raw.shape), "output_dtype": str(raw.dtype),
-            "output_stride": stride}
+            "output_stride": stride, "void_share": round(void_share, 4)}
 
 
 def import_onnx(path: str | Path, out: str | Path, space: LabelSet, options: ImportOptions, *,
@@ -332,6 +334,8 @@ def _import(path: Path, out: Path, space: LabelSet, options: ImportOptions, name
                          f"it ({exc})") from None
     facts = inspect_graph(model)
     card = build_card(path, facts, options, space, name, source)
+    class_checks.check_argmax_classes(class_checks.argmax_classes(model, facts.output_name, PASS_THROUGH),
+                                      space, source or path)
     seen = trial_run(path, card, facts, frames, shown=source)
     findings = trt_compat.check_model(model)
     if findings:  # the CLI prints one line; the list goes on the card (details.tensorrt_check)
