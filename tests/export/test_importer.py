@@ -393,3 +393,11 @@ def test_missing_label_yaml_is_named_as_missing(tmp_path, capsys):
     assert main(["import", str(path), "--out", str(tmp_path / "b"), "--labels", str(tmp_path / "nonexist.yaml")]) == 2
     err = capsys.readouterr().err
     assert "nonexist.yaml: not a label set: no such file" in err and err.count("\n") == 1
+
+
+def test_channel_order_is_accepted_in_any_case_like_exports_camera_order(tmp_path, capsys):
+    path, _, _ = dynamic_model(tmp_path)
+    assert main(["import", str(path), "--out", str(tmp_path / "b"), "--labels", "cityscapes", "--input-size",
+                 "64x128", "--channel-order", "BGR", "--mean", "123.675,116.28,103.53", "--std",
+                 "58.395,57.12,57.375", "--resize", "linear"]) == 0
+    assert Bundle.load(tmp_path / "b").card.channel_order == "BGR"

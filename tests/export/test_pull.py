@@ -225,3 +225,9 @@ def test_a_failed_pull_removes_every_folder_it_made(tmp_path, tflite_file):
     with pytest.raises(InputError, match="bytes"):
         pull(entry(tflite_file, "http://127.0.0.1:9/unused"), out, source=str(short))
     assert not (tmp_path / "new1").exists()
+
+
+def test_list_refuses_a_name_or_out_it_would_ignore(capsys):
+    assert main(["pull", "--list", "coral-deeplab-cityscapes", "--out", "x"]) == 2
+    err = capsys.readouterr().err
+    assert "--list only prints the registry; drop NAME, --out" in err and err.count("\n") == 1

@@ -163,3 +163,21 @@ def test_coral_trainids_read_as_labelids_land_in_void_classes_and_are_refused(tm
         check_void_share(mask, class_space("labelid"), CORAL)
     assert check_void_share(truth, class_space("labelid"), "truth") < 0.5
     assert bundle.card.artifacts["onnx"].details["trial"]["void_share"] == 0.0  # trainIds have no void class
+
+
+def test_two_conversions_of_one_file_give_the_same_bytes(tmp_path, int8_tflite):
+    first = tflite_to_onnx(int8_tflite, tmp_path / "a.onnx").read_bytes()
+    second = tflite_to_onnx(int8_tflite, tmp_path / "b.onnx").read_bytes()  # tf2onnx's counter has moved on
+    assert first == second
+
+
+def test_segment_without_confidence_names_no_option_segment_lacks(tmp_path, int8_tflite, capsys):
+    import cv2
+
+    bundle = import_onnx(int8_tflite, tmp_path / "b", class_space("trainid"), UINT8_OPTIONS)
+    image = tmp_path / "f.png"
+    cv2.imwrite(str(image), frames(1)[0])
+    assert main(["segment", str(image), "--model", str(bundle.path), "--out", str(tmp_path / "o")]) == 0
+    said = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("no _confidence.png"))
+    assert "this bundle has no scores model" in said
+    assert "artifact 'onnx'" not in said and "--argmax-head" not in said  # it ran 'onnx'; no Keras model here

@@ -39,7 +39,8 @@ def add_parser(sub) -> None:
                    help="input layout (default: from the input shape)")
     p.add_argument("--input-size", type=_size, metavar="HxW",
                    help="network input HEIGHTxWIDTH; required when the model's height/width are dynamic")
-    p.add_argument("--channel-order", choices=("rgb", "bgr"), help="channel order the model expects")
+    p.add_argument("--channel-order", choices=("rgb", "bgr"), type=str.lower,
+                   help="channel order the model expects (rgb or bgr, any case)")
     p.add_argument("--scale", type=float, metavar="S",
                    help="pixel multiplier before mean/std, e.g. 0.00392156862745098 (1/255) for torchvision "
                         "or PaddleSeg; default 1 when --mean is in the 0-255 domain, else required")

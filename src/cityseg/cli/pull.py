@@ -28,6 +28,10 @@ def run(args: argparse.Namespace) -> int:
     from cityseg.export import registry
 
     if args.list:
+        given = [flag for flag, value in (("NAME", args.name), ("--out", args.out), ("--from", args.source),
+                                          ("--force", args.force)) if value]
+        if given:
+            raise InputError(f"--list only prints the registry; drop {', '.join(given)} (or drop --list to pull)")
         print(registry.table())
         return 0
     if not args.name:
