@@ -179,5 +179,5 @@ def test_segment_without_confidence_names_no_option_segment_lacks(tmp_path, int8
     cv2.imwrite(str(image), frames(1)[0])
     assert main(["segment", str(image), "--model", str(bundle.path), "--out", str(tmp_path / "o")]) == 0
     said = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("no _confidence.png"))
-    assert "this bundle has no scores model" in said
+    assert "this imported bundle has no scores model" in said
     assert "artifact 'onnx'" not in said and "--argmax-head" not in said  # it ran 'onnx'; no Keras model here

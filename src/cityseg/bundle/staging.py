@@ -124,7 +124,7 @@ def staged_bundle(out: Path, *, force: bool, inputs: Iterable[Path] = (), tag: s
     an error, swap it in (:func:`swap_in`). On any error nothing at ``out`` has changed, and the
     staging folder and every folder made for ``out`` are removed. Anything written into the staging
     folder that the card does not list (downloads, scratch files) is dropped, not swapped in."""
-    out = Path(out)
+    out = Path(out) if Path(out).name not in ("", "..") else Path(os.path.abspath(out))  # `--out .`
     inputs = [Path(p) for p in inputs]
     check_destination(out, force=force, inputs=inputs, flag=flag)
     created = _make_parents(out.parent, flag, out)

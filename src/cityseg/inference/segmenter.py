@@ -182,12 +182,12 @@ class Segmenter:
         if scores:
             fixes.append(f"run one of the bundle's scores models ({', '.join(scores)}: `cityseg bag --artifact "
                          "KEY`, the node's artifact:=KEY; `cityseg segment --backend` picks by backend)")
-        if "keras" in card.artifacts:
-            fixes.append("export the argmax head with its confidence output (`cityseg export BUNDLE "
-                         "--argmax-head --confidence --force`)")
+        if not card.imported:  # trained by cityseg: its Keras model gives the head a confidence output
+            fixes.append("export the argmax head with its confidence output from the bundle's Keras model "
+                         "(`cityseg export BUNDLE --argmax-head --confidence --force`)")
         return (f"{self.backend.path.name} outputs class ids only (an argmax head), so there is no "
                 "per-pixel confidence; " + ("; or ".join(fixes) if fixes else
-                                            "this bundle has no scores model to take it from"))
+                                            "this imported bundle has no scores model to take it from"))
 
     def preprocess(self, frames: Sequence[np.ndarray], channel_order: str = "RGB") -> np.ndarray:
         """Frames (uint8, any size) -> float32 network input, as the card says (for fit ``tiles``
