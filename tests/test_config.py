@@ -122,5 +122,5 @@ def test_a_label_set_path_is_relative_to_the_config_naming_it_even_in_a_base(tmp
     (tmp_path / "runs" / "own.yaml").write_text("data:\n  class_space: cityscapes\n")
     assert load_train_config(tmp_path / "runs" / "own.yaml").data.class_space == "cityscapes"
     (tmp_path / "runs" / "bad.yaml").write_text("data:\n  class_space: missing.yaml\n")
-    with pytest.raises(ConfigError, match=r"runs/missing\.yaml: no such file; use cityscapes"):
+    with pytest.raises(ConfigError, match=r"runs/missing\.yaml: no such file; check the path"):
         load_train_config(tmp_path / "runs" / "bad.yaml")

@@ -342,10 +342,15 @@ def load_label_set(spec: str | Path) -> LabelSet:
     if builtin_name(text) is not None and not Path(text).is_file():
         return class_space(text)
     path = Path(text)
+    if path.is_dir():
+        raise InputError(f"{text}: is a folder, not a label set; give the YAML file, or "
+                         f"{', '.join(BUILTIN_SETS)}")
     if not path.is_file():
-        hint = ("no such file" if Path(text).suffix.lower() in (".yaml", ".yml") or "/" in text
-                else "not a built-in label set")
-        raise InputError(f"{text}: {hint}; use {', '.join(BUILTIN_SETS)} or a label-set YAML file "
+        builtins = ", ".join(BUILTIN_SETS)
+        missing = path.suffix.lower() in (".yaml", ".yml", ".json") or len(path.parts) > 1
+        raise InputError(f"{text}: no such file; check the path of the label-set YAML, or use {builtins}"
+                         if missing else
+                         f"{text}: not a built-in label set; use {builtins} or a label-set YAML file "
                          "with classes (see docs/MODELS.md)")
     import yaml
 

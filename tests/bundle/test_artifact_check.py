@@ -73,3 +73,19 @@ def test_a_file_given_as_the_bundle_is_named_as_a_file(tmp_path):
     (tmp_path / "model.onnx").write_bytes(b"x")
     with pytest.raises(BundleError, match="is a file, not a model bundle directory"):
         Bundle.load(tmp_path / "model.onnx")
+
+
+@pytest.mark.parametrize("tamper", ["replaced", "sha zeroed"])
+def test_export_precision_refuses_an_onnx_that_does_not_match_its_card(tmp_path, capsys, tamper):
+    bundle = recorded_bundle(tmp_path / "b")
+    if tamper == "replaced":  # another graph of the same kind copied over the bundle's own
+        shutil.copyfile(bundle.artifact_path("onnx_argmax"), bundle.artifact_path("onnx"))
+    else:
+        card = json.loads((bundle.path / CARD_FILE).read_text())
+        card["artifacts"]["onnx"]["details"]["sha256"] = "0" * 64
+        (bundle.path / CARD_FILE).write_text(json.dumps(card))
+    assert main(["export", str(bundle.path), "--precision", "fp16"]) == 2
+    err = capsys.readouterr().err
+    assert "model.onnx: this file does not belong to the card" in err and err.count("\n") == 1
+    assert "onnx_fp16" not in Bundle.load(bundle.path).card.artifacts
+    assert not [p for p in bundle.path.iterdir() if "fp16" in p.name]

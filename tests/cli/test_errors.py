@@ -170,3 +170,23 @@ def test_bench_refuses_an_unwritable_out_before_running(tmp_path, capsys):
     with tmpfs(tmp_path / "ro", "ro") as ro:
         assert main(["bench", "--out", str(ro / "table.md")]) == 2
     assert "read-only or no permission" in one_error_line(capsys, "bench")
+
+
+@pytest.mark.parametrize("flag, value, says", [
+    ("--grid-resolution", "nan", "must be a positive number, got nan"),
+    ("--grid-resolution", "0", "must be a positive number, got 0"),
+    ("--grid-origin", "nan,0", "'nan,0' is not X,Y: two finite numbers"),
+    ("--grid-origin", "abc", "'abc' is not X,Y: two finite numbers"),
+    ("--grid-origin", "1,2,3", "'1,2,3' is not X,Y: two finite numbers"),
+    ("--grid-range", "inf", "must be a positive number, got inf"),
+    ("--sync-tolerance-ms", "nan", "must be a finite number, got nan"),
+    ("--tf-tolerance-ms", "-1", "must be a number >= 0, got -1"),
+    ("--alpha", "nan", "must be a finite number, got nan"),
+])
+def test_bag_refuses_non_finite_and_malformed_fusion_numbers_naming_the_flag(flag, value, says, capsys, tmp_path):
+    with pytest.raises(SystemExit) as stop:
+        main(["bag", str(tmp_path / "in"), str(tmp_path / "out"), "--model", "m", "--grid-frame", "base_link",
+              flag, value])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and f"argument {flag}: {says}" in err
+    assert "could not convert" not in err and "unpack" not in err and list(tmp_path.iterdir()) == []

@@ -80,3 +80,11 @@ def test_dataset_frames_with_labels(tmp_path):
     assert frames.labels[0].shape == frames.frames[0].shape[:2] and frames.labels[0].dtype == np.uint8
     with pytest.raises(InputError, match="--calib-data"):
         dataset_frames(tmp_path / "nowhere", "val")
+
+
+def test_frames_are_counted_after_reading_not_by_extension(tmp_path):
+    folder = tmp_path / "calib"
+    write_images(folder, 2)
+    (folder / "notes.png").write_bytes(b"a text file named like an image")
+    with pytest.raises(InputError, match="notes.png cannot be read"):  # not "3 frame(s) found"
+        folder_frames(folder)

@@ -10,7 +10,7 @@ from onnx import TensorProto, helper
 from cityseg.benchmarking.fixtures import MMSEG_MEAN, MMSEG_STD, save_foreign_onnx
 from cityseg.bundle import Bundle
 from cityseg.cli import main
-from cityseg.errors import InputError
+from cityseg.errors import BundleError, InputError
 from cityseg.export.importer import ImportOptions, import_onnx
 from cityseg.inference import ConfidenceUnavailable, Segmenter
 from cityseg.labels import class_space, load_label_set
@@ -301,3 +301,103 @@ def test_an_empty_or_directory_onnx_is_named_as_such(tmp_path, capsys):
     assert main(["import", str(tmp_path / "dir.onnx"), "--out", str(tmp_path / "b"), "--labels", "cityscapes"]) == 2
     assert "is a directory, not a file; give the ONNX or TFLite file itself" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
+
+
+# --- no data loss (issue 33: 1, 2) -----------------------------------------------------------------
+
+def files_of(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def test_a_folder_that_is_not_a_bundle_is_refused_and_the_users_files_are_kept(tmp_path, capsys):
+    path, _, _ = dynamic_model(tmp_path)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "model.onnx").write_bytes(b"the user's own graph")
+    args = ["import", str(path), "--out", str(mine), "--labels", "cityscapes", "--input-size", "64x128",
+            "--channel-order", "rgb", "--mean", "123.675,116.28,103.53", "--std", "58.395,57.12,57.375",
+            "--resize", "linear"]
+    for extra in ([], ["--force"]):
+        assert main(args + extra) == 2
+        err = capsys.readouterr().err
+        assert "exists and is not a model bundle (it holds model.onnx)" in err and err.count("\n") == 1
+        assert files_of(mine) == {"model.onnx": b"the user's own graph"}
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(args[:3] + [str(empty)] + args[4:]) == 0  # an empty folder loses nothing
+    assert (empty / "model.json").is_file()
+
+
+def test_reimporting_a_bundles_own_graph_is_refused_and_the_bundle_still_works(tmp_path, capsys):
+    path, _, _ = dynamic_model(tmp_path)
+    bundle = tmp_path / "b"
+    import_onnx(path, bundle, class_space("trainid"), options(input_size=(H, W)))
+    before = files_of(bundle)
+    assert main(["import", str(bundle / "model.onnx"), "--out", str(bundle), "--force", "--labels", "cityscapes",
+                 "--channel-order", "rgb", "--mean", "1,2,3", "--std", "58.395,57.12,57.375",
+                 "--resize", "linear"]) == 2
+    err = capsys.readouterr().err
+    assert "lies inside --out" in err and "copy the file out of that folder first" in err
+    assert files_of(bundle) == before
+    Segmenter(bundle).segment(frame(3))  # verified against its card: still whole
+
+
+def test_a_failed_forced_import_leaves_the_old_bundle_untouched(tmp_path):
+    path, _, _ = dynamic_model(tmp_path)
+    bundle = tmp_path / "b"
+    import_onnx(path, bundle, class_space("trainid"), options(input_size=(H, W)))
+    before = files_of(bundle)
+    labels = tmp_path / "lane.yaml"
+    labels.write_text(BINARY_YAML)
+    with pytest.raises(InputError, match="outputs 19 classes"):  # refused by the trial run, after the card
+        import_onnx(path, bundle, load_label_set(labels), options(input_size=(H, W)), force=True)
+    assert files_of(bundle) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "dynamic.onnx", "lane.yaml"]  # no staging left
+
+
+def test_force_replaces_only_the_bundles_own_files(tmp_path):
+    from cityseg.bundle import Artifact
+
+    path, _, _ = dynamic_model(tmp_path)
+    bundle = tmp_path / "b"
+    old = import_onnx(path, bundle, class_space("trainid"), options(input_size=(H, W)))
+    (bundle / "old_fp16.onnx").write_bytes((bundle / "model.onnx").read_bytes())
+    old.add_artifact("onnx_fp16", Artifact("old_fp16.onnx", "onnx", "logits", {}, output_layout="NCHW"))
+    (bundle / "notes.txt").write_text("mine")
+    new = import_onnx(path, bundle, class_space("trainid"), options(input_size=(H, W), mean=(1.0, 2.0, 3.0)),
+                      force=True)
+    assert new.card.normalization.mean == (1.0, 2.0, 3.0) and list(new.card.artifacts) == ["onnx"]
+    assert sorted(p.name for p in bundle.iterdir()) == ["model.json", "model.onnx", "notes.txt"]
+    assert (bundle / "notes.txt").read_text() == "mine"
+
+
+def test_a_file_of_the_new_bundles_name_that_the_old_card_does_not_list_is_kept(tmp_path):
+    import json
+
+    path, _, _ = dynamic_model(tmp_path)
+    bundle = tmp_path / "b"
+    import_onnx(path, bundle, class_space("trainid"), options(input_size=(H, W)))
+    card = json.loads((bundle / "model.json").read_text())
+    card["artifacts"]["onnx"]["path"] = "other.onnx"
+    (bundle / "model.onnx").rename(bundle / "other.onnx")
+    (bundle / "model.json").write_text(json.dumps(card))
+    (bundle / "model.onnx").write_bytes(b"not the bundle's")
+    before = files_of(bundle)
+    with pytest.raises(BundleError, match=r"model.onnx: is not a file of the bundle there"):
+        import_onnx(path, bundle, class_space("trainid"), options(input_size=(H, W)), force=True)
+    assert files_of(bundle) == before
+
+
+def test_missing_label_yaml_is_named_as_missing(tmp_path, capsys):
+    path, _, _ = dynamic_model(tmp_path)
+    assert main(["import", str(path), "--out", str(tmp_path / "b"), "--labels", str(tmp_path / "nonexist.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "nonexist.yaml: no such file; check the path" in err and err.count("\n") == 1
+
+
+def test_channel_order_is_accepted_in_any_case_like_exports_camera_order(tmp_path, capsys):
+    path, _, _ = dynamic_model(tmp_path)
+    assert main(["import", str(path), "--out", str(tmp_path / "b"), "--labels", "cityscapes", "--input-size",
+                 "64x128", "--channel-order", "BGR", "--mean", "123.675,116.28,103.53", "--std",
+                 "58.395,57.12,57.375", "--resize", "linear"]) == 0
+    assert Bundle.load(tmp_path / "b").card.channel_order == "BGR"

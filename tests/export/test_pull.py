@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import http.server
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -174,3 +175,59 @@ def test_cli_pulls_the_coral_model_from_a_local_mirror(tmp_path, capsys, monkeyp
     image, labels = next(drive_frames(1, 256, 512, seed=5))
     road = labels == class_space("labelid").names.index("road")
     assert (segmenter.segment(image).mask[road] == 0).mean() > 0.5  # trainId 0 = road
+
+
+# --- no data loss, clear refusals (issue 33: 3, 11, 12) ----------------------------------------------
+
+def test_from_a_file_inside_out_is_refused_with_force_and_nothing_is_deleted(tmp_path, tflite_file):
+    out = tmp_path / "tiny-test"
+    model = entry(tflite_file, "http://127.0.0.1:9/unused")
+    pull(model, out, source=str(tflite_file))
+    (out / "seg_int8.tflite").write_bytes(tflite_file.read_bytes())
+    (out / "notes.txt").write_text("mine")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(InputError, match="lies inside --out"):
+        pull(model, out, source=str(out / "seg_int8.tflite"), force=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_force_replaces_the_bundle_and_keeps_the_users_files(tmp_path, tflite_file):
+    out = tmp_path / "tiny-test"
+    model = entry(tflite_file, "http://127.0.0.1:9/unused")
+    pull(model, out, source=str(tflite_file))
+    (out / "notes.txt").write_text("mine")
+    pull(model, out, source=str(tflite_file), force=True)
+    assert sorted(p.name for p in out.iterdir()) == ["model.json", "model.onnx", "notes.txt"]
+    assert not staging_dir(out).exists()
+
+
+def test_from_a_folder_a_symlinked_out_and_an_unwritable_out_are_named(tmp_path, tflite_file, capsys):
+    model = entry(tflite_file, "http://127.0.0.1:9/unused")
+    with pytest.raises(InputError, match=r"--from .*: is a folder; give the model file itself"):
+        pull(model, tmp_path / "b", source=str(tmp_path))
+    real = tmp_path / "real"
+    pull(model, real, source=str(tflite_file))
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    started = time.monotonic()
+    with pytest.raises(InputError, match=r"--out .*link: is a symbolic link \(to .*real\)"):
+        pull(model, link, source=str(tflite_file), force=True)
+    assert time.monotonic() - started < 1.0  # refused before the conversion
+    with pytest.raises(InputError, match=r"--out /proc/x: cannot write beside it in /proc") as info:
+        pull(model, Path("/proc/x"), source=str(tflite_file))
+    assert "staging" not in str(info.value)
+
+
+def test_a_failed_pull_removes_every_folder_it_made(tmp_path, tflite_file):
+    short = tmp_path / "short.tflite"
+    short.write_bytes(tflite_file.read_bytes()[:-5])
+    out = tmp_path / "new1" / "new2" / "bundle"
+    with pytest.raises(InputError, match="bytes"):
+        pull(entry(tflite_file, "http://127.0.0.1:9/unused"), out, source=str(short))
+    assert not (tmp_path / "new1").exists()
+
+
+def test_list_refuses_a_name_or_out_it_would_ignore(capsys):
+    assert main(["pull", "--list", "coral-deeplab-cityscapes", "--out", "x"]) == 2
+    err = capsys.readouterr().err
+    assert "--list only prints the registry; drop NAME, --out" in err and err.count("\n") == 1

@@ -114,3 +114,70 @@ def test_coral_model_imports_and_segments_synthetic_streets(tmp_path):
     image = next(drive_frames(1, 513, 513, seed=4))[0]  # network-size frame: masks compare 1:1
     converted = tflite_to_onnx(CORAL, tmp_path / "coral.onnx")
     np.testing.assert_array_equal(segmenter.segment(image).mask, reference_ids(converted, image[None])[0])
+
+
+def test_a_refused_tflite_import_names_the_tflite_not_the_converted_onnx(tmp_path, int8_tflite):
+    labels = tmp_path / "two.yaml"
+    labels.write_text("name: two\nignore_id: 255\nclasses:\n  - {id: 0, name: a, color: [0, 0, 0]}\n"
+                      "  - {id: 1, name: b, color: [255, 255, 255]}\n")
+    from cityseg.labels import load_label_set
+
+    with pytest.raises(InputError) as info:
+        import_onnx(int8_tflite, tmp_path / "b", load_label_set(labels), UINT8_OPTIONS)
+    assert str(info.value).startswith(f"{int8_tflite}: ") and ".onnx" not in str(info.value)
+    assert not (tmp_path / "b").exists()
+
+
+def test_cli_import_prints_one_tensorrt_summary_line_and_the_result_last(tmp_path, int8_tflite, capsys, caplog):
+    out = tmp_path / "b"
+    assert main(["import", str(int8_tflite), "--out", str(out), "--labels", "cityscapes",
+                 "--channel-order", "rgb", "--resize", "nearest"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[-1].startswith(f"wrote {out}")
+    count = len(json.loads((out / "model.json").read_text())["artifacts"]["onnx"]["details"]["tensorrt_check"])
+    assert count > 0 and lines[0].startswith(f"TensorRT 10 would reject {count} thing(s) in this model (")
+    assert f"in {out / 'model.json'}" in lines[0]
+    assert not [r for r in caplog.records if r.levelno >= 30 and "TensorRT" in r.getMessage()]
+
+
+def test_a_trainid_model_given_the_labelid_set_is_refused_by_its_class_count(tmp_path, int8_tflite):
+    with pytest.raises(InputError, match=r"ArgMax picks among 19 classes, the label set 'labelid' has 34.*"
+                                         r"cityscapes, the trainIds") as info:
+        import_onnx(int8_tflite, tmp_path / "b", class_space("labelid"), UINT8_OPTIONS)
+    assert str(info.value).startswith(f"{int8_tflite}: ") and not (tmp_path / "b").exists()
+
+
+@pytest.mark.skipif(not CORAL.is_file(), reason=f"the shared Coral model is absent ({CORAL})")
+def test_coral_trainids_read_as_labelids_land_in_void_classes_and_are_refused(tmp_path):
+    """The second check (for graphs whose ArgMax width is unknown): the Coral model's trainIds on a
+    street frame, read as labelIds, are mostly void (road -> unlabeled, building -> rectification
+    border); the street's true labelIds are not."""
+    from cityseg.export.class_checks import check_void_share
+    from cityseg.synthetic.dataset import drive_frames
+
+    bundle = import_onnx(CORAL, tmp_path / "coral", class_space("trainid"),
+                         ImportOptions(channel_order="RGB", resize="bilinear"))
+    image, truth = next(drive_frames(1, 256, 512, seed=5))
+    mask = Segmenter(bundle.path, backend="onnxruntime").segment(image).mask
+    with pytest.raises(InputError, match=r"of a street frame lands in void classes of 'labelid' \(.*unlabeled"):
+        check_void_share(mask, class_space("labelid"), CORAL)
+    assert check_void_share(truth, class_space("labelid"), "truth") < 0.5
+    assert bundle.card.artifacts["onnx"].details["trial"]["void_share"] == 0.0  # trainIds have no void class
+
+
+def test_two_conversions_of_one_file_give_the_same_bytes(tmp_path, int8_tflite):
+    first = tflite_to_onnx(int8_tflite, tmp_path / "a.onnx").read_bytes()
+    second = tflite_to_onnx(int8_tflite, tmp_path / "b.onnx").read_bytes()  # tf2onnx's counter has moved on
+    assert first == second
+
+
+def test_segment_without_confidence_names_no_option_segment_lacks(tmp_path, int8_tflite, capsys):
+    import cv2
+
+    bundle = import_onnx(int8_tflite, tmp_path / "b", class_space("trainid"), UINT8_OPTIONS)
+    image = tmp_path / "f.png"
+    cv2.imwrite(str(image), frames(1)[0])
+    assert main(["segment", str(image), "--model", str(bundle.path), "--out", str(tmp_path / "o")]) == 0
+    said = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("no _confidence.png"))
+    assert "this imported bundle has no scores model" in said
+    assert "artifact 'onnx'" not in said and "--argmax-head" not in said  # it ran 'onnx'; no Keras model here

@@ -127,3 +127,14 @@ def test_old_samples_leave_the_cache():
     with pytest.raises(InputError):
         buf.lookup("odom", "base_link", 0)
     assert buf.lookup("odom", "base_link", 5 * 10**9 + 5 * 10**8).translation[0] == pytest.approx(5.5)
+
+
+def test_a_nan_translation_is_named_in_plain_numbers(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("- {parent: a, child: b, translation: [.nan, 0, 1], rotation: [0, 0, 0, 1]}\n")
+    with pytest.raises(InputError, match=r"entry 0 \(a -> b\): translation \[nan, 0.0, 1.0\] is not finite") as info:
+        load_extrinsics(path)
+    assert "np.float64" not in str(info.value)
+    path.write_text("- {parent: a, child: b, translation: [0, 0, 1], rotation: [0, 0, .nan, 1]}\n")
+    with pytest.raises(InputError, match=r"rotation \[0.0, 0.0, nan, 1.0\] is not a unit quaternion"):
+        load_extrinsics(path)

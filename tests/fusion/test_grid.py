@@ -68,3 +68,15 @@ def test_cost_overrides_merge_onto_the_defaults():
         cost_table(CLASSES, overrides={"sidewalkk": 5})
     with pytest.raises(ValueError, match="not 'class name:cost'"):
         parse_costs(["sidewalk=5"])
+
+
+@pytest.mark.parametrize("args, match", [
+    ((0.0, 10, 10, 0.0, 0.0), "grid resolution must be a positive number of metres per cell, got 0.0"),
+    ((float("nan"), 10, 10, 0.0, 0.0), "grid resolution must be a positive number of metres per cell, got nan"),
+    ((0.2, 10, 10, float("nan"), 0.0), "grid origin must be two finite numbers"),
+    ((0.2, 0, 10, 0.0, 0.0), "grid width and height must be positive numbers of cells, got 0x10"),
+])
+def test_a_bad_grid_is_refused_in_words_not_a_repr(args, match):
+    with pytest.raises(ValueError, match=match) as info:
+        GridSpec("base_link", *args)
+    assert "GridSpec(" not in str(info.value)

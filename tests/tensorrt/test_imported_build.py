@@ -95,10 +95,17 @@ def test_parity_reads_strided_nchw_outputs_as_class_scores(tmp_path):
 
 
 def test_tensorrt_check_of_an_imported_model_is_recorded(tmp_path, caplog):
-    bundle = imported(tmp_path, resize_mode="cubic")  # ONNX Runtime runs it, TensorRT 10 does not
+    import logging
+
+    from cityseg.cli.import_ import tensorrt_line
+
+    with caplog.at_level(logging.DEBUG, logger="cityseg.export.importer"):
+        bundle = imported(tmp_path, resize_mode="cubic")  # ONNX Runtime runs it, TensorRT 10 does not
     findings = bundle.card.artifacts["onnx"].details["tensorrt_check"]
     assert len(findings) == 1 and "mode 'cubic' is not supported" in findings[0]
-    assert "TensorRT 10 would reject this model" in caplog.text
+    assert "TensorRT 10 would reject this model" in caplog.text  # the full list: debug only
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert tensorrt_line(bundle).startswith("TensorRT 10 would reject 1 thing(s) in this model (1 x ")
 
 
 def test_onnx_export_of_an_imported_bundle_says_what_to_do(tmp_path, capsys):

@@ -117,7 +117,7 @@ def load_keras(bundle):
 
     import cityseg.models  # noqa: F401  (registers the custom layers)
 
-    return keras.saving.load_model(bundle.artifact_path("keras"), compile=False)
+    return keras.saving.load_model(bundle.verified_artifact_path("keras"), compile=False)
 
 
 def model_facts(bundle, model) -> tuple[int | None, float | None, float | None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cityseg.cli import finite_float, non_negative_float, positive_float, positive_int
 from cityseg.inference.backends import BACKEND_CHOICES
 from cityseg.labels import ID_SPACES
 from cityseg.ros.core.outputs import (
@@ -65,7 +66,7 @@ def add_replay_options(p, copy_target: str, several_image_topics: bool = False) 
     p.add_argument("--id-space", choices=("auto", *ID_SPACES),
                    help="ids written in the mask (default: auto = labelid for Cityscapes models, else "
                         "the bundle's own label set)")
-    p.add_argument("--alpha", type=float, help="overlay opacity of the colour mask, 0-1 (default 0.5)")
+    p.add_argument("--alpha", type=finite_float, help="overlay opacity of the colour mask, 0-1 (default 0.5)")
     add_fusion_options(p)
     p.add_argument("--outputs",
                    help=f"comma-separated outputs to write, from {','.join(PER_FRAME)} (default: the raw "
@@ -81,28 +82,41 @@ def add_fusion_options(p) -> None:
                    help="PointCloud2 topic to label with the cameras' masks: writes <ns>/segmentation/points")
     g.add_argument("--extrinsics", type=Path, metavar="YAML",
                    help="static transforms (parent, child, translation, rotation) instead of the bag's /tf_static")
-    g.add_argument("--sync-tolerance-ms", type=float, default=50.0,
+    g.add_argument("--sync-tolerance-ms", type=non_negative_float, default=50.0,
                    help="a camera's mask is used for a cloud when stamped within this of it (default 50)")
     g.add_argument("--points-drop-labels", metavar="NAMES", default="",
                    help="comma-separated class names whose points are left out of the cloud (e.g. sky,road)")
     g.add_argument("--fixed-frame", metavar="FRAME",
                    help="a frame that does not move with the vehicle (e.g. odom): with the bag's /tf, each "
                         "sensor's pose is looked up at its own stamp through it (ego motion compensated)")
-    g.add_argument("--tf-tolerance-ms", type=float, default=100.0,
+    g.add_argument("--tf-tolerance-ms", type=non_negative_float, default=100.0,
                    help="a /tf lookup this far outside the transform's samples takes the nearest one; "
                         "farther, the transform is missing (default 100)")
     g.add_argument("--grid-frame", metavar="FRAME",
                    help="also write <ns>/segmentation/grid and grid/labels in this frame (e.g. base_link); "
                         "without --points-topic: the camera-only grid of the masks' ground classes")
-    g.add_argument("--grid-range", type=float, default=30.0, metavar="M",
+    g.add_argument("--grid-range", type=positive_float, default=30.0, metavar="M",
                    help="camera-only grid: cells up to this far from a camera (default 30)")
-    g.add_argument("--grid-resolution", type=float, default=0.2, help="metres per grid cell (default 0.2)")
-    g.add_argument("--grid-cells", type=int, default=250, help="cells per side of the square grid (default 250)")
+    g.add_argument("--grid-resolution", type=positive_float, default=0.2, metavar="M",
+                   help="metres per grid cell (default 0.2)")
+    g.add_argument("--grid-cells", type=positive_int, default=250,
+                   help="cells per side of the square grid (default 250)")
     g.add_argument("--grid-costs", metavar="NAME:COST,...", default="",
                    help="grid costs by class name on top of the defaults (road 0, sidewalk 20, obstacles 100, "
                         "unknown -1), e.g. sidewalk:50,vegetation:-1")
-    g.add_argument("--grid-origin", metavar="X,Y",
+    g.add_argument("--grid-origin", type=grid_origin, metavar="X,Y",
                    help="corner of cell (0, 0) in the grid frame (default: the frame's origin at the centre)")
+
+
+def grid_origin(text: str) -> tuple[float, float]:
+    """An argparse type: 'X,Y' -> two finite numbers (metres)."""
+    parts = text.split(",")
+    try:
+        if len(parts) == 2:
+            return finite_float(parts[0]), finite_float(parts[1])
+    except argparse.ArgumentTypeError:
+        pass
+    raise argparse.ArgumentTypeError(f"{text!r} is not X,Y: two finite numbers in metres, e.g. -25,-25")
 
 
 def fusion_config(args: argparse.Namespace):
@@ -125,7 +139,7 @@ def fusion_config(args: argparse.Namespace):
     try:
         if args.grid_frame:
             half = args.grid_cells * args.grid_resolution / 2
-            x0, y0 = (-half, -half) if not args.grid_origin else (float(v) for v in args.grid_origin.split(","))
+            x0, y0 = (-half, -half) if not args.grid_origin else args.grid_origin
             grid = GridSpec(args.grid_frame, args.grid_resolution, args.grid_cells, args.grid_cells, x0, y0)
         if args.extrinsics is not None:
             load_extrinsics(args.extrinsics)  # refused now, naming the file and the entry

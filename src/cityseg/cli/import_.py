@@ -39,7 +39,8 @@ def add_parser(sub) -> None:
                    help="input layout (default: from the input shape)")
     p.add_argument("--input-size", type=_size, metavar="HxW",
                    help="network input HEIGHTxWIDTH; required when the model's height/width are dynamic")
-    p.add_argument("--channel-order", choices=("rgb", "bgr"), help="channel order the model expects")
+    p.add_argument("--channel-order", choices=("rgb", "bgr"), type=str.lower,
+                   help="channel order the model expects (rgb or bgr, any case)")
     p.add_argument("--scale", type=float, metavar="S",
                    help="pixel multiplier before mean/std, e.g. 0.00392156862745098 (1/255) for torchvision "
                         "or PaddleSeg; default 1 when --mean is in the 0-255 domain, else required")
@@ -81,10 +82,20 @@ def run(args: argparse.Namespace) -> int:
     trial = artifact.details["trial"]
     fit = "" if card.fit == "stretch" else f", fit {card.fit}"
     fit += f" (tile scale {card.tile_scale:g})" if card.fit == "tiles" else ""
+    print(tensorrt_line(bundle))
     print(f"wrote {bundle.path}: {card.name}, {card.input_layout} {card.input_height}x{card.input_width} "
           f"{card.channel_order}{fit}, {artifact.output} output ({artifact.output_layout}, stride "
           f"{trial['output_stride']:g}), {card.num_classes} classes ({card.space.name})")
-    findings = artifact.details["tensorrt_check"]
-    print("TensorRT 10: " + (f"{len(findings)} problem(s), see the warning above" if findings
-                             else "no operators or attributes it is known to reject"))
     return 0
+
+
+def tensorrt_line(bundle) -> str:
+    """One line on what TensorRT 10 would reject in the bundle's ONNX, and where the full list is."""
+    from cityseg.export.tensorrt_compat import Finding, summarize
+
+    findings = bundle.card.artifacts["onnx"].details.get("tensorrt_check") or []
+    if not findings:
+        return "TensorRT 10: " + summarize([])
+    problems = [Finding(where="", problem=f.split(": ", 1)[-1]) for f in findings]
+    return (f"{summarize(problems)}; ONNX Runtime runs it. The full list: artifacts.onnx.details.tensorrt_check "
+            f"in {bundle.path / 'model.json'}")

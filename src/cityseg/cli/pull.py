@@ -28,6 +28,10 @@ def run(args: argparse.Namespace) -> int:
     from cityseg.export import registry
 
     if args.list:
+        given = [flag for flag, value in (("NAME", args.name), ("--out", args.out), ("--from", args.source),
+                                          ("--force", args.force)) if value]
+        if given:
+            raise InputError(f"--list only prints the registry; drop {', '.join(given)} (or drop --list to pull)")
         print(registry.table())
         return 0
     if not args.name:
@@ -37,6 +41,9 @@ def run(args: argparse.Namespace) -> int:
 
     bundle = pull(model, args.out or Path("models") / model.name, source=args.source, force=args.force)
     card = bundle.card
+    from cityseg.cli.import_ import tensorrt_line
+
+    print(tensorrt_line(bundle))
     print(f"wrote {bundle.path}: {card.name}, {card.input_height}x{card.input_width} {card.input_dtype} "
           f"{card.channel_order}, {card.num_classes} classes ({card.space.name}); licence {model.licence}. "
           f"Run it with --model {model.name}" + (" (a bundle outside ./models: give its path)"

@@ -103,8 +103,8 @@ def folder_frames(directory: Path, limit: int | None = DEFAULT_CALIB_LIMIT, *,
                   minimum: int = MIN_CALIB_FRAMES, option: str = "--calib-images") -> FrameSet:
     """Checked frames of a folder."""
     files = image_files(directory, limit, option)
-    require_count(len(files), minimum, option)
-    frames = [read_colour_image(p, option) for p in files]
+    frames = [read_colour_image(p, option) for p in files]  # read first: the count is of frames, not names
+    require_count(len(frames), minimum, option)
     check_one_size(frames, [str(p) for p in files], option)
     return FrameSet(frames, f"images:{Path(directory).name}", files=files)
 

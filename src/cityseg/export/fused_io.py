@@ -127,7 +127,7 @@ def check_confidence(bundle: Bundle, source_key: str, path, frames: list[np.ndar
     from cityseg.preprocess import upsample_nearest
 
     card, artifact = bundle.card, bundle.card.artifacts[source_key]
-    run = onnxruntime_runner(bundle.artifact_path(source_key),
+    run = onnxruntime_runner(bundle.verified_artifact_path(source_key),
                              artifact.confidence if artifact.output == "argmax" else None)
     fused_run = fused_runner(path, fused.CONFIDENCE_NAME, camera.channel_order)
     within = total = worst = 0
@@ -174,7 +174,7 @@ def export_fused(bundle: Bundle, camera: CameraInput, *, confidence: bool = Fals
         raise ExportError(f"{bundle.path}: {bundle.card.num_classes} classes do not fit the uint8 mask")
     source_key = source_artifact(bundle, confidence, source)
     artifact = bundle.card.artifacts[source_key]
-    source_path = bundle.artifact_path(source_key)
+    source_path = bundle.verified_artifact_path(source_key)
     shapes, batch = fused.probe_shapes(source_path, bundle.card)
     proto, plan = fused.build_fused(onnx.load(str(source_path)), bundle.card, artifact, camera,
                                     confidence=confidence, shapes=shapes, batch=batch)

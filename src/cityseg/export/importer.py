@@ -21,8 +21,9 @@ import numpy as np
 from cityseg.bundle import raw_output as model_outputs
 from cityseg.bundle.card import Artifact, ModelCard, class_fields, framework_versions
 from cityseg.bundle.directory import Bundle
-from cityseg.errors import BundleError, InputError
-from cityseg.export import parity, tflite
+from cityseg.bundle.staging import staged_bundle
+from cityseg.errors import InputError
+from cityseg.export import class_checks, parity, tflite
 from cityseg.export import tensorrt_compat as trt_compat
 from cityseg.fileio import require_file, sha256_file
 from cityseg.labels import LabelSet
@@ -244,67 +245,81 @@ def check_fit(options: ImportOptions) -> None:
         raise InputError(f"--tile-scale {scale} only applies to --fit tiles (the fit is {options.fit})")
 
 
-def trial_run(path: Path, card: ModelCard, facts: GraphFacts, frames: list[np.ndarray] | None = None) -> dict:
+def trial_run(path: Path, card: ModelCard, facts: GraphFacts, frames: list[np.ndarray] | None = None, *,
+              shown: Path | None = None) -> dict:
     """Run the ONNX once on street frames with the card's preprocessing; InputError naming the
-    problem when the output cannot be what the card says. Returns what was seen."""
+    problem (and ``shown``, the file the user gave, default ``path``) when the output cannot be
+    what the card says. Returns what was seen."""
     import onnxruntime as ort
+
+    where = shown or path
 
     try:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped errors
-        raise InputError(f"{path}: ONNX Runtime cannot load this model ({exc})") from None
+        raise InputError(f"{where}: ONNX Runtime cannot load this model ({exc})") from None
     if facts.input_dtype not in INPUT_DTYPES:
-        raise InputError(f"{path}: input {facts.input_name!r} is {facts.input_dtype}; cityseg feeds float32 "
+        raise InputError(f"{where}: input {facts.input_name!r} is {facts.input_dtype}; cityseg feeds float32 "
                          "(normalised) or uint8 (the frame as it is) images - export the model with one of those")
     frames, source = parity.parity_frames(card, frames, count=1)
     batch = card.preprocess(frames)
     try:
         raw = session.run([facts.output_name], {facts.input_name: batch})[0]
     except Exception as exc:  # a shape the graph cannot take, mostly
-        raise InputError(f"{path}: the model fails on a {'x'.join(map(str, batch.shape))} "
+        raise InputError(f"{where}: the model fails on a {'x'.join(map(str, batch.shape))} "
                          f"{card.input_layout} input ({exc}); check --layout and --input-size") from None
     artifact = card.artifacts["onnx"]
     if raw.dtype.kind == "f" and not np.isfinite(raw).all():
-        raise InputError(f"{path}: the output holds NaN or infinite values on a street frame; the model "
+        raise InputError(f"{where}: the output holds NaN or infinite values on a street frame; the model "
                          "or its preprocessing (--scale/--mean/--std) is broken")
     try:
         canonical, kind = model_outputs.standardize(raw, artifact.output, artifact.output_layout,
                                                (card.input_height, card.input_width))
     except model_outputs.OutputError as exc:
-        raise InputError(f"{path}: output {facts.output_name!r} {list(raw.shape)}: {exc}; check "
+        raise InputError(f"{where}: output {facts.output_name!r} {list(raw.shape)}: {exc}; check "
                          "--output and --layout") from None
     classes = card.num_classes
     if kind != "argmax" and canonical.shape[-1] != classes:
-        raise InputError(f"{path}: the model outputs {canonical.shape[-1]} classes, the label set "
+        raise InputError(f"{where}: the model outputs {canonical.shape[-1]} classes, the label set "
                          f"{card.space.name!r} has {classes}; give the --labels it was trained with")
     if kind == "argmax" and int(canonical.max()) >= classes:
-        raise InputError(f"{path}: the model outputs class index {int(canonical.max())}, the label set "
+        raise InputError(f"{where}: the model outputs class index {int(canonical.max())}, the label set "
                          f"{card.space.name!r} has {classes} classes; give the --labels it was trained with")
+    void_share = class_checks.check_void_share(canonical if kind == "argmax" else canonical.argmax(-1),
+                                               card.space, where)
     if kind == "probabilities" and not (-1e-3 <= float(canonical.min()) and float(canonical.max()) <= 1 + 1e-3):
-        raise InputError(f"{path}: output {facts.output_name!r} is not probabilities (values "
+        raise InputError(f"{where}: output {facts.output_name!r} is not probabilities (values "
                          f"{float(canonical.min()):.3g}..{float(canonical.max()):.3g}); give --output logits")
     stride = card.input_height / (raw.shape[2] if artifact.output_layout == "NCHW" and raw.ndim == 4
                                   else raw.shape[1])
     return {"frame_source": source, "output_shape": list(raw.shape), "output_dtype": str(raw.dtype),
-            "output_stride": stride}
+            "output_stride": stride, "void_share": round(void_share, 4)}
 
 
 def import_onnx(path: str | Path, out: str | Path, space: LabelSet, options: ImportOptions, *,
                 name: str | None = None, force: bool = False, frames: list[np.ndarray] | None = None) -> Bundle:
     """Inspect, check and bundle the ONNX (or TFLite, converted with tf2onnx) at ``path`` into
-    ``out``; returns the new bundle."""
+    ``out``, written in a staging folder and swapped in only when complete
+    (:func:`cityseg.bundle.staging.staged_bundle`); returns the new bundle."""
     path, out = Path(path), Path(out)
-    if (out / "model.json").exists() and not force:
-        raise BundleError(f"{out}: a model bundle already exists there; choose another --out or pass --force")
     require_file(path, "ONNX or TFLite", empty_ok=False)
+    with staged_bundle(out, force=force, inputs=[path]) as staging:
+        write_import(path, staging, space, options, name or path.stem, frames)
+    return Bundle.load(out)
+
+
+def write_import(path: Path, folder: Path, space: LabelSet, options: ImportOptions, name: str,
+                 frames: list[np.ndarray] | None = None) -> Bundle:
+    """Write the bundle of the ONNX or TFLite file ``path`` into the empty (staging) folder
+    ``folder``; a later step may add artifacts to it before it is swapped in."""
     if tflite.is_tflite(path):
         with tempfile.TemporaryDirectory(prefix="cityseg-tflite-") as scratch:
             converted = tflite.tflite_to_onnx(path, Path(scratch) / f"{path.stem}.onnx")
-            return _import(converted, out, space, options, name or path.stem, force, frames, source=path)
-    return _import(path, out, space, options, name or path.stem, force, frames)
+            return _import(converted, folder, space, options, name, frames, source=path)
+    return _import(path, folder, space, options, name, frames)
 
 
-def _import(path: Path, out: Path, space: LabelSet, options: ImportOptions, name: str, force: bool,
+def _import(path: Path, out: Path, space: LabelSet, options: ImportOptions, name: str,
             frames: list[np.ndarray] | None, source: Path | None = None) -> Bundle:
     import onnx
     from onnx.external_data_helper import load_external_data_for_model, uses_external_data
@@ -319,18 +334,20 @@ def _import(path: Path, out: Path, space: LabelSet, options: ImportOptions, name
                          f"it ({exc})") from None
     facts = inspect_graph(model)
     card = build_card(path, facts, options, space, name, source)
-    seen = trial_run(path, card, facts, frames)
+    class_checks.check_argmax_classes(class_checks.argmax_classes(model, facts.output_name, PASS_THROUGH),
+                                      space, source or path)
+    seen = trial_run(path, card, facts, frames, shown=source)
     findings = trt_compat.check_model(model)
-    if findings:
-        log.warning("%s: TensorRT 10 would reject this model (ONNX Runtime runs it):\n%s", path,
-                    trt_compat.describe(findings))
+    if findings:  # the CLI prints one line; the list goes on the card (details.tensorrt_check)
+        log.debug("%s: TensorRT 10 would reject this model (ONNX Runtime runs it):\n%s", source or path,
+                  trt_compat.describe(findings))
     artifact = card.artifacts.pop("onnx")
     artifact.details = {"opset": facts.opset, "trial": seen,
                         "input": {"name": facts.input_name, "shape": facts.input_shape, "dtype": facts.input_dtype},
                         "output": {"name": facts.output_name, "shape": facts.output_shape,
                                    "dtype": facts.output_dtype},
                         "tensorrt_check": [str(f) for f in findings]}
-    bundle = Bundle.create(out, card, overwrite=force)
+    bundle = Bundle.create(out, card)
     if external:
         onnx.save(model, str(out / artifact.path))
     else:

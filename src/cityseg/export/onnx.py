@@ -318,7 +318,7 @@ def export_onnx(bundle: Bundle, *, argmax_head: bool = False, opset: int = DEFAU
     target = bundle.path / filename
     refuse_overwrite(bundle, key, target, force)
     source_key = keras_artifact(bundle)
-    source_path = bundle.artifact_path(source_key)
+    source_path = bundle.verified_artifact_path(source_key)
     source_kind = card.artifacts[source_key].output
     if confidence and not argmax_head:
         raise ExportError("--confidence adds a second output to the argmax head; add --argmax-head (the "

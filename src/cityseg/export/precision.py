@@ -250,7 +250,7 @@ def export_precision(bundle: Bundle, precision: str, *, calibration: FrameSet | 
     twin_key, twin_name = precision_artifact(precision, ARGMAX_KEY)
     for k, name in ((key, filename), (twin_key, twin_name)):
         refuse_overwrite(bundle, k, bundle.path / name, force)
-    source_path = bundle.artifact_path(source_key)
+    source_path = bundle.verified_artifact_path(source_key)
     card = bundle.card
     workdir = Path(tempfile.mkdtemp(prefix=f".{precision}-", dir=bundle.path))
     try:
@@ -323,12 +323,12 @@ def record_bf16(bundle: Bundle, source_key: str, evaluation: FrameSet, force: bo
     for key in keys:
         if f"{key}_bf16" in card.artifacts and not force:
             raise ExportError(f"{bundle.path}: {key}_bf16 is already recorded; pass --force to gate it again")
-    source_path = bundle.artifact_path(source_key)
+    source_path = bundle.verified_artifact_path(source_key)
     fp32 = class_runner(source_path, card.artifacts[source_key], card)
     timings = latency.measure(card, {"fp32": source_path}, "bf16")
     checked = []
     for key in keys:
-        source, path = card.artifacts[key], bundle.artifact_path(key)
+        source, path = card.artifacts[key], bundle.verified_artifact_path(key)
         report = accuracy_gate.run_gate(card, fp32, class_runner(path, source, card, "openvino", "bf16"),
                                         evaluation, candidate=f"openvino-bf16:{source.path}")
         if refuse_failed:

@@ -1,9 +1,11 @@
 """`cityseg pull`: fetch a registry model (or a file/mirror the user names), verify its size and
 sha256, import it and run the import check, and only then move the bundle into place.
 
-Everything happens in a hidden staging folder beside the bundle (``.<name>.pull-staging``): a
-download cut off mid-file is resumed with an HTTP Range request (up to :data:`ATTEMPTS` tries), and
-any failure removes the staging folder, so no half-written bundle is ever left that looks complete.
+Everything happens in a hidden staging folder beside the bundle (``.<name>.pull-staging``,
+:mod:`cityseg.bundle.staging`): a download cut off mid-file is resumed with an HTTP Range request
+(up to :data:`ATTEMPTS` tries), and any failure removes the staging folder, so no half-written
+bundle is ever left that looks complete; ``--force`` replaces only the old bundle's own files, and
+a ``--from`` file inside ``--out`` is refused.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ import urllib.request
 from pathlib import Path
 
 from cityseg.bundle.directory import Bundle
-from cityseg.errors import BundleError, InputError
-from cityseg.export.importer import import_onnx
+from cityseg.bundle.staging import staged_bundle
+from cityseg.bundle.staging import staging_dir as bundle_staging_dir
+from cityseg.errors import InputError
+from cityseg.export.importer import write_import
 from cityseg.export.registry import PretrainedModel
 from cityseg.labels import load_label_set
 
@@ -31,9 +35,14 @@ CHUNK = 1 << 16
 TIMEOUT_S = 30.0
 
 
+STAGING_TAG = "pull"
+DOWNLOAD_DIR = ".download"
+"""Where the file is fetched to, inside the staging folder (not part of the bundle)."""
+
+
 def staging_dir(out: Path) -> Path:
     """The hidden folder a pull into ``out`` works in."""
-    return out.parent / f".{out.name}.pull-staging"
+    return bundle_staging_dir(out, STAGING_TAG)
 
 
 def _is_url(source: str) -> bool:
@@ -99,8 +108,6 @@ def fetch(model: PretrainedModel, source: str | None, staging: Path) -> Path:
     if _is_url(where):
         download(where, part, model.size)
     else:
-        if not Path(where).is_file():
-            raise InputError(f"--from {where}: no such file")
         shutil.copyfile(where, part)
     verify(part, model, where)
     os.replace(part, target)
@@ -109,31 +116,27 @@ def fetch(model: PretrainedModel, source: str | None, staging: Path) -> Path:
 
 def pull(model: PretrainedModel, out: Path, source: str | None = None, force: bool = False) -> Bundle:
     """Fetch, verify, import and check ``model`` into the bundle ``out``; nothing is left at ``out``
-    (and no staging folder) when any step fails."""
+    (and no staging folder) when any step fails, and --force replaces only the old bundle's own files."""
     out = Path(out)
-    if (out / "model.json").exists() and not force:
-        raise BundleError(f"{out}: a model bundle already exists there; pass --force to replace it")
-    if out.exists() and not (out / "model.json").exists():
-        raise BundleError(f"{out}: exists and is not a model bundle; choose another --out")
-    staging = staging_dir(out)
-    shutil.rmtree(staging, ignore_errors=True)
-    made_parent = not out.parent.exists()
-    staging.mkdir(parents=True)
-    done = False
-    try:
-        path = fetch(model, source, staging)
-        import_onnx(path, staging / "bundle", load_label_set(model.labels), model.import_options,
-                    name=model.name)
-        _record_origin(staging / "bundle", model, source)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging / "bundle", out)
-        done = True
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        if made_parent and not done and not any(out.parent.iterdir()):
-            out.parent.rmdir()  # the models/ folder this pull made, empty again
+    local = None if source is None or _is_url(source) else local_source(source)
+    with staged_bundle(out, force=force, inputs=[local] if local else [], tag=STAGING_TAG) as staging:
+        download = staging / DOWNLOAD_DIR
+        download.mkdir()
+        path = fetch(model, source, download)
+        write_import(path, staging, load_label_set(model.labels), model.import_options, model.name)
+        _record_origin(staging, model, source)
     return Bundle.load(out)
+
+
+def local_source(source: str) -> Path:
+    """The ``--from`` file; InputError when it is missing or a folder."""
+    path = Path(source)
+    if path.is_dir():
+        raise InputError(f"--from {source}: is a folder; give the model file itself, e.g. --from "
+                         f"{path / 'MODEL.tflite'}")
+    if not path.is_file():
+        raise InputError(f"--from {source}: no such file; check the path (or give the file's URL)")
+    return path
 
 
 def _record_origin(path: Path, model: PretrainedModel, source: str | None) -> None:

@@ -24,6 +24,7 @@ so a clean report means "no known blocker", and the real build on the target GPU
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -322,6 +323,16 @@ def describe(findings: list[Finding]) -> str:
     if not findings:
         return "no operators or attributes TensorRT 10 is known to reject"
     return "\n".join(f"  - {f}" for f in findings)
+
+
+def summarize(findings: list[Finding]) -> str:
+    """The findings in one line: their count and each kind of problem with its count."""
+    if not findings:
+        return "no operators or attributes TensorRT 10 is known to reject"
+    kinds = Counter(f.problem for f in findings)
+    shown = "; ".join(f"{n} x {problem}" for problem, n in kinds.most_common(3))
+    more = f"; and {len(kinds) - 3} more kind(s)" if len(kinds) > 3 else ""
+    return f"TensorRT 10 would reject {len(findings)} thing(s) in this model ({shown}{more})"
 
 
 def enforce(model, path: Path, *, strict: bool) -> list[Finding]:

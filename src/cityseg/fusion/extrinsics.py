@@ -91,7 +91,7 @@ def check_quaternion(quaternion, where: str) -> None:
     """Refuse anything but four finite numbers of unit norm (within ROTATION_TOLERANCE)."""
     q = np.asarray(quaternion, np.float64).ravel()
     if q.size != 4 or not np.isfinite(q).all() or abs(np.linalg.norm(q) - 1) > ROTATION_TOLERANCE:
-        raise InputError(f"{where}: rotation {list(quaternion) if q.size else quaternion} is not a unit "
+        raise InputError(f"{where}: rotation {[float(v) for v in q] if q.size else quaternion} is not a unit "
                          "quaternion [qx, qy, qz, qw]; write the rotation as one")
 
 
@@ -197,7 +197,8 @@ def load_extrinsics(path: str | Path) -> FrameTree:
         except (TypeError, ValueError) as exc:
             raise InputError(f"{where}: translation {translation!r} is not [x, y, z]") from exc
         if not np.isfinite(translation).all():
-            raise InputError(f"{where}: translation {list(translation)} is not finite")
+            raise InputError(f"{where}: translation {[float(v) for v in translation]} is not finite (NaN or "
+                             "infinity); give [x, y, z] in metres")
         try:
             check_quaternion(rotation, where)
         except (TypeError, ValueError) as exc:

@@ -10,6 +10,7 @@ road under it) and that point's class.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -47,8 +48,12 @@ class GridSpec:
     origin_y: float = -25.0
 
     def __post_init__(self) -> None:
-        if self.resolution <= 0 or self.width <= 0 or self.height <= 0:
-            raise ValueError(f"grid resolution, width and height must be positive, got {self}")
+        if not (math.isfinite(self.resolution) and self.resolution > 0):
+            raise ValueError(f"grid resolution must be a positive number of metres per cell, got {self.resolution}")
+        if self.width <= 0 or self.height <= 0:
+            raise ValueError(f"grid width and height must be positive numbers of cells, got {self.width}x{self.height}")
+        if not (math.isfinite(self.origin_x) and math.isfinite(self.origin_y)):
+            raise ValueError(f"grid origin must be two finite numbers (metres), got {self.origin_x}, {self.origin_y}")
 
     def cell_centres(self) -> np.ndarray:
         """float64 (height*width, 3) centres of the cells on the ground plane, row-major."""

@@ -176,10 +176,18 @@ class Segmenter:
         if artifact.fused:
             return (f"{self.backend.path.name} is a fused-I/O graph without a confidence output; re-export it "
                     "with `cityseg export --fused-io --confidence --force`, or run the bundle's scores model")
+        card = self.bundle.card
+        scores = [k for k, a in card.artifacts.items() if a.output != "argmax" and a.format != "keras"]
+        fixes = []
+        if scores:
+            fixes.append(f"run one of the bundle's scores models ({', '.join(scores)}: `cityseg bag --artifact "
+                         "KEY`, the node's artifact:=KEY; `cityseg segment --backend` picks by backend)")
+        if not card.imported:  # trained by cityseg: its Keras model gives the head a confidence output
+            fixes.append("export the argmax head with its confidence output from the bundle's Keras model "
+                         "(`cityseg export BUNDLE --argmax-head --confidence --force`)")
         return (f"{self.backend.path.name} outputs class ids only (an argmax head), so there is no "
-                "per-pixel confidence; run the bundle's scores model instead (e.g. artifact 'onnx'), "
-                "or export the argmax head with its confidence output (`cityseg export --argmax-head "
-                "--confidence`)")
+                "per-pixel confidence; " + ("; or ".join(fixes) if fixes else
+                                            "this imported bundle has no scores model to take it from"))
 
     def preprocess(self, frames: Sequence[np.ndarray], channel_order: str = "RGB") -> np.ndarray:
         """Frames (uint8, any size) -> float32 network input, as the card says (for fit ``tiles``

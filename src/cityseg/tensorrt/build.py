@@ -76,7 +76,7 @@ def export_tensorrt(bundle: Bundle, *, precision: str = "fp16", argmax_head: boo
     if onnx_key not in bundle.card.artifacts:
         raise ExportError(f"{bundle.path}: no {onnx_key} artifact to build from; run `cityseg export "
                           f"{bundle.path}{' --argmax-head' if argmax_head else ''} --precision {precision}` first")
-    onnx_path = bundle.artifact_path(onnx_key)
+    onnx_path = bundle.verified_artifact_path(onnx_key)
     source = bundle.card.artifacts[onnx_key]
     check_source_precision(source, onnx_path, precision)
     profile = fixed_batch_profile(source, profile)
@@ -153,7 +153,7 @@ def engine_parity(bundle: Bundle, serialized: bytes, onnx_key: str, precision: s
         return fused_engine_parity(bundle, serialized, onnx_key, precision, engine, frames)
     reference_key = "onnx" if candidate.output == "argmax" and "onnx" in card.artifacts else onnx_key
     reference = card.artifacts[reference_key]
-    reference_path = bundle.artifact_path(reference_key)
+    reference_path = bundle.verified_artifact_path(reference_key)
     frames, source = parity.parity_frames(card, frames)
     batch = card.preprocess(frames)
     runner = EngineRunner(serialized, name=engine.name)

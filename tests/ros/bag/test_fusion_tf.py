@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from cityseg.cli import main as cli_main
+from cityseg.errors import InputError
 from cityseg.fusion.cloud import CloudLayout
 from cityseg.fusion.grid import GROUND_CLASSES, GridSpec
 from cityseg.labels import class_space
@@ -65,17 +66,53 @@ def test_bag_tf_is_read_and_a_fixed_frame_compensates_ego_motion(moving_bag, lab
 
 
 def test_a_missing_transform_is_said_once_per_camera_and_counted(moving_bag, labelid_bundle, tmp_path, caplog):
-    _, path, truth = moving_bag
+    rig, path, _ = moving_bag
+    ext = tmp_path / "rig.yaml"  # every sensor but cam2: its masks cannot be placed
+    ext.write_text("".join(f"- {{parent: {p}, child: {c}, translation: {list(map(float, t.translation))}, "
+                           f"rotation: {list(t.quaternion())}}}\n" for p, c, t in rig.transforms() if "cam2" not in c))
     with caplog.at_level(logging.WARNING):
         summary = replay_bag(path, tmp_path / "out", labelid_bundle, config=LABELID, progress=False,
-                             fusion=FusionConfig("/lidar/points", fixed_frame="map"))  # no map frame in /tf
-    cameras = [f"/cam{i}/image_raw" for i in range(3)]
-    assert summary.fusion["no_transform"] == {c: 3 for c in cameras}
-    for camera in cameras:
-        said = [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"{camera}: no transform")]
-        assert len(said) == 1 and "'map'" in said[0] and "points stay 255" in said[0], said
-    clouds = read_bag(tmp_path / "out")["/lidar/segmentation/points"]
-    assert len(clouds) == 3 and all((_label_column(msg) == 255).all() for _, msg in clouds)
+                             fusion=FusionConfig("/lidar/points", ext))
+    assert summary.fusion["no_transform"] == {"/cam2/image_raw": 3}
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("/cam2/image_raw: no transform")]
+    assert len(said) == 1 and "points stay 255" in said[0], said
+    assert 0 < summary.fusion["labelled_points"] < summary.fusion["points"]
+
+
+def test_a_fixed_frame_not_in_the_bags_tf_is_refused_before_the_replay(moving_bag, still_bag, labelid_bundle,
+                                                                        tmp_path):
+    _, path, _ = moving_bag
+    with pytest.raises(InputError, match=r"--fixed-frame map: no frame of that name in .* /tf \(its frames: "
+                                         r"base_link, odom\)"):
+        replay_bag(path, tmp_path / "out", labelid_bundle, config=LABELID, progress=False,
+                   fusion=FusionConfig("/lidar/points", fixed_frame="map"))
+    with pytest.raises(InputError, match=r"--fixed-frame odom: .* has no /tf"):
+        replay_bag(still_bag[1], tmp_path / "out", labelid_bundle, config=LABELID, progress=False,
+                   fusion=FusionConfig("/lidar/points", fixed_frame="odom"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_replay_that_labels_no_point_fails_naming_the_reason(moving_bag, labelid_bundle, tmp_path, capsys):
+    _, path, _ = moving_bag  # clouds 45 ms after the images: no mask within a 1 ms tolerance
+    out = tmp_path / "out"
+    assert cli_main(["bag", str(path), str(out), "--model", str(labelid_bundle.path), "--id-space", "labelid",
+                     "--points-topic", "/lidar/points", "--sync-tolerance-ms", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "not one of the" in err and "was labelled (no mask in tolerance" in err and "nothing was written" in err
+    assert not out.exists()
+
+
+def test_the_summary_lists_what_was_written_with_counts(still_bag, labelid_bundle, tmp_path, capsys):
+    _, path = still_bag
+    out = tmp_path / "out"
+    assert cli_main(["bag", str(path), str(out), "--model", str(labelid_bundle.path), "--id-space", "labelid",
+                     "--points-topic", "/lidar/points", "--grid-frame", "nosuchframe", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "wrote /lidar/segmentation/points (2)" in printed
+    assert "nothing written to /lidar/segmentation/grid, /lidar/segmentation/grid/labels" in printed
+    assert "points labelled)" in printed
+    topics = read_bag(out)
+    assert len(topics["/lidar/segmentation/points"]) == 2 and not topics.get("/lidar/segmentation/grid")
 
 
 def _true_ground(rig, spec: GridSpec) -> np.ndarray:

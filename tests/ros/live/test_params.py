@@ -153,3 +153,12 @@ def test_one_publish_switch_per_switchable_output():
     """NodeParams declares its publish_* fields by hand (readable, greppable); they must match the table."""
     switches = {f.name: f.default for f in dataclasses.fields(NodeParams) if f.name.startswith("publish_")}
     assert switches == {o.param: o.default for o in SWITCHABLE}
+
+
+@pytest.mark.parametrize("name", ["grid_resolution", "grid_range", "sync_tolerance_ms", "overlay_alpha"])
+def test_non_finite_numbers_are_refused_in_params_files(tmp_path, name):
+    path = tmp_path / "p.yaml"
+    for text in (".nan", ".inf"):  # YAML's NaN and infinity; `> 0` checks alone let NaN by
+        path.write_text(f"/**:\n  ros__parameters:\n    grid_frame: base_link\n    {name}: {text}\n")
+        with pytest.raises(ConfigError, match=rf"{name} = (nan|inf): not a finite number"):
+            check_params_file(str(path), {"model": "m"})

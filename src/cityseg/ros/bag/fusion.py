@@ -18,6 +18,7 @@ from pathlib import Path
 
 from cityseg.errors import InputError
 from cityseg.fusion.extrinsics import Transform, TransformBuffer, check_quaternion, load_extrinsics
+from cityseg.ros.bag.fusion_checks import Tally, check_fixed_frame, require_grid, require_labelled
 from cityseg.ros.bag.rosbag_io import normalize_topic, offered_qos, topic_namespace
 from cityseg.ros.core.fusion_messages import (
     OCCUPANCY_GRID_TYPE,
@@ -93,6 +94,8 @@ class BagFusion:
                              f"bag: {', '.join(clouds) or 'none'}")
         self.points_topic = match[0]
         self.tf_topics = _tf_topics(topics, config)
+        check_fixed_frame(reader, self.tf_topics, config.fixed_frame, bag)
+        self.tally = Tally()
         self.factory, self.writer, self.bag = processor.factory, writer, bag
         self.image_topics = list(image_topics)
         self.runner = FusionRunner(config, processor.label_classes(), self.image_topics, self._write,
@@ -109,6 +112,7 @@ class BagFusion:
                                                      offered_qos_profiles=qos)
             self.conns[GRID_LABELS] = writer.add_connection(out[GRID_LABELS], IMAGE_TYPE, typestore=store,
                                                             offered_qos_profiles=qos)
+        self.tally.start(self.topics)
 
     @property
     def input_topics(self) -> set[str]:
@@ -138,22 +142,29 @@ class BagFusion:
                              mask, conf, camera_info)
 
     def finish(self) -> None:
+        """Label what still waits; InputError when no point of any cloud was labelled."""
         self.runner.finish()
+        require_labelled(self.summary(), self.points_topic, self.bag)
 
     def summary(self) -> dict:
-        return {"topics": self.topics, **vars(self.runner.counters)}
+        return {"topics": self.topics, **vars(self.runner.counters), **self.tally.to_json()}
 
     def _write(self, cloud: LabelledCloud) -> None:
         bag_stamp, header = cloud.tag
         store = self.factory.typestore
         msg = point_cloud(store, header, cloud.layout, cloud.data)
         self.writer.write(self.conns[POINTS], bag_stamp, self.factory.serialize(msg))
+        self.tally.wrote(self.topics[POINTS])
+        self.tally.cloud(cloud.layout, cloud.data)
         if cloud.grid is not None:
             grid_header = self.factory.header(header.stamp.sec, header.stamp.nanosec, cloud.grid.spec.frame)
             self.writer.write(self.conns[GRID], bag_stamp,
                               self.factory.serialize(occupancy_grid(store, grid_header, cloud.grid)))
             image = self.factory.image_from_array(grid_header, cloud.grid.label, "mono8")
             self.writer.write(self.conns[GRID_LABELS], bag_stamp, self.factory.serialize(image))
+            self.tally.wrote(self.topics[GRID])
+            self.tally.wrote(self.topics[GRID_LABELS])
+            self.tally.grid(cloud.grid.label)
 
 
 
@@ -169,6 +180,8 @@ class BagGroundGrid:
     def __init__(self, config: FusionConfig, processor, image_topics: Sequence[str], reader, writer, bag: Path):
         topics = {topic: info.msgtype for topic, info in reader.topics.items()}
         self.tf_topics = _tf_topics(topics, config)
+        check_fixed_frame(reader, self.tf_topics, config.fixed_frame, bag)
+        self.tally = Tally()
         self.tree = _transforms(config, bag)
         self.factory, self.writer, self.bag = processor.factory, writer, bag
         self.image_topics = list(image_topics)
@@ -181,6 +194,7 @@ class BagGroundGrid:
                                                   offered_qos_profiles=qos),
                       GRID_LABELS: writer.add_connection(self.topics[GRID_LABELS], IMAGE_TYPE, typestore=store,
                                                          offered_qos_profiles=qos)}
+        self.tally.start(self.topics)
 
     @property
     def input_topics(self) -> set[str]:
@@ -203,12 +217,14 @@ class BagGroundGrid:
                              mask, None, camera_info, (bag_stamp, header))
 
     def finish(self) -> None:
+        """Build what still waits; InputError when no grid with a known cell was made."""
         self.runner.finish()
+        require_grid(self.summary(), self.bag)
 
     def summary(self) -> dict:
         c = self.runner.counters
         return {"topics": self.topics, "grids": self.runner.grids, "no_mask": c.no_mask,
-                "no_transform": c.no_transform}
+                "no_transform": c.no_transform, **self.tally.to_json()}
 
     def _write(self, out: GroundGrid) -> None:
         bag_stamp, header = out.tag
@@ -218,3 +234,6 @@ class BagGroundGrid:
                           self.factory.serialize(occupancy_grid(store, grid_header, out.grid)))
         image = self.factory.image_from_array(grid_header, out.grid.label, "mono8")
         self.writer.write(self.conns[GRID_LABELS], bag_stamp, self.factory.serialize(image))
+        self.tally.wrote(self.topics[GRID])
+        self.tally.wrote(self.topics[GRID_LABELS])
+        self.tally.grid(out.grid.label)

@@ -75,7 +75,8 @@ class BagSummary:
     copied_topics: list[str] = field(default_factory=list)
     fusion: dict | None = None
     """With --points-topic: the fusion's output topics and counters (clouds, bad_clouds, no_mask, no_transform);
-    camera-only grid (--grid-frame alone): topics, grids, no_mask, no_transform."""
+    camera-only grid (--grid-frame alone): topics, grids, no_mask, no_transform. Both: ``written``
+    (messages per output topic), points, labelled_points and known_cells."""
 
     @property
     def image_topic(self) -> str:
@@ -141,8 +142,13 @@ class BagSummary:
             f = self.fusion
             done = f"{f['clouds']} clouds labelled, {f['bad_clouds']} bad" if "clouds" in f else \
                 f"{f['grids']} camera-only grids"
-            lines.append(f"  fusion: {done} -> "
-                         + ", ".join(f["topics"].values())
+            written = f.get("written") or dict.fromkeys(f["topics"].values(), "?")
+            wrote = [f"{topic} ({n})" for topic, n in written.items() if n]
+            empty = [topic for topic, n in written.items() if not n]
+            done += (f" ({f['labelled_points']} of {f['points']} points labelled)" if f.get("points") else "")
+            lines.append(f"  fusion: {done} -> wrote "
+                         + (", ".join(wrote) or "nothing")
+                         + (f"; nothing written to {', '.join(empty)}" if empty else "")
                          + "".join(f"; {k} {v}" for k, v in (("no mask", f["no_mask"]),
                                                              ("no transform", f["no_transform"])) if v))
         if self.stage_ms:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import typing
 from dataclasses import dataclass, field
@@ -104,6 +105,7 @@ class _Settings:
     grid_range: float = _param(30.0, "camera-only grid: cells up to this many metres from a camera, > 0")
 
     def __post_init__(self) -> None:
+        check_finite(self)
         if not self.model:
             raise ValueError("model is required: pass the bundle directory, e.g. model:=/models/unet_lite")
         if self.qos_depth < 1:
@@ -237,6 +239,14 @@ def _constraints(hint: Any) -> str:
 def _sequence_parameters() -> frozenset[str]:
     hints = typing.get_type_hints(NodeParams)
     return frozenset(name for name, hint in hints.items() if typing.get_origin(hint) is tuple)
+
+
+def check_finite(params: NodeParams) -> None:
+    """Refuse NaN and infinite numbers in any float parameter (comparisons such as ``> 0`` let NaN by)."""
+    bad = [f"{f.name} = {value}" for f in dataclasses.fields(params)
+           if isinstance(value := getattr(params, f.name), float) and not math.isfinite(value)]
+    if bad:
+        raise ValueError(f"{', '.join(bad)}: not a finite number; give a number (NaN and infinity are refused)")
 
 
 def load_node_params(values: dict[str, Any], where: str = "segmentation_node parameters") -> NodeParams:
