@@ -2,6 +2,8 @@
 onnx.helper), each checked pixel by pixel against an independent numpy reference of the same
 preprocessing, upsampling, argmax and confidence (no cityseg preprocess/postprocess code)."""
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -401,3 +403,11 @@ def test_channel_order_is_accepted_in_any_case_like_exports_camera_order(tmp_pat
                  "64x128", "--channel-order", "BGR", "--mean", "123.675,116.28,103.53", "--std",
                  "58.395,57.12,57.375", "--resize", "linear"]) == 0
     assert Bundle.load(tmp_path / "b").card.channel_order == "BGR"
+
+
+def test_a_bare_out_name_is_the_folder_written_not_a_bundle_of_that_name_in_models(tmp_path, monkeypatch):
+    path, _, _ = dynamic_model(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    import_onnx(path, Path("models") / "b", class_space("trainid"), options(input_size=(H, W)), name="in-models")
+    bundle = import_onnx(path, Path("b"), class_space("trainid"), options(input_size=(H, W)), name="here")
+    assert bundle.card.name == "here" and bundle.path.resolve() == (tmp_path / "b").resolve()

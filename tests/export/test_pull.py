@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from tflite_models import CORAL, build_tflite
 
+from cityseg.bundle import Bundle
 from cityseg.cli import main
 from cityseg.errors import InputError
 from cityseg.export import pull as pull_module
@@ -166,7 +167,13 @@ def test_cli_pulls_the_coral_model_from_a_local_mirror(tmp_path, capsys, monkeyp
     finally:
         srv.shutdown()
         srv.server_close()
-    assert "wrote models/coral-deeplab-cityscapes" in capsys.readouterr().out
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[-1].startswith("wrote models/coral-deeplab-cityscapes")  # result last
+    count = len(Bundle.load(tmp_path / "models" / "coral-deeplab-cityscapes").card.artifacts["onnx"]
+                .details["tensorrt_check"])
+    assert count > 300 and lines[0].startswith(f"TensorRT 10 would reject {count} thing(s) in this model (")
+    assert "The full list: artifacts.onnx.details.tensorrt_check in models/coral-deeplab-cityscapes/model.json" \
+        in lines[0]  # one line instead of one per finding
     segmenter = Segmenter("coral-deeplab-cityscapes", backend="onnxruntime")  # found by name in ./models
     assert segmenter.input_size == (513, 513)
     from cityseg.labels import class_space

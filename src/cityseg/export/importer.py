@@ -305,7 +305,7 @@ def import_onnx(path: str | Path, out: str | Path, space: LabelSet, options: Imp
     require_file(path, "ONNX or TFLite", empty_ok=False)
     with staged_bundle(out, force=force, inputs=[path]) as staging:
         write_import(path, staging, space, options, name or path.stem, frames)
-    return Bundle.load(out)
+    return Bundle.load(out / "model.json")  # the folder written, never a same-named one in ./models
 
 
 def write_import(path: Path, folder: Path, space: LabelSet, options: ImportOptions, name: str,

@@ -125,7 +125,7 @@ def pull(model: PretrainedModel, out: Path, source: str | None = None, force: bo
         path = fetch(model, source, download)
         write_import(path, staging, load_label_set(model.labels), model.import_options, model.name)
         _record_origin(staging, model, source)
-    return Bundle.load(out)
+    return Bundle.load(out / "model.json")  # the folder written, never a same-named one in ./models
 
 
 def local_source(source: str) -> Path:

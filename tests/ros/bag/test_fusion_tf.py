@@ -184,3 +184,14 @@ def test_cli_refuses_fixed_frame_with_a_static_file_and_extrinsics_alone(still_b
     argv = [str(tmp_path / a) if a == "rig.yaml" else a for a in argv]
     assert cli_main(["bag", str(path), str(tmp_path / "out"), "--model", str(labelid_bundle.path), *argv]) != 0
     assert match in capsys.readouterr().err
+
+
+def test_a_camera_only_grid_in_a_frame_no_transform_reaches_fails(still_bag, labelid_bundle, tmp_path, capsys):
+    _, path = still_bag
+    out = tmp_path / "out"
+    assert cli_main(["bag", str(path), str(out), "--model", str(labelid_bundle.path), "--id-space", "labelid",
+                     "--grid-frame", "nosuchframe", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "the camera-only grid replay made 2 grid(s) without one known cell (no transform" in err
+    assert "nothing was written" in err
+    assert not out.exists()
