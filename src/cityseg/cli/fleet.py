@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     options = ReplayOptions(model=settings.model, backend=settings.backend,
                             config=settings.processor_config(), storage=args.storage,
                             image_topic=args.image_topic, camera_info_topic=args.camera_info_topic,
-                            copy_input=args.copy_input, fusion=fusion_config(args))
+                            copy_input=args.copy_input, fusion=fusion_config(args, settings))
     config = FleetConfig(args.out, workers=args.workers, cpus_per_worker=args.cpus_per_worker,
                          gpus_per_worker=args.gpus_per_worker, address=args.address, force=args.force,
                          progress=not args.no_progress)
