@@ -4,6 +4,8 @@
   output kind and layout, artifacts; validated on load.
 * :mod:`cityseg.bundle.directory` - :class:`Bundle`, the directory holding the card and the model
   files, and where a bare bundle name is looked up.
+* :mod:`cityseg.bundle.precision` - the precision vocabulary: names, what each needs and runs on,
+  how an artifact records it.
 * :mod:`cityseg.bundle.raw_output` - what a model's raw output means (layout, kind, stride) read as
   class scores at the input size, for the Segmenter and the converter's parity check.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cityseg.bundle.precision import PRECISIONS
 from cityseg.cli import parse_dimensions, positive_int
 from cityseg.cli.export import CALIB_METHODS
 from cityseg.inference.backends import BACKENDS
@@ -35,7 +36,7 @@ def add_parser(sub) -> None:
     p.add_argument("--sizes", nargs="+", type=parse_size, default=[(256, 512), (512, 1024)], metavar="HxW",
                    help="network input sizes HEIGHTxWIDTH for registered models (default 256x512 512x1024)")
     p.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=list(BACKENDS))
-    p.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "int8", "fp16", "bf16"],
+    p.add_argument("--precisions", nargs="+", default=["fp32"], choices=PRECISIONS,
                    help="also time these precision variants of each model (made and gated like `cityseg export "
                         "--precision`, calibrated on generated scenes; rows say the gate's verdict)")
     p.add_argument("--calib-method", choices=CALIB_METHODS, default="minmax",

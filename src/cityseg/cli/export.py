@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-PRECISIONS = ("fp32", "fp16", "int8", "bf16")
+from cityseg.bundle.precision import PRECISIONS
+
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_CALIB_LIMIT = 64
 GATE_FRAMES = 8

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cityseg.bundle import Artifact, Bundle
+from cityseg.bundle.precision import REDUCED_PRECISIONS, check_precision
 from cityseg.errors import InputError
 from cityseg.export import gate as accuracy_gate
 from cityseg.export import latency
@@ -36,7 +37,6 @@ from cityseg.fileio import sha256_file
 
 log = logging.getLogger(__name__)
 
-REDUCED_PRECISIONS = ("int8", "fp16", "bf16")
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 TRY_ORDER = ("percentile", "entropy", "minmax")
 """Methods a refused int8 export suggests, best first as measured here (docs/EXPORT.md): percentile
@@ -236,8 +236,7 @@ def export_precision(bundle: Bundle, precision: str, *, calibration: FrameSet | 
     gated against it on ``evaluation`` frames; GateFailed (nothing written) when it fails.
     ``for_tensorrt``: int8 activations symmetric (what TensorRT's Q/DQ takes). ``refuse_failed=False``
     (benchmarks only) writes a failing variant too, recorded with its failed gate, so it is never picked."""
-    if precision not in REDUCED_PRECISIONS:
-        raise InputError(f"precision {precision!r}: use one of {', '.join(REDUCED_PRECISIONS)}")
+    check_precision(precision, REDUCED_PRECISIONS)
     if method not in CALIB_METHODS:
         raise InputError(f"--calib-method {method!r}: use one of {', '.join(CALIB_METHODS)}")
     source_key, source = source_artifact(bundle)

@@ -23,13 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from cityseg.bundle import Artifact, Bundle, ModelCard
-from cityseg.errors import InputError
+from cityseg.bundle.precision import TENSORRT_PRECISIONS, check_precision
 from cityseg.export import parity
 from cityseg.export.errors import ExportError
 from cityseg.export.onnx import onnx_artifact, onnxruntime_runner
 from cityseg.fileio import sha256_file, write_bytes_atomic
 from cityseg.tensorrt.engine_cache import (
-    PRECISIONS,
     BatchProfile,
     EngineSidecar,
     engine_decision,
@@ -67,8 +66,7 @@ def export_tensorrt(bundle: Bundle, *, precision: str = "fp16", argmax_head: boo
     raises EngineMismatch when ``rebuild`` is False). ``onnx_key``: build from that ONNX artifact
     (e.g. a fused-I/O one) instead of the ``precision`` variant ``argmax_head`` names; its precision
     must be ``precision`` (the engine is strongly typed: it computes in the ONNX's types)."""
-    if precision not in PRECISIONS:
-        raise InputError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    check_precision(precision, TENSORRT_PRECISIONS)
     require_runtime()
     onnx_key = onnx_key or precision_onnx_key(precision, argmax_head)
     if precision == "fp16" and onnx_key not in bundle.card.artifacts and "onnx" in bundle.card.artifacts:
@@ -118,8 +116,9 @@ def rebuild_engine(bundle: Bundle, preferred: str) -> str:
     """Rebuild engine artifact ``preferred`` for this machine from its ONNX, with the settings its
     card entry records (precision, source ONNX, batch profile, workspace); returns the new key.
     The TensorRT backend calls this (through :func:`cityseg.tensorrt.engine_cache.resolve_engine`)."""
-    details = bundle.card.artifacts[preferred].details
-    result = export_tensorrt(bundle, precision=details.get("precision", "fp16"),
+    artifact = bundle.card.artifacts[preferred]
+    details = artifact.details
+    result = export_tensorrt(bundle, precision=artifact.precision,
                              onnx_key=details.get("onnx_artifact") or "onnx",
                              profile=BatchProfile(**details.get("profile", {})),
                              workspace_mb=details.get("workspace_mb", DEFAULT_WORKSPACE_MB))
@@ -140,7 +139,7 @@ def _engine_artifact(engine: Path, bundle: Bundle, onnx_key: str, sidecar: Engin
     return Artifact(engine.name, "tensorrt", source.output,
                     {**sidecar.to_dict(), "sidecar": sidecar_path(engine).name, "onnx_artifact": onnx_key},
                     output_layout=source.output_layout, confidence=source.confidence, io=source.io,
-                    camera=source.camera)
+                    camera=source.camera, precision=sidecar.precision)
 
 
 def engine_parity(bundle: Bundle, serialized: bytes, onnx_key: str, precision: str, engine: Path,

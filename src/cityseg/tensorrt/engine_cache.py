@@ -26,12 +26,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from cityseg.bundle import Bundle
+from cityseg.bundle.precision import TENSORRT_PRECISIONS, check_precision
 from cityseg.errors import BundleError, EngineMismatch, InputError
 from cityseg.fileio import sha256_file, write_bytes_atomic, write_json_atomic
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "fp16", "int8")
 SIDECAR_FORMAT = 1
 REBUILD_ENV = "CITYSEG_TENSORRT_REBUILD"
 """Set to 0 to make the TensorRT backend refuse a mismatched engine instead of rebuilding it."""
@@ -140,8 +140,7 @@ class EngineSidecar:
 
 def engine_filename(onnx_file: str, precision: str, platform: Platform) -> str:
     """``model.onnx`` + fp16 + sm89/TensorRT 10.3.0 -> ``model.fp16.sm89.trt10.3.0.engine``."""
-    if precision not in PRECISIONS:
-        raise InputError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    check_precision(precision, TENSORRT_PRECISIONS)
     return f"{Path(onnx_file).stem}.{precision}.{platform.sm}.trt{platform.tensorrt_version}.engine"
 
 
@@ -218,7 +217,7 @@ def select_engine(bundle: Bundle, preferred: str, platform: Platform) -> tuple[s
                                 if k != preferred and a.output == wanted.output
                                 and a.confidence == wanted.confidence
                                 and a.io == wanted.io and a.camera == wanted.camera
-                                and a.details.get("precision") == wanted.details.get("precision")]
+                                and a.precision == wanted.precision]
     rejected = {}
     for key in candidates:
         engine = bundle.artifact_path(key)

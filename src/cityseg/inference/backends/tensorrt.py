@@ -75,7 +75,7 @@ class TensorRTBackend(Backend):
     def describe(self) -> str:
         details = self.artifact.details
         return (f"{self.name} ({self.path.name}, {details.get('gpu_name', 'GPU')}, "
-                f"{details.get('precision', '?')}, batch {self.runner.min_batch}-{self.runner.max_batch})")
+                f"{self.artifact.precision}, batch {self.runner.min_batch}-{self.runner.max_batch})")
 
     def close(self) -> None:
         self.runner.close()
