@@ -13,8 +13,8 @@ import pytest
 from cityseg.bundle import Artifact, Bundle
 from cityseg.bundle.precision import PRECISIONS, REDUCED_PRECISIONS, RULES, TENSORRT_PRECISIONS, check_precision
 from cityseg.errors import InputError
+from cityseg.export.tensorrt_build import _engine_artifact
 from cityseg.inference.backends import pick_artifact
-from cityseg.tensorrt.build import _engine_artifact
 from cityseg.tensorrt.engine_cache import EngineSidecar, Platform, engine_filename, engine_key, write_engine
 
 from support import make_palette_bundle

@@ -111,7 +111,7 @@ def write_imported_style_onnx(path: Path, height: int, width: int, classes: int 
 
 def make_imported_bundle(root: Path, height: int, width: int) -> Path:
     """:func:`write_imported_style_onnx` bundled by ``cityseg import`` (mmsegmentation's preprocessing)."""
-    from cityseg.export.importer import ImportOptions, import_onnx
+    from cityseg.acquisition.importer import ImportOptions, import_onnx
     from cityseg.labels import class_space
 
     onnx_path = write_imported_style_onnx(root / f"{IMPORTED_NAME}.onnx", height, width)

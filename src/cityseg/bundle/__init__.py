@@ -10,7 +10,7 @@
   class scores at the input size, for the Segmenter and the converter's parity check.
 
 ``cityseg import`` (a bundle for a model cityseg did not train) is the converter's inverse and
-lives with it: :mod:`cityseg.export.importer`.
+lives with it: :mod:`cityseg.acquisition.importer`.
 
 ``from cityseg.bundle import Bundle, ModelCard, Artifact, ...`` keeps working for the card and the
 directory.

@@ -171,8 +171,8 @@ def batch_profile(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from cityseg.bundle import Bundle
     from cityseg.errors import InputError
+    from cityseg.export import tensorrt_build as trt_export
     from cityseg.export.onnx import export_onnx, onnx_artifact
-    from cityseg.tensorrt import build as trt_export
 
     camera = camera_input(args)
     precision = args.precision or ("fp16" if args.tensorrt else "fp32")

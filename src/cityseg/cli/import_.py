@@ -62,8 +62,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cityseg.acquisition.importer import ImportOptions, import_onnx
     from cityseg.errors import InputError
-    from cityseg.export.importer import ImportOptions, import_onnx
     from cityseg.labels import load_label_set
 
     space = load_label_set(args.labels)

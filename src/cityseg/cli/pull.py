@@ -24,8 +24,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cityseg.acquisition import registry
     from cityseg.errors import InputError
-    from cityseg.export import registry
 
     if args.list:
         print(registry.table())
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.name:
         raise InputError("give the NAME of a model to pull, or --list to see them")
     model = registry.lookup(args.name)
-    from cityseg.export.pull import pull
+    from cityseg.acquisition.pull import pull
 
     bundle = pull(model, args.out or Path("models") / model.name, source=args.source, force=args.force)
     card = bundle.card

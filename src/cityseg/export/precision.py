@@ -29,11 +29,11 @@ from cityseg.bundle.precision import REDUCED_PRECISIONS, check_precision
 from cityseg.errors import InputError
 from cityseg.export import gate as accuracy_gate
 from cityseg.export import latency
-from cityseg.export import openvino_runtime as ov_runtime
 from cityseg.export.calibration import FrameFeed, FrameSet
 from cityseg.export.errors import ExportError
 from cityseg.export.onnx import refuse_overwrite
 from cityseg.fileio import sha256_file
+from cityseg.inference import openvino_runtime as ov_runtime
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ int8 mIoU fell from 18.75 to 11.62 (road -49 points) with 8-bit weights and was 
 ones. 7 bits also hold on VNNI CPUs, so the file runs on whatever CPU the robot has. A model whose
 margins 7 bits cannot keep (the gate fails) is tried with 8 bits; the card's ``weight_bits`` says
 which, and ONNX Runtime runs an 8-bit file with its exact (non-saturating, slower on CPUs without
-VNNI) int8 kernels (:data:`cityseg.export.onnx.EXACT_INT8`), as the gate does. TensorRT's int8 is
+VNNI) int8 kernels (:data:`cityseg.inference.onnxruntime_session.EXACT_INT8`), as the gate does. TensorRT's int8 is
 exact in 8 bits."""
 
 

@@ -12,7 +12,7 @@ An engine only runs on the GPU model and TensorRT version it was built with, so:
 * writes are atomic and the old sidecar is removed before a new engine is written, so a
   half-written or mismatched engine is never taken for a good one.
 
-Plain Python (no TensorRT, no GPU): the converter (:mod:`cityseg.tensorrt.build`) and the
+Plain Python (no TensorRT, no GPU): the converter (:mod:`cityseg.export.tensorrt_build`) and the
 TensorRT inference backend share these rules; :mod:`cityseg.tensorrt.runtime` runs the engines.
 """
 
@@ -255,7 +255,7 @@ def resolve_engine(bundle: Bundle, preferred: str, platform: Platform, *, rebuil
                    build: Callable[[Bundle, str], str]) -> str:
     """The key of an engine that runs on ``platform``: ``preferred`` or a matching sibling; else
     ``build(bundle, preferred)`` rebuilds it from the bundle's ONNX with the same settings (the
-    TensorRT backend passes the converter's :func:`~cityseg.tensorrt.build.rebuild_engine`), or
+    TensorRT backend passes the converter's :func:`~cityseg.export.tensorrt_build.rebuild_engine`), or
     EngineMismatch when ``rebuild`` is False or there is no ONNX to rebuild from."""
     key, rejected = select_engine(bundle, preferred, platform)
     if key is not None:

@@ -17,10 +17,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from cityseg.acquisition.importer import import_onnx
+from cityseg.acquisition.registry import PretrainedModel
 from cityseg.bundle.directory import Bundle
 from cityseg.errors import BundleError, InputError
-from cityseg.export.importer import import_onnx
-from cityseg.export.registry import PretrainedModel
 from cityseg.labels import load_label_set
 
 log = logging.getLogger(__name__)

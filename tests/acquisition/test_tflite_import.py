@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from tflite_models import CORAL, SIZE, build_tflite
 
+from cityseg.acquisition.importer import ImportOptions, import_onnx
+from cityseg.acquisition.tflite import tflite_to_onnx
 from cityseg.cli import main
 from cityseg.errors import InputError
-from cityseg.export.importer import ImportOptions, import_onnx
-from cityseg.export.tflite import tflite_to_onnx
 from cityseg.inference import Segmenter
 from cityseg.labels import class_space
 

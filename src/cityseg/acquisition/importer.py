@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
+from cityseg.acquisition import tflite
 from cityseg.bundle import raw_output as model_outputs
 from cityseg.bundle.card import Artifact, ModelCard, class_fields, framework_versions
 from cityseg.bundle.directory import Bundle
 from cityseg.errors import BundleError, InputError
-from cityseg.export import parity, tflite
+from cityseg.export import parity
 from cityseg.export import tensorrt_compat as trt_compat
 from cityseg.fileio import require_file, sha256_file
 from cityseg.labels import LabelSet
