@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cityseg.errors import CitysegError
+from cityseg.fileio import write_json_atomic
+from cityseg.fusion.config import FusionConfig
 from cityseg.inference.backends import BACKEND_CHOICES
 from cityseg.labels import ID_SPACES
+from cityseg.ros.bag.replay import replay_bag
+from cityseg.ros.bag.rosbag_io import topic_namespace
 from cityseg.ros.core.outputs import (
     COMPRESSED_OUTPUTS,
     IMAGE_OUTPUTS,
@@ -14,7 +19,11 @@ from cityseg.ros.core.outputs import (
     NODE_NAME,
     OUTPUTS,
     PER_FRAME,
+    SWITCHABLE,
+    check_outputs,
+    node_fqn,
 )
+from cityseg.ros.live.params import check_params_file, load_node_params
 
 ALL_TOPICS = ",".join(o.suffix for o in OUTPUTS)
 
@@ -131,9 +140,6 @@ def fusion_config(args: argparse.Namespace, settings):
     top, :func:`node_settings`) through the node's own builder, FusionConfig.from_params, plus the bag
     tool's --tf-tolerance-ms and --grid-origin; labelled clouds with a points topic, the camera-only
     grid with a grid frame alone; None with neither."""
-    from cityseg.errors import CitysegError
-    from cityseg.fusion.config import FusionConfig
-
     if not settings.points_topic and not settings.grid_frame:
         for flag in ("extrinsics", "fixed_frame"):
             if getattr(args, flag, None):
@@ -151,9 +157,6 @@ def fusion_config(args: argparse.Namespace, settings):
 
 def parse_outputs(text: str) -> set[str]:
     """'mask,overlay' -> {'mask', 'overlay'}; unknown names are an error."""
-    from cityseg.errors import CitysegError
-    from cityseg.ros.core.outputs import check_outputs
-
     chosen = {name.strip() for name in text.split(",") if name.strip()}
     try:
         return set(check_outputs(chosen, where="--outputs"))
@@ -163,11 +166,6 @@ def parse_outputs(text: str) -> set[str]:
 
 def node_settings(args: argparse.Namespace, command: str = "cityseg bag"):
     """The node's parameters for this replay: the params file (if any) with the flags on top."""
-    from cityseg.errors import CitysegError
-    from cityseg.ros.bag.rosbag_io import topic_namespace
-    from cityseg.ros.core.outputs import SWITCHABLE, node_fqn
-    from cityseg.ros.live.params import check_params_file, load_node_params
-
     flags = {"model": args.model, "backend": args.backend, "artifact": args.artifact, "id_space": args.id_space,
              "overlay_alpha": args.alpha}
     if args.fixed_frame and args.extrinsics is not None:
@@ -191,10 +189,6 @@ def node_settings(args: argparse.Namespace, command: str = "cityseg bag"):
 
 
 def run(args: argparse.Namespace) -> int:
-    from cityseg.errors import CitysegError
-    from cityseg.fileio import write_json_atomic
-    from cityseg.ros.bag.replay import replay_bag
-
     settings = node_settings(args)
     if args.json is not None and args.json.exists() and not args.force:
         raise CitysegError(f"{args.json} already exists; pass --force to overwrite it or choose another --json")

@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cityseg.benchmarking.harness import run_bench
+from cityseg.benchmarking.report import format_table, machine_description, result_line, update_doc
 from cityseg.bundle.precision import PRECISIONS
 from cityseg.cli import parse_dimensions, positive_int
 from cityseg.cli.export import CALIB_METHODS
+from cityseg.errors import CitysegError
+from cityseg.fileio import check_writable_location, write_bytes_atomic
 from cityseg.inference.backends import BACKENDS
 
 
@@ -52,9 +56,8 @@ def add_parser(sub) -> None:
 
 def _registered_models() -> list[str]:
     """Every registered model, the default first (building them needs TensorFlow)."""
-    from cityseg.errors import CitysegError
-
     try:
+        # lazy: cityseg.models imports Keras (TensorFlow), needed only where a Keras model is built
         from cityseg.models import DEFAULT_MODEL, model_names
     except ImportError as exc:
         raise CitysegError(f"timing the registered models needs TensorFlow ({exc}); install the "
@@ -63,11 +66,6 @@ def _registered_models() -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cityseg.benchmarking.harness import run_bench
-    from cityseg.benchmarking.report import format_table, machine_description, result_line, update_doc
-    from cityseg.errors import CitysegError
-    from cityseg.fileio import check_writable_location, write_bytes_atomic
-
     if args.out and args.out.exists() and not args.force:
         raise CitysegError(f"{args.out}: already exists; pass --force to replace it or choose another --out")
     if args.out:

@@ -8,7 +8,10 @@ import sys
 from pathlib import Path
 
 from cityseg.cli import positive_float
-from cityseg.cli.bag import add_replay_options
+from cityseg.cli.bag import add_replay_options, fusion_config, node_settings
+from cityseg.fleet.plan import ReplayOptions, collect_bags
+from cityseg.fleet.run import FleetConfig, import_ray, run_fleet
+from cityseg.fleet.summary import SUMMARY_FILE, format_summary
 
 
 def add_parser(sub) -> None:
@@ -50,11 +53,6 @@ def _positive_int(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cityseg.cli.bag import fusion_config, node_settings
-    from cityseg.fleet.plan import ReplayOptions, collect_bags
-    from cityseg.fleet.run import FleetConfig, import_ray, run_fleet
-    from cityseg.fleet.summary import SUMMARY_FILE, format_summary
-
     import_ray(args.address)  # say how to install it before anything else
     settings = node_settings(args, command="cityseg fleet")
     bags = collect_bags(args.bags, args.manifest, args.out)

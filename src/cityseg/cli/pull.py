@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cityseg.acquisition import registry
+from cityseg.acquisition.pull import pull
+from cityseg.errors import InputError
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -24,16 +28,12 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cityseg.acquisition import registry
-    from cityseg.errors import InputError
-
     if args.list:
         print(registry.table())
         return 0
     if not args.name:
         raise InputError("give the NAME of a model to pull, or --list to see them")
     model = registry.lookup(args.name)
-    from cityseg.acquisition.pull import pull
 
     bundle = pull(model, args.out or Path("models") / model.name, source=args.source, force=args.force)
     card = bundle.card

@@ -21,8 +21,11 @@ import numpy as np
 from PIL import Image
 
 from cityseg.bundle import Bundle
+from cityseg.data.cityscapes import find_samples, study_split
 from cityseg.errors import listing
 from cityseg.evaluation.scoring import EvaluationError, EvaluationResult, confusion_for
+from cityseg.fileio import read_image
+from cityseg.inference import Segmenter
 from cityseg.labels import AUTO_ID_SPACE, LabelSet, class_space, conversion_lut, mask_id_space
 
 GT_SUFFIX = "_gtFine_labelIds.png"
@@ -173,8 +176,6 @@ def split_samples(data_root: Path, split: str, study_seed: int | None = None,
                   study_order: str = "key") -> list:
     """Labelled samples of an official split (train/val) or of the study's split (study_*), cut
     with ``study_seed`` / ``study_order`` (see DataConfig) - use the ones the model trained with."""
-    from cityseg.data.cityscapes import find_samples, study_split
-
     if split not in SPLITS + ("test",):
         raise EvaluationError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     if split in STUDY_SPLITS:
@@ -208,9 +209,6 @@ def evaluate_bundle(bundle: Path | Bundle, data_root: Path, split: str, backend:
     so study_test never contains a training image.
     """
     from tqdm import tqdm
-
-    from cityseg.fileio import read_image
-    from cityseg.inference import Segmenter
 
     bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
     space = bundle.card.space

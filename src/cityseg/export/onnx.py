@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cityseg.bundle import Artifact, Bundle, ModelCard
+from cityseg.bundle import Artifact, Bundle, ModelCard, framework_versions
+from cityseg.bundle import raw_output as model_outputs
 from cityseg.errors import BundleError
 from cityseg.export import parity
 from cityseg.export import tensorrt_compat as trt_compat
@@ -59,6 +60,7 @@ def keras_artifact(bundle: Bundle) -> str:
 
 def load_keras_model(path: Path):
     """Load ``model.keras`` with the project's custom layers registered."""
+    # lazy: cityseg.models imports Keras (TensorFlow), needed only where a Keras model is built
     import keras
 
     import cityseg.models  # noqa: F401  (registers the project's custom layers)
@@ -255,8 +257,6 @@ def onnxruntime_runner(path: Path, output: str | None = None):
 def check_confidence(reference, source_kind: str, exported, batch: np.ndarray, target: Path) -> dict:
     """Compare the exported confidence output with the source's top-class probability x 255;
     ParityError when any pixel is off by more than CONFIDENCE_TOLERANCE."""
-    from cityseg.bundle import raw_output as model_outputs
-
     worst = 0
     for start in range(0, len(batch), parity.chunk_frames(batch.shape[1], batch.shape[2])):
         part = batch[start:start + parity.chunk_frames(batch.shape[1], batch.shape[2])]
@@ -289,24 +289,18 @@ def export_onnx(bundle: Bundle, *, argmax_head: bool = False, opset: int = DEFAU
     source_key = keras_artifact(bundle)
     source_path = bundle.artifact_path(source_key)
     source_kind = card.artifacts[source_key].output
-    if confidence and not argmax_head:
-        raise ExportError("--confidence adds a second output to the argmax head; add --argmax-head (the "
-                          "scores model gives the confidence already)")
-    if argmax_head and card.num_classes > 256:
-        raise ExportError(f"{bundle.path}: {card.num_classes} classes do not fit the uint8 argmax head")
+    _check_heads(bundle, argmax_head, confidence)
     source = load_keras_model(source_path)
     check_model_matches_card(source, card, source_path)
     model = float32_model(source)
-    # a mixed-precision source computes in fp16: compare with the fp16 tie margin
-    precision = "fp16" if model is not source else "fp32"
+    precision = "fp16" if model is not source else "fp32"  # a mixed-precision source computes in fp16
     proto = convert(model, card, argmax_head=argmax_head, opset=opset, confidence=confidence,
                     source_kind=source_kind)
     findings = trt_compat.enforce(proto, target, strict=strict)
-
     frames, frame_source = parity.parity_frames(card, frames)
     batch = card.preprocess(frames)
     output_kind = "argmax" if argmax_head else source_kind
-    import onnx
+    import onnx  # onnx (the onnx extra): the converter's own dependency
 
     with atomic_path(target) as tmp:
         onnx.save(proto, str(tmp))
@@ -318,17 +312,9 @@ def export_onnx(bundle: Bundle, *, argmax_head: bool = False, opset: int = DEFAU
         confidence_check = (check_confidence(keras_runner(source), source_kind,
                                              onnxruntime_runner(tmp, CONFIDENCE_NAME), batch, target)
                             if confidence else None)
-        digest, size = sha256_file(tmp), tmp.stat().st_size
-    details = {
-        "opset": opset,
-        "source": card.artifacts[source_key].path,
-        "sha256": digest,
-        "bytes": size,
-        **io_details(proto),
-        "versions": _versions(),
-        "parity": report.to_dict(),
-        "tensorrt_check": [str(f) for f in findings],
-    }
+        details = {"opset": opset, "source": card.artifacts[source_key].path, "sha256": sha256_file(tmp),
+                   "bytes": tmp.stat().st_size, **io_details(proto), "versions": _versions(),
+                   "parity": report.to_dict(), "tensorrt_check": [str(f) for f in findings]}
     if confidence_check:
         details["confidence_check"] = confidence_check
     bundle.add_artifact(key, Artifact(filename, "onnx", output_kind, details,
@@ -337,8 +323,15 @@ def export_onnx(bundle: Bundle, *, argmax_head: bool = False, opset: int = DEFAU
     return report
 
 
-def _versions() -> dict[str, str]:
-    from cityseg.bundle import framework_versions
+def _check_heads(bundle: Bundle, argmax_head: bool, confidence: bool) -> None:
+    """ExportError for a confidence output without the argmax head, or classes beyond uint8."""
+    if confidence and not argmax_head:
+        raise ExportError("--confidence adds a second output to the argmax head; add --argmax-head (the "
+                          "scores model gives the confidence already)")
+    if argmax_head and bundle.card.num_classes > 256:
+        raise ExportError(f"{bundle.path}: {bundle.card.num_classes} classes do not fit the uint8 argmax head")
 
+
+def _versions() -> dict[str, str]:
     versions = framework_versions("tf2onnx", "onnx", "tensorflow", "keras", "onnxruntime")
     return {k: v for k, v in versions.items() if k != "python"}

@@ -21,6 +21,7 @@ from cityseg.bundle import raw_output as model_outputs
 from cityseg.bundle.precision import RULES
 from cityseg.errors import InputError
 from cityseg.export.errors import ParityError
+from cityseg.preprocess import upsample_nearest
 
 log = logging.getLogger(__name__)
 
@@ -261,8 +262,6 @@ def check_camera_parity(run_reference: Callable[[np.ndarray], np.ndarray], refer
     """Parity of a fused-I/O model (uint8 camera frames -> NxHxW class ids at camera resolution) with
     the unfused path: the card's CPU preprocessing, ``run_reference`` (the source artifact), argmax,
     nearest upsampling (INTER_NEAREST_EXACT) to the frame size. Near ties are the reference's, upsampled."""
-    from cityseg.preprocess import upsample_nearest
-
     canonical_run, kind = canonical_runner(run_reference, reference_artifact, card)
     height, width = frames[0].shape[:2]
     acc = ParityAccumulator(kind, "argmax", TIE_MARGINS[precision])

@@ -25,8 +25,11 @@ import numpy as np
 from cityseg.bundle import Artifact, Bundle, ModelCard
 from cityseg.bundle.precision import TENSORRT_PRECISIONS, check_precision
 from cityseg.export import parity
+from cityseg.export.calibration import FrameSet, generated_frames
 from cityseg.export.errors import ExportError
+from cityseg.export.fused_io import camera_frames
 from cityseg.export.onnx import onnx_artifact, onnxruntime_runner
+from cityseg.export.precision import export_precision
 from cityseg.fileio import sha256_file, write_bytes_atomic
 from cityseg.tensorrt.engine_cache import (
     BatchProfile,
@@ -170,8 +173,6 @@ def fused_engine_parity(bundle: Bundle, serialized: bytes, onnx_key: str, precis
                         frames: list[np.ndarray] | None) -> parity.ParityReport:
     """Parity of an engine built from a fused-I/O ONNX: uint8 camera frames into the engine vs the
     unfused path (CPU preprocessing, the fused graph's source ONNX in ONNX Runtime, argmax, upsampling)."""
-    from cityseg.export.fused_io import camera_frames
-
     card = bundle.card
     candidate = card.artifacts[onnx_key]
     reference_key = candidate.details.get("source_artifact", "onnx")
@@ -194,9 +195,6 @@ def fused_engine_parity(bundle: Bundle, serialized: bytes, onnx_key: str, precis
 
 def write_fp16_onnx(bundle: Bundle, frames: list[np.ndarray] | None) -> None:
     """model_fp16.onnx (and its argmax twin) from model.onnx, gated on ``frames`` or generated scenes."""
-    from cityseg.export.calibration import FrameSet, generated_frames
-    from cityseg.export.precision import export_precision
-
     evaluation = FrameSet(frames, "given") if frames else generated_frames(bundle.card, 8)
     for report in export_precision(bundle, "fp16", evaluation=evaluation).reports:
         log.info("%s", report.summary())

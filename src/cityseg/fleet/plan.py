@@ -24,6 +24,8 @@ from cityseg import __version__
 from cityseg.config import to_mapping
 from cityseg.errors import InputError, listing
 from cityseg.fusion.config import FusionConfig
+from cityseg.ros.bag.rosbag_io import normalize_topic, open_reader
+from cityseg.ros.core.messages import IMAGE_TYPES
 from cityseg.ros.core.processor import ProcessorConfig
 
 MARKER = "cityseg-fleet.json"
@@ -264,9 +266,6 @@ def clear_stale_staging(out_dir: Path, name: str) -> None:
 
 def count_frames(bag: Path, image_topic: str | None) -> int | None:
     """Image messages the replay will read (for the progress bar), or None if it cannot tell."""
-    from cityseg.ros.bag.rosbag_io import normalize_topic, open_reader
-    from cityseg.ros.core.messages import IMAGE_TYPES
-
     try:
         reader = open_reader(Path(bag))
     except Exception:  # unreadable here: the worker reports it

@@ -1,6 +1,6 @@
 """Labelling clouds with the cameras' masks as they come, for the bag replay and the node: each
-camera's recent masks by header stamp, the clouds waiting for masks, the transforms, the counters;
-and :class:`FusionQueue`, the bounded queue and thread the node runs a runner on.
+camera's recent masks by header stamp, the clouds waiting for masks, the transforms, the counters.
+What it is fed, and the node's queue and thread, are :mod:`cityseg.fusion.feed`.
 
 ROS-free: a cloud arrives as any object with PointCloud2's fields (read by
 :meth:`cityseg.fusion.cloud.CloudLayout.from_message`). A cloud is labelled once every camera has a

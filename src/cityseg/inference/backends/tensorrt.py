@@ -24,6 +24,7 @@ from cityseg.tensorrt import runtime as tensorrt_runtime
 def rebuild_engine(bundle: Bundle, preferred: str) -> str:
     """The converter's :func:`cityseg.export.tensorrt_build.rebuild_engine`, imported only when an engine
     built for another GPU must be rebuilt, so running engines never loads the exporter."""
+    # lazy: the converter (onnx, parity), loaded only to rebuild; the one ignore of .importlinter
     from cityseg.export.tensorrt_build import rebuild_engine as converter_rebuild
 
     return converter_rebuild(bundle, preferred)

@@ -4,9 +4,8 @@ the fusion's runner (:class:`cityseg.fusion.runner.FusionRunner`; without ``poin
 ``grid_frame``, the camera-only :class:`cityseg.fusion.ground_grid.GroundGridRunner`, one ``~/grid``
 per rig frame) on its own thread, so labelling never delays a camera frame. Transforms:
 ``extrinsics_file``, else tf2 (:mod:`tf_lookup`). Warnings (a missing transform, once per camera) go
-through the node's logger; the counters are the ``<node>: fusion`` /diagnostics entry. rclpy is
-imported by the methods that need it (this module is loaded only when points_topic or grid_frame
-is set).
+through the node's logger; the counters are the ``<node>: fusion`` /diagnostics entry. Its
+message classes come from the node's factory (:class:`cityseg.ros.core.messages.RclpyMessages`).
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from cityseg.fusion.ground_grid import GroundGrid, GroundGridRunner
 from cityseg.fusion.runner import FusionRunner, LabelledCloud, tree_lookup
 from cityseg.ros.core.messages import StatusValues, stamp_ns
 from cityseg.ros.core.outputs import GRID, GRID_LABELS, POINTS
+from cityseg.ros.live import tf_lookup
 from cityseg.ros.live.camera_io import LOG_THROTTLE_S
 from cityseg.ros.live.diagnostics import OK, WARN
 
@@ -41,14 +41,12 @@ def queue_depth(input_size: tuple[int, int], classes: int, with_scores: bool) ->
 def node_lookup(node, config: FusionConfig):
     """The transforms of the node's fusion: ``extrinsics_file`` (static, as the config read it), else
     tf2 at each stamp (through ``fixed_frame``); CitysegError naming the fix when neither is there."""
-    from cityseg.ros.live.tf_lookup import Tf2Lookup, tf2_available  # tf2_ros: imported when there is no file
-
     if config.extrinsics is not None:
         return tree_lookup(config.extrinsics), None
-    if not tf2_available():
+    if not tf_lookup.tf2_available():
         raise CitysegError("points_topic / grid_frame need transforms: set extrinsics_file (a YAML of the static "
                            "transforms, docs/FUSION.md) or install tf2_ros (ros-$ROS_DISTRO-tf2-ros)")
-    tf2 = Tf2Lookup(node, config.fixed_frame)
+    tf2 = tf_lookup.Tf2Lookup(node, config.fixed_frame)
     return tf2, tf2
 
 
