@@ -28,9 +28,11 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest
 
-# ruff (settings and the reasons for each ignored rule: ruff.toml).
+# ruff (settings and the reasons for each ignored rule: ruff.toml), then the import contracts
+# (.importlinter: the pipeline's layers, nothing of the converter on the runtime path).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 # Per-stage frame latency of every model and backend vs the study's approach (~8 min, ~17 GB
 # peak for the study's U-Net at 512x1024); refreshes the table in docs/PERFORMANCE.md.

@@ -21,7 +21,7 @@ EXTRAS = {
     "tensorrt": ["tensorrt>=10,<12", "cuda-python>=12"],
     # The OpenVINO CPU backend (fp32 / int8 Q/DQ ONNX, bf16 where the CPU has it).
     "openvino": ["openvino>=2024.4"],
-    "dev": ["pytest>=7", "pytest-timeout", "catkin_pkg", "colcon-common-extensions", "ruff>=0.4"],
+    "dev": ["pytest>=7", "pytest-timeout", "catkin_pkg", "colcon-common-extensions", "ruff>=0.4", "import-linter>=2"],
     # Real ROS 2 Jazzy Python (rclpy + Fast DDS and the message packages the node uses) from PyPI,
     # for tests and workstations without a ROS installation. A sourced ROS 2 needs none of it.
     "ros": ["ros-jazzy-rclpy[fastrtps]", "ros-jazzy-sensor-msgs", "ros-jazzy-std-msgs",

@@ -60,7 +60,7 @@ def onnxruntime_runner(path: Path, spinning: bool = True):
 
 
 def tensorrt_runner(onnx_path: Path, card, cache_dir: Path):
-    from cityseg.tensorrt.build import build_serialized_engine
+    from cityseg.export.tensorrt_build import build_serialized_engine
     from cityseg.tensorrt.engine_cache import BatchProfile, timing_cache_path
     from cityseg.tensorrt.runtime import EngineRunner, current_platform
 

@@ -59,8 +59,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="passes over the 4 frames (default 3)")
     parser.add_argument("--tflite", type=Path, help="also a real model: this TFLite file, imported RGB, linear resize")
     args = parser.parse_args()
+    from cityseg.acquisition.importer import ImportOptions, import_onnx
     from cityseg.benchmarking.fixtures import make_imported_bundle
-    from cityseg.export.importer import ImportOptions, import_onnx
     from cityseg.labels import class_space
     from cityseg.synthetic.dataset import drive_frames
 

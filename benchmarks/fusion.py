@@ -40,7 +40,6 @@ from cityseg.fusion.labelling import (
     visible,
 )
 from cityseg.labels import class_space
-from cityseg.ros.core.fusion_messages import point_cloud
 from cityseg.ros.core.messages import CameraInfoValues, RosbagsMessages
 from cityseg.synthetic.lidar import LidarSpec, scan, velodyne_cloud
 from cityseg.synthetic.scene3d import camera_pose, make_street, render_labels
@@ -107,7 +106,7 @@ def main() -> None:
 
         def message(labels=labels):
             out_layout, out_data = write_labelled(layout, data, labels.label, labels.confidence, labels.camera)
-            return factory.serialize(point_cloud(factory.typestore, header, out_layout, out_data))
+            return factory.serialize(factory.point_cloud(header, out_layout, out_data))
 
         def grid(labels=labels):
             return grid_from_cloud(spec, xyz, labels.label, costs, lidar)  # as the node and the bag tool do

@@ -57,7 +57,7 @@ def test_demo_refuses_a_non_empty_output_dir(tmp_path):
 
 
 def test_demo_force_replaces_only_its_own_products(tmp_path):
-    from cityseg.demo import MARKER, _outputs, _prepare_output_dir
+    from cityseg.demo.run import MARKER, _outputs, _prepare_output_dir
 
     paths = _outputs(tmp_path)
     (tmp_path / MARKER).write_text("")
@@ -70,7 +70,7 @@ def test_demo_force_replaces_only_its_own_products(tmp_path):
 
 
 def test_demo_force_removes_a_symlinked_product_not_its_target(tmp_path):
-    from cityseg.demo import MARKER, _outputs, _prepare_output_dir
+    from cityseg.demo.run import MARKER, _outputs, _prepare_output_dir
 
     out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
     out.mkdir()

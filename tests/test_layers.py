@@ -7,8 +7,8 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-LAYERS = ("errors", "labels", "fileio", "config", "preprocess", "fusion", "bundle", "data", "synthetic", "models",
-          "training", "export", "tensorrt", "inference", "evaluation", "ros", "fleet", "benchmarking",
+LAYERS = ("errors", "labels", "label_maps", "fileio", "config", "preprocess", "fusion", "bundle", "data",
+          "synthetic", "models", "training", "tensorrt", "inference", "export", "acquisition", "evaluation", "ros", "fleet", "benchmarking",
           "demo", "cli", "__main__")
 """Top-level modules and packages of cityseg, lowest first (the order of the package docstring)."""
 
@@ -51,9 +51,14 @@ def test_every_top_level_module_has_a_layer():
     assert tops - {"__init__"} <= set(LAYERS), f"add {sorted(tops - {'__init__'} - set(LAYERS))} to LAYERS"
 
 
+DECLARED_UPWARD = {("cityseg.inference.backends.tensorrt", "cityseg.export.tensorrt_build")}
+"""The one lazy upward import, also the one ignore of .importlinter: an engine built for another GPU
+is rebuilt by the converter, imported only then (running engines never loads it)."""
+
+
 def test_imports_only_point_down():
     upward = sorted(f"{source} imports {target}" for source, targets in import_graph().items() for target in targets
-                    if layer(target) > layer(source))
+                    if layer(target) > layer(source) and (source, target) not in DECLARED_UPWARD)
     assert upward == []
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from cityseg.acquisition.importer import ImportOptions, import_onnx
 from cityseg.bundle import Bundle
-from cityseg.export.importer import ImportOptions, import_onnx
 from cityseg.inference import Segmenter
 from cityseg.labels import class_space
 from cityseg.preprocess import letterbox_box

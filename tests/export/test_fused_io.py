@@ -209,7 +209,7 @@ def test_cli_writes_and_refuses_overwrite(palette, capsys):
 @pytest.mark.tensorrt
 @pytest.mark.gpu
 def test_tensorrt_engine_from_the_fused_onnx(palette):
-    from cityseg.tensorrt.build import export_tensorrt
+    from cityseg.export.tensorrt_build import export_tensorrt
 
     key, _ = export_fused(palette, CAMERA)
     result = export_tensorrt(palette, onnx_key=key, precision="fp16")

@@ -252,7 +252,7 @@ def test_quantization_works_from_any_bundles_onnx(tmp_path):
 
 
 def test_bf16_is_recorded_for_openvino_only(tmp_path):
-    from cityseg.export import openvino_runtime
+    from cityseg.inference import openvino_runtime
 
     if openvino_runtime.unavailable_reason() or not openvino_runtime.cpu_has_bf16():
         pytest.skip("needs OpenVINO on a CPU that reports BF16")

@@ -20,9 +20,9 @@ if _REASON:
 from cityseg.bundle import Bundle  # noqa: E402
 from cityseg.cli import main  # noqa: E402
 from cityseg.export import EngineMismatch, export_onnx  # noqa: E402
+from cityseg.export.tensorrt_build import export_tensorrt  # noqa: E402
 from cityseg.inference import Segmenter  # noqa: E402
 from cityseg.inference.backends.tensorrt import TensorRTBackend  # noqa: E402
-from cityseg.tensorrt.build import export_tensorrt  # noqa: E402
 from cityseg.tensorrt.engine_cache import BatchProfile, EngineSidecar, sidecar_path  # noqa: E402
 from cityseg.tensorrt.runtime import EngineRunner, current_platform  # noqa: E402
 
@@ -133,8 +133,8 @@ def test_argmax_head_engine_keeps_its_confidence_output(bundle):
 def test_imported_nchw_model_with_strided_logits(tmp_path):
     from onnx import TensorProto, helper
 
+    from cityseg.acquisition.importer import ImportOptions, import_onnx
     from cityseg.benchmarking.fixtures import MMSEG_MEAN, MMSEG_STD, save_foreign_onnx
-    from cityseg.export.importer import ImportOptions, import_onnx
     from cityseg.labels import class_space
 
     from support import conv_weights

@@ -11,10 +11,10 @@ import cityseg.tensorrt.engine_cache as engine_cache
 from cityseg.bundle import Artifact
 from cityseg.errors import BackendUnavailable, BundleError, InputError
 from cityseg.export import EngineMismatch, ExportError
+from cityseg.export.tensorrt_build import require_runtime
 from cityseg.fileio import atomic_path, sha256_file
 from cityseg.inference import Segmenter
 from cityseg.tensorrt import runtime as tensorrt_runtime
-from cityseg.tensorrt.build import require_runtime
 from cityseg.tensorrt.engine_cache import (
     BatchProfile,
     EngineSidecar,
@@ -243,13 +243,13 @@ def test_resolve_engine_refuses_when_there_is_no_onnx_to_rebuild_from(tmp_path):
 def test_the_tensorrt_backend_does_not_import_the_converter():
     code = ("import sys, cityseg.inference.backends.tensorrt, cityseg.tensorrt.engine_cache, "
             "cityseg.tensorrt.runtime; print(sorted(m for m in sys.modules if m.startswith("
-            "('cityseg.export', 'cityseg.tensorrt.build'))))")
+            "('cityseg.export', 'cityseg.export.tensorrt_build'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
 
 def test_the_backend_rebuilds_through_the_converter(monkeypatch):
-    import cityseg.tensorrt.build as build
+    import cityseg.export.tensorrt_build as build
     from cityseg.inference.backends.tensorrt import rebuild_engine
 
     calls = []

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper
 
-import cityseg.tensorrt.build as trt_export
+import cityseg.export.tensorrt_build as trt_export
+from cityseg.acquisition.importer import ImportOptions, import_onnx
 from cityseg.benchmarking.fixtures import MMSEG_MEAN, MMSEG_STD, save_foreign_onnx
 from cityseg.bundle import Bundle
 from cityseg.export import parity
-from cityseg.export.importer import ImportOptions, import_onnx
 from cityseg.export.onnx import onnxruntime_runner
 from cityseg.labels import class_space
 from cityseg.tensorrt.engine_cache import BatchProfile, EngineSidecar, Platform, sidecar_path

@@ -40,7 +40,7 @@ def test_no_removed_tensorrt_api_in_the_sources():
 
 
 def test_the_build_is_strongly_typed():
-    text = (SOURCE / "tensorrt" / "build.py").read_text()
+    text = (SOURCE / "export" / "tensorrt_build.py").read_text()
     assert "NetworkDefinitionCreationFlag.STRONGLY_TYPED" in text
 
 

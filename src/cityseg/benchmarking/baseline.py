@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 
 from cityseg.benchmarking.timing import median_ms
+from cityseg.preprocess import normalize, resize_image
 
 
 def study_postprocess(scores: np.ndarray, frame: np.ndarray, palette: np.ndarray, alpha: float):
@@ -24,8 +25,6 @@ def study_postprocess(scores: np.ndarray, frame: np.ndarray, palette: np.ndarray
 def bench_study_baseline(bundle, model, frame: np.ndarray, repeats: int, warmup: int,
                          alpha: float = 0.5) -> float:
     """End-to-end ms of the study's approach: preprocess, Keras predict, per-label colouring loop."""
-    from cityseg.preprocess import normalize, resize_image
-
     card = bundle.card
 
     def study_frame():

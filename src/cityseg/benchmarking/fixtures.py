@@ -8,6 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
+from cityseg.acquisition.importer import ImportOptions, import_onnx
+from cityseg.bundle import Artifact, Bundle, ModelCard, framework_versions
+from cityseg.export.onnx import export_onnx
+from cityseg.labels import class_space
+
 FRAME_HEIGHT, FRAME_WIDTH = 1024, 2048
 
 
@@ -24,9 +29,6 @@ def camera_frame() -> np.ndarray:
 def make_random_bundle(root: Path, model_name: str, height: int, width: int) -> Path:
     """A bundle of a registered model with random weights (for latency only): Keras, ONNX and the
     argmax-head ONNX (which ONNX Runtime then runs, as the Segmenter prefers it)."""
-    from cityseg.bundle import Artifact, Bundle, framework_versions
-    from cityseg.export.onnx import export_onnx
-
     path = root / f"{model_name}_{height}x{width}"
     model, card = random_model(model_name, height, width, resize="area",
                                frameworks=framework_versions("tensorflow", "keras"))
@@ -41,8 +43,7 @@ def make_random_bundle(root: Path, model_name: str, height: int, width: int) -> 
 def random_model(model_name: str, height: int, width: int, **card_fields):
     """(Keras model with random weights, its trainId model card) of a registered architecture at
     ``height`` x ``width``; ``card_fields`` override card defaults (name: '<model>-random')."""
-    from cityseg.bundle import ModelCard
-    from cityseg.labels import class_space
+    # lazy: cityseg.models imports Keras (TensorFlow), needed only where a Keras model is built
     from cityseg.models import build_model
 
     space = class_space("trainid")
@@ -111,9 +112,6 @@ def write_imported_style_onnx(path: Path, height: int, width: int, classes: int 
 
 def make_imported_bundle(root: Path, height: int, width: int) -> Path:
     """:func:`write_imported_style_onnx` bundled by ``cityseg import`` (mmsegmentation's preprocessing)."""
-    from cityseg.export.importer import ImportOptions, import_onnx
-    from cityseg.labels import class_space
-
     onnx_path = write_imported_style_onnx(root / f"{IMPORTED_NAME}.onnx", height, width)
     options = ImportOptions(channel_order="rgb", scale=1.0, mean=MMSEG_MEAN, std=MMSEG_STD, resize="bilinear")
     path = root / f"{IMPORTED_NAME}_{height}x{width}"

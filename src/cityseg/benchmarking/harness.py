@@ -28,29 +28,31 @@ from cityseg.benchmarking.fixtures import (
     make_imported_bundle,
     make_random_bundle,
 )
+from cityseg.benchmarking.precision_rows import RUNS_ON, make_variants
 from cityseg.benchmarking.report import BenchRow
 from cityseg.benchmarking.timing import median_ms
+from cityseg.bundle import Bundle
 from cityseg.bundle.directory import resolve_bundle
-from cityseg.inference import postprocess
+from cityseg.inference import Segmenter, postprocess
+from cityseg.inference.backends import backend_class, pick_artifact, unavailable_reason
 from cityseg.inference.backends.choice import CPU_BACKENDS
 from cityseg.preprocess import upsample_nearest
+from cityseg.ros.core.images import decode_message
+from cityseg.ros.core.messages import RosbagsMessages
+from cityseg.ros.core.processor import FrameProcessor
 
 
 def _frame_processor(segmenter):
     """The ROS node's FrameProcessor on rosbags' message classes, or None without rosbags."""
     try:
-        from cityseg.ros.core.messages import RosbagsMessages
-        from cityseg.ros.core.processor import FrameProcessor
-    except ImportError:
+        return FrameProcessor(segmenter, RosbagsMessages())
+    except ImportError:  # rosbags (the bag extra) is not installed
         return None
-    return FrameProcessor(segmenter, RosbagsMessages())
 
 
 def bench_bundle(bundle, backend: str, frame: np.ndarray, repeats: int, warmup: int,
                  alpha: float = 0.5, variant=None) -> BenchRow:
     """Time every stage of one bundle on one backend (its fp32 pick, or ``variant``'s artifact)."""
-    from cityseg.inference import Segmenter
-
     artifact = variant.artifact if variant is not None else None
     segmenter = Segmenter(bundle, backend=backend, artifact=artifact)
     card = segmenter.bundle.card
@@ -69,8 +71,6 @@ def bench_bundle(bundle, backend: str, frame: np.ndarray, repeats: int, warmup: 
     color = upsample_nearest(color_low, FRAME_HEIGHT, FRAME_WIDTH)
 
     def convert():
-        from cityseg.ros.core.images import decode_message
-
         return decode_message(message)
 
     def whole_frame():
@@ -104,8 +104,6 @@ def row_name(card) -> str:
 
 def _keras_missing() -> str | None:
     """Why the Keras model cannot be loaded here (None when TensorFlow/Keras are installed)."""
-    from cityseg.inference.backends import backend_class
-
     return backend_class("tensorflow").unavailable_reason()
 
 
@@ -113,6 +111,7 @@ def load_keras(bundle):
     """The bundle's Keras model, or None when it has none or TensorFlow is missing."""
     if "keras" not in bundle.card.artifacts or _keras_missing():
         return None
+    # lazy: cityseg.models imports Keras (TensorFlow), needed only where a Keras model is built
     import keras
 
     import cityseg.models  # noqa: F401  (registers the custom layers)
@@ -124,6 +123,7 @@ def model_facts(bundle, model) -> tuple[int | None, float | None, float | None]:
     """(params, GFLOPs per frame at the card's size, Keras file MB); Nones without a Keras model."""
     if model is None:
         return None, None, None
+    # lazy: cityseg.models imports Keras (TensorFlow), needed only where a Keras model is built
     from cityseg.models.profile import count_params, gflops
 
     card = bundle.card
@@ -134,8 +134,6 @@ def model_facts(bundle, model) -> tuple[int | None, float | None, float | None]:
 def available_backends(bundle, wanted: list[str], name: str) -> list[str]:
     """The backends of ``wanted`` that can run ``bundle`` (called ``name``) on this machine; each
     other one is said with its reason, never silently left out."""
-    from cityseg.inference.backends import unavailable_reason
-
     usable = []
     for backend in wanted:
         why = unavailable_reason(bundle, backend)
@@ -151,9 +149,6 @@ def _time_bundle(path: Path, backends: list[str], frame: np.ndarray, repeats: in
                  calib_method: str = "minmax") -> tuple[list[BenchRow], float | None]:
     """Rows for every usable backend (and precision variant, int8 calibrated with ``calib_method``)
     of one bundle, and the study baseline (None if skipped)."""
-    from cityseg.benchmarking.precision_rows import RUNS_ON, make_variants
-    from cityseg.bundle import Bundle
-
     bundle = Bundle.load(path)
     model = load_keras(bundle)
     params, flops, size_mb = model_facts(bundle, model)
@@ -184,8 +179,6 @@ def _time_bundle(path: Path, backends: list[str], frame: np.ndarray, repeats: in
 
 def pick_fp32(bundle) -> str | None:
     """The fp32 ONNX artifact a CPU backend runs by default (the measured choice left out)."""
-    from cityseg.inference.backends import pick_artifact
-
     return pick_artifact(bundle, "onnx")
 
 

@@ -11,6 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cityseg.bundle import Bundle
+from cityseg.errors import CitysegError
+from cityseg.export.calibration import generated_frames
+from cityseg.export.precision import export_precision
 
 CALIB_FRAMES = 16
 GATE_FRAMES = 8
@@ -32,10 +35,6 @@ class Variant:
 def make_variants(bundle: Bundle, precisions: list[str], calib_method: str = "minmax") -> list[Variant]:
     """fp32 plus each precision of ``precisions`` the bundle can get here (printed when one cannot);
     int8 calibrated with ``calib_method``."""
-    from cityseg.errors import CitysegError
-    from cityseg.export.calibration import generated_frames
-    from cityseg.export.precision import export_precision
-
     variants = [Variant("fp32", None, "")] if "fp32" in precisions else []
     for precision in [p for p in precisions if p != "fp32"]:
         try:

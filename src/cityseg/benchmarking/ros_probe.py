@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cityseg.ros.core.messages import RclpyMessages
 from cityseg.ros.core.outputs import BY_SUFFIX, NODE_EXECUTABLE, NODE_NAME, OUTPUTS, RAW_DEFAULT_OUTPUTS, node_fqn
+from cityseg.ros.live.dds_profile import PROFILE_VARIABLES
 
 Stamp = tuple[int, int]
 
@@ -148,8 +150,6 @@ class Probe:
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-
-        from cityseg.ros.core.messages import RclpyMessages
 
         if not rclpy.ok():
             rclpy.init()
@@ -326,8 +326,6 @@ def percentile(values: list[float], q: float) -> float:
 def graph_environment(domain_id: int, profile: str | None, base: Mapping[str, str] = os.environ) -> dict[str, str]:
     """``base`` made into a private, loopback-only ROS 2 graph (tests, benchmarks): a domain of its
     own, discovery limited to this host, Fast DDS with ``profile`` (None: the middleware's defaults)."""
-    from cityseg.ros.live.dds_profile import PROFILE_VARIABLES
-
     env = {k: v for k, v in base.items() if k not in PROFILE_VARIABLES and k != "ROS_LOCALHOST_ONLY"}
     env.update(ROS_DOMAIN_ID=str(domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                RMW_IMPLEMENTATION="rmw_fastrtps_cpp")

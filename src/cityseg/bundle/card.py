@@ -20,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 
 from cityseg import __version__
+from cityseg.bundle.precision import PRECISIONS, Precision
 from cityseg.config import to_mapping
 from cityseg.labels import ID_SPACES, LabelSet, class_space, label_set_to_dict, parse_label_set
 from cityseg.preprocess import (
@@ -42,7 +43,6 @@ OutputKind = Literal["probabilities", "logits", "sigmoid", "argmax"]
 ArtifactFormat = Literal["keras", "onnx", "tensorrt"]
 Layout = Literal["NHWC", "NCHW"]
 IOKind = Literal["tensor", "fused"]
-Precision = Literal["fp32", "fp16", "int8", "bf16"]
 CUSTOM_SPACE = "custom"
 """``class_space`` of a card whose classes are its own ``labels`` (not a Cityscapes set)."""
 
@@ -89,12 +89,15 @@ class Artifact:
     camera: CameraInput | None = None
     """The frames a fused artifact takes (None for tensor I/O)."""
     precision: Precision = "fp32"
-    """The numbers the model computes in: 'fp32' (cards without the field), 'fp16' / 'int8' (an fp16
-    or Q/DQ ONNX, `cityseg export --precision`), 'bf16' (the fp32 ONNX run by OpenVINO in bf16)."""
+    """The numbers the model computes in (:mod:`cityseg.bundle.precision`): 'fp32' (cards without the
+    field), 'fp16' / 'int8' (an fp16 or Q/DQ ONNX, `cityseg export --precision`, and a TensorRT engine
+    built from one), 'bf16' (the fp32 ONNX run by OpenVINO in bf16)."""
     runtime: str | None = None
     """The only backend that runs this entry as recorded (e.g. 'openvino' for bf16); None: any."""
 
     def __post_init__(self) -> None:
+        if self.format == "tensorrt" and self.precision == "fp32" and self.details.get("precision") in PRECISIONS:
+            self.precision = self.details["precision"]  # a card written before engines recorded it here
         if self.io == "fused" and (self.camera is None or self.output != "argmax"):
             raise ValueError(f"artifact {self.path}: a fused-I/O artifact needs its 'camera' size and "
                              "an 'argmax' output; re-export it with `cityseg export --fused-io --force`")
@@ -105,8 +108,10 @@ class Artifact:
 
     @property
     def gated(self) -> bool:
-        """fp32, or a reduced precision whose accuracy gate (details['gate']) passed: may be picked."""
-        return self.precision == "fp32" or bool(self.details.get("gate", {}).get("passed"))
+        """fp32, or a reduced precision whose accuracy gate (details['gate']) passed - for an engine,
+        its parity with the gated ONNX it was built from (details['parity']): may be picked."""
+        passed = self.details.get("parity" if self.format == "tensorrt" else "gate", {}).get("passed")
+        return self.precision == "fp32" or bool(passed)
 
     def frame_shape(self, card: ModelCard) -> tuple[int, int, int]:
         """One frame of this artifact's input: the camera's HxWx3 (fused) or the card's network input."""

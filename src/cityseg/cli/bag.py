@@ -6,8 +6,13 @@ import argparse
 from pathlib import Path
 
 from cityseg.cli import finite_float, non_negative_float, positive_float, positive_int
+from cityseg.errors import CitysegError
+from cityseg.fileio import write_json_atomic
+from cityseg.fusion.config import FusionConfig
 from cityseg.inference.backends import BACKEND_CHOICES
 from cityseg.labels import ID_SPACES
+from cityseg.ros.bag.replay import replay_bag
+from cityseg.ros.bag.rosbag_io import topic_namespace
 from cityseg.ros.core.outputs import (
     COMPRESSED_OUTPUTS,
     IMAGE_OUTPUTS,
@@ -15,7 +20,11 @@ from cityseg.ros.core.outputs import (
     NODE_NAME,
     OUTPUTS,
     PER_FRAME,
+    SWITCHABLE,
+    check_outputs,
+    node_fqn,
 )
+from cityseg.ros.live.params import check_params_file, load_node_params
 
 ALL_TOPICS = ",".join(o.suffix for o in OUTPUTS)
 
@@ -46,8 +55,9 @@ def add_replay_options(p, copy_target: str, several_image_topics: bool = False) 
                                    "`model`)")
     p.add_argument("--params-file", type=Path, metavar="YAML",
                    help="the node's ROS 2 parameters file (e.g. config/segmentation.yaml): outputs, "
-                        "output_scale, overlay_alpha, id_space, mono16_max, backend and model are taken "
-                        "from it, validated as the node validates them; the flags below override it")
+                        "output_scale, overlay_alpha, id_space, mono16_max, backend, model and the fusion's "
+                        "(points_topic, extrinsics_file, grid_frame ...) are taken from it, validated and "
+                        "applied as the node does; the flags below override it")
     if several_image_topics:
         p.add_argument("--image-topic", action="append", metavar="TOPIC",
                        help="image topic to segment; repeat it for several cameras (default: every Image "
@@ -82,9 +92,9 @@ def add_fusion_options(p) -> None:
                    help="PointCloud2 topic to label with the cameras' masks: writes <ns>/segmentation/points")
     g.add_argument("--extrinsics", type=Path, metavar="YAML",
                    help="static transforms (parent, child, translation, rotation) instead of the bag's /tf_static")
-    g.add_argument("--sync-tolerance-ms", type=non_negative_float, default=50.0,
+    g.add_argument("--sync-tolerance-ms", type=non_negative_float,
                    help="a camera's mask is used for a cloud when stamped within this of it (default 50)")
-    g.add_argument("--points-drop-labels", metavar="NAMES", default="",
+    g.add_argument("--points-drop-labels", metavar="NAMES",
                    help="comma-separated class names whose points are left out of the cloud (e.g. sky,road)")
     g.add_argument("--fixed-frame", metavar="FRAME",
                    help="a frame that does not move with the vehicle (e.g. odom): with the bag's /tf, each "
@@ -95,13 +105,12 @@ def add_fusion_options(p) -> None:
     g.add_argument("--grid-frame", metavar="FRAME",
                    help="also write <ns>/segmentation/grid and grid/labels in this frame (e.g. base_link); "
                         "without --points-topic: the camera-only grid of the masks' ground classes")
-    g.add_argument("--grid-range", type=positive_float, default=30.0, metavar="M",
+    g.add_argument("--grid-range", type=positive_float, metavar="M",
                    help="camera-only grid: cells up to this far from a camera (default 30)")
-    g.add_argument("--grid-resolution", type=positive_float, default=0.2, metavar="M",
+    g.add_argument("--grid-resolution", type=positive_float, metavar="M",
                    help="metres per grid cell (default 0.2)")
-    g.add_argument("--grid-cells", type=positive_int, default=250,
-                   help="cells per side of the square grid (default 250)")
-    g.add_argument("--grid-costs", metavar="NAME:COST,...", default="",
+    g.add_argument("--grid-cells", type=positive_int, help="cells per side of the square grid (default 250)")
+    g.add_argument("--grid-costs", metavar="NAME:COST,...",
                    help="grid costs by class name on top of the defaults (road 0, sidewalk 20, obstacles 100, "
                         "unknown -1), e.g. sidewalk:50,vegetation:-1")
     g.add_argument("--grid-origin", type=grid_origin, metavar="X,Y",
@@ -119,44 +128,45 @@ def grid_origin(text: str) -> tuple[float, float]:
     raise argparse.ArgumentTypeError(f"{text!r} is not X,Y: two finite numbers in metres, e.g. -25,-25")
 
 
-def fusion_config(args: argparse.Namespace):
-    """The FusionConfig the fusion options give: labelled clouds with --points-topic, the camera-only
-    grid with --grid-frame alone; None with neither."""
-    from cityseg.errors import CitysegError
-    from cityseg.fusion.extrinsics import load_extrinsics
-    from cityseg.fusion.grid import GridSpec, parse_costs
-    from cityseg.ros.core.fusion_runner import FusionConfig
+FUSION_FLAGS = {"points_topic": "points_topic", "extrinsics": "extrinsics_file", "fixed_frame": "fixed_frame",
+                "sync_tolerance_ms": "sync_tolerance_ms", "points_drop_labels": "points_drop_labels",
+                "grid_frame": "grid_frame", "grid_resolution": "grid_resolution", "grid_cells": "grid_cells",
+                "grid_costs": "grid_costs", "grid_range": "grid_range"}
+"""Fusion flag (argparse dest) -> the node parameter it sets on top of the params file."""
 
-    if not getattr(args, "points_topic", None) and not getattr(args, "grid_frame", None):
+
+def fusion_parameters(args: argparse.Namespace) -> dict:
+    """The node parameters the fusion flags given set (comma lists as the node's string arrays)."""
+    out = {}
+    for dest, name in FUSION_FLAGS.items():
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        if dest in ("points_drop_labels", "grid_costs"):
+            value = tuple(v.strip() for v in value.split(",") if v.strip())
+        out[name] = str(value) if dest == "extrinsics" else value
+    return out
+
+
+def fusion_config(args: argparse.Namespace, settings):
+    """The replay's FusionConfig: the node's parameters ``settings`` (the params file with the flags on
+    top, :func:`node_settings`) through the node's own builder, FusionConfig.from_params, plus the bag
+    tool's --tf-tolerance-ms and --grid-origin; labelled clouds with a points topic, the camera-only
+    grid with a grid frame alone; None with neither."""
+    if not settings.points_topic and not settings.grid_frame:
         for flag in ("extrinsics", "fixed_frame"):
             if getattr(args, flag, None):
                 raise CitysegError(f"--{flag.replace('_', '-')} needs --points-topic or --grid-frame")
         return None
-    if args.fixed_frame and args.extrinsics is not None:
-        raise CitysegError("--fixed-frame needs the bag's /tf (moving frames); --extrinsics holds static "
-                           "transforms only: drop one of them")
-    grid = None
     try:
-        if args.grid_frame:
-            half = args.grid_cells * args.grid_resolution / 2
-            x0, y0 = (-half, -half) if not args.grid_origin else args.grid_origin
-            grid = GridSpec(args.grid_frame, args.grid_resolution, args.grid_cells, args.grid_cells, x0, y0)
-        if args.extrinsics is not None:
-            load_extrinsics(args.extrinsics)  # refused now, naming the file and the entry
-        drop = tuple(n.strip() for n in args.points_drop_labels.split(",") if n.strip())
-        costs = parse_costs(c for c in args.grid_costs.split(",") if c.strip()) or None
-        return FusionConfig(args.points_topic or "", args.extrinsics, args.sync_tolerance_ms, drop, grid, costs,
-                             fixed_frame=args.fixed_frame or "", grid_range_m=args.grid_range,
-                             tf_tolerance_ms=args.tf_tolerance_ms)
+        return FusionConfig.from_params(settings, tf_tolerance_ms=args.tf_tolerance_ms,
+                                        grid_origin=args.grid_origin or None)
     except ValueError as exc:
         raise CitysegError(f"fusion options: {exc}") from None
 
 
 def parse_outputs(text: str) -> set[str]:
     """'mask,overlay' -> {'mask', 'overlay'}; unknown names are an error."""
-    from cityseg.errors import CitysegError
-    from cityseg.ros.core.outputs import check_outputs
-
     chosen = {name.strip() for name in text.split(",") if name.strip()}
     try:
         return set(check_outputs(chosen, where="--outputs"))
@@ -166,14 +176,12 @@ def parse_outputs(text: str) -> set[str]:
 
 def node_settings(args: argparse.Namespace, command: str = "cityseg bag"):
     """The node's parameters for this replay: the params file (if any) with the flags on top."""
-    from cityseg.errors import CitysegError
-    from cityseg.ros.bag.rosbag_io import topic_namespace
-    from cityseg.ros.core.outputs import SWITCHABLE, node_fqn
-    from cityseg.ros.live.params import check_params_file, load_node_params
-
     flags = {"model": args.model, "backend": args.backend, "artifact": args.artifact, "id_space": args.id_space,
              "overlay_alpha": args.alpha}
-    overrides = {name: value for name, value in flags.items() if value is not None}
+    if args.fixed_frame and args.extrinsics is not None:
+        raise CitysegError("--fixed-frame needs the bag's /tf (moving frames); --extrinsics holds static "
+                           "transforms only: drop one of them")
+    overrides = {name: value for name, value in flags.items() if value is not None} | fusion_parameters(args)
     if args.outputs is not None:
         chosen = parse_outputs(args.outputs)
         overrides.update({o.param: o.suffix in chosen for o in SWITCHABLE})
@@ -191,10 +199,6 @@ def node_settings(args: argparse.Namespace, command: str = "cityseg bag"):
 
 
 def run(args: argparse.Namespace) -> int:
-    from cityseg.errors import CitysegError
-    from cityseg.fileio import write_json_atomic
-    from cityseg.ros.bag.replay import replay_bag
-
     settings = node_settings(args)
     if args.json is not None and args.json.exists() and not args.force:
         raise CitysegError(f"{args.json} already exists; pass --force to overwrite it or choose another --json")
@@ -203,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
                              camera_info_topic=args.camera_info_topic, copy_input=args.copy_input,
                              force=args.force, backend=settings.backend, progress=not args.no_progress,
                              storage=args.storage, config=settings.processor_config(),
-                             fusion=fusion_config(args))
+                             fusion=fusion_config(args, settings))
     except OSError as exc:  # the storage plugin's write (a full disk) names no file: it is OUTPUT
         if exc.filename is None:
             exc.filename = str(args.output)

@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cityseg.benchmarking.harness import run_bench
+from cityseg.benchmarking.report import format_table, machine_description, result_line, update_doc
+from cityseg.bundle.precision import PRECISIONS
 from cityseg.cli import parse_dimensions, positive_int
 from cityseg.cli.export import CALIB_METHODS
+from cityseg.errors import CitysegError
+from cityseg.fileio import check_writable_location, write_bytes_atomic
 from cityseg.inference.backends import BACKENDS
 
 
@@ -35,7 +40,7 @@ def add_parser(sub) -> None:
     p.add_argument("--sizes", nargs="+", type=parse_size, default=[(256, 512), (512, 1024)], metavar="HxW",
                    help="network input sizes HEIGHTxWIDTH for registered models (default 256x512 512x1024)")
     p.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=list(BACKENDS))
-    p.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "int8", "fp16", "bf16"],
+    p.add_argument("--precisions", nargs="+", default=["fp32"], choices=PRECISIONS,
                    help="also time these precision variants of each model (made and gated like `cityseg export "
                         "--precision`, calibrated on generated scenes; rows say the gate's verdict)")
     p.add_argument("--calib-method", choices=CALIB_METHODS, default="minmax",
@@ -51,9 +56,8 @@ def add_parser(sub) -> None:
 
 def _registered_models() -> list[str]:
     """Every registered model, the default first (building them needs TensorFlow)."""
-    from cityseg.errors import CitysegError
-
     try:
+        # lazy: cityseg.models imports Keras (TensorFlow), needed only where a Keras model is built
         from cityseg.models import DEFAULT_MODEL, model_names
     except ImportError as exc:
         raise CitysegError(f"timing the registered models needs TensorFlow ({exc}); install the "
@@ -62,11 +66,6 @@ def _registered_models() -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cityseg.benchmarking.harness import run_bench
-    from cityseg.benchmarking.report import format_table, machine_description, result_line, update_doc
-    from cityseg.errors import CitysegError
-    from cityseg.fileio import check_writable_location, write_bytes_atomic
-
     if args.out and args.out.exists() and not args.force:
         raise CitysegError(f"{args.out}: already exists; pass --force to replace it or choose another --out")
     if args.out:

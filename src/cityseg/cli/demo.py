@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from cityseg.cli import positive_int
+from cityseg.demo import DemoSettings, run_demo
 
 
 def add_parser(sub) -> None:
@@ -19,8 +20,6 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cityseg.demo import DemoSettings, run_demo
-
     paths = run_demo(args.out, DemoSettings(epochs=args.epochs), force=args.force)
     print()
     print(f"Demo finished. Everything is in {paths.root}/ — start with {paths.report}")

@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cityseg.errors import CitysegError
+from cityseg.evaluation.run import evaluate_bundle, evaluate_directories, format_table
+from cityseg.fileio import write_json_atomic
 from cityseg.inference.backends import BACKEND_CHOICES
+from cityseg.labels import load_label_set
 
 
 def add_parser(sub) -> None:
@@ -50,8 +54,6 @@ def add_parser(sub) -> None:
 
 
 def _check_mode(args: argparse.Namespace) -> str:
-    from cityseg.errors import CitysegError
-
     files = args.predictions is not None or args.ground_truth is not None
     model = args.model is not None or args.data_root is not None
     if files == model:
@@ -70,16 +72,10 @@ def _check_mode(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cityseg.errors import CitysegError
-    from cityseg.evaluation.run import evaluate_bundle, evaluate_directories, format_table
-    from cityseg.fileio import write_json_atomic
-
     mode = _check_mode(args)
     if args.json is not None and args.json.exists() and not args.force:
         raise CitysegError(f"{args.json} already exists; pass --force to overwrite it or choose another --json")
     if mode == "files":
-        from cityseg.labels import load_label_set
-
         space = load_label_set(args.labels) if args.labels is not None else None
         result = evaluate_directories(args.predictions, args.ground_truth, progress=True, space=space)
     else:

@@ -5,7 +5,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-PRECISIONS = ("fp32", "fp16", "int8", "bf16")
+from cityseg.bundle import Bundle, CameraInput
+from cityseg.bundle.precision import PRECISIONS
+from cityseg.errors import InputError
+from cityseg.export import calibration
+from cityseg.export import tensorrt_build as trt_export
+from cityseg.export.calibration import image_files
+from cityseg.export.fused_io import export_fused, parse_camera_size
+from cityseg.export.onnx import export_onnx, onnx_artifact
+from cityseg.export.precision import export_precision as write_variant
+from cityseg.export.precision import precision_artifact
+from cityseg.fileio import read_image
+from cityseg.tensorrt.engine_cache import BatchProfile
+
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_CALIB_LIMIT = 64
 GATE_FRAMES = 8
@@ -80,10 +92,6 @@ def read_frames(directory: Path, limit: int = 16) -> list:
     """Up to ``limit`` images of a folder as RGB frames."""
     import cv2
 
-    from cityseg.errors import InputError
-    from cityseg.export.calibration import image_files
-    from cityseg.fileio import read_image
-
     if not directory.is_dir():
         raise InputError(f"--parity-images {directory}: no such directory")
     return [cv2.cvtColor(read_image(p), cv2.COLOR_BGR2RGB) for p in image_files(directory, limit, "--parity-images")]
@@ -91,8 +99,6 @@ def read_frames(directory: Path, limit: int = 16) -> list:
 
 def check_precision_args(args: argparse.Namespace) -> None:
     """InputError for calibration / gate options that do not fit --precision (before any work)."""
-    from cityseg.errors import InputError
-
     calib = args.calib_images is not None or args.calib_data is not None
     if calib and args.precision != "int8":
         raise InputError("--calib-images / --calib-data are used only by --precision int8; drop them or add it")
@@ -111,8 +117,6 @@ def check_precision_args(args: argparse.Namespace) -> None:
 
 def precision_frames(args: argparse.Namespace, card):
     """(calibration FrameSet or None, evaluation FrameSet) of the options, checked."""
-    from cityseg.export import calibration
-
     calib = None
     if args.calib_images is not None:
         calib = calibration.folder_frames(args.calib_images, args.calib_limit)
@@ -128,8 +132,6 @@ def precision_frames(args: argparse.Namespace, card):
 
 def export_precision(args: argparse.Namespace, bundle) -> None:
     """Write (or record) the --precision variant, gated; print the figures."""
-    from cityseg.export.precision import export_precision as write_variant
-
     calib, evaluation = precision_frames(args, bundle.card)
     result = write_variant(bundle, args.precision, calibration=calib, evaluation=evaluation,
                            method=args.calib_method, force=args.force, for_tensorrt=args.tensorrt)
@@ -141,10 +143,6 @@ def export_precision(args: argparse.Namespace, bundle) -> None:
 
 def camera_input(args: argparse.Namespace):
     """The CameraInput of --fused-io (None without it); InputError for a missing or stray --camera-size."""
-    from cityseg.bundle import CameraInput
-    from cityseg.errors import InputError
-    from cityseg.export.fused_io import parse_camera_size
-
     if not args.fused_io:
         if args.camera_size:
             raise InputError("--camera-size is used only by --fused-io; add it or drop --camera-size")
@@ -156,9 +154,6 @@ def camera_input(args: argparse.Namespace):
 
 def batch_profile(args: argparse.Namespace):
     """The engine's BatchProfile from --batch or --max-batch (not both; default 1,1,4)."""
-    from cityseg.errors import InputError
-    from cityseg.tensorrt.engine_cache import BatchProfile
-
     if args.max_batch is not None:
         if args.batch is not None:
             raise InputError(f"--batch {args.batch} and --max-batch {args.max_batch} both set the batch profile; "
@@ -168,11 +163,6 @@ def batch_profile(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from cityseg.bundle import Bundle
-    from cityseg.errors import InputError
-    from cityseg.export.onnx import export_onnx, onnx_artifact
-    from cityseg.tensorrt import build as trt_export
-
     camera = camera_input(args)
     precision = args.precision or ("fp16" if args.tensorrt else "fp32")
     want_onnx = args.onnx or args.argmax_head if camera else args.onnx or not (args.tensorrt or precision != "fp32")
@@ -195,16 +185,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {bundle.artifact_path(onnx_key)}")
         print(report.summary())
     if camera:
-        from cityseg.export.fused_io import export_fused
-
         onnx_key, report = export_fused(bundle, camera, confidence=args.confidence, force=args.force,
                                         frames=frames, strict=args.strict,
                                         source=onnx_key if want_onnx or onnx_key in unfused else None)
         print(f"wrote {bundle.artifact_path(onnx_key)}")
         print(report.summary())
     if precision != "fp32":
-        from cityseg.export.precision import precision_artifact
-
         if camera:
             raise InputError("--fused-io takes the fp32 ONNX; reduced precision of a fused graph is not "
                              "supported - drop --precision (or --fused-io)")

@@ -8,7 +8,10 @@ import sys
 from pathlib import Path
 
 from cityseg.cli import positive_float
-from cityseg.cli.bag import add_replay_options
+from cityseg.cli.bag import add_replay_options, fusion_config, node_settings
+from cityseg.fleet.plan import ReplayOptions, collect_bags
+from cityseg.fleet.run import FleetConfig, import_ray, run_fleet
+from cityseg.fleet.summary import SUMMARY_FILE, format_summary
 
 
 def add_parser(sub) -> None:
@@ -50,18 +53,13 @@ def _positive_int(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cityseg.cli.bag import fusion_config, node_settings
-    from cityseg.fleet.plan import ReplayOptions, collect_bags
-    from cityseg.fleet.run import FleetConfig, import_ray, run_fleet
-    from cityseg.fleet.summary import SUMMARY_FILE, format_summary
-
     import_ray(args.address)  # say how to install it before anything else
     settings = node_settings(args, command="cityseg fleet")
     bags = collect_bags(args.bags, args.manifest, args.out)
     options = ReplayOptions(model=settings.model, backend=settings.backend,
                             config=settings.processor_config(), storage=args.storage,
                             image_topic=args.image_topic, camera_info_topic=args.camera_info_topic,
-                            copy_input=args.copy_input, fusion=fusion_config(args))
+                            copy_input=args.copy_input, fusion=fusion_config(args, settings))
     config = FleetConfig(args.out, workers=args.workers, cpus_per_worker=args.cpus_per_worker,
                          gpus_per_worker=args.gpus_per_worker, address=args.address, force=args.force,
                          progress=not args.no_progress)

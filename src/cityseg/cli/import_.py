@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cityseg.acquisition.importer import ImportOptions, import_onnx
 from cityseg.cli import parse_dimensions, positive_float
+from cityseg.errors import InputError
+from cityseg.labels import load_label_set
 
 
 def _triple(text: str) -> tuple[float, float, float]:
@@ -63,10 +66,6 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cityseg.errors import InputError
-    from cityseg.export.importer import ImportOptions, import_onnx
-    from cityseg.labels import load_label_set
-
     space = load_label_set(args.labels)
     scale = args.scale
     if scale is None and args.mean is not None and args.std is not None and max(args.mean) > 1.0:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cityseg.acquisition import registry
+from cityseg.acquisition.pull import pull
+from cityseg.errors import InputError
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -24,9 +28,6 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cityseg.errors import InputError
-    from cityseg.export import registry
-
     if args.list:
         given = [flag for flag, value in (("NAME", args.name), ("--out", args.out), ("--from", args.source),
                                           ("--force", args.force)) if value]
@@ -37,7 +38,6 @@ def run(args: argparse.Namespace) -> int:
     if not args.name:
         raise InputError("give the NAME of a model to pull, or --list to see them")
     model = registry.lookup(args.name)
-    from cityseg.export.pull import pull
 
     bundle = pull(model, args.out or Path("models") / model.name, source=args.source, force=args.force)
     card = bundle.card

@@ -6,8 +6,12 @@ import argparse
 import re
 from pathlib import Path
 
+from cityseg.bundle import Bundle
+from cityseg.errors import CitysegError, InputError
+from cityseg.fileio import read_image, require_file, write_png
+from cityseg.inference import Segmenter
 from cityseg.inference.backends import BACKEND_CHOICES
-from cityseg.labels import ID_SPACES
+from cityseg.labels import AUTO_ID_SPACE, ID_SPACES, mask_id_space
 
 _CITYSCAPES_SUFFIX = re.compile(r"_leftImg8bit$")
 
@@ -40,12 +44,6 @@ def output_stem(image: Path) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
-
-    from cityseg.bundle import Bundle
-    from cityseg.errors import CitysegError, InputError
-    from cityseg.fileio import read_image, require_file, write_png
-    from cityseg.inference import Segmenter
-    from cityseg.labels import AUTO_ID_SPACE, mask_id_space
 
     if not 0.0 <= args.alpha <= 1.0:
         raise CitysegError(f"--alpha must be within [0, 1], got {args.alpha}")

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from cityseg.cli import parse_dimensions
+from cityseg.synthetic.dataset import DEFAULT_SIZE, DEFAULT_SPLITS, write_dataset
 
 MAX_SIDE = 8192
 """Largest scene side (4x Cityscapes' 2048): bigger sizes are refused before any memory is taken."""
@@ -43,8 +44,6 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import time
-
-    from cityseg.synthetic.dataset import DEFAULT_SIZE, DEFAULT_SPLITS, write_dataset
 
     size = args.size or DEFAULT_SIZE
     start = time.perf_counter()

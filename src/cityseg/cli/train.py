@@ -6,6 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from cityseg.errors import CitysegError
+from cityseg.training.config import load_train_config
+from cityseg.training.distribute import JOIN_TIMEOUT_S
+from cityseg.training.train import train
+
 
 def _positive_int(text: str) -> int:
     value = int(text)
@@ -40,11 +45,6 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cityseg.errors import CitysegError
-    from cityseg.training.config import load_train_config
-    from cityseg.training.distribute import JOIN_TIMEOUT_S
-    from cityseg.training.train import train
-
     config = args.config
     if config is None:
         if not args.resume:

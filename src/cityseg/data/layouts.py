@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cityseg.data import camvid, cityscapes, paired
+import cityseg.data.camvid as camvid
+import cityseg.data.cityscapes as cityscapes
+import cityseg.data.paired as paired
 from cityseg.data.cityscapes import DatasetError, Sample, study_split
 from cityseg.data.config import DataConfig
 

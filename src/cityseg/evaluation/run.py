@@ -21,8 +21,12 @@ import numpy as np
 from PIL import Image
 
 from cityseg.bundle import Bundle
+from cityseg.data.cityscapes import study_split
+from cityseg.data.layouts import find_split, has_split
 from cityseg.errors import listing
 from cityseg.evaluation.scoring import EvaluationError, EvaluationResult, confusion_for
+from cityseg.fileio import read_image
+from cityseg.inference import Segmenter
 from cityseg.label_maps import LabelMap
 from cityseg.labels import AUTO_ID_SPACE, LabelSet, class_space, conversion_lut, mask_id_space
 
@@ -176,9 +180,6 @@ def split_samples(data_root: Path, split: str, study_seed: int | None = None,
     """Labelled samples of a split (train / val / test of ``layout``) or of the study's split
     (study_*, Cityscapes only), cut with ``study_seed`` / ``study_order`` (see DataConfig) - use
     the ones the model trained with."""
-    from cityseg.data.cityscapes import study_split
-    from cityseg.data.layouts import find_split, has_split
-
     if split not in SPLITS:
         raise EvaluationError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     if split in STUDY_SPLITS:
@@ -244,9 +245,6 @@ def evaluate_bundle(bundle: Path | Bundle, data_root: Path, split: str, backend:
     so study_test never contains a training image.
     """
     from tqdm import tqdm
-
-    from cityseg.fileio import read_image
-    from cityseg.inference import Segmenter
 
     bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
     trained = bundle.card.training.get("config", {}).get("data", {})

@@ -18,7 +18,9 @@ import cv2
 import numpy as np
 
 from cityseg.bundle import ModelCard
+from cityseg.data.cityscapes import DatasetError, find_samples
 from cityseg.errors import InputError
+from cityseg.export.parity import parity_frames
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm")
 DEFAULT_CALIB_LIMIT = 64
@@ -113,8 +115,6 @@ def dataset_frames(root: Path, split: str, limit: int | None = DEFAULT_CALIB_LIM
                    minimum: int = MIN_CALIB_FRAMES, option: str = "--calib-data",
                    with_labels: bool = False) -> FrameSet:
     """Checked frames (and, ``with_labels``, their labelIds maps) of a split in the Cityscapes layout."""
-    from cityseg.data.cityscapes import DatasetError, find_samples
-
     try:
         samples = spread(find_samples(root, split, check_files=False), limit)
     except DatasetError as exc:
@@ -142,8 +142,6 @@ def read_label_map(path: Path, option: str) -> np.ndarray:
 
 def generated_frames(card: ModelCard, count: int, seed: int = 1) -> FrameSet:
     """Street scenes from :mod:`cityseg.synthetic.dataset` at twice the network size (labels kept)."""
-    from cityseg.export.parity import parity_frames
-
     frames, source = parity_frames(card, count=count, seed=seed)
     return FrameSet(frames, source)
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from cityseg.bundle import Artifact, CameraInput, ModelCard
 from cityseg.export.errors import ExportError
+from cityseg.export.onnx import drop_softmax_before_argmax
 
 FRAME_NAME = "frame"
 CLASSES_NAME = "classes"
@@ -332,7 +333,6 @@ def build_fused(source, card: ModelCard, artifact: Artifact, camera: CameraInput
     fused = helper.make_model(graph, opset_imports=list(model.opset_import), producer_name="cityseg-fused-io",
                               functions=list(model.functions))
     fused.ir_version = model.ir_version
-    from cityseg.export.onnx import drop_softmax_before_argmax
 
     drop_softmax_before_argmax(fused.graph)
     prune(fused.graph)

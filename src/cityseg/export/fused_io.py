@@ -13,11 +13,14 @@ import logging
 import numpy as np
 
 from cityseg.bundle import Artifact, Bundle, CameraInput, framework_versions
+from cityseg.bundle import raw_output as model_outputs
+from cityseg.errors import InputError
 from cityseg.export import fused, parity
 from cityseg.export import tensorrt_compat as trt_compat
 from cityseg.export.errors import ExportError, ParityError
 from cityseg.export.onnx import io_details, onnxruntime_runner, refuse_overwrite
 from cityseg.fileio import atomic_path, sha256_file
+from cityseg.preprocess import upsample_nearest
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +39,6 @@ def fused_artifact(camera: CameraInput) -> tuple[str, str]:
 
 def parse_camera_size(text: str) -> tuple[int, int]:
     """'2048x1024' (width x height) -> (height, width)."""
-    from cityseg.errors import InputError
-
     try:
         width, height = (int(v) for v in text.lower().split("x"))
     except ValueError:
@@ -123,9 +124,6 @@ def check_confidence(bundle: Bundle, source_key: str, path, frames: list[np.ndar
                      target) -> dict:
     """Fused confidence vs the unfused path's (top-class probability x 255, nearest-upsampled):
     share of pixels within CONFIDENCE_TOLERANCE; ParityError below CONFIDENCE_AGREEMENT."""
-    from cityseg.bundle import raw_output as model_outputs
-    from cityseg.preprocess import upsample_nearest
-
     card, artifact = bundle.card, bundle.card.artifacts[source_key]
     run = onnxruntime_runner(bundle.verified_artifact_path(source_key),
                              artifact.confidence if artifact.output == "argmax" else None)

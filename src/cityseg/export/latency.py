@@ -3,7 +3,7 @@
 The figures go on the card (``details['latency_ms']``, keys ``<backend>:<precision>``) so the
 ``auto`` backend choice can prefer a gated reduced-precision artifact only where it measured faster
 than fp32 ONNX Runtime on this machine. ONNX Runtime runs with the inference backend's settings
-(all graph optimisations, no spinning threads); OpenVINO with :mod:`cityseg.export.openvino_runtime`'s.
+(all graph optimisations, no spinning threads); OpenVINO with :mod:`cityseg.inference.openvino_runtime`'s.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cityseg.export import openvino_runtime as ov_runtime
+from cityseg.inference import openvino_runtime as ov_runtime
+from cityseg.inference.onnxruntime_session import cpu_session_options
 
 REPEATS = 7
 WARMUP = 2
@@ -33,8 +34,6 @@ def median_ms(run, batch: np.ndarray, repeats: int = REPEATS, warmup: int = WARM
 def onnxruntime_session(path: Path, exact_int8: bool = False):
     """A CPU session configured like the inference backend's."""
     import onnxruntime as ort
-
-    from cityseg.export.onnx import cpu_session_options
 
     return ort.InferenceSession(str(path), sess_options=cpu_session_options(exact_int8),
                                 providers=["CPUExecutionProvider"])

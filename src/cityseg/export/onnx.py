@@ -15,12 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from cityseg.bundle import Artifact, Bundle, ModelCard
+from cityseg.bundle import Artifact, Bundle, ModelCard, framework_versions
+from cityseg.bundle import raw_output as model_outputs
 from cityseg.errors import BundleError
 from cityseg.export import parity
 from cityseg.export import tensorrt_compat as trt_compat
 from cityseg.export.errors import ExportError, ParityError
 from cityseg.fileio import atomic_path, sha256_file
+from cityseg.inference.onnxruntime_session import cpu_session_options
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,7 @@ def keras_artifact(bundle: Bundle) -> str:
 
 def load_keras_model(path: Path):
     """Load ``model.keras`` with the project's custom layers registered."""
+    # lazy: cityseg.models imports Keras (TensorFlow), needed only where a Keras model is built
     import keras
 
     import cityseg.models  # noqa: F401  (registers the project's custom layers)
@@ -235,38 +238,6 @@ def keras_runner(model):
     return lambda batch: np.asarray(model(batch, training=False))
 
 
-EXACT_INT8 = ("session.x64quantprecision", "1")
-"""ONNX Runtime's session entry for int8 kernels that cannot overflow: on x86 without VNNI (AVX2,
-AVX-512 without VNNI) its fast U8S8 kernels sum pairs of uint8 x int8 products in int16, which
-saturates with 8-bit weights (silently wrong masks: the palette test model fell to 44-89 % pixel
-agreement on this project's non-VNNI AMD EPYC); with this entry they use U8U8 (slower). Files with
-7-bit weights (``cityseg export --precision int8`` tries those first) cannot saturate and do not
-need it."""
-
-
-def cpu_session_options(exact_int8: bool = False, optimized: bool = True):
-    """ONNX Runtime CPU session options as the inference backend uses them: all graph optimizations,
-    no busy-waiting after a run (the cores are needed at once by postprocessing and, in the node, by
-    the ROS executor: spinning threads slowed the frame around inference by ~2x), and
-    :data:`EXACT_INT8` when ``exact_int8``."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if optimized:
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    if exact_int8:
-        options.add_session_config_entry(*EXACT_INT8)
-    return options
-
-
-def needs_exact_int8(artifact) -> bool:
-    """Does ``artifact`` (a card entry) need :data:`EXACT_INT8`: int8 with 8-bit weights (cards
-    written before ``weight_bits`` was recorded had 8-bit weights)?"""
-    return artifact.precision == "int8" and artifact.details.get("weight_bits", 8) == 8
-
-
 def onnxruntime_runner(path: Path, output: str | None = None):
     """batch -> an ONNX file's output (the first, or ``output``), ONNX Runtime on the CPU (deterministic
     fp32; int8 kernels exact on every CPU, so a gate judges the file, not the export machine's kernels)."""
@@ -286,8 +257,6 @@ def onnxruntime_runner(path: Path, output: str | None = None):
 def check_confidence(reference, source_kind: str, exported, batch: np.ndarray, target: Path) -> dict:
     """Compare the exported confidence output with the source's top-class probability x 255;
     ParityError when any pixel is off by more than CONFIDENCE_TOLERANCE."""
-    from cityseg.bundle import raw_output as model_outputs
-
     worst = 0
     for start in range(0, len(batch), parity.chunk_frames(batch.shape[1], batch.shape[2])):
         part = batch[start:start + parity.chunk_frames(batch.shape[1], batch.shape[2])]
@@ -320,24 +289,18 @@ def export_onnx(bundle: Bundle, *, argmax_head: bool = False, opset: int = DEFAU
     source_key = keras_artifact(bundle)
     source_path = bundle.verified_artifact_path(source_key)
     source_kind = card.artifacts[source_key].output
-    if confidence and not argmax_head:
-        raise ExportError("--confidence adds a second output to the argmax head; add --argmax-head (the "
-                          "scores model gives the confidence already)")
-    if argmax_head and card.num_classes > 256:
-        raise ExportError(f"{bundle.path}: {card.num_classes} classes do not fit the uint8 argmax head")
+    _check_heads(bundle, argmax_head, confidence)
     source = load_keras_model(source_path)
     check_model_matches_card(source, card, source_path)
     model = float32_model(source)
-    # a mixed-precision source computes in fp16: compare with the fp16 tie margin
-    precision = "fp16" if model is not source else "fp32"
+    precision = "fp16" if model is not source else "fp32"  # a mixed-precision source computes in fp16
     proto = convert(model, card, argmax_head=argmax_head, opset=opset, confidence=confidence,
                     source_kind=source_kind)
     findings = trt_compat.enforce(proto, target, strict=strict)
-
     frames, frame_source = parity.parity_frames(card, frames)
     batch = card.preprocess(frames)
     output_kind = "argmax" if argmax_head else source_kind
-    import onnx
+    import onnx  # onnx (the onnx extra): the converter's own dependency
 
     with atomic_path(target) as tmp:
         onnx.save(proto, str(tmp))
@@ -349,17 +312,9 @@ def export_onnx(bundle: Bundle, *, argmax_head: bool = False, opset: int = DEFAU
         confidence_check = (check_confidence(keras_runner(source), source_kind,
                                              onnxruntime_runner(tmp, CONFIDENCE_NAME), batch, target)
                             if confidence else None)
-        digest, size = sha256_file(tmp), tmp.stat().st_size
-    details = {
-        "opset": opset,
-        "source": card.artifacts[source_key].path,
-        "sha256": digest,
-        "bytes": size,
-        **io_details(proto),
-        "versions": _versions(),
-        "parity": report.to_dict(),
-        "tensorrt_check": [str(f) for f in findings],
-    }
+        details = {"opset": opset, "source": card.artifacts[source_key].path, "sha256": sha256_file(tmp),
+                   "bytes": tmp.stat().st_size, **io_details(proto), "versions": _versions(),
+                   "parity": report.to_dict(), "tensorrt_check": [str(f) for f in findings]}
     if confidence_check:
         details["confidence_check"] = confidence_check
     bundle.add_artifact(key, Artifact(filename, "onnx", output_kind, details,
@@ -368,8 +323,15 @@ def export_onnx(bundle: Bundle, *, argmax_head: bool = False, opset: int = DEFAU
     return report
 
 
-def _versions() -> dict[str, str]:
-    from cityseg.bundle import framework_versions
+def _check_heads(bundle: Bundle, argmax_head: bool, confidence: bool) -> None:
+    """ExportError for a confidence output without the argmax head, or classes beyond uint8."""
+    if confidence and not argmax_head:
+        raise ExportError("--confidence adds a second output to the argmax head; add --argmax-head (the "
+                          "scores model gives the confidence already)")
+    if argmax_head and bundle.card.num_classes > 256:
+        raise ExportError(f"{bundle.path}: {bundle.card.num_classes} classes do not fit the uint8 argmax head")
 
+
+def _versions() -> dict[str, str]:
     versions = framework_versions("tf2onnx", "onnx", "tensorflow", "keras", "onnxruntime")
     return {k: v for k, v in versions.items() if k != "python"}

@@ -18,14 +18,16 @@ import numpy as np
 
 from cityseg.bundle import ModelCard
 from cityseg.bundle import raw_output as model_outputs
+from cityseg.bundle.precision import RULES
 from cityseg.errors import InputError
 from cityseg.export.errors import ParityError
+from cityseg.preprocess import upsample_nearest
 
 log = logging.getLogger(__name__)
 
-PARITY_THRESHOLDS = {"fp32": 0.999, "fp16": 0.999, "int8": 0.99}
+PARITY_THRESHOLDS = {name: rule.parity_threshold for name, rule in RULES.items()}
 """Minimum argmax agreement per precision. INT8 is quantised on purpose, so 99% is asked of it."""
-TIE_MARGINS = {"fp32": 1e-4, "fp16": 2e-3, "int8": 1e-2}
+TIE_MARGINS = {name: rule.tie_margin for name, rule in RULES.items()}
 """Top-2 score margin under which the reference has no preferred class (see ParityAccumulator)."""
 DEFAULT_FRAME_COUNT = 8
 PARITY_PIXELS = 1 << 21
@@ -260,8 +262,6 @@ def check_camera_parity(run_reference: Callable[[np.ndarray], np.ndarray], refer
     """Parity of a fused-I/O model (uint8 camera frames -> NxHxW class ids at camera resolution) with
     the unfused path: the card's CPU preprocessing, ``run_reference`` (the source artifact), argmax,
     nearest upsampling (INTER_NEAREST_EXACT) to the frame size. Near ties are the reference's, upsampled."""
-    from cityseg.preprocess import upsample_nearest
-
     canonical_run, kind = canonical_runner(run_reference, reference_artifact, card)
     height, width = frames[0].shape[:2]
     acc = ParityAccumulator(kind, "argmax", TIE_MARGINS[precision])

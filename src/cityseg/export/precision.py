@@ -25,18 +25,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cityseg.bundle import Artifact, Bundle
+from cityseg.bundle.precision import REDUCED_PRECISIONS, check_precision
 from cityseg.errors import InputError
 from cityseg.export import gate as accuracy_gate
-from cityseg.export import latency
-from cityseg.export import openvino_runtime as ov_runtime
+from cityseg.export import latency, parity
 from cityseg.export.calibration import FrameFeed, FrameSet
 from cityseg.export.errors import ExportError
-from cityseg.export.onnx import refuse_overwrite
+from cityseg.export.onnx import drop_softmax_before_argmax, onnxruntime_runner, refuse_overwrite
 from cityseg.fileio import sha256_file
+from cityseg.inference import openvino_runtime as ov_runtime
 
 log = logging.getLogger(__name__)
 
-REDUCED_PRECISIONS = ("int8", "fp16", "bf16")
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 TRY_ORDER = ("percentile", "entropy", "minmax")
 """Methods a refused int8 export suggests, best first as measured here (docs/EXPORT.md): percentile
@@ -79,9 +79,6 @@ def source_artifact(bundle: Bundle) -> tuple[str, Artifact]:
 
 def class_runner(path: Path, artifact: Artifact, card, backend: str = "onnxruntime", precision: str = "fp32"):
     """float32 batch -> NxHxW class indices of one ONNX file (ONNX Runtime CPU, or OpenVINO)."""
-    from cityseg.export import parity
-    from cityseg.export.onnx import onnxruntime_runner
-
     run = (onnxruntime_runner(path) if backend == "onnxruntime"
            else ov_runtime.OpenVinoRunner(path, precision, artifact.frame_shape(card)).infer)
     canonical, kind = parity.canonical_runner(run, artifact, card)
@@ -102,7 +99,7 @@ int8 mIoU fell from 18.75 to 11.62 (road -49 points) with 8-bit weights and was 
 ones. 7 bits also hold on VNNI CPUs, so the file runs on whatever CPU the robot has. A model whose
 margins 7 bits cannot keep (the gate fails) is tried with 8 bits; the card's ``weight_bits`` says
 which, and ONNX Runtime runs an 8-bit file with its exact (non-saturating, slower on CPUs without
-VNNI) int8 kernels (:data:`cityseg.export.onnx.EXACT_INT8`), as the gate does. TensorRT's int8 is
+VNNI) int8 kernels (:data:`cityseg.inference.onnxruntime_session.EXACT_INT8`), as the gate does. TensorRT's int8 is
 exact in 8 bits."""
 
 
@@ -165,8 +162,6 @@ def argmax_twin(scores: Path, target: Path, artifact: Artifact) -> bool:
     softmax before it dropped); False when the output is not a full-size score map (strided or 1-channel)."""
     import onnx
     from onnx import TensorProto, helper
-
-    from cityseg.export.onnx import drop_softmax_before_argmax
 
     if artifact.output not in ("probabilities", "logits"):
         return False
@@ -236,8 +231,7 @@ def export_precision(bundle: Bundle, precision: str, *, calibration: FrameSet | 
     gated against it on ``evaluation`` frames; GateFailed (nothing written) when it fails.
     ``for_tensorrt``: int8 activations symmetric (what TensorRT's Q/DQ takes). ``refuse_failed=False``
     (benchmarks only) writes a failing variant too, recorded with its failed gate, so it is never picked."""
-    if precision not in REDUCED_PRECISIONS:
-        raise InputError(f"precision {precision!r}: use one of {', '.join(REDUCED_PRECISIONS)}")
+    check_precision(precision, REDUCED_PRECISIONS)
     if method not in CALIB_METHODS:
         raise InputError(f"--calib-method {method!r}: use one of {', '.join(CALIB_METHODS)}")
     source_key, source = source_artifact(bundle)
@@ -250,31 +244,24 @@ def export_precision(bundle: Bundle, precision: str, *, calibration: FrameSet | 
     twin_key, twin_name = precision_artifact(precision, ARGMAX_KEY)
     for k, name in ((key, filename), (twin_key, twin_name)):
         refuse_overwrite(bundle, k, bundle.path / name, force)
-    source_path = bundle.verified_artifact_path(source_key)
-    card = bundle.card
+    source_path, card = bundle.verified_artifact_path(source_key), bundle.card
     workdir = Path(tempfile.mkdtemp(prefix=f".{precision}-", dir=bundle.path))
     try:
-        staged = workdir / filename
+        staged, staged_twin = workdir / filename, workdir / twin_name
         candidate = Artifact(filename, "onnx", source.output, output_layout=source.output_layout,
                              precision=precision)
+        twin = Artifact(twin_name, "onnx", "argmax", precision=precision)
         fp32 = class_runner(source_path, source, card)
-        for weight_bits in WEIGHT_BITS[for_tensorrt] if precision == "int8" else (None,):
-            if weight_bits is None:
-                convert_fp16(source_path, staged)
-            else:
-                quantize_int8(source_path, staged, calibration, card, method, workdir, keep_head_float,
-                              for_tensorrt, weight_bits)
-            report = accuracy_gate.run_gate(card, fp32, class_runner(staged, candidate, card), evaluation,
-                                            candidate=f"onnxruntime:{filename}")
-            if report.passed:
-                break
+        convert = (lambda bits: quantize_int8(source_path, staged, calibration, card, method, workdir,
+                                              keep_head_float, for_tensorrt, bits)) if precision == "int8" \
+            else (lambda _: convert_fp16(source_path, staged))
+        report, weight_bits = _first_passing(card, fp32, staged, candidate, evaluation, convert,
+                                             WEIGHT_BITS[for_tensorrt] if precision == "int8" else (None,))
         if refuse_failed:
             require_gate(report, bundle.path / filename, precision, method)
-        staged_twin = workdir / twin_name
-        has_twin = argmax_twin(staged, staged_twin, source)
-        twin = Artifact(twin_name, "onnx", "argmax", precision=precision)
         twin_report = (accuracy_gate.run_gate(card, fp32, class_runner(staged_twin, twin, card), evaluation,
-                                              candidate=f"onnxruntime:{twin_name}") if has_twin else None)
+                                              candidate=f"onnxruntime:{twin_name}")
+                       if argmax_twin(staged, staged_twin, source) else None)
         if twin_report is not None and refuse_failed:
             require_gate(twin_report, bundle.path / twin_name, precision, method)
         timings = latency.measure(card, {"fp32": source_path, precision: staged}, precision,
@@ -283,20 +270,36 @@ def export_precision(bundle: Bundle, precision: str, *, calibration: FrameSet | 
                  "latency_ms": timings}
         if precision == "int8":
             facts.update(method=method, calibration=calibration.describe(), activations=ACTIVATIONS[for_tensorrt],
-                         weight_bits=weight_bits,
-                         float_nodes=head_nodes_of(staged) if keep_head_float else [])
-        result = PrecisionResult(latency_ms=timings)
-        for k, art, path, rep in ((key, candidate, staged, report), (twin_key, twin, staged_twin, twin_report)):
-            if rep is None:
-                continue
-            os.replace(path, bundle.path / art.path)
-            art.details = {**facts, "sha256": sha256_file(bundle.path / art.path), "gate": rep.to_dict()}
-            bundle.add_artifact(k, art)
-            result.keys.append(k)
-            result.reports.append(rep)
-        return result
+                         weight_bits=weight_bits, float_nodes=head_nodes_of(staged) if keep_head_float else [])
+        return _install(bundle, [(key, candidate, staged, report), (twin_key, twin, staged_twin, twin_report)],
+                        facts, PrecisionResult(latency_ms=timings))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _first_passing(card, fp32, staged: Path, candidate: Artifact, evaluation: FrameSet, convert, tries: tuple):
+    """(gate report, weight bits) of the first of ``tries`` whose ``convert(bits)`` into ``staged``
+    passes the gate against ``fp32``; the last one's when none does."""
+    for weight_bits in tries:
+        convert(weight_bits)
+        report = accuracy_gate.run_gate(card, fp32, class_runner(staged, candidate, card), evaluation,
+                                        candidate=f"onnxruntime:{candidate.path}")
+        if report.passed:
+            break
+    return report, weight_bits
+
+
+def _install(bundle: Bundle, entries, facts: dict, result: PrecisionResult) -> PrecisionResult:
+    """Move each gated (key, artifact, staged file, report) into the bundle and record it on the card."""
+    for key, artifact, path, report in entries:
+        if report is None:
+            continue
+        os.replace(path, bundle.path / artifact.path)
+        artifact.details = {**facts, "sha256": sha256_file(bundle.path / artifact.path), "gate": report.to_dict()}
+        bundle.add_artifact(key, artifact)
+        result.keys.append(key)
+        result.reports.append(report)
+    return result
 
 
 def head_nodes_of(path: Path) -> list[str]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from cityseg.errors import CitysegError, InputError
 from cityseg.fileio import write_json_atomic
 from cityseg.fleet.plan import MARKER, STAGING_SUFFIX, BagTask, ReplayOptions, clear_stale_staging, make_marker
+from cityseg.ros.bag.replay import load_processor, replay_bag
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,6 @@ class BagWorker:
     def processor(self):
         """The FrameProcessor, loaded on first use."""
         if self._processor is None:
-            from cityseg.ros.bag.replay import load_processor
-
             self._processor = load_processor(self.options.model, self.options.config, self.options.backend)
         return self._processor
 
@@ -101,8 +100,6 @@ class BagWorker:
 
     def _write(self, task: BagTask, reporter: _Reporter) -> dict:
         """Replay into a staging directory, add the marker, rename it to the output."""
-        from cityseg.ros.bag.replay import replay_bag
-
         if not os.access(task.input, os.R_OK):
             raise InputError(f"worker on {socket.gethostname()} cannot read bag {task.input}; {SHARED_STORAGE}")
         output = Path(task.output)

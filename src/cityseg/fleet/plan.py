@@ -21,8 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cityseg import __version__
+from cityseg.config import to_mapping
 from cityseg.errors import InputError, listing
-from cityseg.ros.core.fusion_runner import FusionConfig
+from cityseg.fusion.config import FusionConfig
+from cityseg.ros.bag.rosbag_io import normalize_topic, open_reader
+from cityseg.ros.core.messages import IMAGE_TYPES
 from cityseg.ros.core.processor import ProcessorConfig
 
 MARKER = "cityseg-fleet.json"
@@ -64,7 +67,8 @@ class ReplayOptions:
 def _fusion_params(fusion: FusionConfig) -> dict:
     """The fusion options as JSON, the extrinsics file by path and content digest (an edited file
     is a new parameter set, so a rerun labels the bags again)."""
-    params = json.loads(json.dumps(dataclasses.asdict(fusion), default=str))
+    fields = {f.name: getattr(fusion, f.name) for f in dataclasses.fields(fusion) if f.compare}  # not the read tree
+    params = json.loads(json.dumps(to_mapping(fields), default=str))
     if fusion.extrinsics_file is not None:
         params["extrinsics_sha256"] = hashlib.sha256(Path(fusion.extrinsics_file).read_bytes()).hexdigest()
     return params
@@ -262,9 +266,6 @@ def clear_stale_staging(out_dir: Path, name: str) -> None:
 
 def count_frames(bag: Path, image_topic: str | None) -> int | None:
     """Image messages the replay will read (for the progress bar), or None if it cannot tell."""
-    from cityseg.ros.bag.rosbag_io import normalize_topic, open_reader
-    from cityseg.ros.core.messages import IMAGE_TYPES
-
     try:
         reader = open_reader(Path(bag))
     except Exception:  # unreadable here: the worker reports it

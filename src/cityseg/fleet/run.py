@@ -15,6 +15,7 @@ from collections import deque
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from cityseg.bundle import Bundle
 from cityseg.errors import CitysegError
 from cityseg.fileio import write_json_atomic
 from cityseg.fleet.actors import BagWorker, ProgressBoard
@@ -73,8 +74,6 @@ def import_ray(address: str | None = None):
 
 def run_fleet(bags: list[Path], options: ReplayOptions, config: FleetConfig) -> dict:
     """Segment ``bags`` into ``config.out_dir``; write and return the fleet.json summary."""
-    from cityseg.bundle import Bundle
-
     started = time.perf_counter()
     ray = import_ray()
     model = model_identity(Bundle.load(options.model))

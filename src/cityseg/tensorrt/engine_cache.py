@@ -12,7 +12,7 @@ An engine only runs on the GPU model and TensorRT version it was built with, so:
 * writes are atomic and the old sidecar is removed before a new engine is written, so a
   half-written or mismatched engine is never taken for a good one.
 
-Plain Python (no TensorRT, no GPU): the converter (:mod:`cityseg.tensorrt.build`) and the
+Plain Python (no TensorRT, no GPU): the converter (:mod:`cityseg.export.tensorrt_build`) and the
 TensorRT inference backend share these rules; :mod:`cityseg.tensorrt.runtime` runs the engines.
 """
 
@@ -26,12 +26,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from cityseg.bundle import Bundle
+from cityseg.bundle.precision import TENSORRT_PRECISIONS, check_precision
 from cityseg.errors import BundleError, EngineMismatch, InputError
 from cityseg.fileio import sha256_file, write_bytes_atomic, write_json_atomic
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "fp16", "int8")
 SIDECAR_FORMAT = 1
 REBUILD_ENV = "CITYSEG_TENSORRT_REBUILD"
 """Set to 0 to make the TensorRT backend refuse a mismatched engine instead of rebuilding it."""
@@ -140,8 +140,7 @@ class EngineSidecar:
 
 def engine_filename(onnx_file: str, precision: str, platform: Platform) -> str:
     """``model.onnx`` + fp16 + sm89/TensorRT 10.3.0 -> ``model.fp16.sm89.trt10.3.0.engine``."""
-    if precision not in PRECISIONS:
-        raise InputError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    check_precision(precision, TENSORRT_PRECISIONS)
     return f"{Path(onnx_file).stem}.{precision}.{platform.sm}.trt{platform.tensorrt_version}.engine"
 
 
@@ -218,7 +217,7 @@ def select_engine(bundle: Bundle, preferred: str, platform: Platform) -> tuple[s
                                 if k != preferred and a.output == wanted.output
                                 and a.confidence == wanted.confidence
                                 and a.io == wanted.io and a.camera == wanted.camera
-                                and a.details.get("precision") == wanted.details.get("precision")]
+                                and a.precision == wanted.precision]
     rejected = {}
     for key in candidates:
         engine = bundle.artifact_path(key)
@@ -256,7 +255,7 @@ def resolve_engine(bundle: Bundle, preferred: str, platform: Platform, *, rebuil
                    build: Callable[[Bundle, str], str]) -> str:
     """The key of an engine that runs on ``platform``: ``preferred`` or a matching sibling; else
     ``build(bundle, preferred)`` rebuilds it from the bundle's ONNX with the same settings (the
-    TensorRT backend passes the converter's :func:`~cityseg.tensorrt.build.rebuild_engine`), or
+    TensorRT backend passes the converter's :func:`~cityseg.export.tensorrt_build.rebuild_engine`), or
     EngineMismatch when ``rebuild`` is False or there is no ONNX to rebuild from."""
     key, rejected = select_engine(bundle, preferred, platform)
     if key is not None:

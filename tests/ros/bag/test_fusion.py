@@ -8,12 +8,13 @@ import pytest
 from cityseg.cli import main as cli_main
 from cityseg.fusion.camera import CameraModel
 from cityseg.fusion.cloud import CloudLayout, read_xyz
+from cityseg.fusion.config import FusionConfig
 from cityseg.fusion.extrinsics import FrameTree
+from cityseg.fusion.feed import frame_masks
 from cityseg.fusion.grid import GridSpec
 from cityseg.fusion.labelling import CameraMask, label_points
 from cityseg.ros.bag.lidar_bag import street_rig, write_lidar_rig_bag
 from cityseg.ros.bag.replay import load_processor, replay_bag
-from cityseg.ros.core.fusion_runner import FusionConfig, frame_masks
 from cityseg.ros.core.processor import FrameRequest, ProcessorConfig
 
 from support import read_bag
@@ -78,15 +79,19 @@ def test_bag_labels_clouds_like_the_fusion_core(rig_bag, labelid_bundle, tmp_pat
     assert (labels.height, labels.width, labels.encoding) == (80, 80, "mono8")
 
 
-def test_cli_points_topic_with_extrinsics_file_and_drop(rig_bag, labelid_bundle, tmp_path, capsys):
-    rig, path, _ = rig_bag
-    ext = tmp_path / "rig.yaml"
+def _extrinsics_file(rig, path):
     lines = ["transforms:"]
     for parent, child, t in rig.transforms():
         q = t.quaternion()
         lines.append(f"  - {{parent: {parent}, child: {child}, translation: {list(map(float, t.translation))}, "
                      f"rotation: {list(q)}}}")
-    ext.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_cli_points_topic_with_extrinsics_file_and_drop(rig_bag, labelid_bundle, tmp_path, capsys):
+    rig, path, _ = rig_bag
+    ext = _extrinsics_file(rig, tmp_path / "rig.yaml")
     out = tmp_path / "out"
     code = cli_main(["bag", str(path), str(out), "--model", str(labelid_bundle.path), "--id-space", "labelid",
                      "--points-topic", "/lidar/points", "--extrinsics", str(ext), "--points-drop-labels",
@@ -124,3 +129,52 @@ def test_cli_refuses_an_unknown_class_to_drop(rig_bag, labelid_bundle, tmp_path,
     assert code == 2
     assert "unknown class name(s) ['skyy']" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_params_file_fusion_keys_drive_the_replay_as_they_drive_the_node(rig_bag, labelid_bundle, tmp_path, capsys):
+    """The node's params file, fusion keys and all, configures `cityseg bag --params-file` exactly as
+    the node (one builder, FusionConfig.from_params): the replay writes the points and grid the same
+    settings give as flags, and its FusionConfig is the node's."""
+    from cityseg.cli import build_parser
+    from cityseg.cli.bag import fusion_config, node_settings
+    from cityseg.ros.live.params import check_params_file
+
+    rig, path, _ = rig_bag
+    ext = _extrinsics_file(rig, tmp_path / "rig.yaml")
+    params = tmp_path / "node.yaml"
+    params.write_text(f"""/**:
+  ros__parameters:
+    model: {labelid_bundle.path}
+    id_space: labelid
+    points_topic: /lidar/points
+    extrinsics_file: {ext}
+    points_drop_labels: [sky, road]
+    sync_tolerance_ms: 60.0
+    grid_frame: base_link
+    grid_resolution: 0.5
+    grid_cells: 80
+    grid_costs: ["sidewalk:50"]
+""")
+    argv = ["bag", str(path), str(tmp_path / "from_file"), "--params-file", str(params), "--no-progress"]
+    args = build_parser().parse_args(argv)
+    replay = fusion_config(args, node_settings(args))
+    node = FusionConfig.from_params(check_params_file(str(params)))  # what segmentation_node builds
+    assert replay == node and replay.grid == GridSpec("base_link", 0.5, 80, 80, -20.0, -20.0)
+    assert (replay.extrinsics_file, replay.drop_labels, replay.sync_tolerance_ms) == (ext, ("sky", "road"), 60.0)
+
+    assert cli_main(argv) == 0, capsys.readouterr()
+    flags = ["--model", str(labelid_bundle.path), "--id-space", "labelid", "--points-topic", "/lidar/points",
+             "--extrinsics", str(ext), "--points-drop-labels", "sky,road", "--sync-tolerance-ms", "60",
+             "--grid-frame", "base_link", "--grid-resolution", "0.5", "--grid-cells", "80",
+             "--grid-costs", "sidewalk:50"]
+    assert cli_main(["bag", str(path), str(tmp_path / "from_flags"), *flags, "--no-progress"]) == 0
+    from_file, from_flags = read_bag(tmp_path / "from_file"), read_bag(tmp_path / "from_flags")
+    fused = ["/lidar/segmentation/points", "/lidar/segmentation/grid", "/lidar/segmentation/grid/labels"]
+    for topic in fused:
+        assert len(from_file[topic]) == len(from_flags[topic]) == 2, topic
+        for (s1, m1), (s2, m2) in zip(from_file[topic], from_flags[topic]):
+            assert s1 == s2 and bytes(m1.data) == bytes(m2.data), topic
+    grid = from_file["/lidar/segmentation/grid"][0][1]
+    assert (grid.info.resolution, grid.info.width, grid.header.frame_id) == (0.5, 80, "base_link")
+    _, label, _, _ = _labels(from_file["/lidar/segmentation/points"][0][1])
+    assert not np.isin(label, [7, 23]).any() and (label != 255).sum() > 1000  # dropped, labelled

@@ -11,11 +11,11 @@ import pytest
 from cityseg.cli import main as cli_main
 from cityseg.errors import InputError
 from cityseg.fusion.cloud import CloudLayout
+from cityseg.fusion.config import FusionConfig
 from cityseg.fusion.grid import GROUND_CLASSES, GridSpec
 from cityseg.labels import class_space
 from cityseg.ros.bag.lidar_bag import street_rig, write_lidar_rig_bag
 from cityseg.ros.bag.replay import replay_bag
-from cityseg.ros.core.fusion_runner import FusionConfig
 from cityseg.ros.core.processor import ProcessorConfig
 
 from support import read_bag

@@ -201,8 +201,8 @@ def test_a_custom_label_set_drives_mask_ids_colours_and_label_info(tmp_path):
     """A two-class model bundled with `cityseg import` and a label YAML (ids 10 and 20)."""
     from onnx import TensorProto, helper
 
+    from cityseg.acquisition.importer import ImportOptions, import_onnx
     from cityseg.benchmarking.fixtures import save_foreign_onnx
-    from cityseg.export.importer import ImportOptions, import_onnx
     from cityseg.labels import load_label_set
 
     weight = np.array([[[[0.02]], [[0.0]], [[0.0]]]], np.float32)  # lane where red > 127.5

@@ -17,10 +17,10 @@ rclpy = pytest.importorskip("rclpy", reason="needs rclpy: `pip install -e .[ros]
 
 from cityseg.benchmarking.ros_probe import NodeProcess, Probe, wait_until  # noqa: E402
 from cityseg.fusion.cloud import CloudLayout  # noqa: E402
+from cityseg.fusion.config import FusionConfig  # noqa: E402
 from cityseg.labels import class_space  # noqa: E402
 from cityseg.ros.bag.lidar_bag import LIDAR_FRAME, street_rig, write_lidar_rig_bag  # noqa: E402
 from cityseg.ros.bag.replay import replay_bag  # noqa: E402
-from cityseg.ros.core.fusion_runner import FusionConfig  # noqa: E402
 from cityseg.ros.core.images import encode_rgb  # noqa: E402
 from cityseg.ros.core.processor import ProcessorConfig  # noqa: E402
 from cityseg.synthetic.lidar import scan, velodyne_cloud  # noqa: E402

@@ -39,7 +39,7 @@ def test_transform_stamped_becomes_a_transform():
 
 
 def test_without_tf2_or_an_extrinsics_file_the_node_refuses_naming_both(monkeypatch):
-    from cityseg.ros.core.fusion_runner import FusionConfig
+    from cityseg.fusion.config import FusionConfig
     from cityseg.ros.live.fusion import node_lookup
 
     monkeypatch.setattr(tf_lookup, "tf2_available", lambda: False)

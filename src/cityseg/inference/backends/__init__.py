@@ -42,14 +42,22 @@ slower (benchmarks/fused_io.py, docs/EXPORT.md "Fused I/O"); on a GPU it is not 
 preferred either. Choose a fused artifact by name (``artifact=``) to run it."""
 
 
+PICKED_PRECISION = {"onnx": "fp32", "keras": "fp32", "tensorrt": None}
+"""The precision :func:`pick_artifact` looks for by default, per format (what each artifact records:
+:mod:`cityseg.bundle.precision`). None: any gated one - an engine computes in the precision its
+export chose. The CPU backends choose theirs by measured latency (:func:`open_cpu_backend`)."""
+
+
 def pick_artifact(bundle: Bundle, fmt: str, need_confidence: bool = False, *, io: str | None = None,
-                  prefer_fused: bool = False, precision: str = "fp32", backend: str | None = None) -> str | None:
-    """The bundle's artifact of ``fmt`` and ``precision`` to run (gated, and runnable by ``backend``
-    when given): an argmax-head variant first (less data out); with ``need_confidence``, one that gives
-    a per-pixel confidence first (scores, or an argmax head with a confidence output). Fused-I/O
-    artifacts come after the others unless ``prefer_fused``; ``io`` ('tensor' or 'fused') keeps only that kind."""
+                  prefer_fused: bool = False, precision: str | None = "", backend: str | None = None) -> str | None:
+    """The bundle's artifact of ``fmt`` and ``precision`` (default: :data:`PICKED_PRECISION`; None: any)
+    to run (gated, and runnable by ``backend`` when given): an argmax-head variant first (less data
+    out); with ``need_confidence``, one that gives a per-pixel confidence first (scores, or an argmax
+    head with a confidence output). Fused-I/O artifacts come after the others unless
+    ``prefer_fused``; ``io`` ('tensor' or 'fused') keeps only that kind."""
+    precision = PICKED_PRECISION.get(fmt, "fp32") if precision == "" else precision
     candidates = {k: a for k, a in bundle.artifacts(fmt).items()
-                  if (io is None or a.io == io) and a.precision == precision and a.gated
+                  if (io is None or a.io == io) and precision in (None, a.precision) and a.gated
                   and (backend is None or a.runtime in (None, backend))}
     if not candidates:
         return None

@@ -7,6 +7,7 @@ import numpy as np
 from cityseg.bundle import Bundle
 from cityseg.errors import BundleError
 from cityseg.inference.backends.base import Backend
+from cityseg.inference.onnxruntime_session import cpu_session_options, needs_exact_int8
 
 
 class OnnxRuntimeBackend(Backend):
@@ -29,8 +30,6 @@ class OnnxRuntimeBackend(Backend):
         if providers is None:
             preferred = ["CUDAExecutionProvider", "CPUExecutionProvider"]
             providers = [p for p in preferred if p in available]
-        from cityseg.export.onnx import cpu_session_options, needs_exact_int8
-
         options = cpu_session_options(exact_int8=needs_exact_int8(self.artifact))
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)

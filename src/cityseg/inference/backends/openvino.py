@@ -1,6 +1,6 @@
 """OpenVINO backend: the bundle's fp32 or int8 (Q/DQ) ONNX on the CPU, or the fp32 ONNX in bf16.
 
-Compiled by :mod:`cityseg.export.openvino_runtime` (latency hint, one stream, threads bounded to the
+Compiled by :mod:`cityseg.inference.openvino_runtime` (latency hint, one stream, threads bounded to the
 cores this process may use, the precision hint of the card entry: bf16 only for an ``onnx_bf16``
 entry, which the CPU must report BF16 for). A dynamic batch is compiled for one frame, so larger
 batches run frame by frame (``max_batch`` 1).
@@ -12,7 +12,7 @@ import numpy as np
 
 from cityseg.bundle import Bundle
 from cityseg.errors import BundleError
-from cityseg.export import openvino_runtime
+from cityseg.inference import openvino_runtime
 from cityseg.inference.backends.base import Backend
 
 

@@ -16,6 +16,7 @@ class TensorFlowBackend(Backend):
     @classmethod
     def unavailable_reason(cls) -> str | None:
         try:
+            # lazy: cityseg.models imports Keras (TensorFlow), needed only where a Keras model is built
             import keras  # noqa: F401
             import tensorflow  # noqa: F401
         except ImportError:

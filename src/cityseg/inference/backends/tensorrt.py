@@ -22,9 +22,10 @@ from cityseg.tensorrt import runtime as tensorrt_runtime
 
 
 def rebuild_engine(bundle: Bundle, preferred: str) -> str:
-    """The converter's :func:`cityseg.tensorrt.build.rebuild_engine`, imported only when an engine
+    """The converter's :func:`cityseg.export.tensorrt_build.rebuild_engine`, imported only when an engine
     built for another GPU must be rebuilt, so running engines never loads the exporter."""
-    from cityseg.tensorrt.build import rebuild_engine as converter_rebuild
+    # lazy: the converter (onnx, parity), loaded only to rebuild; the one ignore of .importlinter
+    from cityseg.export.tensorrt_build import rebuild_engine as converter_rebuild
 
     return converter_rebuild(bundle, preferred)
 
@@ -75,7 +76,7 @@ class TensorRTBackend(Backend):
     def describe(self) -> str:
         details = self.artifact.details
         return (f"{self.name} ({self.path.name}, {details.get('gpu_name', 'GPU')}, "
-                f"{details.get('precision', '?')}, batch {self.runner.min_batch}-{self.runner.max_batch})")
+                f"{self.artifact.precision}, batch {self.runner.min_batch}-{self.runner.max_batch})")
 
     def close(self) -> None:
         self.runner.close()

@@ -1,8 +1,9 @@
 """The bag replay's fusion: the ``--points-topic`` clouds labelled with the replayed masks and
 written beside them, or without a points topic the camera-only grid of the masks' ground
 classes. Transforms: the bag's ``/tf_static`` and ``/tf`` (each sensor looked up at its stamp,
-through ``--fixed-frame`` when given), or ``--extrinsics``. The runners of
-:mod:`cityseg.ros.core.stamped_fusion` do the work, as in the node.
+through ``--fixed-frame`` when given), or ``--extrinsics``. The runners of :mod:`cityseg.fusion`
+(:class:`~cityseg.fusion.runner.FusionRunner`, :class:`~cityseg.fusion.ground_grid.GroundGridRunner`)
+do the work, as in the node; this module moves messages in and out of them.
 
 Output topics, in the points topic's namespace as a node named ``segmentation`` there publishes
 them: ``<ns>/segmentation/points`` (and with a grid ``.../grid``, ``.../grid/labels``), each written
@@ -17,24 +18,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cityseg.errors import InputError
-from cityseg.fusion.extrinsics import Transform, TransformBuffer, check_quaternion, load_extrinsics
+from cityseg.fusion.config import FusionConfig
+from cityseg.fusion.extrinsics import TransformBuffer
+from cityseg.fusion.feed import CloudInput, MaskInput
+from cityseg.fusion.ground_grid import GroundGrid, GroundGridRunner
+from cityseg.fusion.runner import FusionRunner, LabelledCloud, tree_lookup
 from cityseg.ros.bag.fusion_checks import Tally, check_fixed_frame, require_grid, require_labelled
 from cityseg.ros.bag.rosbag_io import normalize_topic, offered_qos, topic_namespace
-from cityseg.ros.core.fusion_messages import (
-    OCCUPANCY_GRID_TYPE,
-    POINT_CLOUD_TYPE,
-    TF_STATIC_TOPIC,
-    TF_TYPE,
-    add_tf_message,
-    occupancy_grid,
-    point_cloud,
-)
-from cityseg.ros.core.fusion_runner import FusionConfig, FusionRunner, LabelledCloud, frame_masks, tree_lookup
-from cityseg.ros.core.messages import IMAGE_TYPE
+from cityseg.ros.core.messages import IMAGE_TYPE, OCCUPANCY_GRID_TYPE, POINT_CLOUD_TYPE, stamp_ns
 from cityseg.ros.core.outputs import GRID, GRID_LABELS, POINTS, output_topic
-from cityseg.ros.core.stamped_fusion import GroundGrid, GroundGridRunner
-
-TF_TOPIC = "/tf"
+from cityseg.ros.core.tf_messages import TF_STATIC_TOPIC, TF_TOPIC, TF_TYPE, add_tf
 
 
 def fusion_topics(points_topic: str) -> dict[str, str]:
@@ -56,18 +49,6 @@ def camera_grid_topics(image_topics: Sequence[str]) -> dict[str, str]:
     return {suffix: output_topic(namespace, suffix) for suffix in (GRID, GRID_LABELS)}
 
 
-def add_tf_samples(tree: TransformBuffer, msg, where: str) -> None:
-    """Add every transform of a /tf TFMessage to ``tree`` as a sample at its header stamp."""
-    for i, ts in enumerate(msg.transforms):
-        r, v = ts.transform.rotation, ts.transform.translation
-        parent, child = str(ts.header.frame_id).lstrip("/"), str(ts.child_frame_id).lstrip("/")
-        entry = f"{where} transform {i} ({parent} -> {child})"
-        check_quaternion((r.x, r.y, r.z, r.w), entry)
-        stamp = int(ts.header.stamp.sec) * 10**9 + int(ts.header.stamp.nanosec)
-        tree.add_sample(parent, child, stamp, Transform.from_quaternion((v.x, v.y, v.z), (r.x, r.y, r.z, r.w)),
-                        entry)
-
-
 def _tf_topics(topics: dict[str, str], config: FusionConfig) -> dict[str, str]:
     """/tf_static and /tf of the bag (TFMessage) -> 'static' / 'dynamic', unless --extrinsics."""
     if config.extrinsics_file:
@@ -76,8 +57,9 @@ def _tf_topics(topics: dict[str, str], config: FusionConfig) -> dict[str, str]:
 
 
 def _transforms(config: FusionConfig, bag: Path):
-    if config.extrinsics_file:
-        return load_extrinsics(config.extrinsics_file)
+    """The extrinsics the config read, else a buffer for the bag's /tf_static and /tf."""
+    if config.extrinsics is not None:
+        return config.extrinsics
     return TransformBuffer(f"{bag} /tf_static and /tf", round(config.tf_tolerance_ms * 1e6))
 
 
@@ -130,16 +112,12 @@ class BagFusion:
             add_tf(self.runner.tree, self.tf_topics[conn.topic], msg, f"{self.bag} {conn.topic}")
             return
         header = msg.header
-        stamp_ns = int(header.stamp.sec) * 10**9 + int(header.stamp.nanosec)
-        self.runner.add_cloud(stamp_ns, str(header.frame_id).lstrip("/"), msg, (stamp, header))
+        self.runner.feed(CloudInput(stamp_ns(header.stamp), str(header.frame_id).lstrip("/"), msg, (stamp, header)))
 
     def on_frame(self, image_topic: str, image_msg, camera_info, result, bag_stamp: int = 0) -> None:
         """A segmented frame of camera ``image_topic``: its mask (and confidence) go to the runner."""
-        mask, conf = frame_masks(result.segmentation)
-        header = image_msg.header
-        stamp_ns = int(header.stamp.sec) * 10**9 + int(header.stamp.nanosec)
-        self.runner.add_mask(self.image_topics.index(image_topic), stamp_ns, str(header.frame_id).lstrip("/"),
-                             mask, conf, camera_info)
+        self.runner.feed(_mask_input(self.image_topics.index(image_topic), image_msg, result.segmentation,
+                                     camera_info))
 
     def finish(self) -> None:
         """Label what still waits; InputError when no point of any cloud was labelled."""
@@ -151,26 +129,28 @@ class BagFusion:
 
     def _write(self, cloud: LabelledCloud) -> None:
         bag_stamp, header = cloud.tag
-        store = self.factory.typestore
-        msg = point_cloud(store, header, cloud.layout, cloud.data)
+        msg = self.factory.point_cloud(header, cloud.layout, cloud.data)
         self.writer.write(self.conns[POINTS], bag_stamp, self.factory.serialize(msg))
         self.tally.wrote(self.topics[POINTS])
         self.tally.cloud(cloud.layout, cloud.data)
         if cloud.grid is not None:
-            grid_header = self.factory.header(header.stamp.sec, header.stamp.nanosec, cloud.grid.spec.frame)
-            self.writer.write(self.conns[GRID], bag_stamp,
-                              self.factory.serialize(occupancy_grid(store, grid_header, cloud.grid)))
-            image = self.factory.image_from_array(grid_header, cloud.grid.label, "mono8")
-            self.writer.write(self.conns[GRID_LABELS], bag_stamp, self.factory.serialize(image))
+            write_grid(self.writer, self.factory, self.conns, bag_stamp, header, cloud.grid)
             self.tally.wrote(self.topics[GRID])
             self.tally.wrote(self.topics[GRID_LABELS])
             self.tally.grid(cloud.grid.label)
 
 
+def _mask_input(camera: int, image_msg, frame, camera_info, tag=None) -> MaskInput:
+    header = image_msg.header
+    return MaskInput(camera, stamp_ns(header.stamp), str(header.frame_id).lstrip("/"), frame, camera_info, tag)
 
-def add_tf(tree, kind: str, msg, where: str) -> None:
-    """A /tf_static ('static') or /tf ('dynamic') message into the transform buffer."""
-    (add_tf_message if kind == "static" else add_tf_samples)(tree, msg, where)
+
+def write_grid(writer, factory, conns: dict, bag_stamp: int, header, grid) -> None:
+    """``grid`` as OccupancyGrid and class-id image at ``bag_stamp``, stamped as ``header``."""
+    grid_header = factory.header(header.stamp.sec, header.stamp.nanosec, grid.spec.frame)
+    writer.write(conns[GRID], bag_stamp, factory.serialize(factory.occupancy_grid(grid_header, grid)))
+    image = factory.image_from_array(grid_header, grid.label, "mono8")
+    writer.write(conns[GRID_LABELS], bag_stamp, factory.serialize(image))
 
 
 class BagGroundGrid:
@@ -210,11 +190,8 @@ class BagGroundGrid:
         add_tf(self.tree, self.tf_topics[conn.topic], msg, f"{self.bag} {conn.topic}")
 
     def on_frame(self, image_topic: str, image_msg, camera_info, result, bag_stamp: int = 0) -> None:
-        mask, _ = frame_masks(result.segmentation, with_confidence=False)  # the grid takes no scores
-        header = image_msg.header
-        stamp_ns = int(header.stamp.sec) * 10**9 + int(header.stamp.nanosec)
-        self.runner.add_mask(self.image_topics.index(image_topic), stamp_ns, str(header.frame_id).lstrip("/"),
-                             mask, None, camera_info, (bag_stamp, header))
+        self.runner.feed(_mask_input(self.image_topics.index(image_topic), image_msg,
+                                     result.segmentation.classes, camera_info, (bag_stamp, image_msg.header)))
 
     def finish(self) -> None:
         """Build what still waits; InputError when no grid with a known cell was made."""
@@ -228,12 +205,7 @@ class BagGroundGrid:
 
     def _write(self, out: GroundGrid) -> None:
         bag_stamp, header = out.tag
-        grid_header = self.factory.header(header.stamp.sec, header.stamp.nanosec, out.grid.spec.frame)
-        store = self.factory.typestore
-        self.writer.write(self.conns[GRID], bag_stamp,
-                          self.factory.serialize(occupancy_grid(store, grid_header, out.grid)))
-        image = self.factory.image_from_array(grid_header, out.grid.label, "mono8")
-        self.writer.write(self.conns[GRID_LABELS], bag_stamp, self.factory.serialize(image))
+        write_grid(self.writer, self.factory, self.conns, bag_stamp, header, out.grid)
         self.tally.wrote(self.topics[GRID])
         self.tally.wrote(self.topics[GRID_LABELS])
         self.tally.grid(out.grid.label)

@@ -19,16 +19,15 @@ from cityseg.fusion.camera import CameraModel
 from cityseg.fusion.extrinsics import Transform
 from cityseg.labels import class_space
 from cityseg.ros.bag.rosbag_io import latched_qos, open_writer, sensor_data_qos
-from cityseg.ros.core.fusion_messages import POINT_CLOUD_TYPE, TF_STATIC_TOPIC, TF_TYPE, point_cloud, tf_message
 from cityseg.ros.core.images import encode_rgb
-from cityseg.ros.core.messages import CAMERA_INFO_TYPE, IMAGE_TYPE, CameraInfoValues, RosbagsMessages
+from cityseg.ros.core.messages import CAMERA_INFO_TYPE, IMAGE_TYPE, POINT_CLOUD_TYPE, CameraInfoValues, RosbagsMessages
+from cityseg.ros.core.tf_messages import TF_STATIC_TOPIC, TF_TOPIC, TF_TYPE, tf_message
 from cityseg.synthetic.lidar import LidarSpec, ouster_cloud, scan, velodyne_cloud
 from cityseg.synthetic.scene3d import Scene, camera_pose, make_street, render_labels
 
 BASE_FRAME = "base_link"
 LIDAR_FRAME = "lidar"
 ODOM_FRAME = "odom"
-TF_TOPIC = "/tf"
 
 
 @dataclass
@@ -134,7 +133,7 @@ def write_lidar_rig_bag(path: Path, rig: LidarRig, frames: int = 2, fps: float =
                 writer.write(info_conn, stamp, factory.serialize(factory.camera_info(header, camera.info)))
             cloud_stamp = stamp + cloud_offset_ns
             header = factory.header(cloud_stamp // 10**9, cloud_stamp % 10**9, LIDAR_FRAME)
-            msg = point_cloud(factory.typestore, header, cloud_layout, cloud_data)
+            msg = factory.point_cloud(header, cloud_layout, cloud_data)
             writer.write(cloud_conn, cloud_stamp, factory.serialize(msg))
             truth.labels.append(s.label[idx])
             truth.cloud_stamps.append(cloud_stamp)

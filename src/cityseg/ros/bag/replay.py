@@ -20,6 +20,7 @@ from pathlib import Path
 from cityseg.bundle import Bundle
 from cityseg.errors import CitysegError, InputError
 from cityseg.fileio import check_replaceable, staged_output
+from cityseg.fusion.config import FusionConfig
 from cityseg.ros.bag.batches import BagBatcher, CameraReplay
 from cityseg.ros.bag.fusion import BagFusion, BagGroundGrid
 from cityseg.ros.bag.rosbag_io import (
@@ -31,7 +32,6 @@ from cityseg.ros.bag.rosbag_io import (
     topic_namespace,
 )
 from cityseg.ros.bag.summary import BagSummary, CameraSummary, FailedFrame
-from cityseg.ros.core.fusion_runner import FusionConfig
 from cityseg.ros.core.messages import CAMERA_INFO_TYPE, IMAGE_TYPES, CameraInfoValues, RosbagsMessages
 from cityseg.ros.core.outputs import BY_SUFFIX, NODE_NAME, OUTPUTS, output_topic
 from cityseg.ros.core.outputs import CAMERA_INFO as CAMERA_INFO_OUT

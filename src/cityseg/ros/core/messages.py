@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 
 from cityseg.errors import InputError
+from cityseg.fusion.cloud import CloudLayout
+from cityseg.fusion.grid import SemanticGrid
 from cityseg.ros.core.cdr import ImageBuffer, compressed_image_bytes
 from cityseg.ros.core.images import OutgoingImage, RawImage, raw_image
 
@@ -28,6 +30,8 @@ COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 LABEL_INFO_TYPE = "vision_msgs/msg/LabelInfo"
 DIAGNOSTIC_ARRAY_TYPE = "diagnostic_msgs/msg/DiagnosticArray"
+POINT_CLOUD_TYPE = "sensor_msgs/msg/PointCloud2"
+OCCUPANCY_GRID_TYPE = "nav_msgs/msg/OccupancyGrid"
 IMAGE_TYPES = (IMAGE_TYPE, COMPRESSED_IMAGE_TYPE)
 
 VISION_MSGS_DEFINITIONS = {
@@ -42,6 +46,11 @@ def header_fields(msg) -> tuple[int, int, str]:
     """(stamp sec, stamp nanosec, frame_id) of a message's header."""
     header = msg.header
     return int(header.stamp.sec), int(header.stamp.nanosec), str(header.frame_id)
+
+
+def stamp_ns(stamp) -> int:
+    """A builtin_interfaces/Time (a header's ``stamp``) in nanoseconds."""
+    return int(stamp.sec) * 10**9 + int(stamp.nanosec)
 
 
 @dataclass(frozen=True)
@@ -151,6 +160,14 @@ class MessageFactory(abc.ABC):
     def diagnostics(self, header: Any, statuses: Sequence[StatusValues]) -> Any:
         """A diagnostic_msgs/DiagnosticArray."""
 
+    @abc.abstractmethod
+    def point_cloud(self, header: Any, layout: CloudLayout, data: bytes) -> Any:
+        """A sensor_msgs/PointCloud2 of ``layout`` and ``data``."""
+
+    @abc.abstractmethod
+    def occupancy_grid(self, header: Any, grid: SemanticGrid) -> Any:
+        """The cost grid as nav_msgs/OccupancyGrid (origin at cell (0, 0)'s corner, no rotation)."""
+
     def image_from_array(self, header: Any, array: np.ndarray, encoding: str) -> Any:
         """A sensor_msgs/Image of an HxW or HxWxC uint8 array already in ``encoding``."""
         return self.image(header, raw_image(array, encoding))
@@ -230,6 +247,25 @@ class RosbagsMessages(MessageFactory):
             status(level=s.level, name=s.name, message=s.message, hardware_id=s.hardware_id,
                    values=[key_value(key=k, value=v) for k, v in s.values]) for s in statuses])
 
+    def point_cloud(self, header, layout: CloudLayout, data: bytes):
+        t = self._t
+        fields = [t["sensor_msgs/msg/PointField"](name=f.name, offset=f.offset, datatype=f.datatype, count=f.count)
+                  for f in layout.fields]
+        return t[POINT_CLOUD_TYPE](header=header, height=layout.height, width=layout.width, fields=fields,
+                                   is_bigendian=layout.is_bigendian, point_step=layout.point_step,
+                                   row_step=layout.row_step, data=np.frombuffer(data, np.uint8),
+                                   is_dense=layout.is_dense)
+
+    def occupancy_grid(self, header, grid: SemanticGrid):
+        t = self._t
+        spec = grid.spec
+        origin = t["geometry_msgs/msg/Pose"](
+            position=t["geometry_msgs/msg/Point"](x=float(spec.origin_x), y=float(spec.origin_y), z=0.0),
+            orientation=t["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0))
+        info = t["nav_msgs/msg/MapMetaData"](map_load_time=header.stamp, resolution=float(spec.resolution),
+                                             width=spec.width, height=spec.height, origin=origin)
+        return t[OCCUPANCY_GRID_TYPE](header=header, info=info, data=grid.cost.ravel().astype(np.int8))
+
     def serialize(self, msg) -> bytes:
         """CDR bytes of ``msg``, as stored in a rosbag2."""
         return bytes(self.typestore.serialize_cdr(msg, msg.__msgtype__))
@@ -246,7 +282,7 @@ class RclpyMessages(MessageFactory):
     def __init__(self):
         from builtin_interfaces.msg import Time
         from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-        from sensor_msgs.msg import CameraInfo, CompressedImage, Image, RegionOfInterest
+        from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField, RegionOfInterest
         from std_msgs.msg import Header
 
         self.Time, self.Header = Time, Header
@@ -258,6 +294,12 @@ class RclpyMessages(MessageFactory):
         except ImportError:
             LabelInfo = VisionClass = None
         self.LabelInfo, self.VisionClass = LabelInfo, VisionClass
+        self.PointCloud2, self.PointField = PointCloud2, PointField
+        try:
+            from nav_msgs.msg import OccupancyGrid
+        except ImportError:
+            OccupancyGrid = None
+        self.OccupancyGrid = OccupancyGrid
 
     def header(self, sec: int, nanosec: int, frame_id: str):
         return self.Header(stamp=self.Time(sec=int(sec), nanosec=int(nanosec)), frame_id=frame_id)
@@ -310,7 +352,37 @@ class RclpyMessages(MessageFactory):
         """The rclpy class of ``type_name`` (e.g. 'sensor_msgs/msg/Image'); None when its package
         is not installed (vision_msgs)."""
         return {IMAGE_TYPE: self.Image, COMPRESSED_IMAGE_TYPE: self.CompressedImage, CAMERA_INFO_TYPE: self.CameraInfo,
-                LABEL_INFO_TYPE: self.LabelInfo, DIAGNOSTIC_ARRAY_TYPE: self.DiagnosticArray}[type_name]
+                LABEL_INFO_TYPE: self.LabelInfo, DIAGNOSTIC_ARRAY_TYPE: self.DiagnosticArray,
+                POINT_CLOUD_TYPE: self.PointCloud2, OCCUPANCY_GRID_TYPE: self.OccupancyGrid}[type_name]
+
+    def point_cloud(self, header, layout: CloudLayout, data: bytes):
+        import array
+
+        fields = [self.PointField(name=f.name, offset=f.offset, datatype=f.datatype, count=f.count)
+                  for f in layout.fields]
+        buffer = array.array("B")
+        buffer.frombytes(data)
+        return self.PointCloud2(header=header, height=layout.height, width=layout.width, fields=fields,
+                                is_bigendian=layout.is_bigendian, point_step=layout.point_step,
+                                row_step=layout.row_step, data=buffer, is_dense=layout.is_dense)
+
+    def occupancy_grid(self, header, grid: SemanticGrid):
+        """None of nav_msgs (not installed): ImportError naming the package."""
+        import array
+
+        if self.OccupancyGrid is None:
+            raise ImportError("nav_msgs is not installed; install ros-$ROS_DISTRO-nav-msgs")
+        spec = grid.spec
+        msg = self.OccupancyGrid(header=header)
+        msg.info.map_load_time = header.stamp
+        msg.info.resolution = float(spec.resolution)
+        msg.info.width, msg.info.height = spec.width, spec.height
+        msg.info.origin.position.x, msg.info.origin.position.y = float(spec.origin_x), float(spec.origin_y)
+        msg.info.origin.orientation.w = 1.0
+        cost = array.array("b")
+        cost.frombytes(grid.cost.tobytes())
+        msg.data = cost
+        return msg
 
     def label_info(self, header, classes, threshold):
         if self.LabelInfo is None:

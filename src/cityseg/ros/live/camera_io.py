@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cityseg.ros.core.cdr import read_compressed_image, read_image
+from cityseg.ros.core.images import ImageError
 from cityseg.ros.core.outputs import LABEL_INFO, OUTPUTS
 from cityseg.ros.live.diagnostics import CameraStats
 from cityseg.ros.live.upstream_loss import UpstreamLossEstimator, stamp_seconds
@@ -113,9 +115,6 @@ class CameraIO:
         self.publishers = {}
 
     def _on_image(self, data: bytes) -> None:
-        from cityseg.ros.core.cdr import read_compressed_image, read_image
-        from cityseg.ros.core.images import ImageError
-
         self.stats.received()
         try:
             msg = read_compressed_image(data) if self.topics.compressed else read_image(data)

@@ -1,26 +1,23 @@
-"""The node's LiDAR fusion: the ``points_topic`` subscription, ``~/points`` / ``~/grid`` /
-``~/grid/labels`` publishers, and one thread that runs the bag tool's runner
-(:class:`~cityseg.ros.core.fusion_runner.FusionRunner`), so labelling never delays a
-camera frame. Without ``points_topic`` but with ``grid_frame``: the camera-only grid
-(:class:`~cityseg.ros.core.stamped_fusion.GroundGridRunner`), one ``~/grid`` per rig frame (when
-every camera's mask for it is in). Transforms: ``extrinsics_file``, else tf2 (:mod:`tf_lookup`).
-Warnings (a missing transform, once per camera) go through the node's logger; the counters are
-the ``<node>: fusion`` /diagnostics entry. rclpy is imported by the methods that need it (this
-module is loaded only when points_topic or grid_frame is set).
+"""The node's LiDAR fusion, wiring only: the ``points_topic`` subscription, the ``~/points`` /
+``~/grid`` / ``~/grid/labels`` publishers, and a :class:`cityseg.fusion.feed.FusionQueue` that runs
+the fusion's runner (:class:`cityseg.fusion.runner.FusionRunner`; without ``points_topic`` but with
+``grid_frame``, the camera-only :class:`cityseg.fusion.ground_grid.GroundGridRunner`, one ``~/grid``
+per rig frame) on its own thread, so labelling never delays a camera frame. Transforms:
+``extrinsics_file``, else tf2 (:mod:`tf_lookup`). Warnings (a missing transform, once per camera) go
+through the node's logger; the counters are the ``<node>: fusion`` /diagnostics entry. Its
+message classes come from the node's factory (:class:`cityseg.ros.core.messages.RclpyMessages`).
 """
 
 from __future__ import annotations
 
-import array
-import queue
-import threading
-
 from cityseg.errors import CitysegError
-from cityseg.fusion.extrinsics import load_extrinsics
-from cityseg.ros.core.fusion_runner import FusionRunner, LabelledCloud, frame_masks, tree_lookup
-from cityseg.ros.core.messages import StatusValues, header_fields
+from cityseg.fusion.config import FusionConfig
+from cityseg.fusion.feed import CloudInput, FusionQueue, MaskInput
+from cityseg.fusion.ground_grid import GroundGrid, GroundGridRunner
+from cityseg.fusion.runner import FusionRunner, LabelledCloud, tree_lookup
+from cityseg.ros.core.messages import StatusValues, stamp_ns
 from cityseg.ros.core.outputs import GRID, GRID_LABELS, POINTS
-from cityseg.ros.core.stamped_fusion import GroundGrid, GroundGridRunner
+from cityseg.ros.live import tf_lookup
 from cityseg.ros.live.camera_io import LOG_THROTTLE_S
 from cityseg.ros.live.diagnostics import OK, WARN
 
@@ -41,17 +38,15 @@ def queue_depth(input_size: tuple[int, int], classes: int, with_scores: bool) ->
     return max(QUEUE_DEPTH[0], min(QUEUE_DEPTH[1], QUEUE_BYTES // max(frame_bytes, 1)))
 
 
-def node_lookup(node, config):
-    """The transforms of the node's fusion: ``extrinsics_file`` (static), else tf2 at each stamp
-    (through ``fixed_frame``); CitysegError naming the fix when neither is there."""
-    from cityseg.ros.live.tf_lookup import Tf2Lookup, tf2_available
-
-    if config.extrinsics_file:
-        return tree_lookup(load_extrinsics(config.extrinsics_file)), None
-    if not tf2_available():
+def node_lookup(node, config: FusionConfig):
+    """The transforms of the node's fusion: ``extrinsics_file`` (static, as the config read it), else
+    tf2 at each stamp (through ``fixed_frame``); CitysegError naming the fix when neither is there."""
+    if config.extrinsics is not None:
+        return tree_lookup(config.extrinsics), None
+    if not tf_lookup.tf2_available():
         raise CitysegError("points_topic / grid_frame need transforms: set extrinsics_file (a YAML of the static "
                            "transforms, docs/FUSION.md) or install tf2_ros (ros-$ROS_DISTRO-tf2-ros)")
-    tf2 = Tf2Lookup(node, config.fixed_frame)
+    tf2 = tf_lookup.Tf2Lookup(node, config.fixed_frame)
     return tf2, tf2
 
 
@@ -59,11 +54,8 @@ class NodeFusion:
     """Masks from the inference thread and clouds from the executor in, labelled clouds out."""
 
     def __init__(self, node, msgs, params, processor, cameras: list[str]):
-        from sensor_msgs.msg import PointCloud2, PointField
-
         self.node, self.msgs, self.params = node, msgs, params
-        self.config = params.fusion_config()
-        self.PointCloud2, self.PointField = PointCloud2, PointField
+        self.config = FusionConfig.from_params(params)
         self.cameras = cameras
         lookup, self._tf2 = node_lookup(node, self.config)
         say = node.get_logger().warning
@@ -74,46 +66,44 @@ class NodeFusion:
         else:
             self.runner = FusionRunner(self.config, processor.label_classes(), cameras, self._publish,
                                        lookup=lookup, say=say)
-            self.publishers[POINTS] = node.create_lifecycle_publisher(PointCloud2, f"~/{POINTS}", 5)
-        self.OccupancyGrid = None
+            self.publishers[POINTS] = node.create_lifecycle_publisher(msgs.PointCloud2, f"~/{POINTS}", 5)
         if self.config.grid is not None:
-            try:
-                from nav_msgs.msg import OccupancyGrid
-            except ImportError:
+            if msgs.OccupancyGrid is None:
                 node.get_logger().warning("~/grid is off: nav_msgs is not installed (ros-$ROS_DISTRO-nav-msgs); "
                                           "~/grid/labels is published")
             else:
-                self.OccupancyGrid = OccupancyGrid
-                self.publishers[GRID] = node.create_lifecycle_publisher(OccupancyGrid, f"~/{GRID}", 5)
+                self.publishers[GRID] = node.create_lifecycle_publisher(msgs.OccupancyGrid, f"~/{GRID}", 5)
             self.publishers[GRID_LABELS] = node.create_lifecycle_publisher(msgs.Image, f"~/{GRID_LABELS}", 5)
         segmenter = processor.segmenter  # a scores head keeps its float32 scores until the confidence is taken
         with_scores = (not self.config.camera_only and segmenter.has_confidence
                        and segmenter.backend.artifact.output != "argmax")
         self.queue_depth = queue_depth(segmenter.input_size, segmenter.bundle.card.num_classes, with_scores)
-        self._queue: queue.Queue = queue.Queue(self.queue_depth)
-        self._thread: threading.Thread | None = None
+        logger = node.get_logger()
+        self.queue = FusionQueue(
+            self.runner, self.queue_depth,
+            on_drop=lambda text: logger.warning(text, throttle_duration_sec=LOG_THROTTLE_S),
+            on_error=lambda text: logger.error(text, throttle_duration_sec=LOG_THROTTLE_S))
         self._subscription = None
-        self.dropped = 0
+
+    @property
+    def dropped(self) -> int:
+        return self.queue.dropped
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
-        from rclpy.qos import qos_profile_sensor_data
+        from rclpy.qos import qos_profile_sensor_data  # rclpy: the node's own dependency, off the bag's path
 
-        self._thread = threading.Thread(target=self._run, name="fusion", daemon=True)
-        self._thread.start()
+        self.queue.start()
         if self.config.points_topic:
-            self._subscription = self.node.create_subscription(self.PointCloud2, self.config.points_topic,
+            self._subscription = self.node.create_subscription(self.msgs.PointCloud2, self.config.points_topic,
                                                                self._on_cloud, qos_profile_sensor_data)
 
     def stop(self) -> None:
         if self._subscription is not None:
             self.node.destroy_subscription(self._subscription)
             self._subscription = None
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join(5.0)
-            self._thread = None
+        self.queue.stop()
 
     def destroy(self) -> None:
         self.stop()
@@ -129,76 +119,33 @@ class NodeFusion:
     def feed(self, camera: str, msg, camera_info, result) -> None:
         """A segmented frame of ``camera`` (its name; '' in single-camera mode). For the points, its
         Segmentation is queued (not the frame's output messages): the confidence is worked out on the
-        fusion thread (:meth:`_run`), not on the camera path. The camera-only grid reads the class ids
-        alone, so only they are queued (the scores are let go)."""
-        sec, nsec, frame_id = header_fields(msg)
-        camera_only = self.config.camera_only
-        frame = frame_masks(result.segmentation, with_confidence=False) if camera_only else result.segmentation
-        self._put(("mask", self.cameras.index(camera), sec * 10**9 + nsec, frame_id.lstrip("/"), frame, camera_info,
-                   *(((sec, nsec),) if camera_only else ())))
+        fusion thread, not on the camera path. The camera-only grid reads the class ids alone, so
+        only they are queued (the scores are let go)."""
+        header = msg.header
+        seg = result.segmentation
+        self.queue.put(MaskInput(self.cameras.index(camera), stamp_ns(header.stamp), str(header.frame_id).lstrip("/"),
+                                 seg.classes if self.config.camera_only else seg, camera_info, header))
 
     def _on_cloud(self, msg) -> None:
-        sec, nsec, frame_id = header_fields(msg)
-        self._put(("cloud", sec * 10**9 + nsec, frame_id.lstrip("/"), msg))
-
-    def _put(self, item) -> None:
-        try:
-            self._queue.put_nowait(item)
-        except queue.Full:
-            self.dropped += 1
-            self.node.get_logger().warning(f"fusion is {self.queue_depth} inputs behind: an input was dropped",
-                                           throttle_duration_sec=LOG_THROTTLE_S)
-
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            try:
-                if item[0] == "mask":
-                    camera, stamp_ns, frame_id, frame, *rest = item[1:]
-                    masks = frame if self.config.camera_only else frame_masks(frame)
-                    self.runner.add_mask(camera, stamp_ns, frame_id, *masks, *rest)
-                else:
-                    self.runner.add_cloud(*item[1:], tag=item[3].header)
-            except Exception as exc:  # a bad input is logged; the node serves on
-                self.node.get_logger().error(f"fusion failed: {type(exc).__name__}: {exc}",
-                                             throttle_duration_sec=LOG_THROTTLE_S)
+        header = msg.header
+        self.queue.put(CloudInput(stamp_ns(header.stamp), str(header.frame_id).lstrip("/"), msg, header))
 
     # -- outputs --------------------------------------------------------------------------
 
     def _publish(self, cloud: LabelledCloud) -> None:
         header = cloud.tag
-        layout = cloud.layout
-        fields = [self.PointField(name=f.name, offset=f.offset, datatype=f.datatype, count=f.count)
-                  for f in layout.fields]
-        data = array.array("B")
-        data.frombytes(cloud.data)
-        self.publishers[POINTS].publish(self.PointCloud2(
-            header=header, height=layout.height, width=layout.width, fields=fields,
-            is_bigendian=layout.is_bigendian, point_step=layout.point_step, row_step=layout.row_step,
-            data=data, is_dense=layout.is_dense))
+        self.publishers[POINTS].publish(self.msgs.point_cloud(header, cloud.layout, cloud.data))
         if cloud.grid is not None:
-            self._publish_grid(header.stamp.sec, header.stamp.nanosec, cloud.grid)
+            self._publish_grid(header, cloud.grid)
 
     def _publish_ground(self, out: GroundGrid) -> None:
         """A camera-only grid, stamped as the newest image of its rig frame."""
-        self._publish_grid(*out.tag, out.grid)
+        self._publish_grid(out.tag, out.grid)
 
-    def _publish_grid(self, sec: int, nanosec: int, grid) -> None:
-        grid_header = self.msgs.header(sec, nanosec, grid.spec.frame)
-        if self.OccupancyGrid is not None:
-            msg = self.OccupancyGrid(header=grid_header)
-            spec = grid.spec
-            msg.info.map_load_time = grid_header.stamp
-            msg.info.resolution = float(spec.resolution)
-            msg.info.width, msg.info.height = spec.width, spec.height
-            msg.info.origin.position.x, msg.info.origin.position.y = float(spec.origin_x), float(spec.origin_y)
-            msg.info.origin.orientation.w = 1.0
-            cost = array.array("b")
-            cost.frombytes(grid.cost.tobytes())
-            msg.data = cost
-            self.publishers[GRID].publish(msg)
+    def _publish_grid(self, header, grid) -> None:
+        grid_header = self.msgs.header(header.stamp.sec, header.stamp.nanosec, grid.spec.frame)
+        if GRID in self.publishers:
+            self.publishers[GRID].publish(self.msgs.occupancy_grid(grid_header, grid))
         self.publishers[GRID_LABELS].publish(self.msgs.image_from_array(grid_header, grid.label, "mono8"))
 
     def status(self, fqn: str) -> StatusValues:

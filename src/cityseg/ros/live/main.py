@@ -9,6 +9,8 @@ import threading
 
 from cityseg.errors import CitysegError
 from cityseg.ros.core.outputs import NODE_EXECUTABLE
+from cityseg.ros.live.frame_memory import retain_frame_memory
+from cityseg.ros.live.rcl_args import ros_arguments_problem, stderr_without
 
 
 def main(args: list[str] | None = None) -> int:
@@ -25,14 +27,11 @@ def main(args: list[str] | None = None) -> int:
         print(f"{NODE_EXECUTABLE}: error: {exc}; source a ROS 2 installation (source "
               "/opt/ros/$ROS_DISTRO/setup.bash) or `pip install cityseg[ros]`", file=sys.stderr)
         return 2
-    from cityseg.ros.live.frame_memory import retain_frame_memory
 
     retain_frame_memory()
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda signum, frame: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     from rclpy.impl.implementation_singleton import rclpy_implementation
-
-    from cityseg.ros.live.rcl_args import ros_arguments_problem, stderr_without
 
     try:
         with stderr_without("Failed to parse global arguments"):  # said below, in one line
@@ -44,6 +43,7 @@ def main(args: list[str] | None = None) -> int:
         return 2
     try:
         try:
+            # lazy: the node module imports rclpy (the ros extra), checked just above
             from cityseg.ros.live.node import SegmentationNode
 
             segmentation = SegmentationNode()

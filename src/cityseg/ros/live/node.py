@@ -14,8 +14,16 @@ import time
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
 from cityseg.errors import CitysegError
-from cityseg.ros.core.outputs import NODE_NAME
-from cityseg.ros.live.camera_io import LOG_THROTTLE_S
+from cityseg.ros.core.messages import RclpyMessages
+from cityseg.ros.core.outputs import NODE_NAME, namesakes
+from cityseg.ros.core.processor import FrameProcessor, FrameRequest
+from cityseg.ros.live.camera_io import LOG_THROTTLE_S, CameraIO, CameraTopics
+from cityseg.ros.live.dds_profile import middleware_advice
+from cityseg.ros.live.diagnostics import LOSS_HINT, OK, batch_status, camera_statuses, diagnostic_status, log_line
+from cityseg.ros.live.frame_memory import release_freed_memory
+from cityseg.ros.live.fusion import NodeFusion
+from cityseg.ros.live.inference_worker import CameraBatcher, InferenceWorker, batch_capacity_note
+from cityseg.ros.live.params import check_known, load_node_params, parameter_specs
 
 NAME_CHECK_S = 2.0
 """Period of the node's look for another node of its name (from configure on; discovery needs time)."""
@@ -38,8 +46,6 @@ class SegmentationNode(LifecycleNode):
     """
 
     def __init__(self, **node_kwargs):
-        from cityseg.ros.core.messages import RclpyMessages
-
         super().__init__(NODE_NAME, **node_kwargs)
         self.msgs = RclpyMessages()
         self.worker = self.processor = self.params = self.batcher = self.diag_pub = None
@@ -134,16 +140,12 @@ class SegmentationNode(LifecycleNode):
 
     def configure(self) -> None:
         """Validate the parameters, load the model, warm it up, create publishers and timers."""
-        from cityseg.ros.core.processor import FrameProcessor
-
         started = time.monotonic()
         p = self.params = self._read_parameters()
         self.processor = FrameProcessor.from_bundle(p.model, self.msgs, p.processor_config(), p.backend)
         self._warm_up()
         self._create_cameras()
         if p.points_topic or p.grid_frame:
-            from cityseg.ros.live.fusion import NodeFusion
-
             self.fusion = NodeFusion(self, self.msgs, p, self.processor, list(self.cameras))
         self.diag_pub = self.create_publisher(self.msgs.DiagnosticArray, "/diagnostics", 10)
         self._own_timers = [self.create_timer(p.diagnostics_period, self._publish_diagnostics)]
@@ -156,8 +158,6 @@ class SegmentationNode(LifecycleNode):
     def _warn_namesakes(self) -> None:
         """Warn when another node in the graph takes this node's fully qualified name (once per namesake
         that appears: the check runs every NAME_CHECK_S, as discovery and later launches may be slow)."""
-        from cityseg.ros.core.outputs import namesakes
-
         fqn = self.get_fully_qualified_name()
         count = namesakes(fqn, self.get_node_names_and_namespaces())
         warn, self._namesakes_warned = count > self._namesakes_warned, count
@@ -195,8 +195,6 @@ class SegmentationNode(LifecycleNode):
         """Release the model and its runtime, publishers and timers (back to unconfigured)."""
         import gc
 
-        from cityseg.ros.live.frame_memory import release_freed_memory
-
         if self._active or self.worker is not None:
             self.deactivate()
         for timer in self._own_timers:
@@ -233,8 +231,6 @@ class SegmentationNode(LifecycleNode):
     def _declare_parameters(self) -> None:
         from rcl_interfaces.msg import ParameterDescriptor
 
-        from cityseg.ros.live.params import parameter_specs
-
         for spec in parameter_specs():
             self.declare_parameter(spec.name, spec.default, ParameterDescriptor(
                 description=spec.description, additional_constraints=spec.constraints,
@@ -246,23 +242,17 @@ class SegmentationNode(LifecycleNode):
 
         rclpy has no public getter for the overrides rcl parsed from the command line and params
         files for this node, so this reads ``Node._parameter_overrides`` (filled from both)."""
-        from cityseg.ros.live.params import check_known
-
         overrides = getattr(self, "_parameter_overrides", {}) or {}
         check_known(overrides, f"{self.get_fully_qualified_name()} parameters",
                     "correct or remove the -p override or params-file key")
 
     def _read_parameters(self):
-        from cityseg.ros.live.params import load_node_params, parameter_specs
-
         node = self
         values = {s.name: node.get_parameter(s.name).value for s in parameter_specs()}
         return load_node_params(values, where=f"{node.get_fully_qualified_name()} parameters")
 
     def _create_cameras(self) -> None:
         """One CameraIO (single-camera mode) or one per camera, each with its publishers."""
-        from cityseg.ros.live.camera_io import CameraIO, CameraTopics
-
         p, enabled = self.params, self.processor.config.outputs
         if not p.cameras:
             topics = [CameraTopics.single(p.input_compressed)]
@@ -279,8 +269,6 @@ class SegmentationNode(LifecycleNode):
 
     def _inference_worker(self):
         """One camera is a rig of one: the same batcher and thread serve both."""
-        from cityseg.ros.live.inference_worker import CameraBatcher, InferenceWorker, batch_capacity_note
-
         p = self.params
         self.batcher = CameraBatcher(list(self.cameras))  # one per activation: deactivate closes it
         note = batch_capacity_note(len(self.cameras), self.processor.segmenter.max_batch)
@@ -299,8 +287,6 @@ class SegmentationNode(LifecycleNode):
         """The batch's frames (one per camera) through one backend call, building only the outputs someone
         listens to, each published as soon as it is built (the mask does not wait for the overlay);
         None for a camera nobody listens to (and no fusion needs)."""
-        from cityseg.ros.core.processor import FrameRequest
-
         live = {name: self.cameras[name].live_outputs() for name, _ in entries}
         fused = self.fusion is not None
         wanted = [(i, name, item) for i, (name, item) in enumerate(entries) if live[name] or fused]
@@ -341,8 +327,6 @@ class SegmentationNode(LifecycleNode):
     def _log_startup(self, load_s: float) -> None:
         import rclpy
 
-        from cityseg.ros.live.dds_profile import middleware_advice
-
         log = self.get_logger()
         first = next(iter(self.cameras.values()))
         per_frame = [suffix for suffix in first.publishers if suffix != "label_info"]
@@ -361,8 +345,6 @@ class SegmentationNode(LifecycleNode):
     def _publish_diagnostics(self) -> None:
         from dataclasses import replace
 
-        from cityseg.ros.live.diagnostics import OK
-
         fqn = self.get_fully_qualified_name()
         snapshots = {name: camera.stats.snapshot() for name, camera in self.cameras.items()}
         statuses = self._camera_statuses(fqn, snapshots)
@@ -379,8 +361,6 @@ class SegmentationNode(LifecycleNode):
             self._warn_upstream_loss(snapshots)
 
     def _camera_statuses(self, fqn: str, snapshots: dict) -> list:
-        from cityseg.ros.live.diagnostics import batch_status, camera_statuses, diagnostic_status
-
         model, warn = self.processor.segmenter.bundle.card.name, self.params.upstream_loss_warn
         live = {}
         for name, camera in self.cameras.items():
@@ -393,8 +373,6 @@ class SegmentationNode(LifecycleNode):
                 batch_status(sizes, fqn, model, len(self.cameras), self.params.max_batch or len(self.cameras))]
 
     def _warn_upstream_loss(self, snapshots: dict) -> None:
-        from cityseg.ros.live.diagnostics import LOSS_HINT
-
         for name, camera in self.cameras.items():
             lost = snapshots[name].upstream_lost_percent
             if lost > self.params.upstream_loss_warn:
@@ -403,8 +381,6 @@ class SegmentationNode(LifecycleNode):
                     f"node (gaps in their header stamps); {LOSS_HINT}", throttle_duration_sec=LOG_THROTTLE_S)
 
     def _log_stats(self) -> None:
-        from cityseg.ros.live.diagnostics import log_line
-
         for name, camera in self.cameras.items():
             self.get_logger().info((f"{name}: " if name else "") + log_line(camera.stats.snapshot()))
 

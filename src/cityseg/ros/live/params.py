@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from cityseg.config import ConfigError, from_mapping, load_yaml
+from cityseg.fusion.grid import parse_costs
 from cityseg.ros.core.outputs import (
     BY_SUFFIX,
     CAMERA_INFO,
@@ -130,34 +131,9 @@ class _Settings:
         if self.sync_tolerance_ms < 0 or self.grid_resolution <= 0 or self.grid_cells < 1 or self.grid_range <= 0:
             raise ValueError("sync_tolerance_ms must be >= 0, grid_resolution > 0, grid_cells >= 1 and "
                              "grid_range > 0")
-        from cityseg.fusion.grid import parse_costs
-
         bad = {k: v for k, v in parse_costs(self.grid_costs).items() if not -1 <= v <= 100}
         if bad:
             raise ValueError(f"grid_costs must be within -1..100 (OccupancyGrid), got {bad}")
-
-    def fusion_config(self):
-        """The FusionConfig of points_topic / grid_frame and their parameters, or None with neither
-        (grid_frame alone: the camera-only grid); the extrinsics file is read here (refused naming
-        the file and the entry)."""
-        if not self.points_topic and not self.grid_frame:
-            return None
-        from pathlib import Path
-
-        from cityseg.fusion.extrinsics import load_extrinsics
-        from cityseg.fusion.grid import GridSpec, parse_costs
-        from cityseg.ros.core.fusion_runner import FusionConfig
-
-        if self.extrinsics_file:
-            load_extrinsics(self.extrinsics_file)
-        grid = None
-        if self.grid_frame:
-            half = self.grid_cells * self.grid_resolution / 2
-            grid = GridSpec(self.grid_frame, self.grid_resolution, self.grid_cells, self.grid_cells, -half, -half)
-        return FusionConfig(self.points_topic, Path(self.extrinsics_file) if self.extrinsics_file else None,
-                             self.sync_tolerance_ms, tuple(self.points_drop_labels), grid,
-                             parse_costs(self.grid_costs) or None, fixed_frame=self.fixed_frame,
-                             grid_range_m=self.grid_range)
 
     def _check_cameras(self) -> None:
         names = list(self.cameras)

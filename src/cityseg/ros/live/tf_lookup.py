@@ -31,7 +31,7 @@ def transform_of(msg) -> Transform:
 
 
 class Tf2Lookup:
-    """A :data:`cityseg.ros.core.stamped_fusion.Lookup` over tf2: (target, target stamp ns, source,
+    """A :data:`cityseg.fusion.runner.Lookup` over tf2: (target, target stamp ns, source,
     source stamp ns) -> Transform; InputError (the tf2 message) when tf2 cannot give it."""
 
     def __init__(self, node, fixed_frame: str = "", timeout_s: float = TF_TIMEOUT_S):

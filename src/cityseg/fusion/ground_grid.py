@@ -1,6 +1,6 @@
 """The camera-only bird's-eye grid (:class:`GroundGridRunner`, one per rig frame), for the bag
 replay and the node.
-ROS-free; the transforms come from a :data:`cityseg.ros.core.fusion_runner.Lookup` (a bag's /tf and
+ROS-free; the transforms come from a :data:`cityseg.fusion.runner.Lookup` (a bag's /tf and
 /tf_static, an extrinsics file, or tf2 in the node), as the labelled clouds' FusionRunner takes them.
 """
 
@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from cityseg.errors import InputError
+from cityseg.fusion.config import FusionConfig
+from cityseg.fusion.feed import MaskInput
 from cityseg.fusion.grid import (
     GROUND_CLASSES,
     SemanticGrid,
@@ -21,7 +23,7 @@ from cityseg.fusion.grid import (
     grid_from_masks,
 )
 from cityseg.fusion.labelling import CameraMask
-from cityseg.ros.core.fusion_runner import CameraResolver, FusionConfig, FusionCounters, Lookup
+from cityseg.fusion.runner import CameraResolver, FusionCounters, Lookup
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +61,14 @@ class GroundGridRunner:
         self.counters = FusionCounters()
         self.grids = 0
         self._tolerance_ns = int(config.sync_tolerance_ms * 1e6)
-        self._open: dict[int, tuple] = {}
+        self._open: dict[int, MaskInput] = {}
         self._first_ns = 0
         self._info: dict[int, Any] = {}
         self.resolver = CameraResolver(lookup, self.counters, say, "it adds nothing to the grid")
+
+    def feed(self, item: MaskInput) -> None:
+        """A camera's segmented frame (its class ids are all the grid takes)."""
+        self.add_mask(item.camera, item.stamp_ns, item.frame_id, item.masks()[0], None, item.camera_info, item.tag)
 
     def add_mask(self, camera: int, stamp_ns: int, frame_id: str, mask: np.ndarray, confidence, camera_info,
                  tag: Any = None) -> None:
@@ -76,7 +82,7 @@ class GroundGridRunner:
             self._build()
         if not self._open:
             self._first_ns = stamp_ns
-        self._open[camera] = (stamp_ns, frame_id, mask, camera_info, tag)
+        self._open[camera] = MaskInput(camera, stamp_ns, frame_id, mask, camera_info, tag)
         if len(self._open) == len(self.cameras):
             self._build()
 
@@ -87,8 +93,8 @@ class GroundGridRunner:
 
     def _build(self) -> None:
         entries, self._open = self._open, {}
-        newest = max(entries, key=lambda i: entries[i][0])
-        grid_ns, tag = entries[newest][0], entries[newest][4]
+        newest = max(entries.values(), key=lambda entry: entry.stamp_ns)
+        grid_ns, tag = newest.stamp_ns, newest.tag
         masks: list[CameraMask | None] = []
         for index, name in enumerate(self.cameras):
             entry = entries.get(index)
@@ -96,9 +102,8 @@ class GroundGridRunner:
                 self.counters.missed_mask(name)
                 masks.append(None)
                 continue
-            stamp_ns, frame_id, mask, info, _ = entry
-            masks.append(self.resolver.camera_mask(name, frame_id, stamp_ns, mask, None, info, self.spec.frame,
-                                                   grid_ns))
+            masks.append(self.resolver.camera_mask(name, entry.frame_id, entry.stamp_ns, entry.frame, None,
+                                                   entry.camera_info, self.spec.frame, grid_ns))
         grid = grid_from_masks(self.spec, masks, self.ground_ids, self.costs, self.config.grid_range_m)
         self.grids += 1
         self.emit(GroundGrid(grid_ns, grid, tag))

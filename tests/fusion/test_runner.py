@@ -7,8 +7,9 @@ from types import SimpleNamespace
 import numpy as np
 
 from cityseg.fusion.cloud import CloudLayout, Field, make_cloud
+from cityseg.fusion.config import FusionConfig
 from cityseg.fusion.extrinsics import FrameTree, Transform
-from cityseg.ros.core.fusion_runner import FusionConfig, FusionRunner
+from cityseg.fusion.runner import FusionRunner
 from cityseg.ros.core.messages import CameraInfoValues
 
 CLASSES = [(7, "road"), (23, "sky"), (26, "car")]
@@ -93,14 +94,15 @@ def test_node_parameters_give_the_fusion_config(tmp_path):
     ext = tmp_path / "rig.yaml"
     ext.write_text("- {parent: lidar, child: cam, translation: [0, 0, 0], rotation: [0, 0, 0, 1]}\n")
     base = {"model": "m", "points_topic": "/points", "extrinsics_file": str(ext)}
-    config = load_node_params({**base, "grid_frame": "base_link", "grid_costs": ["sidewalk:50"],
-                               "points_drop_labels": ["sky"]}).fusion_config()
+    config = FusionConfig.from_params(load_node_params({**base, "grid_frame": "base_link",
+                                                        "grid_costs": ["sidewalk:50"], "points_drop_labels": ["sky"]}))
     assert config.grid_costs == {"sidewalk": 50} and config.drop_labels == ("sky",)
     assert config.grid.origin_x == -25.0 and config.extrinsics_file == ext
-    assert load_node_params({"model": "m"}).fusion_config() is None
-    tf2 = load_node_params({"model": "m", "points_topic": "/points", "fixed_frame": "odom"}).fusion_config()
+    assert FusionConfig.from_params(load_node_params({"model": "m"})) is None
+    tf2 = FusionConfig.from_params(load_node_params({"model": "m", "points_topic": "/points", "fixed_frame": "odom"}))
     assert tf2.extrinsics_file is None and tf2.fixed_frame == "odom"  # transforms from tf2 in the node
-    camera_only = load_node_params({"model": "m", "grid_frame": "base_link", "grid_range": 12.0}).fusion_config()
+    camera_only = FusionConfig.from_params(load_node_params({"model": "m", "grid_frame": "base_link",
+                                                             "grid_range": 12.0}))
     assert camera_only.camera_only and camera_only.grid_range_m == 12.0
     with pytest.raises(ConfigError, match="fixed_frame needs tf2"):
         load_node_params({**base, "fixed_frame": "odom"})

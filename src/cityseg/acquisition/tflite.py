@@ -43,7 +43,7 @@ def tflite_to_onnx(path: Path, out: Path) -> Path:
                          "export the model to ONNX with its own framework and import that") from None
     import onnx
 
-    from cityseg.export.canonical_names import canonical_names
+    from cityseg.acquisition.canonical_names import canonical_names
 
     onnx.save(canonical_names(model), str(out))  # the same bytes for the same file, every run
     unconverted = sorted({n.op_type for n in model.graph.node if n.domain not in ("", "ai.onnx", "com.microsoft")})

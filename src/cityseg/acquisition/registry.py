@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cityseg.acquisition.importer import ImportOptions
 from cityseg.errors import InputError
-from cityseg.export.importer import ImportOptions
 
 
 @dataclass(frozen=True)

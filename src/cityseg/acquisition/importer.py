@@ -18,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
+from cityseg.acquisition import class_checks, tflite
 from cityseg.bundle import raw_output as model_outputs
 from cityseg.bundle.card import Artifact, ModelCard, class_fields, framework_versions
 from cityseg.bundle.directory import Bundle
 from cityseg.bundle.staging import staged_bundle
 from cityseg.errors import InputError
-from cityseg.export import class_checks, parity, tflite
+from cityseg.export import parity
 from cityseg.export import tensorrt_compat as trt_compat
 from cityseg.fileio import require_file, sha256_file
 from cityseg.labels import LabelSet

@@ -9,11 +9,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from cityseg.acquisition.importer import ImportOptions, import_onnx
 from cityseg.benchmarking.fixtures import MMSEG_MEAN, MMSEG_STD, save_foreign_onnx
 from cityseg.bundle import Bundle
 from cityseg.cli import main
 from cityseg.errors import BundleError, InputError
-from cityseg.export.importer import ImportOptions, import_onnx
 from cityseg.inference import ConfidenceUnavailable, Segmenter
 from cityseg.labels import class_space, load_label_set
 

@@ -1,9 +1,11 @@
 """Labelling clouds with the cameras' masks as they come, for the bag replay and the node: each
-camera's recent masks by header stamp, the clouds waiting for masks, the extrinsics, the counters.
+camera's recent masks by header stamp, the clouds waiting for masks, the transforms, the counters.
+What it is fed, and the node's queue and thread, are :mod:`cityseg.fusion.feed`.
 
-ROS-free apart from the message fields it reads; the geometry is :mod:`cityseg.fusion`. A cloud is
-labelled once every camera has a mask stamped at least ``sync_tolerance`` after it (or at
-:meth:`FusionRunner.finish`), with each camera's mask nearest its stamp within the tolerance.
+ROS-free: a cloud arrives as any object with PointCloud2's fields (read by
+:meth:`cityseg.fusion.cloud.CloudLayout.from_message`). A cloud is labelled once every camera has a
+mask stamped at least ``sync_tolerance`` after it (or at :meth:`FusionRunner.finish`), with each
+camera's mask nearest its stamp within the tolerance.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,9 +20,11 @@ import numpy as np
 from cityseg.errors import InputError
 from cityseg.fusion.camera import CameraModel
 from cityseg.fusion.cloud import CloudLayout, read_xyz, write_labelled
-from cityseg.fusion.extrinsics import TF_TOLERANCE_NS, FrameTree, Transform, TransformBuffer, load_extrinsics
-from cityseg.fusion.grid import GridSpec, SemanticGrid, class_ids, cost_table, grid_from_cloud
-from cityseg.fusion.labelling import CameraMask, MaskHistory, OcclusionConfig, drop_labels, label_points
+from cityseg.fusion.config import FusionConfig
+from cityseg.fusion.extrinsics import FrameTree, Transform, TransformBuffer
+from cityseg.fusion.feed import CloudInput, MaskInput
+from cityseg.fusion.grid import SemanticGrid, class_ids, cost_table, grid_from_cloud
+from cityseg.fusion.labelling import CameraMask, MaskHistory, drop_labels, label_points
 
 log = logging.getLogger(__name__)
 MAX_PENDING = 32
@@ -40,38 +43,6 @@ def tree_lookup(tree: FrameTree, fixed_frame: str = "") -> Lookup:
     if fixed_frame:
         return lambda target, t, source, s: tree.lookup_full(target, t, source, s, fixed_frame)
     return lambda target, _t, source, s: tree.lookup(target, source, s)
-
-
-@dataclass(frozen=True)
-class FusionConfig:
-    """What the node's fusion parameters (and ``cityseg bag``'s and ``cityseg fleet``'s options) say.
-    ``points_topic`` empty with a ``grid``: the camera-only grid
-    (:class:`cityseg.ros.core.stamped_fusion.GroundGridRunner`)."""
-
-    points_topic: str
-    extrinsics_file: Path | None = None
-    sync_tolerance_ms: float = 50.0
-    drop_labels: tuple[str, ...] = ()
-    grid: GridSpec | None = None
-    grid_costs: dict[str, int] | None = None
-    """Costs by class name on top of cityseg.fusion.grid.DEFAULT_COSTS."""
-    occlusion: OcclusionConfig = field(default_factory=OcclusionConfig)
-    fixed_frame: str = ""
-    """A frame that does not move with the vehicle (odom): each sensor's pose is looked up at its own
-    stamp through it, compensating ego motion between them; empty: one stamp per lookup."""
-    grid_range_m: float = 30.0
-    """Camera-only grid: cells farther than this from a camera take nothing from it."""
-    tf_tolerance_ms: float = TF_TOLERANCE_NS / 1e6
-    """A /tf lookup this far outside the samples takes the nearest; farther: missing."""
-
-    def __post_init__(self) -> None:
-        if self.sync_tolerance_ms < 0 or self.grid_range_m <= 0 or self.tf_tolerance_ms < 0:
-            raise ValueError(f"sync_tolerance_ms and tf tolerance must be >= 0 and grid range > 0, got "
-                             f"{self.sync_tolerance_ms}, {self.tf_tolerance_ms}, {self.grid_range_m}")
-
-    @property
-    def camera_only(self) -> bool:
-        return not self.points_topic and self.grid is not None
 
 
 @dataclass
@@ -137,20 +108,23 @@ class LabelledCloud:
     """What the caller gave with the cloud (the bag tool: its bag timestamp and header)."""
 
 
+@dataclass(frozen=True)
+class _StoredMask:
+    """One camera's mask as its history keeps it."""
+
+    frame_id: str
+    mask: np.ndarray
+    confidence: np.ndarray | None
+    camera_info: Any
+    stamp_ns: int
+
+
 @dataclass
 class _Camera:
     name: str
     history: MaskHistory = field(default_factory=lambda: MaskHistory(16))
     latest_ns: int = -1
     camera_info: Any = None
-
-
-def frame_masks(seg, with_confidence: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-    """The class ids (and confidence x 255, None without scores or ``with_confidence``) a frame's
-    Segmentation labels points with: the network-resolution arrays ``~/mask`` and ``~/confidence``
-    are upsampled from (the camera model maps image pixels onto them), so the node and the bag tool
-    label alike and neither upsamples for the fusion."""
-    return seg.classes, (seg.confidence_low if with_confidence and seg.has_confidence else None)
 
 
 class FusionRunner:
@@ -165,8 +139,7 @@ class FusionRunner:
                  emit: Callable[[LabelledCloud], None], tree: FrameTree | None = None,
                  lookup: Lookup | None = None, say: Callable[[str], None] = log.warning):
         self.config, self.emit = config, emit
-        self.tree = tree if tree is not None else (load_extrinsics(config.extrinsics_file)
-                                                   if config.extrinsics_file else FrameTree("/tf_static"))
+        self.tree = tree if tree is not None else (config.extrinsics or FrameTree("/tf_static"))
         self.lookup = lookup or tree_lookup(self.tree, config.fixed_frame)
         try:
             self.drop_ids = class_ids(classes, config.drop_labels) if config.drop_labels else []
@@ -177,9 +150,17 @@ class FusionRunner:
         self.counters = FusionCounters()
         self.resolver = CameraResolver(self.lookup, self.counters, say, "its points stay 255")
         self.warn_once = self.resolver.warn_once
-        self._pending: list[tuple[int, str, Any, Any]] = []
+        self._pending: list[CloudInput] = []
         self._tolerance_ns = int(config.sync_tolerance_ms * 1e6)
         self._cloud_ns = 0
+
+    def feed(self, item: MaskInput | CloudInput) -> None:
+        """A camera's segmented frame or a cloud, as the node's queue and the bag replay give them."""
+        if isinstance(item, CloudInput):
+            self._pending.append(item)
+            self._drain(final=False)
+        else:
+            self.add_mask(item.camera, item.stamp_ns, item.frame_id, *item.masks(), item.camera_info)
 
     def add_mask(self, camera: int, stamp_ns: int, frame_id: str, mask: np.ndarray,
                  confidence: np.ndarray | None, camera_info) -> None:
@@ -188,15 +169,14 @@ class FusionRunner:
         if camera_info is None:  # a frame that came before (or without) its CameraInfo: the last one
             camera_info = cam.camera_info
         cam.camera_info = camera_info
-        cam.history.add(stamp_ns, (frame_id, mask, confidence, camera_info, int(stamp_ns)))
+        cam.history.add(stamp_ns, _StoredMask(frame_id, mask, confidence, camera_info, int(stamp_ns)))
         cam.latest_ns = max(cam.latest_ns, stamp_ns)
         self._drain(final=False)
 
     def add_cloud(self, stamp_ns: int, frame_id: str, msg, tag: Any = None) -> None:
         """A PointCloud2 message stamped ``stamp_ns`` in ``frame_id``; labelled when its masks are in
         (or when more than MAX_PENDING clouds wait: a camera that stopped does not hold them all)."""
-        self._pending.append((stamp_ns, frame_id, msg, tag))
-        self._drain(final=False)
+        self.feed(CloudInput(stamp_ns, frame_id, msg, tag))
 
     def finish(self) -> None:
         """Label every cloud still waiting (the bag ended: no later mask will come)."""
@@ -207,8 +187,8 @@ class FusionRunner:
         waiting = []
         overflow = len(self._pending) - MAX_PENDING
         for i, item in enumerate(self._pending):
-            if final or item[0] <= ready or i < overflow:
-                self._label(*item)
+            if final or item.stamp_ns <= ready or i < overflow:
+                self._label(item)
             else:
                 waiting.append(item)
         self._pending = waiting
@@ -224,12 +204,12 @@ class FusionRunner:
                 self.counters.missed_mask(cam.name)
                 out.append(None)
                 continue
-            frame_id, mask, confidence, info, mask_ns = item
-            out.append(self.resolver.camera_mask(cam.name, frame_id, mask_ns, mask, confidence, info,
-                                                 cloud_frame, stamp_ns))
+            out.append(self.resolver.camera_mask(cam.name, item.frame_id, item.stamp_ns, item.mask,
+                                                 item.confidence, item.camera_info, cloud_frame, stamp_ns))
         return out
 
-    def _label(self, stamp_ns: int, frame_id: str, msg, tag: Any) -> None:
+    def _label(self, cloud: CloudInput) -> None:
+        stamp_ns, frame_id, msg = cloud.stamp_ns, cloud.frame_id, cloud.msg
         try:
             layout = CloudLayout.from_message(msg)
             data = np.asarray(msg.data, np.uint8)
@@ -243,7 +223,7 @@ class FusionRunner:
         out_layout, out_data = write_labelled(layout, data, labels.label, labels.confidence, labels.camera, keep)
         grid = self._grid(xyz, labels.label, frame_id)
         self.counters.clouds += 1
-        self.emit(LabelledCloud(stamp_ns, frame_id, out_layout, out_data, grid, tag))
+        self.emit(LabelledCloud(stamp_ns, frame_id, out_layout, out_data, grid, cloud.tag))
 
     def _grid(self, xyz: np.ndarray, label: np.ndarray, cloud_frame: str) -> SemanticGrid | None:
         spec = self.config.grid

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from cityseg.fusion.config import FusionConfig
 from cityseg.fusion.extrinsics import FrameTree
 from cityseg.fusion.grid import GridSpec
+from cityseg.fusion.ground_grid import GroundGridRunner
+from cityseg.fusion.runner import tree_lookup
 from cityseg.labels import class_space
 from cityseg.ros.bag.lidar_bag import street_rig
-from cityseg.ros.core.fusion_runner import FusionConfig, tree_lookup
-from cityseg.ros.core.stamped_fusion import GroundGridRunner
 from cityseg.synthetic.scene3d import render_labels
 
 CLASSES = [(c.id, c.name) for c in class_space("labelid").classes]

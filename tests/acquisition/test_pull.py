@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from tflite_models import CORAL, build_tflite
 
+from cityseg.acquisition import pull as pull_module
+from cityseg.acquisition import registry
+from cityseg.acquisition.importer import ImportOptions
+from cityseg.acquisition.pull import pull, staging_dir
 from cityseg.bundle import Bundle
 from cityseg.cli import main
 from cityseg.errors import InputError
-from cityseg.export import pull as pull_module
-from cityseg.export import registry
-from cityseg.export.importer import ImportOptions
-from cityseg.export.pull import pull, staging_dir
 from cityseg.inference import Segmenter
 
 

@@ -23,13 +23,15 @@ from pathlib import Path
 import numpy as np
 
 from cityseg.bundle import Artifact, Bundle, ModelCard
-from cityseg.errors import InputError
+from cityseg.bundle.precision import TENSORRT_PRECISIONS, check_precision
 from cityseg.export import parity
+from cityseg.export.calibration import FrameSet, generated_frames
 from cityseg.export.errors import ExportError
+from cityseg.export.fused_io import camera_frames
 from cityseg.export.onnx import onnx_artifact, onnxruntime_runner
+from cityseg.export.precision import export_precision
 from cityseg.fileio import sha256_file, write_bytes_atomic
 from cityseg.tensorrt.engine_cache import (
-    PRECISIONS,
     BatchProfile,
     EngineSidecar,
     engine_decision,
@@ -67,8 +69,7 @@ def export_tensorrt(bundle: Bundle, *, precision: str = "fp16", argmax_head: boo
     raises EngineMismatch when ``rebuild`` is False). ``onnx_key``: build from that ONNX artifact
     (e.g. a fused-I/O one) instead of the ``precision`` variant ``argmax_head`` names; its precision
     must be ``precision`` (the engine is strongly typed: it computes in the ONNX's types)."""
-    if precision not in PRECISIONS:
-        raise InputError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    check_precision(precision, TENSORRT_PRECISIONS)
     require_runtime()
     onnx_key = onnx_key or precision_onnx_key(precision, argmax_head)
     if precision == "fp16" and onnx_key not in bundle.card.artifacts and "onnx" in bundle.card.artifacts:
@@ -118,8 +119,9 @@ def rebuild_engine(bundle: Bundle, preferred: str) -> str:
     """Rebuild engine artifact ``preferred`` for this machine from its ONNX, with the settings its
     card entry records (precision, source ONNX, batch profile, workspace); returns the new key.
     The TensorRT backend calls this (through :func:`cityseg.tensorrt.engine_cache.resolve_engine`)."""
-    details = bundle.card.artifacts[preferred].details
-    result = export_tensorrt(bundle, precision=details.get("precision", "fp16"),
+    artifact = bundle.card.artifacts[preferred]
+    details = artifact.details
+    result = export_tensorrt(bundle, precision=artifact.precision,
                              onnx_key=details.get("onnx_artifact") or "onnx",
                              profile=BatchProfile(**details.get("profile", {})),
                              workspace_mb=details.get("workspace_mb", DEFAULT_WORKSPACE_MB))
@@ -140,7 +142,7 @@ def _engine_artifact(engine: Path, bundle: Bundle, onnx_key: str, sidecar: Engin
     return Artifact(engine.name, "tensorrt", source.output,
                     {**sidecar.to_dict(), "sidecar": sidecar_path(engine).name, "onnx_artifact": onnx_key},
                     output_layout=source.output_layout, confidence=source.confidence, io=source.io,
-                    camera=source.camera)
+                    camera=source.camera, precision=sidecar.precision)
 
 
 def engine_parity(bundle: Bundle, serialized: bytes, onnx_key: str, precision: str, engine: Path,
@@ -171,8 +173,6 @@ def fused_engine_parity(bundle: Bundle, serialized: bytes, onnx_key: str, precis
                         frames: list[np.ndarray] | None) -> parity.ParityReport:
     """Parity of an engine built from a fused-I/O ONNX: uint8 camera frames into the engine vs the
     unfused path (CPU preprocessing, the fused graph's source ONNX in ONNX Runtime, argmax, upsampling)."""
-    from cityseg.export.fused_io import camera_frames
-
     card = bundle.card
     candidate = card.artifacts[onnx_key]
     reference_key = candidate.details.get("source_artifact", "onnx")
@@ -195,9 +195,6 @@ def fused_engine_parity(bundle: Bundle, serialized: bytes, onnx_key: str, precis
 
 def write_fp16_onnx(bundle: Bundle, frames: list[np.ndarray] | None) -> None:
     """model_fp16.onnx (and its argmax twin) from model.onnx, gated on ``frames`` or generated scenes."""
-    from cityseg.export.calibration import FrameSet, generated_frames
-    from cityseg.export.precision import export_precision
-
     evaluation = FrameSet(frames, "given") if frames else generated_frames(bundle.card, 8)
     for report in export_precision(bundle, "fp16", evaluation=evaluation).reports:
         log.info("%s", report.summary())

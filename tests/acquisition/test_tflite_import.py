@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from tflite_models import CORAL, SIZE, build_tflite
 
+from cityseg.acquisition.importer import ImportOptions, import_onnx
+from cityseg.acquisition.tflite import tflite_to_onnx
 from cityseg.cli import main
 from cityseg.errors import InputError
-from cityseg.export.importer import ImportOptions, import_onnx
-from cityseg.export.tflite import tflite_to_onnx
 from cityseg.inference import Segmenter
 from cityseg.labels import class_space
 
@@ -152,7 +152,7 @@ def test_coral_trainids_read_as_labelids_land_in_void_classes_and_are_refused(tm
     """The second check (for graphs whose ArgMax width is unknown): the Coral model's trainIds on a
     street frame, read as labelIds, are mostly void (road -> unlabeled, building -> rectification
     border); the street's true labelIds are not."""
-    from cityseg.export.class_checks import check_void_share
+    from cityseg.acquisition.class_checks import check_void_share
     from cityseg.synthetic.dataset import drive_frames
 
     bundle = import_onnx(CORAL, tmp_path / "coral", class_space("trainid"),

@@ -19,12 +19,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from cityseg.acquisition.importer import write_import
+from cityseg.acquisition.registry import PretrainedModel
 from cityseg.bundle.directory import Bundle
 from cityseg.bundle.staging import staged_bundle
 from cityseg.bundle.staging import staging_dir as bundle_staging_dir
 from cityseg.errors import InputError
-from cityseg.export.importer import write_import
-from cityseg.export.registry import PretrainedModel
 from cityseg.labels import load_label_set
 
 log = logging.getLogger(__name__)
