@@ -8,8 +8,8 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 LAYERS = ("errors", "labels", "label_maps", "fileio", "config", "preprocess", "fusion", "bundle", "data",
-          "synthetic", "models", "training", "tensorrt", "inference", "export", "acquisition", "evaluation", "ros", "fleet", "benchmarking",
-          "demo", "cli", "__main__")
+          "synthetic", "models", "training", "tensorrt", "inference", "export", "acquisition", "evaluation",
+          "ros", "fleet", "benchmarking", "demo", "cli", "__main__")
 """Top-level modules and packages of cityseg, lowest first (the order of the package docstring)."""
 
 
