@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-LAYOUTS = ("cityscapes", "camvid", "paired")
+from cityseg.data.layouts import LAYOUTS
 
 
 def add_parser(sub) -> None:

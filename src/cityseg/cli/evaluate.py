@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cityseg.data.layouts import LAYOUTS
 from cityseg.errors import CitysegError
 from cityseg.evaluation.run import evaluate_bundle, evaluate_directories, format_table
 from cityseg.fileio import write_json_atomic
@@ -40,7 +41,7 @@ def add_parser(sub) -> None:
     model.add_argument("--split", default="val",
                        help="train, val, test, or the study's study_train / study_dev / study_test "
                             "(default val)")
-    model.add_argument("--layout", choices=("cityscapes", "camvid", "paired"),
+    model.add_argument("--layout", choices=LAYOUTS,
                        help="how --data-root is laid out (default: the layout the bundle was trained "
                             "on, else cityscapes; docs/DATA.md)")
     model.add_argument("--label-map", metavar="MAP",
