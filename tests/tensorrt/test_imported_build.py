@@ -99,7 +99,7 @@ def test_tensorrt_check_of_an_imported_model_is_recorded(tmp_path, caplog):
 
     from cityseg.cli.import_ import tensorrt_line
 
-    with caplog.at_level(logging.DEBUG, logger="cityseg.export.importer"):
+    with caplog.at_level(logging.DEBUG, logger="cityseg.acquisition.importer"):
         bundle = imported(tmp_path, resize_mode="cubic")  # ONNX Runtime runs it, TensorRT 10 does not
     findings = bundle.card.artifacts["onnx"].details["tensorrt_check"]
     assert len(findings) == 1 and "mode 'cubic' is not supported" in findings[0]
