@@ -171,7 +171,8 @@ class FrameFeed:
         first = self.position * self.batch
         chunk = self.frames[first:first + self.batch]
         self.position += 1
-        return {self.input_name: np.ascontiguousarray(self.card.preprocess(chunk), dtype=np.float32)}
+        dtype = np.uint8 if self.card.input_dtype == "uint8" else np.float32  # a uint8-input card: the frame
+        return {self.input_name: np.ascontiguousarray(self.card.preprocess(chunk), dtype=dtype)}
 
     def rewind(self) -> None:
         self.set_range(0, len(self))
