@@ -1,4 +1,4 @@
-"""Float twins of quantised graphs (cityseg.export.quant_twins) on a small ONNX quantised in the
+"""Float twins of quantised graphs (cityseg.acquisition.quant_twins) on a small ONNX quantised in the
 test with ONNX Runtime (QDQ, asymmetric uint8), and on the real Coral model when it is present."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from cityseg.export.quant_twins import QuantGraphError, float_twin, needs_float_twin, quantised_inside
+from cityseg.acquisition.quant_twins import QuantGraphError, float_twin, needs_float_twin, quantised_inside
 from cityseg.export.tensorrt_compat import check_model
 from tests.tflite_models import CORAL
 
