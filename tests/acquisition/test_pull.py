@@ -204,7 +204,7 @@ def test_force_replaces_the_bundle_and_keeps_the_users_files(tmp_path, tflite_fi
     pull(model, out, source=str(tflite_file))
     (out / "notes.txt").write_text("mine")
     pull(model, out, source=str(tflite_file), force=True)
-    assert sorted(p.name for p in out.iterdir()) == ["model.json", "model.onnx", "notes.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["model.json", "model.onnx", "model_quantized.onnx", "notes.txt"]
     assert not staging_dir(out).exists()
 
 
