@@ -1,4 +1,4 @@
-"""Float twins of quantised graphs (cityseg.acquisition.qdq_float, integer_ops) on a small ONNX
+"""Float twins of quantised graphs (cityseg.export.qdq_float, integer_ops) on a small ONNX
 quantised in the test with ONNX Runtime (QDQ, asymmetric uint8), and on the real Coral model when it
 is present."""
 
@@ -13,7 +13,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from cityseg.acquisition.qdq_float import QuantGraphError, float_twin, needs_float_twin, quantised_inside
+from cityseg.export.qdq_float import QuantGraphError, float_twin, needs_float_twin, quantised_inside
 from cityseg.export.tensorrt_compat import check_model
 from tests.tflite_models import CORAL
 

@@ -2,7 +2,7 @@
 
 An imported graph with uint8 / non-zero-zero-point Q/DQ (every int8 TFLite model converted by
 tf2onnx) is refused by TensorRT's ONNX parser. :func:`add_float_twin` writes, inside the import's
-staging folder, its float twin (:func:`cityseg.acquisition.qdq_float.float_twin`): the publisher's
+staging folder, its float twin (:func:`cityseg.export.qdq_float.float_twin`): the publisher's
 graph moves to ``model_quantized.onnx`` (card key ``onnx_quantized``: ONNX Runtime / OpenVINO on
 CPUs, never TensorRT), the twin becomes ``model.onnx`` (key ``onnx``, fp32 with class scores then
 ids out: what ``cityseg export --precision`` and ``--tensorrt`` build from), gated against the
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cityseg.acquisition.qdq_float import float_twin, needs_float_twin
+from cityseg.export.qdq_float import float_twin, needs_float_twin
 from cityseg.bundle import Artifact, Bundle
 from cityseg.export import gate as accuracy_gate
 from cityseg.export import latency, parity
@@ -30,7 +30,7 @@ ORIGINAL_KEY, ORIGINAL_FILE = "onnx_quantized", "model_quantized.onnx"
 TWIN_KEY = "onnx"
 TWIN_MIN_AGREEMENT = 0.99
 """Pixel agreement with the original (ONNX Runtime) the float twin must reach at import. The twin
-computes Convs and Adds on the original's integers (:mod:`cityseg.acquisition.integer_ops`), so it
+computes Convs and Adds on the original's integers (:mod:`cityseg.export.integer_ops`), so it
 reproduces the quantised kernels' class ids up to the rare rounding tie of a Resize (Coral: 99.99 %
 on CamVid test frames, docs/MODELS.md)."""
 GATE_FRAMES = 4

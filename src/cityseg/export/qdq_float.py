@@ -19,7 +19,7 @@ import json
 
 import numpy as np
 
-from cityseg.acquisition import integer_ops
+from cityseg.export import integer_ops
 from cityseg.errors import InputError
 
 QDQ = ("QuantizeLinear", "DequantizeLinear")
@@ -311,6 +311,25 @@ def float_twin(model, where: str = "model", rounding: bool = True):
     if leftovers:
         raise QuantGraphError(f"{where}: the float twin still holds {leftovers[0]}; cannot make the graph float")
     return twin
+
+
+def activation_ranges(model) -> dict[str, tuple[float, float]]:
+    """{real tensor name: (rmin, rmax)} the quantised ``model`` gives each activation it quantises
+    (its QuantizeLinear's scale and zero point over the integer range): the ranges an int8 twin of the
+    real-valued graph (``float_twin(model, rounding=False)``, which keeps those tensor names) is seeded with."""
+    values = constants(model.graph)
+    ranges = {}
+    for node in model.graph.node:
+        if node.op_type != "QuantizeLinear" or node.input[0] in values or node.input[1] not in values:
+            continue
+        scale = values[node.input[1]]
+        if scale.size != 1:
+            continue
+        zero = _zero_point(node, values)
+        low, high = (0, 255) if zero is None or zero.dtype == np.uint8 else (-128, 127)
+        offset = 0.0 if zero is None else float(np.ravel(zero)[0])
+        ranges[node.input[0]] = ((low - offset) * float(scale), (high - offset) * float(scale))
+    return ranges
 
 
 def quantised_inside(model) -> list[str]:
