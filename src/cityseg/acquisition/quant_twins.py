@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cityseg.export.qdq_float import float_twin, needs_float_twin
 from cityseg.bundle import Artifact, Bundle
 from cityseg.export import gate as accuracy_gate
 from cityseg.export import latency, parity
 from cityseg.export import tensorrt_compat as trt_compat
+from cityseg.export.qdq_float import float_twin, needs_float_twin
 from cityseg.fileio import sha256_file
 
 log = logging.getLogger(__name__)

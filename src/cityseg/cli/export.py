@@ -51,8 +51,9 @@ def add_parser(sub) -> None:
     p.add_argument("--calib-limit", type=int, default=DEFAULT_CALIB_LIMIT, metavar="N",
                    help=f"int8: use at most N calibration frames, spread over the set (default {DEFAULT_CALIB_LIMIT})")
     p.add_argument("--eval-data", type=Path, metavar="ROOT",
-                   help="accuracy gate on a labelled split (--eval-layout; default Cityscapes): mIoU drop <= 1 point, no class "
-                        "drops > 3; without it the fp32 model's masks on generated scenes are the reference")
+                   help="accuracy gate on a labelled split (laid out as --eval-layout says): mIoU drop <= 1 "
+                        "point, no class drops > 3; without it the fp32 model's masks on generated scenes are "
+                        "the reference")
     p.add_argument("--eval-split", default="val", metavar="NAME", help="split of --eval-data (default val)")
     p.add_argument("--eval-layout", choices=LAYOUTS, default="cityscapes",
                    help="how --eval-data is laid out (default cityscapes; docs/DATA.md)")

@@ -19,8 +19,8 @@ import json
 
 import numpy as np
 
-from cityseg.export import integer_ops
 from cityseg.errors import InputError
+from cityseg.export import integer_ops
 
 QDQ = ("QuantizeLinear", "DequantizeLinear")
 PASS_THROUGH = {"Cast", "Identity", "Transpose", "Reshape", "Squeeze", "Unsqueeze"}
