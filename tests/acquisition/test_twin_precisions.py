@@ -106,3 +106,36 @@ def test_tensorrt_builds_from_the_float_twin_and_refuses_the_publishers_graph(tw
     for wanted in ("fp32", "int8"):
         with pytest.raises(CitysegError, match="int8 ONNX|symmetric int8"):
             trt_export.export_tensorrt(twin_bundle, precision=wanted, onnx_key="onnx_quantized")
+
+
+@pytest.mark.parametrize("cut", ["tflite-half", "tflite-garbage", "onnx-half"])
+def test_a_truncated_or_corrupted_model_file_is_one_line_and_no_bundle(twin_bundle_source, tmp_path, capsys, cut):
+    from cityseg.cli import main
+
+    source = (twin_bundle_source.parent / "seg_int8.tflite" if cut.startswith("tflite")
+              else twin_bundle_source / "model_quantized.onnx")
+    data = source.read_bytes()
+    broken = tmp_path / f"broken{source.suffix}"
+    broken.write_bytes(data[: len(data) // 2] if cut.endswith("half") else data[:16] + b"\x07" * 4096)
+    out = tmp_path / "out"
+    assert main(["import", str(broken), "--out", str(out), "--labels", "cityscapes", "--channel-order", "rgb", "--resize", "nearest"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert str(broken) in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists() and not list(tmp_path.glob(".out*"))  # no bundle, no staging folder left
+
+
+def test_a_twin_that_fails_its_gate_is_refused_and_the_original_runs(twin_bundle_source, tmp_path, capsys,
+                                                                      monkeypatch):
+    from cityseg.acquisition import quant_twins
+    from cityseg.cli import main
+
+    monkeypatch.setattr(quant_twins, "TWIN_MIN_AGREEMENT", 1.01)  # no twin can pass: the refusal path
+    out = tmp_path / "b"
+    assert main(["import", str(twin_bundle_source.parent / "seg_int8.tflite"), "--out", str(out),
+                 "--labels", "cityscapes", "--channel-order", "rgb", "--resize", "nearest"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    card = Bundle.load(out).card
+    assert list(card.artifacts) == ["onnx"] and card.artifacts["onnx"].output == "argmax"
+    assert card.artifacts["onnx"].details["float_twin"].startswith("refused: pixel agreement")
+    assert lines[0].startswith("TensorRT 10: no float twin (refused: pixel agreement") and "ONNX Runtime runs" in lines[0]
+    assert sorted(p.name for p in out.iterdir()) == ["model.json", "model.onnx"]

@@ -21,6 +21,7 @@ from cityseg.bundle import Artifact, Bundle
 from cityseg.export import gate as accuracy_gate
 from cityseg.export import latency, parity
 from cityseg.export import tensorrt_compat as trt_compat
+from cityseg.export.calibration import FrameSet
 from cityseg.export.qdq_float import float_twin, needs_float_twin
 from cityseg.fileio import sha256_file
 
@@ -72,11 +73,11 @@ def add_float_twin(bundle: Bundle, shown: Path, frames: list[np.ndarray] | None 
     rank = len(twin_model.graph.output[0].type.tensor_type.shape.dim)
     twin = Artifact(path.name, "onnx", "logits", output_layout="NCHW" if axis % rank == 1 else "NHWC")
     frames, source = parity.parity_frames(card, frames, count=GATE_FRAMES)
-    from cityseg.export.calibration import FrameSet
-
     report = accuracy_gate.run_gate(card, ids_runner(path, twin, card), ids_runner(quantized, original, card),
                                     FrameSet(frames, source), candidate=f"onnxruntime:{ORIGINAL_FILE}")
     passed = report.pixel_agreement >= TWIN_MIN_AGREEMENT
+    figures = (f"pixel agreement {report.pixel_agreement:.2%} with the original on {report.frames} "
+               f"{report.frame_source} frames, required >= {TWIN_MIN_AGREEMENT:.0%}")
     verdict = {**report.to_dict(), "failures": [] if passed else [f"pixel agreement {report.pixel_agreement:.2%} < "
                                                                   f"{TWIN_MIN_AGREEMENT:.0%}"],
                "passed": passed, "rule": f"float twin vs original pixel agreement >= {TWIN_MIN_AGREEMENT:.0%}"}
@@ -85,7 +86,7 @@ def add_float_twin(bundle: Bundle, shown: Path, frames: list[np.ndarray] | None 
         original.path, original.precision = path.name, "fp32"
         original.details["float_twin"] = f"refused: {verdict['failures'][0]}"
         log.warning("%s: the float twin disagrees with the original (%s); ONNX Runtime runs the original, "
-                    "TensorRT cannot", shown, report.summary())
+                    "TensorRT cannot", shown, figures)
         bundle.save()
         return bundle
     timings = latency.measure(card, {"fp32": path, "int8": quantized}, "int8", repeats=LATENCY_REPEATS)
@@ -103,7 +104,7 @@ def add_float_twin(bundle: Bundle, shown: Path, frames: list[np.ndarray] | None 
     card.artifacts = {TWIN_KEY: twin, ORIGINAL_KEY: original,
                       **{k: a for k, a in card.artifacts.items() if k not in (TWIN_KEY, ORIGINAL_KEY)}}
     bundle.save()
-    log.info("%s: float twin written (%s)", shown, report.summary())
+    log.info("%s: float twin written (%s)", shown, figures)
     return bundle
 
 

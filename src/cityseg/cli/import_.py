@@ -98,7 +98,7 @@ def tensorrt_line(bundle) -> str:
         original = bundle.card.artifacts[details["source_artifact"]]
         agreement = details.get("agreement_with_original", {}).get("pixel_agreement", 0)
         return (f"TensorRT 10: {summarize([]) if not findings else f'{len(findings)} problem(s)'} in the float "
-                f"twin {bundle.card.artifacts['onnx'].path} (TensorRT builds from it; {agreement:.1%} pixel "
+                f"twin {bundle.card.artifacts['onnx'].path} (TensorRT builds from it; {agreement:.2%} pixel "
                 f"agreement with the original); the publisher's quantised {original.path} runs on CPUs")
     if str(details.get("float_twin", "")).startswith("refused"):
         return (f"TensorRT 10: no float twin ({details['float_twin']}); ONNX Runtime runs the original "
