@@ -141,3 +141,14 @@ def test_a_twin_that_fails_its_gate_is_refused_and_the_original_runs(twin_bundle
     assert lines[0].startswith("TensorRT 10: no float twin (refused: pixel agreement")
     assert "ONNX Runtime runs" in lines[0]
     assert sorted(p.name for p in out.iterdir()) == ["model.json", "model.onnx"]
+
+
+def test_auto_picks_the_twin_where_confidence_is_wanted(twin_bundle):
+    from cityseg.inference import Segmenter
+
+    confident = Segmenter(twin_bundle.path, backend="onnxruntime", need_confidence=True)
+    assert confident.backend.artifact.path == "model.onnx"  # scores: the float twin
+    result = confident.segment(frames(1).frames[0])
+    assert result.confidence is not None and result.confidence.shape == result.mask.shape
+    plain = Segmenter(twin_bundle.path, backend="auto")
+    assert plain.backend.artifact.path in ("model.onnx", "model_quantized.onnx")  # the faster one measured
