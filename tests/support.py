@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,6 +146,11 @@ def camvid_scene(height: int = 96, width: int = 128, seed: int = 0) -> tuple[np.
     return image, mask
 
 
+def scene_seed(split: str, index: int) -> int:
+    """The seed of scene ``index`` of ``split`` in :func:`write_camvid_tree` (not hash(): salted per process)."""
+    return zlib.crc32(f"{split}{index}".encode()) % 1000
+
+
 def write_camvid_tree(root: Path, counts: dict[str, int] | None = None, size: tuple[int, int] = (96, 128),
                       prefix: str = CAMVID_PREFIX, scene=camvid_scene) -> Path:
     """A CamVid folder: <split>/, <split>annot/ PNGs and <split>.txt list files naming them under
@@ -154,7 +160,7 @@ def write_camvid_tree(root: Path, counts: dict[str, int] | None = None, size: tu
         lines = []
         for k in range(count):
             name = f"0001TP_{split}{k:04d}.png"
-            image, mask = scene(*size, seed=hash((split, k)) % 1000)
+            image, mask = scene(*size, seed=scene_seed(split, k))
             write_png(root / split / name, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
             write_png(root / f"{split}annot" / name, mask)
             lines.append(f"{prefix}/{split}/{name} {prefix}/{split}annot/{name}")

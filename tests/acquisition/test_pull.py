@@ -169,11 +169,11 @@ def test_cli_pulls_the_coral_model_from_a_local_mirror(tmp_path, capsys, monkeyp
         srv.server_close()
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and lines[-1].startswith("wrote models/coral-deeplab-cityscapes")  # result last
-    count = len(Bundle.load(tmp_path / "models" / "coral-deeplab-cityscapes").card.artifacts["onnx"]
-                .details["tensorrt_check"])
-    assert count > 300 and lines[0].startswith(f"TensorRT 10 would reject {count} thing(s) in this model (")
-    assert "The full list: artifacts.onnx.details.tensorrt_check in models/coral-deeplab-cityscapes/model.json" \
-        in lines[0]  # one line instead of one per finding
+    artifacts = Bundle.load(tmp_path / "models" / "coral-deeplab-cityscapes").card.artifacts
+    assert len(artifacts["onnx_quantized"].details["tensorrt_check"]) > 300  # the publisher's uint8 graph
+    assert artifacts["onnx"].details["tensorrt_check"] == [] and artifacts["onnx"].details["role"] == "float-twin"
+    assert lines[0].startswith("TensorRT 10: no operators or attributes TensorRT 10 is known to reject in the "
+                               "float twin model.onnx")  # one line: the twin TensorRT will build from
     segmenter = Segmenter("coral-deeplab-cityscapes", backend="onnxruntime")  # found by name in ./models
     assert segmenter.input_size == (513, 513)
     from cityseg.labels import class_space
@@ -204,7 +204,7 @@ def test_force_replaces_the_bundle_and_keeps_the_users_files(tmp_path, tflite_fi
     pull(model, out, source=str(tflite_file))
     (out / "notes.txt").write_text("mine")
     pull(model, out, source=str(tflite_file), force=True)
-    assert sorted(p.name for p in out.iterdir()) == ["model.json", "model.onnx", "notes.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["model.json", "model.onnx", "model_quantized.onnx", "notes.txt"]
     assert not staging_dir(out).exists()
 
 

@@ -42,7 +42,11 @@ def int8_tflite(tmp_path_factory):
 def test_int8_tflite_imports_as_uint8_and_masks_equal_onnxruntime(tmp_path, int8_tflite):
     bundle = import_onnx(int8_tflite, tmp_path / "b", class_space("trainid"), UINT8_OPTIONS)
     card = bundle.card
-    assert card.input_dtype == "uint8" and card.artifacts["onnx"].output == "argmax"
+    assert card.input_dtype == "uint8" and card.artifacts["onnx_quantized"].output == "argmax"
+    twin = card.artifacts["onnx"]  # the TensorRT-ready float twin: scores (then ids) out
+    assert (twin.output, twin.precision, twin.details["role"], twin.details["tensorrt_check"]) == \
+        ("logits", "fp32", "float-twin", [])
+    assert card.artifacts["onnx_quantized"].details["tensorrt_check"]  # the original: TensorRT rejects it
     assert card.imported["source"] == str(int8_tflite) and card.imported["converted"]
     assert json.loads((bundle.path / "model.json").read_text())["input_dtype"] == "uint8"
     converted = tflite_to_onnx(int8_tflite, tmp_path / "ref.onnx")
@@ -51,9 +55,12 @@ def test_int8_tflite_imports_as_uint8_and_masks_equal_onnxruntime(tmp_path, int8
     assert card.preprocess(images).dtype == np.uint8
     np.testing.assert_array_equal(card.preprocess(images), batch)
     expected = reference_ids(converted, batch)
-    masks = [s.mask for s in Segmenter(bundle.path, backend="onnxruntime").segment_batch(images)]
+    original = Segmenter(bundle.path, backend="onnxruntime", artifact="onnx_quantized")
+    masks = [s.mask for s in original.segment_batch(images)]
     assert len(np.unique(expected)) > 1
     np.testing.assert_array_equal(np.stack(masks), expected)
+    floated = [s.mask for s in Segmenter(bundle.path, backend="onnxruntime", artifact="onnx").segment_batch(images)]
+    assert (np.stack(floated) == expected).mean() >= 0.95
 
 
 def test_float_tflite_imports_and_masks_equal_onnxruntime(tmp_path):
@@ -100,7 +107,7 @@ def test_coral_model_imports_and_segments_synthetic_streets(tmp_path):
                          ImportOptions(channel_order="RGB", resize="bilinear"))
     card = bundle.card
     assert (card.input_height, card.input_width, card.input_dtype) == (513, 513, "uint8")
-    segmenter = Segmenter(bundle.path, backend="onnxruntime")
+    segmenter = Segmenter(bundle.path, backend="onnxruntime", artifact="onnx_quantized")
     labelid = space("labelid")
     road_labelid = labelid.names.index("road")  # labelIds: the index is the id
     hits = []
@@ -134,9 +141,12 @@ def test_cli_import_prints_one_tensorrt_summary_line_and_the_result_last(tmp_pat
                  "--channel-order", "rgb", "--resize", "nearest"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and lines[-1].startswith(f"wrote {out}")
-    count = len(json.loads((out / "model.json").read_text())["artifacts"]["onnx"]["details"]["tensorrt_check"])
-    assert count > 0 and lines[0].startswith(f"TensorRT 10 would reject {count} thing(s) in this model (")
-    assert f"in {out / 'model.json'}" in lines[0]
+    artifacts = json.loads((out / "model.json").read_text())["artifacts"]
+    assert artifacts["onnx"]["details"]["tensorrt_check"] == []
+    assert artifacts["onnx_quantized"]["details"]["tensorrt_check"]
+    assert lines[0].startswith("TensorRT 10: no operators or attributes TensorRT 10 is known to reject in the "
+                               "float twin model.onnx (TensorRT builds from it; ")
+    assert lines[0].endswith("the publisher's quantised model_quantized.onnx runs on CPUs")
     assert not [r for r in caplog.records if r.levelno >= 30 and "TensorRT" in r.getMessage()]
 
 
@@ -158,7 +168,7 @@ def test_coral_trainids_read_as_labelids_land_in_void_classes_and_are_refused(tm
     bundle = import_onnx(CORAL, tmp_path / "coral", class_space("trainid"),
                          ImportOptions(channel_order="RGB", resize="bilinear"))
     image, truth = next(drive_frames(1, 256, 512, seed=5))
-    mask = Segmenter(bundle.path, backend="onnxruntime").segment(image).mask
+    mask = Segmenter(bundle.path, backend="onnxruntime", artifact="onnx_quantized").segment(image).mask
     with pytest.raises(InputError, match=r"of a street frame lands in void classes of 'labelid' \(.*unlabeled"):
         check_void_share(mask, class_space("labelid"), CORAL)
     assert check_void_share(truth, class_space("labelid"), "truth") < 0.5
@@ -171,13 +181,12 @@ def test_two_conversions_of_one_file_give_the_same_bytes(tmp_path, int8_tflite):
     assert first == second
 
 
-def test_segment_without_confidence_names_no_option_segment_lacks(tmp_path, int8_tflite, capsys):
+def test_an_imported_quantised_model_now_gives_confidence_from_its_float_twin(tmp_path, int8_tflite, capsys):
     import cv2
 
     bundle = import_onnx(int8_tflite, tmp_path / "b", class_space("trainid"), UINT8_OPTIONS)
     image = tmp_path / "f.png"
     cv2.imwrite(str(image), frames(1)[0])
     assert main(["segment", str(image), "--model", str(bundle.path), "--out", str(tmp_path / "o")]) == 0
-    said = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("no _confidence.png"))
-    assert "this imported bundle has no scores model" in said
-    assert "artifact 'onnx'" not in said and "--argmax-head" not in said  # it ran 'onnx'; no Keras model here
+    out = capsys.readouterr().out
+    assert not [line for line in out.splitlines() if line.startswith("no _confidence.png")]  # scores: the twin

@@ -6,6 +6,7 @@ import pytest
 from cityseg.bundle import Bundle
 from cityseg.cli import main
 from cityseg.errors import InputError
+from cityseg.labels import class_space
 from cityseg.tensorrt.runtime import runtime_unavailable_reason
 
 from support import make_palette_bundle, painted_scene
@@ -68,6 +69,19 @@ def test_bad_arguments_are_explained(bundle_dir, tmp_path, capsys):
     assert "--parity-images" in capsys.readouterr().err
     assert main(["export", str(bundle_dir), "--calib-images", str(tmp_path)]) == 2
     assert "used only by --precision int8" in capsys.readouterr().err
+    assert main(["export", str(bundle_dir), "--precision", "fp16", "--eval-label-map", "cityscapes-to-camvid"]) == 2
+    assert "--eval-layout and --eval-label-map describe --eval-data ROOT" in capsys.readouterr().err
+
+
+def test_fp16_gate_on_camvid_ground_truth_through_the_map(bundle_dir, tmp_path, capsys):
+    from support import write_camvid_tree
+
+    root = write_camvid_tree(tmp_path / "CamVid", {"val": 2})
+    assert main(["export", str(bundle_dir), "--precision", "fp16", "--eval-data", str(root), "--eval-layout",
+                 "camvid", "--eval-label-map", "cityscapes-to-camvid"]) == 0, capsys.readouterr().err
+    gate = Bundle.load(bundle_dir).card.artifacts["onnx_fp16"].details["gate"]
+    assert (gate["mode"], gate["frames"], gate["frame_source"]) == ("ground-truth", 2, "val:CamVid")
+    assert gate["worst_class"] in class_space("camvid").names
 
 
 def test_max_batch_is_a_one_to_n_profile(capsys):

@@ -100,3 +100,16 @@ def test_split_test_where_the_layout_has_none_is_refused(tmp_path, capsys):
                                   "--split", "test"], tmp_path, capsys)
     assert code == 2
     assert "--split test: the camvid data under" in captured.err and "has no test split" in captured.err
+
+
+def test_artifact_picks_the_model_file_that_is_scored(tmp_path, capsys):
+    root = write_camvid_tree(tmp_path / "CamVid")
+    bundle = camvid_bundle(tmp_path / "bundle")
+    args = ["--model", bundle.path, "--data-root", root, "--layout", "camvid", "--split", "test"]
+    code, scores, captured = evaluate([*args, "--artifact", "onnx"], tmp_path, capsys)
+    assert code == 0 and scores["miou"] == pytest.approx(1.0), captured.err
+    code, _, captured = evaluate([*args, "--artifact", "onnx_int8"], tmp_path, capsys)
+    assert code == 2 and "no artifact 'onnx_int8'; it has onnx" in captured.err
+    code, _, captured = evaluate(["--predictions", tmp_path, "--ground-truth", tmp_path, "--artifact", "onnx"],
+                                 tmp_path, capsys)
+    assert code == 2 and "--artifact go with --model BUNDLE" in captured.err

@@ -57,3 +57,35 @@ def test_ground_truth_mode_fails_on_one_class_dropping():
     assert not report.passed and any("class" in f for f in report.failures)
     truth, fp32, candidate = runners(card, 0.0)
     assert run_gate(card, fp32, candidate, frames(card, label_ids), candidate="x", chunk=2).passed
+
+
+def test_ground_truth_of_another_dataset_is_scored_through_the_label_map(tmp_path):
+    """A Cityscapes (trainid) model gated on CamVid labels: both models' classes mapped to CamVid's."""
+    from cityseg.export.calibration import dataset_frames
+    from cityseg.label_maps import load_label_map
+
+    from support import write_camvid_tree
+
+    root = write_camvid_tree(tmp_path / "CamVid", {"val": 2}, size=(16, 32))
+    label_map = load_label_map("cityscapes-to-camvid")
+    evaluation = dataset_frames(root, "val", minimum=1, option="--eval-data", with_labels=True,
+                                layout="camvid", label_map=label_map)
+    card = palette_card(height=16, width=32)
+    trainid, camvid = class_space("trainid"), class_space("camvid")
+    road, sidewalk, vegetation = (trainid.names.index(n) for n in ("road", "sidewalk", "vegetation"))
+    # "truth" model: the CamVid annotation put back into a Cityscapes class of each CamVid class
+    back = {camvid.names.index("road"): road, camvid.names.index("pavement"): sidewalk}
+
+    def fp32(batch):
+        labels = np.stack(evaluation.labels[:len(batch)])
+        return np.vectorize(lambda v: back.get(int(v), vegetation))(labels)
+
+    def candidate(batch):  # calls every pavement pixel road
+        out = fp32(batch)
+        out[out == sidewalk] = road
+        return out
+
+    report = run_gate(card, fp32, candidate, evaluation, candidate="x")
+    assert report.mode == "ground-truth" and report.worst_class == "pavement"  # named in CamVid's classes
+    assert report.fp32_miou > report.candidate_miou and not report.passed
+    assert run_gate(card, fp32, fp32, evaluation, candidate="same").passed

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cityseg.acquisition import class_checks, tflite
+from cityseg.acquisition import class_checks, quant_twins, tflite
 from cityseg.bundle import raw_output as model_outputs
 from cityseg.bundle.card import Artifact, ModelCard, class_fields, framework_versions
 from cityseg.bundle.directory import Bundle
@@ -316,8 +316,10 @@ def write_import(path: Path, folder: Path, space: LabelSet, options: ImportOptio
     if tflite.is_tflite(path):
         with tempfile.TemporaryDirectory(prefix="cityseg-tflite-") as scratch:
             converted = tflite.tflite_to_onnx(path, Path(scratch) / f"{path.stem}.onnx")
-            return _import(converted, folder, space, options, name, frames, source=path)
-    return _import(path, folder, space, options, name, frames)
+            bundle = _import(converted, folder, space, options, name, frames, source=path)
+    else:
+        bundle = _import(path, folder, space, options, name, frames)
+    return quant_twins.add_float_twin(bundle, path, frames)  # TensorRT-ready twin of a uint8 Q/DQ graph
 
 
 def _import(path: Path, out: Path, space: LabelSet, options: ImportOptions, name: str,

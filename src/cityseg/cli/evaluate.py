@@ -48,6 +48,9 @@ def add_parser(sub) -> None:
                        help="score a model of another label set through a cross-dataset map: "
                             "cityscapes-to-camvid (built in) or a label-map YAML (docs/DATA.md)")
     model.add_argument("--backend", default="auto", choices=BACKEND_CHOICES)
+    model.add_argument("--artifact", default="auto",
+                       help="the bundle's model file to score, by its card key (e.g. onnx_quantized, "
+                            "onnx_int8; `cityseg info BUNDLE` lists them); default: what --backend picks")
     p.add_argument("--json", type=Path, metavar="OUT",
                    help="also write {miou, class_iou, category_iou, pixel_accuracy, ...} as JSON")
     p.add_argument("--force", action="store_true", help="overwrite an existing --json file")
@@ -60,8 +63,8 @@ def _check_mode(args: argparse.Namespace) -> str:
     if files == model:
         raise CitysegError("give either --predictions DIR --ground-truth DIR, or --model BUNDLE "
                            "--data-root DIR (not both)")
-    if (args.layout is not None or args.label_map is not None) and not model:
-        raise CitysegError("--layout and --label-map go with --model BUNDLE --data-root DIR")
+    if (args.layout is not None or args.label_map is not None or args.artifact != "auto") and not model:
+        raise CitysegError("--layout, --label-map and --artifact go with --model BUNDLE --data-root DIR")
     if args.labels is not None and not files:
         raise CitysegError("--labels goes with --predictions/--ground-truth; a model bundle's card "
                            "names its own label set")
@@ -84,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
         label_map = load_label_map(args.label_map) if args.label_map is not None else None
         result = evaluate_bundle(args.model, args.data_root, args.split, args.backend, progress=True,
-                                 layout=args.layout, label_map=label_map)
+                                 layout=args.layout, label_map=label_map, artifact=args.artifact)
     print(format_table(result))
     if args.json is not None:
         write_json_atomic(args.json, result.to_json())

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from cityseg.bundle import Bundle, CameraInput
 from cityseg.bundle.precision import PRECISIONS
+from cityseg.data.layouts import LAYOUTS
 from cityseg.errors import InputError
 from cityseg.export import calibration
 from cityseg.export import tensorrt_build as trt_export
@@ -50,9 +51,15 @@ def add_parser(sub) -> None:
     p.add_argument("--calib-limit", type=int, default=DEFAULT_CALIB_LIMIT, metavar="N",
                    help=f"int8: use at most N calibration frames, spread over the set (default {DEFAULT_CALIB_LIMIT})")
     p.add_argument("--eval-data", type=Path, metavar="ROOT",
-                   help="accuracy gate on a labelled split (Cityscapes layout): mIoU drop <= 1 point, no class "
-                        "drops > 3; without it the fp32 model's masks on generated scenes are the reference")
+                   help="accuracy gate on a labelled split (laid out as --eval-layout says): mIoU drop <= 1 "
+                        "point, no class drops > 3; without it the fp32 model's masks on generated scenes are "
+                        "the reference")
     p.add_argument("--eval-split", default="val", metavar="NAME", help="split of --eval-data (default val)")
+    p.add_argument("--eval-layout", choices=LAYOUTS, default="cityscapes",
+                   help="how --eval-data is laid out (default cityscapes; docs/DATA.md)")
+    p.add_argument("--eval-label-map", metavar="MAP",
+                   help="score the gate on another dataset's labels through a cross-dataset map: "
+                        "cityscapes-to-camvid (built in) or a label-map YAML (docs/DATA.md)")
     p.add_argument("--eval-limit", type=int, default=100, metavar="N", help="gate on at most N frames (default 100)")
     p.add_argument("--argmax-head", action="store_true",
                    help="export the variant that outputs the uint8 class map (argmax on the device)")
@@ -109,6 +116,8 @@ def check_precision_args(args: argparse.Namespace) -> None:
                          "[--calib-split train] (a few dozen frames of the target camera)")
     if args.eval_data is not None and args.precision in (None, "fp32"):
         raise InputError("--eval-data is the accuracy gate of --precision int8/fp16/bf16; drop it or add one")
+    if args.eval_data is None and (args.eval_label_map is not None or args.eval_layout != "cityscapes"):
+        raise InputError("--eval-layout and --eval-label-map describe --eval-data ROOT; add it or drop them")
     if args.precision == "bf16" and args.tensorrt:
         raise InputError("--precision bf16 is OpenVINO's CPU precision; TensorRT builds fp32, fp16 or int8")
     if args.calib_limit < 1 or args.eval_limit < 1:
@@ -123,8 +132,12 @@ def precision_frames(args: argparse.Namespace, card):
     elif args.calib_data is not None:
         calib = calibration.dataset_frames(args.calib_data, args.calib_split, args.calib_limit)
     if args.eval_data is not None:
+        from cityseg.label_maps import load_label_map
+
+        label_map = load_label_map(args.eval_label_map) if args.eval_label_map is not None else None
         evaluation = calibration.dataset_frames(args.eval_data, args.eval_split, args.eval_limit, minimum=1,
-                                                option="--eval-data", with_labels=True)
+                                                option="--eval-data", with_labels=True,
+                                                layout=args.eval_layout, label_map=label_map)
     else:
         evaluation = calibration.generated_frames(card, GATE_FRAMES)
     return calib, evaluation

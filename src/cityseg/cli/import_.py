@@ -92,7 +92,17 @@ def tensorrt_line(bundle) -> str:
     """One line on what TensorRT 10 would reject in the bundle's ONNX, and where the full list is."""
     from cityseg.export.tensorrt_compat import Finding, summarize
 
-    findings = bundle.card.artifacts["onnx"].details.get("tensorrt_check") or []
+    details = bundle.card.artifacts["onnx"].details
+    findings = details.get("tensorrt_check") or []
+    if details.get("role") == "float-twin":
+        original = bundle.card.artifacts[details["source_artifact"]]
+        agreement = details.get("agreement_with_original", {}).get("pixel_agreement", 0)
+        return (f"TensorRT 10: {summarize([]) if not findings else f'{len(findings)} problem(s)'} in the float "
+                f"twin {bundle.card.artifacts['onnx'].path} (TensorRT builds from it; {agreement:.2%} pixel "
+                f"agreement with the original); the publisher's quantised {original.path} runs on CPUs")
+    if str(details.get("float_twin", "")).startswith("refused"):
+        return (f"TensorRT 10: no float twin ({details['float_twin']}); ONNX Runtime runs the original "
+                f"{bundle.card.artifacts['onnx'].path}, TensorRT cannot")
     if not findings:
         return "TensorRT 10: " + summarize([])
     problems = [Finding(where="", problem=f.split(": ", 1)[-1]) for f in findings]

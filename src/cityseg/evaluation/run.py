@@ -233,8 +233,9 @@ def _scored_space(bundle: Bundle, layout: str, label_map: LabelMap | None) -> La
 
 def evaluate_bundle(bundle: Path | Bundle, data_root: Path, split: str, backend: str = "auto", *,
                     batch_size: int = 4, progress: bool = False, layout: str | None = None,
-                    label_map: LabelMap | None = None) -> EvaluationResult:
-    """Run the bundle (preprocessing as its card says) on a split's images; score it.
+                    label_map: LabelMap | None = None, artifact: str = "auto") -> EvaluationResult:
+    """Run the bundle (preprocessing as its card says; ``artifact``: the card key of the model file,
+    or what ``backend`` picks) on a split's images; score it.
 
     ``split``: train / val / test of the data's ``layout`` (default: the layout the bundle was
     trained on, else cityscapes), or study_train / study_dev / study_test. A Cityscapes bundle is
@@ -254,7 +255,7 @@ def evaluate_bundle(bundle: Path | Bundle, data_root: Path, split: str, backend:
                             trained.get("study_order", "key"), layout=layout,
                             paired_dirs=tuple(trained.get("paired_dirs", ("images", "labels"))))
     id_space = None if label_map is not None else mask_id_space(AUTO_ID_SPACE, bundle.card.space)
-    segmenter = Segmenter(bundle, backend=backend, id_space=id_space)
+    segmenter = Segmenter(bundle, backend=backend, id_space=id_space, artifact=None if artifact == "auto" else artifact)
     matrix = confusion_for(scored)
     with tqdm(total=len(samples), unit="img", disable=not progress) as bar:
         for batch in _batches(samples, max(1, batch_size)):

@@ -18,9 +18,11 @@ import cv2
 import numpy as np
 
 from cityseg.bundle import ModelCard
-from cityseg.data.cityscapes import DatasetError, find_samples
+from cityseg.data.cityscapes import DatasetError
+from cityseg.data.layouts import find_split
 from cityseg.errors import InputError
 from cityseg.export.parity import parity_frames
+from cityseg.label_maps import LabelMap
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm")
 DEFAULT_CALIB_LIMIT = 64
@@ -39,6 +41,9 @@ class FrameSet:
     source: str
     labels: list[np.ndarray] | None = None
     files: list[Path] = field(default_factory=list)
+    label_map: LabelMap | None = None
+    """With ``labels`` of another dataset: the map from the model's classes to its set (the labels
+    are then that set's ids, e.g. CamVid's through ``cityscapes-to-camvid``)."""
 
     @property
     def sha256(self) -> str:
@@ -113,10 +118,12 @@ def folder_frames(directory: Path, limit: int | None = DEFAULT_CALIB_LIMIT, *,
 
 def dataset_frames(root: Path, split: str, limit: int | None = DEFAULT_CALIB_LIMIT, *,
                    minimum: int = MIN_CALIB_FRAMES, option: str = "--calib-data",
-                   with_labels: bool = False) -> FrameSet:
-    """Checked frames (and, ``with_labels``, their labelIds maps) of a split in the Cityscapes layout."""
+                   with_labels: bool = False, layout: str = "cityscapes",
+                   label_map: LabelMap | None = None) -> FrameSet:
+    """Checked frames (and, ``with_labels``, their label maps: labelIds, or with ``label_map`` the
+    ids of its target set) of a split of a dataset in ``layout`` (docs/DATA.md)."""
     try:
-        samples = spread(find_samples(root, split, check_files=False), limit)
+        samples = spread(find_split(root, layout, split, check_files=False), limit)
     except DatasetError as exc:
         raise InputError(f"{option} {root}: {exc}") from None
     require_count(len(samples), minimum, f"{option} {root} split {split}")
@@ -129,7 +136,8 @@ def dataset_frames(root: Path, split: str, limit: int | None = DEFAULT_CALIB_LIM
             raise InputError(f"{option} {root}: split {split} has no ground truth ({missing[0]}); use a "
                              "labelled split (val) or leave the option out to compare with the fp32 model")
         labels = [read_label_map(s.label, option) for s in samples]
-    return FrameSet(frames, f"{split}:{Path(root).name}", labels=labels, files=[s.image for s in samples])
+    return FrameSet(frames, f"{split}:{Path(root).name}", labels=labels, files=[s.image for s in samples],
+                    label_map=label_map if with_labels else None)
 
 
 def read_label_map(path: Path, option: str) -> np.ndarray:
@@ -171,7 +179,8 @@ class FrameFeed:
         first = self.position * self.batch
         chunk = self.frames[first:first + self.batch]
         self.position += 1
-        return {self.input_name: np.ascontiguousarray(self.card.preprocess(chunk), dtype=np.float32)}
+        dtype = np.uint8 if self.card.input_dtype == "uint8" else np.float32  # a uint8-input card: the frame
+        return {self.input_name: np.ascontiguousarray(self.card.preprocess(chunk), dtype=dtype)}
 
     def rewind(self) -> None:
         self.set_range(0, len(self))

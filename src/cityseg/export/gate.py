@@ -3,7 +3,8 @@
 Argmax parity of 99.9 % is not something int8 can promise, so a reduced-precision artifact is kept
 when it is as *accurate* as the fp32 model instead:
 
-* with ground truth (``--eval-data ROOT --eval-split NAME``): its mIoU is at most
+* with ground truth (``--eval-data ROOT --eval-split NAME``; another dataset's through
+  ``--eval-label-map``, e.g. CamVid for a Cityscapes model): its mIoU is at most
   :data:`MAX_MIOU_DROP` points below the fp32 model's, and no class's IoU drops more than
   :data:`MAX_CLASS_DROP` points;
 * without: the fp32 model's masks are the reference; the candidate's mIoU against them is at least
@@ -25,6 +26,7 @@ import numpy as np
 
 from cityseg.bundle import ModelCard
 from cityseg.export.calibration import FrameSet
+from cityseg.label_maps import LabelMap
 
 MAX_MIOU_DROP = 1.0
 MAX_CLASS_DROP = 3.0
@@ -100,10 +102,25 @@ class IouCounter:
         return float(np.nanmean(iou)) if not np.all(np.isnan(iou)) else math.nan
 
 
-def truth_indices(card: ModelCard, label_ids: np.ndarray) -> np.ndarray:
-    """A labelIds map -> class indices at the network size (nearest), unscored pixels 255."""
-    indices = card.space.from_label_id[label_ids]
+def truth_indices(card: ModelCard, label_ids: np.ndarray, label_map: LabelMap | None = None) -> np.ndarray:
+    """A labelIds map (with ``label_map``: the ids of its target set) -> class indices at the network
+    size (nearest), unscored pixels 255."""
+    indices = card.space.from_label_id[label_ids] if label_map is None else label_map.target.id_to_index()[label_ids]
     return cv2.resize(indices, (card.input_width, card.input_height), interpolation=cv2.INTER_NEAREST)
+
+
+def scored_classes(card: ModelCard, label_map: LabelMap | None) -> tuple[int, list[str]]:
+    """(how many classes the ground-truth figures score, their names): the model's, or the map's target's."""
+    space = card.space if label_map is None else label_map.target
+    return space.num_classes, list(space.names)
+
+
+def mapped(ids: np.ndarray, card: ModelCard, label_map: LabelMap | None) -> np.ndarray:
+    """Class indices of the model -> of the map's target set (unmapped -> 255); as they are without one."""
+    if label_map is None:
+        return ids
+    target_ids = label_map.target_ids(card.space.index_to_id()[ids.astype(np.uint8)])
+    return label_map.target.id_to_index()[target_ids]
 
 
 def run_gate(card: ModelCard, run_fp32: Callable[[np.ndarray], np.ndarray],
@@ -112,7 +129,8 @@ def run_gate(card: ModelCard, run_fp32: Callable[[np.ndarray], np.ndarray],
     """Score ``run_candidate`` against ``run_fp32`` (both: float32 batch -> NxHxW class indices) on
     ``frames``; with ground truth (``frames.labels``) also against it."""
     n = card.num_classes
-    against_fp32, fp32_truth, cand_truth = IouCounter(n), IouCounter(n), IouCounter(n)
+    scored, names = scored_classes(card, frames.label_map)
+    against_fp32, fp32_truth, cand_truth = IouCounter(n), IouCounter(scored), IouCounter(scored)
     same = pixels = 0
     for start in range(0, len(frames.frames), chunk):
         batch = card.preprocess(frames.frames[start:start + chunk])
@@ -121,13 +139,13 @@ def run_gate(card: ModelCard, run_fp32: Callable[[np.ndarray], np.ndarray],
         pixels += reference.size
         against_fp32.update(candidate_ids, reference)
         for offset, labels in enumerate((frames.labels or [])[start:start + chunk]):
-            truth = truth_indices(card, labels)
-            fp32_truth.update(reference[offset], truth)
-            cand_truth.update(candidate_ids[offset], truth)
+            truth = truth_indices(card, labels, frames.label_map)
+            fp32_truth.update(mapped(reference[offset], card, frames.label_map), truth)
+            cand_truth.update(mapped(candidate_ids[offset], card, frames.label_map), truth)
     report = GateReport(candidate, "ground-truth" if frames.labels else "fp32-reference", len(frames.frames),
                         frames.source, pixel_agreement=same / pixels)
     if frames.labels:
-        judge_with_truth(report, card, fp32_truth, cand_truth)
+        judge_with_truth(report, names, fp32_truth, cand_truth)
     else:
         report.reference_miou = against_fp32.miou()
         if not report.reference_miou >= MIN_REFERENCE_MIOU:
@@ -137,12 +155,12 @@ def run_gate(card: ModelCard, run_fp32: Callable[[np.ndarray], np.ndarray],
     return report
 
 
-def judge_with_truth(report: GateReport, card: ModelCard, fp32: IouCounter, candidate: IouCounter) -> None:
+def judge_with_truth(report: GateReport, names: list[str], fp32: IouCounter, candidate: IouCounter) -> None:
     """Fill the ground-truth figures of ``report`` and its failures."""
     report.fp32_miou, report.candidate_miou = fp32.miou(), candidate.miou()
     drops = 100 * (np.nan_to_num(fp32.class_iou()) - np.nan_to_num(candidate.class_iou()))
     worst = int(np.argmax(drops))
-    report.worst_class, report.worst_class_drop = card.class_names[worst], float(drops[worst])
+    report.worst_class, report.worst_class_drop = names[worst], float(drops[worst])
     miou_drop = 100 * (report.fp32_miou - report.candidate_miou)
     if miou_drop > MAX_MIOU_DROP:
         report.failures.append(f"mIoU drop {miou_drop:.2f} points > {MAX_MIOU_DROP}")

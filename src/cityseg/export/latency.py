@@ -50,7 +50,9 @@ def measure(card, files: dict[str, Path], precision: str, repeats: int = REPEATS
     """{'onnxruntime:fp32': ms, 'onnxruntime:<precision>': ms, 'openvino:...': ms} for one frame;
     ``files``: precision -> ONNX file (bf16 runs the fp32 file on OpenVINO). OpenVINO rows only where
     it is installed (and, for bf16, where the CPU reports BF16)."""
-    batch = np.random.default_rng(0).uniform(-1, 1, (1, *card.input_shape)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    batch = (rng.integers(0, 256, (1, *card.input_shape), dtype=np.uint8) if card.input_dtype == "uint8"
+             else rng.uniform(-1, 1, (1, *card.input_shape)).astype(np.float32))
     timings = {}
     for name, path in files.items():
         exact = exact_int8 and name == "int8"  # as the backend will run it

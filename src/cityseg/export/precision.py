@@ -24,6 +24,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from cityseg.bundle import Artifact, Bundle
 from cityseg.bundle.precision import REDUCED_PRECISIONS, check_precision
 from cityseg.errors import InputError
@@ -77,6 +79,28 @@ def source_artifact(bundle: Bundle) -> tuple[str, Artifact]:
     return SOURCE_KEY, artifact
 
 
+def reduced_source(bundle: Bundle, source: Artifact, source_path: Path,
+                   workdir: Path) -> tuple[Path, dict[str, tuple[float, float]] | None]:
+    """The fp32 graph reduced precisions are converted from: the source itself, except for the float
+    twin of an imported quantised model (:mod:`cityseg.export.qdq_float`), whose integer-grid
+    arithmetic (sums up to 2**24, Round/Clip emulation) neither fp16 nor int8 Q/DQ can carry; for it,
+    the plain real-valued float graph of the publisher's file (Q/DQ dropped, weights dequantised).
+    Returns (that graph, the activation ranges int8 is seeded with: the publisher's own, for a twin;
+    else None). The gates still compare against the twin."""
+    import onnx
+
+    from cityseg.export.qdq_float import activation_ranges, float_twin
+
+    original_key = source.details.get("source_artifact") if source.details.get("role") == "float-twin" else None
+    if original_key is None:
+        return source_path, None
+    original_path = bundle.verified_artifact_path(original_key)
+    original = onnx.load(str(original_path))
+    real = workdir / "real_valued.onnx"
+    onnx.save(float_twin(original, str(original_path), rounding=False), str(real))
+    return real, activation_ranges(original)
+
+
 def class_runner(path: Path, artifact: Artifact, card, backend: str = "onnxruntime", precision: str = "fp32"):
     """float32 batch -> NxHxW class indices of one ONNX file (ONNX Runtime CPU, or OpenVINO)."""
     run = (onnxruntime_runner(path) if backend == "onnxruntime"
@@ -104,10 +128,12 @@ exact in 8 bits."""
 
 
 def quantize_int8(source: Path, target: Path, frames: FrameSet, card, method: str, workdir: Path,
-                  keep_head_float: bool = True, for_tensorrt: bool = False, weight_bits: int = 8) -> None:
+                  keep_head_float: bool = True, for_tensorrt: bool = False, weight_bits: int = 8,
+                  ranges: dict[str, tuple[float, float]] | None = None) -> None:
     """Static Q/DQ quantization of ``source`` into ``target``: per-channel symmetric int8 weights
     (``weight_bits`` of them used: 7 is ONNX Runtime's reduce_range), activations as
-    :data:`ACTIVATIONS` says for ``for_tensorrt``."""
+    :data:`ACTIVATIONS` says for ``for_tensorrt``; ``ranges`` ({tensor: (rmin, rmax)}) replace the
+    calibrated range of the tensors they name (symmetric for TensorRT: the larger side)."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -119,6 +145,9 @@ def quantize_int8(source: Path, target: Path, frames: FrameSet, card, method: st
     feed = FrameFeed(frames, card, model.graph.input[0].name, batch.dim_value if batch.dim_value > 0 else 1)
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                "percentile": CalibrationMethod.Percentile}
+    names = {o for n in model.graph.node for o in n.output}
+    overrides = {name: [{"rmin": np.float32(low), "rmax": np.float32(high)}]
+                 for name, (low, high) in (ranges or {}).items() if name in names}
     quantize_static(str(prepared), str(target), feed, quant_format=QuantFormat.QDQ, per_channel=True,
                     weight_type=QuantType.QInt8,
                     activation_type=QuantType.QInt8 if for_tensorrt else QuantType.QUInt8,
@@ -126,7 +155,8 @@ def quantize_int8(source: Path, target: Path, frames: FrameSet, card, method: st
                     nodes_to_exclude=head_nodes(model.graph) if keep_head_float else [],
                     reduce_range=weight_bits == 7,
                     extra_options={"WeightSymmetric": True, "ActivationSymmetric": for_tensorrt,
-                                   "CalibStridedMinMax": calibration_stride(len(feed))})
+                                   "CalibStridedMinMax": calibration_stride(len(feed)),
+                                   "TensorQuantOverrides": overrides})
 
 
 CALIB_STRIDE = 4
@@ -252,9 +282,11 @@ def export_precision(bundle: Bundle, precision: str, *, calibration: FrameSet | 
                              precision=precision)
         twin = Artifact(twin_name, "onnx", "argmax", precision=precision)
         fp32 = class_runner(source_path, source, card)
-        convert = (lambda bits: quantize_int8(source_path, staged, calibration, card, method, workdir,
-                                              keep_head_float, for_tensorrt, bits)) if precision == "int8" \
-            else (lambda _: convert_fp16(source_path, staged))
+        convert_from, ranges = reduced_source(bundle, source, source_path, workdir)
+        ranges = None if for_tensorrt else ranges  # the publisher's uint8 ranges are exact only as uint8
+        convert = (lambda bits: quantize_int8(convert_from, staged, calibration, card, method, workdir,
+                                              keep_head_float, for_tensorrt, bits, ranges)) if precision == "int8" \
+            else (lambda _: convert_fp16(convert_from, staged))
         report, weight_bits = _first_passing(card, fp32, staged, candidate, evaluation, convert,
                                              WEIGHT_BITS[for_tensorrt] if precision == "int8" else (None,))
         if refuse_failed:
@@ -269,7 +301,8 @@ def export_precision(bundle: Bundle, precision: str, *, calibration: FrameSet | 
         facts = {"precision": precision, "source_artifact": source_key, "source_sha256": sha256_file(source_path),
                  "latency_ms": timings}
         if precision == "int8":
-            facts.update(method=method, calibration=calibration.describe(), activations=ACTIVATIONS[for_tensorrt],
+            facts.update(method=method if ranges is None else f"seeded from {source.details['source_artifact']}",
+                         calibration=calibration.describe(), activations=ACTIVATIONS[for_tensorrt],
                          weight_bits=weight_bits, float_nodes=head_nodes_of(staged) if keep_head_float else [])
         return _install(bundle, [(key, candidate, staged, report), (twin_key, twin, staged_twin, twin_report)],
                         facts, PrecisionResult(latency_ms=timings))

@@ -64,11 +64,16 @@ def pick_artifact(bundle: Bundle, fmt: str, need_confidence: bool = False, *, io
 
     def rank(key: str) -> tuple[int, int, int]:
         artifact = candidates[key]
-        confident = artifact.output != "argmax" or bool(artifact.confidence)
+        confident = gives_confidence(artifact)
         return (0 if confident or not need_confidence else 1, 0 if artifact.fused == prefer_fused else 1,
                 0 if artifact.output == "argmax" else 1)
 
     return min(candidates, key=rank)
+
+
+def gives_confidence(artifact) -> bool:
+    """True when the artifact yields a per-pixel confidence (scores, or an argmax head with one)."""
+    return artifact.output != "argmax" or bool(artifact.confidence)
 
 
 def unavailable_reason(bundle: Bundle, name: str, io: str | None = None) -> str | None:
@@ -121,9 +126,13 @@ def open_cpu_backend(bundle: Bundle, backends: list[str], need_confidence: bool,
     """The CPU backend and precision :func:`cityseg.inference.backends.choice.choose` picks, on its
     artifact; fp32 on the first of ``backends`` when that precision has no artifact of the wanted kind."""
     chosen = choice.choose(bundle, backends)
-    for name, precision in ([chosen] if chosen else []) + [(backends[0], "fp32")]:
-        key = pick_artifact(bundle, "onnx", need_confidence, io=io, precision=precision, backend=name,
-                            prefer_fused=FUSED_IO_PREFERRED.get(name, False))
-        if key is not None:
-            return backend_class(name)(bundle, key)
+    tries = ([chosen] if chosen else []) + [(backends[0], "fp32")]
+    # with need_confidence, a slower precision that gives confidence beats a faster one that cannot
+    # (an imported quantised graph ends in ArgMax; its float twin gives the scores)
+    for only_confident in ((True, False) if need_confidence else (False,)):
+        for name, precision in tries:
+            key = pick_artifact(bundle, "onnx", need_confidence, io=io, precision=precision, backend=name,
+                                prefer_fused=FUSED_IO_PREFERRED.get(name, False))
+            if key is not None and (not only_confident or gives_confidence(bundle.card.artifacts[key])):
+                return backend_class(name)(bundle, key)
     raise BackendUnavailable(f"{bundle.path}: no ONNX artifact that {backends[0]} can run here")
