@@ -121,6 +121,16 @@ def test_inverse_and_median_frequency_weights():
         class_weights(np.ones(3), "sqrt")
 
 
+def test_enet_weights_are_softer_than_median_frequency():
+    counts = np.array([1, 2, 7, 0])  # frequencies .1, .2, .7 and an unseen class
+    weights = class_weights(counts, "enet")
+    np.testing.assert_allclose(weights[:3], 1 / np.log(1.02 + np.array([0.1, 0.2, 0.7])), rtol=1e-6)
+    assert weights[3] == 1.0  # never in the training labels: not weighted
+    median = class_weights(counts, "median")
+    assert weights[0] / weights[2] < median[0] / median[2]  # rare vs common: a softer ratio
+    assert class_weights(np.array([1, 10**6]), "enet")[0] <= 1 / np.log(1.02)  # capped at ~50
+
+
 def test_loss_trains_saves_and_loads_in_a_compiled_model(tmp_path):
     from cityseg.training.metrics import keras_metrics
 

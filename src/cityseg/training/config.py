@@ -30,7 +30,7 @@ class ModelConfig:
 @dataclass
 class LossConfig:
     name: Literal["ce", "weighted_ce", "dice", "ce_dice"] = "ce"
-    class_weights: Literal["study_rank", "inverse", "median"] = "median"
+    class_weights: Literal["study_rank", "inverse", "median", "enet"] = "median"
     """weighted_ce (and ce / ce_dice with weight_ce): the study's rank weights (6,5,5,4,4,3,3,2x8),
     inverse or median frequency, from the training split's pixel counts."""
     weight_ce: bool = False

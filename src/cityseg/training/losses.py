@@ -26,7 +26,9 @@ from cityseg.errors import CitysegError
 
 STUDY_RANK_WEIGHTS = (6.0, 5.0, 5.0, 4.0, 4.0, 3.0, 3.0) + (2.0,) * 8
 """The study's weights for its 15 rarest classes, rarest first; every other class gets 1."""
-WEIGHT_METHODS = ("study_rank", "inverse", "median")
+WEIGHT_METHODS = ("study_rank", "inverse", "median", "enet")
+ENET_C = 1.02
+"""ENet's class-weighting constant (Paszke et al. 2016): ``1 / ln(c + p_c)`` caps a weight at ~50."""
 PROBABILITY_FLOOR = 1e-7
 
 
@@ -41,7 +43,9 @@ def class_weights(counts: np.ndarray, method: str) -> np.ndarray:
     then 5, 5, 4, 4, 3, 3, then 2 for the next 8, all others 1 (ties keep class order).
     ``inverse``: inverse frequency, ``N / (K * n_c)`` (N pixels, K classes present; the
     pixel-weighted mean weight is 1). ``median``: median frequency balancing (Eigen & Fergus),
-    ``median(f) / f_c`` with ``f_c = n_c / N`` over the classes present.
+    ``median(f) / f_c`` with ``f_c = n_c / N`` over the classes present. ``enet``: ENet's
+    ``1 / ln(1.02 + f_c)`` (also ESPNet's and CGNet's CamVid weighting), a softer balance than
+    ``median``: the rarest class gets ~10x the commonest instead of ~60x.
     Classes with no training pixel never occur in training labels; they are not ranked and get 1.
     """
     counts = np.asarray(counts)
@@ -65,6 +69,8 @@ def class_weights(counts: np.ndarray, method: str) -> np.ndarray:
         weights[ranked] = STUDY_RANK_WEIGHTS[:ranked.size]
     elif method == "inverse":
         weights[present] = counts[present].sum() / (present.sum() * counts[present])
+    elif method == "enet":
+        weights[present] = 1.0 / np.log(ENET_C + counts[present] / counts[present].sum())
     else:
         frequency = counts[present] / counts[present].sum()
         weights[present] = np.median(frequency) / frequency
