@@ -511,3 +511,32 @@ def test_the_node_runs_a_camvid_bundle_with_its_ids_and_colours(graph, tmp_path)
     finally:
         probe.close()
         stop(node)
+
+
+def test_an_imported_uint8_tflite_gives_confidence_through_its_float_twin(graph, tmp_path):
+    """A quantised TFLite (ids out, like the pulled Coral model): the node takes its float twin where
+    confidence is asked for, so ~/confidence is published over DDS like for a bundle of ours."""
+    from tflite_models import SIZE, build_tflite
+
+    from cityseg.acquisition.importer import ImportOptions, import_onnx
+    from cityseg.labels import class_space as space
+    from cityseg.ros.core.outputs import DEFAULT_OUTPUTS
+
+    tflite = build_tflite(tmp_path / "seg_int8.tflite", int8=True)
+    bundle = import_onnx(tflite, tmp_path / "imported", space("trainid"),
+                         ImportOptions(channel_order="RGB", resize="nearest"))
+    assert bundle.card.artifacts["onnx_quantized"].output == "argmax"  # the publisher's graph: no scores
+    node = start_node(graph, bundle, "/twin", publish_confidence=True)
+    probe = Probe("/twin", outputs=DEFAULT_OUTPUTS | {"confidence"}, keep=("confidence", "mask"))
+    try:
+        assert probe.wait_connected(), node.output
+        rgb, _ = painted_scene(SIZE[0] * 2, SIZE[1] * 2, space_name="trainid", seed=3)
+        sent = stream(probe, rgb, 4, 5.0)
+        diag = probe.wait_settled(sent)
+        assert probe.count("confidence") == totals(diag)["processed"] == probe.count("mask") > 0
+        conf = probe.record.last_message["confidence"]
+        assert (conf.height, conf.width, conf.encoding) == (SIZE[0] * 2, SIZE[1] * 2, "mono8")
+    finally:
+        probe.close()
+        output = stop(node)
+    assert "~/confidence is off" not in output
