@@ -50,7 +50,7 @@ def add_parser(sub) -> None:
     model.add_argument("--backend", default="auto", choices=BACKEND_CHOICES)
     model.add_argument("--artifact", default="auto",
                        help="the bundle's model file to score, by its card key (e.g. onnx_quantized, "
-                            "onnx_int8; `cityseg info BUNDLE` lists them); default: what --backend picks")
+                            "onnx_int8: the keys of artifacts in its model.json); default: what --backend picks")
     p.add_argument("--json", type=Path, metavar="OUT",
                    help="also write {miou, class_iou, category_iou, pixel_accuracy, ...} as JSON")
     p.add_argument("--force", action="store_true", help="overwrite an existing --json file")
