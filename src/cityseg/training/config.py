@@ -32,7 +32,7 @@ class LossConfig:
     name: Literal["ce", "weighted_ce", "dice", "ce_dice"] = "ce"
     class_weights: Literal["study_rank", "inverse", "median", "enet"] = "median"
     """weighted_ce (and ce / ce_dice with weight_ce): the study's rank weights (6,5,5,4,4,3,3,2x8),
-    inverse or median frequency, from the training split's pixel counts."""
+    inverse or median frequency, or ENet's 1/ln(1.02 + p), from the training split's pixel counts."""
     weight_ce: bool = False
     """ce / ce_dice: weight the cross-entropy term by ``class_weights`` too (weighted_ce always
     does): rare thin classes (poles, signs, cyclists) count more (SegNet's CamVid recipe)."""
