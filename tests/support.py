@@ -312,3 +312,19 @@ def read_bag(path: Path) -> dict[str, list[tuple[int, object]]]:
         for conn, stamp, raw in reader.messages():
             topics.setdefault(conn.topic, []).append((stamp, store.deserialize_cdr(raw, conn.msgtype)))
     return topics
+
+
+class OnnxAsEngine:
+    """Stands in for a TensorRT engine in tests without a GPU: the serialized 'engine' is the ONNX
+    file's path (what a patched ``build_serialized_engine`` returns), run in ONNX Runtime."""
+
+    def __init__(self, serialized, name="engine"):
+        from cityseg.export.onnx import onnxruntime_runner
+
+        self.run = onnxruntime_runner(serialized.decode())
+
+    def infer(self, batch):
+        return self.run(batch)
+
+    def close(self):
+        pass

@@ -18,6 +18,8 @@ from cityseg.export.qdq_float import activation_ranges, constants
 from cityseg.labels import class_space
 from cityseg.tensorrt.engine_cache import BatchProfile, Platform
 
+from support import OnnxAsEngine
+
 
 def frames(count: int, seed: int = 3) -> FrameSet:
     rng = np.random.default_rng(seed)
@@ -76,17 +78,6 @@ def test_fp16_of_a_twin_is_the_real_valued_graph_not_the_integer_grid(twin_bundl
     ids = onnxruntime_runner(twin_bundle.artifact_path("onnx_fp16"))
     batch = twin_bundle.card.preprocess(frames(1).frames)
     assert ids(batch).shape[0] == 1
-
-
-class OnnxAsEngine:
-    def __init__(self, serialized, name="engine"):
-        self.run = onnxruntime_runner(serialized.decode())
-
-    def infer(self, batch):
-        return self.run(batch)
-
-    def close(self):
-        pass
 
 
 def test_tensorrt_builds_from_the_float_twin_and_refuses_the_publishers_graph(twin_bundle, monkeypatch):

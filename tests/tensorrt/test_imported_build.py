@@ -17,7 +17,7 @@ from cityseg.tensorrt.engine_cache import BatchProfile, EngineSidecar, Platform,
 
 from support import FOREIGN_H as H
 from support import FOREIGN_W as W
-from support import conv_weights
+from support import OnnxAsEngine, conv_weights
 
 RTX = Platform("10.3.0", "NVIDIA GeForce RTX 4090", "8.9")
 
@@ -36,19 +36,6 @@ def stride8_model(tmp_path, resize_mode=None):
 def imported(tmp_path, **model):
     options = ImportOptions(channel_order="bgr", scale=1.0, mean=MMSEG_MEAN, std=MMSEG_STD, resize="area")
     return import_onnx(stride8_model(tmp_path, **model), tmp_path / "b", class_space("trainid"), options)
-
-
-class OnnxAsEngine:
-    """Stands in for a TensorRT engine: the serialized 'engine' is the ONNX file's path."""
-
-    def __init__(self, serialized, name="engine"):
-        self.run = onnxruntime_runner(serialized.decode())
-
-    def infer(self, batch):
-        return self.run(batch)
-
-    def close(self):
-        pass
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from cityseg.export import gate as accuracy_gate
 from cityseg.export import latency, parity
 from cityseg.export import tensorrt_compat as trt_compat
 from cityseg.export.calibration import FrameSet
+from cityseg.export.precision import class_runner
 from cityseg.export.qdq_float import float_twin, needs_float_twin
 from cityseg.fileio import sha256_file
 
@@ -37,13 +38,6 @@ on CamVid test frames, docs/MODELS.md)."""
 GATE_FRAMES = 4
 """Street frames the twin is checked on at import (each runs both graphs at the model's size)."""
 LATENCY_REPEATS = 3
-
-
-def ids_runner(path: Path, artifact: Artifact, card):
-    """batch -> NxHxW class ids of one ONNX file (ONNX Runtime CPU, the gate's runner)."""
-    from cityseg.export.precision import class_runner
-
-    return class_runner(path, artifact, card)
 
 
 def add_float_twin(bundle: Bundle, shown: Path, frames: list[np.ndarray] | None = None) -> Bundle:
@@ -73,7 +67,7 @@ def add_float_twin(bundle: Bundle, shown: Path, frames: list[np.ndarray] | None 
     rank = len(twin_model.graph.output[0].type.tensor_type.shape.dim)
     twin = Artifact(path.name, "onnx", "logits", output_layout="NCHW" if axis % rank == 1 else "NHWC")
     frames, source = parity.parity_frames(card, frames, count=GATE_FRAMES)
-    report = accuracy_gate.run_gate(card, ids_runner(path, twin, card), ids_runner(quantized, original, card),
+    report = accuracy_gate.run_gate(card, class_runner(path, twin, card), class_runner(quantized, original, card),
                                     FrameSet(frames, source), candidate=f"onnxruntime:{ORIGINAL_FILE}")
     passed = report.pixel_agreement >= TWIN_MIN_AGREEMENT
     figures = (f"pixel agreement {report.pixel_agreement:.2%} with the original on {report.frames} "

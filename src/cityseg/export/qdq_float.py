@@ -89,10 +89,9 @@ def integer_part(node, values: dict, conv_weights: set[str], where: str) -> tupl
     return (q.astype(np.float64) - zero).astype(np.float32), scale
 
 
-def dequantize(node, values: dict, conv_weights: set[str], where: str) -> np.ndarray:
-    """The float value of DequantizeLinear ``node`` of a constant (see :func:`integer_part`)."""
-    ints, scale = integer_part(node, values, conv_weights, where)
-    return (ints.astype(np.float64) * scale.astype(np.float64)).astype(np.float32)
+def _real(integers: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """The float value of a dequantised constant from :func:`integer_part`'s pair."""
+    return (integers.astype(np.float64) * scale.astype(np.float64)).astype(np.float32)
 
 
 def _input_dequantize(node, values: dict):
@@ -226,8 +225,8 @@ def strip_qdq(graph, where: str, rounding: bool = True) -> dict[str, int]:
             kept.append(node)
             continue
         if node.input[0] in values:
-            folded.append(numpy_helper.from_array(dequantize(node, values, conv_weights, where), node.output[0]))
-            grid.constants[node.output[0]] = integer_part(node, values, conv_weights, where)
+            integers, scale = grid.constants[node.output[0]] = integer_part(node, values, conv_weights, where)
+            folded.append(numpy_helper.from_array(_real(integers, scale), node.output[0]))
             continue
         scale = float(np.ravel(values[node.input[1]])[0])
         sources = _sources(node.input[0], producers, inputs, where)

@@ -45,7 +45,7 @@ def class_weights(counts: np.ndarray, method: str) -> np.ndarray:
     pixel-weighted mean weight is 1). ``median``: median frequency balancing (Eigen & Fergus),
     ``median(f) / f_c`` with ``f_c = n_c / N`` over the classes present. ``enet``: ENet's
     ``1 / ln(1.02 + f_c)`` (also ESPNet's and CGNet's CamVid weighting), a softer balance than
-    ``median``: the rarest class gets ~10x the commonest instead of ~60x.
+    ``median`` (on CamVid train the rarest class gets 13x the commonest instead of 108x).
     Classes with no training pixel never occur in training labels; they are not ranked and get 1.
     """
     counts = np.asarray(counts)
