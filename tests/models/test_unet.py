@@ -3,7 +3,7 @@
 import keras
 import pytest
 
-from cityseg.models import ModelError, ScheduledDropout, build_model
+from cityseg.models import FusedBatchNormalization, ModelError, ScheduledDropout, build_model
 
 STUDY_CLASSES = 34  # the study trained on all 34 labelIds
 
@@ -38,7 +38,7 @@ def test_filter_sequence_and_conv_settings(study_unet):
         assert conv.activation is keras.activations.relu
         assert isinstance(conv.kernel_initializer, keras.initializers.HeNormal)
         # each 3x3 conv is followed by BatchNorm
-        assert [type(c) for c in consumers(study_unet, conv)] == [keras.layers.BatchNormalization]
+        assert [type(c) for c in consumers(study_unet, conv)] == [FusedBatchNormalization]
     head = convs[-1]
     assert head.kernel_size == (1, 1)
     ups = [l for l in study_unet.layers if isinstance(l, keras.layers.Conv2DTranspose)]

@@ -20,7 +20,7 @@ import inspect
 from collections.abc import Callable
 
 from cityseg.models.common import ModelError
-from cityseg.models.layers import ScheduledDropout, dropout_layers, set_dropout_rate
+from cityseg.models.layers import FusedBatchNormalization, ScheduledDropout, dropout_layers, set_dropout_rate
 
 DEFAULT_MODEL = "unet_lite"
 """The default architecture: <= 2M parameters and <= 10 GFLOPs at 512x1024 (tested)."""
@@ -73,5 +73,5 @@ def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int, 
     return build(tuple(input_shape), num_classes, name=name, **params)
 
 
-__all__ = ["DEFAULT_MODEL", "ModelError", "ScheduledDropout", "build_model", "builder",
+__all__ = ["DEFAULT_MODEL", "FusedBatchNormalization", "ModelError", "ScheduledDropout", "build_model", "builder",
            "dropout_layers", "model_names", "model_params", "set_dropout_rate"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 
 from cityseg.errors import CitysegError
-from cityseg.models.layers import ScheduledDropout
+from cityseg.models.layers import FusedBatchNormalization, ScheduledDropout
 
 
 class ModelError(CitysegError):
@@ -60,7 +60,7 @@ def conv_bn_relu(x, filters: int, *, kernel_size: int = 3, strides: int = 1, nam
     """Conv2D (no bias) -> BatchNorm -> ReLU."""
     x = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False,
                             kernel_initializer="he_normal", name=f"{name}_conv")(x)
-    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = FusedBatchNormalization(name=f"{name}_bn")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 
@@ -69,7 +69,7 @@ def separable_bn_relu(x, filters: int, *, strides: int = 1, name: str):
     x = keras.layers.SeparableConv2D(filters, 3, strides=strides, padding="same", use_bias=False,
                                      depthwise_initializer="he_normal",
                                      pointwise_initializer="he_normal", name=f"{name}_sepconv")(x)
-    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = FusedBatchNormalization(name=f"{name}_bn")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 

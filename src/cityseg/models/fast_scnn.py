@@ -13,7 +13,7 @@ from __future__ import annotations
 import keras
 
 from cityseg.models.common import check_input_shape, check_positive, check_rate, conv_bn_relu, separable_bn_relu
-from cityseg.models.layers import FixedResample, ScheduledDropout
+from cityseg.models.layers import FixedResample, FusedBatchNormalization, ScheduledDropout
 
 PYRAMID_BINS = (1, 2, 3, 6)
 GFE_STAGES = ((64, 2), (96, 2), (128, 1))
@@ -26,10 +26,10 @@ def _bottleneck(x, filters: int, strides: int, expansion: int, name: str):
     y = conv_bn_relu(x, cin * expansion, kernel_size=1, name=f"{name}_expand")
     y = keras.layers.DepthwiseConv2D(3, strides=strides, padding="same", use_bias=False,
                                      name=f"{name}_dw")(y)
-    y = keras.layers.BatchNormalization(name=f"{name}_dw_bn")(y)
+    y = FusedBatchNormalization(name=f"{name}_dw_bn")(y)
     y = keras.layers.ReLU(name=f"{name}_dw_relu")(y)
     y = keras.layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_project")(y)
-    y = keras.layers.BatchNormalization(name=f"{name}_project_bn")(y)
+    y = FusedBatchNormalization(name=f"{name}_project_bn")(y)
     if strides == 1 and cin == filters:
         y = keras.layers.Add(name=f"{name}_add")([x, y])
     return y
@@ -55,12 +55,12 @@ def _feature_fusion(high, low, filters: int, name: str = "ffm"):
     low = keras.layers.UpSampling2D(4, interpolation="bilinear", name=f"{name}_resize")(low)
     low = keras.layers.DepthwiseConv2D(3, padding="same", dilation_rate=4, use_bias=False,
                                        name=f"{name}_low_dw")(low)
-    low = keras.layers.BatchNormalization(name=f"{name}_low_dw_bn")(low)
+    low = FusedBatchNormalization(name=f"{name}_low_dw_bn")(low)
     low = keras.layers.ReLU(name=f"{name}_low_dw_relu")(low)
     low = keras.layers.Conv2D(filters, 1, name=f"{name}_low_conv")(low)
-    low = keras.layers.BatchNormalization(name=f"{name}_low_bn")(low)
+    low = FusedBatchNormalization(name=f"{name}_low_bn")(low)
     high = keras.layers.Conv2D(filters, 1, name=f"{name}_high_conv")(high)
-    high = keras.layers.BatchNormalization(name=f"{name}_high_bn")(high)
+    high = FusedBatchNormalization(name=f"{name}_high_bn")(high)
     fused = keras.layers.Add(name=f"{name}_add")([high, low])
     return keras.layers.ReLU(name=f"{name}_relu")(fused)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import keras
 
 from cityseg.models.common import check_choice, check_input_shape, check_positive, check_rate, softmax_head
-from cityseg.models.layers import ScheduledDropout
+from cityseg.models.layers import FusedBatchNormalization, ScheduledDropout
 
 UPSAMPLING = ("transpose", "resize")
 
@@ -22,7 +22,7 @@ def _double_conv(x, filters: int, batch_norm: bool, name: str):
         x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu",
                                 kernel_initializer="he_normal", name=f"{name}_conv{i}")(x)
         if batch_norm:
-            x = keras.layers.BatchNormalization(name=f"{name}_bn{i}")(x)
+            x = FusedBatchNormalization(name=f"{name}_bn{i}")(x)
     return x
 
 

@@ -93,7 +93,9 @@ def _labels_and_mask(y_true, y_pred, ignore_index: int | None):
 def masked_cross_entropy(y_true, y_pred, ignore_index: int | None = None, weights=None):
     """Mean (or class-weighted mean) of ``-log p[y]`` over non-ignored pixels; 0 if there are none."""
     labels, valid, probs = _labels_and_mask(y_true, y_pred, ignore_index)
-    p_true = ops.squeeze(ops.take_along_axis(probs, ops.expand_dims(labels, -1), axis=-1), axis=-1)
+    # A one-hot product, not take_along_axis: the gather's gradient is a scatter (UnsortedSegmentSum)
+    # that cost 3 % of the CamVid recipe's step on CPU; the product's gradient is a multiply.
+    p_true = ops.sum(ops.one_hot(labels, probs.shape[-1], dtype="float32") * probs, axis=-1)
     nll = -ops.log(ops.clip(p_true, PROBABILITY_FLOOR, 1.0))
     pixel_weight = valid
     if weights is not None:
