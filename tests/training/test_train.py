@@ -24,7 +24,7 @@ from cityseg.config import from_mapping, merge_mappings, to_mapping  # noqa: E40
 from cityseg.errors import CitysegError  # noqa: E402
 from cityseg.fileio import read_image  # noqa: E402
 from cityseg.training.config import TrainConfig, load_train_config  # noqa: E402
-from cityseg.training.run_state import TrainingError  # noqa: E402
+from cityseg.training.run_state import RunState, TrainingError  # noqa: E402
 from cityseg.training.schedules import learning_rate_at, make_lr_schedule  # noqa: E402
 from cityseg.training.train import TrainingDiverged, dtype_policy, train, use_mixed_precision  # noqa: E402
 
@@ -237,8 +237,19 @@ def test_resume_refuses_a_different_experiment(finished_run, tmp_path):
 
 def test_resume_without_a_checkpoint_says_so(tmp_path, data_root, cache_dir):
     (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text("name: killed in its first epoch\n")
     with pytest.raises(TrainingError, match="nothing to resume"):
         train(tiny_config(data_root, cache_dir), tmp_path / "run", resume=True)
+    assert (tmp_path / "run" / "config.yaml").read_text() == "name: killed in its first epoch\n"
+
+
+def test_resume_on_a_new_directory_starts_the_run_and_then_continues_it(tmp_path, data_root, cache_dir):
+    run = tmp_path / "new" / "run"
+    cfg = tiny_config(data_root, cache_dir)
+    train(cfg, run, resume=True, progress=False)  # nothing there yet: the same command starts it
+    assert RunState.load(run / "checkpoints" / "state.json").epochs_done == cfg.epochs
+    with pytest.raises(TrainingError, match=f"already trained {cfg.epochs} epochs"):
+        train(cfg, run, resume=True, progress=False)
 
 
 def test_force_deletes_only_the_previous_run_outputs(tmp_path, cache_dir):

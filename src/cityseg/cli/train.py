@@ -34,7 +34,9 @@ def add_parser(sub) -> None:
     p.add_argument("--epochs", type=_positive_int, metavar="N",
                    help="total epochs (overrides the config; with --resume: train up to N)")
     p.add_argument("--resume", action="store_true",
-                   help="continue the run in RUN_DIR from checkpoints/last.keras")
+                   help="continue the run in RUN_DIR from checkpoints/last.keras; a RUN_DIR that does "
+                        "not exist yet (or is empty) starts the run, so the same command starts "
+                        "and continues a long background run")
     p.add_argument("--force", action="store_true",
                    help="start over in a non-empty RUN_DIR, deleting the previous run's outputs")
     p.add_argument("--join-timeout", type=_positive_int, metavar="S", default=None,

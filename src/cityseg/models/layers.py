@@ -66,7 +66,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     """``keras.layers.BatchNormalization`` whose training step is TensorFlow's fused kernel.
 
     Keras 3 builds training-mode batch norm from about ten element-wise ops (``moments``, then
-    ``tf.nn.batch_normalization``) and as many in the gradient: 36 % of the CamVid recipe's step
+    ``tf.nn.batch_normalization``) and as many in the gradient: 37 % of the CamVid recipe's step
     on 2 CPU cores (docs/PERFORMANCE.md). One ``FusedBatchNormV3`` (oneDNN on x86) and its fused
     gradient compute the same normalisation; the moving statistics get the biased batch variance,
     as Keras' own path gives them. Inference (hence export), masks, renorm, synchronized

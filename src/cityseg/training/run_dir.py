@@ -15,6 +15,7 @@ Layout (``out_dir``)::
 
 from __future__ import annotations
 
+import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,8 @@ from cityseg.config import to_mapping
 from cityseg.fileio import write_bytes_atomic
 from cityseg.training.config import TrainConfig, load_train_config
 from cityseg.training.run_state import BEST_CHECKPOINT, LAST_CHECKPOINT, MONITOR, STATE_FILE, RunState, TrainingError
+
+log = logging.getLogger(__name__)
 
 RESUME_MAY_CHANGE = ("epochs", "data.root", "data.cache_dir", "tensorboard", "preview_count")
 """Config keys that may differ between a run and its resumption."""
@@ -85,12 +88,19 @@ class RunPaths:
 
 
 def prepare_run_dir(paths: RunPaths, cfg: TrainConfig, *, resume: bool, force: bool) -> RunState:
-    """Check ``paths.root`` may be used and return the state to start from (empty for a new run)."""
+    """Check ``paths.root`` may be used and return the state to start from (empty for a new run).
+
+    ``resume`` on a directory that does not exist yet or is empty starts the run, so one command
+    both starts and continues a long background run."""
     root = paths.root
     if root.exists() and not root.is_dir():
         raise TrainingError(f"{root}: exists and is not a directory; choose another output directory")
     if resume and force:
         raise TrainingError("--resume continues a run and --force deletes it: pass only one of them")
+    if resume and not (root.is_dir() and any(root.iterdir())):
+        log.info("%s: no run to resume yet; starting it (the same command resumes it later)", root)
+        root.mkdir(parents=True, exist_ok=True)
+        return RunState(monitor=MONITOR)
     if resume:
         return resumable_state(paths, cfg)
     if root.is_dir() and any(root.iterdir()):
