@@ -17,7 +17,7 @@ import glob
 import re
 import tempfile
 
-from train_throughput import VARIANTS, build, images_per_s
+from train_throughput import VARIANTS, build, fixed_batch, images_per_s
 
 LAYER_KIND = re.compile(r"_(bn|sepconv|conv|dropout|resize|concat|relu|pool|dw|project|expand|add)"
                         r"\d*(_\d+)?$")
@@ -70,8 +70,7 @@ def main() -> None:
 
     cfg = load_train_config(args.config, data__root=args.data_root)
     model, dataset = build(cfg, args.variant)
-    x, y = next(iter(dataset))
-    fixed = tf.data.Dataset.from_tensors((x, y)).repeat()  # the model step alone
+    fixed = fixed_batch(dataset)  # the model step alone
     images_per_s(model, fixed, 2, cfg.data.batch_size)  # trace
     with tempfile.TemporaryDirectory() as logdir:
         tf.profiler.experimental.start(logdir)

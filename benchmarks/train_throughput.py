@@ -72,11 +72,14 @@ def pipeline_images_per_s(dataset, steps: int, batch: int) -> float:
 
 def model_images_per_s(model, dataset, steps: int, batch: int) -> float:
     """The model's training step alone, on one batch held in memory (no pipeline)."""
+    return images_per_s(model, fixed_batch(dataset), steps, batch)
+
+
+def fixed_batch(dataset):
+    """One batch of ``dataset`` repeated from memory: the model step without the pipeline."""
     import tensorflow as tf
 
-    x, y = next(iter(dataset))
-    fixed = tf.data.Dataset.from_tensors((x, y)).repeat()
-    return images_per_s(model, fixed, steps, batch)
+    return tf.data.Dataset.from_tensors(next(iter(dataset))).repeat()
 
 
 def main() -> None:

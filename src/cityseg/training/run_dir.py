@@ -97,13 +97,12 @@ def prepare_run_dir(paths: RunPaths, cfg: TrainConfig, *, resume: bool, force: b
         raise TrainingError(f"{root}: exists and is not a directory; choose another output directory")
     if resume and force:
         raise TrainingError("--resume continues a run and --force deletes it: pass only one of them")
-    if resume and not (root.is_dir() and any(root.iterdir())):
-        log.info("%s: no run to resume yet; starting it (the same command resumes it later)", root)
-        root.mkdir(parents=True, exist_ok=True)
-        return RunState(monitor=MONITOR)
-    if resume:
+    occupied = root.is_dir() and any(root.iterdir())
+    if resume and occupied:
         return resumable_state(paths, cfg)
-    if root.is_dir() and any(root.iterdir()):
+    if resume:
+        log.info("%s: no run to resume yet; starting it (the same command resumes it later)", root)
+    elif occupied:
         if not force:
             raise TrainingError(f"{root}: the run directory is not empty; pass --resume to continue "
                                 "the run in it, --force to start it over (deleting its previous "
